@@ -1,0 +1,110 @@
+/* catalog.h: the manifest model and its JSON, names, listing, retention, verify, gc. */
+#ifndef SNAP_CATALOG_H
+#define SNAP_CATALOG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/ctx.h"
+#include "../storage/storage.h"
+
+#define CAT_FORMAT 1
+#define CAT_NAME_MAX 128
+
+/*
+ * A manifest is a JSON document (docs/formats.md); cat_manifest wraps it and the getters
+ * below read it. A component and a part are views into the manifest, valid while it lives.
+ */
+typedef struct cat_manifest cat_manifest;
+typedef struct cat_component cat_component;
+
+/* Names match [A-Za-z0-9][A-Za-z0-9._-]{0,127}; a usage error otherwise. */
+snap_rc cat_name_check(const char *what, const char *name, snap_err *err);
+/* Ids sort by time: 20261126T054128Z-1a2b3c4d (out holds 32). */
+void cat_new_id(char out[32]);
+
+cat_manifest *cat_manifest_new(const char *name, const char *id);
+void cat_manifest_free(cat_manifest *m);
+
+void cat_manifest_set_note(cat_manifest *m, const char *note);
+void cat_manifest_set_label(cat_manifest *m, const char *key, const char *value);
+void cat_manifest_set_finished(cat_manifest *m, time_t t); /* created is set by _new */
+
+const char *cat_manifest_name(const cat_manifest *m);
+const char *cat_manifest_id(const cat_manifest *m);
+time_t cat_manifest_created(const cat_manifest *m);
+const char *cat_manifest_note(const cat_manifest *m); /* NULL if none */
+const char *cat_manifest_label(const cat_manifest *m, const char *key); /* NULL if none */
+json_t *cat_manifest_labels(const cat_manifest *m); /* object: borrowed */
+uint64_t cat_manifest_bytes(const cat_manifest *m); /* stored bytes of every part */
+/* True when every "k=v" in labels matches. */
+bool cat_manifest_match_labels(const cat_manifest *m, const char *const *labels, size_t n);
+
+size_t cat_manifest_ncomponents(const cat_manifest *m);
+cat_component *cat_manifest_component(const cat_manifest *m, size_t i);
+cat_component *cat_manifest_find(const cat_manifest *m, const char *component_name);
+
+/* Data keys of a snapshot live under data/<id>/; a component's parts under data/<id>/<name>. */
+char *cat_component_prefix(const cat_manifest *m, const char *component_name);
+
+cat_component *cat_manifest_add_component(cat_manifest *m, const char *name, const char *type);
+void cat_component_set_source(cat_component *c, const char *redacted_source);
+void cat_component_add_part(cat_component *c, const char *key, uint64_t size,
+                            const char *sha256, uint64_t entries, uint64_t raw_bytes);
+
+const char *cat_component_name(const cat_component *c);
+const char *cat_component_type(const cat_component *c);
+const char *cat_component_source(const cat_component *c);
+size_t cat_component_nparts(const cat_component *c);
+void cat_component_part(const cat_component *c, size_t i, const char **key, uint64_t *size,
+                        const char **sha256, uint64_t *entries);
+uint64_t cat_component_bytes(const cat_component *c);
+/* Engine-specific objects, borrowed and writable: "stats" (checked at revert), "info". */
+json_t *cat_component_stats(cat_component *c);
+json_t *cat_component_info(cat_component *c);
+
+/* The manifest as JSON (borrowed). */
+json_t *cat_manifest_json(const cat_manifest *m);
+/* Parses and validates (format version, required fields, types). */
+snap_rc cat_manifest_parse(const char *buf, size_t len, cat_manifest **out, snap_err *err);
+
+/* Store operations. */
+snap_rc cat_commit(stg *s, const cat_manifest *m, snap_err *err); /* create-only */
+snap_rc cat_exists(stg *s, const char *name, bool *exists, snap_err *err);
+snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err);
+/* Every committed manifest, oldest first; *out is an array of n manifests. */
+snap_rc cat_list(stg *s, cat_manifest ***out, size_t *n, snap_err *err);
+void cat_list_free(cat_manifest **list, size_t n);
+/* Removes the catalog entry (the commit point) first, then the data. */
+snap_rc cat_delete(stg *s, const cat_manifest *m, snap_err *err);
+
+/* Re-reads every part and checks its SHA-256 and size; report receives one object per part. */
+snap_rc cat_verify(stg *s, const cat_manifest *m, const snap_ctx *ctx, json_t *report,
+                   snap_err *err);
+
+/*
+ * Leases: a revert holds one on the snapshot it reads so that prune and delete leave it
+ * alone. A lease older than a day is considered abandoned.
+ */
+snap_rc cat_lease_take(stg *s, const char *name, const char *holder_id, snap_err *err);
+void cat_lease_drop(stg *s, const char *name, const char *holder_id);
+snap_rc cat_lease_held(stg *s, const char *name, bool *held, snap_err *err);
+
+/* Retention: which of list (oldest first) a policy removes. keep_last 0 and keep_within 0 disable. */
+typedef struct cat_retention {
+    long keep_last;
+    int64_t keep_within; /* seconds */
+} cat_retention;
+/* Fills doomed[i] for each manifest; labels filter which snapshots the policy applies to. */
+void cat_retention_apply(cat_manifest *const *list, size_t n, const cat_retention *policy,
+                         const char *const *labels, size_t nlabels, time_t now, bool *doomed);
+
+/* Data directories no manifest references and older than min_age seconds. */
+snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_t *report,
+               snap_err *err);
+
+/* An audit record of a revert, stored as reverts/<revert-id>.json. */
+snap_rc cat_record_revert(stg *s, const char *revert_id, json_t *record, snap_err *err);
+
+#endif

@@ -1,0 +1,32 @@
+/* ctx.h: the one context passed down from cmd/ through every layer, and logging. */
+#ifndef SNAP_CTX_H
+#define SNAP_CTX_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "cfg.h"
+#include "err.h"
+
+typedef struct snap_ctx {
+    int verbosity;   /* -1 quiet, 0 normal, 1 verbose, 2 debug */
+    bool json;       /* stdout carries one JSON document; human text goes to stderr */
+    bool progress;   /* draw progress on stderr (a TTY and not quiet) */
+    bool assume_yes; /* --yes */
+    int jobs;        /* parallel workers for capture and restore, >= 1 */
+    const cfg *cfg;  /* merged configuration (file, environment, flags) */
+    /* Set by the command's signal handler (SIGINT/SIGTERM); the library polls it. */
+    volatile sig_atomic_t *interrupted;
+} snap_ctx;
+
+/* Logs go to stderr, one line each, "snap: " or "revert: " first (see log_set_program). */
+void log_set_program(const char *name);
+void log_error(const snap_ctx *ctx, const snap_err *err);
+void log_warn(const snap_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_info(const snap_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_debug(const snap_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True once SIGINT/SIGTERM arrived; sets err to SNAP_EINTR when it returns true. */
+bool ctx_interrupted(const snap_ctx *ctx, snap_err *err);
+
+#endif

@@ -1,0 +1,299 @@
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <ftw.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+void *xcalloc(size_t n, size_t m)
+{
+    void *p = calloc(n ? n : 1, m ? m : 1);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *p;
+
+    va_start(ap, fmt);
+    if (vasprintf(&p, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    return p;
+}
+
+snap_rc util_mkdir_p(const char *path, unsigned mode, snap_err *err)
+{
+    char *p = xstrdup(path);
+    snap_rc rc = SNAP_OK;
+
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, mode) != 0 && errno != EEXIST) {
+            rc = err_sys(err, err_from_errno(errno), "cannot create directory %s", p);
+            break;
+        }
+        *s = c;
+        if (c == '\0')
+            break;
+    }
+    free(p);
+    return rc;
+}
+
+snap_rc util_fsync_dir(const char *dir, snap_err *err)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0)
+        return err_sys(err, err_from_errno(errno), "cannot open directory %s", dir);
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return err_sys(err, SNAP_EFAIL, "cannot fsync directory %s", dir);
+    }
+    close(fd);
+    return SNAP_OK;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP)
+        return rmdir(path) == 0 || errno == ENOENT ? 0 : -1;
+    return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+snap_rc util_rm_rf(const char *path, snap_err *err)
+{
+    struct stat st;
+
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? SNAP_OK : err_sys(err, SNAP_EFAIL, "cannot remove %s", path);
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            return err_sys(err, SNAP_EFAIL, "cannot remove %s", path);
+        return SNAP_OK;
+    }
+    /* Directories that we created without write permission would stop the walk. */
+    if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS) != 0)
+        return err_sys(err, SNAP_EFAIL, "cannot remove %s", path);
+    return SNAP_OK;
+}
+
+char *util_abspath(const char *path)
+{
+    char *buf, *out;
+    size_t n = 0;
+
+    if (path[0] == '/') {
+        buf = xstrdup(path);
+    } else {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof cwd) == NULL)
+            strcpy(cwd, "/");
+        buf = xasprintf("%s/%s", cwd, path);
+    }
+    out = xmalloc(strlen(buf) + 2);
+    for (char *save = NULL, *tok = strtok_r(buf, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+        if (strcmp(tok, ".") == 0)
+            continue;
+        if (strcmp(tok, "..") == 0) {
+            while (n > 0 && out[n - 1] != '/')
+                n--;
+            if (n > 0)
+                n--;
+            continue;
+        }
+        out[n++] = '/';
+        size_t l = strlen(tok);
+        memcpy(out + n, tok, l);
+        n += l;
+    }
+    if (n == 0)
+        out[n++] = '/';
+    out[n] = '\0';
+    free(buf);
+    return out;
+}
+
+char *util_dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL)
+        return xstrdup(".");
+    if (slash == path)
+        return xstrdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+char *util_basename(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return xstrdup(slash ? slash + 1 : path);
+}
+
+uint64_t util_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t util_now_ms(void)
+{
+    return util_now_ns() / 1000000u;
+}
+
+void util_iso8601(time_t t, char out[32])
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+bool util_parse_iso8601(const char *s, time_t *out)
+{
+    struct tm tm;
+    const char *end;
+
+    memset(&tm, 0, sizeof tm);
+    end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (end == NULL || *end != '\0')
+        return false;
+    *out = timegm(&tm);
+    return true;
+}
+
+void util_random_hex(char *out, size_t nbytes)
+{
+    unsigned char b[64];
+    size_t got = 0;
+
+    if (nbytes > sizeof b)
+        nbytes = sizeof b;
+    while (got < nbytes) {
+        ssize_t n = getrandom(b + got, nbytes - got, 0);
+        if (n < 0 && errno != EINTR)
+            abort();
+        if (n > 0)
+            got += (size_t)n;
+    }
+    for (size_t i = 0; i < nbytes; i++)
+        sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+struct util_sha256 {
+    EVP_MD_CTX *md;
+};
+
+util_sha256 *util_sha256_new(void)
+{
+    util_sha256 *h = xcalloc(1, sizeof *h);
+    h->md = EVP_MD_CTX_new();
+    if (h->md == NULL || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1)
+        abort();
+    return h;
+}
+
+void util_sha256_update(util_sha256 *h, const void *buf, size_t len)
+{
+    EVP_DigestUpdate(h->md, buf, len);
+}
+
+void util_sha256_final(util_sha256 *h, char hex[65])
+{
+    unsigned char d[32];
+    unsigned int n = 0;
+
+    EVP_DigestFinal_ex(h->md, d, &n);
+    for (unsigned i = 0; i < 32; i++)
+        sprintf(hex + 2 * i, "%02x", d[i]);
+    util_sha256_free(h);
+}
+
+void util_sha256_free(util_sha256 *h)
+{
+    if (h == NULL)
+        return;
+    EVP_MD_CTX_free(h->md);
+    free(h);
+}
+
+void util_human_bytes(uint64_t n, char out[32])
+{
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, 32, "%llu B", (unsigned long long)n);
+    else
+        snprintf(out, 32, "%.1f %s", v, unit[u]);
+}
+
+bool util_glob_match(const char *pattern, const char *path)
+{
+    /* A pattern with '/' matches the whole relative path; else any last component. */
+    if (strchr(pattern, '/') != NULL)
+        return fnmatch(pattern, path, FNM_PATHNAME | FNM_PERIOD) == 0 ||
+               fnmatch(pattern, path, 0) == 0;
+    const char *base = strrchr(path, '/');
+    return fnmatch(pattern, base ? base + 1 : path, 0) == 0;
+}
+
+void util_failpoint(const char *name)
+{
+    const char *fp = getenv("SNAP_FAILPOINT");
+
+    if (fp != NULL && strcmp(fp, name) == 0) {
+        fprintf(stderr, "failpoint %s: killing the process\n", name);
+        raise(SIGKILL);
+    }
+}

@@ -1,0 +1,57 @@
+/* util.h: small helpers several layers share: paths, time, randomness, hashing. */
+#ifndef SNAP_UTIL_H
+#define SNAP_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "err.h"
+
+/* malloc/strdup that abort on exhaustion: out of memory is not recoverable here. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* mkdir -p with mode for created directories. */
+snap_rc util_mkdir_p(const char *path, unsigned mode, snap_err *err);
+/* fsync of the directory holding path (or of path itself when it is a directory). */
+snap_rc util_fsync_dir(const char *dir, snap_err *err);
+/* rm -rf; a missing path succeeds. */
+snap_rc util_rm_rf(const char *path, snap_err *err);
+/* Parent directory and last component of an absolute, normalised path (caller frees). */
+char *util_dirname(const char *path);
+char *util_basename(const char *path);
+/* Absolute, without "." , ".." or duplicate '/' (lexically; symlinks are not resolved). */
+char *util_abspath(const char *path);
+
+/* Monotonic milliseconds / nanoseconds, for durations. */
+uint64_t util_now_ms(void);
+uint64_t util_now_ns(void);
+/* 2026-11-26T05:41:28Z */
+void util_iso8601(time_t t, char out[32]);
+bool util_parse_iso8601(const char *s, time_t *out);
+
+/* n random bytes as 2n lowercase hex digits (out holds 2n+1). */
+void util_random_hex(char *out, size_t nbytes);
+
+/* SHA-256 over a stream, hex output of 65 bytes (OpenSSL EVP). */
+typedef struct util_sha256 util_sha256;
+util_sha256 *util_sha256_new(void);
+void util_sha256_update(util_sha256 *h, const void *buf, size_t len);
+void util_sha256_final(util_sha256 *h, char hex[65]); /* also frees */
+void util_sha256_free(util_sha256 *h);
+
+/* "1.2 GiB", "512 B" */
+void util_human_bytes(uint64_t n, char out[32]);
+
+/* fnmatch-style glob against a path and each of its trailing sub-paths (for exclude). */
+bool util_glob_match(const char *pattern, const char *path);
+
+/* Named fail points: when $SNAP_FAILPOINT equals name, the process kills itself (SIGKILL). */
+void util_failpoint(const char *name);
+
+#endif

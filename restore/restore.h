@@ -1,0 +1,86 @@
+/* restore.h: revert: plan, safety snapshot, stage, verify, journaled cut-over, finish, recover. */
+#ifndef SNAP_RESTORE_H
+#define SNAP_RESTORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "../catalog/catalog.h"
+#include "../common/ctx.h"
+#include "../storage/storage.h"
+
+typedef struct rst_request {
+    const char *name;             /* snapshot to revert to */
+    const char *const *only;      /* component names; none means all */
+    size_t nonly;
+    const char *to;               /* --to: restore beside, never touching the original */
+    bool dry_run;
+    bool no_safety_snapshot;
+    bool drop_old;                /* remove the displaced state after success */
+    /* Asked before the cut-over when not assume_yes; returns true to go on. */
+    bool (*confirm)(const json_t *plan, void *arg);
+    void *confirm_arg;
+} rst_request;
+
+/*
+ * Reverts every selected component of the snapshot. The plan (and, after success, the
+ * result) is put in *result, a JSON object the caller prints and frees (may be NULL on
+ * early errors). Refuses with SNAP_ERECOVER while an abandoned journal is pending.
+ */
+snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **result,
+                   snap_err *err);
+
+/* Completes or rolls back every abandoned journal and removes staging leftovers. */
+snap_rc rst_recover(snap_ctx *ctx, stg *store, json_t **result, snap_err *err);
+
+/* The directory of journals, locks and undo records: [revert] state_dir, $SNAP_STATE_DIR,
+ * else /var/lib/snap for root and $XDG_STATE_HOME/snap or ~/.local/state/snap otherwise. */
+char *rst_state_dir(const snap_ctx *ctx);
+
+/* What a target driver gets: one component being reverted onto its live target. */
+typedef struct rst_target rst_target;
+
+snap_ctx *rst_ctx(const rst_target *t);
+stg *rst_store(const rst_target *t);
+/* NULL during recovery, which works from the journal state alone. */
+const cat_manifest *rst_manifest(const rst_target *t);
+const cat_component *rst_component(const rst_target *t);
+const char *rst_component_name(const rst_target *t);
+const char *rst_revert_id(const rst_target *t);
+/* --to, or NULL. */
+const char *rst_to(const rst_target *t);
+/* A [revert] option set by a flag or the config (mode, pin, images_lock ...), or NULL. */
+const char *rst_option(const rst_target *t, const char *key);
+/* The plan of this target: an object the driver fills (target, actions, checks). */
+json_t *rst_plan(rst_target *t);
+/* The driver's own state, kept in the journal: whatever recovery needs (paths, names). */
+json_t *rst_state(rst_target *t);
+/* Writes the journal with the current state to disk (fsync) before a step that needs it. */
+snap_rc rst_journal_save(rst_target *t, snap_err *err);
+/* A lock key for this target (a path, a database name on a server); same key, one revert. */
+void rst_set_lock_key(rst_target *t, const char *key);
+
+typedef struct rst_driver {
+    const char *type;
+    /* Connects, checks privileges and blockers, fills rst_plan and rst_set_lock_key.
+     * Changes nothing. */
+    snap_rc (*plan)(rst_target *t, snap_err *err);
+    /* Adds a [source NAME] section to c that captures the live target as it is now. */
+    snap_rc (*safety_source)(rst_target *t, cfg *c, const char *section, snap_err *err);
+    /* Restores beside the live target and verifies it; nothing live changes. */
+    snap_rc (*stage)(rst_target *t, snap_err *err);
+    /* Switches staged and live. Idempotent: recovery calls it again after a crash. */
+    snap_rc (*cutover)(rst_target *t, snap_err *err);
+    /* Undoes cutover if it happened, idempotent. */
+    snap_rc (*rollback)(rst_target *t, snap_err *err);
+    /* Removes staging leftovers of a target that was not switched, idempotent. */
+    snap_rc (*discard)(rst_target *t, snap_err *err);
+    /* After every target switched: keep or drop the displaced state. */
+    snap_rc (*finish)(rst_target *t, bool drop_old, snap_err *err);
+} rst_driver;
+
+extern const rst_driver rst_files_driver;
+
+const rst_driver *rst_driver_find(const char *type);
+
+#endif

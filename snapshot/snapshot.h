@@ -1,0 +1,64 @@
+/* snapshot.h: capture. The engine runs each source into its component's archive parts. */
+#ifndef SNAP_SNAPSHOT_H
+#define SNAP_SNAPSHOT_H
+
+#include <stdbool.h>
+
+#include "../catalog/catalog.h"
+#include "../common/archive.h"
+#include "../common/ctx.h"
+#include "../storage/storage.h"
+
+typedef struct snp_request {
+    const char *name;
+    const char *note;                /* may be NULL */
+    const char *const *labels;       /* "key=value" */
+    size_t nlabels;
+    /*
+     * A safety snapshot before a revert: a configured path that does not exist now is
+     * recorded as absent (so reverting to it removes the path) instead of failing.
+     */
+    bool allow_missing;
+} snp_request;
+
+/*
+ * Captures every [source NAME] of ctx->cfg into a new snapshot and commits its manifest
+ * last, create-only. On failure or interruption nothing is committed and the parts
+ * written so far are deleted (what a kill leaves behind, snap gc removes).
+ * *out (may be NULL) receives the committed manifest.
+ */
+snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manifest **out,
+                   snap_err *err);
+
+/* What a source driver gets: one source becoming one component. */
+typedef struct snp_capture snp_capture;
+
+const char *snp_source_name(const snp_capture *c);
+/* A key of the [source NAME] section (after flags and environment), or NULL. */
+const char *snp_source_get(const snp_capture *c, const char *key);
+void snp_source_each(const snp_capture *c, const char *key,
+                     bool (*fn)(const char *value, void *arg), void *arg);
+snap_ctx *snp_ctx(const snp_capture *c);
+stg *snp_store(const snp_capture *c);
+bool snp_allow_missing(const snp_capture *c);
+/* The component being filled: set its source (redacted), stats and info here. */
+cat_component *snp_component(const snp_capture *c);
+/* Progress of the whole snap (may be a bar that does not draw). */
+prg_bar *snp_progress(const snp_capture *c);
+/*
+ * A new writer whose parts belong to this component; one per worker thread. Each must
+ * be finished (arc_writer_finish) and freed by the driver.
+ */
+snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err);
+
+typedef struct snp_driver {
+    const char *type; /* the `type =` of a [source] section */
+    snap_rc (*capture)(snp_capture *c, snap_err *err);
+} snp_driver;
+
+extern const snp_driver snp_files_driver;
+
+/* The driver for a source type, or NULL. */
+const snp_driver *snp_driver_find(const char *type);
+
+#endif

@@ -1,0 +1,84 @@
+/* storage.h: the store interface. Keys are relative, '/'-separated ("catalog/x.json"). */
+#ifndef SNAP_STORAGE_H
+#define SNAP_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "../common/ctx.h"
+
+typedef struct stg stg;
+typedef struct stg_writer stg_writer;
+typedef struct stg_reader stg_reader;
+
+/* Writer flags. */
+#define STG_CREATE_ONLY 0x1u /* commit fails with SNAP_ECONFLICT if the key exists */
+
+/* Driver features, see stg_features(). */
+#define STG_FEAT_RANGE 0x1u       /* ranged reads are cheap (no read-and-skip) */
+#define STG_FEAT_CREATE_ONLY 0x2u /* create-only commit is enforced by the store itself */
+#define STG_FEAT_LOCAL 0x4u       /* a directory on this machine */
+
+typedef struct stg_entry {
+    const char *key;
+    uint64_t size;
+    time_t mtime;
+} stg_entry;
+
+/* Return false to stop the listing early. */
+typedef bool (*stg_list_fn)(const stg_entry *e, void *arg);
+
+/*
+ * Opens the store at url: a local path, file://PATH, or s3://bucket/prefix. Driver options
+ * come from cfg's [store] section and the environment. With create, a missing store is
+ * made (a local directory, STORE.json); without, it is SNAP_ENOTFOUND. STORE.json (format
+ * version, store id, encryption) is checked on every open.
+ */
+snap_rc stg_open(const char *url, bool create, snap_ctx *ctx, stg **out, snap_err *err);
+void stg_free(stg *s);
+
+const char *stg_url(const stg *s); /* for messages: never holds secrets */
+unsigned stg_features(const stg *s);
+const char *stg_id(const stg *s); /* from STORE.json */
+/* Adds driver facts ("create_only_check": "if-none-match" ...) to a JSON object (json_t *). */
+void stg_describe(const stg *s, void *json_object);
+
+/*
+ * Streamed put: data becomes visible at the key only at stg_commit (local: temp file,
+ * fsync, rename or link, fsync of the directory; S3: the completed upload). stg_commit and
+ * stg_abort free the writer; abort leaves nothing behind. A writer is used by one thread;
+ * several writers may run at once.
+ */
+snap_rc stg_writer_open(stg *s, const char *key, unsigned flags, stg_writer **out, snap_err *err);
+snap_rc stg_write(stg_writer *w, const void *buf, size_t len, snap_err *err);
+snap_rc stg_commit(stg_writer *w, snap_err *err);
+void stg_abort(stg_writer *w);
+
+/* Streamed get of [off, off+len); len 0 means to the end. SNAP_ENOTFOUND if absent. */
+snap_rc stg_reader_open(stg *s, const char *key, uint64_t off, uint64_t len, stg_reader **out,
+                        snap_err *err);
+/* Reads up to cap bytes; *got is 0 only at the end. */
+snap_rc stg_read(stg_reader *r, void *buf, size_t cap, size_t *got, snap_err *err);
+void stg_reader_free(stg_reader *r);
+
+/* Whole small objects (manifests, journals): at most max bytes, NUL-terminated copy. */
+snap_rc stg_get(stg *s, const char *key, size_t max, char **buf, size_t *len, snap_err *err);
+snap_rc stg_put(stg *s, const char *key, const void *buf, size_t len, unsigned flags,
+                snap_err *err);
+
+snap_rc stg_stat(stg *s, const char *key, uint64_t *size, snap_err *err);
+/* Keys under prefix, in no set order. */
+snap_rc stg_list(stg *s, const char *prefix, stg_list_fn fn, void *arg, snap_err *err);
+/* Deleting a missing key succeeds. */
+snap_rc stg_delete(stg *s, const char *key, snap_err *err);
+/* Removes every key under prefix. */
+snap_rc stg_delete_prefix(stg *s, const char *prefix, snap_err *err);
+/*
+ * Removes uploads that never committed and are older than max_age seconds: local temp
+ * files, S3 multipart uploads. Counts them in *n; with dry_run only counts.
+ */
+snap_rc stg_cleanup(stg *s, int64_t max_age, bool dry_run, unsigned *n, snap_err *err);
+
+#endif

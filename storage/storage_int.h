@@ -1,0 +1,44 @@
+/* storage_int.h: what a store driver implements. Only storage/ includes this. */
+#ifndef SNAP_STORAGE_INT_H
+#define SNAP_STORAGE_INT_H
+
+#include "storage.h"
+
+/*
+ * A driver is a table of functions, like pgBackRest's StorageInterface. Every function
+ * returns a snap_rc and fills err; drv, w and r are the driver's own objects. The
+ * functions must be safe to call from several threads at once on different writers
+ * and readers of one store.
+ */
+typedef struct stg_driver {
+    const char *scheme; /* "file", "s3" */
+    unsigned features;  /* STG_FEAT_* */
+
+    /* url without the scheme's own prefix handling; create: make a missing root. */
+    snap_rc (*open)(const char *url, bool create, snap_ctx *ctx, void **drv, snap_err *err);
+    void (*free)(void *drv);
+    const char *(*url)(void *drv);
+    void (*describe)(void *drv, void *json_object); /* may be NULL */
+
+    snap_rc (*writer_open)(void *drv, const char *key, unsigned flags, void **w, snap_err *err);
+    snap_rc (*write)(void *w, const void *buf, size_t len, snap_err *err);
+    snap_rc (*commit)(void *w, snap_err *err); /* frees w */
+    void (*abort)(void *w);                    /* frees w */
+
+    snap_rc (*reader_open)(void *drv, const char *key, uint64_t off, uint64_t len, void **r,
+                           snap_err *err);
+    snap_rc (*read)(void *r, void *buf, size_t cap, size_t *got, snap_err *err);
+    void (*reader_free)(void *r);
+
+    snap_rc (*stat)(void *drv, const char *key, uint64_t *size, snap_err *err);
+    snap_rc (*list)(void *drv, const char *prefix, stg_list_fn fn, void *arg, snap_err *err);
+    snap_rc (*remove)(void *drv, const char *key, snap_err *err);
+    /* Batch removal; may be NULL, then remove is called for each key. */
+    snap_rc (*remove_many)(void *drv, const char *const *keys, size_t n, snap_err *err);
+    snap_rc (*cleanup)(void *drv, int64_t max_age, bool dry_run, unsigned *n, snap_err *err);
+} stg_driver;
+
+extern const stg_driver stg_local_driver;
+extern const stg_driver stg_s3_driver;
+
+#endif
