@@ -58,6 +58,14 @@ typedef struct snp_driver {
 
 extern const snp_driver snp_files_driver;
 
+/*
+ * Captures absolute paths as a files source does (for drivers that build on it, such
+ * as images, which keeps the manifest files themselves). Fills the component's info
+ * ("roots") and stats ("files", "bytes") as the files driver does.
+ */
+snap_rc snp_files_capture_paths(snp_capture *c, const char *const *paths, size_t n,
+                                const char *const *exclude, size_t nexclude, snap_err *err);
+
 /* The driver for a source type, or NULL. */
 const snp_driver *snp_driver_find(const char *type);
 
