@@ -1,0 +1,461 @@
+/* pg.c: connections, DSN redaction and the client programs both PostgreSQL sides use. */
+#include "pg.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+extern char **environ;
+
+static bool is_uri(const char *dsn)
+{
+    return strncmp(dsn, "postgresql://", 13) == 0 || strncmp(dsn, "postgres://", 11) == 0;
+}
+
+/* Removes every "password=..." parameter from a URI's query string, in place. */
+static void uri_drop_password_param(char *s)
+{
+    char *q = strchr(s, '?'), *r, *w;
+
+    if (q == NULL)
+        return;
+    r = w = q + 1;
+    while (*r != '\0') {
+        size_t len = strcspn(r, "&");
+        if (strncmp(r, "password=", 9) != 0) {
+            if (w != q + 1)
+                *w++ = '&';
+            memmove(w, r, len);
+            w += len;
+        }
+        r += len;
+        if (*r == '&')
+            r++;
+    }
+    *w = '\0';
+    if (w == q + 1)
+        *q = '\0';
+}
+
+char *pg_redact_dsn(const char *dsn)
+{
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &perr);
+    char *out;
+
+    if (opts == NULL) {
+        PQfreemem(perr);
+        return NULL;
+    }
+    if (is_uri(dsn)) {
+        char *s = xstrdup(dsn), *auth = strstr(s, "://") + 3;
+        char *at = strchr(auth, '@'), *slash = strpbrk(auth, "/?");
+
+        /* userinfo ends at the last '@' before the path */
+        if (at != NULL && (slash == NULL || at < slash)) {
+            char *last = at;
+            while ((at = strchr(at + 1, '@')) != NULL && (slash == NULL || at < slash))
+                last = at;
+            char *colon = memchr(auth, ':', (size_t)(last - auth));
+            if (colon != NULL)
+                memmove(colon, last, strlen(last) + 1);
+        }
+        uri_drop_password_param(s);
+        out = s;
+    } else {
+        size_t cap = 256, len = 0;
+        out = xmalloc(cap);
+        out[0] = '\0';
+        for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+            if (o->val == NULL || strcmp(o->keyword, "password") == 0)
+                continue;
+            /* key='value' with ' and \ escaped, as libpq reads it back */
+            size_t need = strlen(o->keyword) + 2 * strlen(o->val) + 6;
+            while (len + need >= cap)
+                out = xrealloc(out, cap *= 2);
+            len += (size_t)sprintf(out + len, "%s%s='", len ? " " : "", o->keyword);
+            for (const char *v = o->val; *v; v++) {
+                if (*v == '\'' || *v == '\\')
+                    out[len++] = '\\';
+                out[len++] = *v;
+            }
+            out[len++] = '\'';
+            out[len] = '\0';
+        }
+    }
+    PQconninfoFree(opts);
+    return out;
+}
+
+/* libpq messages are multi-line and end with a newline: keep them on one line. */
+static void one_line(const char *in, char *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (; *in && n + 1 < cap; in++) {
+        char ch = *in == '\n' || *in == '\t' ? ' ' : *in;
+        if (ch == ' ' && (n == 0 || out[n - 1] == ' '))
+            continue;
+        out[n++] = ch;
+    }
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+}
+
+void pg_errmsg(PGconn *conn, const PGresult *res, char *out, size_t cap)
+{
+    const char *m = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+    if (m == NULL && res != NULL)
+        m = PQresultErrorMessage(res);
+    if ((m == NULL || *m == '\0') && conn != NULL)
+        m = PQerrorMessage(conn);
+    one_line(m != NULL && *m ? m : "unknown error", out, cap);
+    if (strncmp(out, "ERROR: ", 7) == 0)
+        memmove(out, out + 7, strlen(out + 7) + 1);
+}
+
+const char *pg_sqlstate(const PGresult *res)
+{
+    const char *s = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return s != NULL ? s : "";
+}
+
+/* A description of where dsn points, for a failed connection: "host:port/db". */
+static char *dsn_where(const char *dsn, const char *dbname)
+{
+    PQconninfoOption *opts = PQconninfoParse(dsn, NULL), *def = PQconndefaults();
+    const char *host = NULL, *port = NULL, *db = dbname, *user = NULL;
+    char *out;
+
+    for (int pass = 0; pass < 2; pass++)
+        for (PQconninfoOption *o = pass ? def : opts; o != NULL && o->keyword != NULL; o++) {
+            if (o->val == NULL || *o->val == '\0')
+                continue;
+            if (strcmp(o->keyword, "host") == 0 && host == NULL)
+                host = o->val;
+            else if (strcmp(o->keyword, "port") == 0 && port == NULL)
+                port = o->val;
+            else if (strcmp(o->keyword, "dbname") == 0 && db == NULL)
+                db = o->val;
+            else if (strcmp(o->keyword, "user") == 0 && user == NULL)
+                user = o->val;
+        }
+    out = xasprintf("%s:%s/%s", host ? host : "localhost", port ? port : "5432",
+                    db ? db : (user ? user : "?"));
+    PQconninfoFree(opts);
+    PQconninfoFree(def);
+    return out;
+}
+
+snap_rc pg_connect(const char *dsn, const char *dbname, PGconn **out, snap_err *err)
+{
+    const char *keys[] = {"dbname", "dbname", "fallback_application_name", "client_encoding", NULL};
+    const char *vals[] = {dsn, dbname, "snap", "UTF8", NULL};
+    char msg[512], *perr = NULL, *where;
+    PQconninfoOption *opts;
+    PGconn *conn;
+    snap_rc rc;
+
+    *out = NULL;
+    opts = PQconninfoParse(dsn, &perr);
+    if (opts == NULL) {
+        PQfreemem(perr); /* may quote the DSN, which may hold a password */
+        err_set(err, SNAP_EUSAGE, 0, "invalid postgres dsn");
+        err_hint(err, "use postgresql://user@host:port/dbname or key=value pairs (host=... dbname=...)");
+        return SNAP_EUSAGE;
+    }
+    PQconninfoFree(opts);
+    if (dbname == NULL) {
+        keys[1] = "fallback_application_name";
+        vals[1] = "snap";
+        keys[2] = "client_encoding";
+        vals[2] = "UTF8";
+        keys[3] = vals[3] = NULL;
+    }
+    conn = PQconnectdbParams(keys, vals, 1);
+    if (conn != NULL && PQstatus(conn) == CONNECTION_OK) {
+        *out = conn;
+        return SNAP_OK;
+    }
+    where = dsn_where(dsn, dbname);
+    one_line(conn ? PQerrorMessage(conn) : "out of memory", msg, sizeof msg);
+    if (strstr(msg, "database \"") != NULL && strstr(msg, "does not exist") != NULL) {
+        rc = err_set(err, SNAP_ENOTFOUND, 0, "cannot connect to postgres %s: %s", where, msg);
+        err_hint(err, "check the database name in the DSN (psql -l lists them)");
+    } else if (strstr(msg, "password") != NULL || strstr(msg, "authentication") != NULL) {
+        rc = err_set(err, SNAP_EUNREACH, 0, "cannot connect to postgres %s: %s", where, msg);
+        err_hint(err, "check the user and password: PGPASSWORD, ~/.pgpass or the service file");
+    } else {
+        rc = err_set(err, SNAP_EUNREACH, 0, "cannot connect to postgres %s: %s", where, msg);
+        err_hint(err, "check that the server runs and accepts connections (pg_isready -h HOST -p PORT)");
+    }
+    free(where);
+    PQfinish(conn);
+    return rc;
+}
+
+char *pg_where(PGconn *conn)
+{
+    const char *host = PQhost(conn);
+
+    if (host == NULL || *host == '\0' || *host == '/')
+        host = "localhost";
+    return xasprintf("%s:%s/%s", host, PQport(conn), PQdb(conn));
+}
+
+snap_rc pg_exec(PGconn *conn, const char *sql, snap_err *err)
+{
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    char msg[512];
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY) {
+        PQclear(res);
+        return SNAP_OK;
+    }
+    pg_errmsg(conn, res, msg, sizeof msg);
+    err_set(err, PQstatus(conn) == CONNECTION_OK ? SNAP_EFAIL : SNAP_EUNREACH, 0, "%s", msg);
+    if (strcmp(pg_sqlstate(res), "42501") == 0)
+        err->code = SNAP_EUNREACH;
+    PQclear(res);
+    return err->code;
+}
+
+snap_rc pg_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                 PGresult **out, snap_err *err)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    char msg[512];
+
+    *out = NULL;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        *out = res;
+        return SNAP_OK;
+    }
+    pg_errmsg(conn, res, msg, sizeof msg);
+    err_set(err, PQstatus(conn) == CONNECTION_OK ? SNAP_EFAIL : SNAP_EUNREACH, 0, "%s", msg);
+    PQclear(res);
+    return err->code;
+}
+
+char *pg_ident(PGconn *conn, const char *s)
+{
+    char *q = PQescapeIdentifier(conn, s, strlen(s)), *r;
+
+    if (q == NULL)
+        abort();
+    r = xstrdup(q);
+    PQfreemem(q);
+    return r;
+}
+
+char *pg_literal(PGconn *conn, const char *s)
+{
+    char *q = PQescapeLiteral(conn, s, strlen(s)), *r;
+
+    if (q == NULL)
+        abort();
+    r = xstrdup(q);
+    PQfreemem(q);
+    return r;
+}
+
+int pg_tmpfile(char **path, snap_err *err)
+{
+    const char *dir = getenv("TMPDIR");
+    char *p = xasprintf("%s/snap-pg.XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkostemp(p, O_CLOEXEC);
+
+    if (fd < 0) {
+        err_sys(err, SNAP_EFAIL, "cannot create a temporary file in %s", dir && *dir ? dir : "/tmp");
+        free(p);
+        return -1;
+    }
+    if (path != NULL)
+        *path = p;
+    else {
+        unlink(p);
+        free(p);
+    }
+    return fd;
+}
+
+/* Reads all of fd from the start (at most cap-1 bytes, the tail kept). */
+static void read_tail(int fd, char *out, size_t cap)
+{
+    off_t size = lseek(fd, 0, SEEK_END);
+    off_t from = size > (off_t)(cap - 1) ? size - (off_t)(cap - 1) : 0;
+    ssize_t n = pread(fd, out, cap - 1, from);
+
+    out[n > 0 ? n : 0] = '\0';
+}
+
+/* Runs argv with stdout to out_fd and stderr to err_fd; returns the exit status or -1. */
+static int spawn_wait(char *const *argv, char *const *envp, int out_fd, int err_fd, snap_err *err)
+{
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    int status, e;
+
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    e = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e != 0) {
+        errno = e;
+        err_sys(err, SNAP_EFAIL, "cannot run %s", argv[0]);
+        return -1;
+    }
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) {
+            err_sys(err, SNAP_EFAIL, "cannot wait for %s", argv[0]);
+            return -1;
+        }
+    return status;
+}
+
+snap_rc pg_tool_find(const char *bindir, const char *tool, char **path, int *major, snap_err *err)
+{
+    char *p = NULL, out[256];
+    const char *dir = bindir && *bindir ? bindir : getenv("SNAP_PG_BINDIR");
+    int fd, null_fd, status;
+    snap_rc rc = SNAP_OK;
+
+    *path = NULL;
+    *major = 0;
+    if (dir != NULL && *dir) {
+        p = xasprintf("%s/%s", dir, tool);
+    } else {
+        const char *env = getenv("PATH");
+        char *paths = xstrdup(env && *env ? env : "/usr/local/bin:/usr/bin:/bin"), *save = NULL;
+        for (char *d = strtok_r(paths, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
+            char *cand = xasprintf("%s/%s", d, tool);
+            if (access(cand, X_OK) == 0) {
+                p = cand;
+                break;
+            }
+            free(cand);
+        }
+        free(paths);
+    }
+    if (p == NULL || access(p, X_OK) != 0) {
+        err_set(err, SNAP_ENOTFOUND, 0, "%s not found%s%s", tool, p ? " at " : " on PATH", p ? p : "");
+        err_hint(err, "install the PostgreSQL client programs (Debian: postgresql-client), or set pg_bindir");
+        free(p);
+        return SNAP_ENOTFOUND;
+    }
+    fd = pg_tmpfile(NULL, err);
+    if (fd < 0) {
+        free(p);
+        return err->code;
+    }
+    null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    {
+        char *argv[] = {p, (char *)"--version", NULL};
+        status = spawn_wait(argv, environ, fd, null_fd, err);
+    }
+    close(null_fd);
+    if (status < 0) {
+        rc = err->code;
+    } else {
+        const char *v;
+        read_tail(fd, out, sizeof out);
+        /* "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" */
+        v = strstr(out, ") ");
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || v == NULL || (*major = atoi(v + 2)) <= 0)
+            rc = err_set(err, SNAP_EFAIL, 0, "cannot tell the version of %s", p);
+        /* 9.6 and older are "9.6.x": majors below 10 are all older than any server we support */
+    }
+    close(fd);
+    if (rc == SNAP_OK)
+        *path = p;
+    else
+        free(p);
+    return rc;
+}
+
+/* The environment of a client program: ours without libpq's variables, plus conn's settings. */
+static char **tool_env(PGconn *conn, const char *dbname)
+{
+    PQconninfoOption *opts = PQconninfo(conn);
+    size_t n = 0, cap = 64;
+    char **env = xmalloc(cap * sizeof *env);
+
+    for (char **e = environ; *e != NULL; e++) {
+        if (strncmp(*e, "PG", 2) == 0)
+            continue;
+        if (n + 2 >= cap)
+            env = xrealloc(env, (cap *= 2) * sizeof *env);
+        env[n++] = xstrdup(*e);
+    }
+    for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++) {
+        const char *val = o->val;
+        if (o->envvar == NULL || strcmp(o->keyword, "service") == 0)
+            continue;
+        if (strcmp(o->keyword, "dbname") == 0)
+            val = dbname != NULL ? dbname : PQdb(conn);
+        else if (strcmp(o->keyword, "host") == 0 && PQhost(conn) != NULL)
+            val = PQhost(conn); /* the host actually connected to, not the whole list */
+        else if (strcmp(o->keyword, "port") == 0)
+            val = PQport(conn);
+        if (val == NULL || *val == '\0')
+            continue;
+        if (n + 2 >= cap)
+            env = xrealloc(env, (cap *= 2) * sizeof *env);
+        env[n++] = xasprintf("%s=%s", o->envvar, val);
+    }
+    env[n] = NULL;
+    PQconninfoFree(opts);
+    return env;
+}
+
+snap_rc pg_tool_run(PGconn *conn, const char *dbname, char *const *argv, int out_fd,
+                    const snap_ctx *ctx, snap_err *err)
+{
+    char **env = tool_env(conn, dbname);
+    int err_fd = pg_tmpfile(NULL, err), null_fd = -1, status;
+    const char *tool = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    snap_rc rc = SNAP_OK;
+
+    if (err_fd < 0) {
+        rc = err->code;
+        goto out;
+    }
+    if (out_fd < 0)
+        out_fd = null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    log_debug(ctx, "running %s", tool);
+    status = spawn_wait(argv, env, out_fd, err_fd, err);
+    if (status < 0) {
+        rc = err->code;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char tail[600], line[600];
+        read_tail(err_fd, tail, sizeof tail);
+        one_line(tail, line, sizeof line);
+        if (WIFSIGNALED(status))
+            rc = err_set(err, SNAP_EFAIL, 0, "%s was killed by signal %d: %s", tool, WTERMSIG(status), line);
+        else
+            rc = err_set(err, SNAP_EFAIL, 0, "%s failed (exit %d): %s", tool, WEXITSTATUS(status), line);
+    }
+out:
+    if (err_fd >= 0)
+        close(err_fd);
+    if (null_fd >= 0)
+        close(null_fd);
+    for (char **e = env; *e != NULL; e++)
+        free(*e);
+    free(env);
+    return rc;
+}

@@ -1,0 +1,71 @@
+/* pg.h: what the PostgreSQL capture (snapshot/pg.c) and revert (restore/pg.c) share:
+ * connections, DSN redaction, and running pg_dump / pg_restore. SQL stays in the engine. */
+#ifndef SNAP_PG_H
+#define SNAP_PG_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctx.h"
+
+/* Layout of a postgres component's archive (docs/postgres.md). */
+#define PG_META_ENTRY "postgres/snapshot.json"
+#define PG_SEQ_ENTRY "postgres/sequences.sql"
+#define PG_SCHEMA_ENTRY "postgres/schema.dump"
+#define PG_DATA_DIR "data/"
+#define PG_LO_DIR "lo/"
+
+/*
+ * The DSN without its password (URI userinfo or query, or a password= keyword), still
+ * usable to connect: the password comes from PGPASSWORD, ~/.pgpass or the service file.
+ * NULL when libpq cannot parse it. Caller frees.
+ */
+char *pg_redact_dsn(const char *dsn);
+
+/*
+ * Connects with dsn (URI, key=value, or "" for libpq's defaults), to database dbname
+ * instead of the DSN's when dbname is not NULL. Failures say what and where without
+ * secrets: SNAP_EUNREACH (down, refused, authentication), SNAP_ENOTFOUND (no such
+ * database). The session gets application_name snap and a UTF8 client encoding.
+ */
+snap_rc pg_connect(const char *dsn, const char *dbname, PGconn **out, snap_err *err);
+
+/* "host:port/db" of a live connection, for messages and lock keys (caller frees). */
+char *pg_where(PGconn *conn);
+
+/* Runs a command (or several separated by ';'); SNAP_EFAIL with the server's message. */
+snap_rc pg_exec(PGconn *conn, const char *sql, snap_err *err);
+/* Runs a query with text parameters; *res is a PGRES_TUPLES_OK result the caller clears. */
+snap_rc pg_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                 PGresult **res, snap_err *err);
+/* The server's error of a failed result or connection as one line (static buffer of caller). */
+void pg_errmsg(PGconn *conn, const PGresult *res, char *out, size_t cap);
+/* A result's SQLSTATE, or "" */
+const char *pg_sqlstate(const PGresult *res);
+
+/* Quotes an identifier or literal (caller frees with free(), not PQfreemem). */
+char *pg_ident(PGconn *conn, const char *s);
+char *pg_literal(PGconn *conn, const char *s);
+
+/*
+ * A PostgreSQL client program (pg_dump, pg_restore): the path in bindir when given (a
+ * source's pg_bindir, else $SNAP_PG_BINDIR), else found on PATH; and its major version
+ * from --version. SNAP_ENOTFOUND when it is missing.
+ */
+snap_rc pg_tool_find(const char *bindir, const char *tool, char **path, int *major, snap_err *err);
+
+/*
+ * Runs a client program with argv (argv[0] is its path) against conn's server, database
+ * dbname (NULL: conn's): the connection settings travel as libpq environment variables,
+ * never in argv. Its stdout goes to out_fd (or /dev/null when -1). On a non-zero exit the
+ * error carries the last lines of its stderr.
+ */
+snap_rc pg_tool_run(PGconn *conn, const char *dbname, char *const *argv, int out_fd,
+                    const snap_ctx *ctx, snap_err *err);
+
+/* An anonymous temporary file, 0600, removed when closed; or -1 with err set. */
+int pg_tmpfile(char **path, snap_err *err);
+
+#endif

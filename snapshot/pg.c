@@ -1,0 +1,990 @@
+/*
+ * pg.c: the PostgreSQL source. One consistent point, read in parallel:
+ *
+ *   leader: BEGIN REPEATABLE READ -> pg_export_snapshot() -> catalog reads (tables,
+ *           sequences, database properties, roles) -> pg_dump --snapshot for the DDL
+ *   workers (--jobs): BEGIN REPEATABLE READ; SET TRANSACTION SNAPSHOT -> COPY TO STDOUT,
+ *           big tables split by ctid ranges, output cut into entries of chunk_size
+ *
+ * Memory is bounded by jobs x chunk_size. The layout of the archive is in docs/postgres.md.
+ */
+#include "pg.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/pg.h"
+#include "../common/util.h"
+
+#define DEFAULT_CHUNK (32ULL << 20)
+#define BLOCK 8192ULL
+
+typedef struct pg_table {
+    char *schema, *name, *qname; /* qname: "schema"."name" */
+    char *cols;                  /* quoted column list without generated ones; "" for none */
+    uint64_t blocks;
+    uint64_t rows, bytes, entries; /* filled by workers under cap.lock */
+} pg_table;
+
+enum { ITEM_TABLE, ITEM_LOBS };
+
+typedef struct pg_item {
+    int kind;
+    size_t table;
+    unsigned no;                 /* item number within its table */
+    uint64_t from, to;           /* block range; to == 0: to the end */
+    uint64_t est;                /* estimated bytes, largest first */
+} pg_item;
+
+typedef struct pg_cap {
+    snp_capture *c;
+    snap_ctx *ctx;
+    const char *dsn;
+    char snapshot[64];
+    uint64_t chunk;
+    int server_num;
+    pg_table *tables;
+    size_t ntables;
+    pg_item *items;
+    size_t nitems;
+    char **lobs; /* oids, as text */
+    size_t nlobs;
+    uint64_t lo_bytes;
+
+    pthread_mutex_t lock;
+    size_t next;
+    bool failed;
+    snap_err err; /* the first worker error */
+} pg_cap;
+
+typedef struct pg_worker {
+    pg_cap *cap;
+    arc_writer *w;
+    PGconn *conn;
+    pthread_t thread;
+    char *buf;
+    size_t len;
+    uint64_t since_cut;
+} pg_worker;
+
+/* ---- name patterns ---- */
+
+static void sb_add(char **s, size_t *len, size_t *cap, const char *add, size_t n)
+{
+    while (*len + n + 1 > *cap)
+        *s = xrealloc(*s, *cap = *cap ? *cap * 2 : 64);
+    memcpy(*s + *len, add, n);
+    *len += n;
+    (*s)[*len] = '\0';
+}
+
+void pg_pattern_regex(const char *pattern, char **schema_re, char **name_re)
+{
+    char *part[2] = {NULL, NULL};
+    size_t len[2] = {0, 0}, cap[2] = {0, 0};
+    int cur = 0;
+    bool quoted = false;
+
+    for (int i = 0; i < 2; i++)
+        sb_add(&part[i], &len[i], &cap[i], "^(", 2);
+    for (const char *p = pattern; *p; p++) {
+        char ch = *p;
+        if (ch == '"') {
+            if (quoted && p[1] == '"') {
+                sb_add(&part[cur], &len[cur], &cap[cur], "\"", 1);
+                p++;
+            } else {
+                quoted = !quoted;
+            }
+        } else if (!quoted && ch == '.' && cur == 0) {
+            cur = 1;
+        } else if (!quoted && ch == '*') {
+            sb_add(&part[cur], &len[cur], &cap[cur], ".*", 2);
+        } else if (!quoted && ch == '?') {
+            sb_add(&part[cur], &len[cur], &cap[cur], ".", 1);
+        } else {
+            char lower = quoted ? ch : (char)tolower((unsigned char)ch);
+            if (strchr("|*+?()[]{}.^$\\", lower) != NULL)
+                sb_add(&part[cur], &len[cur], &cap[cur], "\\", 1);
+            sb_add(&part[cur], &len[cur], &cap[cur], &lower, 1);
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        sb_add(&part[i], &len[i], &cap[i], ")$", 2);
+    if (cur == 1) {
+        *schema_re = part[0];
+        *name_re = part[1];
+    } else {
+        *schema_re = NULL;
+        *name_re = part[0];
+        free(part[1]);
+    }
+}
+
+typedef struct pat_list {
+    char **v;
+    size_t n;
+} pat_list;
+
+static bool pat_add(const char *value, void *arg)
+{
+    pat_list *l = arg;
+    /* a value may hold several patterns separated by spaces or commas */
+    char *copy = xstrdup(value), *save = NULL;
+
+    for (char *t = strtok_r(copy, " ,", &save); t != NULL; t = strtok_r(NULL, " ,", &save)) {
+        l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+        l->v[l->n++] = xstrdup(t);
+    }
+    free(copy);
+    return true;
+}
+
+static void pat_free(pat_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
+/* The configured patterns: the key as the command line writes it, and its variants. */
+static void source_patterns(const snp_capture *c, const char *const *keys, pat_list *out)
+{
+    for (const char *const *k = keys; *k != NULL; k++)
+        snp_source_each(c, *k, pat_add, out);
+}
+
+/* SQL: "AND (...)" restricting nspname/relname to the scope (schemas in, tables out). */
+static char *scope_sql(PGconn *conn, const pat_list *schemas, const pat_list *excl, const char *nsp,
+                       const char *rel)
+{
+    char *s = NULL;
+    size_t len = 0, cap = 0;
+
+    sb_add(&s, &len, &cap, "", 0);
+    if (schemas->n > 0) {
+        sb_add(&s, &len, &cap, " AND (false", 11);
+        for (size_t i = 0; i < schemas->n; i++) {
+            char *sre, *nre, *lit, *piece;
+            pg_pattern_regex(schemas->v[i], &sre, &nre);
+            lit = pg_literal(conn, nre); /* a schema pattern's own name part */
+            piece = xasprintf(" OR %s ~ %s", nsp, lit);
+            sb_add(&s, &len, &cap, piece, strlen(piece));
+            free(piece);
+            free(lit);
+            free(sre);
+            free(nre);
+        }
+        sb_add(&s, &len, &cap, ")", 1);
+    }
+    for (size_t i = 0; i < excl->n; i++) {
+        char *sre, *nre, *slit = NULL, *nlit, *piece;
+        pg_pattern_regex(excl->v[i], &sre, &nre);
+        nlit = pg_literal(conn, nre);
+        if (sre != NULL) {
+            slit = pg_literal(conn, sre);
+            piece = xasprintf(" AND NOT (%s ~ %s AND %s ~ %s)", nsp, slit, rel, nlit);
+        } else {
+            piece = xasprintf(" AND NOT (%s ~ %s)", rel, nlit);
+        }
+        sb_add(&s, &len, &cap, piece, strlen(piece));
+        free(piece);
+        free(slit);
+        free(nlit);
+        free(sre);
+        free(nre);
+    }
+    return s;
+}
+
+/* ---- the leader's catalog reads ---- */
+
+#define NOT_SYSTEM_NSP \
+    " n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'" \
+    " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass" \
+    " AND d.objid = c.oid AND d.deptype = 'e')"
+
+static snap_rc read_tables(pg_cap *cap, PGconn *conn, const char *scope, snap_err *err)
+{
+    char *sql = xasprintf(
+        "SELECT n.nspname, c.relname, format('%%I.%%I', n.nspname, c.relname),"
+        " coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)"
+        "   FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
+        "   AND NOT a.attisdropped AND a.attgenerated = ''), ''),"
+        " pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::int"
+        " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind = 'r' AND c.relpersistence <> 't' AND %s%s"
+        " ORDER BY n.nspname, c.relname",
+        NOT_SYSTEM_NSP, scope);
+    PGresult *res;
+    snap_rc rc = pg_query(conn, sql, 0, NULL, &res, err);
+
+    free(sql);
+    if (rc != SNAP_OK) {
+        err_prefix(err, "cannot list tables");
+        return rc;
+    }
+    cap->ntables = (size_t)PQntuples(res);
+    cap->tables = xcalloc(cap->ntables, sizeof *cap->tables);
+    for (size_t i = 0; i < cap->ntables; i++) {
+        pg_table *t = &cap->tables[i];
+        t->schema = xstrdup(PQgetvalue(res, (int)i, 0));
+        t->name = xstrdup(PQgetvalue(res, (int)i, 1));
+        t->qname = xstrdup(PQgetvalue(res, (int)i, 2));
+        t->cols = xstrdup(PQgetvalue(res, (int)i, 3));
+        t->blocks = strtoull(PQgetvalue(res, (int)i, 4), NULL, 10);
+    }
+    PQclear(res);
+    return SNAP_OK;
+}
+
+/* Locks the tables against DROP and ALTER while the snap runs, as pg_dump does. */
+static snap_rc lock_tables(pg_cap *cap, PGconn *conn, snap_err *err)
+{
+    char *s = NULL;
+    size_t len = 0, scap = 0;
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < cap->ntables && rc == SNAP_OK; i++) {
+        if (len == 0)
+            sb_add(&s, &len, &scap, "LOCK TABLE ONLY ", 16);
+        else
+            sb_add(&s, &len, &scap, ", ", 2);
+        sb_add(&s, &len, &scap, cap->tables[i].qname, strlen(cap->tables[i].qname));
+        if ((i + 1) % 500 == 0 || i + 1 == cap->ntables) {
+            sb_add(&s, &len, &scap, " IN ACCESS SHARE MODE", 21);
+            rc = pg_exec(conn, s, err);
+            len = 0;
+        }
+    }
+    free(s);
+    if (rc != SNAP_OK)
+        err_prefix(err, "cannot lock the tables");
+    return rc;
+}
+
+/* setval() of every sequence in scope, read in the snapshot: the SQL the revert runs. */
+static snap_rc read_sequences(PGconn *conn, const char *scope, char **out, size_t *outlen,
+                              size_t *count, snap_err *err)
+{
+    char *sql = xasprintf("SELECT format('%%I.%%I', n.nspname, c.relname)"
+                          " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                          " WHERE c.relkind = 'S' AND %s%s ORDER BY 1",
+                          NOT_SYSTEM_NSP, scope);
+    PGresult *res, *v;
+    size_t cap = 0;
+    snap_rc rc = pg_query(conn, sql, 0, NULL, &res, err);
+
+    free(sql);
+    *out = NULL;
+    *outlen = 0;
+    *count = 0;
+    if (rc != SNAP_OK) {
+        err_prefix(err, "cannot list sequences");
+        return rc;
+    }
+    sb_add(out, outlen, &cap, "", 0);
+    for (int i = 0; i < PQntuples(res) && rc == SNAP_OK; i++) {
+        const char *q = PQgetvalue(res, i, 0);
+        char *lit, *line;
+        sql = xasprintf("SELECT last_value, is_called FROM %s", q);
+        rc = pg_query(conn, sql, 0, NULL, &v, err);
+        free(sql);
+        if (rc != SNAP_OK) {
+            err_prefix(err, "cannot read sequence %s", q);
+            break;
+        }
+        lit = pg_literal(conn, q);
+        line = xasprintf("SELECT pg_catalog.setval(%s, %s, %s);\n", lit, PQgetvalue(v, 0, 0),
+                         strcmp(PQgetvalue(v, 0, 1), "t") == 0 ? "true" : "false");
+        sb_add(out, outlen, &cap, line, strlen(line));
+        free(line);
+        free(lit);
+        PQclear(v);
+        (*count)++;
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* owner, encoding and locale, settings, comment, privileges, connection limit */
+static snap_rc read_database(pg_cap *cap, PGconn *conn, json_t *info, snap_err *err)
+{
+    const char *locale = cap->server_num >= 150000
+                             ? "d.datlocprovider::text, d.daticulocale,"
+                             : "'c'::text, NULL::text,";
+    char *sql = xasprintf(
+        "SELECT json_build_object("
+        " 'name', d.datname, 'owner', pg_catalog.pg_get_userbyid(d.datdba),"
+        " 'encoding', pg_catalog.pg_encoding_to_char(d.encoding), 'collate', d.datcollate,"
+        " 'ctype', d.datctype, 'locale_provider', %s 'connection_limit', d.datconnlimit,"
+        " 'allow_connections', d.datallowconn, 'tablespace', t.spcname,"
+        " 'comment', pg_catalog.shobj_description(d.oid, 'pg_database'),"
+        " 'acl_default', d.datacl IS NULL,"
+        " 'acl', (SELECT coalesce(json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0"
+        "   THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee) END, 'privilege', a.privilege_type,"
+        "   'grantable', a.is_grantable) ORDER BY a.grantee, a.privilege_type), '[]')"
+        "   FROM pg_catalog.aclexplode(d.datacl) a),"
+        " 'settings', (SELECT coalesce(json_agg(s), '[]') FROM pg_catalog.pg_db_role_setting r,"
+        "   unnest(r.setconfig) s WHERE r.setdatabase = d.oid AND r.setrole = 0),"
+        " 'role_settings', (SELECT coalesce(json_agg(json_build_object('role',"
+        "   pg_catalog.pg_get_userbyid(r.setrole), 'setting', s)), '[]')"
+        "   FROM pg_catalog.pg_db_role_setting r, unnest(r.setconfig) s"
+        "   WHERE r.setdatabase = d.oid AND r.setrole <> 0))::text"
+        " FROM pg_catalog.pg_database d JOIN pg_catalog.pg_tablespace t ON t.oid = d.dattablespace"
+        " WHERE d.datname = current_database()",
+        locale);
+    PGresult *res;
+    json_t *db;
+    snap_rc rc = pg_query(conn, sql, 0, NULL, &res, err);
+
+    /* the locale columns are listed by name in json_build_object: fix their keys */
+    free(sql);
+    if (rc != SNAP_OK) {
+        err_prefix(err, "cannot read the database's properties");
+        return rc;
+    }
+    db = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    PQclear(res);
+    if (db == NULL)
+        return err_set(err, SNAP_EFAIL, 0, "cannot parse the database's properties");
+    json_object_set_new(info, "database", db);
+    return SNAP_OK;
+}
+
+/* The roles the dump names (owners, grantees, policy roles, role settings): revert checks them. */
+static snap_rc read_roles(PGconn *conn, json_t *info, snap_err *err)
+{
+    static const char sql[] =
+        "WITH db AS (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())"
+        " SELECT coalesce(json_agg(DISTINCT r.rolname ORDER BY r.rolname), '[]')::text FROM ("
+        "  SELECT s.refobjid AS oid FROM pg_catalog.pg_shdepend s, db"
+        "   WHERE s.refclassid = 'pg_catalog.pg_authid'::regclass AND (s.dbid = db.oid"
+        "   OR (s.dbid = 0 AND s.classid = 'pg_catalog.pg_database'::regclass AND s.objid = db.oid))"
+        "  UNION SELECT d.datdba FROM pg_catalog.pg_database d, db WHERE d.oid = db.oid"
+        "  UNION SELECT setrole FROM pg_catalog.pg_db_role_setting, db WHERE setdatabase = db.oid"
+        "   AND setrole <> 0"
+        " ) o JOIN pg_catalog.pg_roles r ON r.oid = o.oid";
+    PGresult *res;
+    snap_rc rc = pg_query(conn, sql, 0, NULL, &res, err);
+
+    if (rc != SNAP_OK) {
+        err_prefix(err, "cannot list the roles the database needs");
+        return rc;
+    }
+    json_object_set_new(info, "roles", json_loads(PQgetvalue(res, 0, 0), 0, NULL));
+    PQclear(res);
+    return SNAP_OK;
+}
+
+static snap_rc read_lobs(pg_cap *cap, PGconn *conn, snap_err *err)
+{
+    PGresult *res;
+    snap_rc rc = pg_query(conn,
+                          "SELECT l.oid::text, (SELECT coalesce(sum(length(p.data)), 0) FROM"
+                          " pg_catalog.pg_largeobject p WHERE p.loid = l.oid)"
+                          " FROM pg_catalog.pg_largeobject_metadata l ORDER BY l.oid",
+                          0, NULL, &res, err);
+
+    if (rc != SNAP_OK) {
+        /* pg_largeobject itself needs superuser; fall back to the list alone */
+        rc = pg_query(conn, "SELECT oid::text, 0 FROM pg_catalog.pg_largeobject_metadata ORDER BY oid",
+                      0, NULL, &res, err);
+        if (rc != SNAP_OK) {
+            err_prefix(err, "cannot list large objects");
+            return rc;
+        }
+    }
+    cap->nlobs = (size_t)PQntuples(res);
+    cap->lobs = xcalloc(cap->nlobs, sizeof *cap->lobs);
+    for (size_t i = 0; i < cap->nlobs; i++) {
+        cap->lobs[i] = xstrdup(PQgetvalue(res, (int)i, 0));
+        cap->lo_bytes += strtoull(PQgetvalue(res, (int)i, 1), NULL, 10);
+    }
+    PQclear(res);
+    return SNAP_OK;
+}
+
+static int by_est_desc(const void *a, const void *b)
+{
+    const pg_item *x = a, *y = b;
+
+    if (x->est != y->est)
+        return x->est < y->est ? 1 : -1;
+    if (x->table != y->table)
+        return x->table < y->table ? -1 : 1;
+    return x->no < y->no ? -1 : x->no > y->no;
+}
+
+/* Work items: a table, or a block range of a big one (TID range scans, PostgreSQL 14+). */
+static void plan_items(pg_cap *cap)
+{
+    uint64_t per = cap->chunk / BLOCK;
+    size_t n = 0, alloc = cap->ntables + 1;
+
+    if (per == 0)
+        per = 1;
+    cap->items = xcalloc(alloc, sizeof *cap->items);
+    for (size_t i = 0; i < cap->ntables; i++) {
+        const pg_table *t = &cap->tables[i];
+        uint64_t ranges = cap->server_num >= 140000 && t->blocks > 2 * per ? (t->blocks + per - 1) / per : 1;
+        for (uint64_t r = 0; r < ranges; r++) {
+            if (n == alloc)
+                cap->items = xrealloc(cap->items, (alloc *= 2) * sizeof *cap->items);
+            pg_item *it = &cap->items[n++];
+            it->kind = ITEM_TABLE;
+            it->table = i;
+            it->no = (unsigned)r;
+            if (ranges > 1) {
+                it->from = r * per;
+                it->to = r + 1 == ranges ? 0 : (r + 1) * per; /* the last range is open */
+            }
+            it->est = (ranges > 1 ? per : t->blocks) * BLOCK + 1;
+        }
+    }
+    if (cap->nlobs > 0) {
+        if (n == alloc)
+            cap->items = xrealloc(cap->items, (alloc + 1) * sizeof *cap->items);
+        cap->items[n].kind = ITEM_LOBS;
+        cap->items[n].est = cap->lo_bytes + 1;
+        n++;
+    }
+    cap->nitems = n;
+    qsort(cap->items, n, sizeof *cap->items, by_est_desc);
+}
+
+/* ---- workers ---- */
+
+static void fail_shared(pg_cap *cap, const snap_err *e)
+{
+    pthread_mutex_lock(&cap->lock);
+    if (!cap->failed) {
+        cap->failed = true;
+        cap->err = *e;
+    }
+    pthread_mutex_unlock(&cap->lock);
+}
+
+static bool shared_failed(pg_cap *cap)
+{
+    bool f;
+
+    pthread_mutex_lock(&cap->lock);
+    f = cap->failed;
+    pthread_mutex_unlock(&cap->lock);
+    return f;
+}
+
+/* Writes the buffered rows as one entry; closes the part once it holds a chunk. */
+static snap_rc flush_entry(pg_worker *wk, const char *path, snap_err *err)
+{
+    snap_rc rc = arc_write_buffer(wk->w, path, wk->buf, wk->len, 0644, time(NULL), err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    wk->since_cut += wk->len;
+    wk->len = 0;
+    if (wk->since_cut >= wk->cap->chunk) {
+        wk->since_cut = 0;
+        rc = arc_writer_cut(wk->w, err);
+    }
+    return rc;
+}
+
+static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
+{
+    pg_cap *cap = wk->cap;
+    pg_table *t = &cap->tables[it->table];
+    char *sql, msg[512];
+    PGresult *res;
+    uint64_t rows = 0, bytes = 0, entries = 0;
+    unsigned seq = 0;
+    snap_rc rc = SNAP_OK;
+
+    if (it->from == 0 && it->to == 0)
+        sql = *t->cols ? xasprintf("COPY %s (%s) TO STDOUT", t->qname, t->cols)
+                       : xasprintf("COPY %s TO STDOUT", t->qname);
+    else if (it->to == 0)
+        sql = xasprintf("COPY (SELECT %s FROM ONLY %s WHERE ctid >= '(%llu,0)'::tid) TO STDOUT", t->cols,
+                        t->qname, (unsigned long long)it->from);
+    else
+        sql = xasprintf("COPY (SELECT %s FROM ONLY %s WHERE ctid >= '(%llu,0)'::tid AND ctid < '(%llu,0)'::tid)"
+                        " TO STDOUT",
+                        t->cols, t->qname, (unsigned long long)it->from, (unsigned long long)it->to);
+    res = PQexec(wk->conn, sql);
+    free(sql);
+    if (PQresultStatus(res) != PGRES_COPY_OUT) {
+        pg_errmsg(wk->conn, res, msg, sizeof msg);
+        PQclear(res);
+        return err_set(err, PQstatus(wk->conn) == CONNECTION_OK ? SNAP_EFAIL : SNAP_EUNREACH, 0,
+                       "cannot copy table %s: %s", t->qname, msg);
+    }
+    PQclear(res);
+    wk->len = 0;
+    for (;;) {
+        char *row = NULL;
+        int n = PQgetCopyData(wk->conn, &row, 0);
+        if (n == -1)
+            break;
+        if (n < 0) {
+            pg_errmsg(wk->conn, NULL, msg, sizeof msg);
+            rc = err_set(err, SNAP_EUNREACH, 0, "cannot copy table %s: %s", t->qname, msg);
+            break;
+        }
+        if (wk->len > 0 && wk->len + (size_t)n > cap->chunk && rc == SNAP_OK) {
+            char *path = xasprintf(PG_DATA_DIR "%06zu/%06u-%06u.copy", it->table, it->no, seq++);
+            bytes += wk->len;
+            entries++;
+            rc = flush_entry(wk, path, err);
+            free(path);
+            if (rc == SNAP_OK && (shared_failed(cap) || ctx_interrupted(cap->ctx, err)))
+                rc = shared_failed(cap) ? err_set(err, SNAP_EFAIL, 0, "stopped") : SNAP_EINTR;
+            if (rc != SNAP_OK) {
+                /* stop the server sending the rest; drain what is in flight */
+                PGcancel *cc = PQgetCancel(wk->conn);
+                char ebuf[128];
+                PQcancel(cc, ebuf, sizeof ebuf);
+                PQfreeCancel(cc);
+            }
+        }
+        if (rc == SNAP_OK) {
+            if (wk->len + (size_t)n > cap->chunk) /* a single row bigger than a chunk */
+                wk->buf = xrealloc(wk->buf, wk->len + (size_t)n);
+            memcpy(wk->buf + wk->len, row, (size_t)n);
+            wk->len += (size_t)n;
+            rows++;
+        }
+        PQfreemem(row);
+    }
+    /* the COPY's final status */
+    while ((res = PQgetResult(wk->conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == SNAP_OK) {
+            pg_errmsg(wk->conn, res, msg, sizeof msg);
+            rc = err_set(err, PQstatus(wk->conn) == CONNECTION_OK ? SNAP_EFAIL : SNAP_EUNREACH, 0,
+                         "cannot copy table %s: %s", t->qname, msg);
+        }
+        PQclear(res);
+    }
+    if (rc == SNAP_OK && (wk->len > 0 || seq == 0)) {
+        /* the last entry; an empty table or range still leaves one, so revert sees it */
+        char *path = xasprintf(PG_DATA_DIR "%06zu/%06u-%06u.copy", it->table, it->no, seq++);
+        bytes += wk->len;
+        entries++;
+        rc = flush_entry(wk, path, err);
+        free(path);
+    }
+    if (wk->len > cap->chunk)
+        wk->buf = xrealloc(wk->buf, cap->chunk);
+    wk->len = 0;
+    if (rc == SNAP_OK) {
+        pthread_mutex_lock(&cap->lock);
+        t->rows += rows;
+        t->bytes += bytes;
+        t->entries += entries;
+        pthread_mutex_unlock(&cap->lock);
+    }
+    return rc;
+}
+
+/* Large objects, read with lo_get in pieces of at most a chunk: lo/<oid>/<offset>. */
+static snap_rc copy_lobs(pg_worker *wk, snap_err *err)
+{
+    pg_cap *cap = wk->cap;
+    const int piece = (int)(cap->chunk < (64ULL << 20) ? cap->chunk : (64ULL << 20));
+    char len_s[24], msg[512];
+    snap_rc rc = SNAP_OK;
+
+    snprintf(len_s, sizeof len_s, "%d", piece);
+    for (size_t i = 0; i < cap->nlobs && rc == SNAP_OK; i++) {
+        for (unsigned long long off = 0;;) {
+            char off_s[24], *path;
+            const char *params[3] = {cap->lobs[i], off_s, len_s};
+            PGresult *res;
+            size_t n;
+
+            snprintf(off_s, sizeof off_s, "%llu", off);
+            res = PQexecParams(wk->conn, "SELECT pg_catalog.lo_get($1::oid, $2::bigint, $3::int)", 3, NULL,
+                               params, NULL, NULL, 1);
+            if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                pg_errmsg(wk->conn, res, msg, sizeof msg);
+                PQclear(res);
+                rc = err_set(err, PQstatus(wk->conn) == CONNECTION_OK ? SNAP_EFAIL : SNAP_EUNREACH, 0,
+                             "cannot read large object %s: %s", cap->lobs[i], msg);
+                break;
+            }
+            n = (size_t)PQgetlength(res, 0, 0);
+            if (n == 0 && off > 0) {
+                PQclear(res);
+                break;
+            }
+            path = xasprintf(PG_LO_DIR "%s/%012llu", cap->lobs[i], off);
+            rc = arc_write_buffer(wk->w, path, PQgetvalue(res, 0, 0), n, 0644, time(NULL), err);
+            free(path);
+            PQclear(res);
+            wk->since_cut += n;
+            off += n;
+            if (rc != SNAP_OK || n < (size_t)piece)
+                break;
+        }
+        if (rc == SNAP_OK && ctx_interrupted(cap->ctx, err))
+            rc = SNAP_EINTR;
+    }
+    if (rc == SNAP_OK && wk->since_cut >= cap->chunk) {
+        wk->since_cut = 0;
+        rc = arc_writer_cut(wk->w, err);
+    }
+    return rc;
+}
+
+static snap_rc worker_begin(pg_worker *wk, snap_err *err)
+{
+    char *sql;
+    snap_rc rc = pg_connect(wk->cap->dsn, NULL, &wk->conn, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    rc = pg_exec(wk->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
+    if (rc == SNAP_OK) {
+        sql = xasprintf("SET TRANSACTION SNAPSHOT '%s'", wk->cap->snapshot);
+        rc = pg_exec(wk->conn, sql, err);
+        free(sql);
+        if (rc != SNAP_OK)
+            err_prefix(err, "cannot import snapshot %s", wk->cap->snapshot);
+    }
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    pg_worker *wk = arg;
+    pg_cap *cap = wk->cap;
+    snap_err err;
+    snap_rc rc;
+
+    err_clear(&err);
+    wk->buf = xmalloc(cap->chunk);
+    rc = worker_begin(wk, &err);
+    while (rc == SNAP_OK) {
+        pg_item *it = NULL;
+        pthread_mutex_lock(&cap->lock);
+        if (!cap->failed && cap->next < cap->nitems)
+            it = &cap->items[cap->next++];
+        pthread_mutex_unlock(&cap->lock);
+        if (it == NULL)
+            break;
+        rc = it->kind == ITEM_LOBS ? copy_lobs(wk, &err) : copy_table(wk, it, &err);
+        if (rc == SNAP_OK && ctx_interrupted(cap->ctx, &err))
+            rc = SNAP_EINTR;
+    }
+    if (rc == SNAP_OK)
+        rc = arc_writer_finish(wk->w, &err);
+    if (rc != SNAP_OK)
+        fail_shared(cap, &err);
+    free(wk->buf);
+    wk->buf = NULL;
+    PQfinish(wk->conn);
+    wk->conn = NULL;
+    return NULL;
+}
+
+/* ---- the leader ---- */
+
+static snap_rc dump_schema(pg_cap *cap, PGconn *conn, const pat_list *schemas, const pat_list *excl,
+                           arc_writer *w, snap_err *err)
+{
+    const char *bindir = snp_source_get(cap->c, "pg_bindir");
+    char *tool = NULL, *snap_arg = NULL, **argv = NULL;
+    size_t n = 0;
+    int major, fd = -1;
+    struct archive_entry *e;
+    off_t size;
+    snap_rc rc = pg_tool_find(bindir, "pg_dump", &tool, &major, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    argv = xcalloc(12 + 2 * (schemas->n + excl->n), sizeof *argv);
+    snap_arg = xasprintf("--snapshot=%s", cap->snapshot);
+    argv[n++] = tool;
+    argv[n++] = (char *)"--format=custom";
+    argv[n++] = (char *)"--compress=0";
+    argv[n++] = (char *)"--section=pre-data";
+    argv[n++] = (char *)"--section=post-data";
+    argv[n++] = snap_arg;
+    argv[n++] = (char *)"--no-sync";
+    for (size_t i = 0; i < schemas->n; i++) {
+        argv[n++] = (char *)"--schema";
+        argv[n++] = schemas->v[i];
+    }
+    for (size_t i = 0; i < excl->n; i++) {
+        argv[n++] = (char *)"--exclude-table";
+        argv[n++] = excl->v[i];
+    }
+    argv[n] = NULL;
+    fd = pg_tmpfile(NULL, err);
+    if (fd < 0) {
+        rc = err->code;
+        goto out;
+    }
+    rc = pg_tool_run(conn, NULL, argv, fd, cap->ctx, err);
+    if (rc != SNAP_OK) {
+        err_prefix(err, "cannot dump the schema");
+        goto out;
+    }
+    size = lseek(fd, 0, SEEK_END);
+    lseek(fd, 0, SEEK_SET);
+    e = archive_entry_new();
+    archive_entry_set_pathname(e, PG_SCHEMA_ENTRY);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, size);
+    archive_entry_set_mtime(e, time(NULL), 0);
+    archive_entry_set_nlink(e, 1);
+    rc = arc_write_entry(w, e, fd, err);
+    archive_entry_free(e);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(snap_arg);
+    free(argv);
+    free(tool);
+    return rc;
+}
+
+/* pg_dump must be at least the server's major version to dump it faithfully. */
+static snap_rc check_pg_dump(pg_cap *cap, json_t *info, snap_err *err)
+{
+    char *tool = NULL;
+    int major;
+    snap_rc rc = pg_tool_find(snp_source_get(cap->c, "pg_bindir"), "pg_dump", &tool, &major, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (major < cap->server_num / 10000) {
+        err_set(err, SNAP_EFAIL, 0, "%s is version %d, older than the server (%d): it cannot dump it faithfully",
+                tool, major, cap->server_num / 10000);
+        err_hint(err, "install the client programs of PostgreSQL %d or newer (Debian: postgresql-client-%d), "
+                      "or set pg_bindir to their directory",
+                 cap->server_num / 10000, cap->server_num / 10000);
+        rc = SNAP_EFAIL;
+    }
+    json_object_set_new(info, "pg_dump_major", json_integer(major));
+    free(tool);
+    return rc;
+}
+
+static snap_rc capture(snp_capture *c, snap_err *err)
+{
+    pg_cap cap = {0};
+    PGconn *conn = NULL;
+    PGresult *res = NULL;
+    pat_list schemas = {0}, excl = {0};
+    static const char *const schema_keys[] = {"schema", "pg_schema", "pg-schema", NULL};
+    static const char *const excl_keys[] = {"exclude_table", "pg_exclude_table", "pg-exclude-table", NULL};
+    char *redacted = NULL, *scope = NULL, *seq_sql = NULL, *meta_txt = NULL, *where = NULL;
+    size_t seq_len = 0, nseq = 0, nworkers = 0;
+    pg_worker *workers = NULL;
+    arc_writer *lw = NULL;
+    cat_component *comp = snp_component(c);
+    json_t *info = cat_component_info(comp), *stats = cat_component_stats(comp), *tables, *meta;
+    uint64_t total_rows = 0, total_bytes = 0;
+    snap_rc rc;
+
+    cap.c = c;
+    cap.ctx = snp_ctx(c);
+    cap.dsn = snp_source_get(c, "dsn");
+    if (cap.dsn == NULL)
+        cap.dsn = ""; /* libpq's defaults: PG* variables, the service file */
+    pthread_mutex_init(&cap.lock, NULL);
+    redacted = pg_redact_dsn(cap.dsn);
+    if (redacted == NULL) {
+        rc = err_set(err, SNAP_EUSAGE, 0, "invalid postgres dsn");
+        err_hint(err, "use postgresql://user@host:port/dbname or key=value pairs (host=... dbname=...)");
+        goto out;
+    }
+    cat_component_set_source(comp, redacted);
+    rc = cfg_get_size(cap.ctx->cfg, "snap", "pg_chunk_size", DEFAULT_CHUNK, &cap.chunk, err);
+    if (rc == SNAP_OK && snp_source_get(c, "chunk_size") != NULL &&
+        !cfg_parse_size(snp_source_get(c, "chunk_size"), &cap.chunk))
+        rc = err_set(err, SNAP_EUSAGE, 0, "[source %s] chunk_size is not a size", snp_source_name(c));
+    if (rc == SNAP_OK && cap.chunk < 65536)
+        rc = err_set(err, SNAP_EUSAGE, 0, "the postgres chunk size must be at least 64K");
+    if (rc != SNAP_OK)
+        goto out;
+    source_patterns(c, schema_keys, &schemas);
+    source_patterns(c, excl_keys, &excl);
+
+    rc = pg_connect(cap.dsn, NULL, &conn, err);
+    if (rc != SNAP_OK)
+        goto out;
+    where = pg_where(conn);
+    cap.server_num = PQserverVersion(conn);
+    if (cap.server_num < 100000) {
+        rc = err_set(err, SNAP_EFAIL, 0, "postgres %s runs version %d.%d; snap needs PostgreSQL 10 or newer", where,
+                     cap.server_num / 10000, cap.server_num / 100 % 100);
+        goto out;
+    }
+    rc = check_pg_dump(&cap, info, err);
+    if (rc != SNAP_OK)
+        goto out;
+
+    /* the consistent point */
+    rc = pg_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
+    if (rc == SNAP_OK)
+        rc = pg_query(conn,
+                      "SELECT pg_catalog.pg_export_snapshot(), current_database(),"
+                      " current_setting('server_version'), pg_catalog.pg_is_in_recovery(),"
+                      " CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()"
+                      " ELSE pg_catalog.pg_current_wal_lsn() END::text, current_user",
+                      0, NULL, &res, err);
+    if (rc != SNAP_OK) {
+        err_prefix(err, "cannot export a snapshot on %s", where);
+        goto out;
+    }
+    snprintf(cap.snapshot, sizeof cap.snapshot, "%s", PQgetvalue(res, 0, 0));
+    json_object_set_new(info, "server_version", json_string(PQgetvalue(res, 0, 2)));
+    json_object_set_new(info, "server_version_num", json_integer(cap.server_num));
+    json_object_set_new(info, "database_name", json_string(PQgetvalue(res, 0, 1)));
+    json_object_set_new(info, "standby", json_boolean(strcmp(PQgetvalue(res, 0, 3), "t") == 0));
+    json_object_set_new(info, "wal_lsn", json_string(PQgetvalue(res, 0, 4)));
+    json_object_set_new(info, "user", json_string(PQgetvalue(res, 0, 5)));
+    PQclear(res);
+    res = NULL;
+    {
+        json_t *js = json_array(), *jx = json_array();
+        for (size_t i = 0; i < schemas.n; i++)
+            json_array_append_new(js, json_string(schemas.v[i]));
+        for (size_t i = 0; i < excl.n; i++)
+            json_array_append_new(jx, json_string(excl.v[i]));
+        json_object_set_new(info, "schemas", js);
+        json_object_set_new(info, "exclude_tables", jx);
+    }
+    log_debug(cap.ctx, "postgres %s: snapshot %s", where, cap.snapshot);
+
+    scope = scope_sql(conn, &schemas, &excl, "n.nspname", "c.relname");
+    rc = read_tables(&cap, conn, scope, err);
+    if (rc == SNAP_OK)
+        rc = lock_tables(&cap, conn, err);
+    if (rc == SNAP_OK)
+        rc = read_database(&cap, conn, info, err);
+    if (rc == SNAP_OK)
+        rc = read_roles(conn, info, err);
+    if (rc == SNAP_OK)
+        rc = read_sequences(conn, scope, &seq_sql, &seq_len, &nseq, err);
+    if (rc == SNAP_OK && schemas.n == 0) /* pg_dump leaves large objects out of a schema-scoped dump too */
+        rc = read_lobs(&cap, conn, err);
+    if (rc != SNAP_OK)
+        goto out;
+    plan_items(&cap);
+
+    /* The leader's part comes first: the revert reads the schema before any data. */
+    rc = snp_writer_new(c, &lw, err);
+    if (rc != SNAP_OK)
+        goto out;
+    meta = json_pack("{s:i, s:s, s:O, s:O, s:O}", "format", 1, "snapshot", cap.snapshot, "server_version",
+                     json_object_get(info, "server_version"), "database", json_object_get(info, "database_name"),
+                     "wal_lsn", json_object_get(info, "wal_lsn"));
+    meta_txt = json_dumps(meta, JSON_INDENT(2));
+    json_decref(meta);
+    rc = arc_write_buffer(lw, PG_META_ENTRY, meta_txt, strlen(meta_txt), 0644, time(NULL), err);
+    if (rc == SNAP_OK)
+        rc = arc_write_buffer(lw, PG_SEQ_ENTRY, seq_sql, seq_len, 0644, time(NULL), err);
+    if (rc != SNAP_OK)
+        goto out;
+
+    nworkers = (size_t)(cap.ctx->jobs > 0 ? cap.ctx->jobs : 1);
+    if (nworkers > cap.nitems)
+        nworkers = cap.nitems;
+    workers = xcalloc(nworkers ? nworkers : 1, sizeof *workers);
+    for (size_t i = 0; i < nworkers; i++) {
+        workers[i].cap = &cap;
+        rc = snp_writer_new(c, &workers[i].w, err);
+        if (rc != SNAP_OK) {
+            nworkers = i;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < nworkers; i++)
+        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
+            snap_err e;
+            err_set(&e, SNAP_EFAIL, 0, "cannot start a worker thread");
+            fail_shared(&cap, &e);
+            nworkers = i;
+            break;
+        }
+    /* the DDL, in the same snapshot, while the workers copy */
+    rc = dump_schema(&cap, conn, &schemas, &excl, lw, err);
+    if (rc == SNAP_OK)
+        rc = arc_writer_finish(lw, err);
+    if (rc != SNAP_OK)
+        fail_shared(&cap, err);
+    for (size_t i = 0; i < nworkers; i++)
+        pthread_join(workers[i].thread, NULL);
+    if (cap.failed) {
+        *err = cap.err;
+        rc = err->code != SNAP_OK ? err->code : SNAP_EFAIL;
+        goto out;
+    }
+    /* still the same server and the snapshot still held: nothing restarted under us */
+    rc = pg_exec(conn, "COMMIT", err);
+    if (rc != SNAP_OK) {
+        err_prefix(err, "the snapshot's transaction on %s ended early", where);
+        goto out;
+    }
+
+    tables = json_array();
+    for (size_t i = 0; i < cap.ntables; i++) {
+        pg_table *t = &cap.tables[i];
+        json_array_append_new(tables, json_pack("{s:I, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)i, "schema",
+                                                t->schema, "name", t->name, "columns", t->cols, "rows",
+                                                (json_int_t)t->rows, "bytes", (json_int_t)t->bytes));
+        total_rows += t->rows;
+        total_bytes += t->bytes;
+    }
+    json_object_set_new(info, "tables", tables);
+    json_object_set_new(info, "chunk_size", json_integer((json_int_t)cap.chunk));
+    json_object_set_new(stats, "tables", json_integer((json_int_t)cap.ntables));
+    json_object_set_new(stats, "rows", json_integer((json_int_t)total_rows));
+    json_object_set_new(stats, "bytes", json_integer((json_int_t)total_bytes));
+    json_object_set_new(stats, "sequences", json_integer((json_int_t)nseq));
+    json_object_set_new(stats, "large_objects", json_integer((json_int_t)cap.nlobs));
+    log_debug(cap.ctx, "postgres %s: %zu tables, %llu rows", where, cap.ntables, (unsigned long long)total_rows);
+
+out:
+    if (rc != SNAP_OK && where != NULL && strstr(err->msg, where) == NULL)
+        err_prefix(err, "postgres %s", where);
+    for (size_t i = 0; i < nworkers; i++)
+        arc_writer_free(workers[i].w);
+    free(workers);
+    arc_writer_free(lw);
+    PQclear(res);
+    PQfinish(conn);
+    for (size_t i = 0; i < cap.ntables; i++) {
+        free(cap.tables[i].schema);
+        free(cap.tables[i].name);
+        free(cap.tables[i].qname);
+        free(cap.tables[i].cols);
+    }
+    free(cap.tables);
+    free(cap.items);
+    for (size_t i = 0; i < cap.nlobs; i++)
+        free(cap.lobs[i]);
+    free(cap.lobs);
+    pthread_mutex_destroy(&cap.lock);
+    pat_free(&schemas);
+    pat_free(&excl);
+    free(redacted);
+    free(scope);
+    free(seq_sql);
+    free(meta_txt);
+    free(where);
+    return rc;
+}
+
+const snp_driver snp_postgres_driver = {
+    .type = "postgres",
+    .capture = capture,
+};
