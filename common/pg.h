@@ -68,4 +68,12 @@ snap_rc pg_tool_run(PGconn *conn, const char *dbname, char *const *argv, int out
 /* An anonymous temporary file, 0600, removed when closed; or -1 with err set. */
 int pg_tmpfile(char **path, snap_err *err);
 
+/*
+ * Turns a psql-style name pattern (pg_dump -n / -T: * and ? wildcards, "quoted" parts
+ * kept verbatim, unquoted letters folded to lower case, one unquoted '.' separating
+ * schema from name) into anchored POSIX regular expressions for the server's `~`.
+ * *schema_re is NULL when the pattern has no schema part. Callers free both.
+ */
+void pg_pattern_regex(const char *pattern, char **schema_re, char **name_re);
+
 #endif

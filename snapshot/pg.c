@@ -10,7 +10,6 @@
  */
 #include "pg.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,49 +79,6 @@ static void sb_add(char **s, size_t *len, size_t *cap, const char *add, size_t n
     memcpy(*s + *len, add, n);
     *len += n;
     (*s)[*len] = '\0';
-}
-
-void pg_pattern_regex(const char *pattern, char **schema_re, char **name_re)
-{
-    char *part[2] = {NULL, NULL};
-    size_t len[2] = {0, 0}, cap[2] = {0, 0};
-    int cur = 0;
-    bool quoted = false;
-
-    for (int i = 0; i < 2; i++)
-        sb_add(&part[i], &len[i], &cap[i], "^(", 2);
-    for (const char *p = pattern; *p; p++) {
-        char ch = *p;
-        if (ch == '"') {
-            if (quoted && p[1] == '"') {
-                sb_add(&part[cur], &len[cur], &cap[cur], "\"", 1);
-                p++;
-            } else {
-                quoted = !quoted;
-            }
-        } else if (!quoted && ch == '.' && cur == 0) {
-            cur = 1;
-        } else if (!quoted && ch == '*') {
-            sb_add(&part[cur], &len[cur], &cap[cur], ".*", 2);
-        } else if (!quoted && ch == '?') {
-            sb_add(&part[cur], &len[cur], &cap[cur], ".", 1);
-        } else {
-            char lower = quoted ? ch : (char)tolower((unsigned char)ch);
-            if (strchr("|*+?()[]{}.^$\\", lower) != NULL)
-                sb_add(&part[cur], &len[cur], &cap[cur], "\\", 1);
-            sb_add(&part[cur], &len[cur], &cap[cur], &lower, 1);
-        }
-    }
-    for (int i = 0; i < 2; i++)
-        sb_add(&part[i], &len[i], &cap[i], ")$", 2);
-    if (cur == 1) {
-        *schema_re = part[0];
-        *name_re = part[1];
-    } else {
-        *schema_re = NULL;
-        *name_re = part[0];
-        free(part[1]);
-    }
 }
 
 typedef struct pat_list {
@@ -315,8 +271,8 @@ static snap_rc read_sequences(PGconn *conn, const char *scope, char **out, size_
 static snap_rc read_database(pg_cap *cap, PGconn *conn, json_t *info, snap_err *err)
 {
     const char *locale = cap->server_num >= 150000
-                             ? "d.datlocprovider::text, d.daticulocale,"
-                             : "'c'::text, NULL::text,";
+                             ? "d.datlocprovider::text, 'icu_locale', d.daticulocale,"
+                             : "'c'::text, 'icu_locale', NULL::text,";
     char *sql = xasprintf(
         "SELECT json_build_object("
         " 'name', d.datname, 'owner', pg_catalog.pg_get_userbyid(d.datdba),"
@@ -342,7 +298,6 @@ static snap_rc read_database(pg_cap *cap, PGconn *conn, json_t *info, snap_err *
     json_t *db;
     snap_rc rc = pg_query(conn, sql, 0, NULL, &res, err);
 
-    /* the locale columns are listed by name in json_build_object: fix their keys */
     free(sql);
     if (rc != SNAP_OK) {
         err_prefix(err, "cannot read the database's properties");

@@ -1,0 +1,1583 @@
+/*
+ * pg.c: the PostgreSQL target.
+ *
+ * swap (default): restore into <db>__revert_<snapshot> on the same server (pre-data with
+ *   pg_restore, parallel COPY FROM STDIN, post-data with pg_restore -j, ANALYZE, row counts,
+ *   database properties), then the cut-over: ALLOW_CONNECTIONS false on the live database,
+ *   end its sessions, and in one transaction rename live -> <db>__pre_revert_<revert> and
+ *   staged -> <db>. The databases are told apart by oid, so every step can be retried.
+ * transaction: in one transaction on the live database, drop the captured schemas,
+ *   recreate, load, commit; for servers where CREATE DATABASE is not allowed.
+ * --to NAME: swap's staging, then staged -> NAME; the original is never touched.
+ */
+#include "pg.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/archive.h"
+#include "../common/pg.h"
+#include "../common/util.h"
+
+#define NAMEDATALEN_MAX 63
+#define IO_CHUNK (256u << 10)
+
+/* ---- small helpers ---- */
+
+static const char *jstr(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s != NULL ? s : "";
+}
+
+static json_t *info_of(const rst_target *t)
+{
+    return cat_component_info((cat_component *)(uintptr_t)rst_component(t));
+}
+
+static void set_str(json_t *o, const char *key, const char *v)
+{
+    json_object_set_new(o, key, json_string(v));
+}
+
+/* The DSN: the config's [source NAME] when it names one, else the snapshot's (redacted). */
+static const char *target_dsn(rst_target *t)
+{
+    char *section = xasprintf("source %s", rst_component_name(t));
+    const char *dsn = cfg_get(rst_ctx(t)->cfg, section, "dsn");
+
+    free(section);
+    if (dsn == NULL)
+        dsn = json_string_value(json_object_get(rst_state(t), "dsn"));
+    return dsn != NULL ? dsn : "";
+}
+
+/* "<db><suffix>" within PostgreSQL's 63 bytes, cutting the name at a character boundary. */
+static char *db_with_suffix(const char *db, const char *suffix)
+{
+    size_t room = NAMEDATALEN_MAX - strlen(suffix), n = strlen(db);
+
+    if (n > room) {
+        n = room;
+        while (n > 0 && ((unsigned char)db[n] & 0xC0) == 0x80)
+            n--;
+    }
+    return xasprintf("%.*s%s", (int)n, db, suffix);
+}
+
+/* The random part of an id (20261126T054128Z-1a2b3c4d -> 1a2b3c4d). */
+static const char *id_token(const char *id)
+{
+    const char *dash = strrchr(id, '-');
+    return dash != NULL ? dash + 1 : id;
+}
+
+static snap_rc connect_db(rst_target *t, const char *db, PGconn **out, snap_err *err)
+{
+    return pg_connect(target_dsn(t), db, out, err);
+}
+
+/* A database to run CREATE/ALTER/DROP DATABASE from: neither the live nor the staged one. */
+static snap_rc connect_maintenance(rst_target *t, PGconn **out, snap_err *err)
+{
+    json_t *st = rst_state(t);
+    const char *opt = rst_option(t, "pg_maintenance_db");
+    const char *cands[] = {opt, "postgres", "template1"};
+    snap_rc rc = SNAP_ENOTFOUND;
+
+    for (size_t i = 0; i < 3; i++) {
+        if (cands[i] == NULL || strcmp(cands[i], jstr(st, "live")) == 0 ||
+            strcmp(cands[i], jstr(st, "staged")) == 0 || strcmp(cands[i], jstr(st, "displaced")) == 0)
+            continue;
+        rc = connect_db(t, cands[i], out, err);
+        if (rc == SNAP_OK || rc != SNAP_ENOTFOUND)
+            return rc;
+    }
+    err_hint(err, "set [revert] pg_maintenance_db to a database the user may connect to");
+    return rc;
+}
+
+/* Quoted identifier of a database name; the caller frees. */
+static char *qi(PGconn *c, const char *s) { return pg_ident(c, s); }
+
+/* Runs a statement built from a format; errors get the statement's purpose as prefix. */
+static snap_rc execf(PGconn *c, snap_err *err, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static snap_rc execf(PGconn *c, snap_err *err, const char *what, const char *fmt, ...)
+{
+    va_list ap;
+    char *sql;
+    snap_rc rc;
+
+    va_start(ap, fmt);
+    if (vasprintf(&sql, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    rc = pg_exec(c, sql, err);
+    free(sql);
+    if (rc != SNAP_OK && what != NULL)
+        err_prefix(err, "%s", what);
+    return rc;
+}
+
+/* The oid of a database by name, 0 when it does not exist. */
+static snap_rc db_oid(PGconn *c, const char *name, unsigned long *oid, snap_err *err)
+{
+    const char *p[1] = {name};
+    PGresult *res;
+    snap_rc rc = pg_query(c, "SELECT oid FROM pg_catalog.pg_database WHERE datname = $1", 1, p, &res, err);
+
+    *oid = 0;
+    if (rc == SNAP_OK && PQntuples(res) == 1)
+        *oid = strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return rc;
+}
+
+/* The name of the database with this oid, or NULL (caller frees). */
+static snap_rc db_name(PGconn *c, unsigned long oid, char **name, snap_err *err)
+{
+    char o[24];
+    const char *p[1] = {o};
+    PGresult *res;
+    snap_rc rc;
+
+    snprintf(o, sizeof o, "%lu", oid);
+    rc = pg_query(c, "SELECT datname FROM pg_catalog.pg_database WHERE oid = $1::oid", 1, p, &res, err);
+    *name = rc == SNAP_OK && PQntuples(res) == 1 ? xstrdup(PQgetvalue(res, 0, 0)) : NULL;
+    PQclear(res);
+    return rc;
+}
+
+static unsigned long st_oid(const rst_target *t, const char *key)
+{
+    return (unsigned long)json_integer_value(json_object_get(rst_state((rst_target *)(uintptr_t)t), key));
+}
+
+/* ---- plan ---- */
+
+static snap_rc check_roles(rst_target *t, PGconn *c, json_t *plan, snap_err *err)
+{
+    json_t *roles = json_object_get(info_of(t), "roles");
+    char *arr = json_dumps(roles ? roles : json_array(), JSON_COMPACT), *missing;
+    const char *p[1] = {arr};
+    PGresult *res;
+    snap_rc rc = pg_query(c,
+                          "SELECT coalesce(string_agg(r, ', ' ORDER BY r), '') FROM json_array_elements_text($1::json) r"
+                          " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r)",
+                          1, p, &res, err);
+
+    free(arr);
+    if (rc != SNAP_OK)
+        return rc;
+    missing = xstrdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    json_object_set_new(plan, "roles", json_incref(roles ? roles : json_null()));
+    if (*missing) {
+        err_set(err, SNAP_ENOTFOUND, 0, "roles the snapshot needs do not exist on this server: %s", missing);
+        err_hint(err, "create them first (CREATE ROLE ...; pg_dumpall --roles-only on the source server lists them); "
+                      "nothing was changed");
+        rc = SNAP_ENOTFOUND;
+    }
+    free(missing);
+    return rc;
+}
+
+/* Sessions on db this user cannot end, replication slots and subscriptions that hold it. */
+static snap_rc check_blockers(PGconn *c, const char *db, json_t *plan, snap_err *err)
+{
+    const char *p[1] = {db};
+    PGresult *res;
+    snap_rc rc = pg_query(c,
+        "WITH me AS (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)"
+        " SELECT count(*),"
+        "  count(*) FILTER (WHERE NOT ((SELECT rolsuper FROM me)"
+        "   OR (NOT coalesce((SELECT rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = a.usesysid), false)"
+        "       AND (pg_catalog.pg_has_role(current_user, a.usesysid, 'MEMBER')"
+        "            OR pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'))))),"
+        "  coalesce(string_agg(DISTINCT a.usename, ', ') FILTER (WHERE NOT ((SELECT rolsuper FROM me)"
+        "   OR (NOT coalesce((SELECT rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = a.usesysid), false)"
+        "       AND (pg_catalog.pg_has_role(current_user, a.usesysid, 'MEMBER')"
+        "            OR pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'))))), '')"
+        " FROM pg_catalog.pg_stat_activity a WHERE a.datname = $1 AND a.pid <> pg_catalog.pg_backend_pid()"
+        " AND a.backend_type = 'client backend'",
+        1, p, &res, err);
+    long sessions, stuck;
+    char *who;
+
+    if (rc != SNAP_OK)
+        return rc;
+    sessions = atol(PQgetvalue(res, 0, 0));
+    stuck = atol(PQgetvalue(res, 0, 1));
+    who = xstrdup(PQgetvalue(res, 0, 2));
+    PQclear(res);
+    json_object_set_new(plan, "sessions", json_integer(sessions));
+    if (stuck > 0) {
+        err_set(err, SNAP_EUNREACH, 0, "%ld session%s on database %s cannot be ended by this user (held by %s)", stuck,
+                stuck == 1 ? "" : "s", db, who);
+        err_hint(err, "revert as a superuser, GRANT pg_signal_backend to this user, or end those sessions first; "
+                      "nothing was changed");
+        free(who);
+        return SNAP_EUNREACH;
+    }
+    free(who);
+    rc = pg_query(c, "SELECT coalesce(string_agg(slot_name::text, ', '), '') FROM pg_catalog.pg_replication_slots"
+                     " WHERE database = $1", 1, p, &res, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (*PQgetvalue(res, 0, 0)) {
+        err_set(err, SNAP_ECONFLICT, 0, "database %s is held by replication slot %s", db, PQgetvalue(res, 0, 0));
+        err_hint(err, "a renamed database would leave the slot behind: drop it (pg_drop_replication_slot) "
+                      "or revert with --mode transaction; nothing was changed");
+        PQclear(res);
+        return SNAP_ECONFLICT;
+    }
+    PQclear(res);
+    res = PQexecParams(c, "SELECT coalesce(string_agg(s.subname::text, ', '), '') FROM pg_catalog.pg_subscription s"
+                          " JOIN pg_catalog.pg_database d ON d.oid = s.subdbid WHERE d.datname = $1",
+                       1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && *PQgetvalue(res, 0, 0)) {
+        err_set(err, SNAP_ECONFLICT, 0, "database %s is held by subscription %s", db, PQgetvalue(res, 0, 0));
+        err_hint(err, "disable and drop the subscription first, or revert with --mode transaction; nothing was changed");
+        PQclear(res);
+        return SNAP_ECONFLICT;
+    }
+    PQclear(res);
+    return SNAP_OK;
+}
+
+static snap_rc pg_plan(rst_target *t, snap_err *err)
+{
+    json_t *info = info_of(t), *st = rst_state(t), *plan = rst_plan(t), *notes = json_array();
+    json_t *stats = cat_component_stats((cat_component *)(uintptr_t)rst_component(t));
+    const char *mode = rst_option(t, "mode"), *to = rst_to(t);
+    const char *db = jstr(info, "database_name");
+    char *where = NULL, *staged = NULL, *displaced = NULL, *suffix, *lock = NULL, *tool = NULL;
+    PGconn *c = NULL;
+    PGresult *res = NULL;
+    int major;
+    bool tx;
+    snap_rc rc;
+
+    json_object_set_new(plan, "notes", notes);
+    if (mode != NULL && strcmp(mode, "swap") != 0 && strcmp(mode, "transaction") != 0) {
+        err_set(err, SNAP_EUSAGE, 0, "unknown --mode '%s'", mode);
+        err_hint(err, "PostgreSQL reverts with --mode swap (the default) or --mode transaction");
+        return SNAP_EUSAGE;
+    }
+    tx = mode != NULL && strcmp(mode, "transaction") == 0;
+    if (tx && to != NULL) {
+        err_set(err, SNAP_EUSAGE, 0, "--mode transaction reverts the live database in place and cannot take --to");
+        err_hint(err, "drop --to, or restore beside with the default mode");
+        return SNAP_EUSAGE;
+    }
+    if (!*db)
+        return err_set(err, SNAP_EVERIFY, 0, "component %s lacks its database name", rst_component_name(t));
+    set_str(st, "dsn", cat_component_source(rst_component(t)) ? cat_component_source(rst_component(t)) : "");
+    set_str(st, "mode", tx ? "transaction" : to ? "to" : "swap");
+    set_str(st, "live", to ? to : db);
+
+    /* the archive's schema needs a pg_restore at least as new as the pg_dump that wrote it */
+    rc = pg_tool_find(rst_option(t, "pg_bindir"), "pg_restore", &tool, &major, err);
+    if (rc == SNAP_OK && major < json_integer_value(json_object_get(info, "pg_dump_major"))) {
+        err_set(err, SNAP_EFAIL, 0, "%s is version %d; the snapshot's schema was written by pg_dump %lld", tool, major,
+                (long long)json_integer_value(json_object_get(info, "pg_dump_major")));
+        err_hint(err, "install the client programs of PostgreSQL %lld or newer, or set [revert] pg_bindir",
+                 (long long)json_integer_value(json_object_get(info, "pg_dump_major")));
+        rc = SNAP_EFAIL;
+    }
+    free(tool);
+    if (rc != SNAP_OK)
+        return rc;
+
+    rc = connect_db(t, to || tx ? NULL : db, &c, err);
+    if (rc == SNAP_ENOTFOUND && to != NULL)
+        rc = connect_db(t, "postgres", &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    {
+        char *w = pg_where(c), *slash = strrchr(w, '/');
+        *slash = '\0';
+        where = xasprintf("%s/%s", w, to ? to : db);
+        free(w);
+    }
+    set_str(plan, "target", where);
+    set_str(plan, "action", tx ? "transaction" : to ? "restore-beside" : "swap");
+    json_object_set(plan, "tables", json_object_get(stats, "tables"));
+    json_object_set(plan, "rows", json_object_get(stats, "rows"));
+    lock = xasprintf("postgres://%s", where);
+    rst_set_lock_key(t, lock);
+
+    rc = check_roles(t, c, plan, err);
+    if (rc != SNAP_OK)
+        goto out;
+    rc = pg_query(c, "SELECT r.rolsuper, r.rolcreatedb OR r.rolsuper, current_user,"
+                     " has_database_privilege(current_database(), 'CREATE') FROM pg_catalog.pg_roles r"
+                     " WHERE r.rolname = current_user", 0, NULL, &res, err);
+    if (rc != SNAP_OK)
+        goto out;
+    if (tx) {
+        if (strcmp(PQgetvalue(res, 0, 0), "t") != 0 && strcmp(PQgetvalue(res, 0, 3), "t") != 0) {
+            rc = err_set(err, SNAP_EUNREACH, 0, "user %s may not create schemas in database %s", PQgetvalue(res, 0, 2),
+                         db);
+            err_hint(err, "GRANT CREATE ON DATABASE to the user, or revert as the database's owner");
+            goto out;
+        }
+        json_array_append_new(notes, json_string("one transaction drops and recreates the captured schemas; "
+                                                   "readers of those tables wait for its commit"));
+        goto out;
+    }
+    if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+        rc = err_set(err, SNAP_EUNREACH, 0, "user %s may not create databases (no CREATEDB), which swap mode needs",
+                     PQgetvalue(res, 0, 2));
+        err_hint(err, "use --mode transaction, which restores inside the live database, or GRANT CREATEDB");
+        goto out;
+    }
+    suffix = xasprintf("__revert_%s", id_token(cat_manifest_id(rst_manifest(t))));
+    staged = db_with_suffix(to ? to : db, suffix);
+    free(suffix);
+    set_str(st, "staged", staged);
+    set_str(plan, "staging", staged);
+    {
+        unsigned long oid;
+        rc = db_oid(c, staged, &oid, err);
+        if (rc == SNAP_OK && oid != 0) {
+            rc = err_set(err, SNAP_ECONFLICT, 0, "staging database %s already exists", staged);
+            err_hint(err, "a revert to this snapshot is running or was interrupted: `revert --recover` removes "
+                          "what an interrupted one left; otherwise DROP DATABASE %s", staged);
+        }
+        if (rc == SNAP_OK && to != NULL) {
+            rc = db_oid(c, to, &oid, err);
+            if (rc == SNAP_OK && oid != 0) {
+                rc = err_set(err, SNAP_ECONFLICT, 0, "database %s exists; --to restores into a new database only", to);
+                err_hint(err, "choose a name that is not taken, or drop that database first");
+            }
+        }
+        if (rc != SNAP_OK)
+            goto out;
+    }
+    if (to == NULL) {
+        unsigned long oid;
+        suffix = xasprintf("__pre_revert_%s", id_token(rst_revert_id(t)));
+        displaced = db_with_suffix(db, suffix);
+        free(suffix);
+        set_str(st, "displaced", displaced);
+        set_str(plan, "displaced", displaced);
+        rc = db_oid(c, db, &oid, err);
+        if (rc != SNAP_OK)
+            goto out;
+        json_object_set_new(st, "live_oid", json_integer((json_int_t)oid));
+        PQclear(res);
+        res = NULL;
+        rc = pg_query(c, "SELECT datallowconn, pg_catalog.pg_has_role(datdba, 'MEMBER') OR"
+                         " (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)"
+                         " FROM pg_catalog.pg_database WHERE datname = current_database()", 0, NULL, &res, err);
+        if (rc != SNAP_OK)
+            goto out;
+        json_object_set_new(st, "allow_connections", json_boolean(strcmp(PQgetvalue(res, 0, 0), "t") == 0));
+        if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+            rc = err_set(err, SNAP_EUNREACH, 0, "user %s does not own database %s and cannot rename it",
+                         PQuser(c), db);
+            err_hint(err, "revert as the database's owner or a superuser, or use --mode transaction");
+            goto out;
+        }
+        rc = check_blockers(c, db, plan, err);
+        if (rc != SNAP_OK)
+            goto out;
+        {
+            char *n = xasprintf("the live database is renamed %s and kept as the instant undo "
+                                "(--drop-old removes it)", displaced);
+            json_array_append_new(notes, json_string(n));
+            free(n);
+        }
+    }
+out:
+    if (rc != SNAP_OK && where != NULL && strstr(err->msg, where) == NULL)
+        err_prefix(err, "postgres %s", where);
+    PQclear(res);
+    PQfinish(c);
+    free(where);
+    free(staged);
+    free(displaced);
+    free(lock);
+    return rc;
+}
+
+static snap_rc pg_safety_source(rst_target *t, cfg *c, const char *section, snap_err *err)
+{
+    json_t *info = info_of(t), *v;
+    size_t i;
+
+    (void)err;
+    cfg_set(c, section, "type", "postgres");
+    cfg_set(c, section, "dsn", target_dsn(t));
+    json_array_foreach(json_object_get(info, "schemas"), i, v)
+        cfg_add(c, section, "schema", json_string_value(v));
+    json_array_foreach(json_object_get(info, "exclude_tables"), i, v)
+        cfg_add(c, section, "exclude_table", json_string_value(v));
+    if (rst_option(t, "pg_bindir") != NULL)
+        cfg_set(c, section, "pg_bindir", rst_option(t, "pg_bindir"));
+    return SNAP_OK;
+}
+
+/* ---- reading the archive ---- */
+
+typedef struct schema_files {
+    size_t part;      /* the part that holds them */
+    char *dump_path;  /* pg_dump's custom archive, in a 0600 temp file */
+    char *sequences;  /* setval() statements */
+} schema_files;
+
+static void schema_files_free(schema_files *s)
+{
+    if (s->dump_path != NULL) {
+        unlink(s->dump_path);
+        free(s->dump_path);
+    }
+    free(s->sequences);
+    memset(s, 0, sizeof *s);
+}
+
+static snap_rc open_part(rst_target *t, size_t i, arc_reader **r, snap_err *err)
+{
+    const char *key, *sha;
+    uint64_t size, entries;
+
+    cat_component_part(rst_component(t), i, &key, &size, &sha, &entries);
+    return arc_reader_open(rst_store(t), key, size, sha, rst_ctx(t), NULL, r, err);
+}
+
+/* Reads a whole entry (at most max bytes) into a NUL-terminated buffer. */
+static snap_rc read_entry(arc_reader *r, struct archive_entry *e, uint64_t max, char **out, size_t *outlen,
+                          snap_err *err)
+{
+    uint64_t size = (uint64_t)archive_entry_size(e);
+    size_t len = 0, got;
+    char *buf;
+    snap_rc rc = SNAP_OK;
+
+    if (size > max)
+        return err_set(err, SNAP_EVERIFY, 0, "entry %s is larger than expected", archive_entry_pathname(e));
+    buf = xmalloc((size_t)size + 1);
+    while (rc == SNAP_OK && len < size) {
+        rc = arc_reader_data(r, buf + len, (size_t)size - len, &got, err);
+        if (rc == SNAP_OK && got == 0)
+            rc = err_set(err, SNAP_EVERIFY, 0, "entry %s is truncated", archive_entry_pathname(e));
+        len += got;
+    }
+    if (rc != SNAP_OK) {
+        free(buf);
+        return rc;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *outlen = len;
+    return SNAP_OK;
+}
+
+/* The leader's part: postgres/snapshot.json first, then sequences and pg_dump's archive. */
+static snap_rc read_schema(rst_target *t, schema_files *sf, snap_err *err)
+{
+    size_t n = cat_component_nparts(rst_component(t));
+    arc_reader *r = NULL;
+    struct archive_entry *e;
+    snap_rc rc = SNAP_OK;
+
+    memset(sf, 0, sizeof *sf);
+    for (size_t i = 0; i < n && rc == SNAP_OK; i++) {
+        rc = open_part(t, i, &r, err);
+        if (rc == SNAP_OK)
+            rc = arc_reader_next(r, &e, err);
+        if (rc != SNAP_OK)
+            break;
+        if (e == NULL || strcmp(archive_entry_pathname(e), PG_META_ENTRY) != 0) {
+            arc_reader_close(r, NULL);
+            r = NULL;
+            continue;
+        }
+        sf->part = i;
+        while (rc == SNAP_OK && (rc = arc_reader_next(r, &e, err)) == SNAP_OK && e != NULL) {
+            const char *name = archive_entry_pathname(e);
+            if (strcmp(name, PG_SEQ_ENTRY) == 0) {
+                size_t len;
+                rc = read_entry(r, e, 1ULL << 30, &sf->sequences, &len, err);
+            } else if (strcmp(name, PG_SCHEMA_ENTRY) == 0) {
+                int fd = pg_tmpfile(&sf->dump_path, err);
+                char *buf = xmalloc(IO_CHUNK);
+                size_t got;
+                if (fd < 0) {
+                    free(buf);
+                    rc = err->code;
+                    break;
+                }
+                while ((rc = arc_reader_data(r, buf, IO_CHUNK, &got, err)) == SNAP_OK && got > 0)
+                    if (write(fd, buf, got) != (ssize_t)got) {
+                        rc = err_sys(err, SNAP_EFAIL, "cannot write %s", sf->dump_path);
+                        break;
+                    }
+                free(buf);
+                close(fd);
+            }
+        }
+        if (rc == SNAP_OK)
+            rc = arc_reader_close(r, err);
+        else
+            arc_reader_close(r, NULL);
+        r = NULL;
+        break;
+    }
+    if (rc == SNAP_OK && (sf->dump_path == NULL || sf->sequences == NULL)) {
+        rc = err_set(err, SNAP_EVERIFY, 0, "component %s has no schema part (%s)", rst_component_name(t),
+                     PG_SCHEMA_ENTRY);
+        err_hint(err, "the snapshot is damaged or was not written by snap; `snap verify` checks it");
+    }
+    if (rc != SNAP_OK)
+        schema_files_free(sf);
+    return rc;
+}
+
+/* ---- loading data ---- */
+
+typedef struct pg_load {
+    rst_target *t;
+    json_t *tables;        /* info.tables */
+    uint64_t *rows;        /* rows loaded per table */
+    size_t ntables;
+    const char *db;        /* where the workers connect */
+    size_t skip_part;      /* the schema part */
+    size_t nparts;
+    pthread_mutex_t lock;
+    size_t next;
+    bool failed;
+    snap_err err;
+    uint64_t lo_count;
+} pg_load;
+
+/* "data/000012/..." -> 12 */
+static bool entry_table(const char *name, size_t ntables, size_t *id)
+{
+    char *end;
+    unsigned long v;
+
+    if (strncmp(name, PG_DATA_DIR, strlen(PG_DATA_DIR)) != 0)
+        return false;
+    v = strtoul(name + strlen(PG_DATA_DIR), &end, 10);
+    if (*end != '/' || v >= ntables)
+        return false;
+    *id = (size_t)v;
+    return true;
+}
+
+static snap_rc load_copy(pg_load *L, PGconn *c, arc_reader *r, struct archive_entry *e, size_t id, char *buf,
+                         snap_err *err)
+{
+    json_t *tj = json_array_get(L->tables, id);
+    char *sch = pg_ident(c, jstr(tj, "schema")), *nam = pg_ident(c, jstr(tj, "name")), *sql, msg[512];
+    const char *cols = jstr(tj, "columns");
+    PGresult *res;
+    size_t got;
+    snap_rc rc = SNAP_OK;
+
+    sql = *cols ? xasprintf("COPY %s.%s (%s) FROM STDIN", sch, nam, cols) : xasprintf("COPY %s.%s FROM STDIN", sch, nam);
+    res = PQexec(c, sql);
+    free(sql);
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        pg_errmsg(c, res, msg, sizeof msg);
+        rc = err_set(err, PQstatus(c) == CONNECTION_OK ? SNAP_EFAIL : SNAP_EUNREACH, 0, "cannot load %s.%s: %s", sch,
+                     nam, msg);
+        PQclear(res);
+        goto out;
+    }
+    PQclear(res);
+    while ((rc = arc_reader_data(r, buf, IO_CHUNK, &got, err)) == SNAP_OK && got > 0)
+        if (PQputCopyData(c, buf, (int)got) != 1)
+            break;
+    if (rc != SNAP_OK) {
+        PQputCopyEnd(c, "the archive could not be read");
+        while ((res = PQgetResult(c)) != NULL)
+            PQclear(res);
+        goto out;
+    }
+    PQputCopyEnd(c, NULL);
+    while ((res = PQgetResult(c)) != NULL) {
+        if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+            uint64_t n = strtoull(PQcmdTuples(res), NULL, 10);
+            pthread_mutex_lock(&L->lock);
+            L->rows[id] += n;
+            pthread_mutex_unlock(&L->lock);
+        } else if (rc == SNAP_OK) {
+            pg_errmsg(c, res, msg, sizeof msg);
+            rc = err_set(err, PQstatus(c) == CONNECTION_OK ? SNAP_EFAIL : SNAP_EUNREACH, 0, "cannot load %s.%s (%s): %s",
+                         sch, nam, archive_entry_pathname(e), msg);
+        }
+        PQclear(res);
+    }
+out:
+    free(sch);
+    free(nam);
+    return rc;
+}
+
+/* lo/<oid>/<offset>: lo_create came with the schema (pre-data); write the piece. */
+static snap_rc load_lo(pg_load *L, PGconn *c, arc_reader *r, struct archive_entry *e, snap_err *err)
+{
+    const char *name = archive_entry_pathname(e) + strlen(PG_LO_DIR);
+    char oid[24], off[24], *data = NULL, msg[512];
+    const char *slash = strchr(name, '/');
+    size_t len;
+    PGresult *res;
+    snap_rc rc;
+
+    if (slash == NULL || (size_t)(slash - name) >= sizeof oid)
+        return err_set(err, SNAP_EVERIFY, 0, "unexpected entry %s in the archive", archive_entry_pathname(e));
+    snprintf(oid, sizeof oid, "%.*s", (int)(slash - name), name);
+    snprintf(off, sizeof off, "%llu", strtoull(slash + 1, NULL, 10));
+    rc = read_entry(r, e, 1ULL << 30, &data, &len, err);
+    if (rc != SNAP_OK)
+        return rc;
+    {
+        const char *vals[3] = {oid, off, data};
+        int lens[3] = {0, 0, (int)len}, fmts[3] = {0, 0, 1};
+        res = PQexecParams(c, "SELECT pg_catalog.lo_put($1::oid, $2::bigint, $3::bytea)", 3, NULL, vals, lens, fmts, 0);
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_errmsg(c, res, msg, sizeof msg);
+        rc = err_set(err, SNAP_EFAIL, 0, "cannot restore large object %s: %s", oid, msg);
+    } else if (strcmp(off, "0") == 0) {
+        pthread_mutex_lock(&L->lock);
+        L->lo_count++;
+        pthread_mutex_unlock(&L->lock);
+    }
+    PQclear(res);
+    free(data);
+    return rc;
+}
+
+static snap_rc load_part(pg_load *L, PGconn *c, size_t part, char *buf, snap_err *err)
+{
+    arc_reader *r = NULL;
+    struct archive_entry *e;
+    snap_rc rc = open_part(L->t, part, &r, err);
+
+    while (rc == SNAP_OK && (rc = arc_reader_next(r, &e, err)) == SNAP_OK && e != NULL) {
+        const char *name = archive_entry_pathname(e);
+        size_t id;
+        if (entry_table(name, L->ntables, &id))
+            rc = load_copy(L, c, r, e, id, buf, err);
+        else if (strncmp(name, PG_LO_DIR, strlen(PG_LO_DIR)) == 0)
+            rc = load_lo(L, c, r, e, err);
+        else
+            rc = err_set(err, SNAP_EVERIFY, 0, "unexpected entry %s in the archive", name);
+        if (rc == SNAP_OK && ctx_interrupted(rst_ctx(L->t), err))
+            rc = SNAP_EINTR;
+    }
+    if (r != NULL) {
+        /* verifies size and checksum of the whole part */
+        if (rc == SNAP_OK)
+            rc = arc_reader_close(r, err);
+        else
+            arc_reader_close(r, NULL);
+    }
+    return rc;
+}
+
+typedef struct load_worker {
+    pg_load *L;
+    pthread_t thread;
+} load_worker;
+
+static void *load_main(void *arg)
+{
+    load_worker *w = arg;
+    pg_load *L = w->L;
+    PGconn *c = NULL;
+    char *buf = xmalloc(IO_CHUNK);
+    snap_err err;
+    snap_rc rc;
+
+    err_clear(&err);
+    rc = connect_db(L->t, L->db, &c, &err);
+    /* the cut-over commits synchronously, which flushes everything before it */
+    if (rc == SNAP_OK)
+        rc = pg_exec(c, "SET synchronous_commit = off", &err);
+    while (rc == SNAP_OK) {
+        size_t part = SIZE_MAX;
+        pthread_mutex_lock(&L->lock);
+        while (!L->failed && L->next < L->nparts && L->next == L->skip_part)
+            L->next++;
+        if (!L->failed && L->next < L->nparts)
+            part = L->next++;
+        pthread_mutex_unlock(&L->lock);
+        if (part == SIZE_MAX)
+            break;
+        rc = load_part(L, c, part, buf, &err);
+    }
+    if (rc != SNAP_OK) {
+        pthread_mutex_lock(&L->lock);
+        if (!L->failed) {
+            L->failed = true;
+            L->err = err;
+        }
+        pthread_mutex_unlock(&L->lock);
+    }
+    PQfinish(c);
+    free(buf);
+    return NULL;
+}
+
+static void load_init(pg_load *L, rst_target *t, const char *db, size_t skip_part)
+{
+    memset(L, 0, sizeof *L);
+    L->t = t;
+    L->tables = json_object_get(info_of(t), "tables");
+    L->ntables = json_array_size(L->tables);
+    L->rows = xcalloc(L->ntables + 1, sizeof *L->rows);
+    L->db = db;
+    L->skip_part = skip_part;
+    L->nparts = cat_component_nparts(rst_component(t));
+    pthread_mutex_init(&L->lock, NULL);
+}
+
+static void load_free(pg_load *L)
+{
+    free(L->rows);
+    pthread_mutex_destroy(&L->lock);
+}
+
+/* Row counts loaded against the manifest's: any difference stops the revert here. */
+static snap_rc check_counts(pg_load *L, snap_err *err)
+{
+    json_t *info = info_of(L->t);
+    json_int_t los = json_integer_value(json_object_get(
+        cat_component_stats((cat_component *)(uintptr_t)rst_component(L->t)), "large_objects"));
+
+    for (size_t i = 0; i < L->ntables; i++) {
+        json_t *tj = json_array_get(L->tables, i);
+        uint64_t want = (uint64_t)json_integer_value(json_object_get(tj, "rows"));
+        if (L->rows[i] != want) {
+            err_set(err, SNAP_EVERIFY, 0, "table %s.%s has %llu rows after loading, the snapshot recorded %llu",
+                    jstr(tj, "schema"), jstr(tj, "name"), (unsigned long long)L->rows[i], (unsigned long long)want);
+            err_hint(err, "the snapshot is damaged (`snap verify`); nothing live was changed");
+            return SNAP_EVERIFY;
+        }
+    }
+    (void)info;
+    if ((json_int_t)L->lo_count != los) {
+        err_set(err, SNAP_EVERIFY, 0, "%llu large objects were restored, the snapshot recorded %lld",
+                (unsigned long long)L->lo_count, (long long)los);
+        return SNAP_EVERIFY;
+    }
+    return SNAP_OK;
+}
+
+/* ---- database-level properties ---- */
+
+static bool list_setting(const char *name)
+{
+    static const char *const lists[] = {"search_path", "temp_tablespaces", "session_preload_libraries",
+                                        "local_preload_libraries", NULL};
+    for (const char *const *l = lists; *l; l++)
+        if (strcmp(*l, name) == 0)
+            return true;
+    return false;
+}
+
+/* "name=value" as it sits in pg_db_role_setting -> "name TO <literals>" */
+static char *setting_sql(PGconn *c, const char *setting)
+{
+    const char *eq = strchr(setting, '=');
+    char *name, *out, *lit;
+
+    if (eq == NULL)
+        return NULL;
+    name = strndup(setting, (size_t)(eq - setting));
+    if (!list_setting(name)) {
+        lit = pg_literal(c, eq + 1);
+        out = xasprintf("%s TO %s", name, lit);
+        free(lit);
+    } else {
+        /* a list: elements separated by commas, "quoted" ones verbatim */
+        size_t cap = strlen(setting) * 2 + 64, len = 0;
+        const char *p = eq + 1;
+        out = xmalloc(cap);
+        len = (size_t)snprintf(out, cap, "%s TO ", name);
+        while (*p) {
+            char *el = xmalloc(strlen(p) + 1);
+            size_t n = 0;
+            while (*p == ' ')
+                p++;
+            if (*p == '"') {
+                for (p++; *p; p++) {
+                    if (*p == '"' && p[1] == '"')
+                        el[n++] = *p++;
+                    else if (*p == '"') {
+                        p++;
+                        break;
+                    } else
+                        el[n++] = *p;
+                }
+                while (*p && *p != ',')
+                    p++;
+            } else {
+                while (*p && *p != ',')
+                    el[n++] = *p++;
+                while (n > 0 && el[n - 1] == ' ')
+                    n--;
+            }
+            el[n] = '\0';
+            lit = pg_literal(c, el);
+            if (len + strlen(lit) + 3 >= cap)
+                out = xrealloc(out, cap = cap * 2 + strlen(lit));
+            len += (size_t)sprintf(out + len, "%s%s", out[len - 1] == ' ' ? "" : ", ", lit);
+            free(lit);
+            free(el);
+            if (*p == ',')
+                p++;
+        }
+    }
+    free(name);
+    return out;
+}
+
+/*
+ * Owner, settings, comment, privileges and connection limit of the snapshot's database,
+ * applied to database target. reset: the target has properties of its own to clear first.
+ */
+static snap_rc apply_db_props(rst_target *t, PGconn *c, const char *target, bool reset, snap_err *err)
+{
+    json_t *db = json_object_get(info_of(t), "database"), *v;
+    char *q = qi(c, target), *lit;
+    size_t i;
+    snap_rc rc = SNAP_OK;
+
+    if (db == NULL)
+        goto out;
+    if (reset)
+        rc = execf(c, err, "cannot reset database settings", "ALTER DATABASE %s RESET ALL", q);
+    if (rc == SNAP_OK && *jstr(db, "owner")) {
+        char *o = qi(c, jstr(db, "owner"));
+        rc = execf(c, err, "cannot set the database's owner", "ALTER DATABASE %s OWNER TO %s", q, o);
+        free(o);
+    }
+    json_array_foreach(json_object_get(db, "settings"), i, v) {
+        char *s = setting_sql(c, json_string_value(v));
+        if (rc == SNAP_OK && s != NULL)
+            rc = execf(c, err, "cannot apply a database setting", "ALTER DATABASE %s SET %s", q, s);
+        free(s);
+    }
+    json_array_foreach(json_object_get(db, "role_settings"), i, v) {
+        char *s = setting_sql(c, jstr(v, "setting")), *r = qi(c, jstr(v, "role"));
+        if (rc == SNAP_OK && s != NULL)
+            rc = execf(c, err, "cannot apply a role setting", "ALTER ROLE %s IN DATABASE %s SET %s", r, q, s);
+        free(s);
+        free(r);
+    }
+    if (rc == SNAP_OK) {
+        const char *cm = json_string_value(json_object_get(db, "comment"));
+        lit = cm ? pg_literal(c, cm) : xstrdup("NULL");
+        rc = execf(c, err, "cannot set the database's comment", "COMMENT ON DATABASE %s IS %s", q, lit);
+        free(lit);
+    }
+    if (rc == SNAP_OK && (reset || !json_is_true(json_object_get(db, "acl_default")))) {
+        char *o = qi(c, jstr(db, "owner"));
+        PGresult *res;
+        /* from whatever the target has now to exactly the snapshot's list */
+        const char *p[1] = {target};
+        rc = pg_query(c, "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE"
+                         " quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END FROM pg_catalog.pg_database d,"
+                         " pg_catalog.aclexplode(d.datacl) a WHERE d.datname = $1", 1, p, &res, err);
+        for (int k = 0; rc == SNAP_OK && k < PQntuples(res); k++)
+            rc = execf(c, err, "cannot reset the database's privileges", "REVOKE ALL ON DATABASE %s FROM %s CASCADE", q,
+                       PQgetvalue(res, k, 0));
+        PQclear(res);
+        if (rc == SNAP_OK)
+            rc = execf(c, err, "cannot reset the database's privileges", "REVOKE ALL ON DATABASE %s FROM PUBLIC, %s", q,
+                       o);
+        if (json_is_true(json_object_get(db, "acl_default"))) {
+            if (rc == SNAP_OK)
+                rc = execf(c, err, "cannot grant", "GRANT CONNECT, TEMPORARY ON DATABASE %s TO PUBLIC", q);
+            if (rc == SNAP_OK)
+                rc = execf(c, err, "cannot grant", "GRANT ALL ON DATABASE %s TO %s", q, o);
+        }
+        json_array_foreach(json_object_get(db, "acl"), i, v) {
+            const char *g = jstr(v, "grantee");
+            char *gq = strcmp(g, "PUBLIC") == 0 ? xstrdup("PUBLIC") : qi(c, g);
+            if (rc == SNAP_OK)
+                rc = execf(c, err, "cannot grant", "GRANT %s ON DATABASE %s TO %s%s", jstr(v, "privilege"), q, gq,
+                           json_is_true(json_object_get(v, "grantable")) ? " WITH GRANT OPTION" : "");
+            free(gq);
+        }
+        free(o);
+    }
+    if (rc == SNAP_OK && json_is_integer(json_object_get(db, "connection_limit")))
+        rc = execf(c, err, "cannot set the connection limit", "ALTER DATABASE %s CONNECTION LIMIT %lld", q,
+                   (long long)json_integer_value(json_object_get(db, "connection_limit")));
+out:
+    free(q);
+    return rc;
+}
+
+/* ---- stage ---- */
+
+static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const char *section, int jobs,
+                              const char *dump, int out_fd, snap_err *err)
+{
+    char *tool = NULL, *sec = xasprintf("--section=%s", section), *dbarg = NULL, *jarg = xasprintf("--jobs=%d", jobs);
+    char *argv[10], *dumpcopy = xstrdup(dump);
+    size_t n = 0;
+    int major;
+    snap_rc rc = pg_tool_find(rst_option(t, "pg_bindir"), "pg_restore", &tool, &major, err);
+
+    if (rc != SNAP_OK)
+        goto out;
+    argv[n++] = tool;
+    argv[n++] = sec;
+    if (db != NULL) {
+        /* a conninfo string: any database name passes through unharmed */
+        char *esc = xmalloc(2 * strlen(db) + 1), *w = esc;
+        for (const char *p = db; *p; p++) {
+            if (*p == '\'' || *p == '\\')
+                *w++ = '\\';
+            *w++ = *p;
+        }
+        *w = '\0';
+        dbarg = xasprintf("--dbname=dbname='%s'", esc);
+        free(esc);
+        argv[n++] = dbarg;
+        argv[n++] = (char *)"--exit-on-error";
+        if (jobs > 1)
+            argv[n++] = jarg;
+    } else {
+        argv[n++] = (char *)"--file=-";
+    }
+    argv[n++] = dumpcopy;
+    argv[n] = NULL;
+    rc = pg_tool_run(c, db, argv, out_fd, rst_ctx(t), err);
+out:
+    free(tool);
+    free(sec);
+    free(dbarg);
+    free(jarg);
+    free(dumpcopy);
+    return rc;
+}
+
+static snap_rc parallel_load(pg_load *L, int jobs, snap_err *err)
+{
+    size_t n = (size_t)(jobs > 0 ? jobs : 1);
+    load_worker *w;
+    size_t started = 0;
+
+    if (n > L->nparts)
+        n = L->nparts ? L->nparts : 1;
+    w = xcalloc(n, sizeof *w);
+    for (size_t i = 0; i < n; i++) {
+        w[i].L = L;
+        if (pthread_create(&w[i].thread, NULL, load_main, &w[i]) != 0)
+            break;
+        started++;
+    }
+    if (started == 0) {
+        free(w);
+        return err_set(err, SNAP_EFAIL, 0, "cannot start a loading thread");
+    }
+    for (size_t i = 0; i < started; i++)
+        pthread_join(w[i].thread, NULL);
+    free(w);
+    if (L->failed) {
+        *err = L->err;
+        return err->code != SNAP_OK ? err->code : SNAP_EFAIL;
+    }
+    return SNAP_OK;
+}
+
+static snap_rc stage_swap(rst_target *t, snap_err *err)
+{
+    json_t *st = rst_state(t), *info = info_of(t), *db = json_object_get(info, "database");
+    const char *staged = jstr(st, "staged");
+    snap_ctx *ctx = rst_ctx(t);
+    schema_files sf = {0};
+    PGconn *admin = NULL, *c = NULL;
+    pg_load L;
+    char *q = NULL, *opts = NULL;
+    unsigned long oid;
+    uint64_t t0 = util_now_ms();
+    snap_rc rc;
+
+    load_init(&L, t, staged, SIZE_MAX);
+    rc = read_schema(t, &sf, err);
+    if (rc != SNAP_OK)
+        goto out;
+    L.skip_part = sf.part;
+    rc = connect_maintenance(t, &admin, err);
+    if (rc != SNAP_OK)
+        goto out;
+    /* journaled before it exists, so that a crash right after leaves a name to clean up */
+    rc = rst_journal_save(t, err);
+    if (rc != SNAP_OK)
+        goto out;
+    q = qi(admin, staged);
+    {
+        char *enc = pg_literal(admin, *jstr(db, "encoding") ? jstr(db, "encoding") : "UTF8");
+        char *col = pg_literal(admin, jstr(db, "collate")), *ct = pg_literal(admin, jstr(db, "ctype"));
+        char *icu = NULL, *ts = qi(admin, *jstr(db, "tablespace") ? jstr(db, "tablespace") : "pg_default");
+        if (strcmp(jstr(db, "locale_provider"), "i") == 0) {
+            char *il = pg_literal(admin, jstr(db, "icu_locale"));
+            icu = xasprintf(" LOCALE_PROVIDER icu ICU_LOCALE %s", il);
+            free(il);
+        }
+        opts = xasprintf("TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s%s TABLESPACE %s", enc, col, ct,
+                         icu ? icu : "", ts);
+        free(enc);
+        free(col);
+        free(ct);
+        free(icu);
+        free(ts);
+    }
+    rc = execf(admin, err, NULL, "CREATE DATABASE %s %s", q, opts);
+    if (rc != SNAP_OK) {
+        err_prefix(err, "cannot create staging database %s", staged);
+        goto out;
+    }
+    rc = db_oid(admin, staged, &oid, err);
+    if (rc != SNAP_OK)
+        goto out;
+    json_object_set_new(st, "staged_oid", json_integer((json_int_t)oid));
+    rc = rst_journal_save(t, err);
+    if (rc != SNAP_OK)
+        goto out;
+    util_failpoint("pg-stage-created");
+
+    rc = connect_db(t, staged, &c, err);
+    if (rc == SNAP_OK) {
+        log_info(ctx, "%s: restoring the schema into %s", rst_component_name(t), staged);
+        rc = run_pg_restore(t, c, staged, "pre-data", 1, sf.dump_path, -1, err);
+    }
+    if (rc == SNAP_OK) {
+        log_info(ctx, "%s: loading %zu tables on %d connections", rst_component_name(t), L.ntables, ctx->jobs);
+        rc = parallel_load(&L, ctx->jobs, err);
+    }
+    util_failpoint("pg-stage-loaded");
+    if (rc == SNAP_OK)
+        rc = pg_exec(c, sf.sequences, err);
+    if (rc == SNAP_OK) {
+        log_info(ctx, "%s: building indexes and constraints", rst_component_name(t));
+        rc = run_pg_restore(t, c, staged, "post-data", ctx->jobs, sf.dump_path, -1, err);
+    }
+    if (rc == SNAP_OK)
+        rc = pg_exec(c, "ANALYZE", err);
+    if (rc == SNAP_OK)
+        rc = check_counts(&L, err);
+    PQfinish(c);
+    c = NULL;
+    if (rc == SNAP_OK)
+        rc = apply_db_props(t, admin, staged, false, err);
+    if (rc == SNAP_OK) {
+        json_object_set_new(rst_plan(t), "stage_ms", json_integer((json_int_t)(util_now_ms() - t0)));
+        log_info(ctx, "%s: staged and verified in %.1f s", rst_component_name(t), (double)(util_now_ms() - t0) / 1e3);
+    }
+out:
+    if (rc != SNAP_OK && strstr(err->msg, "staging") == NULL && *staged)
+        err_prefix(err, "staging %s", staged);
+    PQfinish(c);
+    PQfinish(admin);
+    schema_files_free(&sf);
+    load_free(&L);
+    free(q);
+    free(opts);
+    return rc;
+}
+
+/* Transaction mode changes nothing before the cut-over: here the parts are only verified. */
+static snap_rc stage_verify(rst_target *t, snap_err *err)
+{
+    const cat_component *comp = rst_component(t);
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < cat_component_nparts(comp) && rc == SNAP_OK; i++) {
+        const char *key, *sha;
+        uint64_t size, entries, got;
+        cat_component_part(comp, i, &key, &size, &sha, &entries);
+        rc = arc_verify_part(rst_store(t), key, size, sha, rst_ctx(t), NULL, &got, err);
+    }
+    return rc;
+}
+
+static snap_rc pg_stage(rst_target *t, snap_err *err)
+{
+    const char *mode = jstr(rst_state(t), "mode");
+
+    return strcmp(mode, "transaction") == 0 ? stage_verify(t, err) : stage_swap(t, err);
+}
+
+/* ---- cut-over ---- */
+
+/* Ends every other session on db and waits until they are gone (at most ~5 s). */
+static snap_rc end_sessions(PGconn *c, const char *db, long *ended, snap_err *err)
+{
+    const char *p[1] = {db};
+    PGresult *res;
+    snap_rc rc = pg_query(c, "SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity"
+                             " WHERE datname = $1 AND pid <> pg_catalog.pg_backend_pid()", 1, p, &res, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    *ended = atol(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    for (int i = 0; i < 500; i++) {
+        long left;
+        rc = pg_query(c, "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = $1"
+                         " AND pid <> pg_catalog.pg_backend_pid()", 1, p, &res, err);
+        if (rc != SNAP_OK)
+            return rc;
+        left = atol(PQgetvalue(res, 0, 0));
+        PQclear(res);
+        if (left == 0)
+            return SNAP_OK;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    err_set(err, SNAP_ECONFLICT, 0, "sessions on database %s did not end", db);
+    err_hint(err, "end them (pg_terminate_backend) and run `revert --recover`");
+    return SNAP_ECONFLICT;
+}
+
+static snap_rc set_allow(PGconn *c, const char *db, bool allow, snap_err *err)
+{
+    char *q = qi(c, db);
+    snap_rc rc = execf(c, err, "cannot change ALLOW_CONNECTIONS", "ALTER DATABASE %s ALLOW_CONNECTIONS %s", q,
+                       allow ? "true" : "false");
+    free(q);
+    return rc;
+}
+
+/* In one transaction: from (a -> b) to (b -> c): rename a to b's... see callers. */
+static snap_rc rename_pair(PGconn *c, const char *a, const char *a_new, const char *b, const char *b_new,
+                           snap_err *err)
+{
+    char *qa = qi(c, a), *qan = qi(c, a_new), *qb = qi(c, b), *qbn = qi(c, b_new);
+    snap_rc rc = execf(c, err, "cannot swap the databases",
+                       "BEGIN; ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s; COMMIT", qa, qan, qb, qbn);
+
+    if (rc != SNAP_OK)
+        pg_exec(c, "ROLLBACK", &(snap_err){0});
+    free(qa);
+    free(qan);
+    free(qb);
+    free(qbn);
+    return rc;
+}
+
+static snap_rc cutover_swap(rst_target *t, snap_err *err)
+{
+    json_t *st = rst_state(t);
+    const char *live = jstr(st, "live"), *staged = jstr(st, "staged"), *displaced = jstr(st, "displaced");
+    unsigned long live_oid = st_oid(t, "live_oid"), staged_oid = st_oid(t, "staged_oid");
+    bool allow = !json_is_false(json_object_get(st, "allow_connections"));
+    PGconn *c = NULL;
+    char *now_staged = NULL, *now_live = NULL;
+    long ended = 0;
+    uint64_t t0;
+    snap_rc rc = connect_maintenance(t, &c, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    rc = db_name(c, staged_oid, &now_staged, err);
+    if (rc == SNAP_OK)
+        rc = db_name(c, live_oid, &now_live, err);
+    if (rc != SNAP_OK)
+        goto out;
+    if (now_staged != NULL && strcmp(now_staged, live) == 0) {
+        /* switched already (recovery): only the displaced one's connections are left to restore */
+        if (now_live != NULL && allow)
+            rc = set_allow(c, now_live, true, err);
+        goto out;
+    }
+    if (now_staged == NULL || strcmp(now_staged, staged) != 0) {
+        rc = err_set(err, SNAP_EFAIL, 0, "staging database %s is gone", staged);
+        goto out;
+    }
+    if (strcmp(jstr(st, "mode"), "to") == 0) {
+        /* --to: only a name to give; nothing live is involved */
+        char *qs = qi(c, staged), *ql = qi(c, live);
+        t0 = util_now_ns();
+        rc = execf(c, err, "cannot rename the restored database", "ALTER DATABASE %s RENAME TO %s", qs, ql);
+        json_object_set_new(rst_plan(t), "cutover_ms", json_real((double)(util_now_ns() - t0) / 1e6));
+        free(qs);
+        free(ql);
+        goto out;
+    }
+    if (now_live == NULL || strcmp(now_live, live) != 0) {
+        rc = err_set(err, SNAP_EFAIL, 0, "database %s is no longer the one the revert planned for", live);
+        err_hint(err, "it was dropped or renamed meanwhile; the restored copy is %s", staged);
+        goto out;
+    }
+    json_object_set_new(st, "blocked", json_true());
+    rc = rst_journal_save(t, err);
+    if (rc != SNAP_OK)
+        goto out;
+    t0 = util_now_ns();
+    rc = set_allow(c, live, false, err);
+    if (rc == SNAP_OK)
+        rc = end_sessions(c, live, &ended, err);
+    util_failpoint("pg-cutover-blocked");
+    if (rc == SNAP_OK)
+        rc = rename_pair(c, live, displaced, staged, live, err);
+    if (rc == SNAP_OK) {
+        double ms = (double)(util_now_ns() - t0) / 1e6;
+        json_object_set_new(rst_plan(t), "cutover_ms", json_real(ms));
+        json_object_set_new(rst_plan(t), "sessions_ended", json_integer(ended));
+        log_info(rst_ctx(t), "%s: cut-over in %.1f ms (%ld session%s ended); the previous database is %s",
+                 rst_component_name(t), ms, ended, ended == 1 ? "" : "s", displaced);
+        util_failpoint("pg-cutover-renamed");
+        if (allow)
+            rc = set_allow(c, displaced, true, err);
+    } else if (allow) {
+        snap_err e2;
+        if (set_allow(c, live, true, &e2) != SNAP_OK)
+            log_warn(rst_ctx(t), "could not allow connections to %s again: %s", live, e2.msg);
+    }
+out:
+    PQfinish(c);
+    free(now_staged);
+    free(now_live);
+    return rc;
+}
+
+static snap_rc cutover_tx(rst_target *t, snap_err *err);
+
+static snap_rc pg_cutover(rst_target *t, snap_err *err)
+{
+    return strcmp(jstr(rst_state(t), "mode"), "transaction") == 0 ? cutover_tx(t, err) : cutover_swap(t, err);
+}
+
+static snap_rc pg_rollback(rst_target *t, snap_err *err)
+{
+    json_t *st = rst_state(t);
+    const char *live = jstr(st, "live"), *staged = jstr(st, "staged"), *displaced = jstr(st, "displaced");
+    bool allow = !json_is_false(json_object_get(st, "allow_connections"));
+    char *now_staged = NULL, *now_live = NULL;
+    PGconn *c = NULL;
+    long ended;
+    snap_rc rc;
+
+    if (strcmp(jstr(st, "mode"), "transaction") == 0) {
+        PGresult *res;
+        const char *xid = json_string_value(json_object_get(st, "xid"));
+        const char *p[1] = {xid};
+        if (xid == NULL)
+            return SNAP_OK; /* it never got to commit */
+        rc = connect_db(t, live, &c, err);
+        if (rc == SNAP_OK)
+            rc = pg_query(c, "SELECT pg_catalog.txid_status($1::bigint)", 1, p, &res, err);
+        if (rc == SNAP_OK) {
+            if (strcmp(PQgetvalue(res, 0, 0), "committed") == 0) {
+                rc = err_set(err, SNAP_EFAIL, 0, "database %s was reverted in a transaction that committed", live);
+                err_hint(err, "the safety snapshot holds the state before: revert to it");
+            }
+            PQclear(res);
+        }
+        PQfinish(c);
+        return rc;
+    }
+    rc = connect_maintenance(t, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    rc = db_name(c, st_oid(t, "staged_oid"), &now_staged, err);
+    if (rc == SNAP_OK)
+        rc = db_name(c, st_oid(t, "live_oid"), &now_live, err);
+    if (rc != SNAP_OK)
+        goto out;
+    if (strcmp(jstr(st, "mode"), "to") == 0) {
+        if (now_staged != NULL && strcmp(now_staged, live) == 0) {
+            char *ql = qi(c, live), *qs = qi(c, staged);
+            rc = execf(c, err, "cannot rename back", "ALTER DATABASE %s RENAME TO %s", ql, qs);
+            free(ql);
+            free(qs);
+        }
+        goto out;
+    }
+    if (now_staged != NULL && strcmp(now_staged, live) == 0 && now_live != NULL && strcmp(now_live, displaced) == 0) {
+        rc = set_allow(c, live, false, err);
+        if (rc == SNAP_OK)
+            rc = end_sessions(c, live, &ended, err);
+        if (rc == SNAP_OK)
+            rc = rename_pair(c, live, staged, displaced, live, err);
+        if (rc == SNAP_OK)
+            rc = set_allow(c, staged, true, err);
+        free(now_live);
+        now_live = xstrdup(live);
+    }
+    /* the live one accepts connections again, as it did before */
+    if (rc == SNAP_OK && now_live != NULL && allow && json_is_true(json_object_get(st, "blocked")))
+        rc = set_allow(c, now_live, true, err);
+out:
+    PQfinish(c);
+    free(now_staged);
+    free(now_live);
+    return rc;
+}
+
+static snap_rc drop_db(PGconn *c, const char *name, snap_err *err)
+{
+    char *q = qi(c, name);
+    snap_rc rc = execf(c, err, NULL, "DROP DATABASE IF EXISTS %s WITH (FORCE)", q);
+
+    if (rc != SNAP_OK)
+        err_prefix(err, "cannot drop database %s", name);
+    free(q);
+    return rc;
+}
+
+static snap_rc pg_discard(rst_target *t, snap_err *err)
+{
+    json_t *st = rst_state(t);
+    const char *staged = jstr(st, "staged");
+    unsigned long oid = st_oid(t, "staged_oid");
+    char *now = NULL;
+    PGconn *c = NULL;
+    snap_rc rc;
+
+    if (!*staged || strcmp(jstr(st, "mode"), "transaction") == 0)
+        return SNAP_OK;
+    rc = connect_maintenance(t, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (oid != 0) {
+        rc = db_name(c, oid, &now, err);
+        /* only the database this revert created, under the name it has while staged */
+        if (rc == SNAP_OK && now != NULL && strcmp(now, staged) == 0)
+            rc = drop_db(c, staged, err);
+    } else {
+        rc = drop_db(c, staged, err); /* created, perhaps, but killed before its oid was saved */
+    }
+    PQfinish(c);
+    free(now);
+    return rc;
+}
+
+static snap_rc pg_finish(rst_target *t, bool drop_old, snap_err *err)
+{
+    json_t *st = rst_state(t);
+    const char *displaced = jstr(st, "displaced");
+    char *now = NULL;
+    PGconn *c = NULL;
+    snap_rc rc;
+
+    if (strcmp(jstr(st, "mode"), "swap") != 0 || !*displaced)
+        return SNAP_OK;
+    if (!drop_old) {
+        if (rst_manifest(t) != NULL)
+            json_object_set_new(rst_plan(t), "kept", json_string(displaced));
+        return SNAP_OK;
+    }
+    rc = connect_maintenance(t, &c, err);
+    if (rc == SNAP_OK)
+        rc = db_name(c, st_oid(t, "live_oid"), &now, err);
+    if (rc == SNAP_OK && now != NULL && strcmp(now, displaced) == 0)
+        rc = drop_db(c, displaced, err);
+    PQfinish(c);
+    free(now);
+    return rc;
+}
+
+/* ---- transaction mode ---- */
+
+/* pg_restore's SQL for a section, without psql's \restrict lines. */
+static snap_rc section_sql(rst_target *t, PGconn *c, const char *dump, const char *section, char **sql,
+                           snap_err *err)
+{
+    int fd = pg_tmpfile(NULL, err);
+    off_t size;
+    char *buf, *w;
+    snap_rc rc;
+
+    if (fd < 0)
+        return err->code;
+    rc = run_pg_restore(t, c, NULL, section, 1, dump, fd, err);
+    if (rc != SNAP_OK) {
+        close(fd);
+        return rc;
+    }
+    size = lseek(fd, 0, SEEK_END);
+    buf = xmalloc((size_t)size + 1);
+    if (pread(fd, buf, (size_t)size, 0) != size) {
+        close(fd);
+        free(buf);
+        return err_sys(err, SNAP_EFAIL, "cannot read pg_restore's output");
+    }
+    close(fd);
+    buf[size] = '\0';
+    /* drop backslash meta-commands (\restrict, \unrestrict): they are psql's, not SQL */
+    w = buf;
+    for (char *line = buf; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
+        if (line[0] != '\\') {
+            memmove(w, line, len);
+            w += len;
+        }
+        line += len;
+    }
+    *w = '\0';
+    *sql = buf;
+    return SNAP_OK;
+}
+
+/* Drops what the snapshot will recreate: its schemas (public is recreated empty), large objects. */
+static snap_rc drop_scope(rst_target *t, PGconn *c, snap_err *err)
+{
+    json_t *info = info_of(t), *pats = json_object_get(info, "schemas"), *v;
+    char *filter = NULL, *sql;
+    size_t i, len = 0;
+    PGresult *res;
+    snap_rc rc;
+
+    filter = xstrdup("");
+    json_array_foreach(pats, i, v) {
+        char *sre, *nre, *lit, *nf;
+        pg_pattern_regex(json_string_value(v), &sre, &nre);
+        lit = pg_literal(c, nre);
+        nf = xasprintf("%s%s n.nspname ~ %s", filter, len++ ? " OR" : " AND (", lit);
+        free(filter);
+        filter = nf;
+        free(lit);
+        free(sre);
+        free(nre);
+    }
+    if (len > 0) {
+        char *nf = xasprintf("%s)", filter);
+        free(filter);
+        filter = nf;
+    }
+    sql = xasprintf("SELECT quote_ident(n.nspname), n.nspname = 'public' FROM pg_catalog.pg_namespace n"
+                    " WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'%s ORDER BY 1", filter);
+    rc = pg_query(c, sql, 0, NULL, &res, err);
+    free(sql);
+    free(filter);
+    if (rc != SNAP_OK)
+        return rc;
+    for (int k = 0; k < PQntuples(res) && rc == SNAP_OK; k++) {
+        rc = execf(c, err, "cannot drop the captured schemas", "DROP SCHEMA %s CASCADE", PQgetvalue(res, k, 0));
+        if (rc == SNAP_OK && strcmp(PQgetvalue(res, k, 1), "t") == 0)
+            rc = pg_exec(c, PQserverVersion(c) >= 150000
+                                ? "CREATE SCHEMA public AUTHORIZATION pg_database_owner;"
+                                  " COMMENT ON SCHEMA public IS 'standard public schema';"
+                                  " GRANT USAGE ON SCHEMA public TO PUBLIC"
+                                : "CREATE SCHEMA public; COMMENT ON SCHEMA public IS 'standard public schema';"
+                                  " GRANT ALL ON SCHEMA public TO PUBLIC",
+                         err);
+    }
+    PQclear(res);
+    if (rc == SNAP_OK && json_array_size(pats) == 0)
+        rc = pg_exec(c, "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata", err);
+    return rc;
+}
+
+static snap_rc cutover_tx(rst_target *t, snap_err *err)
+{
+    json_t *st = rst_state(t);
+    const char *live = jstr(st, "live");
+    schema_files sf = {0};
+    PGconn *c = NULL;
+    PGresult *res = NULL;
+    char *pre = NULL, *post = NULL;
+    pg_load L;
+    char *buf = NULL;
+    uint64_t t0 = util_now_ns();
+    snap_rc rc;
+
+    if (rst_manifest(t) == NULL) {
+        /* recovery: the transaction either committed or the server rolled it back */
+        const char *xid = json_string_value(json_object_get(st, "xid"));
+        const char *p[1] = {xid};
+        if (xid == NULL)
+            return err_set(err, SNAP_EFAIL, 0, "the transaction never committed; database %s is unchanged", live);
+        rc = connect_db(t, live, &c, err);
+        if (rc == SNAP_OK)
+            rc = pg_query(c, "SELECT pg_catalog.txid_status($1::bigint)", 1, p, &res, err);
+        if (rc == SNAP_OK && strcmp(PQgetvalue(res, 0, 0), "committed") != 0)
+            rc = err_set(err, SNAP_EFAIL, 0, "the transaction did not commit; database %s is unchanged", live);
+        PQclear(res);
+        PQfinish(c);
+        return rc;
+    }
+    load_init(&L, t, live, SIZE_MAX);
+    rc = read_schema(t, &sf, err);
+    if (rc == SNAP_OK)
+        rc = connect_db(t, live, &c, err);
+    if (rc == SNAP_OK)
+        rc = section_sql(t, c, sf.dump_path, "pre-data", &pre, err);
+    if (rc == SNAP_OK)
+        rc = section_sql(t, c, sf.dump_path, "post-data", &post, err);
+    if (rc != SNAP_OK)
+        goto out;
+    L.skip_part = sf.part;
+    rc = pg_exec(c, "BEGIN", err);
+    if (rc == SNAP_OK)
+        rc = pg_query(c, "SELECT pg_catalog.txid_current()::text", 0, NULL, &res, err);
+    if (rc == SNAP_OK) {
+        set_str(st, "xid", PQgetvalue(res, 0, 0));
+        PQclear(res);
+        res = NULL;
+        rc = rst_journal_save(t, err);
+    }
+    if (rc == SNAP_OK)
+        rc = drop_scope(t, c, err);
+    if (rc == SNAP_OK) {
+        rc = pg_exec(c, pre, err);
+        if (rc != SNAP_OK)
+            err_prefix(err, "cannot restore the schema");
+    }
+    buf = xmalloc(IO_CHUNK);
+    for (size_t i = 0; i < L.nparts && rc == SNAP_OK; i++)
+        if (i != L.skip_part)
+            rc = load_part(&L, c, i, buf, err);
+    if (rc == SNAP_OK)
+        rc = pg_exec(c, sf.sequences, err);
+    if (rc == SNAP_OK) {
+        rc = pg_exec(c, post, err);
+        if (rc != SNAP_OK)
+            err_prefix(err, "cannot build indexes and constraints");
+    }
+    if (rc == SNAP_OK)
+        rc = check_counts(&L, err);
+    if (rc == SNAP_OK)
+        rc = apply_db_props(t, c, PQdb(c), true, err);
+    util_failpoint("pg-tx-before-commit");
+    if (rc == SNAP_OK)
+        rc = pg_exec(c, "COMMIT", err);
+    if (rc == SNAP_OK) {
+        double ms = (double)(util_now_ns() - t0) / 1e6;
+        json_object_set_new(rst_plan(t), "transaction_ms", json_real(ms));
+        log_info(rst_ctx(t), "%s: reverted in one transaction in %.1f s", rst_component_name(t), ms / 1e3);
+    } else if (c != NULL && PQstatus(c) == CONNECTION_OK) {
+        pg_exec(c, "ROLLBACK", &(snap_err){0});
+        json_object_del(st, "xid"); /* it did not commit: recovery has nothing to check */
+    }
+out:
+    PQclear(res);
+    PQfinish(c);
+    schema_files_free(&sf);
+    load_free(&L);
+    free(pre);
+    free(post);
+    free(buf);
+    return rc;
+}
+
+const rst_driver rst_postgres_driver = {
+    .type = "postgres",
+    .plan = pg_plan,
+    .safety_source = pg_safety_source,
+    .stage = pg_stage,
+    .cutover = pg_cutover,
+    .rollback = pg_rollback,
+    .discard = pg_discard,
+    .finish = pg_finish,
+};
