@@ -278,6 +278,21 @@ static snap_rc pg_plan(rst_target *t, snap_err *err)
     }
     if (!*db)
         return err_set(err, SNAP_EVERIFY, 0, "component %s lacks its database name", rst_component_name(t));
+    /* A snapshot of part of a database cannot replace all of it. */
+    if (to == NULL && !tx && (json_array_size(json_object_get(info, "schemas")) > 0 ||
+                              json_array_size(json_object_get(info, "exclude_tables")) > 0)) {
+        err_set(err, SNAP_EUSAGE, 0, "snapshot %s captured part of database %s (--pg-schema or --pg-exclude-table): "
+                "swapping it in would lose the rest", cat_manifest_name(rst_manifest(t)), db);
+        err_hint(err, "revert with --mode transaction, which replaces only the captured schemas, or restore a copy "
+                      "with --to NAME");
+        return SNAP_EUSAGE;
+    }
+    if (tx && json_array_size(json_object_get(info, "exclude_tables")) > 0) {
+        err_set(err, SNAP_EUSAGE, 0, "snapshot %s left out tables (--pg-exclude-table): reverting the schemas in "
+                "place would drop the excluded tables", cat_manifest_name(rst_manifest(t)));
+        err_hint(err, "restore a copy with --to NAME and move what you need from it");
+        return SNAP_EUSAGE;
+    }
     set_str(st, "dsn", cat_component_source(rst_component(t)) ? cat_component_source(rst_component(t)) : "");
     set_str(st, "mode", tx ? "transaction" : to ? "to" : "swap");
     set_str(st, "live", to ? to : db);

@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# PostgreSQL: round trips that must reproduce the database exactly, in every mode.
+# needs: postgres
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/pg/lib.sh"
+
+test_swap_round_trip_reproduces_everything() {
+    pg_setup
+    db=$(db_name swap)
+    make_fixture "$db"
+    capture_state "$db" before
+    expect_rc 0 "$SNAP" create pre-v42 --pg "dbname=$db" --store "$STORE" --jobs 2
+    damage "$db"
+    capture_state "$db" damaged
+    ! diff -q "$T/before.content" "$T/damaged.content" >/dev/null || fail "the damage changed nothing"
+    expect_rc 0 "$REVERT" pre-v42 --store "$STORE" --yes --jobs 2
+    expect_out "reverted 1 component"
+    expect_err "cut-over in"
+    capture_state "$db" after
+    same_state before after
+    # the displaced database is the instant undo, and holds the damaged state
+    old=$(dbs_like "${db}__pre_revert_")
+    [ -n "$old" ] || fail "no displaced database kept"
+    capture_state "$old" displaced
+    diff -q <(grep -v '^fidelity\|^changed' "$T/damaged.content" | grep -v "^postgres|") \
+        <(grep -v '^fidelity\|^changed' "$T/displaced.content" | grep -v "^postgres|") >/dev/null ||
+        fail "the displaced database is not the damaged one"
+    [ -z "$(dbs_like "${db}__revert_")" ] || fail "a staging database was left behind"
+    # both accept connections
+    q -d "$db" -c "SELECT 1" >/dev/null
+    q -d "$old" -c "SELECT 1" >/dev/null
+}
+
+test_manifest_records_the_point() {
+    pg_setup
+    db=$(db_name manifest)
+    make_fixture "$db"
+    expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --store "$STORE" --json
+    python3 - "$STORE/catalog/p1.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+c = m["components"][0]
+i, s = c["info"], c["stats"]
+assert c["type"] == "postgres", c["type"]
+assert i["server_version"].startswith("15"), i["server_version"]
+assert "/" in i["wal_lsn"], i["wal_lsn"]
+rows = {(t["schema"], t["name"]): t["rows"] for t in i["tables"]}
+assert rows[("app", "big")] == 20000, rows
+assert rows[("app", "events_2025")] + rows[("app", "events_2026")] + rows[("app", "events_other")] == 800, rows
+assert ("app", "events") not in rows  # a partitioned parent holds no rows of its own
+assert sorted(i["roles"]) == ["app_owner", "app_reader", "app_writer", "postgres"], i["roles"]
+assert i["database"]["comment"] == "fidelity fixture"
+assert s["large_objects"] == 2 and s["rows"] == sum(rows.values()), s
+for p in c["parts"]:
+    assert len(p["sha256"]) == 64 and p["size"] > 0, p
+EOF
+    # stock tar reads a part
+    part=$(ls "$STORE"/data/*/*.0000.tar.zst)
+    tar --zstd -tf "$part" | grep -qx postgres/schema.dump || fail "the first part lacks the schema"
+}
+
+test_to_restores_beside_and_leaves_the_original() {
+    pg_setup
+    db=$(db_name to)
+    make_fixture "$db"
+    capture_state "$db" before
+    expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --store "$STORE"
+    damage "$db"
+    capture_state "$db" damaged
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --to "${db}_check" --yes
+    capture_state "${db}_check" copy
+    capture_state "$db" live
+    # the copy is the point, database name aside; the original is untouched
+    sed -i "s/$db\"* IS\b//" "$T/before.schema" "$T/copy.schema"
+    diff -u "$T/before.schema" "$T/copy.schema" >&2 || fail "schema of the copy differs"
+    diff -u "$T/before.content" "$T/copy.content" >&2 || fail "content of the copy differs"
+    same_state damaged live
+    [ -z "$(dbs_like "${db}__")" ] || fail "leftover databases: $(dbs_like "${db}__")"
+    # a second --to onto an existing name is refused before anything happens
+    expect_rc 4 "$REVERT" p1 --store "$STORE" --to "${db}_check" --yes
+    expect_err "exists"
+}
+
+test_transaction_mode_reverts_in_place() {
+    pg_setup
+    db=$(db_name tx)
+    make_fixture "$db"
+    capture_state "$db" before
+    oid=$(q -d postgres -c "SELECT oid FROM pg_database WHERE datname = '$db'")
+    expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --store "$STORE" --jobs 2
+    damage "$db"
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --mode transaction --yes --no-safety-snapshot
+    capture_state "$db" after
+    same_state before after
+    [ "$(q -d postgres -c "SELECT oid FROM pg_database WHERE datname = '$db'")" = "$oid" ] ||
+        fail "transaction mode replaced the database instead of reverting it in place"
+    [ -z "$(dbs_like "${db}__")" ] || fail "leftover databases: $(dbs_like "${db}__")"
+}
+
+test_transaction_mode_failure_changes_nothing() {
+    pg_setup
+    db=$(db_name txfail)
+    make_fixture "$db"
+    expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --store "$STORE"
+    damage "$db"
+    capture_state "$db" damaged
+    # killed after everything is loaded, just before the commit
+    SNAP_FAILPOINT=pg-tx-before-commit run "$REVERT" p1 --store "$STORE" --mode transaction --yes --no-safety-snapshot
+    [ "$RC" = 137 ] || fail "the revert was not killed (exit $RC)"
+    capture_state "$db" after
+    same_state damaged after
+    # the journal is resolved as rolled back
+    expect_rc 0 "$REVERT" --recover --store "$STORE"
+    expect_err "rolled-back"
+    capture_state "$db" recovered
+    same_state damaged recovered
+}
+
+test_drop_old_removes_the_displaced_database() {
+    pg_setup
+    db=$(db_name dropold)
+    make_small "$db"
+    expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --store "$STORE"
+    q -d "$db" -c "DELETE FROM notes"
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --drop-old --no-safety-snapshot
+    [ "$(q -d "$db" -c 'SELECT count(*) FROM notes')" = 500 ] || fail "notes not restored"
+    [ -z "$(dbs_like "${db}__")" ] || fail "leftover databases: $(dbs_like "${db}__")"
+}
+
+test_cutover_ends_sessions_and_is_fast() {
+    pg_setup
+    db=$(db_name sessions)
+    make_small "$db"
+    expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --store "$STORE"
+    psql -X -q -d "$db" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
+    sleeper=$!
+    sleep 0.5
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --json --no-safety-snapshot
+    wait $sleeper 2>/dev/null || true
+    python3 - "$T/out" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+t = r["targets"][0]
+assert t["sessions_ended"] >= 1, t
+assert t["cutover_ms"] < 1000, t
+print("cut-over", t["cutover_ms"], "ms")
+EOF
+}
+
+make_scoped() {
+    q -d postgres -c "CREATE DATABASE \"$1\""
+    q -d "$1" >/dev/null <<'EOF'
+CREATE SCHEMA keep;
+CREATE SCHEMA other;
+CREATE TABLE keep.a (id int PRIMARY KEY, v text);
+CREATE TABLE keep.big_log (id int, v text);
+CREATE TABLE other.b (id int PRIMARY KEY);
+INSERT INTO keep.a SELECT g, 'a' || g FROM generate_series(1, 100) g;
+INSERT INTO keep.big_log SELECT g, 'l' FROM generate_series(1, 100) g;
+INSERT INTO other.b SELECT generate_series(1, 10);
+EOF
+}
+
+test_scope_flags_limit_the_capture() {
+    pg_setup
+    db=$(db_name scope)
+    make_scoped "$db"
+    expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --store "$STORE" --pg-schema keep --pg-exclude-table 'keep.big*'
+    python3 - "$STORE/catalog/p1.json" <<'EOF'
+import json, sys
+i = json.load(open(sys.argv[1]))["components"][0]["info"]
+names = sorted(t["schema"] + "." + t["name"] for t in i["tables"])
+assert names == ["keep.a"], names
+assert i["schemas"] == ["keep"] and i["exclude_tables"] == ["keep.big*"], i
+EOF
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --to "${db}_scoped" --yes
+    [ "$(q -d "${db}_scoped" -c "SELECT count(*) FROM keep.a")" = 100 ] || fail "keep.a not restored"
+    [ "$(q -d "${db}_scoped" -c "SELECT count(*) FROM pg_class WHERE relname IN ('big_log', 'b')")" = 0 ] ||
+        fail "a table out of scope was restored"
+    # a swap would lose what the snapshot left out: refused before anything happens
+    expect_rc 2 "$REVERT" p1 --store "$STORE" --yes
+    expect_err "captured part of"
+    expect_err "--to"
+    expect_rc 2 "$REVERT" p1 --store "$STORE" --yes --mode transaction
+    expect_err "excluded tables"
+    [ -z "$(dbs_like "${db}__")" ] || fail "leftover databases: $(dbs_like "${db}__")"
+}
+
+test_transaction_mode_replaces_only_the_captured_schemas() {
+    pg_setup
+    db=$(db_name scopetx)
+    make_scoped "$db"
+    expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --store "$STORE" --pg-schema keep
+    q -d "$db" -c "DELETE FROM keep.a WHERE id > 10" -c "DELETE FROM other.b WHERE id > 5"
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --mode transaction --no-safety-snapshot
+    [ "$(q -d "$db" -c "SELECT count(*) FROM keep.a")" = 100 ] || fail "keep.a not restored"
+    [ "$(q -d "$db" -c "SELECT count(*) FROM keep.big_log")" = 100 ] || fail "keep.big_log not restored"
+    [ "$(q -d "$db" -c "SELECT count(*) FROM other.b")" = 5 ] || fail "a schema out of scope was touched"
+}
+
+test_big_table_is_cut_into_chunks_and_reloaded() {
+    pg_setup
+    db=$(db_name big)
+    q -d postgres -c "CREATE DATABASE \"$db\""
+    q -d "$db" -c "CREATE TABLE narrow (id int PRIMARY KEY, v int)" \
+        -c "INSERT INTO narrow SELECT g, g % 1000 FROM generate_series(1, 2000000) g"
+    before=$(q -d "$db" -c "SELECT count(*), sum(v), md5(string_agg(id::text || ':' || v, ',' ORDER BY id)) FROM narrow")
+    printf '[snap]\npg_chunk_size = 2M\n' >"$T/snap.conf"
+    expect_rc 0 "$SNAP" create p1 --config "$T/snap.conf" --pg "dbname=$db" --store "$STORE" --jobs 2
+    n=$(ls "$STORE"/data/*/ | wc -l)
+    [ "$n" -ge 8 ] || fail "expected the table in many parts, got $n"
+    q -d "$db" -c "TRUNCATE narrow"
+    expect_rc 0 "$REVERT" p1 --config "$T/snap.conf" --store "$STORE" --yes --jobs 2 --no-safety-snapshot
+    after=$(q -d "$db" -c "SELECT count(*), sum(v), md5(string_agg(id::text || ':' || v, ',' ORDER BY id)) FROM narrow")
+    [ "$before" = "$after" ] || fail "narrow differs: $before / $after"
+}
+
+test_writes_during_snap_never_show_up_half() {
+    pg_setup
+    db=$(db_name consistent)
+    q -d postgres -c "CREATE DATABASE \"$db\""
+    q -d "$db" >/dev/null <<'EOF'
+CREATE TABLE a (id int PRIMARY KEY, balance bigint NOT NULL, pad text);
+CREATE TABLE b (id int PRIMARY KEY, balance bigint NOT NULL, pad text);
+INSERT INTO a SELECT g, 100, repeat('a', 200) FROM generate_series(1, 150000) g;
+INSERT INTO b SELECT g, 100, repeat('b', 200) FROM generate_series(1, 150000) g;
+EOF
+    cat >"$T/transfer.sql" <<'EOF'
+\set src random(1, 150000)
+\set dst random(1, 150000)
+BEGIN;
+UPDATE a SET balance = balance - 7 WHERE id = :src;
+UPDATE b SET balance = balance + 7 WHERE id = :dst;
+COMMIT;
+EOF
+    pgbench -n -c 2 -T 8 -f "$T/transfer.sql" "$db" >"$T/pgbench.log" 2>&1 &
+    bench=$!
+    sleep 1
+    printf '[snap]\npg_chunk_size = 1M\n' >"$T/snap.conf"
+    expect_rc 0 "$SNAP" create p1 --config "$T/snap.conf" --pg "dbname=$db" --store "$STORE" --jobs 2
+    wait $bench || { cat "$T/pgbench.log" >&2; fail "pgbench failed"; }
+    grep -q "number of transactions actually processed: [1-9]" "$T/pgbench.log" || fail "no transfers ran"
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --to "${db}_copy" --yes
+    total=$(q -d "${db}_copy" -c "SELECT (SELECT sum(balance) FROM a) + (SELECT sum(balance) FROM b)")
+    [ "$total" = 30000000 ] || fail "the copy holds half a transfer: total $total"
+}
+
+test_password_never_leaks() {
+    pg_setup
+    db=$(db_name secret)
+    make_small "$db"
+    dsn="postgresql://$T_PG_PWUSER:$T_PG_PWPASS@$T_PG_TCP_HOST:$PGPORT/$db"
+    expect_rc 0 "$SNAP" create p1 --pg "$dsn" --store "$STORE" --json -v
+    ! grep -rqF "$T_PG_PWPASS" "$STORE" "$T/out" "$T/err" || fail "the password reached the store or the output"
+    grep -qF "postgresql://$T_PG_PWUSER@$T_PG_TCP_HOST:$PGPORT/$db" "$STORE/catalog/p1.json" ||
+        fail "the redacted DSN is not in the manifest"
+    q -d "$db" -c "DELETE FROM notes"
+    # the password comes from libpq's own places at revert: here PGPASSWORD
+    PGPASSWORD=$T_PG_PWPASS expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --json -v
+    ! grep -rqF "$T_PG_PWPASS" "$STORE" "$T/out" "$T/err" "$SNAP_STATE_DIR" || fail "the password leaked at revert"
+    [ "$(q -d "$db" -c 'SELECT count(*) FROM notes')" = 500 ] || fail "notes not restored"
+}
+
+run_tests "$@"
