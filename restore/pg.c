@@ -205,7 +205,7 @@ static snap_rc check_blockers(PGconn *c, const char *db, json_t *plan, snap_err 
         "       AND (pg_catalog.pg_has_role(current_user, a.usesysid, 'MEMBER')"
         "            OR pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'))))), '')"
         " FROM pg_catalog.pg_stat_activity a WHERE a.datname = $1 AND a.pid <> pg_catalog.pg_backend_pid()"
-        " AND a.backend_type = 'client backend'",
+        " AND coalesce(a.backend_type, 'client backend') = 'client backend'",
         1, p, &res, err);
     long sessions, stuck;
     char *who;
@@ -693,10 +693,19 @@ static snap_rc load_part(pg_load *L, PGconn *c, size_t part, char *buf, snap_err
     }
     if (r != NULL) {
         /* verifies size and checksum of the whole part */
-        if (rc == SNAP_OK)
+        if (rc == SNAP_OK) {
             rc = arc_reader_close(r, err);
-        else
+        } else if (rc != SNAP_EINTR && rc != SNAP_EUNREACH) {
+            /* a load that failed on damaged bytes: the checksum names the real cause */
+            snap_err verr;
+            err_clear(&verr);
+            if (arc_reader_close(r, &verr) == SNAP_EVERIFY) {
+                *err = verr;
+                rc = SNAP_EVERIFY;
+            }
+        } else {
             arc_reader_close(r, NULL);
+        }
     }
     return rc;
 }
@@ -1040,14 +1049,21 @@ static snap_rc stage_swap(rst_target *t, snap_err *err)
     {
         char *enc = pg_literal(admin, *jstr(db, "encoding") ? jstr(db, "encoding") : "UTF8");
         char *col = pg_literal(admin, jstr(db, "collate")), *ct = pg_literal(admin, jstr(db, "ctype"));
-        char *icu = NULL, *ts = qi(admin, *jstr(db, "tablespace") ? jstr(db, "tablespace") : "pg_default");
+        const char *space = jstr(db, "tablespace");
+        char *icu = NULL, *ts = NULL;
+        /* naming pg_default would need CREATE on it, which owners of ordinary databases lack */
+        if (*space && strcmp(space, "pg_default") != 0) {
+            char *qt = qi(admin, space);
+            ts = xasprintf(" TABLESPACE %s", qt);
+            free(qt);
+        }
         if (strcmp(jstr(db, "locale_provider"), "i") == 0) {
             char *il = pg_literal(admin, jstr(db, "icu_locale"));
             icu = xasprintf(" LOCALE_PROVIDER icu ICU_LOCALE %s", il);
             free(il);
         }
-        opts = xasprintf("TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s%s TABLESPACE %s", enc, col, ct,
-                         icu ? icu : "", ts);
+        opts = xasprintf("TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s%s%s", enc, col, ct,
+                         icu ? icu : "", ts ? ts : "");
         free(enc);
         free(col);
         free(ct);

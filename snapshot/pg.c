@@ -339,20 +339,27 @@ static snap_rc read_roles(PGconn *conn, json_t *info, snap_err *err)
 static snap_rc read_lobs(pg_cap *cap, PGconn *conn, snap_err *err)
 {
     PGresult *res;
-    snap_rc rc = pg_query(conn,
-                          "SELECT l.oid::text, (SELECT coalesce(sum(length(p.data)), 0) FROM"
-                          " pg_catalog.pg_largeobject p WHERE p.loid = l.oid)"
-                          " FROM pg_catalog.pg_largeobject_metadata l ORDER BY l.oid",
-                          0, NULL, &res, err);
+    /* sizes come from pg_largeobject, which only superusers read: otherwise the list alone */
+    bool sizes;
+    snap_rc rc = pg_query(conn, "SELECT has_table_privilege('pg_catalog.pg_largeobject', 'SELECT')", 0, NULL,
+                          &res, err);
 
     if (rc != SNAP_OK) {
-        /* pg_largeobject itself needs superuser; fall back to the list alone */
-        rc = pg_query(conn, "SELECT oid::text, 0 FROM pg_catalog.pg_largeobject_metadata ORDER BY oid",
-                      0, NULL, &res, err);
-        if (rc != SNAP_OK) {
-            err_prefix(err, "cannot list large objects");
-            return rc;
-        }
+        err_prefix(err, "cannot list large objects");
+        return rc;
+    }
+    sizes = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    rc = pg_query(conn,
+                  sizes ? "SELECT l.oid::text, (SELECT coalesce(sum(length(p.data)), 0) FROM"
+                          " pg_catalog.pg_largeobject p WHERE p.loid = l.oid)"
+                          " FROM pg_catalog.pg_largeobject_metadata l ORDER BY l.oid"
+                        : "SELECT oid::text, 0 FROM pg_catalog.pg_largeobject_metadata ORDER BY oid",
+                  0, NULL, &res, err);
+
+    if (rc != SNAP_OK) {
+        err_prefix(err, "cannot list large objects");
+        return rc;
     }
     cap->nlobs = (size_t)PQntuples(res);
     cap->lobs = xcalloc(cap->nlobs, sizeof *cap->lobs);
