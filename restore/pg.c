@@ -799,6 +799,34 @@ static snap_rc check_counts(pg_load *L, snap_err *err)
     return SNAP_OK;
 }
 
+/* ANALYZE of the restored tables only (a bare ANALYZE also reads the whole catalog). */
+static snap_rc analyze_tables(pg_load *L, PGconn *c, snap_err *err)
+{
+    char *sql = NULL;
+    size_t len = 0;
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < L->ntables && rc == SNAP_OK; i++) {
+        json_t *tj = json_array_get(L->tables, i);
+        char *s = pg_ident(c, jstr(tj, "schema")), *n = pg_ident(c, jstr(tj, "name"));
+        char *more = xasprintf("%s%s.%s", len ? ", " : "ANALYZE ", s, n);
+        sql = xrealloc(sql, len + strlen(more) + 1);
+        memcpy(sql + len, more, strlen(more) + 1);
+        len += strlen(more);
+        free(more);
+        free(s);
+        free(n);
+        if ((i + 1) % 200 == 0 || i + 1 == L->ntables) {
+            rc = pg_exec(c, sql, err);
+            len = 0;
+        }
+    }
+    free(sql);
+    if (rc != SNAP_OK)
+        err_prefix(err, "cannot analyze the restored tables");
+    return rc;
+}
+
 /* ---- database-level properties ---- */
 
 static bool list_setting(const char *name)
@@ -1101,7 +1129,7 @@ static snap_rc stage_swap(rst_target *t, snap_err *err)
         rc = run_pg_restore(t, c, staged, "post-data", ctx->jobs, sf.dump_path, -1, err);
     }
     if (rc == SNAP_OK)
-        rc = pg_exec(c, "ANALYZE", err);
+        rc = analyze_tables(&L, c, err);
     if (rc == SNAP_OK)
         rc = check_counts(&L, err);
     PQfinish(c);
