@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# bench/pg.sh: snap and revert of a PostgreSQL database beside the tools users would pick
+# instead, on one throwaway cluster (tests/services/postgres.sh). Runs each tool once.
+#
+#   SCALE=50 ROWS=1000000 JOBS=2 bench/pg.sh
+#
+# Data set (issue 3): pgbench -i -s SCALE, plus a table of ROWS rows with text, jsonb and
+# bytea columns and two indexes. Prints times, sizes, peak memory, ratios and the cut-over.
+set -eu
+cd "$(dirname "$0")/.."
+SCALE=${SCALE:-50}
+ROWS=${ROWS:-1000000}
+JOBS=${JOBS:-2}
+BUILD=${SNAP_BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+[ -x "$BUILD/snap" ] || { echo "bench/pg.sh: build first (make)" >&2; exit 1; }
+
+export T_WORK=$(mktemp -d /tmp/snap-bench.XXXXXX)
+chmod 755 "$T_WORK"
+W=$T_WORK/work
+mkdir -p "$W"
+trap 'tests/services/postgres.sh stop >/dev/null 2>&1; rm -rf "$T_WORK"' EXIT
+tests/services/postgres.sh start >/dev/null
+. "$T_WORK/service-postgres.env"
+export PGOPTIONS='--client-min-messages=warning'
+export SNAP_STATE_DIR=$W/state
+BIN=$T_PG_BIN
+
+echo "data set: pgbench -s $SCALE + $ROWS wide rows (text, jsonb, bytea, two indexes)"
+createdb bench
+pgbench -i -q -s "$SCALE" bench >/dev/null 2>&1
+psql -X -q -d bench <<EOF
+CREATE TABLE wide (id bigint PRIMARY KEY, label text, doc jsonb, blob bytea);
+INSERT INTO wide SELECT g, 'label ' || md5(g::text), jsonb_build_object('k', g % 1000, 'name', md5(g::text), 'tags', jsonb_build_array(g % 7, g % 11)),
+       decode(md5(g::text) || md5((g + 1)::text), 'hex')
+FROM generate_series(1, $ROWS) g;
+CREATE INDEX wide_label ON wide (label);
+CREATE INDEX wide_k ON wide (((doc ->> 'k')::int));
+VACUUM ANALYZE;
+CHECKPOINT;
+EOF
+echo "database size: $(psql -X -At -d bench -c "SELECT pg_size_pretty(pg_database_size('bench'))")"
+
+# measure NAME CMD...: wall seconds and peak RSS (KiB) of CMD, into $NAME_s / $NAME_kb
+measure() {
+    local name=$1 t0 t1
+    shift
+    t0=$(date +%s.%N)
+    /usr/bin/time -f '%M' -o "$W/$name.rss" "$@"
+    t1=$(date +%s.%N)
+    printf -v "${name}_s" '%.2f' "$(echo "$t1 - $t0" | bc)"
+    printf -v "${name}_kb" '%s' "$(tail -n 1 "$W/$name.rss")"
+}
+size_of() { du -sb "$1" | cut -f1; }
+mib() { echo "scale=1; $1 / 1048576" | bc; }
+ratio() { echo "scale=2; $1 / $2" | bc; }
+
+measure dumpc "$BIN/pg_dump" -Fc -f "$W/bench.dump" bench
+measure dumpd "$BIN/pg_dump" -Fd -j "$JOBS" -f "$W/bench.dir" bench
+measure dumpz sh -c "'$BIN/pg_dump' -Fp bench | zstd -q -3 -T2 -o '$W/bench.sql.zst'"
+measure floor sh -c "psql -X -q -d bench -c '\\copy pgbench_accounts to /dev/null' &
+                     psql -X -q -d bench -c '\\copy wide to /dev/null'; wait"
+measure snap "$BUILD/snap" create b1 --pg dbname=bench --store "$W/store" --jobs "$JOBS" -q
+
+createdb restored
+measure restore "$BIN/pg_restore" -j "$JOBS" -d restored "$W/bench.dir"
+measure revert sh -c "exec '$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --no-safety-snapshot --drop-old \
+    --json -q >'$W/revert.json'"
+cutover=$(python3 -c 'import json,sys; print("%.1f" % json.load(open(sys.argv[1]))["targets"][0]["cutover_ms"])' \
+    "$W/revert.json" 2>/dev/null || echo "?")
+
+snap_b=$(size_of "$W/store/data")
+printf '\n%-34s %8s %10s %10s\n' tool seconds "size MiB" "peak MiB"
+row() { printf '%-34s %8s %10s %10s\n' "$1" "$2" "$3" "$(echo "scale=1; $4 / 1024" | bc)"; }
+row "pg_dump -Fc" "$dumpc_s" "$(mib "$(size_of "$W/bench.dump")")" "$dumpc_kb"
+row "pg_dump -Fd -j$JOBS" "$dumpd_s" "$(mib "$(size_of "$W/bench.dir")")" "$dumpd_kb"
+row "pg_dump -Fp | zstd -3 -T2" "$dumpz_s" "$(mib "$(size_of "$W/bench.sql.zst")")" "$dumpz_kb"
+row "2 x COPY TO /dev/null (floor)" "$floor_s" - "$floor_kb"
+row "snap create --jobs $JOBS" "$snap_s" "$(mib "$snap_b")" "$snap_kb"
+row "pg_restore -j$JOBS -d (directory)" "$restore_s" - "$restore_kb"
+row "revert --jobs $JOBS (stage+verify+swap)" "$revert_s" - "$revert_kb"
+echo
+echo "snap / pg_dump -Fc            $(ratio "$snap_s" "$dumpc_s")   (aim <= 0.5)"
+echo "snap / pg_dump -Fp | zstd     $(ratio "$snap_s" "$dumpz_s")   (aim <= 1.0)"
+echo "snap size / pg_dump|zstd size $(ratio "$snap_b" "$(size_of "$W/bench.sql.zst")")   (aim <= 1.0)"
+echo "revert / pg_restore -j$JOBS      $(ratio "$revert_s" "$restore_s")   (aim <= 0.9)"
+echo "cut-over                      $cutover ms   (aim < 1000)"
+echo "peak memory snap / revert     $(echo "scale=1; $snap_kb / 1024" | bc) / $(echo "scale=1; $revert_kb / 1024" | bc) MiB   (aim < 256)"
