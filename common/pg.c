@@ -188,6 +188,20 @@ snap_rc pg_connect(const char *dsn, const char *dbname, PGconn **out, snap_err *
     }
     conn = PQconnectdbParams(keys, vals, 1);
     if (conn != NULL && PQstatus(conn) == CONNECTION_OK) {
+        /*
+         * What pg_dump sets too: data in formats any session reads back the same (a
+         * database's own DateStyle could make dates ambiguous), no timeout cutting a long
+         * COPY short, and an error instead of rows silently hidden by row-level security.
+         */
+        rc = pg_exec(conn,
+                     "SET datestyle = ISO; SET intervalstyle = postgres; SET extra_float_digits = 3;"
+                     " SET bytea_output = hex; SET statement_timeout = 0; SET lock_timeout = 0;"
+                     " SET idle_in_transaction_session_timeout = 0; SET row_security = off",
+                     err);
+        if (rc != SNAP_OK) {
+            PQfinish(conn);
+            return rc;
+        }
         *out = conn;
         return SNAP_OK;
     }
@@ -417,7 +431,7 @@ snap_rc pg_tool_find(const char *bindir, const char *tool, char **path, int *maj
 }
 
 /* The environment of a client program: ours without libpq's variables, plus conn's settings. */
-static char **tool_env(PGconn *conn, const char *dbname)
+static char **tool_env(PGconn *conn, const char *dbname, const char *options)
 {
     PQconninfoOption *opts = PQconninfo(conn);
     size_t n = 0, cap = 64;
@@ -434,6 +448,12 @@ static char **tool_env(PGconn *conn, const char *dbname)
         const char *val = o->val;
         if (o->envvar == NULL || strcmp(o->keyword, "service") == 0)
             continue;
+        if (strcmp(o->keyword, "options") == 0 && options != NULL) {
+            if (n + 2 >= cap)
+                env = xrealloc(env, (cap *= 2) * sizeof *env);
+            env[n++] = xasprintf("%s=%s%s%s", o->envvar, val ? val : "", val && *val ? " " : "", options);
+            continue;
+        }
         if (strcmp(o->keyword, "dbname") == 0)
             val = dbname != NULL ? dbname : PQdb(conn);
         else if (strcmp(o->keyword, "host") == 0 && PQhost(conn) != NULL)
@@ -451,10 +471,10 @@ static char **tool_env(PGconn *conn, const char *dbname)
     return env;
 }
 
-snap_rc pg_tool_run(PGconn *conn, const char *dbname, char *const *argv, int out_fd,
+snap_rc pg_tool_run(PGconn *conn, const char *dbname, const char *options, char *const *argv, int out_fd,
                     const snap_ctx *ctx, snap_err *err)
 {
-    char **env = tool_env(conn, dbname);
+    char **env = tool_env(conn, dbname, options);
     int err_fd = pg_tmpfile(NULL, err), null_fd = -1, status;
     const char *tool = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
     snap_rc rc = SNAP_OK;

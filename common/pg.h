@@ -59,10 +59,10 @@ snap_rc pg_tool_find(const char *bindir, const char *tool, char **path, int *maj
 /*
  * Runs a client program with argv (argv[0] is its path) against conn's server, database
  * dbname (NULL: conn's): the connection settings travel as libpq environment variables,
- * never in argv. Its stdout goes to out_fd (or /dev/null when -1). On a non-zero exit the
+ * never in argv. options (may be NULL) adds server settings ("-c name=value") to PGOPTIONS. Its stdout goes to out_fd (or /dev/null when -1). On a non-zero exit the
  * error carries the last lines of its stderr.
  */
-snap_rc pg_tool_run(PGconn *conn, const char *dbname, char *const *argv, int out_fd,
+snap_rc pg_tool_run(PGconn *conn, const char *dbname, const char *options, char *const *argv, int out_fd,
                     const snap_ctx *ctx, snap_err *err);
 
 /* An anonymous temporary file, 0600, removed when closed; or -1 with err set. */

@@ -310,7 +310,7 @@ static snap_rc pg_plan(rst_target *t, snap_err *err)
     if (rc != SNAP_OK)
         return rc;
 
-    rc = connect_db(t, to || tx ? NULL : db, &c, err);
+    rc = connect_db(t, db, &c, err);
     if (rc == SNAP_ENOTFOUND && to != NULL)
         rc = connect_db(t, "postgres", &c, err);
     if (rc != SNAP_OK)
@@ -799,32 +799,106 @@ static snap_rc check_counts(pg_load *L, snap_err *err)
     return SNAP_OK;
 }
 
-/* ANALYZE of the restored tables only (a bare ANALYZE also reads the whole catalog). */
-static snap_rc analyze_tables(pg_load *L, PGconn *c, snap_err *err)
-{
-    char *sql = NULL;
-    size_t len = 0;
-    snap_rc rc = SNAP_OK;
+/*
+ * ANALYZE of the restored tables only (a bare ANALYZE also reads the whole catalog), on
+ * --jobs connections, biggest first.
+ */
+typedef struct analyze_pool {
+    pg_load *L;
+    size_t *order;
+    size_t next;
+    pthread_mutex_t lock;
+    bool failed;
+    snap_err err;
+} analyze_pool;
 
-    for (size_t i = 0; i < L->ntables && rc == SNAP_OK; i++) {
-        json_t *tj = json_array_get(L->tables, i);
-        char *s = pg_ident(c, jstr(tj, "schema")), *n = pg_ident(c, jstr(tj, "name"));
-        char *more = xasprintf("%s%s.%s", len ? ", " : "ANALYZE ", s, n);
-        sql = xrealloc(sql, len + strlen(more) + 1);
-        memcpy(sql + len, more, strlen(more) + 1);
-        len += strlen(more);
-        free(more);
-        free(s);
-        free(n);
-        if ((i + 1) % 200 == 0 || i + 1 == L->ntables) {
-            rc = pg_exec(c, sql, err);
-            len = 0;
-        }
+static void *analyze_main(void *arg)
+{
+    analyze_pool *A = arg;
+    PGconn *c = NULL;
+    snap_err err;
+    snap_rc rc;
+
+    err_clear(&err);
+    rc = connect_db(A->L->t, A->L->db, &c, &err);
+    while (rc == SNAP_OK) {
+        size_t i = SIZE_MAX;
+        pthread_mutex_lock(&A->lock);
+        if (!A->failed && A->next < A->L->ntables)
+            i = A->order[A->next++];
+        pthread_mutex_unlock(&A->lock);
+        if (i == SIZE_MAX)
+            break;
+        json_t *tj = json_array_get(A->L->tables, i);
+        char *sch = pg_ident(c, jstr(tj, "schema")), *nam = pg_ident(c, jstr(tj, "name"));
+        rc = execf(c, &err, NULL, "ANALYZE %s.%s", sch, nam);
+        if (rc != SNAP_OK)
+            err_prefix(&err, "cannot analyze %s.%s", sch, nam);
+        free(sch);
+        free(nam);
     }
-    free(sql);
-    if (rc != SNAP_OK)
-        err_prefix(err, "cannot analyze the restored tables");
-    return rc;
+    if (rc != SNAP_OK) {
+        pthread_mutex_lock(&A->lock);
+        if (!A->failed) {
+            A->failed = true;
+            A->err = err;
+        }
+        pthread_mutex_unlock(&A->lock);
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+typedef struct table_size {
+    json_int_t bytes;
+    size_t i;
+} table_size;
+
+static int by_bytes_desc(const void *a, const void *b)
+{
+    const table_size *x = a, *y = b;
+    return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : 0;
+}
+
+static snap_rc analyze_tables(pg_load *L, int jobs, snap_err *err)
+{
+    analyze_pool A = {.L = L};
+    size_t n = (size_t)(jobs > 0 ? jobs : 1), started = 0;
+    pthread_t *th;
+
+    if (L->ntables == 0)
+        return SNAP_OK;
+    {
+        table_size *ts = xcalloc(L->ntables, sizeof *ts);
+        for (size_t i = 0; i < L->ntables; i++) {
+            ts[i].bytes = json_integer_value(json_object_get(json_array_get(L->tables, i), "bytes"));
+            ts[i].i = i;
+        }
+        qsort(ts, L->ntables, sizeof *ts, by_bytes_desc);
+        A.order = xcalloc(L->ntables, sizeof *A.order);
+        for (size_t i = 0; i < L->ntables; i++)
+            A.order[i] = ts[i].i;
+        free(ts);
+    }
+    pthread_mutex_init(&A.lock, NULL);
+    if (n > L->ntables)
+        n = L->ntables;
+    th = xcalloc(n, sizeof *th);
+    for (size_t i = 0; i < n; i++)
+        if (pthread_create(&th[i], NULL, analyze_main, &A) == 0)
+            started++;
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    free(A.order);
+    pthread_mutex_destroy(&A.lock);
+    if (started == 0)
+        return err_set(err, SNAP_EFAIL, 0, "cannot start a thread");
+    if (A.failed) {
+        *err = A.err;
+        return err->code;
+    }
+    return SNAP_OK;
 }
 
 /* ---- database-level properties ---- */
@@ -1009,7 +1083,18 @@ static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const ch
     }
     argv[n++] = dumpcopy;
     argv[n] = NULL;
-    rc = pg_tool_run(c, db, argv, out_fd, rst_ctx(t), err);
+    {
+        /* index builds sort: give them the memory a restore deserves ([revert] pg_maintenance_work_mem) */
+        const char *mwm = rst_option(t, "pg_maintenance_work_mem");
+        char *opt;
+        if (mwm != NULL && (!*mwm || strpbrk(mwm, " \t\\'\"") != NULL)) {
+            rc = err_set(err, SNAP_EUSAGE, 0, "[revert] pg_maintenance_work_mem must be one value such as 512MB");
+            goto out;
+        }
+        opt = xasprintf("-c maintenance_work_mem=%s", mwm ? mwm : "256MB");
+        rc = pg_tool_run(c, db, opt, argv, out_fd, rst_ctx(t), err);
+        free(opt);
+    }
 out:
     free(tool);
     free(sec);
@@ -1129,7 +1214,7 @@ static snap_rc stage_swap(rst_target *t, snap_err *err)
         rc = run_pg_restore(t, c, staged, "post-data", ctx->jobs, sf.dump_path, -1, err);
     }
     if (rc == SNAP_OK)
-        rc = analyze_tables(&L, c, err);
+        rc = analyze_tables(&L, ctx->jobs, err);
     if (rc == SNAP_OK)
         rc = check_counts(&L, err);
     PQfinish(c);

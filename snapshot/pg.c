@@ -691,7 +691,7 @@ static snap_rc dump_schema(pg_cap *cap, PGconn *conn, const pat_list *schemas, c
         rc = err->code;
         goto out;
     }
-    rc = pg_tool_run(conn, NULL, argv, fd, cap->ctx, err);
+    rc = pg_tool_run(conn, NULL, NULL, argv, fd, cap->ctx, err);
     if (rc != SNAP_OK) {
         err_prefix(err, "cannot dump the schema");
         goto out;
@@ -747,7 +747,7 @@ static snap_rc capture(snp_capture *c, snap_err *err)
     static const char *const schema_keys[] = {"schema", "pg_schema", "pg-schema", NULL};
     static const char *const excl_keys[] = {"exclude_table", "pg_exclude_table", "pg-exclude-table", NULL};
     char *redacted = NULL, *scope = NULL, *seq_sql = NULL, *meta_txt = NULL, *where = NULL;
-    size_t seq_len = 0, nseq = 0, nworkers = 0;
+    size_t seq_len = 0, nseq = 0, nworkers = 0, nwriters = 0;
     pg_worker *workers = NULL;
     arc_writer *lw = NULL;
     cat_component *comp = snp_component(c);
@@ -864,10 +864,9 @@ static snap_rc capture(snp_capture *c, snap_err *err)
     for (size_t i = 0; i < nworkers; i++) {
         workers[i].cap = &cap;
         rc = snp_writer_new(c, &workers[i].w, err);
-        if (rc != SNAP_OK) {
-            nworkers = i;
+        if (rc != SNAP_OK)
             goto out;
-        }
+        nwriters++;
     }
     for (size_t i = 0; i < nworkers; i++)
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
@@ -918,7 +917,7 @@ static snap_rc capture(snp_capture *c, snap_err *err)
 out:
     if (rc != SNAP_OK && where != NULL && strstr(err->msg, where) == NULL)
         err_prefix(err, "postgres %s", where);
-    for (size_t i = 0; i < nworkers; i++)
+    for (size_t i = 0; i < nwriters; i++)
         arc_writer_free(workers[i].w);
     free(workers);
     arc_writer_free(lw);
