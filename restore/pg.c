@@ -405,8 +405,20 @@ static snap_rc pg_plan(rst_target *t, snap_err *err)
         if (rc != SNAP_OK)
             goto out;
         {
-            char *n = xasprintf("the live database is renamed %s and kept as the instant undo "
-                                "(--drop-old removes it)", displaced);
+            json_int_t ns = json_integer_value(json_object_get(plan, "sessions"));
+            char *n = xasprintf("%lld tables, %lld rows restored into %s, then swapped in by renaming",
+                                (long long)json_integer_value(json_object_get(stats, "tables")),
+                                (long long)json_integer_value(json_object_get(stats, "rows")), staged);
+            json_array_append_new(notes, json_string(n));
+            free(n);
+            if (ns > 0) {
+                n = xasprintf("%lld session%s on %s will be ended at the cut-over", (long long)ns,
+                              ns == 1 ? "" : "s", db);
+                json_array_append_new(notes, json_string(n));
+                free(n);
+            }
+            n = xasprintf("the live database is renamed %s and kept as the instant undo "
+                          "(--drop-old removes it)", displaced);
             json_array_append_new(notes, json_string(n));
             free(n);
         }
