@@ -147,6 +147,19 @@ test_replication_slot_holds_the_database() {
     [ -z "$(dbs_like "${db}__")" ] || fail "leftover databases: $(dbs_like "${db}__")"
 }
 
+test_subscription_holds_the_database() {
+    pg_setup
+    db=$(db_name sub)
+    make_small "$db"
+    expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --store "$STORE"
+    q -d "$db" -c "CREATE SUBSCRIPTION sub_$$ CONNECTION 'dbname=postgres' PUBLICATION nothing
+                   WITH (connect = false, enabled = false, create_slot = false, slot_name = NONE)" 2>/dev/null
+    expect_rc 4 "$REVERT" p1 --store "$STORE" --yes
+    q -d "$db" -c "DROP SUBSCRIPTION sub_$$"
+    grep -qF "held by subscription sub_$$" "$T/err" || fail "the subscription is not named"
+    [ -z "$(dbs_like "${db}__")" ] || fail "leftover databases: $(dbs_like "${db}__")"
+}
+
 # a client program that restarts the server first (once), then runs the real one
 restarting_tool() { # TOOL ARGUMENT-THAT-TRIGGERS
     mkdir -p "$T/bin"
