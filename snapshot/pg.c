@@ -174,6 +174,8 @@ static snap_rc read_tables(pg_cap *cap, PGconn *conn, const char *scope, snap_er
         " pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::int"
         " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind = 'r' AND c.relpersistence <> 't' AND %s%s"
+        /* a standby cannot read unlogged tables: their data is left out, as pg_dump does */
+        " AND (c.relpersistence <> 'u' OR NOT pg_catalog.pg_is_in_recovery())"
         " ORDER BY n.nspname, c.relname",
         NOT_SYSTEM_NSP, scope);
     PGresult *res;
