@@ -736,6 +736,8 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
     }
     expire_undo(ctx, store);
 out:
+    if (json_object_get(res, "targets") != plans)
+        json_decref(plans); /* an early error: never attached to the result */
     if (journaled)
         journal_remove(j);
     if (leased)
