@@ -64,7 +64,7 @@ measure snap "$BUILD/snap" create b1 --pg dbname=bench --store "$W/store" --jobs
 
 createdb restored
 measure restore "$BIN/pg_restore" -j "$JOBS" -d restored "$W/bench.dir"
-measure revert sh -c "exec '$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --no-safety-snapshot --drop-old \
+measure revert sh -c "exec '$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --no-safety-snapshot \
     --json -q >'$W/revert.json'"
 cutover=$(python3 -c 'import json,sys; print("%.1f" % json.load(open(sys.argv[1]))["targets"][0]["cutover_ms"])' \
     "$W/revert.json" 2>/dev/null || echo "?")
