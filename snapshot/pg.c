@@ -45,6 +45,7 @@ typedef struct pg_cap {
     const char *dsn;
     char snapshot[64];
     uint64_t chunk;
+    bool split;  /* split big tables by block ranges ([snap] pg_split_tables) */
     int server_num;
     pg_table *tables;
     size_t ntables;
@@ -395,7 +396,9 @@ static void plan_items(pg_cap *cap)
     cap->items = xcalloc(alloc, sizeof *cap->items);
     for (size_t i = 0; i < cap->ntables; i++) {
         const pg_table *t = &cap->tables[i];
-        uint64_t ranges = cap->server_num >= 140000 && t->blocks > 2 * per ? (t->blocks + per - 1) / per : 1;
+        uint64_t ranges = cap->split && cap->server_num >= 140000 && t->blocks > 2 * per
+                              ? (t->blocks + per - 1) / per
+                              : 1;
         for (uint64_t r = 0; r < ranges; r++) {
             if (n == alloc)
                 cap->items = xrealloc(cap->items, (alloc *= 2) * sizeof *cap->items);
@@ -482,10 +485,15 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
     res = PQexec(wk->conn, sql);
     free(sql);
     if (PQresultStatus(res) != PGRES_COPY_OUT) {
+        bool denied = strcmp(pg_sqlstate(res), "42501") == 0;
         pg_errmsg(wk->conn, res, msg, sizeof msg);
         PQclear(res);
-        return err_set(err, PQstatus(wk->conn) == CONNECTION_OK ? SNAP_EFAIL : SNAP_EUNREACH, 0,
-                       "cannot copy table %s: %s", t->qname, msg);
+        err_set(err, PQstatus(wk->conn) != CONNECTION_OK || denied ? SNAP_EUNREACH : SNAP_EFAIL, 0,
+                "cannot copy table %s: %s", t->qname, msg);
+        if (denied)
+            err_hint(err, "snap as the database's owner or a role that may read every table, "
+                          "or leave the table out with --pg-exclude-table");
+        return err->code;
     }
     PQclear(res);
     wk->len = 0;
@@ -774,6 +782,12 @@ static snap_rc capture(snp_capture *c, snap_err *err)
     if (rc == SNAP_OK && snp_source_get(c, "chunk_size") != NULL &&
         !cfg_parse_size(snp_source_get(c, "chunk_size"), &cap.chunk))
         rc = err_set(err, SNAP_EUSAGE, 0, "[source %s] chunk_size is not a size", snp_source_name(c));
+    /*
+     * A TID range scan costs the server about twice a plain COPY per row (PostgreSQL 15):
+     * splitting big tables pays only with more cores than the table count can use.
+     */
+    if (rc == SNAP_OK)
+        rc = cfg_get_bool(cap.ctx->cfg, "snap", "pg_split_tables", false, &cap.split, err);
     if (rc == SNAP_OK && cap.chunk < 65536)
         rc = err_set(err, SNAP_EUSAGE, 0, "the postgres chunk size must be at least 64K");
     if (rc != SNAP_OK)

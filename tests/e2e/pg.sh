@@ -205,7 +205,7 @@ test_big_table_is_cut_into_chunks_and_reloaded() {
     q -d "$db" -c "CREATE TABLE narrow (id int PRIMARY KEY, v int)" \
         -c "INSERT INTO narrow SELECT g, g % 1000 FROM generate_series(1, 2000000) g"
     before=$(q -d "$db" -c "SELECT count(*), sum(v), md5(string_agg(id::text || ':' || v, ',' ORDER BY id)) FROM narrow")
-    printf '[snap]\npg_chunk_size = 2M\n' >"$T/snap.conf"
+    printf "[snap]\npg_chunk_size = 2M\n" >"$T/snap.conf"
     expect_rc 0 "$SNAP" create p1 --config "$T/snap.conf" --pg "dbname=$db" --store "$STORE" --jobs 2
     n=$(ls "$STORE"/data/*/ | wc -l)
     [ "$n" -ge 8 ] || fail "expected the table in many parts, got $n"
@@ -236,9 +236,12 @@ EOF
     pgbench -n -c 2 -T 8 -f "$T/transfer.sql" "$db" >"$T/pgbench.log" 2>&1 &
     bench=$!
     sleep 1
-    printf '[snap]\npg_chunk_size = 1M\n' >"$T/snap.conf"
+    # big tables split by block ranges: several workers read one table, in one snapshot
+    printf '[snap]\npg_chunk_size = 1M\npg_split_tables = true\n' >"$T/snap.conf"
     expect_rc 0 "$SNAP" create p1 --config "$T/snap.conf" --pg "dbname=$db" --store "$STORE" --jobs 2
     wait $bench || { cat "$T/pgbench.log" >&2; fail "pgbench failed"; }
+    for p in "$STORE"/data/*/*.tar.zst; do tar --zstd -tf "$p"; done | grep -q '^data/[0-9]*/000001-' ||
+        fail "the tables were not split into ranges"
     grep -q "number of transactions actually processed: [1-9]" "$T/pgbench.log" || fail "no transfers ran"
     expect_rc 0 "$REVERT" p1 --store "$STORE" --to "${db}_copy" --yes
     total=$(q -d "${db}_copy" -c "SELECT (SELECT sum(balance) FROM a) + (SELECT sum(balance) FROM b)")
