@@ -455,7 +455,8 @@ static snap_rc flush_entry(pg_worker *wk, const char *path, snap_err *err)
         return rc;
     wk->since_cut += wk->len;
     wk->len = 0;
-    if (wk->since_cut >= wk->cap->chunk) {
+    /* a full entry stops a row short of the chunk size: count it as full */
+    if (wk->since_cut >= wk->cap->chunk - wk->cap->chunk / 4) {
         wk->since_cut = 0;
         rc = arc_writer_cut(wk->w, err);
     }
