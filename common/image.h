@@ -89,6 +89,21 @@ const img_found *img_scan_get(const img_scan *s, size_t i);
 snap_rc img_rewrite(const img_scan *s, const char *buf, size_t len,
                     const char *const *values, char **out, size_t *outlen, snap_err *err);
 
+/* True for names ending in .yaml or .yml (any case). */
+bool img_yaml_name(const char *name);
+
+/*
+ * The YAML files of a root: the root itself when it is a file (whatever its name), else
+ * every *.yaml and *.yml below it, in name order, skipping hidden directories and what
+ * the exclude globs (relative to root) match. *out is an array of n paths (caller frees).
+ */
+snap_rc img_yaml_files(const char *root, const char *const *exclude, size_t nexclude,
+                       char ***out, size_t *n, snap_err *err);
+
+/* The archive name of a registry manifest kept in a snapshot:
+ * .snap-meta/images/sha256/<hex>.json (caller frees). */
+char *img_meta_name(const char *digest);
+
 /* Reads a whole file of at most max bytes (NUL-terminated); SNAP_EFAIL if larger. */
 snap_rc img_read_file(const char *path, size_t max, char **buf, size_t *len, snap_err *err);
 

@@ -3,6 +3,8 @@
 #include "image.h"
 
 #include <errno.h>
+#include <fts.h>
+#include <strings.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "archive.h"
 #include "util.h"
 
 #define SCAN_FILE_MAX ((size_t)64 << 20)
@@ -621,3 +624,116 @@ out:
     img_scan_free(check);
     return rc;
 }
+
+/* Manifest files. */
+
+typedef struct strv {
+    char **v;
+    size_t n, cap;
+} strv;
+
+static void strv_push(strv *s, char *p)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 8;
+        s->v = xrealloc(s->v, s->cap * sizeof *s->v);
+    }
+    s->v[s->n++] = p;
+}
+
+static void strv_free(strv *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+bool img_yaml_name(const char *name)
+{
+    size_t n = strlen(name);
+    return (n > 5 && strcasecmp(name + n - 5, ".yaml") == 0) ||
+           (n > 4 && strcasecmp(name + n - 4, ".yml") == 0);
+}
+
+static bool excluded(const char *const *exclude, size_t n, const char *rel)
+{
+    for (size_t i = 0; i < n; i++)
+        if (util_glob_match(exclude[i], rel))
+            return true;
+    return false;
+}
+
+/*
+ * The YAML files of a root: the root itself when it is a file (whatever its name), else
+ * every *.yaml and *.yml below it, in name order, outside hidden directories and excludes.
+ */
+snap_rc img_yaml_files(const char *root, const char *const *exclude, size_t nexclude,
+                       char ***out, size_t *nout, snap_err *err)
+{
+    char *argv[2] = {(char *)(uintptr_t)root, NULL};
+    strv files = {0};
+    struct stat st;
+    FTS *fts;
+    FTSENT *ent;
+    size_t rootlen = strlen(root);
+    snap_rc rc = SNAP_OK;
+
+    *out = NULL;
+    *nout = 0;
+    if (stat(root, &st) != 0) {
+        rc = err_sys(err, err_from_errno(errno), "cannot read manifests %s", root);
+        if (rc == SNAP_ENOTFOUND)
+            err_hint(err, "check the path given with --images or manifests =");
+        return rc;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        strv_push(&files, xstrdup(root));
+        *out = files.v;
+        *nout = files.n;
+        return SNAP_OK;
+    }
+    fts = fts_open(argv, FTS_PHYSICAL | FTS_NOCHDIR, NULL);
+    if (fts == NULL)
+        return err_sys(err, err_from_errno(errno), "cannot walk %s", root);
+    while ((ent = fts_read(fts)) != NULL) {
+        const char *rel = ent->fts_path + rootlen + (ent->fts_path[rootlen] == '/');
+        if (ent->fts_info == FTS_DNR || ent->fts_info == FTS_ERR || ent->fts_info == FTS_NS) {
+            errno = ent->fts_errno;
+            rc = err_sys(err, err_from_errno(errno), "cannot read %s", ent->fts_path);
+            break;
+        }
+        if (ent->fts_level == 0)
+            continue;
+        if (ent->fts_info == FTS_D && (ent->fts_name[0] == '.' || excluded(exclude, nexclude, rel))) {
+            fts_set(fts, ent, FTS_SKIP);
+            continue;
+        }
+        if (ent->fts_info == FTS_F && img_yaml_name(ent->fts_name) && !excluded(exclude, nexclude, rel))
+            strv_push(&files, xstrdup(ent->fts_path));
+    }
+    fts_close(fts);
+    if (rc != SNAP_OK) {
+        strv_free(&files);
+        return rc;
+    }
+    if (files.n > 1)
+        qsort(files.v, files.n, sizeof *files.v, cmp_str);
+    *out = files.v;
+    *nout = files.n;
+    return SNAP_OK;
+}
+
+/* Path of the manifest JSON inside the archive: .snap-meta/images/sha256/<hex>.json */
+char *img_meta_name(const char *digest)
+{
+    const char *colon = strchr(digest, ':');
+    return xasprintf(ARC_META_PREFIX "images/%.*s/%s.json", (int)(colon - digest), digest,
+                     colon + 1);
+}
+
