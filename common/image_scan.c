@@ -305,7 +305,7 @@ static snap_rc yaml_error(walk *w, const yaml_parser_t *p)
                          (unsigned long)m->line + 1, (unsigned long)m->column + 1,
                          p->problem ? p->problem : "syntax error", p->context ? " " : "",
                          p->context ? p->context : "");
-    err_hint(w->err, "fix the manifest (kubectl apply --dry-run=client -f FILE shows the same)");
+    err_hint(w->err, "fix the YAML there; nothing was captured");
     return rc;
 }
 

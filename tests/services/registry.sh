@@ -8,6 +8,7 @@
 #   registry.sh start          starts all three, writes $T_WORK/service-registry.env
 #   registry.sh stop           stops what start started
 #   registry.sh push KIND REPO TAG SEED     pushes a one-layer image, prints its digest
+#   registry.sh push-tags KIND REPO SEED TAG...      one image under many tags, a manifest each
 #   registry.sh push-index KIND REPO TAG DIGEST...   pushes an OCI index of those manifests
 #   registry.sh delete KIND REPO DIGEST     deletes a manifest (as garbage collection would)
 # KIND is plain, basic or token. Images are pushed with curl alone: a config blob and a
@@ -179,6 +180,29 @@ push() { # KIND REPO TAG SEED
     rm -rf "$w"
 }
 
+push_tags() { # KIND REPO SEED TAG...: one image's blobs, a distinct manifest per tag
+    load_env "$1"
+    local repo=$2 seed=$3 w tag cs ls cd ld
+    shift 3
+    w=$(mktemp -d "$T_WORK/push.XXXXXX")
+    auth_args "$repo"
+    printf 'layer of %s\n' "$seed" | gzip -n >"$w/layer"
+    printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' >"$w/config"
+    put_blob "$repo" "$w/config"
+    put_blob "$repo" "$w/layer"
+    cd=$(sha "$w/config") ld=$(sha "$w/layer") cs=$(stat -c %s "$w/config") ls=$(stat -c %s "$w/layer")
+    # One curl for every tag: spawning a process per tag is what would take the time.
+    : >"$w/curl.conf"
+    for tag in "$@"; do
+        printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%d}],"annotations":{"tag":"%s"}}' \
+            "$cd" "$cs" "$ld" "$ls" "$tag" >"$w/m.$tag"
+        printf 'url = "http://%s/v2/%s/manifests/%s"\nupload-file = "%s"\noutput = "/dev/null"\n' \
+            "$HOST" "$repo" "$tag" "$w/m.$tag" >>"$w/curl.conf"
+    done
+    curl -sf "${AUTH[@]}" -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' -K "$w/curl.conf"
+    rm -rf "$w"
+}
+
 push_index() { # KIND REPO TAG DIGEST...
     load_env "$1"
     local repo=$2 tag=$3 w d sep="" arch=(amd64 arm64 s390x ppc64le) i=0
@@ -211,7 +235,8 @@ case ${1:-} in
 start) start ;;
 stop) stop ;;
 push) shift; push "$@" ;;
+push-tags) shift; push_tags "$@" ;;
 push-index) shift; push_index "$@" ;;
 delete) shift; delete "$@" ;;
-*) echo "usage: registry.sh start|stop|push|push-index|delete" >&2; exit 2 ;;
+*) echo "usage: registry.sh start|stop|push|push-tags|push-index|delete" >&2; exit 2 ;;
 esac
