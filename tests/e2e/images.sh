@@ -188,6 +188,36 @@ test_tag_that_does_not_exist() {
     expect_err "app.yaml:15: image $REG_PLAIN/$REPO/app:v9: registry $REG_PLAIN has no tag v9"
 }
 
+test_invalid_reference_names_file_and_line() {
+    setup
+    printf 'services:\n  web:\n    image: "app:${TAG}"\n' >deploy/compose.yaml
+    expect_rc 2 "$SNAP" create pre --images deploy --store "$STORE"
+    expect_err "deploy/compose.yaml:3: invalid image reference \"app:\${TAG}\""
+    expect_rc 3 "$SNAP" show pre --store "$STORE"
+}
+
+test_require_images_with_registry_down() {
+    setup
+    local port pid
+    push plain "$REPO/app" v1 a1 >/dev/null
+    # The registry through a proxy that the test can take away.
+    exec 3< <(exec python3 "$T_ROOT/bench/latency-proxy.py" 0 "$REG_PLAIN")
+    pid=$!
+    read -r port _ <&3
+    write_manifests "127.0.0.1:$port/$REPO/app:v1" "127.0.0.1:$port/$REPO/app:v1"
+    expect_rc 0 "$SNAP" create pre --images deploy --store "$STORE"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    echo "# later" >>deploy/app.yaml
+    cp deploy/app.yaml later.yaml
+    expect_rc 6 "$REVERT" pre --only deploy --require-images --yes --store "$STORE"
+    expect_err "image 127.0.0.1:$port/$REPO/app:v1: registry 127.0.0.1:$port did not answer"
+    cmp deploy/app.yaml later.yaml || fail "a failed revert changed the manifests"
+    expect_rc 0 "$REVERT" pre --only deploy --yes --store "$STORE"
+    expect_err "warning: could not check 127.0.0.1:$port/$REPO/app:v1"
+    ! grep -q "# later" deploy/app.yaml || fail "the revert did not happen"
+}
+
 test_basic_auth() {
     setup
     local d
