@@ -180,6 +180,22 @@ test_unreachable_registry_names_the_image() {
     grep -qF "image: \"$REG_PLAIN/$REPO/app:v1@$d1\"" deploy/app.yaml || fail "the resolved reference was not pinned"
 }
 
+test_registry_that_accepts_but_never_answers() {
+    setup
+    local port pid t0
+    # A listener that takes the connection and sits on it (a proxy delaying by 10 minutes).
+    exec 3< <(exec python3 "$T_ROOT/bench/latency-proxy.py" 600000 "$REG_PLAIN")
+    pid=$!
+    read -r port _ <&3
+    printf 'kind: Pod\nspec:\n  containers:\n  - image: 127.0.0.1:%s/stuck/app:v1\n' "$port" >deploy/pod.yaml
+    printf '[source deploy]\ntype = images\nmanifests = %s/deploy\nregistry_timeout = 2s\n' "$T" >snap.conf
+    t0=$(date +%s)
+    expect_rc 6 "$SNAP" create pre --config snap.conf --store "$STORE"
+    kill "$pid"
+    expect_err "deploy/pod.yaml:4: image 127.0.0.1:$port/stuck/app:v1: registry 127.0.0.1:$port did not answer"
+    [ $(($(date +%s) - t0)) -lt 20 ] || fail "the timeout was not applied"
+}
+
 test_tag_that_does_not_exist() {
     setup
     push plain "$REPO/app" v1 a1 >/dev/null
