@@ -9,10 +9,13 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,10 +26,13 @@
 #define TOKEN_SLACK 10 /* seconds: a token that expires this soon is fetched anew */
 
 typedef struct cred {
-    char *host; /* normalised: docker.io, ghcr.io, 127.0.0.1:5000 */
-    char *user;
+    char *host;   /* normalised: docker.io, ghcr.io, 127.0.0.1:5000 */
+    char *user;   /* NULL: none to be had (a helper had none), remembered */
     char *pass;
+    char *source; /* for messages: the config file or the helper's program */
 } cred;
+
+#define HELPER_OUT_MAX ((size_t)64 << 10)
 
 enum { SCHEME_UNKNOWN, SCHEME_HTTPS, SCHEME_HTTP };
 enum { CH_UNKNOWN, CH_NONE, CH_BASIC, CH_BEARER };
@@ -52,8 +58,10 @@ struct reg_client {
     reg_opts opts;
     const snap_ctx *ctx;
     char *config_path;
-    cred *creds;
+    cred **creds; /* stable: entries are added while workers hold pointers to others */
     size_t ncreds;
+    json_t *helpers;    /* credHelpers: host -> helper name */
+    char *store_helper; /* credsStore */
     char **insecure;
     size_t ninsecure;
     pthread_mutex_t mu;
@@ -151,6 +159,19 @@ static bool b64_decode(const char *in, char **out)
     return true;
 }
 
+/* Takes ownership of every string. */
+static void cred_add(reg_client *c, char *hostname, char *user, char *pass, char *source)
+{
+    cred *cr = xcalloc(1, sizeof *cr);
+
+    cr->host = hostname;
+    cr->user = user;
+    cr->pass = pass;
+    cr->source = source;
+    c->creds = xrealloc(c->creds, (c->ncreds + 1) * sizeof *c->creds);
+    c->creds[c->ncreds++] = cr;
+}
+
 static snap_rc load_config(reg_client *c, const char *dir, snap_err *err)
 {
     char *fallback = NULL;
@@ -205,26 +226,136 @@ static snap_rc load_config(reg_client *c, const char *dir, snap_err *err)
         } else {
             continue; /* identity tokens and helper-only entries carry no password */
         }
-        c->creds = xrealloc(c->creds, (c->ncreds + 1) * sizeof *c->creds);
-        c->creds[c->ncreds].host = norm_host(key);
-        c->creds[c->ncreds].user = u;
-        c->creds[c->ncreds].pass = p;
-        c->ncreds++;
+        cred_add(c, norm_host(key), u, p, xstrdup(c->config_path));
     }
-    if (rc == SNAP_OK && c->ctx != NULL &&
-        (json_object_get(root, "credsStore") != NULL || json_object_get(root, "credHelpers") != NULL))
-        log_debug(c->ctx, "%s names credential helpers; only its auths entries are used",
-                  c->config_path);
+    if (rc == SNAP_OK) {
+        json_t *h = json_object_get(root, "credHelpers");
+        const char *st = json_string_value(json_object_get(root, "credsStore"));
+        c->helpers = json_object();
+        json_object_foreach(h, key, v)
+            if (json_is_string(v))
+                json_object_set_new(c->helpers, key, json_string(json_string_value(v)));
+        if (st != NULL && st[0] != '\0')
+            c->store_helper = xstrdup(st);
+    }
     json_decref(root);
     return rc;
 }
 
-static const cred *cred_find(const reg_client *c, const char *domain)
+/* Runs `docker-credential-NAME get` with the server on stdin, as Docker does. */
+static bool helper_valid(const char *name)
 {
-    for (size_t i = 0; i < c->ncreds; i++)
-        if (strcmp(c->creds[i].host, domain) == 0)
-            return &c->creds[i];
-    return NULL;
+    if (name[0] == '\0')
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+            return false;
+    return true;
+}
+
+static void run_helper(reg_client *c, const char *helper, const char *domain)
+{
+    char *prog = xasprintf("docker-credential-%s", helper);
+    char *server = strcmp(domain, "docker.io") == 0 ? xstrdup("https://index.docker.io/v1/")
+                                                    : xstrdup(domain);
+    char *argv[] = {prog, (char *)(uintptr_t) "get", NULL};
+    char *out = xmalloc(HELPER_OUT_MAX + 1), *u = NULL, *p = NULL;
+    int in[2] = {-1, -1}, outp[2] = {-1, -1}, status = 0;
+    size_t n = 0;
+    pid_t pid = -1;
+    posix_spawn_file_actions_t fa;
+    json_t *doc = NULL;
+
+    if (!helper_valid(helper) || pipe2(in, O_CLOEXEC) != 0 || pipe2(outp, O_CLOEXEC) != 0)
+        goto out;
+    /* The request fits in the pipe: written before the child starts, so no SIGPIPE. */
+    if (write(in[1], server, strlen(server)) != (ssize_t)strlen(server))
+        goto out;
+    close(in[1]);
+    in[1] = -1;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
+    int sp = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(outp[1]);
+    outp[1] = -1;
+    if (sp != 0) {
+        log_warn(c->ctx, "cannot run credential helper %s for %s: %s", prog, domain, strerror(sp));
+        pid = -1;
+        goto out;
+    }
+    for (;;) {
+        ssize_t r = read(outp[0], out + n, HELPER_OUT_MAX - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        if (n == HELPER_OUT_MAX)
+            break;
+    }
+    out[n] = '\0';
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    pid = -1;
+    /* A helper that has nothing for this server exits non-zero: no credentials. */
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        goto out;
+    doc = json_loadb(out, n, 0, NULL);
+    const char *user = json_string_value(json_object_get(doc, "Username"));
+    const char *secret = json_string_value(json_object_get(doc, "Secret"));
+    if (user == NULL || secret == NULL || secret[0] == '\0')
+        goto out;
+    if (strcmp(user, "<token>") == 0) {
+        log_warn(c->ctx, "%s gives an identity token for %s, which snap cannot use; "
+                         "put a user and password for it in auths", prog, domain);
+        goto out;
+    }
+    u = xstrdup(user);
+    p = xstrdup(secret);
+out:
+    if (pid > 0)
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0)
+            close(in[i]);
+        if (outp[i] >= 0)
+            close(outp[i]);
+    }
+    OPENSSL_cleanse(out, n);
+    free(out);
+    json_decref(doc); /* the secret's copy in jansson's memory goes with it */
+    cred_add(c, xstrdup(domain), u, p, prog);
+    free(server);
+}
+
+/* The credentials for a registry: auths first, then its credential helper (once). */
+static const cred *cred_find(reg_client *c, const char *domain)
+{
+    const cred *found = NULL;
+    bool known = false;
+
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->ncreds && !known; i++)
+        if (strcmp(c->creds[i]->host, domain) == 0) {
+            known = true;
+            found = c->creds[i];
+        }
+    if (!known) {
+        const char *helper = json_string_value(json_object_get(c->helpers, domain));
+        if (helper == NULL && strcmp(domain, "docker.io") == 0)
+            helper = json_string_value(json_object_get(c->helpers, "https://index.docker.io/v1/"));
+        if (helper == NULL)
+            helper = c->store_helper;
+        if (helper != NULL) {
+            run_helper(c, helper, domain); /* under the lock: once per registry */
+            found = c->creds[c->ncreds - 1];
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return found != NULL && found->user != NULL ? found : NULL;
 }
 
 /* Hosts. */
@@ -594,9 +725,9 @@ static snap_rc token_fetch(worker *wk, const host_view *hv, const char *domain,
         if (cr != NULL) {
             rc = err_set(err, SNAP_EUNREACH, 0,
                          "image %s: registry %s refused the credentials of user %s (from %s)",
-                         image, domain, cr->user, c->config_path);
+                         image, domain, cr->user, cr->source);
             err_hint(err, "log in again with `docker login %s`, or fix its entry in %s", domain,
-                     c->config_path);
+                     cr->source);
         } else {
             rc = err_set(err, SNAP_EUNREACH, 0, "image %s: registry %s requires credentials",
                          image, domain);
@@ -810,9 +941,9 @@ static snap_rc manifest_request(worker *wk, const img_ref *ref, const char *refe
             if (cr != NULL && (sent_basic || sent_token)) {
                 rc = err_set(err, SNAP_EUNREACH, 0,
                              "image %s: registry %s refused the credentials of user %s (from %s)",
-                             image, domain, cr->user, c->config_path);
+                             image, domain, cr->user, cr->source);
                 err_hint(err, "log in again with `docker login %s`, or fix its entry in %s",
-                         domain, c->config_path);
+                         domain, cr->source);
             } else {
                 rc = err_set(err, SNAP_EUNREACH, 0, "image %s: registry %s requires credentials",
                              image, domain);
@@ -1059,11 +1190,15 @@ void reg_client_free(reg_client *c)
     if (c == NULL)
         return;
     for (size_t i = 0; i < c->ncreds; i++) {
-        free(c->creds[i].host);
-        free_secret(c->creds[i].user);
-        free_secret(c->creds[i].pass);
+        free(c->creds[i]->host);
+        free_secret(c->creds[i]->user);
+        free_secret(c->creds[i]->pass);
+        free(c->creds[i]->source);
+        free(c->creds[i]);
     }
     free(c->creds);
+    json_decref(c->helpers);
+    free(c->store_helper);
     for (size_t i = 0; i < c->ninsecure; i++)
         free(c->insecure[i]);
     free(c->insecure);

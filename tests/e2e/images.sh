@@ -275,6 +275,35 @@ test_token_auth() {
     ! grep -rqF "$REG_PASS" "$T/out" "$T/err" "$STORE" || fail "the password was written out"
 }
 
+test_credential_helper() {
+    setup
+    local d
+    d=$(push basic "$REPO/app" v1 h1)
+    write_manifests "$REG_BASIC/$REPO/app:v1" "$REG_BASIC/$REPO/app:v1"
+    # A helper as `docker login` leaves them: it answers for its server, and for no other.
+    mkdir bin
+    cat >bin/docker-credential-snaptest <<EOF
+#!/bin/sh
+[ "\$1" = get ] || exit 1
+read -r server
+echo "\$server" >>"$T/helper-asked"
+[ "\$server" = "$REG_BASIC" ] || { echo "credentials not found in native keychain"; exit 1; }
+printf '{"ServerURL":"%s","Username":"%s","Secret":"%s"}\n' "\$server" "$REG_USER" "$REG_PASS"
+EOF
+    chmod +x bin/docker-credential-snaptest
+    printf '{"credsStore":"snaptest"}\n' >"$T/docker/config.json"
+    PATH=$T/bin:$PATH expect_rc 0 "$SNAP" create pre --images deploy --store "$STORE"
+    [ "$(sort -u helper-asked)" = "$REG_BASIC" ] || fail "the helper was asked for: $(cat helper-asked)"
+    [ "$(wc -l <helper-asked)" = 1 ] || fail "the helper ran $(wc -l <helper-asked) times, not once"
+    expect_rc 0 "$SNAP" show pre --store "$STORE"
+    expect_out "$REG_BASIC/$REPO/app:v1  $d"
+    # A helper with a wrong password is named in the refusal.
+    printf '{"credHelpers":{"%s":"snaptest"}}\n' "$REG_BASIC" >"$T/docker/config.json"
+    sed -i "s/$REG_PASS/wrong/" bin/docker-credential-snaptest
+    PATH=$T/bin:$PATH expect_rc 6 "$SNAP" create pre2 --images deploy --store "$STORE"
+    expect_err "refused the credentials of user $REG_USER (from docker-credential-snaptest)"
+}
+
 test_tag_moved_revert_gives_back_the_old_digest() {
     setup
     local old new
