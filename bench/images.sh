@@ -60,13 +60,20 @@ run() { # JOBS
     "$SNAP" create "b$1-$RANDOM" --config snap.conf --store store -v >/dev/null 2>log || { cat log >&2; exit 1; }
     t1=$(date +%s%N)
     line=$(grep -o 'resolved [0-9]* references in [0-9]* ms with [0-9]* workers' log)
-    printf '  %-44s snap create %5d ms\n' "$line" $(((t1 - t0) / 1000000))
+    printf '  %-50s snap create %5d ms\n' "$line" $(((t1 - t0) / 1000000))
+    MS=$(echo "$line" | awk '{print $5}')
+}
+
+ratio() { # LABEL ONE_BY_ONE PARALLEL
+    awk -v l="$1" -v a="$2" -v b="$3" 'BEGIN { printf "  %-50s %6.2fx\n", l, (b > 0 ? a / b : 0) }'
 }
 
 echo "images: $refs references, 3 registries (none, basic, token auth), on loopback"
 manifests "${hosts[@]}"
 run 1
+one=$MS
 run 8
+ratio "one by one / parallel, loopback" "$one" "$MS"
 
 # The same registries behind a delay: credentials are keyed by address, so add the proxies'.
 exec 3< <(python3 "$root/bench/latency-proxy.py" "$delay" "${hosts[@]}")
@@ -80,4 +87,6 @@ printf '{"auths":{"%s":{"auth":"%s"},"%s":{"auth":"%s"}}}\n' \
 echo "images: the same through a proxy adding $delay ms each way"
 manifests "127.0.0.1:$p0" "127.0.0.1:$p1" "127.0.0.1:$p2"
 run 1
+one=$MS
 run 8
+ratio "one by one / parallel, +$delay ms each way (aim >= 3)" "$one" "$MS"

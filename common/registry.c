@@ -41,6 +41,7 @@ typedef struct host {
     char *name;     /* the API host */
     bool may_plain; /* loopback or named insecure */
     int scheme;
+    bool probing; /* one worker is finding out the scheme; the others wait for it */
     int challenge;
     char *realm, *service;
 } host;
@@ -434,6 +435,34 @@ static void host_view_free(host_view *v)
 {
     free(v->realm);
     free(v->service);
+}
+
+/*
+ * Whether https or plain http works for a loopback or insecure registry is found out by
+ * one worker while the others wait: a wave of failing TLS handshakes (each loading the
+ * CA bundle) costs more than the wait. Returns true when the caller is that worker.
+ */
+static bool host_probe_claim(reg_client *c, host *h)
+{
+    bool mine = false;
+
+    pthread_mutex_lock(&c->mu);
+    while (h->probing)
+        pthread_cond_wait(&c->cond, &c->mu);
+    if (h->scheme == SCHEME_UNKNOWN)
+        mine = h->probing = true;
+    pthread_mutex_unlock(&c->mu);
+    return mine;
+}
+
+static void host_probe_end(reg_client *c, host *h, int scheme)
+{
+    pthread_mutex_lock(&c->mu);
+    if (scheme != SCHEME_UNKNOWN)
+        h->scheme = scheme;
+    h->probing = false;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void host_set_scheme(reg_client *c, host *h, int scheme)
@@ -867,13 +896,15 @@ static snap_rc manifest_request(worker *wk, const img_ref *ref, const char *refe
         host_view hv;
         char *tok = NULL, *url;
         auth a = {0};
-        bool use_auth = false;
+        bool use_auth = false, probing = h->may_plain && host_probe_claim(c, h);
 
         host_view_get(c, h, &hv);
         if (hv.challenge == CH_BEARER) {
             rc = token_get(wk, h, &hv, domain, scope, image, renew, &tok, err);
             renew = false;
             if (rc != SNAP_OK) {
+                if (probing)
+                    host_probe_end(c, h, SCHEME_UNKNOWN);
                 host_view_free(&hv);
                 goto out;
             }
@@ -892,17 +923,22 @@ static snap_rc manifest_request(worker *wk, const img_ref *ref, const char *refe
         free(url);
         free_secret(tok);
         host_view_free(&hv);
+        /* Docker's rule: a loopback or insecure registry falls back to plain HTTP. */
+        bool fallback = cc != CURLE_OK && scheme == SCHEME_HTTPS && h->may_plain &&
+                        hv.scheme == SCHEME_UNKNOWN && cc != CURLE_OPERATION_TIMEDOUT &&
+                        cc != CURLE_ABORTED_BY_CALLBACK;
+        int decided = cc == CURLE_OK ? scheme : fallback ? SCHEME_HTTP : SCHEME_UNKNOWN;
+        if (probing)
+            host_probe_end(c, h, decided);
+        else if (hv.scheme == SCHEME_UNKNOWN && decided != SCHEME_UNKNOWN)
+            host_set_scheme(c, h, decided);
         if (cc == CURLE_ABORTED_BY_CALLBACK) {
             rc = err_set(err, SNAP_EINTR, 0, "interrupted");
             goto out;
         }
         if (cc != CURLE_OK) {
-            /* Docker's rule: a loopback or insecure registry falls back to plain HTTP. */
-            if (scheme == SCHEME_HTTPS && h->may_plain && hv.scheme == SCHEME_UNKNOWN &&
-                cc != CURLE_OPERATION_TIMEDOUT) {
-                host_set_scheme(c, h, SCHEME_HTTP);
+            if (fallback)
                 continue;
-            }
             if (!retried_transport && (cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR ||
                                        cc == CURLE_GOT_NOTHING)) {
                 retried_transport = true;
@@ -919,8 +955,6 @@ static snap_rc manifest_request(worker *wk, const img_ref *ref, const char *refe
                           "--allow-unresolved records the tag alone");
             goto out;
         }
-        if (hv.scheme == SCHEME_UNKNOWN)
-            host_set_scheme(c, h, scheme);
         if (r->status == 401) {
             bool bearer = r->challenge != NULL && strncasecmp(r->challenge, "bearer", 6) == 0;
             bool basic = r->challenge != NULL && strncasecmp(r->challenge, "basic", 5) == 0;
