@@ -196,6 +196,25 @@ test_registry_that_accepts_but_never_answers() {
     [ $(($(date +%s) - t0)) -lt 20 ] || fail "the timeout was not applied"
 }
 
+test_ctrl_c_while_resolving_commits_nothing() {
+    setup
+    local port pid snap_pid t0 rc=0
+    exec 3< <(exec python3 "$T_ROOT/bench/latency-proxy.py" 600000 "$REG_PLAIN")
+    pid=$!
+    read -r port _ <&3
+    printf 'kind: Pod\nspec:\n  containers:\n  - image: 127.0.0.1:%s/stuck/app:v1\n' "$port" >deploy/pod.yaml
+    t0=$(date +%s)
+    "$SNAP" create pre --images deploy --store "$STORE" 2>err &
+    snap_pid=$!
+    sleep 1
+    kill -INT "$snap_pid"
+    wait "$snap_pid" || rc=$?
+    kill "$pid"
+    [ "$rc" = 130 ] || { cat err >&2; fail "exit code $rc, expected 130"; }
+    [ $(($(date +%s) - t0)) -lt 10 ] || fail "the interrupt was not noticed while waiting on the registry"
+    expect_rc 3 "$SNAP" show pre --store "$STORE"
+}
+
 test_tag_that_does_not_exist() {
     setup
     push plain "$REPO/app" v1 a1 >/dev/null
