@@ -267,6 +267,41 @@ out:
 
 /* ---- plan, stage, and the rest from the files target ------------------------------ */
 
+/* What a person reading the plan needs: the count, and every image that needs a look. */
+static void plan_notes(rst_target *t, json_t *distinct)
+{
+    json_t *plan = rst_plan(t), *notes = json_object_get(plan, "notes"), *o;
+    size_t i, present = 0;
+
+    if (!json_is_array(notes)) {
+        notes = json_array();
+        json_object_set_new(plan, "notes", notes);
+    }
+    json_array_foreach(distinct, i, o) {
+        const char *img = json_string_value(json_object_get(o, "image"));
+        const char *d = json_string_value(json_object_get(o, "digest"));
+        const char *reg = json_string_value(json_object_get(o, "registry"));
+        const char *now = json_string_value(json_object_get(o, "now"));
+        if (d == NULL)
+            json_array_append_new(notes, json_sprintf("image %s: no digest was recorded; left as written", img));
+        else if (reg != NULL && strcmp(reg, "missing") == 0)
+            json_array_append_new(notes, json_sprintf("image %s: %s is gone from its registry", img, d));
+        else if (reg != NULL && strcmp(reg, "unchecked") == 0)
+            json_array_append_new(notes, json_sprintf("image %s: %s could not be checked", img, d));
+        else
+            present++;
+        if (d != NULL && now != NULL && strcmp(now, d) != 0)
+            json_array_append_new(notes, json_sprintf("image %s: the tag moved to %s since the snapshot%s",
+                                                      img, now, option_true(t, "pin") ? "; --pin gives back the recorded digest" : ""));
+    }
+    json_array_append_new(notes, json_sprintf("%zu image%s, %zu digest%s present in the registries; %s",
+                                              json_array_size(distinct),
+                                              json_array_size(distinct) == 1 ? "" : "s", present,
+                                              present == 1 ? "" : "s",
+                                              option_true(t, "pin") ? "--pin writes them as name@digest"
+                                                                    : "written as they were (--pin writes name@digest)"));
+}
+
 static snap_rc images_plan(rst_target *t, snap_err *err)
 {
     json_t *plan = rst_plan(t), *distinct;
@@ -279,6 +314,8 @@ static snap_rc images_plan(rst_target *t, snap_err *err)
     rc = check_registries(t, distinct, err);
     json_object_set_new(plan, "pin", json_boolean(option_true(t, "pin")));
     json_object_set(plan, "images", distinct);
+    if (rc == SNAP_OK)
+        plan_notes(t, distinct);
     if (rc == SNAP_OK && lock != NULL)
         rc = write_lock(t, lock, distinct, err);
     if (rc == SNAP_OK && lock != NULL)

@@ -333,6 +333,8 @@ test_tag_moved_revert_gives_back_the_old_digest() {
     [ "$old" != "$new" ] || fail "the test image did not change"
     expect_rc 0 "$REVERT" pre --only deploy --yes --store "$STORE"
     expect_err "the tag moved since the snapshot (now $new, recorded $old); without --pin"
+    expect_rc 0 "$REVERT" pre --only deploy --pin --dry-run --store "$STORE"
+    expect_out "note: image $REG_PLAIN/$REPO/app:v42: the tag moved to $new since the snapshot; --pin gives back the recorded digest"
     expect_rc 0 "$REVERT" pre --only deploy --pin --yes --store "$STORE"
     grep -qF "$REG_PLAIN/$REPO/app:v42@$old" deploy/app.yaml || fail "not pinned to the old digest"
     ! grep -qF "$new" deploy/app.yaml || fail "the new digest leaked into the manifests"
@@ -347,6 +349,9 @@ test_deleted_digest_warns_or_fails() {
     "$REG_TOOL" delete plain "$REPO/app" "$d"
     echo "# later" >>deploy/app.yaml
     cp deploy/app.yaml later.yaml
+    expect_rc 0 "$REVERT" pre --only deploy --dry-run --store "$STORE"
+    expect_out "note: image $REG_PLAIN/$REPO/app:v1: $d is gone from its registry"
+    expect_out "note: 1 image, 0 digests present in the registries"
     expect_rc 3 "$REVERT" pre --only deploy --require-images --yes --store "$STORE"
     expect_err "image $REG_PLAIN/$REPO/app:v1: digest $d is gone from registry $REG_PLAIN"
     cmp deploy/app.yaml later.yaml || fail "a failed revert changed the manifests"
