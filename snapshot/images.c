@@ -51,6 +51,43 @@ static bool one_value(const char *value, void *arg)
     return true;
 }
 
+/* The files scanned, with what stat said before reading them. */
+typedef struct seen_file {
+    char *path;
+    struct stat st;
+} seen_file;
+
+typedef struct seen_list {
+    seen_file *v;
+    size_t n, cap;
+} seen_list;
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Scans one file, keeping its stat from before the read; takes ownership of path. */
+static snap_rc scan_one(img_scan *scan, char *path, seen_list *seen, snap_err *err)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0) {
+        snap_rc rc = err_sys(err, err_from_errno(errno), "cannot read %s", path);
+        free(path);
+        return rc;
+    }
+    if (seen->n == seen->cap) {
+        seen->cap = seen->cap ? seen->cap * 2 : 16;
+        seen->v = xrealloc(seen->v, seen->cap * sizeof *seen->v);
+    }
+    seen->v[seen->n].path = path;
+    seen->v[seen->n++].st = st;
+    return img_scan_file(scan, path, err);
+}
+
 /* One distinct reference, as written, and what the registry said of it. */
 typedef struct uref {
     const char *written;  /* borrowed from the scan */
@@ -114,6 +151,7 @@ static snap_rc images_capture(snp_capture *c, snap_err *err)
     snap_ctx *ctx = snp_ctx(c);
     cat_component *comp = snp_component(c);
     strv raw = {0}, roots = {0}, exclude = {0}, insecure = {0};
+    seen_list scanned = {0};
     img_scan *scan = img_scan_new();
     reg_client *client = NULL;
     uref *u = NULL;
@@ -154,8 +192,9 @@ static snap_rc images_capture(snp_capture *c, snap_err *err)
         rc = img_yaml_files(roots.v[i], (const char *const *)exclude.v, exclude.n, &files, &n, err);
         for (size_t k = 0; k < n; k++) {
             if (rc == SNAP_OK)
-                rc = img_scan_file(scan, files[k], err);
-            free(files[k]);
+                rc = scan_one(scan, files[k], &scanned, err);
+            else
+                free(files[k]);
         }
         free(files);
         nfiles += n;
@@ -244,6 +283,18 @@ static snap_rc images_capture(snp_capture *c, snap_err *err)
     /* 4. The manifest files themselves, byte for byte, as the files source does. */
     rc = snp_files_capture_paths(c, (const char *const *)roots.v, roots.n,
                                  (const char *const *)exclude.v, exclude.n, err);
+    if (rc != SNAP_OK)
+        goto out;
+
+    /* The references must be those of the bytes just captured: a file edited meanwhile
+     * would be given back with references nobody resolved. */
+    for (size_t i = 0; rc == SNAP_OK && i < scanned.n; i++) {
+        struct stat st;
+        if (stat(scanned.v[i].path, &st) != 0 || !same_file(&st, &scanned.v[i].st)) {
+            rc = err_set(err, SNAP_ECONFLICT, 0, "%s changed while it was captured", scanned.v[i].path);
+            err_hint(err, "run snap again once the deployment manifests are settled; nothing was committed");
+        }
+    }
     if (rc != SNAP_OK)
         goto out;
 
@@ -343,6 +394,9 @@ out:
     strv_free(&roots);
     strv_free(&exclude);
     strv_free(&insecure);
+    for (size_t i = 0; i < scanned.n; i++)
+        free(scanned.v[i].path);
+    free(scanned.v);
     return rc;
 }
 

@@ -215,6 +215,22 @@ test_ctrl_c_while_resolving_commits_nothing() {
     expect_rc 3 "$SNAP" show pre --store "$STORE"
 }
 
+test_manifest_edited_during_snap_commits_nothing() {
+    setup
+    local port pid
+    push plain "$REPO/app" v1 a1 >/dev/null
+    # A slow registry keeps snap busy while the file is edited behind its back.
+    exec 3< <(exec python3 "$T_ROOT/bench/latency-proxy.py" 700 "$REG_PLAIN")
+    pid=$!
+    read -r port _ <&3
+    write_manifests "127.0.0.1:$port/$REPO/app:v1" "127.0.0.1:$port/$REPO/app:v1"
+    (sleep 1; echo "# edited meanwhile" >>deploy/app.yaml) &
+    expect_rc 4 "$SNAP" create pre --images deploy --store "$STORE"
+    kill "$pid"
+    expect_err "deploy/app.yaml changed while it was captured"
+    expect_rc 3 "$SNAP" show pre --store "$STORE"
+}
+
 test_tag_that_does_not_exist() {
     setup
     push plain "$REPO/app" v1 a1 >/dev/null
