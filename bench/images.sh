@@ -10,6 +10,7 @@
 #   bench/images.sh [REFS] [DELAY_MS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 refs=${1:-200}
 delay=${2:-10}
 SNAP=$PWD/${SNAP_BUILD:-build}/snap
@@ -17,11 +18,10 @@ SNAP=$PWD/${SNAP_BUILD:-build}/snap
 export T_WORK
 T_WORK=$(mktemp -d /tmp/snap-bench-images.XXXXXX)
 proxy=
-trap '[ -z "$proxy" ] || kill "$proxy"; tests/services/registry.sh stop >/dev/null 2>&1 || true; rm -rf "$T_WORK"' EXIT
+trap '[ -z "$proxy" ] || kill "$proxy"; "$root"/tests/services/registry.sh stop >/dev/null 2>&1 || true; rm -rf "$T_WORK"' EXIT
 tests/services/registry.sh start >/dev/null
 # shellcheck disable=SC1091
 . "$T_WORK/service-registry.env"
-root=$PWD
 cd "$T_WORK"
 
 # Push: 3 registries x 4 repositories, tags spread evenly; one blob upload per repository.
