@@ -388,6 +388,9 @@ static snap_rc extract_part(stage *s, size_t p, snap_err *err)
         if (rc != SNAP_OK || e == NULL)
             break;
         seen++;
+        const char *name = archive_entry_pathname(e);
+        if (name != NULL && strncmp(name, ARC_META_PREFIX, strlen(ARC_META_PREFIX)) == 0)
+            continue; /* a driver's own records, not files */
         rc = map_entry(s, e, &defer, err);
         if (rc != SNAP_OK)
             break;
