@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# tests/services/mariadb.sh start|stop: a throwaway MariaDB server for the end-to-end tests.
+#
+# start: mariadb-install-db into $T_WORK/mariadb, a private socket and a free loopback port,
+# then writes the shell exports the tests use to $T_WORK/service-mariadb.env:
+#   MY_SOCKET MY_PORT MY_HOST MY_USER MY_DATADIR MY_PIDFILE MY_CNF
+# The server runs as the invoking user (root runs it with --user=root). local_infile is on,
+# binary logging is on (so the binlog position is recorded), the event scheduler is off.
+set -eu
+: "${T_WORK:?T_WORK must be set}"
+base=$T_WORK/mariadb
+data=$base/data
+sock=$base/mysqld.sock
+pidf=$base/mysqld.pid
+envf=$T_WORK/service-mariadb.env
+
+free_port() {
+    python3 - <<'PY'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+PY
+}
+
+start() {
+    rm -rf "$base"
+    mkdir -p "$data" "$base/tmp"
+    local user_opt=()
+    [ "$(id -u)" = 0 ] && user_opt=(--user=root)
+    local port
+    port=$(free_port)
+    cat >"$base/my.cnf" <<CNF
+[mysqld]
+datadir=$data
+socket=$sock
+port=$port
+bind-address=127.0.0.1
+pid-file=$pidf
+tmpdir=$base/tmp
+log-error=$base/error.log
+log-bin=$base/binlog
+server-id=1
+binlog-format=ROW
+local-infile=1
+skip-name-resolve
+innodb-buffer-pool-size=128M
+innodb-log-file-size=64M
+innodb-flush-log-at-trx-commit=2
+sync-binlog=0
+max-allowed-packet=64M
+character-set-server=utf8mb4
+collation-server=utf8mb4_general_ci
+event-scheduler=OFF
+skip-log-bin-trust-function-creators-check=0
+log-bin-trust-function-creators=1
+CNF
+    sed -i '/skip-log-bin-trust-function-creators-check/d' "$base/my.cnf"
+    mariadb-install-db --defaults-file="$base/my.cnf" "${user_opt[@]}" \
+        --auth-root-authentication-method=normal --skip-test-db >"$base/install.log" 2>&1 || {
+        cat "$base/install.log"
+        exit 1
+    }
+    (setsid mariadbd --defaults-file="$base/my.cnf" "${user_opt[@]}" \
+        </dev/null >>"$base/server.out" 2>&1 &)
+    for _ in $(seq 1 100); do
+        if mariadb --no-defaults -S "$sock" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+            break
+        fi
+        sleep 0.2
+    done
+    mariadb --no-defaults -S "$sock" -uroot -e 'SELECT 1' >/dev/null || {
+        tail -n 30 "$base/error.log"
+        exit 1
+    }
+    cat >"$envf" <<ENV
+export MY_SOCKET='$sock'
+export MY_PORT='$port'
+export MY_HOST=127.0.0.1
+export MY_USER=root
+export MY_DATADIR='$data'
+export MY_PIDFILE='$pidf'
+export MY_CNF='$base/my.cnf'
+ENV
+    echo "mariadb: running on $sock and 127.0.0.1:$port"
+}
+
+stop() {
+    [ -f "$pidf" ] || return 0
+    local pid
+    pid=$(cat "$pidf")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -rf "$base"
+}
+
+case ${1:-} in
+start) start ;;
+stop) stop ;;
+*) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
