@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../common/archive.h"
 #include "../common/util.h"
@@ -222,6 +223,10 @@ static snap_rc live_objects(MYSQL *m, const char *db, json_t **out, snap_err *er
     };
 
     *out = NULL;
+    /* from inside the schema, SHOW CREATE VIEW leaves its own tables unqualified */
+    rc = my_execf(m, err, "use the live schema", "USE %s", qdb);
+    if (rc != SNAP_OK)
+        goto out;
     for (size_t k = 0; k < 4; k++) {
         json_t *arr = json_array();
         json_object_set_new(doc, kinds[k].key, arr);
@@ -543,6 +548,39 @@ static snap_rc my_plan(rst_target *t, snap_err *err)
                           "it if nothing needs it");
             goto out;
         }
+    }
+    /* an abandoned staging schema of an earlier revert holds space and a name: say so */
+    {
+        char *pat = xstrdup(live), *lit, *sql;
+        size_t n = 0;
+        char *esc = xmalloc(2 * strlen(pat) + 1);
+        for (const char *p = pat; *p; p++) {
+            if (*p == '_' || *p == '%' || *p == '\\')
+                esc[n++] = '\\';
+            esc[n++] = *p;
+        }
+        esc[n] = '\0';
+        free(pat);
+        pat = xasprintf("%s\\_\\_revert\\_%%", esc);
+        free(esc);
+        lit = my_literal(R.m, pat);
+        sql = xasprintf("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s "
+                        "LIMIT 1", lit);
+        rc = my_query(R.m, err, "look for staging leftovers", sql, &r);
+        free(sql);
+        free(lit);
+        free(pat);
+        if (rc != SNAP_OK)
+            goto out;
+        if ((row = mysql_fetch_row(r)) != NULL) {
+            rc = err_set(err, SNAP_ECONFLICT, 0, "staging schema %s already exists on the server", row[0]);
+            err_hint(err, "an interrupted revert left it: run `revert --recover`; if that finds "
+                          "nothing, no revert uses it: DROP DATABASE `%s`. Nothing was changed",
+                     row[0]);
+            goto out;
+        }
+        mysql_free_result(r);
+        r = NULL;
     }
     bool live_exists = schema_exists(R.m, live, err, &rc);
     if (rc != SNAP_OK)
@@ -1441,7 +1479,15 @@ static snap_rc my_discard(rst_target *t, snap_err *err)
         return SNAP_OK; /* the plan never got as far as naming it */
     if (phase != NULL && strcmp(phase, "switched") == 0)
         return SNAP_OK; /* the staged tables are live now */
-    rc = rst_open(t, &R, err);
+    /* cleanup after a failure that may have been the server restarting: wait for it */
+    for (int i = 0;; i++) {
+        rc = rst_open(t, &R, err);
+        snap_err ie;
+        if (rc != SNAP_EUNREACH || i >= 20 || ctx_interrupted(rst_ctx(t), &ie))
+            break;
+        struct timespec ts = {0, 500000000};
+        nanosleep(&ts, NULL);
+    }
     if (rc != SNAP_OK)
         return rc;
     char *q = my_ident(R.staging);

@@ -1284,8 +1284,18 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
 
     /* every worker connects before the lock, so the lock is held only for statements */
     nworkers = cap.ctx->jobs > 0 ? (size_t)cap.ctx->jobs : 1;
-    if (nworkers > cap.ntables && cap.ntables > 0)
-        nworkers = cap.ntables; /* ranges may add items, but few tables need few workers */
+    {
+        /* no more workers than work items: a table, or each range of a big one */
+        size_t items = 0;
+        for (size_t i = 0; i < cap.ntables; i++) {
+            uint64_t n = cap.tables[i].pk && cap.tables[i].data_length > split
+                             ? cap.tables[i].data_length / split + 1
+                             : 1;
+            items += n > MAX_RANGES ? MAX_RANGES : (size_t)n;
+        }
+        if (nworkers > items && items > 0)
+            nworkers = items;
+    }
     if (nworkers > 64)
         nworkers = 64;
     if (nworkers == 0)
@@ -1296,8 +1306,10 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
         rc = my_connect(cap.dsn, cap.dsn->db, &workers[i].m, err);
         if (rc == SNAP_OK)
             rc = my_exec(workers[i].m, err, "set the worker session",
-                         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ, "
-                         "character_set_results = NULL, SESSION net_write_timeout = 600");
+                         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+        if (rc == SNAP_OK)
+            rc = my_exec(workers[i].m, err, "set the worker session",
+                         "SET character_set_results = NULL, SESSION net_write_timeout = 600");
         if (rc != SNAP_OK)
             goto out;
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/services/mariadb.sh start|stop: a throwaway MariaDB server for the end-to-end tests.
+# tests/services/mariadb.sh start|stop|restart: a throwaway MariaDB server for the end-to-end tests.
 #
 # start: mariadb-install-db into $T_WORK/mariadb, a private socket and a free loopback port,
 # then writes the shell exports the tests use to $T_WORK/service-mariadb.env:
@@ -53,27 +53,14 @@ max-allowed-packet=64M
 character-set-server=utf8mb4
 collation-server=utf8mb4_general_ci
 event-scheduler=OFF
-skip-log-bin-trust-function-creators-check=0
 log-bin-trust-function-creators=1
 CNF
-    sed -i '/skip-log-bin-trust-function-creators-check/d' "$base/my.cnf"
     mariadb-install-db --defaults-file="$base/my.cnf" "${user_opt[@]}" \
         --auth-root-authentication-method=normal --skip-test-db >"$base/install.log" 2>&1 || {
         cat "$base/install.log"
         exit 1
     }
-    (setsid mariadbd --defaults-file="$base/my.cnf" "${user_opt[@]}" \
-        </dev/null >>"$base/server.out" 2>&1 &)
-    for _ in $(seq 1 100); do
-        if mariadb --no-defaults -S "$sock" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
-            break
-        fi
-        sleep 0.2
-    done
-    mariadb --no-defaults -S "$sock" -uroot -e 'SELECT 1' >/dev/null || {
-        tail -n 30 "$base/error.log"
-        exit 1
-    }
+    run_server
     cat >"$envf" <<ENV
 export MY_SOCKET='$sock'
 export MY_PORT='$port'
@@ -84,6 +71,34 @@ export MY_PIDFILE='$pidf'
 export MY_CNF='$base/my.cnf'
 ENV
     echo "mariadb: running on $sock and 127.0.0.1:$port"
+}
+
+run_server() {
+    local user_opt=()
+    [ "$(id -u)" = 0 ] && user_opt=(--user=root)
+    (setsid mariadbd --defaults-file="$base/my.cnf" "${user_opt[@]}" \
+        </dev/null >>"$base/server.out" 2>&1 &)
+    for _ in $(seq 1 150); do
+        if mariadb --no-defaults -S "$sock" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    tail -n 30 "$base/error.log"
+    exit 1
+}
+
+# restart: kill -9 the server (a crash, as the tests need) and start it again on the same data
+restart() {
+    local pid
+    pid=$(cat "$pidf")
+    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    rm -f "$sock" "$pidf"
+    run_server
 }
 
 stop() {
@@ -101,6 +116,7 @@ stop() {
 
 case ${1:-} in
 start) start ;;
+restart) restart ;;
 stop) stop ;;
-*) echo "usage: $0 start|stop" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|restart" >&2; exit 2 ;;
 esac
