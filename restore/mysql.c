@@ -722,7 +722,6 @@ static snap_rc my_safety_source(rst_target *t, cfg *c, const char *section, snap
             cfg_set(c, section, "dsn", r);
             free(r);
         }
-        cfg_set(c, section, "allow_missing", "true");
     }
     my_dsn_free(d);
     free(src);

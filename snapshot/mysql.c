@@ -1222,6 +1222,39 @@ static snap_rc read_auto_increment(my_cap *cap, snap_err *err)
     return SNAP_OK;
 }
 
+/*
+ * A safety snapshot of a schema that does not exist (revert --to a new name): an empty
+ * schema document, so that reverting to it leaves the schema without tables.
+ */
+static snap_rc capture_absent(my_cap *cap, snap_err *err)
+{
+    json_t *doc = json_pack("{s:i,s:s,s:b,s:[],s:[],s:[],s:[],s:[]}", "format", MY_FORMAT,
+                            "database", cap->dsn->db, "absent", 1, "tables", "views",
+                            "triggers", "routines", "events");
+    char *text = json_dumps(doc, JSON_SORT_KEYS);
+    json_t *info = cat_component_info(snp_component(cap->c));
+    json_t *stats = cat_component_stats(snp_component(cap->c));
+    arc_writer *w = NULL;
+    snap_rc rc;
+
+    err_clear(err);
+    rc = snp_writer_new(cap->c, &w, err);
+    if (rc == SNAP_OK)
+        rc = arc_write_buffer(w, MY_SCHEMA_ENTRY, text, strlen(text), 0600, time(NULL), err);
+    if (rc == SNAP_OK)
+        rc = arc_writer_finish(w, err);
+    arc_writer_free(w);
+    json_object_set_new(info, "database", json_string(cap->dsn->db));
+    json_object_set_new(info, "absent", json_true());
+    json_object_set_new(info, "format", json_integer(MY_FORMAT));
+    json_object_set_new(stats, "tables", json_integer(0));
+    json_object_set_new(stats, "rows", json_integer(0));
+    json_object_set_new(stats, "table_rows", json_object());
+    free(text);
+    json_decref(doc);
+    return rc;
+}
+
 static snap_rc my_capture(snp_capture *c, snap_err *err)
 {
     my_cap cap;
@@ -1272,6 +1305,10 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
     cat_component_set_source(snp_component(c), redacted);
 
     rc = my_connect(cap.dsn, cap.dsn->db, &cap.main, err);
+    if (rc == SNAP_ENOTFOUND && snp_allow_missing(c)) {
+        rc = capture_absent(&cap, err);
+        goto out;
+    }
     if (rc != SNAP_OK) {
         if (rc == SNAP_ENOTFOUND)
             err_hint(err, "database %s does not exist on the server", cap.dsn->db);

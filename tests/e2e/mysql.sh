@@ -88,7 +88,8 @@ test_to_other_schema_leaves_original() {
     expect_rc 0 snap_ s --mysql "$DSN"
     my "$DB" -e "DELETE FROM plain WHERE id < 100"
     fingerprint "$DB" >damaged.txt
-    expect_rc 0 "$REVERT" s --only "$DB" --to "${DB}_check" --store "$T/store" --yes --no-safety-snapshot
+    # the safety snapshot of a schema that does not exist yet records it as absent
+    expect_rc 0 "$REVERT" s --only "$DB" --to "${DB}_check" --store "$T/store" --yes
     fingerprint "${DB}_check" >check.txt
     diff before.txt check.txt >&2 || fail "--to copy differs from the snapshot"
     fingerprint "$DB" >now.txt
@@ -107,6 +108,23 @@ test_drop_old() {
     expect_rc 0 "$REVERT" s --store "$T/store" --yes --drop-old --no-safety-snapshot
     [ "$(my -N "$DB" -e "SELECT v FROM t")" = 1 ] || fail "not reverted"
     [ -z "$(my -N -e "SHOW DATABASES LIKE '${DB}\\_\\_%'")" ] || fail "--drop-old left a schema"
+}
+
+# The safety snapshot taken before a revert undoes it.
+test_revert_of_revert() {
+    newdb
+    my "$DB" -e "CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 1), (2, 1);
+        CREATE TRIGGER t_bu BEFORE UPDATE ON t FOR EACH ROW SET NEW.v = NEW.v"
+    expect_rc 0 snap_ s --mysql "$DSN"
+    my "$DB" -e "UPDATE t SET v = 2; INSERT INTO t VALUES (3, 3)"
+    fingerprint "$DB" >damaged.txt
+    expect_rc 0 "$REVERT" s --store "$T/store" --yes --drop-old
+    [ "$(my -N "$DB" -e "SELECT SUM(v) FROM t")" = 2 ] || fail "not reverted"
+    safety=$(grep -oh 'pre-revert-[0-9A-Za-z-]*' "$T/out" "$T/err" | head -n 1)
+    [ -n "$safety" ] || fail "no safety snapshot named"
+    expect_rc 0 "$REVERT" "$safety" --store "$T/store" --yes --drop-old
+    fingerprint "$DB" >again.txt
+    diff damaged.txt again.txt >&2 || fail "reverting the safety snapshot did not give the state back"
 }
 
 # Transfers between two tables run while snap works; the restored copy keeps the total.
