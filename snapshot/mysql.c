@@ -655,8 +655,12 @@ static snap_rc list_tables(my_cap *cap, snap_err *err)
         return rc;
     while ((row = mysql_fetch_row(r)) != NULL) {
         my_table *t = find_table(cap, row[0]);
-        if (t == NULL || (row[2] != NULL && strstr(row[2], "GENERATED") != NULL))
-            continue; /* a view's column, or a generated one */
+        /* a view's column, or a generated one; MySQL 8 also says DEFAULT_GENERATED for an
+         * expression default, which is a column like any other */
+        if (t == NULL || (row[2] != NULL && (strstr(row[2], "VIRTUAL GENERATED") != NULL ||
+                                             strstr(row[2], "STORED GENERATED") != NULL ||
+                                             strstr(row[2], "PERSISTENT GENERATED") != NULL)))
+            continue;
         t->cols = xrealloc(t->cols, (t->ncols + 1) * sizeof *t->cols);
         t->cols[t->ncols++] = xstrdup(row[1]);
     }

@@ -120,7 +120,7 @@ test_revert_of_revert() {
     fingerprint "$DB" >damaged.txt
     expect_rc 0 "$REVERT" s --store "$T/store" --yes --drop-old
     [ "$(my -N "$DB" -e "SELECT SUM(v) FROM t")" = 2 ] || fail "not reverted"
-    safety=$(grep -oh 'pre-revert-[0-9A-Za-z-]*' "$T/out" "$T/err" | head -n 1)
+    safety=$(LC_ALL=C grep -oh 'pre-revert-[[:alnum:].-]*[[:alnum:]]' "$T/out" "$T/err" | head -n 1)
     [ -n "$safety" ] || fail "no safety snapshot named"
     expect_rc 0 "$REVERT" "$safety" --store "$T/store" --yes --drop-old
     fingerprint "$DB" >again.txt
