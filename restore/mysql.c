@@ -684,6 +684,41 @@ static snap_rc my_plan(rst_target *t, snap_err *err)
                                   "create the snapshot's triggers, views, routines and events"));
     if (!live_exists)
         json_object_set_new(plan, "creates_schema", json_true());
+    json_object_set_new(plan, "action", json_string(to ? "restore-beside" : "swap"));
+    {
+        /* the plan for a person: what moves atomically, what does not, what stays */
+        json_t *notes = json_array(), *nontx = json_object_get(info, "non_transactional");
+        char *s = xasprintf("%zu table(s), %" PRId64 " row(s): staged in %s, switched by one "
+                            "RENAME TABLE; the tables now live stay in %s",
+                            json_array_size(json_object_get(schema, "tables")),
+                            (int64_t)json_integer_value(json_object_get(plan, "rows")), staging, old);
+        json_array_append_new(notes, json_string(s));
+        free(s);
+        for (size_t k = 0; k < 4; k++) {
+            json_t *arr = json_object_get(outside, kinds_order[k]), *v;
+            size_t i;
+            char *list = NULL;
+            json_array_foreach(arr, i, v) {
+                char *n = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", json_string_value(v));
+                free(list);
+                list = n;
+            }
+            if (list != NULL) {
+                s = xasprintf("%s recreated outside the atomic switch: %s", kinds_order[k], list);
+                json_array_append_new(notes, json_string(s));
+                free(s);
+                free(list);
+            }
+        }
+        if (json_array_size(nontx) > 0) {
+            s = xasprintf("%zu table(s) of the snapshot are not transactional and were consistent "
+                          "only if nobody wrote to them during the snap",
+                          json_array_size(nontx));
+            json_array_append_new(notes, json_string(s));
+            free(s);
+        }
+        json_object_set_new(plan, "notes", notes);
+    }
     lock = xasprintf("mysql:%s", redacted);
     rst_set_lock_key(t, lock);
     rc = SNAP_OK;
@@ -1324,6 +1359,20 @@ static snap_rc my_cutover(rst_target *t, snap_err *err)
         if (rc != SNAP_OK)
             goto out;
     }
+    /* a long transaction on a live table must not stall the switch (and every query queued
+     * behind its pending lock): wait a bounded time, then fail and roll back */
+    {
+        const char *v = rst_option(t, "lock_wait_timeout");
+        int64_t secs = 10;
+        if (v != NULL && (!cfg_parse_duration(v, &secs) || secs < 1)) {
+            rc = err_set(err, SNAP_EUSAGE, 0, "[revert] lock_wait_timeout is not a duration: %s", v);
+            goto out;
+        }
+        rc = my_execf(R.m, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %lld",
+                      (long long)secs);
+        if (rc != SNAP_OK)
+            goto out;
+    }
     live_tables = live_tables ? live_tables : json_incref(json_object_get(R.state, "live_tables"));
     live_objs = live_objs ? live_objs : json_incref(json_object_get(R.state, "live_objects"));
     util_failpoint("revert-mysql-before-rename");
@@ -1344,8 +1393,12 @@ static snap_rc my_cutover(rst_target *t, snap_err *err)
             rc = rename_all(R.m, R.live, R.old, live_tables, R.staging, R.live, tables, err);
             t_rename = util_now_ms() - r0;
         }
-        if (rc != SNAP_OK)
+        if (rc != SNAP_OK) {
+            if (mysql_errno(R.m) == ER_LOCK_WAIT_TIMEOUT)
+                err_hint(err, "a transaction or lock held a live table longer than "
+                              "lock_wait_timeout; the switch is rolled back, retry when it ends");
             goto out;
+        }
     }
     json_object_set_new(R.state, "renamed", json_true());
     util_failpoint("revert-mysql-after-rename");
@@ -1478,6 +1531,12 @@ static snap_rc my_discard(rst_target *t, snap_err *err)
         return SNAP_OK; /* the plan never got as far as naming it */
     if (phase != NULL && strcmp(phase, "switched") == 0)
         return SNAP_OK; /* the staged tables are live now */
+    if (phase != NULL && strcmp(phase, "switching") == 0) {
+        /* a switch that stopped half-way: put the live objects back first (idempotent) */
+        rc = my_rollback(t, err);
+        if (rc != SNAP_OK)
+            return rc;
+    }
     /* cleanup after a failure that may have been the server restarting: wait for it */
     for (int i = 0;; i++) {
         rc = rst_open(t, &R, err);
@@ -1492,7 +1551,7 @@ static snap_rc my_discard(rst_target *t, snap_err *err)
     char *q = my_ident(R.staging);
     rc = my_execf(R.m, err, "drop the staging schema", "DROP DATABASE IF EXISTS %s", q);
     free(q);
-    if (rc == SNAP_OK && (phase == NULL || strcmp(phase, "switching") != 0))
+    if (rc == SNAP_OK)
         rc = drop_if_no_tables(R.m, R.old, err);
     rst_close(&R);
     return rc;

@@ -58,6 +58,9 @@ test_roundtrip_fidelity() {
         DROP VIEW v_totals; CREATE OR REPLACE VIEW v_items AS SELECT 1 AS x; DROP PROCEDURE add_node;
         DROP EVENT purge_docs; CREATE TABLE extra (id INT PRIMARY KEY); ALTER TABLE logbook DROP PARTITION pmax;
         CREATE FUNCTION newer() RETURNS INT RETURN 1"
+    expect_rc 0 "$REVERT" fid --store "$T/store" --dry-run
+    expect_out "triggers recreated outside the atomic switch: item_bi, item_bi2, node_ad"
+    expect_out "routines recreated outside the atomic switch: node_depth, add_node"
     expect_rc 0 "$REVERT" fid --store "$T/store" --yes
     expect_err "RENAME TABLE switched 7 table(s)"
     expect_err "outside it"
@@ -173,6 +176,29 @@ test_cutover_atomic_for_readers() {
     wait $reader || true
     sort -u seen.txt >kinds.txt
     [ "$(tr '\n' ' ' <kinds.txt)" = "111 222 " ] || fail "reader saw: $(tr '\n' ' ' <kinds.txt)"
+}
+
+# A transaction holding a live table past lock_wait_timeout: the switch rolls back whole.
+test_cutover_blocked_rolls_back() {
+    newdb
+    my "$DB" -e "CREATE TABLE t (id INT PRIMARY KEY, v INT); CREATE TABLE u LIKE t; INSERT INTO t VALUES (1, 1);
+        CREATE TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW SET NEW.v = NEW.v * 10; CREATE VIEW vt AS SELECT * FROM t"
+    expect_rc 0 snap_ s --mysql "$DSN"
+    my "$DB" -e "UPDATE t SET v = 2"
+    fingerprint "$DB" >live.txt
+    cat >r.conf <<CONF
+[revert]
+lock_wait_timeout = 1s
+CONF
+    (echo "START TRANSACTION; SELECT COUNT(*) FROM t; SELECT SLEEP(6); COMMIT;" | my "$DB" >/dev/null) &
+    holder=$!
+    sleep 0.5
+    expect_rc 7 "$REVERT" s --config r.conf --store "$T/store" --yes --no-safety-snapshot
+    expect_err "rolled back"
+    wait $holder
+    fingerprint "$DB" >after.txt
+    diff live.txt after.txt >&2 || fail "the live schema is not as it was"
+    [ -z "$(my -N -e "SHOW DATABASES LIKE '${DB}\\_\\_%'")" ] || fail "a staging or displaced schema is left"
 }
 
 # A table of a million rows, split into primary-key ranges, dumped and loaded in parallel.
