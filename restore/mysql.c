@@ -603,11 +603,16 @@ static snap_rc my_plan(rst_target *t, snap_err *err)
         goto out;
     row = mysql_fetch_row(r);
     if (row == NULL || row[0] == NULL || strcmp(row[0], "1") != 0) {
-        rc = err_set(err, SNAP_EUNREACH, 0,
-                     "the server has local_infile disabled, which loading the data needs");
-        err_hint(err, "SET GLOBAL local_infile = 1 on the server (or local-infile = 1 in its "
-                      "configuration) and run the revert again; nothing was changed");
-        goto out;
+        const char *strict = rst_option(t, "mysql_require_local_infile");
+        if (strict != NULL && strcmp(strict, "true") == 0) {
+            rc = err_set(err, SNAP_EUNREACH, 0,
+                         "the server has local_infile disabled, which fast loading needs");
+            err_hint(err, "SET GLOBAL local_infile = 1 on the server (or local-infile = 1 in its "
+                          "configuration) and run the revert again; nothing was changed");
+            goto out;
+        }
+        /* the exact, slower path: multi-row INSERT of binary string literals */
+        json_object_set_new(state, "load", json_string("insert"));
     }
 
     /* privileges: every step's, named before anything changes */
@@ -717,6 +722,10 @@ static snap_rc my_plan(rst_target *t, snap_err *err)
             json_array_append_new(notes, json_string(s));
             free(s);
         }
+        if (json_is_string(json_object_get(state, "load")))
+            json_array_append_new(notes, json_string(
+                "the server has local_infile off: data is loaded by INSERT statements, which is "
+                "slower (SET GLOBAL local_infile = 1 for LOAD DATA)"));
         json_object_set_new(plan, "notes", notes);
     }
     lock = xasprintf("mysql:%s", redacted);
@@ -773,6 +782,7 @@ typedef struct ld_table {
 
 typedef struct ld_shared {
     my_rst *R;
+    bool use_insert; /* local_infile is off on the server */
     ld_table *tables;
     size_t ntables;
     pthread_mutex_t mu;
@@ -832,6 +842,154 @@ static ld_table *ld_find(ld_shared *sh, const char *path)
     return NULL;
 }
 
+#define INSERT_MAX (1u << 20)
+
+static snap_rc check_warnings(MYSQL *m, const char *table, snap_err *err)
+{
+    unsigned warnings = mysql_warning_count(m);
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    snap_err e2;
+    char first[256] = "";
+
+    if (warnings == 0)
+        return SNAP_OK;
+    if (my_query(m, &e2, "show warnings", "SHOW WARNINGS LIMIT 1", &r) == SNAP_OK && r &&
+        (row = mysql_fetch_row(r)) != NULL)
+        snprintf(first, sizeof first, "%s", row[2] ? row[2] : "");
+    mysql_free_result(r);
+    err_set(err, SNAP_EVERIFY, 0, "loading table %s gave %u warning(s), the first: %s", table,
+            warnings, first);
+    err_hint(err, "the staged copy would differ from the snapshot; nothing live was changed");
+    return SNAP_EVERIFY;
+}
+
+/* Sends the INSERT built so far; counts its rows. */
+static snap_rc insert_flush(ld_worker *w, ld_table *lt, char **sql, size_t *len, size_t head,
+                            snap_err *err)
+{
+    snap_rc rc;
+
+    if (*len == head)
+        return SNAP_OK;
+    if (mysql_real_query(w->m, *sql, *len) != 0) {
+        char *what = xasprintf("insert into %s", lt->name);
+        rc = my_fail(w->m, err, what);
+        free(what);
+        return rc;
+    }
+    rc = check_warnings(w->m, lt->name, err);
+    if (rc != SNAP_OK)
+        return rc;
+    pthread_mutex_lock(&w->sh->mu);
+    lt->loaded += mysql_affected_rows(w->m);
+    pthread_mutex_unlock(&w->sh->mu);
+    *len = head;
+    return SNAP_OK;
+}
+
+/*
+ * Without local_infile: the entry (at most chunk_size bytes plus one row) is read whole and
+ * sent as multi-row INSERTs of _binary'...' literals, which store the same bytes as LOAD
+ * DATA ... CHARACTER SET binary does.
+ */
+static snap_rc insert_entry(ld_worker *w, ld_table *lt, snap_err *err)
+{
+    char *data = NULL, *sql = NULL, *field = NULL;
+    size_t len = 0, cap = 0, got, head, slen = 0, scap;
+    char *tid = my_ident(lt->name);
+    snap_rc rc = SNAP_OK;
+
+    for (;;) {
+        if (cap - len < 65536) {
+            cap = cap ? cap * 2 : 1 << 20;
+            data = xrealloc(data, cap);
+        }
+        rc = arc_reader_data(w->r, data + len, cap - len, &got, err);
+        if (rc != SNAP_OK)
+            goto out;
+        if (got == 0)
+            break;
+        len += got;
+    }
+    char *prefix = xasprintf("INSERT INTO %s %s VALUES ", tid, lt->cols);
+    head = strlen(prefix);
+    scap = INSERT_MAX + head + 65536;
+    sql = xmalloc(scap);
+    memcpy(sql, prefix, head);
+    free(prefix);
+    slen = head;
+    field = xmalloc(len + 1);
+    for (size_t p = 0; p < len;) {
+        /* one row: fields separated by tabs, escapes undone */
+        bool row_first = true;
+        if (slen > head)
+            sql[slen++] = ',';
+        sql[slen++] = '(';
+        for (;;) {
+            size_t f = 0;
+            bool null = false;
+            if (p + 1 < len && data[p] == '\\' && data[p + 1] == 'N' &&
+                (p + 2 == len || data[p + 2] == '\t' || data[p + 2] == '\n')) {
+                null = true;
+                p += 2;
+            } else {
+                while (p < len && data[p] != '\t' && data[p] != '\n') {
+                    char c = data[p++];
+                    if (c == '\\' && p < len) {
+                        c = data[p++];
+                        switch (c) {
+                        case '0': c = '\0'; break;
+                        case 'b': c = '\b'; break;
+                        case 'n': c = '\n'; break;
+                        case 'r': c = '\r'; break;
+                        case 't': c = '\t'; break;
+                        case 'Z': c = 26; break;
+                        default: break;
+                        }
+                    }
+                    field[f++] = c;
+                }
+            }
+            size_t need = slen + 2 * f + 16;
+            if (need > scap) {
+                scap = need * 2;
+                sql = xrealloc(sql, scap);
+            }
+            if (!row_first)
+                sql[slen++] = ',';
+            row_first = false;
+            if (null) {
+                memcpy(sql + slen, "NULL", 4);
+                slen += 4;
+            } else {
+                memcpy(sql + slen, "_binary'", 8);
+                slen += 8;
+                slen += mysql_real_escape_string(w->m, sql + slen, field, (unsigned long)f);
+                sql[slen++] = '\'';
+            }
+            if (p >= len || data[p] == '\n') {
+                p++;
+                break;
+            }
+            p++; /* the tab */
+        }
+        sql[slen++] = ')';
+        if (slen - head >= INSERT_MAX) {
+            rc = insert_flush(w, lt, &sql, &slen, head, err);
+            if (rc != SNAP_OK)
+                goto out;
+        }
+    }
+    rc = insert_flush(w, lt, &sql, &slen, head, err);
+out:
+    free(data);
+    free(sql);
+    free(field);
+    free(tid);
+    return rc;
+}
+
 static snap_rc load_entry(ld_worker *w, ld_table *lt, snap_err *err)
 {
     char *tid = my_ident(lt->name);
@@ -840,6 +998,11 @@ static snap_rc load_entry(ld_worker *w, ld_table *lt, snap_err *err)
                           tid, lt->cols);
     snap_rc rc = SNAP_OK;
 
+    if (w->sh->use_insert) {
+        free(sql);
+        free(tid);
+        return insert_entry(w, lt, err);
+    }
     w->read_failed = false;
     if (mysql_real_query(w->m, sql, strlen(sql)) != 0) {
         if (w->read_failed) {
@@ -853,21 +1016,9 @@ static snap_rc load_entry(ld_worker *w, ld_table *lt, snap_err *err)
         goto out;
     }
     uint64_t n = mysql_affected_rows(w->m);
-    unsigned warnings = mysql_warning_count(w->m);
-    if (warnings > 0) {
-        MYSQL_RES *r = NULL;
-        MYSQL_ROW row;
-        snap_err e2;
-        char first[256] = "";
-        if (my_query(w->m, &e2, "show warnings", "SHOW WARNINGS LIMIT 1", &r) == SNAP_OK && r &&
-            (row = mysql_fetch_row(r)) != NULL)
-            snprintf(first, sizeof first, "%s", row[2] ? row[2] : "");
-        mysql_free_result(r);
-        rc = err_set(err, SNAP_EVERIFY, 0, "loading table %s gave %u warning(s), the first: %s",
-                     lt->name, warnings, first);
-        err_hint(err, "the staged copy would differ from the snapshot; nothing live was changed");
+    rc = check_warnings(w->m, lt->name, err);
+    if (rc != SNAP_OK)
         goto out;
-    }
     pthread_mutex_lock(&w->sh->mu);
     lt->loaded += n;
     pthread_mutex_unlock(&w->sh->mu);
@@ -1139,6 +1290,7 @@ static snap_rc my_stage(rst_target *t, snap_err *err)
     /* data, in parallel: one reader per part */
     sh.nparts = cat_component_nparts(rst_component(t));
     sh.next_part = 1; /* part 0 holds the schema */
+    sh.use_insert = json_is_string(json_object_get(R.state, "load"));
     nworkers = R.ctx->jobs > 0 ? (size_t)R.ctx->jobs : 1;
     if (nworkers > 64)
         nworkers = 64;

@@ -306,15 +306,26 @@ test_corrupt_part_stops_before_cutover() {
     [ -z "$(my -N -e "SHOW DATABASES LIKE '${DB}\\_\\_%'")" ] || fail "staging or displaced schema left"
 }
 
+# Without local_infile the revert loads by INSERT, as exactly; or refuses when told to.
 test_local_infile_disabled() {
     newdb
-    my "$DB" -e "CREATE TABLE t (id INT PRIMARY KEY)"
+    my "$DB" <"$FIX/fidelity.sql"
+    fingerprint "$DB" >before.txt
     expect_rc 0 snap_ s --mysql "$DSN"
+    my "$DB" -e "DELETE FROM plain; UPDATE item SET blob_col = NULL"
     my -e "SET GLOBAL local_infile = 0"
-    expect_rc 6 "$REVERT" s --store "$T/store" --yes --no-safety-snapshot
+    printf '[revert]\nmysql_require_local_infile = true\n' >strict.conf
+    run "$REVERT" s --config strict.conf --store "$T/store" --yes --no-safety-snapshot
+    rc1=$RC
+    cp "$T/err" strict.err
+    run "$REVERT" s --store "$T/store" --yes --no-safety-snapshot
+    rc2=$RC
     my -e "SET GLOBAL local_infile = 1"
-    expect_err "local_infile"
-    expect_err "SET GLOBAL local_infile = 1"
+    [ "$rc1" = 6 ] || fail "with mysql_require_local_infile the revert exited $rc1, expected 6"
+    grep -q "SET GLOBAL local_infile = 1" strict.err || fail "no hint on local_infile: $(cat strict.err)"
+    [ "$rc2" = 0 ] || { cat "$T/err" >&2; fail "the INSERT path exited $rc2"; }
+    fingerprint "$DB" >after.txt
+    diff before.txt after.txt >&2 || fail "the INSERT path did not restore the same content"
 }
 
 test_kill_during_staging_then_recover() {
