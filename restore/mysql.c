@@ -782,6 +782,7 @@ typedef struct ld_table {
 
 typedef struct ld_shared {
     my_rst *R;
+    prg_bar *bar; /* stored bytes read */
     bool use_insert; /* local_infile is off on the server */
     ld_table *tables;
     size_t ntables;
@@ -1037,7 +1038,7 @@ static snap_rc load_part(ld_worker *w, size_t part, snap_err *err)
     snap_rc rc;
 
     cat_component_part(rst_component(sh->R->t), part, &key, &size, &sha, &entries);
-    rc = arc_reader_open(rst_store(sh->R->t), key, size, sha, sh->R->ctx, NULL, &w->r, err);
+    rc = arc_reader_open(rst_store(sh->R->t), key, size, sha, sh->R->ctx, sh->bar, &w->r, err);
     if (rc != SNAP_OK)
         return rc;
     for (;;) {
@@ -1307,6 +1308,12 @@ static snap_rc my_stage(rst_target *t, snap_err *err)
         mysql_set_local_infile_handler(workers[i].m, infile_init, infile_read, infile_end,
                                        infile_error, &workers[i]);
     }
+    uint64_t t_load = util_now_ms();
+    {
+        char *label = xasprintf("stage %s", R.live);
+        sh.bar = prg_new(label, cat_component_bytes(rst_component(t)), R.ctx->progress);
+        free(label);
+    }
     for (int phase = 0; phase < 2; phase++) {
         for (i = 0; i < nworkers; i++) {
             if (pthread_create(&workers[i].th, NULL, phase == 0 ? ld_main : alter_main, &workers[i]) != 0) {
@@ -1328,8 +1335,16 @@ static snap_rc my_stage(rst_target *t, snap_err *err)
             rc = err->code ? err->code : SNAP_EFAIL;
             goto out;
         }
-        if (phase == 0)
+        if (phase == 0) {
+            prg_free(sh.bar);
+            sh.bar = NULL;
+            log_debug(R.ctx, "%s: data loaded in %" PRIu64 " ms", R.live, util_now_ms() - t_load);
+            t_load = util_now_ms();
             util_failpoint("revert-mysql-loaded");
+        } else {
+            log_debug(R.ctx, "%s: held-back indexes built in %" PRIu64 " ms", R.live,
+                      util_now_ms() - t_load);
+        }
     }
 
     /* the recorded row counts: what was loaded and what the staged tables hold */
@@ -1370,6 +1385,7 @@ out:
         free(sh.tables[i].alter);
     }
     free(sh.tables);
+    prg_free(sh.bar);
     json_decref(schema);
     free(qs);
     rst_close(&R);
