@@ -247,6 +247,11 @@ test_wrong_password_never_shown() {
     grep -q "mysql://pwuser@localhost/$DB" "$T/out" || fail "the redacted dsn is not recorded"
     # MYSQL_PWD works as with the mysql client
     MYSQL_PWD=right-pass-42 expect_rc 0 snap_ s2 --mysql "mysql://pwuser@localhost/$DB?socket=$MY_SOCKET"
+    # and an option file with a group of its own, as --defaults-file/--defaults-group do
+    printf '[snapgrp]\nuser = pwuser\npassword = right-pass-42\n' >my.cnf
+    chmod 600 my.cnf
+    expect_rc 0 snap_ s3 --mysql "mysql://localhost/$DB?socket=$MY_SOCKET&defaults-file=$T/my.cnf&defaults-group=snapgrp"
+    ! grep -rq "right-pass-42" "$T/out" "$T/err" "$T/store" || fail "the password reached the output or the store"
 }
 
 test_missing_schema() {
