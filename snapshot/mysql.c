@@ -1227,6 +1227,39 @@ static snap_rc read_auto_increment(my_cap *cap, snap_err *err)
 }
 
 /*
+ * FLUSH TABLES WITH READ LOCK waits for running queries while it blocks every new write:
+ * a query that has run for long would stall the server. Refuse instead (what the user can
+ * see: with the PROCESS privilege every session, without it only its own).
+ */
+static snap_rc long_query_guard(my_cap *cap, long guard, const char *source, snap_err *err)
+{
+    char *sql = xasprintf("SELECT ID, TIME, USER FROM information_schema.PROCESSLIST "
+                          "WHERE COMMAND NOT IN ('Sleep', 'Daemon', 'Binlog Dump', "
+                          "'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL', 'Slave_worker') "
+                          "AND USER <> 'system user' AND ID <> CONNECTION_ID() AND TIME >= %ld "
+                          "ORDER BY TIME DESC LIMIT 1",
+                          guard);
+    MYSQL_RES *r;
+    MYSQL_ROW row;
+    snap_rc rc = my_query(cap->main, err, "look for long queries", sql, &r);
+
+    free(sql);
+    if (rc != SNAP_OK)
+        return rc;
+    if ((row = mysql_fetch_row(r)) != NULL) {
+        rc = err_set(err, SNAP_ECONFLICT, 0,
+                     "session %s of %s has run a statement for %s s; the global read lock would "
+                     "wait for it while blocking every write",
+                     row[0], row[2] ? row[2] : "?", row[1]);
+        err_hint(err, "wait for it to end (or KILL QUERY %s), or raise long_query_guard in "
+                      "[source %s]",
+                 row[0], source);
+    }
+    mysql_free_result(r);
+    return rc;
+}
+
+/*
  * A safety snapshot of a schema that does not exist (revert --to a new name): an empty
  * schema document, so that reverting to it leaves the schema without tables.
  */
@@ -1268,7 +1301,7 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
     json_t *schema = NULL, *info, *stats, *rows_obj, *ai_obj, *nontx;
     const char *dsn_s = snp_source_get(c, "dsn"), *v;
     uint64_t chunk = DEFAULT_CHUNK, split = DEFAULT_SPLIT, lock_ms = 0, total_rows = 0;
-    long lock_timeout = 60;
+    long lock_timeout = 10, guard = 60;
     bool locked = false, mariadb;
     char *redacted = NULL, *text = NULL;
     snap_rc rc;
@@ -1300,6 +1333,15 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
             goto out;
         }
         lock_timeout = (long)s;
+    }
+    if ((v = snp_source_get(c, "long_query_guard")) != NULL) {
+        int64_t sec;
+        if (!cfg_parse_duration(v, &sec) || sec < 1) {
+            rc = err_set(err, SNAP_EUSAGE, 0, "source %s: long_query_guard is not a duration: %s",
+                         snp_source_name(c), v);
+            goto out;
+        }
+        guard = (long)sec;
     }
     cap.chunk = chunk;
     rc = my_dsn_parse(dsn_s, &cap.dsn, err);
@@ -1357,6 +1399,9 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
 
     rc = my_execf(cap.main, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %ld",
                   lock_timeout);
+    if (rc != SNAP_OK)
+        goto out;
+    rc = long_query_guard(&cap, guard, snp_source_name(c), err);
     if (rc != SNAP_OK)
         goto out;
     uint64_t t0 = util_now_ms();

@@ -254,6 +254,20 @@ test_wrong_password_never_shown() {
     ! grep -rq "right-pass-42" "$T/out" "$T/err" "$T/store" || fail "the password reached the output or the store"
 }
 
+# A long query would make the global read lock stall every write: snap refuses.
+test_long_query_guard() {
+    newdb
+    my "$DB" -e "CREATE TABLE t (id INT PRIMARY KEY)"
+    printf '[source %s]\ntype = mysql\ndsn = %s\nlong_query_guard = 1s\n' "$DB" "$DSN" >g.conf
+    (my -e "SELECT SLEEP(4)" >/dev/null) &
+    sleep 2
+    expect_rc 4 "$SNAP" create s --config g.conf --store "$T/store"
+    expect_err "the global read lock would wait for it"
+    expect_err "KILL QUERY"
+    wait
+    expect_rc 0 "$SNAP" create s --config g.conf --store "$T/store"
+}
+
 test_missing_schema() {
     newdb
     expect_rc 3 snap_ s --mysql "mysql://root@localhost/no_such_db?socket=$MY_SOCKET"
