@@ -362,19 +362,33 @@ test_kill_during_staging_then_recover() {
     [ "$(my -N "$DB" -e "SELECT SUM(v) FROM t")" = 1000 ] || fail "revert after recovery failed"
 }
 
+# SIGKILL before and after the RENAME TABLE: recovery leaves the whole old or restored state.
 test_kill_during_cutover_then_recover() {
     newdb
     my "$DB" <"$FIX/fidelity.sql"
     fingerprint "$DB" >before.txt
     expect_rc 0 snap_ s --mysql "$DSN"
-    my "$DB" -e "UPDATE plain SET a = a + 1; DROP TRIGGER item_bi2"
-    fingerprint "$DB" >damaged.txt
-    SNAP_FAILPOINT=revert-mysql-after-rename expect_rc 137 "$REVERT" s --store "$T/store" --yes --no-safety-snapshot
-    expect_rc 0 "$REVERT" --recover --store "$T/store"
-    fingerprint "$DB" >after.txt
-    cmp -s after.txt before.txt || cmp -s after.txt damaged.txt ||
-        { diff before.txt after.txt >&2; fail "after recovery the schema is neither the old nor the restored state"; }
-    [ -z "$(my -N -e "SHOW DATABASES LIKE '${DB}\\_\\_revert\\_%'")" ] || fail "recovery left the staging schema"
+    for fp in revert-mysql-before-rename revert-mysql-after-rename; do
+        my "$DB" -e "UPDATE plain SET a = a + 1; DROP TRIGGER IF EXISTS item_bi2"
+        fingerprint "$DB" >damaged.txt
+        SNAP_FAILPOINT=$fp expect_rc 137 "$REVERT" s --store "$T/store" --yes --no-safety-snapshot
+        expect_rc 8 "$REVERT" s --store "$T/store" --yes --no-safety-snapshot
+        expect_rc 0 "$REVERT" --recover --store "$T/store"
+        fingerprint "$DB" >after.txt
+        cmp -s after.txt before.txt || cmp -s after.txt damaged.txt ||
+            { diff before.txt after.txt >&2; fail "$fp: after recovery the schema is neither the old nor the restored state"; }
+        [ -z "$(my -N -e "SHOW DATABASES LIKE '${DB}\\_\\_revert\\_%'")" ] || fail "$fp: recovery left the staging schema"
+    done
+}
+
+# SIGKILL while snap holds the global read lock: the server drops the lock, nothing is committed.
+test_kill_under_lock() {
+    newdb
+    my "$DB" -e "CREATE TABLE t (id INT PRIMARY KEY)"
+    SNAP_FAILPOINT=snap-mysql-locked expect_rc 137 snap_ s --mysql "$DSN"
+    [ ! -e "$T/store/catalog/s.json" ] || fail "a catalog entry was written"
+    my "$DB" -e "SET SESSION lock_wait_timeout = 5; INSERT INTO t VALUES (1)" || fail "the read lock outlived snap"
+    expect_rc 0 snap_ s --mysql "$DSN"
 }
 
 test_server_restart_during_snap() {
