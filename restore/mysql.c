@@ -160,6 +160,18 @@ static bool array_has(json_t *arr, const char *s)
     return false;
 }
 
+/* A character set or collation name from the archive, before it goes into a statement. */
+static const char *charset_name(const char *s, const char *def)
+{
+    if (s == NULL || s[0] == '\0' || strlen(s) > 64)
+        return def;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_'))
+            return def;
+    return s;
+}
+
 /* ---- objects: triggers, views, routines, events ---- */
 
 /* One SHOW CREATE row into obj (the live schema's objects, before the switch). */
@@ -1086,10 +1098,8 @@ static void *ld_main(void *arg)
     ld_shared *sh = w->sh;
 
     w->rc = SNAP_OK;
-    /* phase 1: parts; phase 2: held-back indexes, one table per step */
     for (;;) {
         size_t i;
-        bool alter = false;
         pthread_mutex_lock(&sh->mu);
         if (sh->failed) {
             pthread_mutex_unlock(&sh->mu);
@@ -1102,7 +1112,6 @@ static void *ld_main(void *arg)
             break;
         }
         pthread_mutex_unlock(&sh->mu);
-        (void)alter;
         w->rc = load_part(w, i, &w->err);
         if (w->rc != SNAP_OK)
             break;
@@ -1251,7 +1260,7 @@ static snap_rc my_stage(rst_target *t, snap_err *err)
         const char *cs = json_string_value(json_object_get(schema, "charset"));
         const char *coll = json_string_value(json_object_get(schema, "collation"));
         rc = my_execf(R.m, err, "create the staging schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s",
-                      qs, cs ? cs : "utf8mb4", coll ? coll : "utf8mb4_general_ci");
+                      qs, charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"));
     }
     if (rc != SNAP_OK)
         goto out;
@@ -1492,7 +1501,7 @@ static snap_rc my_cutover(rst_target *t, snap_err *err)
             const char *cs = state_str(R.state, "charset"), *coll = state_str(R.state, "collation");
             char *ql = my_ident(R.live);
             rc = my_execf(R.m, err, "create the schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s",
-                          ql, cs ? cs : "utf8mb4", coll ? coll : "utf8mb4_general_ci");
+                          ql, charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"));
             free(ql);
             if (rc != SNAP_OK)
                 goto out;
