@@ -335,6 +335,7 @@ snap_rc my_fail(MYSQL *m, snap_err *err, const char *what)
     case CR_UNKNOWN_HOST:
     case CR_SERVER_GONE_ERROR:
     case CR_SERVER_LOST:
+    case CR_SSL_CONNECTION_ERROR:
     case ER_ACCESS_DENIED_ERROR:
     case ER_DBACCESS_DENIED_ERROR:
     case ER_TABLEACCESS_DENIED_ERROR:
@@ -505,6 +506,9 @@ snap_rc my_connect(const my_dsn *d, const char *db, MYSQL **out, snap_err *err)
         if (no == ER_ACCESS_DENIED_ERROR)
             err_hint(err, "check the user and password: MYSQL_PWD, the [client] section of "
                           "~/.my.cnf, or the dsn (mysql://user:password@...)");
+        else if (no == CR_SSL_CONNECTION_ERROR)
+            err_hint(err, "the TLS handshake or the server certificate failed: check ssl-ca and "
+                          "the host name against the certificate, or the ssl-mode of the dsn");
         else if (no == ER_BAD_DB_ERROR)
             err_hint(err, "check the database name at the end of the dsn");
         else if (rc == SNAP_EUNREACH && no != ER_DBACCESS_DENIED_ERROR)

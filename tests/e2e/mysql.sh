@@ -268,6 +268,21 @@ test_long_query_guard() {
     expect_rc 0 "$SNAP" create s --config g.conf --store "$T/store"
 }
 
+# TLS options of the DSN: required, and verified against the right and a wrong CA.
+test_tls_options() {
+    newdb
+    my -e "CREATE USER IF NOT EXISTS 'tlsuser'@'%' REQUIRE SSL; GRANT ALL ON *.* TO 'tlsuser'@'%'"
+    my "$DB" -e "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)"
+    base="mysql://tlsuser@127.0.0.1:$MY_PORT/$DB"
+    expect_rc 6 snap_ s0 --mysql "$base?ssl-mode=disabled"
+    expect_err "Access denied"
+    expect_rc 0 snap_ s1 --mysql "$base?ssl-mode=required"
+    expect_rc 0 snap_ s2 --mysql "$base?ssl-mode=verify_identity&ssl-ca=$MY_TLS_CA"
+    expect_rc 6 snap_ s3 --mysql "$base?ssl-mode=verify_ca&ssl-ca=$MY_TLS_OTHER_CA"
+    expect_err "cannot connect"
+    [ ! -e "$T/store/catalog/s3.json" ] || fail "a snapshot over an unverified server was committed"
+}
+
 test_missing_schema() {
     newdb
     expect_rc 3 snap_ s --mysql "mysql://root@localhost/no_such_db?socket=$MY_SOCKET"

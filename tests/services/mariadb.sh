@@ -31,6 +31,21 @@ start() {
     [ "$(id -u)" = 0 ] && user_opt=(--user=root)
     local port
     port=$(free_port)
+    # TLS: a throwaway CA and a server certificate for 127.0.0.1 (and a second CA that
+    # signed nothing, for the verification test)
+    local tls=$base/tls
+    mkdir -p "$tls"
+    (
+        cd "$tls"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=snap-test-ca \
+            -keyout ca.key -out ca.pem
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca \
+            -keyout other.key -out other-ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >ext.cnf
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile ext.cnf -out server.pem
+    ) >"$base/tls.log" 2>&1
     cat >"$base/my.cnf" <<CNF
 [mysqld]
 datadir=$data
@@ -53,6 +68,9 @@ max-allowed-packet=64M
 character-set-server=utf8mb4
 collation-server=utf8mb4_general_ci
 event-scheduler=OFF
+ssl-ca=$tls/ca.pem
+ssl-cert=$tls/server.pem
+ssl-key=$tls/server.key
 log-bin-trust-function-creators=1
 CNF
     mariadb-install-db --defaults-file="$base/my.cnf" "${user_opt[@]}" \
@@ -69,6 +87,8 @@ export MY_USER=root
 export MY_DATADIR='$data'
 export MY_PIDFILE='$pidf'
 export MY_CNF='$base/my.cnf'
+export MY_TLS_CA='$tls/ca.pem'
+export MY_TLS_OTHER_CA='$tls/other-ca.pem'
 ENV
     echo "mariadb: running on $sock and 127.0.0.1:$port"
 }
