@@ -951,13 +951,15 @@ static const unsigned char esc_table[256] = {
     ['\\'] = '\\',
 };
 
+/* The row buffer holds one chunk and the row that ends it: chunk_size plus 64 KiB, more
+ * only for a row larger than that. */
 static void buf_reserve(my_worker *w, size_t more)
 {
     if (w->len + more <= w->cap_bytes)
         return;
-    size_t n = w->cap_bytes ? w->cap_bytes : 65536;
-    while (n < w->len + more)
-        n *= 2;
+    size_t n = w->cap->chunk + 65536;
+    if (n < w->len + more)
+        n = w->len + more;
     w->buf = xrealloc(w->buf, n);
     w->cap_bytes = n;
 }
