@@ -1186,8 +1186,10 @@ static void read_positions(my_cap *cap, json_t *info, bool mariadb)
     MYSQL_ROW row;
     snap_err e;
 
-    if (my_query(cap->main, &e, "show master status", "SHOW MASTER STATUS", &r) == SNAP_OK &&
-        r != NULL && (row = mysql_fetch_row(r)) != NULL) {
+    if (my_query(cap->main, &e, "show master status", "SHOW MASTER STATUS", &r) != SNAP_OK) {
+        /* no BINLOG MONITOR / REPLICATION CLIENT, or MySQL 8.4: the snap goes on without */
+        log_warn(cap->ctx, "the binlog position is not recorded: %s", e.msg);
+    } else if (r != NULL && (row = mysql_fetch_row(r)) != NULL) {
         json_object_set_new(info, "binlog_file", json_string(row[0]));
         json_object_set_new(info, "binlog_position", json_integer(strtoll(row[1], NULL, 10)));
     }
