@@ -1681,8 +1681,10 @@ static snap_rc my_rollback(rst_target *t, snap_err *err)
         if (rc == SNAP_OK)
             rc = rename_all(R.m, R.live, R.staging, tables, R.old, R.live, live_tables, err);
     }
+    /* the live objects come back; one that no longer can (a view of a table dropped since)
+     * is named in a warning rather than leaving the tables half way */
     if (rc == SNAP_OK)
-        rc = create_all_objects(R.m, R.live, live_objs, false, true, R.ctx, err);
+        rc = create_all_objects(R.m, R.live, live_objs, true, true, R.ctx, err);
     if (rc != SNAP_OK)
         goto out;
     if (json_is_true(json_object_get(R.state, "created_live")))
