@@ -302,7 +302,7 @@ static bool is_ascii(const char *s)
 }
 
 /* Runs one CREATE of an object in db under the sql_mode and character set it was made with. */
-static snap_rc create_object(MYSQL *m, const char *db, json_t *o, snap_err *err)
+static snap_rc create_object(MYSQL *m, const char *db, json_t *o, unsigned *myerr, snap_err *err)
 {
     const char *mode = json_string_value(json_object_get(o, "sql_mode"));
     const char *cs = json_string_value(json_object_get(o, "character_set_client"));
@@ -331,6 +331,7 @@ static snap_rc create_object(MYSQL *m, const char *db, json_t *o, snap_err *err)
         rc = my_exec(m, err, what, create);
         free(what);
     }
+    *myerr = rc == SNAP_OK ? 0 : mysql_errno(m);
     snap_err e2;
     snap_rc rc2 = my_exec(m, rc == SNAP_OK ? err : &e2, "restore the session",
                           "SET NAMES utf8mb4, time_zone = '+00:00', "
@@ -370,42 +371,52 @@ static snap_rc drop_objects(MYSQL *m, const char *db, json_t *objs, const char *
     return rc;
 }
 
-/* Creates the objects of one kind; views are retried while they depend on each other. */
+/*
+ * Creates the objects of one kind; views are retried while they depend on each other. With
+ * skip_errors an object that fails is named in a warning and the others still come.
+ */
 static snap_rc create_objects(MYSQL *m, const char *db, json_t *objs, const char *kind,
                               bool skip_errors, const snap_ctx *ctx, snap_err *err)
 {
     json_t *arr = json_object_get(objs, kind), *o;
-    size_t n = json_array_size(arr), i;
-    bool *done = xcalloc(n + 1, 1);
-    size_t left = n;
+    size_t n = json_array_size(arr), i, left = n;
+    bool *done = xcalloc(n + 1, 1), views = strcmp(kind, "views") == 0;
+    snap_err last;
     snap_rc rc = SNAP_OK;
 
     while (left > 0) {
         size_t before = left;
-        snap_err last;
         json_array_foreach(arr, i, o) {
             if (done[i])
                 continue;
-            rc = create_object(m, db, o, &last);
+            unsigned no;
+            rc = create_object(m, db, o, &no, &last);
             if (rc == SNAP_OK) {
                 done[i] = true;
                 left--;
-            } else if (strcmp(kind, "views") != 0 ||
-                       (mysql_errno(m) != ER_NO_SUCH_TABLE && mysql_errno(m) != ER_VIEW_INVALID)) {
-                break;
+                continue;
             }
-        }
-        if (rc != SNAP_OK && (left == before || strcmp(kind, "views") != 0)) {
-            if (skip_errors) {
-                log_warn(ctx, "could not recreate %s in %s: %s", kind, db, last.msg);
-                rc = SNAP_OK;
-            } else {
-                *err = last;
-            }
-            break;
+            if (views && (no == ER_NO_SUCH_TABLE || no == ER_VIEW_INVALID))
+                continue; /* may depend on a view not made yet: next pass */
+            if (!skip_errors)
+                goto out;
+            log_warn(ctx, "could not recreate %s in %s: %s", kind, db, last.msg);
+            done[i] = true;
+            left--;
         }
         rc = SNAP_OK;
+        if (left == before) { /* views that no pass can make */
+            if (!skip_errors) {
+                rc = last.code ? last.code : SNAP_EFAIL;
+                goto out;
+            }
+            log_warn(ctx, "could not recreate %zu view(s) in %s: %s", left, db, last.msg);
+            break;
+        }
     }
+out:
+    if (rc != SNAP_OK)
+        *err = last;
     free(done);
     return rc;
 }

@@ -60,6 +60,7 @@ test_roundtrip_fidelity() {
         CREATE FUNCTION newer() RETURNS INT RETURN 1"
     expect_rc 0 "$REVERT" fid --store "$T/store" --dry-run
     expect_out "triggers recreated outside the atomic switch: item_bi, item_bi2, node_ad"
+    expect_out "views recreated outside the atomic switch: a_top, v_items, v_plain, v_totals"
     expect_out "routines recreated outside the atomic switch: node_depth, add_node"
     expect_rc 0 "$REVERT" fid --store "$T/store" --yes
     expect_err "RENAME TABLE switched 7 table(s)"

@@ -114,6 +114,8 @@ INSERT INTO plain (a, b) SELECT seq % 97, CONCAT('row-', seq) FROM seq_1_to_3000
 
 CREATE VIEW v_items AS SELECT i.id, i.node_id, n.name, i.total FROM item i JOIN node n ON n.id = i.node_id;
 CREATE VIEW v_totals AS SELECT name, SUM(total) AS total FROM v_items GROUP BY name;
+-- sorts before the views it reads: the restore must order by dependency
+CREATE VIEW a_top AS SELECT name FROM v_totals WHERE total > 0;
 CREATE ALGORITHM=MERGE SQL SECURITY INVOKER VIEW v_plain AS SELECT id, a FROM plain WHERE a > 50 WITH CHECK OPTION;
 
 DELIMITER //
