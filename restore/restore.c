@@ -12,11 +12,13 @@
 
 #include "../common/util.h"
 #include "../snapshot/snapshot.h"
+#include "../snapshot/mysql.h"
 #include "restore.h"
 
 static const rst_driver *const drivers[] = {
     &rst_files_driver,
     &rst_images_driver,
+    &rst_mysql_driver,
 };
 
 #define JOURNAL_MAX (16u << 20)
