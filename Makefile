@@ -1,5 +1,4 @@
 # snap / revert: build, check, asan, bench, demo, install
-.POSIX:
 .SUFFIXES:
 
 VERSION  := 0.1.0

@@ -100,6 +100,11 @@ typedef struct cat_retention {
 void cat_retention_apply(cat_manifest *const *list, size_t n, const cat_retention *policy,
                          const char *const *labels, size_t nlabels, time_t now, bool *doomed);
 
+/* Applies a policy to the store, never deleting a snapshot a revert holds a lease on.
+ * report receives {name, id, action} for each snapshot the labels select. */
+snap_rc cat_prune(stg *s, const cat_retention *policy, const char *const *labels, size_t nlabels,
+                  bool dry_run, const snap_ctx *ctx, json_t *report, snap_err *err);
+
 /* Data directories no manifest references and older than min_age seconds. */
 snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_t *report,
                snap_err *err);

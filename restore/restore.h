@@ -51,6 +51,8 @@ const char *rst_revert_id(const rst_target *t);
 const char *rst_to(const rst_target *t);
 /* A [revert] option set by a flag or the config (mode, pin, images_lock ...), or NULL. */
 const char *rst_option(const rst_target *t, const char *key);
+/* True when the plan should list what changes in detail (--dry-run, or a prompt). */
+bool rst_plan_detail(const rst_target *t);
 /* The plan of this target: an object the driver fills (target, actions, checks). */
 json_t *rst_plan(rst_target *t);
 /* The driver's own state, kept in the journal: whatever recovery needs (paths, names). */

@@ -1,0 +1,395 @@
+/* catalog.c: the catalog in a store: commit, load, list, delete, verify, leases, retention, gc. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/archive.h"
+#include "../common/util.h"
+#include "catalog.h"
+
+#define MANIFEST_MAX (64u << 20)
+#define LEASE_TTL (24 * 3600)
+
+static char *manifest_key(const char *name)
+{
+    return xasprintf("catalog/%s.json", name);
+}
+
+snap_rc cat_commit(stg *s, const cat_manifest *m, snap_err *err)
+{
+    char *key = manifest_key(cat_manifest_name(m));
+    char *text = json_dumps(cat_manifest_json(m), JSON_INDENT(2) | JSON_SORT_KEYS);
+    snap_rc rc = stg_put(s, key, text, strlen(text), STG_CREATE_ONLY, err);
+
+    if (rc == SNAP_ECONFLICT) {
+        err_set(err, SNAP_ECONFLICT, 0, "snapshot %s already exists", cat_manifest_name(m));
+        err_hint(err, "choose another name, or `snap delete %s` first", cat_manifest_name(m));
+    }
+    free(text);
+    free(key);
+    return rc;
+}
+
+snap_rc cat_exists(stg *s, const char *name, bool *exists, snap_err *err)
+{
+    char *key = manifest_key(name);
+    uint64_t size;
+    snap_rc rc = stg_stat(s, key, &size, err);
+
+    free(key);
+    *exists = rc == SNAP_OK;
+    return rc == SNAP_ENOTFOUND ? SNAP_OK : rc;
+}
+
+snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err)
+{
+    char *key, *buf = NULL;
+    size_t len;
+    snap_rc rc = cat_name_check("snapshot", name, err);
+
+    *out = NULL;
+    if (rc != SNAP_OK)
+        return rc;
+    key = manifest_key(name);
+    rc = stg_get(s, key, MANIFEST_MAX, &buf, &len, err);
+    free(key);
+    if (rc == SNAP_ENOTFOUND) {
+        err_set(err, SNAP_ENOTFOUND, 0, "no snapshot named %s in %s", name, stg_url(s));
+        err_hint(err, "`snap list` shows the snapshots of this store");
+        return rc;
+    }
+    if (rc == SNAP_OK) {
+        rc = cat_manifest_parse(buf, len, out, err);
+        if (rc != SNAP_OK)
+            err_prefix(err, "snapshot %s", name);
+    }
+    free(buf);
+    return rc;
+}
+
+typedef struct names {
+    char **v;
+    size_t n, cap;
+} names;
+
+static void names_add(names *l, const char *s)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 32;
+        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = xstrdup(s);
+}
+
+static void names_free(names *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
+static bool collect_manifest(const stg_entry *e, void *arg)
+{
+    size_t n = strlen(e->key);
+
+    if (n > 13 && strcmp(e->key + n - 5, ".json") == 0 && strchr(e->key + 8, '/') == NULL) {
+        char *name = strndup(e->key + 8, n - 13); /* catalog/ NAME .json */
+        names_add(arg, name);
+        free(name);
+    }
+    return true;
+}
+
+static int by_time(const void *a, const void *b)
+{
+    const cat_manifest *x = *(cat_manifest *const *)a, *y = *(cat_manifest *const *)b;
+    return strcmp(cat_manifest_id(x), cat_manifest_id(y));
+}
+
+snap_rc cat_list(stg *s, cat_manifest ***out, size_t *n, snap_err *err)
+{
+    names l = {0};
+    cat_manifest **v;
+    size_t k = 0;
+    snap_rc rc = stg_list(s, "catalog/", collect_manifest, &l, err);
+
+    *out = NULL;
+    *n = 0;
+    if (rc != SNAP_OK) {
+        names_free(&l);
+        return rc;
+    }
+    v = xcalloc(l.n + 1, sizeof *v);
+    for (size_t i = 0; i < l.n; i++) {
+        snap_err e;
+        rc = cat_load(s, l.v[i], &v[k], &e);
+        if (rc == SNAP_OK)
+            k++;
+        else if (rc == SNAP_ENOTFOUND || rc == SNAP_EVERIFY || rc == SNAP_EUSAGE || rc == SNAP_EFAIL)
+            log_warn(NULL, "skipping catalog entry %s: %s", l.v[i], e.msg); /* deleted meanwhile, or damaged */
+        else {
+            *err = e;
+            cat_list_free(v, k);
+            names_free(&l);
+            return rc;
+        }
+    }
+    names_free(&l);
+    qsort(v, k, sizeof *v, by_time);
+    *out = v;
+    *n = k;
+    return SNAP_OK;
+}
+
+void cat_list_free(cat_manifest **list, size_t n)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        cat_manifest_free(list[i]);
+    free(list);
+}
+
+snap_rc cat_delete(stg *s, const cat_manifest *m, snap_err *err)
+{
+    char *key = manifest_key(cat_manifest_name(m));
+    char *data = xasprintf("data/%s/", cat_manifest_id(m));
+    bool held;
+    snap_rc rc = cat_lease_held(s, cat_manifest_name(m), &held, err);
+
+    if (rc == SNAP_OK && held) {
+        rc = err_set(err, SNAP_ECONFLICT, 0, "snapshot %s is in use by a revert", cat_manifest_name(m));
+        err_hint(err, "wait for the revert to finish; a lease older than a day no longer counts");
+    }
+    /* The catalog entry goes first: from then on the snapshot does not exist, and
+     * what a crash leaves of its data is an orphan for gc. */
+    if (rc == SNAP_OK)
+        rc = stg_delete(s, key, err);
+    if (rc == SNAP_OK)
+        rc = stg_delete_prefix(s, data, err);
+    free(key);
+    free(data);
+    return rc;
+}
+
+snap_rc cat_verify(stg *s, const cat_manifest *m, const snap_ctx *ctx, json_t *report,
+                   snap_err *err)
+{
+    snap_rc worst = SNAP_OK;
+    prg_bar *bar = prg_new("verify", cat_manifest_bytes(m), ctx->progress);
+    unsigned bad = 0;
+
+    for (size_t i = 0; i < cat_manifest_ncomponents(m); i++) {
+        cat_component *c = cat_manifest_component(m, i);
+        for (size_t j = 0; j < cat_component_nparts(c); j++) {
+            const char *key, *sha;
+            uint64_t size, entries, got = 0;
+            snap_err e;
+            snap_rc rc;
+
+            cat_component_part(c, j, &key, &size, &sha, &entries);
+            rc = arc_verify_part(s, key, size, sha, ctx, bar, &got, &e);
+            if (rc == SNAP_OK && got != entries)
+                rc = err_set(&e, SNAP_EVERIFY, 0, "part %s has %llu entries, the manifest says %llu", key,
+                             (unsigned long long)got, (unsigned long long)entries);
+            json_array_append_new(report, json_pack("{s:s, s:s, s:s, s:s?}", "component", cat_component_name(c),
+                                                    "key", key, "status", rc == SNAP_OK ? "ok" : "damaged",
+                                                    "error", rc == SNAP_OK ? NULL : e.msg));
+            if (rc == SNAP_EINTR) {
+                prg_free(bar);
+                *err = e;
+                return rc;
+            }
+            if (rc != SNAP_OK) {
+                bad++;
+                if (worst == SNAP_OK || rc == SNAP_EVERIFY) {
+                    worst = rc;
+                    *err = e;
+                }
+            }
+        }
+    }
+    prg_free(bar);
+    if (bad > 1)
+        err_prefix(err, "%u parts are damaged; the first", bad);
+    return worst;
+}
+
+snap_rc cat_lease_take(stg *s, const char *name, const char *holder_id, snap_err *err)
+{
+    char *key = xasprintf("leases/%s/%s.json", name, holder_id), now[32];
+    char *text;
+    snap_rc rc;
+
+    util_iso8601(time(NULL), now);
+    text = xasprintf("{\"snapshot\": \"%s\", \"holder\": \"%s\", \"taken\": \"%s\"}\n", name, holder_id, now);
+    rc = stg_put(s, key, text, strlen(text), 0, err);
+    free(text);
+    free(key);
+    return rc;
+}
+
+void cat_lease_drop(stg *s, const char *name, const char *holder_id)
+{
+    char *key = xasprintf("leases/%s/%s.json", name, holder_id);
+    snap_err err;
+
+    stg_delete(s, key, &err);
+    free(key);
+}
+
+static bool live_lease(const stg_entry *e, void *arg)
+{
+    if (e->mtime + LEASE_TTL > time(NULL)) {
+        *(bool *)arg = true;
+        return false;
+    }
+    return true;
+}
+
+snap_rc cat_lease_held(stg *s, const char *name, bool *held, snap_err *err)
+{
+    char *prefix = xasprintf("leases/%s/", name);
+    snap_rc rc;
+
+    *held = false;
+    rc = stg_list(s, prefix, live_lease, held, err);
+    free(prefix);
+    return rc;
+}
+
+void cat_retention_apply(cat_manifest *const *list, size_t n, const cat_retention *policy,
+                         const char *const *labels, size_t nlabels, time_t now, bool *doomed)
+{
+    long newer = 0; /* matching snapshots newer than the one looked at */
+
+    for (size_t i = n; i-- > 0;) {
+        bool keep;
+        doomed[i] = false;
+        if (!cat_manifest_match_labels(list[i], labels, nlabels))
+            continue;
+        keep = (policy->keep_last > 0 && newer < policy->keep_last) ||
+               (policy->keep_within > 0 && cat_manifest_created(list[i]) >= now - policy->keep_within);
+        doomed[i] = !keep;
+        newer++;
+    }
+}
+
+snap_rc cat_prune(stg *s, const cat_retention *policy, const char *const *labels, size_t nlabels,
+                  bool dry_run, const snap_ctx *ctx, json_t *report, snap_err *err)
+{
+    cat_manifest **list;
+    size_t n;
+    bool *doomed;
+    snap_rc rc = cat_list(s, &list, &n, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    doomed = xcalloc(n + 1, sizeof *doomed);
+    cat_retention_apply(list, n, policy, labels, nlabels, time(NULL), doomed);
+    for (size_t i = 0; i < n && rc == SNAP_OK; i++) {
+        const char *name = cat_manifest_name(list[i]);
+        const char *action = doomed[i] ? (dry_run ? "would-delete" : "deleted") : "kept";
+        bool held = false;
+
+        if (doomed[i]) {
+            rc = cat_lease_held(s, name, &held, err);
+            if (rc == SNAP_OK && held) {
+                action = "kept-in-use";
+                log_info(ctx, "keeping %s: a revert is using it", name);
+            } else if (rc == SNAP_OK && !dry_run) {
+                rc = cat_delete(s, list[i], err);
+            }
+        }
+        if (cat_manifest_match_labels(list[i], labels, nlabels))
+            json_array_append_new(report, json_pack("{s:s, s:s, s:s}", "name", name, "id",
+                                                    cat_manifest_id(list[i]), "action", action));
+    }
+    free(doomed);
+    cat_list_free(list, n);
+    return rc;
+}
+
+typedef struct data_ids {
+    names ids;
+    uint64_t bytes;
+} data_ids;
+
+static bool collect_id(const stg_entry *e, void *arg)
+{
+    data_ids *d = arg;
+    const char *id = e->key + 5, *slash = strchr(id, '/'); /* data/ID/... */
+    char *s;
+
+    if (slash == NULL)
+        return true;
+    s = strndup(id, (size_t)(slash - id));
+    if (d->ids.n == 0 || strcmp(d->ids.v[d->ids.n - 1], s) != 0) {
+        bool seen = false;
+        for (size_t i = 0; i < d->ids.n && !seen; i++)
+            seen = strcmp(d->ids.v[i], s) == 0;
+        if (!seen)
+            names_add(&d->ids, s);
+    }
+    free(s);
+    return true;
+}
+
+/* The start time an id carries: 20261126T054128Z-... */
+static time_t id_time(const char *id)
+{
+    struct tm tm;
+    const char *end;
+
+    memset(&tm, 0, sizeof tm);
+    end = strptime(id, "%Y%m%dT%H%M%SZ", &tm);
+    return end ? timegm(&tm) : 0;
+}
+
+snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_t *report,
+               snap_err *err)
+{
+    data_ids d = {0};
+    cat_manifest **list = NULL;
+    size_t n = 0;
+    unsigned temps = 0;
+    json_t *removed = json_array();
+    time_t now = time(NULL);
+    snap_rc rc = stg_list(s, "data/", collect_id, &d, err);
+
+    if (rc == SNAP_OK)
+        rc = cat_list(s, &list, &n, err);
+    for (size_t i = 0; i < d.ids.n && rc == SNAP_OK; i++) {
+        bool used = false;
+        for (size_t j = 0; j < n && !used; j++)
+            used = strcmp(cat_manifest_id(list[j]), d.ids.v[i]) == 0;
+        /* A snap still running has data and no manifest yet: leave young data alone. */
+        if (used || id_time(d.ids.v[i]) > now - min_age)
+            continue;
+        json_array_append_new(removed, json_string(d.ids.v[i]));
+        if (!dry_run) {
+            char *prefix = xasprintf("data/%s/", d.ids.v[i]);
+            log_debug(ctx, "removing orphaned data %s", prefix);
+            rc = stg_delete_prefix(s, prefix, err);
+            free(prefix);
+        }
+    }
+    if (rc == SNAP_OK)
+        rc = stg_cleanup(s, min_age, dry_run, &temps, err);
+    json_object_set_new(report, "orphaned_snapshots", removed);
+    json_object_set_new(report, "unfinished_uploads", json_integer(temps));
+    json_object_set_new(report, "dry_run", json_boolean(dry_run));
+    cat_list_free(list, n);
+    names_free(&d.ids);
+    return rc;
+}
+
+snap_rc cat_record_revert(stg *s, const char *revert_id, json_t *record, snap_err *err)
+{
+    char *key = xasprintf("reverts/%s.json", revert_id);
+    char *text = json_dumps(record, JSON_INDENT(2) | JSON_SORT_KEYS);
+    snap_rc rc = stg_put(s, key, text, strlen(text), STG_CREATE_ONLY, err);
+
+    free(text);
+    free(key);
+    return rc;
+}

@@ -1,0 +1,267 @@
+/* manifest.c: the manifest model over its JSON document. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "catalog.h"
+
+struct cat_manifest {
+    json_t *root;
+};
+
+/* A component is its JSON object; the cast keeps the type opaque to callers. */
+#define COMP(c) ((const json_t *)(const void *)(c))
+
+snap_rc cat_name_check(const char *what, const char *name, snap_err *err)
+{
+    size_t n = strlen(name);
+    bool ok = n > 0 && n <= CAT_NAME_MAX;
+
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = name[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        ok = alnum || (i > 0 && (c == '.' || c == '_' || c == '-'));
+    }
+    if (!ok) {
+        err_set(err, SNAP_EUSAGE, 0, "invalid %s name '%.*s'", what, 200, name);
+        err_hint(err, "names are 1 to 128 of A-Z a-z 0-9 . _ - and start with a letter or digit");
+        return SNAP_EUSAGE;
+    }
+    return SNAP_OK;
+}
+
+void cat_new_id(char out[32])
+{
+    char now[20], rnd[9];
+    time_t t = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(now, sizeof now, "%Y%m%dT%H%M%SZ", &tm);
+    util_random_hex(rnd, 4);
+    snprintf(out, 32, "%s-%s", now, rnd);
+}
+
+cat_manifest *cat_manifest_new(const char *name, const char *id)
+{
+    cat_manifest *m = xcalloc(1, sizeof *m);
+    char now[32], host[256] = "";
+
+    util_iso8601(time(NULL), now);
+    gethostname(host, sizeof host - 1);
+    m->root = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:{}, s:n, s:[]}", "format", CAT_FORMAT,
+                        "name", name, "id", id, "created", now, "host", host, "tool",
+                        "snap " SNAP_VERSION, "labels", "encryption", "components");
+    if (m->root == NULL)
+        abort();
+    return m;
+}
+
+void cat_manifest_free(cat_manifest *m)
+{
+    if (m == NULL)
+        return;
+    json_decref(m->root);
+    free(m);
+}
+
+void cat_manifest_set_note(cat_manifest *m, const char *note)
+{
+    json_object_set_new(m->root, "note", json_string(note));
+}
+
+void cat_manifest_set_label(cat_manifest *m, const char *key, const char *value)
+{
+    json_object_set_new(json_object_get(m->root, "labels"), key, json_string(value));
+}
+
+void cat_manifest_set_finished(cat_manifest *m, time_t t)
+{
+    char buf[32];
+    util_iso8601(t, buf);
+    json_object_set_new(m->root, "finished", json_string(buf));
+}
+
+static const char *str(const json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+const char *cat_manifest_name(const cat_manifest *m) { return str(m->root, "name"); }
+const char *cat_manifest_id(const cat_manifest *m) { return str(m->root, "id"); }
+const char *cat_manifest_note(const cat_manifest *m) { return str(m->root, "note"); }
+
+time_t cat_manifest_created(const cat_manifest *m)
+{
+    time_t t = 0;
+    util_parse_iso8601(str(m->root, "created"), &t);
+    return t;
+}
+
+json_t *cat_manifest_labels(const cat_manifest *m)
+{
+    return json_object_get(m->root, "labels");
+}
+
+const char *cat_manifest_label(const cat_manifest *m, const char *key)
+{
+    return json_string_value(json_object_get(cat_manifest_labels(m), key));
+}
+
+bool cat_manifest_match_labels(const cat_manifest *m, const char *const *labels, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(labels[i], '=');
+        char *key = eq ? strndup(labels[i], (size_t)(eq - labels[i])) : xstrdup(labels[i]);
+        const char *have = cat_manifest_label(m, key);
+        bool ok = have != NULL && (eq == NULL || strcmp(have, eq + 1) == 0);
+        free(key);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+size_t cat_manifest_ncomponents(const cat_manifest *m)
+{
+    return json_array_size(json_object_get(m->root, "components"));
+}
+
+cat_component *cat_manifest_component(const cat_manifest *m, size_t i)
+{
+    return (cat_component *)json_array_get(json_object_get(m->root, "components"), i);
+}
+
+cat_component *cat_manifest_find(const cat_manifest *m, const char *name)
+{
+    for (size_t i = 0; i < cat_manifest_ncomponents(m); i++) {
+        cat_component *c = cat_manifest_component(m, i);
+        if (strcmp(cat_component_name(c), name) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+char *cat_component_prefix(const cat_manifest *m, const char *component_name)
+{
+    return xasprintf("data/%s/%s", cat_manifest_id(m), component_name);
+}
+
+uint64_t cat_manifest_bytes(const cat_manifest *m)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < cat_manifest_ncomponents(m); i++)
+        n += cat_component_bytes(cat_manifest_component(m, i));
+    return n;
+}
+
+cat_component *cat_manifest_add_component(cat_manifest *m, const char *name, const char *type)
+{
+    json_t *c = json_pack("{s:s, s:s, s:[], s:{}, s:{}}", "name", name, "type", type, "parts",
+                          "stats", "info");
+    json_array_append_new(json_object_get(m->root, "components"), c);
+    return (cat_component *)c;
+}
+
+void cat_component_set_source(cat_component *c, const char *redacted_source)
+{
+    json_object_set_new((json_t *)c, "source", json_string(redacted_source));
+}
+
+void cat_component_add_part(cat_component *c, const char *key, uint64_t size, const char *sha256,
+                            uint64_t entries, uint64_t raw_bytes)
+{
+    json_array_append_new(json_object_get((json_t *)c, "parts"),
+                          json_pack("{s:s, s:I, s:s, s:I, s:I}", "key", key, "size", (json_int_t)size,
+                                    "sha256", sha256, "entries", (json_int_t)entries,
+                                    "raw_bytes", (json_int_t)raw_bytes));
+}
+
+const char *cat_component_name(const cat_component *c) { return str(COMP(c), "name"); }
+const char *cat_component_type(const cat_component *c) { return str(COMP(c), "type"); }
+const char *cat_component_source(const cat_component *c) { return str(COMP(c), "source"); }
+
+size_t cat_component_nparts(const cat_component *c)
+{
+    return json_array_size(json_object_get(COMP(c), "parts"));
+}
+
+void cat_component_part(const cat_component *c, size_t i, const char **key, uint64_t *size,
+                        const char **sha256, uint64_t *entries)
+{
+    json_t *p = json_array_get(json_object_get(COMP(c), "parts"), i);
+
+    *key = str(p, "key");
+    *size = (uint64_t)json_integer_value(json_object_get(p, "size"));
+    *sha256 = str(p, "sha256");
+    *entries = (uint64_t)json_integer_value(json_object_get(p, "entries"));
+}
+
+uint64_t cat_component_bytes(const cat_component *c)
+{
+    uint64_t n = 0;
+    json_t *p;
+    size_t i;
+
+    json_array_foreach(json_object_get(COMP(c), "parts"), i, p)
+        n += (uint64_t)json_integer_value(json_object_get(p, "size"));
+    return n;
+}
+
+json_t *cat_component_stats(cat_component *c) { return json_object_get(COMP(c), "stats"); }
+json_t *cat_component_info(cat_component *c) { return json_object_get(COMP(c), "info"); }
+
+json_t *cat_manifest_json(const cat_manifest *m)
+{
+    return m->root;
+}
+
+static bool valid_component(json_t *c)
+{
+    json_t *parts = json_object_get(c, "parts"), *p;
+    size_t i;
+
+    if (!json_is_string(json_object_get(c, "name")) || !json_is_string(json_object_get(c, "type")) ||
+        !json_is_array(parts) || !json_is_object(json_object_get(c, "stats")) ||
+        !json_is_object(json_object_get(c, "info")))
+        return false;
+    json_array_foreach(parts, i, p) {
+        const char *sha = str(p, "sha256"), *key = str(p, "key");
+        if (key == NULL || strstr(key, "..") != NULL || key[0] == '/' || sha == NULL ||
+            strlen(sha) != 64 || !json_is_integer(json_object_get(p, "size")))
+            return false;
+    }
+    return true;
+}
+
+snap_rc cat_manifest_parse(const char *buf, size_t len, cat_manifest **out, snap_err *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, len, 0, &jerr), *c;
+    json_int_t format = 0;
+    size_t i;
+
+    *out = NULL;
+    if (root == NULL)
+        return err_set(err, SNAP_EVERIFY, 0, "manifest is not valid JSON: %s (line %d)", jerr.text, jerr.line);
+    if (json_unpack(root, "{s:I}", "format", &format) != 0 || format != CAT_FORMAT) {
+        json_decref(root);
+        err_set(err, SNAP_EFAIL, 0, "manifest format %lld is not one this version reads", (long long)format);
+        err_hint(err, "use a newer version of snap");
+        return SNAP_EFAIL;
+    }
+    bool ok = json_is_string(json_object_get(root, "name")) && json_is_string(json_object_get(root, "id")) &&
+              json_is_string(json_object_get(root, "created")) &&
+              json_is_object(json_object_get(root, "labels")) &&
+              json_is_array(json_object_get(root, "components"));
+    json_array_foreach(json_object_get(root, "components"), i, c)
+        ok = ok && valid_component(c);
+    if (!ok) {
+        json_decref(root);
+        return err_set(err, SNAP_EVERIFY, 0, "manifest is damaged: a required field is missing or of the wrong type");
+    }
+    *out = xcalloc(1, sizeof **out);
+    (*out)->root = root;
+    return SNAP_OK;
+}

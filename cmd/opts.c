@@ -1,0 +1,231 @@
+/* opts.c: option tables to getopt_long, environment fallbacks, --help, and shared CLI set-up. */
+#include "opts.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+
+snap_rc opts_parse(const opt_def *defs, int argc, char **argv, opts *out, snap_err *err)
+{
+    size_t n = 0;
+    struct option *lo;
+    char shorts[128] = "+";
+    int c, idx;
+
+    memset(out, 0, sizeof *out);
+    while (defs[n].name != NULL)
+        n++;
+    lo = xcalloc(n + 1, sizeof *lo);
+    /* A leading '-' makes getopt return words in place, so options may follow them. */
+    shorts[0] = '-';
+    for (size_t i = 0; i < n; i++) {
+        lo[i].name = defs[i].name;
+        lo[i].has_arg = defs[i].arg ? required_argument : no_argument;
+        lo[i].val = 256 + (int)i;
+        if (defs[i].short_name) {
+            size_t l = strlen(shorts);
+            shorts[l] = defs[i].short_name;
+            shorts[l + 1] = '\0';
+            if (defs[i].arg)
+                strcat(shorts, ":");
+        }
+    }
+    out->vals = xcalloc((size_t)argc + n + 1, sizeof *out->vals);
+    out->words = xcalloc((size_t)argc + 1, sizeof *out->words);
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, shorts, lo, &idx)) != -1) {
+        const opt_def *d = NULL;
+        if (c == 1) {
+            out->words[out->nwords++] = optarg;
+            continue;
+        }
+        if (c == '?' || c == ':') {
+            free(lo);
+            if (optopt >= 256 || (optopt > 0 && optopt < 128 && strchr(shorts, optopt)))
+                err_set(err, SNAP_EUSAGE, 0, "option %s needs a value", argv[optind - 1]);
+            else
+                err_set(err, SNAP_EUSAGE, 0, "unknown option %s", argv[optind - 1]);
+            err_hint(err, "see --help");
+            return SNAP_EUSAGE;
+        }
+        if (c >= 256)
+            d = &defs[c - 256];
+        else
+            for (size_t i = 0; i < n && d == NULL; i++)
+                if (defs[i].short_name == c)
+                    d = &defs[i];
+        out->vals[out->nvals].def = d;
+        out->vals[out->nvals++].value = d->arg ? optarg : NULL;
+    }
+    for (; optind < argc; optind++)
+        out->words[out->nwords++] = argv[optind];
+    /* Environment variables stand in for flags not given. */
+    for (size_t i = 0; i < n; i++) {
+        const char *v;
+        if (defs[i].env == NULL || opts_has(out, defs[i].name) || (v = getenv(defs[i].env)) == NULL || !v[0])
+            continue;
+        out->vals[out->nvals].def = &defs[i];
+        out->vals[out->nvals++].value = defs[i].arg ? v : NULL;
+    }
+    free(lo);
+    return SNAP_OK;
+}
+
+void opts_free(opts *o)
+{
+    free(o->vals);
+    free(o->words);
+    memset(o, 0, sizeof *o);
+}
+
+const char *opts_get(const opts *o, const char *name)
+{
+    for (size_t i = o->nvals; i-- > 0;)
+        if (strcmp(o->vals[i].def->name, name) == 0)
+            return o->vals[i].value ? o->vals[i].value : "";
+    return NULL;
+}
+
+bool opts_has(const opts *o, const char *name)
+{
+    return opts_get(o, name) != NULL;
+}
+
+void opts_each(const opts *o, const char *name, void (*fn)(const char *, void *), void *arg)
+{
+    for (size_t i = 0; i < o->nvals; i++)
+        if (strcmp(o->vals[i].def->name, name) == 0)
+            fn(o->vals[i].value, arg);
+}
+
+void opts_help(FILE *f, const char *usage, const opt_def *defs)
+{
+    fprintf(f, "%s\nOptions:\n", usage);
+    for (const opt_def *d = defs; d->name != NULL; d++) {
+        char left[64];
+        if (d->short_name)
+            snprintf(left, sizeof left, "-%c, --%s%s%s", d->short_name, d->name, d->arg ? " " : "",
+                     d->arg ? d->arg : "");
+        else
+            snprintf(left, sizeof left, "    --%s%s%s", d->name, d->arg ? " " : "", d->arg ? d->arg : "");
+        fprintf(f, "  %-30s %s", left, d->help);
+        if (d->env)
+            fprintf(f, " [$%s]", d->env);
+        if (d->cmds)
+            fprintf(f, " (%s)", d->cmds);
+        fputc('\n', f);
+    }
+}
+
+/* The one flag a signal handler may touch: async-signal-safe by its type. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, char **argv, snap_err *err)
+{
+    struct sigaction sa;
+    const char *v;
+    long jobs = 0;
+    snap_rc rc;
+
+    memset(c, 0, sizeof *c);
+    c->program = program;
+    log_set_program(program);
+    c->cfg = cfg_new();
+    c->ctx.cfg = c->cfg;
+    c->ctx.interrupted = &interrupted;
+    rc = opts_parse(defs, argc, argv, &c->o, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (opts_has(&c->o, "help") || opts_has(&c->o, "version"))
+        return SNAP_OK;
+    rc = cfg_find_and_load(c->cfg, opts_get(&c->o, "config"), err);
+    if (rc != SNAP_OK)
+        return rc == SNAP_ENOTFOUND ? SNAP_EUSAGE : rc;
+    c->ctx.json = opts_has(&c->o, "json");
+    c->ctx.verbosity = opts_has(&c->o, "quiet") ? -1 : opts_has(&c->o, "verbose") ? 1 : 0;
+    c->ctx.progress = isatty(STDERR_FILENO) && c->ctx.verbosity >= 0 && !opts_has(&c->o, "no-progress");
+    c->ctx.assume_yes = opts_has(&c->o, "yes");
+    if ((v = opts_get(&c->o, "jobs")) != NULL)
+        cfg_set(c->cfg, "snap", "jobs", v);
+    rc = cfg_get_int(c->cfg, "snap", "jobs", 0, 0, 64, &jobs, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (jobs == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        jobs = n < 1 ? 1 : n > 4 ? 4 : n;
+    }
+    c->ctx.jobs = (int)jobs;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C stops at once */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return SNAP_OK;
+}
+
+void cli_free(cli *c)
+{
+    opts_free(&c->o);
+    cfg_free(c->cfg);
+}
+
+char *cli_store_url(const cli *c)
+{
+    const char *v = opts_get(&c->o, "store");
+    const char *home;
+
+    if (v == NULL)
+        v = cfg_get(c->cfg, "store", "url");
+    if (v != NULL)
+        return xstrdup(v);
+    if (geteuid() == 0)
+        return xstrdup("/var/lib/snap/store");
+    if ((home = getenv("XDG_DATA_HOME")) != NULL && home[0] == '/')
+        return xasprintf("%s/snap/store", home);
+    home = getenv("HOME");
+    return xasprintf("%s/.local/share/snap/store", home ? home : "/tmp");
+}
+
+void cli_print_json(const json_t *doc)
+{
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+int cli_fail(const cli *c, const snap_err *err)
+{
+    log_error(&c->ctx, err);
+    if (c->ctx.json) {
+        json_t *doc = json_pack("{s:{s:i, s:s, s:s, s:s}}", "error", "exit_code", (int)err->code, "code",
+                                err_code_name(err->code), "message", err->msg, "hint", err->hint);
+        cli_print_json(doc);
+        json_decref(doc);
+    }
+    return (int)err->code;
+}
+
+bool cli_ask(const char *question)
+{
+    char line[64];
+
+    if (!isatty(STDIN_FILENO))
+        return false;
+    fprintf(stderr, "%s [y/N] ", question);
+    fflush(stderr);
+    if (fgets(line, sizeof line, stdin) == NULL)
+        return false;
+    return line[0] == 'y' || line[0] == 'Y';
+}

@@ -1,0 +1,66 @@
+/* opts.h: the declared option tables of snap and revert: parsing, environment, --help. */
+#ifndef SNAP_OPTS_H
+#define SNAP_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "../common/ctx.h"
+
+typedef struct opt_def {
+    const char *name; /* long name, without "--" */
+    char short_name;  /* or 0 */
+    const char *arg;  /* metavar, NULL for a switch */
+    const char *env;  /* environment variable used when the flag is absent, or NULL */
+    const char *help;
+    const char *cmds; /* sub-commands it applies to, for --help ("create list"), NULL: all */
+} opt_def;
+
+typedef struct opt_val {
+    const opt_def *def;
+    const char *value; /* NULL for a switch */
+} opt_val;
+
+typedef struct opts {
+    opt_val *vals;
+    size_t nvals;
+    char **words; /* non-option arguments, in order */
+    size_t nwords;
+} opts;
+
+/* Options may come before or after the words. Unknown options are usage errors. */
+snap_rc opts_parse(const opt_def *defs, int argc, char **argv, opts *out, snap_err *err);
+void opts_free(opts *o);
+
+/* The last value of an option (flag, else its environment variable), or NULL. */
+const char *opts_get(const opts *o, const char *name);
+bool opts_has(const opts *o, const char *name);
+/* Calls fn for each value of a repeatable option, in order. */
+void opts_each(const opts *o, const char *name, void (*fn)(const char *value, void *arg), void *arg);
+
+void opts_help(FILE *f, const char *usage, const opt_def *defs);
+
+/* Shared by both tools: context, config and store from the common options. */
+typedef struct cli {
+    snap_ctx ctx;
+    cfg *cfg;
+    opts o;
+    const char *program;
+} cli;
+
+/* Parses argv, loads the config, sets verbosity, JSON, progress, jobs and signals. */
+snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, char **argv, snap_err *err);
+void cli_free(cli *c);
+/* The store URL: --store, $SNAP_STORE, [store] url, else the default local directory. */
+char *cli_store_url(const cli *c);
+/* Prints a JSON document to stdout. */
+void cli_print_json(const json_t *doc);
+/* Reports err on stderr (and as JSON on stdout with --json); returns the exit code. */
+int cli_fail(const cli *c, const snap_err *err);
+/* Asks a yes/no question on the terminal; false when there is no terminal. */
+bool cli_ask(const char *question);
+
+#endif

@@ -1,0 +1,537 @@
+/* snap: capture named points and manage the catalog. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../catalog/catalog.h"
+#include "../common/util.h"
+#include "../snapshot/snapshot.h"
+#include "opts.h"
+
+static const opt_def options[] = {
+    {"store", 0, "URL", "SNAP_STORE", "store: a directory, file://PATH or s3://BUCKET/PREFIX", NULL},
+    {"config", 'c', "FILE", "SNAP_CONFIG", "configuration file (else ./snap.conf, /etc/snap/snap.conf)", NULL},
+    {"json", 0, NULL, NULL, "print the result as JSON on stdout", NULL},
+    {"quiet", 'q', NULL, NULL, "print only errors", NULL},
+    {"verbose", 'v', NULL, NULL, "print more about each step", NULL},
+    {"no-progress", 0, NULL, NULL, "never draw progress, even on a terminal", NULL},
+    {"jobs", 'j', "N", "SNAP_JOBS", "parallel workers (default: CPUs, at most 4)", "create"},
+    {"files", 0, "PATH", NULL, "capture a file or directory (repeatable)", "create"},
+    {"pg", 0, "DSN", NULL, "capture a PostgreSQL database (repeatable)", "create"},
+    {"mysql", 0, "DSN", NULL, "capture a MySQL or MariaDB database (repeatable)", "create"},
+    {"images", 0, "PATH", NULL, "capture deployment manifests and pin their images (repeatable)", "create"},
+    {"pg-schema", 0, "PATTERN", NULL, "capture only these PostgreSQL schemas (repeatable)", "create"},
+    {"pg-exclude-table", 0, "PATTERN", NULL, "leave out these PostgreSQL tables (repeatable)", "create"},
+    {"allow-unresolved", 0, NULL, NULL, "record an image tag without digest when its registry fails", "create"},
+    {"zstd-level", 0, "N", NULL, "zstd compression level, 1-19 (default 3)", "create"},
+    {"part-size", 0, "SIZE", NULL, "close a part after this many bytes (default 256M)", "create"},
+    {"label", 'l', "KEY=VALUE", NULL, "set a label; with list and prune, select by label (repeatable)", "create list prune"},
+    {"note", 0, "TEXT", NULL, "a free-form note kept in the manifest", "create"},
+    {"yes", 'y', NULL, NULL, "do not ask for confirmation", "delete prune"},
+    {"dry-run", 'n', NULL, NULL, "say what would be removed, remove nothing", "prune gc"},
+    {"keep-last", 0, "N", NULL, "keep the N newest snapshots", "prune"},
+    {"keep-within", 0, "DURATION", NULL, "keep snapshots younger than DURATION (90m, 12h, 7d, 2w)", "prune"},
+    {"min-age", 0, "DURATION", NULL, "leave data younger than DURATION alone (default 6h)", "gc"},
+    {"help", 'h', NULL, NULL, "show this help", NULL},
+    {"version", 'V', NULL, NULL, "show the version", NULL},
+    {NULL, 0, NULL, NULL, NULL, NULL},
+};
+
+static const char usage[] =
+    "usage: snap create NAME [--files PATH]... [--pg DSN]... [--mysql DSN]... [--images PATH]...\n"
+    "                        [--label KEY=VALUE]... [--note TEXT] [--json]\n"
+    "       snap list   [--label KEY=VALUE]... [--json]\n"
+    "       snap show   NAME [--json]\n"
+    "       snap verify NAME [--json]\n"
+    "       snap delete NAME [--yes]\n"
+    "       snap prune  (--keep-last N | --keep-within DURATION) [--label KEY=VALUE]... [--dry-run] [--yes]\n"
+    "       snap gc     [--dry-run] [--min-age DURATION]\n"
+    "Every command takes --store URL and --config FILE. Exit codes: see snap(1).";
+
+typedef struct strs {
+    const char **v;
+    size_t n;
+} strs;
+
+static void push(const char *value, void *arg)
+{
+    strs *s = arg;
+    s->v = xrealloc(s->v, (s->n + 1) * sizeof *s->v);
+    s->v[s->n++] = value;
+}
+
+/* An ad-hoc source is named after its path or database; a taken name gets -2, -3 ... */
+static void add_source(cfg *c, const char *type, const char *key, const char *value, const char *base)
+{
+    char name[CAT_NAME_MAX + 1];
+    size_t n = 0;
+
+    for (const char *p = base; *p && n < 100; p++) {
+        char ch = *p;
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  (n > 0 && (ch == '.' || ch == '_' || ch == '-'));
+        name[n] = ok ? ch : (n > 0 ? '_' : 'x');
+        n++;
+    }
+    if (n == 0)
+        name[n++] = 'x';
+    name[n] = '\0';
+    for (int i = 2;; i++) {
+        char *section = xasprintf("source %s", name);
+        bool taken = cfg_get(c, section, "type") != NULL;
+        if (!taken) {
+            cfg_set(c, section, "type", type);
+            cfg_add(c, section, key, value);
+            free(section);
+            return;
+        }
+        free(section);
+        snprintf(name + n, sizeof name - n, "-%d", i);
+    }
+}
+
+typedef struct adhoc {
+    cfg *c;
+    const char *type, *key;
+} adhoc;
+
+static void add_path_source(const char *value, void *arg)
+{
+    adhoc *a = arg;
+    char *abs = util_abspath(value), *base = util_basename(abs);
+    add_source(a->c, a->type, a->key, abs, strcmp(abs, "/") ? base : "root");
+    free(base);
+    free(abs);
+}
+
+/* Databases are named after the database in the DSN: scheme://user@host/DB?... */
+static void add_dsn_source(const char *value, void *arg)
+{
+    adhoc *a = arg;
+    const char *p = strstr(value, "://");
+    char *db = NULL;
+
+    if (p != NULL && (p = strchr(p + 3, '/')) != NULL)
+        db = strndup(p + 1, strcspn(p + 1, "?#"));
+    else if ((p = strstr(value, "dbname=")) != NULL)
+        db = strndup(p + 7, strcspn(p + 7, " "));
+    add_source(a->c, a->type, "dsn", value, db && db[0] ? db : a->type);
+    free(db);
+}
+
+typedef struct each_source {
+    cfg *c;
+    const char *type, *key, *value;
+} each_source;
+
+/* Scope flags of an engine apply to every source of that engine. */
+static void apply_to_type(const char *value, void *arg)
+{
+    each_source *e = arg;
+
+    for (size_t i = 0; i < cfg_source_count(e->c); i++) {
+        char *section = xasprintf("source %s", cfg_source_name(e->c, i));
+        const char *type = cfg_get(e->c, section, "type");
+        if (type != NULL && strcmp(type, e->type) == 0)
+            cfg_add(e->c, section, e->key, value ? value : e->value);
+        free(section);
+    }
+}
+
+static void print_summary(const cat_manifest *m, double secs)
+{
+    char size[32];
+
+    util_human_bytes(cat_manifest_bytes(m), size);
+    printf("snapshot %s (%s): %zu component%s, %s stored, in %.1f s\n", cat_manifest_name(m), cat_manifest_id(m),
+           cat_manifest_ncomponents(m), cat_manifest_ncomponents(m) == 1 ? "" : "s", size, secs);
+}
+
+static int cmd_create(cli *c, stg *store, const char *name)
+{
+    strs labels = {0};
+    adhoc a = {c->cfg, NULL, NULL};
+    cat_manifest *m = NULL;
+    snap_err err;
+    uint64_t t0 = util_now_ms();
+    const char *v;
+    snap_rc rc;
+
+    a.type = "files", a.key = "path";
+    opts_each(&c->o, "files", add_path_source, &a);
+    a.type = "images", a.key = "manifests";
+    opts_each(&c->o, "images", add_path_source, &a);
+    a.type = "postgres";
+    opts_each(&c->o, "pg", add_dsn_source, &a);
+    a.type = "mysql";
+    opts_each(&c->o, "mysql", add_dsn_source, &a);
+    each_source e = {c->cfg, "postgres", "schema", NULL};
+    opts_each(&c->o, "pg-schema", apply_to_type, &e);
+    e.key = "exclude_table";
+    opts_each(&c->o, "pg-exclude-table", apply_to_type, &e);
+    if (opts_has(&c->o, "allow-unresolved")) {
+        each_source u = {c->cfg, "images", "allow_unresolved", "true"};
+        apply_to_type(NULL, &u);
+    }
+    if ((v = opts_get(&c->o, "zstd-level")) != NULL)
+        cfg_set(c->cfg, "snap", "zstd_level", v);
+    if ((v = opts_get(&c->o, "part-size")) != NULL)
+        cfg_set(c->cfg, "snap", "part_size", v);
+    opts_each(&c->o, "label", push, &labels);
+    snp_request req = {.name = name, .note = opts_get(&c->o, "note"), .labels = labels.v, .nlabels = labels.n};
+    rc = snp_create(&c->ctx, store, &req, &m, &err);
+    free(labels.v);
+    if (rc != SNAP_OK)
+        return cli_fail(c, &err);
+    if (c->ctx.json) {
+        json_t *doc = json_deep_copy(cat_manifest_json(m));
+        json_object_set_new(doc, "store", json_string(stg_url(store)));
+        json_object_set_new(doc, "seconds", json_real((double)(util_now_ms() - t0) / 1000.0));
+        cli_print_json(doc);
+        json_decref(doc);
+    } else if (c->ctx.verbosity >= 0) {
+        print_summary(m, (double)(util_now_ms() - t0) / 1000.0);
+    }
+    cat_manifest_free(m);
+    return 0;
+}
+
+static void print_labels(const cat_manifest *m)
+{
+    const char *k;
+    json_t *v;
+    bool first = true;
+
+    json_object_foreach(cat_manifest_labels(m), k, v) {
+        printf("%s%s=%s", first ? "" : ",", k, json_string_value(v));
+        first = false;
+    }
+}
+
+static int cmd_list(cli *c, stg *store)
+{
+    cat_manifest **list;
+    size_t n;
+    strs labels = {0};
+    json_t *arr = json_array();
+    snap_err err;
+    snap_rc rc = cat_list(store, &list, &n, &err);
+
+    if (rc != SNAP_OK)
+        return cli_fail(c, &err);
+    opts_each(&c->o, "label", push, &labels);
+    if (!c->ctx.json && c->ctx.verbosity >= 0)
+        printf("%-32s %-20s %10s  %s\n", "NAME", "CREATED", "SIZE", "COMPONENTS / LABELS");
+    for (size_t i = 0; i < n; i++) {
+        const cat_manifest *m = list[i];
+        char when[32], size[32];
+        if (!cat_manifest_match_labels(m, labels.v, labels.n))
+            continue;
+        util_iso8601(cat_manifest_created(m), when);
+        util_human_bytes(cat_manifest_bytes(m), size);
+        if (c->ctx.json) {
+            json_t *comps = json_array();
+            for (size_t k = 0; k < cat_manifest_ncomponents(m); k++)
+                json_array_append_new(comps, json_string(cat_component_name(cat_manifest_component(m, k))));
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:O, s:o}", "name", cat_manifest_name(m),
+                                                 "id", cat_manifest_id(m), "created", when, "bytes",
+                                                 (json_int_t)cat_manifest_bytes(m), "labels", cat_manifest_labels(m),
+                                                 "components", comps));
+            continue;
+        }
+        printf("%-32s %-20s %10s  ", cat_manifest_name(m), when, size);
+        for (size_t k = 0; k < cat_manifest_ncomponents(m); k++)
+            printf("%s%s", k ? "," : "", cat_component_name(cat_manifest_component(m, k)));
+        if (json_object_size(cat_manifest_labels(m)) > 0) {
+            printf(" / ");
+            print_labels(m);
+        }
+        putchar('\n');
+    }
+    if (c->ctx.json)
+        cli_print_json(arr);
+    json_decref(arr);
+    free(labels.v);
+    cat_list_free(list, n);
+    return 0;
+}
+
+static int cmd_show(cli *c, stg *store, const char *name)
+{
+    cat_manifest *m;
+    snap_err err;
+    snap_rc rc = cat_load(store, name, &m, &err);
+    char size[32];
+
+    if (rc != SNAP_OK)
+        return cli_fail(c, &err);
+    if (c->ctx.json) {
+        cli_print_json(cat_manifest_json(m));
+        cat_manifest_free(m);
+        return 0;
+    }
+    json_t *doc = cat_manifest_json(m);
+    util_human_bytes(cat_manifest_bytes(m), size);
+    printf("snapshot  %s\nid        %s\ncreated   %s\nhost      %s\ntool      %s\nsize      %s\n", cat_manifest_name(m),
+           cat_manifest_id(m), json_string_value(json_object_get(doc, "created")),
+           json_string_value(json_object_get(doc, "host")), json_string_value(json_object_get(doc, "tool")), size);
+    if (cat_manifest_note(m))
+        printf("note      %s\n", cat_manifest_note(m));
+    if (json_object_size(cat_manifest_labels(m)) > 0) {
+        printf("labels    ");
+        print_labels(m);
+        putchar('\n');
+    }
+    printf("components (names for revert --only):\n");
+    for (size_t i = 0; i < cat_manifest_ncomponents(m); i++) {
+        cat_component *k = cat_manifest_component(m, i);
+        const char *key;
+        json_t *v;
+        util_human_bytes(cat_component_bytes(k), size);
+        printf("  %-20s %-9s %zu part%s, %s  %s\n", cat_component_name(k), cat_component_type(k),
+               cat_component_nparts(k), cat_component_nparts(k) == 1 ? "" : "s", size,
+               cat_component_source(k) ? cat_component_source(k) : "");
+        json_object_foreach(cat_component_stats(k), key, v) {
+            if (json_is_integer(v))
+                printf("      %s: %lld\n", key, (long long)json_integer_value(v));
+            else if (json_is_string(v))
+                printf("      %s: %s\n", key, json_string_value(v));
+        }
+        /* Engines may list what a DBA wants to see at a glance (tables, images ...). */
+        json_t *lines = json_object_get(cat_component_info(k), "summary");
+        size_t j;
+        json_array_foreach(lines, j, v) printf("      %s\n", json_string_value(v));
+    }
+    cat_manifest_free(m);
+    return 0;
+}
+
+static int cmd_verify(cli *c, stg *store, const char *name)
+{
+    cat_manifest *m;
+    json_t *report = json_array(), *r;
+    snap_err err;
+    size_t i;
+    snap_rc rc = cat_load(store, name, &m, &err);
+
+    if (rc != SNAP_OK) {
+        json_decref(report);
+        return cli_fail(c, &err);
+    }
+    rc = cat_verify(store, m, &c->ctx, report, &err);
+    if (c->ctx.json) {
+        json_t *doc = json_pack("{s:s, s:b, s:O}", "snapshot", name, "intact", rc == SNAP_OK, "parts", report);
+        cli_print_json(doc);
+        json_decref(doc);
+    } else {
+        json_array_foreach(report, i, r) {
+            if (strcmp(json_string_value(json_object_get(r, "status")), "ok") != 0)
+                printf("DAMAGED %s: %s\n", json_string_value(json_object_get(r, "key")),
+                       json_string_value(json_object_get(r, "error")));
+        }
+        if (rc == SNAP_OK && c->ctx.verbosity >= 0)
+            printf("snapshot %s: %zu parts verified, all intact\n", name, json_array_size(report));
+    }
+    json_decref(report);
+    cat_manifest_free(m);
+    if (rc != SNAP_OK) {
+        log_error(&c->ctx, &err);
+        return (int)rc;
+    }
+    return 0;
+}
+
+static int cmd_delete(cli *c, stg *store, const char *name)
+{
+    cat_manifest *m;
+    snap_err err;
+    snap_rc rc = cat_load(store, name, &m, &err);
+
+    if (rc != SNAP_OK)
+        return cli_fail(c, &err);
+    if (!c->ctx.assume_yes) {
+        char q[256];
+        snprintf(q, sizeof q, "delete snapshot %s?", name);
+        if (!isatty(STDIN_FILENO)) {
+            err_set(&err, SNAP_EUSAGE, 0, "refusing to delete %s without confirmation", name);
+            err_hint(&err, "stdin is not a terminal: pass --yes");
+            cat_manifest_free(m);
+            return cli_fail(c, &err);
+        }
+        if (!cli_ask(q)) {
+            cat_manifest_free(m);
+            fprintf(stderr, "snap: nothing deleted\n");
+            return 1;
+        }
+    }
+    rc = cat_delete(store, m, &err);
+    cat_manifest_free(m);
+    if (rc != SNAP_OK)
+        return cli_fail(c, &err);
+    if (c->ctx.json) {
+        json_t *doc = json_pack("{s:s, s:b}", "snapshot", name, "deleted", 1);
+        cli_print_json(doc);
+        json_decref(doc);
+    } else if (c->ctx.verbosity >= 0) {
+        printf("deleted snapshot %s\n", name);
+    }
+    return 0;
+}
+
+static int cmd_prune(cli *c, stg *store)
+{
+    cat_retention policy = {0};
+    strs labels = {0};
+    json_t *report = json_array(), *r;
+    bool dry = opts_has(&c->o, "dry-run");
+    const char *v;
+    snap_err err;
+    size_t i;
+    snap_rc rc;
+
+    if ((v = opts_get(&c->o, "keep-last")) != NULL) {
+        char *end;
+        policy.keep_last = strtol(v, &end, 10);
+        if (*end != '\0' || policy.keep_last < 1) {
+            err_set(&err, SNAP_EUSAGE, 0, "--keep-last %s: expected a whole number of at least 1", v);
+            return cli_fail(c, &err);
+        }
+    }
+    if ((v = opts_get(&c->o, "keep-within")) != NULL &&
+        (!cfg_parse_duration(v, &policy.keep_within) || policy.keep_within <= 0)) {
+        err_set(&err, SNAP_EUSAGE, 0, "--keep-within %s: expected a duration such as 12h or 7d", v);
+        return cli_fail(c, &err);
+    }
+    if (policy.keep_last == 0 && policy.keep_within == 0) {
+        err_set(&err, SNAP_EUSAGE, 0, "prune needs a policy");
+        err_hint(&err, "give --keep-last N or --keep-within DURATION");
+        return cli_fail(c, &err);
+    }
+    if (!dry && !c->ctx.assume_yes && !cli_ask("delete the snapshots the policy does not keep?")) {
+        err_set(&err, SNAP_EUSAGE, 0, "refusing to prune without confirmation");
+        err_hint(&err, "pass --yes, or --dry-run to see what would go");
+        return cli_fail(c, &err);
+    }
+    opts_each(&c->o, "label", push, &labels);
+    rc = cat_prune(store, &policy, labels.v, labels.n, dry, &c->ctx, report, &err);
+    free(labels.v);
+    if (c->ctx.json) {
+        cli_print_json(report);
+    } else if (c->ctx.verbosity >= 0) {
+        json_array_foreach(report, i, r)
+            printf("%-14s %s\n", json_string_value(json_object_get(r, "action")),
+                   json_string_value(json_object_get(r, "name")));
+    }
+    json_decref(report);
+    if (rc != SNAP_OK) {
+        log_error(&c->ctx, &err);
+        return (int)rc;
+    }
+    return 0;
+}
+
+static int cmd_gc(cli *c, stg *store)
+{
+    int64_t min_age = 6 * 3600;
+    const char *v = opts_get(&c->o, "min-age");
+    json_t *report = json_object();
+    snap_err err;
+    snap_rc rc;
+
+    if (v != NULL && !cfg_parse_duration(v, &min_age)) {
+        json_decref(report);
+        err_set(&err, SNAP_EUSAGE, 0, "--min-age %s: expected a duration such as 0, 30m or 6h", v);
+        return cli_fail(c, &err);
+    }
+    rc = cat_gc(store, min_age, opts_has(&c->o, "dry-run"), &c->ctx, report, &err);
+    if (rc != SNAP_OK) {
+        json_decref(report);
+        return cli_fail(c, &err);
+    }
+    if (c->ctx.json) {
+        cli_print_json(report);
+    } else if (c->ctx.verbosity >= 0) {
+        json_t *ids = json_object_get(report, "orphaned_snapshots"), *id;
+        size_t i;
+        const char *verb = opts_has(&c->o, "dry-run") ? "would remove" : "removed";
+        json_array_foreach(ids, i, id) printf("%s orphaned data %s\n", verb, json_string_value(id));
+        printf("%s %zu orphaned snapshot%s and %lld unfinished upload%s\n", verb, json_array_size(ids),
+               json_array_size(ids) == 1 ? "" : "s",
+               (long long)json_integer_value(json_object_get(report, "unfinished_uploads")),
+               json_integer_value(json_object_get(report, "unfinished_uploads")) == 1 ? "" : "s");
+    }
+    json_decref(report);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    cli c;
+    snap_err err;
+    stg *store = NULL;
+    char *url;
+    const char *cmd, *name = NULL;
+    int code;
+    snap_rc rc = cli_init(&c, "snap", options, argc, argv, &err);
+
+    if (rc != SNAP_OK) {
+        code = cli_fail(&c, &err);
+        cli_free(&c);
+        return code;
+    }
+    if (opts_has(&c.o, "version")) {
+        printf("snap %s\n", SNAP_VERSION);
+        cli_free(&c);
+        return 0;
+    }
+    cmd = c.o.nwords > 0 ? c.o.words[0] : NULL;
+    if (opts_has(&c.o, "help") || cmd == NULL || strcmp(cmd, "help") == 0) {
+        opts_help(cmd == NULL && !opts_has(&c.o, "help") ? stderr : stdout, usage, options);
+        cli_free(&c);
+        return cmd == NULL && !opts_has(&c.o, "help") ? SNAP_EUSAGE : 0;
+    }
+    bool needs_name = !strcmp(cmd, "create") || !strcmp(cmd, "show") || !strcmp(cmd, "verify") ||
+                      !strcmp(cmd, "delete");
+    bool known = needs_name || !strcmp(cmd, "list") || !strcmp(cmd, "prune") || !strcmp(cmd, "gc");
+    size_t want = needs_name ? 2 : 1;
+    if (!known || c.o.nwords != want) {
+        if (!known)
+            err_set(&err, SNAP_EUSAGE, 0, "unknown command '%s'", cmd);
+        else if (c.o.nwords < want)
+            err_set(&err, SNAP_EUSAGE, 0, "snap %s needs a snapshot name", cmd);
+        else
+            err_set(&err, SNAP_EUSAGE, 0, "unexpected argument '%s'", c.o.words[want]);
+        err_hint(&err, "see snap --help");
+        code = cli_fail(&c, &err);
+        cli_free(&c);
+        return code;
+    }
+    if (needs_name)
+        name = c.o.words[1];
+    url = cli_store_url(&c);
+    rc = stg_open(url, strcmp(cmd, "create") == 0, &c.ctx, &store, &err);
+    free(url);
+    if (rc != SNAP_OK) {
+        code = cli_fail(&c, &err);
+        cli_free(&c);
+        return code;
+    }
+    if (!strcmp(cmd, "create"))
+        code = cmd_create(&c, store, name);
+    else if (!strcmp(cmd, "list"))
+        code = cmd_list(&c, store);
+    else if (!strcmp(cmd, "show"))
+        code = cmd_show(&c, store, name);
+    else if (!strcmp(cmd, "verify"))
+        code = cmd_verify(&c, store, name);
+    else if (!strcmp(cmd, "delete"))
+        code = cmd_delete(&c, store, name);
+    else if (!strcmp(cmd, "prune"))
+        code = cmd_prune(&c, store);
+    else
+        code = cmd_gc(&c, store);
+    stg_free(store);
+    cli_free(&c);
+    return code;
+}

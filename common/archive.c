@@ -1,0 +1,575 @@
+/* archive.c: pax tar through libarchive, zstd, SHA-256 of the stored bytes, parts. */
+#include "archive.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define IO_BUF (1024 * 1024)
+#define DEFAULT_PART_SIZE (256ULL << 20)
+
+typedef struct part {
+    unsigned no;
+    char *key;
+    uint64_t size, entries, raw;
+    char sha256[65];
+} part;
+
+struct arc_parts {
+    pthread_mutex_t mu;
+    char *prefix;
+    unsigned next;
+    part *v;
+    size_t n, cap;
+    bool sorted;
+};
+
+arc_parts *arc_parts_new(const char *prefix)
+{
+    arc_parts *p = xcalloc(1, sizeof *p);
+    pthread_mutex_init(&p->mu, NULL);
+    p->prefix = xstrdup(prefix);
+    return p;
+}
+
+void arc_parts_free(arc_parts *p)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        free(p->v[i].key);
+    free(p->v);
+    free(p->prefix);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+size_t arc_parts_count(const arc_parts *p)
+{
+    return p->n;
+}
+
+static int part_cmp(const void *a, const void *b)
+{
+    const part *x = a, *y = b;
+    return x->no < y->no ? -1 : x->no > y->no;
+}
+
+void arc_parts_get(const arc_parts *cp, size_t i, const char **key, uint64_t *size,
+                   const char **sha256, uint64_t *entries, uint64_t *raw_bytes)
+{
+    arc_parts *p = (arc_parts *)(uintptr_t)cp; /* sorting once is not a visible change */
+
+    if (!p->sorted) {
+        qsort(p->v, p->n, sizeof *p->v, part_cmp);
+        p->sorted = true;
+    }
+    *key = p->v[i].key;
+    *size = p->v[i].size;
+    *sha256 = p->v[i].sha256;
+    *entries = p->v[i].entries;
+    *raw_bytes = p->v[i].raw;
+}
+
+static unsigned parts_next(arc_parts *p)
+{
+    unsigned no;
+    pthread_mutex_lock(&p->mu);
+    no = p->next++;
+    pthread_mutex_unlock(&p->mu);
+    return no;
+}
+
+static void parts_add(arc_parts *p, const part *pt)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 8;
+        p->v = xrealloc(p->v, p->cap * sizeof *p->v);
+    }
+    p->v[p->n++] = *pt;
+    p->sorted = false;
+    pthread_mutex_unlock(&p->mu);
+}
+
+struct arc_writer {
+    stg *store;
+    arc_parts *parts;
+    arc_opts opts;
+    const snap_ctx *ctx;
+    struct archive_entry_linkresolver *links;
+    char *buf;
+    /* the open part */
+    struct archive *a;
+    stg_writer *out;
+    util_sha256 *hash;
+    part cur;
+    snap_err werr; /* what the write callback met */
+    bool wfailed;
+};
+
+static la_ssize_t write_cb(struct archive *a, void *client, const void *buf, size_t len)
+{
+    arc_writer *w = client;
+
+    (void)a;
+    if (w->wfailed)
+        return -1;
+    if (stg_write(w->out, buf, len, &w->werr) != SNAP_OK) {
+        w->wfailed = true;
+        return -1;
+    }
+    util_sha256_update(w->hash, buf, len);
+    w->cur.size += len;
+    return (la_ssize_t)len;
+}
+
+snap_rc arc_writer_new(stg *store, arc_parts *parts, const arc_opts *opts, const snap_ctx *ctx,
+                       arc_writer **out, snap_err *err)
+{
+    arc_writer *w = xcalloc(1, sizeof *w);
+
+    (void)err;
+    w->store = store;
+    w->parts = parts;
+    w->opts = *opts;
+    if (w->opts.zstd_level == 0)
+        w->opts.zstd_level = 3;
+    if (w->opts.zstd_threads == 0)
+        w->opts.zstd_threads = 2;
+    if (w->opts.part_size == 0)
+        w->opts.part_size = DEFAULT_PART_SIZE;
+    w->ctx = ctx;
+    w->links = archive_entry_linkresolver_new();
+    archive_entry_linkresolver_set_strategy(w->links, ARCHIVE_FORMAT_TAR_PAX_RESTRICTED);
+    w->buf = xmalloc(IO_BUF);
+    *out = w;
+    return SNAP_OK;
+}
+
+static snap_rc arc_fail(arc_writer *w, snap_err *err, const char *what)
+{
+    if (w->wfailed) {
+        *err = w->werr;
+        return err->code;
+    }
+    return err_set(err, SNAP_EFAIL, archive_errno(w->a), "%s %s: %s", what, w->cur.key,
+                   archive_error_string(w->a) ? archive_error_string(w->a) : "archive error");
+}
+
+static void part_drop(arc_writer *w)
+{
+    if (w->a != NULL)
+        archive_write_free(w->a); /* may call write_cb: out is still valid here */
+    w->a = NULL;
+    stg_abort(w->out);
+    w->out = NULL;
+    util_sha256_free(w->hash);
+    w->hash = NULL;
+    free(w->cur.key);
+    memset(&w->cur, 0, sizeof w->cur);
+}
+
+static snap_rc part_open(arc_writer *w, snap_err *err)
+{
+    char num[16];
+    snap_rc rc;
+
+    memset(&w->cur, 0, sizeof w->cur);
+    w->cur.no = parts_next(w->parts);
+    w->cur.key = xasprintf("%s.%04u.tar.zst", w->parts->prefix, w->cur.no);
+    rc = stg_writer_open(w->store, w->cur.key, 0, &w->out, err);
+    if (rc != SNAP_OK) {
+        free(w->cur.key);
+        w->cur.key = NULL;
+        return rc;
+    }
+    w->hash = util_sha256_new();
+    w->wfailed = false;
+    w->a = archive_write_new();
+    archive_write_set_format_pax_restricted(w->a);
+    archive_write_add_filter_zstd(w->a);
+    snprintf(num, sizeof num, "%d", w->opts.zstd_level);
+    if (archive_write_set_filter_option(w->a, "zstd", "compression-level", num) != ARCHIVE_OK)
+        goto fail;
+    snprintf(num, sizeof num, "%d", w->opts.zstd_threads);
+    if (w->opts.zstd_threads > 1 &&
+        archive_write_set_filter_option(w->a, "zstd", "threads", num) != ARCHIVE_OK)
+        goto fail;
+    /* No padding after the zstd frame: stock zstd and tar read the part as it is. */
+    archive_write_set_bytes_per_block(w->a, 64 * 1024);
+    archive_write_set_bytes_in_last_block(w->a, 1);
+    if (archive_write_open2(w->a, w, NULL, write_cb, NULL, NULL) != ARCHIVE_OK)
+        goto fail;
+    return SNAP_OK;
+fail:
+    rc = arc_fail(w, err, "cannot start part");
+    part_drop(w);
+    return rc;
+}
+
+static snap_rc part_close(arc_writer *w, snap_err *err)
+{
+    snap_rc rc;
+
+    if (w->a == NULL)
+        return SNAP_OK;
+    if (archive_write_close(w->a) != ARCHIVE_OK) {
+        rc = arc_fail(w, err, "cannot finish part");
+        part_drop(w);
+        return rc;
+    }
+    archive_write_free(w->a);
+    w->a = NULL;
+    util_sha256_final(w->hash, w->cur.sha256);
+    w->hash = NULL;
+    rc = stg_commit(w->out, err);
+    w->out = NULL;
+    if (rc != SNAP_OK) {
+        free(w->cur.key);
+        memset(&w->cur, 0, sizeof w->cur);
+        return rc;
+    }
+    parts_add(w->parts, &w->cur);
+    memset(&w->cur, 0, sizeof w->cur);
+    return SNAP_OK;
+}
+
+static snap_rc ensure_part(arc_writer *w, snap_err *err)
+{
+    if (w->a != NULL && w->cur.size >= w->opts.part_size) {
+        snap_rc rc = part_close(w, err);
+        if (rc != SNAP_OK)
+            return rc;
+    }
+    return w->a == NULL ? part_open(w, err) : SNAP_OK;
+}
+
+snap_rc arc_write_entry(arc_writer *w, struct archive_entry *e, int fd, snap_err *err)
+{
+    struct archive_entry *spare = NULL;
+    la_int64_t left;
+    snap_rc rc = ensure_part(w, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (archive_entry_nlink(e) > 1 && archive_entry_filetype(e) != AE_IFDIR)
+        archive_entry_linkify(w->links, &e, &spare);
+    if (archive_write_header(w->a, e) < ARCHIVE_WARN)
+        return arc_fail(w, err, "cannot write to part");
+    left = archive_entry_size_is_set(e) && archive_entry_hardlink(e) == NULL ? archive_entry_size(e) : 0;
+    while (left > 0 && fd >= 0) {
+        size_t want = left < IO_BUF ? (size_t)left : IO_BUF;
+        ssize_t n = read(fd, w->buf, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return err_sys(err, SNAP_EFAIL, "cannot read %s", archive_entry_pathname(e));
+        if (n == 0) {
+            log_warn(w->ctx, "%s shrank while it was read; the rest is stored as zeros",
+                     archive_entry_pathname(e));
+            break;
+        }
+        if (archive_write_data(w->a, w->buf, (size_t)n) < 0)
+            return arc_fail(w, err, "cannot write to part");
+        left -= n;
+        w->cur.raw += (uint64_t)n;
+        prg_add(w->opts.progress, (uint64_t)n);
+        if (ctx_interrupted(w->ctx, err))
+            return SNAP_EINTR;
+    }
+    if (archive_write_finish_entry(w->a) < ARCHIVE_WARN)
+        return arc_fail(w, err, "cannot write to part");
+    w->cur.entries++;
+    return SNAP_OK;
+}
+
+snap_rc arc_write_buffer(arc_writer *w, const char *path, const void *buf, size_t len,
+                         unsigned mode, time_t mtime, snap_err *err)
+{
+    struct archive_entry *e = archive_entry_new();
+    snap_rc rc = ensure_part(w, err);
+
+    if (rc != SNAP_OK) {
+        archive_entry_free(e);
+        return rc;
+    }
+    archive_entry_set_pathname(e, path);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, mode);
+    archive_entry_set_size(e, (la_int64_t)len);
+    archive_entry_set_mtime(e, mtime, 0);
+    archive_entry_set_nlink(e, 1);
+    if (archive_write_header(w->a, e) < ARCHIVE_WARN ||
+        (len > 0 && archive_write_data(w->a, buf, len) < 0) ||
+        archive_write_finish_entry(w->a) < ARCHIVE_WARN)
+        rc = arc_fail(w, err, "cannot write to part");
+    else {
+        w->cur.entries++;
+        w->cur.raw += len;
+        prg_add(w->opts.progress, len);
+    }
+    archive_entry_free(e);
+    return rc;
+}
+
+snap_rc arc_writer_cut(arc_writer *w, snap_err *err)
+{
+    return part_close(w, err);
+}
+
+snap_rc arc_writer_finish(arc_writer *w, snap_err *err)
+{
+    return part_close(w, err);
+}
+
+void arc_writer_free(arc_writer *w)
+{
+    if (w == NULL)
+        return;
+    if (w->a != NULL || w->out != NULL)
+        part_drop(w);
+    archive_entry_linkresolver_free(w->links);
+    free(w->buf);
+    free(w);
+}
+
+struct arc_reader {
+    stg_reader *in;
+    struct archive *a;
+    util_sha256 *hash;
+    char *key;
+    uint64_t size, want_size;
+    char want_sha[65];
+    prg_bar *progress;
+    const snap_ctx *ctx;
+    char *buf;
+    snap_err rerr;
+    bool rfailed;
+};
+
+static la_ssize_t read_cb(struct archive *a, void *client, const void **buf)
+{
+    arc_reader *r = client;
+    size_t got = 0;
+
+    (void)a;
+    if (r->rfailed)
+        return -1;
+    if (stg_read(r->in, r->buf, IO_BUF, &got, &r->rerr) != SNAP_OK) {
+        r->rfailed = true;
+        return -1;
+    }
+    util_sha256_update(r->hash, r->buf, got);
+    r->size += got;
+    prg_add(r->progress, got);
+    *buf = r->buf;
+    return (la_ssize_t)got;
+}
+
+snap_rc arc_reader_open(stg *store, const char *key, uint64_t size, const char *sha256,
+                        const snap_ctx *ctx, prg_bar *progress, arc_reader **out, snap_err *err)
+{
+    arc_reader *r;
+    snap_rc rc;
+    stg_reader *in;
+
+    *out = NULL;
+    rc = stg_reader_open(store, key, 0, 0, &in, err);
+    if (rc == SNAP_ENOTFOUND) {
+        err_set(err, SNAP_EVERIFY, ENOENT, "part %s is missing from the store", key);
+        err_hint(err, "the snapshot is damaged; `snap verify` lists every missing or damaged part");
+        return SNAP_EVERIFY;
+    }
+    if (rc != SNAP_OK)
+        return rc;
+    r = xcalloc(1, sizeof *r);
+    r->in = in;
+    r->key = xstrdup(key);
+    r->want_size = size;
+    snprintf(r->want_sha, sizeof r->want_sha, "%s", sha256);
+    r->progress = progress;
+    r->ctx = ctx;
+    r->buf = xmalloc(IO_BUF);
+    r->hash = util_sha256_new();
+    r->a = archive_read_new();
+    archive_read_support_filter_zstd(r->a);
+    archive_read_support_format_tar(r->a);
+    if (archive_read_open(r->a, r, NULL, read_cb, NULL) != ARCHIVE_OK) {
+        /* An unreadable header is most often damage: say which. */
+        snap_err tmp;
+        rc = arc_reader_close(r, &tmp);
+        if (rc == SNAP_EVERIFY)
+            *err = tmp;
+        else
+            err_set(err, SNAP_EVERIFY, 0, "part %s is not a tar.zst archive", key);
+        return SNAP_EVERIFY;
+    }
+    *out = r;
+    return SNAP_OK;
+}
+
+/* Reads what is left and compares size and SHA-256 with the manifest's. */
+static snap_rc drain_and_check(arc_reader *r, snap_err *err)
+{
+    char hex[65];
+    size_t got;
+
+    if (r->hash == NULL) /* checked already, after a read error */
+        return SNAP_OK;
+    if (!r->rfailed) {
+        do {
+            if (stg_read(r->in, r->buf, IO_BUF, &got, &r->rerr) != SNAP_OK) {
+                r->rfailed = true;
+                break;
+            }
+            util_sha256_update(r->hash, r->buf, got);
+            r->size += got;
+        } while (got > 0);
+    }
+    if (r->rfailed) {
+        *err = r->rerr;
+        return err->code;
+    }
+    util_sha256_final(r->hash, hex);
+    r->hash = NULL;
+    if (r->size != r->want_size) {
+        err_set(err, SNAP_EVERIFY, 0, "part %s has %llu bytes, the manifest says %llu (truncated or replaced)",
+                r->key, (unsigned long long)r->size, (unsigned long long)r->want_size);
+        err_hint(err, "the snapshot is damaged; nothing was changed");
+        return SNAP_EVERIFY;
+    }
+    if (strcmp(hex, r->want_sha) != 0) {
+        err_set(err, SNAP_EVERIFY, 0, "part %s fails its checksum: sha256 %s, the manifest says %s",
+                r->key, hex, r->want_sha);
+        err_hint(err, "the snapshot is damaged; nothing was changed");
+        return SNAP_EVERIFY;
+    }
+    return SNAP_OK;
+}
+
+/* A libarchive error while reading: damage if the bytes disagree with the manifest. */
+static snap_rc read_fail(arc_reader *r, snap_err *err)
+{
+    char msg[512];
+    snap_rc rc;
+
+    snprintf(msg, sizeof msg, "%s", archive_error_string(r->a) ? archive_error_string(r->a) : "read error");
+    if (r->rfailed) {
+        *err = r->rerr;
+        return err->code;
+    }
+    archive_read_free(r->a);
+    r->a = NULL;
+    rc = drain_and_check(r, err);
+    if (rc != SNAP_OK)
+        return rc;
+    return err_set(err, SNAP_EVERIFY, 0, "part %s cannot be read: %s", r->key, msg);
+}
+
+snap_rc arc_reader_next(arc_reader *r, struct archive_entry **e, snap_err *err)
+{
+    int rc = archive_read_next_header(r->a, e);
+
+    if (rc == ARCHIVE_EOF) {
+        *e = NULL;
+        return SNAP_OK;
+    }
+    if (rc < ARCHIVE_WARN)
+        return read_fail(r, err);
+    if (ctx_interrupted(r->ctx, err))
+        return SNAP_EINTR;
+    return SNAP_OK;
+}
+
+snap_rc arc_reader_data(arc_reader *r, void *buf, size_t cap, size_t *got, snap_err *err)
+{
+    la_ssize_t n = archive_read_data(r->a, buf, cap);
+
+    if (n < 0)
+        return read_fail(r, err);
+    *got = (size_t)n;
+    return SNAP_OK;
+}
+
+snap_rc arc_reader_extract(arc_reader *r, struct archive *disk, struct archive_entry *e,
+                           snap_err *err)
+{
+    const void *buf;
+    size_t len;
+    la_int64_t off;
+    int rc = archive_write_header(disk, e);
+
+    if (rc < ARCHIVE_WARN)
+        goto disk_fail;
+    if (rc == ARCHIVE_WARN)
+        log_debug(r->ctx, "%s: %s", archive_entry_pathname(e), archive_error_string(disk));
+    for (;;) {
+        rc = archive_read_data_block(r->a, &buf, &len, &off);
+        if (rc == ARCHIVE_EOF)
+            break;
+        if (rc < ARCHIVE_WARN)
+            return read_fail(r, err);
+        if (archive_write_data_block(disk, buf, len, off) < ARCHIVE_WARN)
+            goto disk_fail;
+    }
+    if (archive_write_finish_entry(disk) < ARCHIVE_WARN)
+        goto disk_fail;
+    return SNAP_OK;
+disk_fail:
+    errno = archive_errno(disk);
+    return err_set(err, errno == ENOSPC ? SNAP_EFAIL : err_from_errno(errno) == SNAP_ENOTFOUND ? SNAP_EFAIL : err_from_errno(errno),
+                   errno, "cannot write %s: %s", archive_entry_pathname(e),
+                   archive_error_string(disk) ? archive_error_string(disk) : strerror(errno));
+}
+
+snap_rc arc_reader_close(arc_reader *r, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    if (r == NULL)
+        return SNAP_OK;
+    if (r->a != NULL)
+        archive_read_free(r->a);
+    r->a = NULL;
+    if (err != NULL)
+        rc = drain_and_check(r, err);
+    stg_reader_free(r->in);
+    util_sha256_free(r->hash);
+    free(r->key);
+    free(r->buf);
+    free(r);
+    return rc;
+}
+
+snap_rc arc_verify_part(stg *store, const char *key, uint64_t size, const char *sha256,
+                        const snap_ctx *ctx, prg_bar *progress, uint64_t *entries, snap_err *err)
+{
+    arc_reader *r;
+    struct archive_entry *e;
+    snap_rc rc = arc_reader_open(store, key, size, sha256, ctx, progress, &r, err);
+
+    *entries = 0;
+    if (rc != SNAP_OK)
+        return rc;
+    for (;;) {
+        rc = arc_reader_next(r, &e, err);
+        if (rc != SNAP_OK || e == NULL)
+            break;
+        (*entries)++;
+        if (archive_read_data_skip(r->a) < ARCHIVE_WARN) {
+            rc = read_fail(r, err);
+            break;
+        }
+    }
+    if (rc != SNAP_OK) {
+        arc_reader_close(r, NULL);
+        return rc;
+    }
+    return arc_reader_close(r, err);
+}

@@ -1,0 +1,865 @@
+/* restore.c: the revert engine: plan, safety snapshot, stage, journaled cut-over, finish, recover. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "../snapshot/snapshot.h"
+#include "restore.h"
+
+static const rst_driver *const drivers[] = {
+    &rst_files_driver,
+};
+
+#define JOURNAL_MAX (16u << 20)
+
+typedef struct journal journal;
+
+struct rst_target {
+    const rst_driver *drv;
+    snap_ctx *ctx;
+    stg *store;
+    const cat_manifest *m;
+    const cat_component *comp;
+    char *name;
+    char *to;
+    journal *j;
+    json_t *plan;
+    json_t *state;
+    char *lock_key;
+    int lock_fd;
+    bool switched;
+    bool detail;
+};
+
+struct journal {
+    char *path;
+    int fd; /* held with flock(LOCK_EX) while the revert runs */
+    json_t *doc;
+    rst_target **targets;
+    size_t n;
+};
+
+const rst_driver *rst_driver_find(const char *type)
+{
+    for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++)
+        if (strcmp(drivers[i]->type, type) == 0)
+            return drivers[i];
+    return NULL;
+}
+
+snap_ctx *rst_ctx(const rst_target *t) { return t->ctx; }
+stg *rst_store(const rst_target *t) { return t->store; }
+const cat_manifest *rst_manifest(const rst_target *t) { return t->m; }
+const cat_component *rst_component(const rst_target *t) { return t->comp; }
+const char *rst_component_name(const rst_target *t) { return t->name; }
+const char *rst_to(const rst_target *t) { return t->to; }
+json_t *rst_plan(rst_target *t) { return t->plan; }
+json_t *rst_state(rst_target *t) { return t->state; }
+bool rst_plan_detail(const rst_target *t) { return t->detail; }
+
+const char *rst_revert_id(const rst_target *t)
+{
+    return json_string_value(json_object_get(t->j->doc, "revert_id"));
+}
+
+const char *rst_option(const rst_target *t, const char *key)
+{
+    return cfg_get(t->ctx->cfg, "revert", key);
+}
+
+void rst_set_lock_key(rst_target *t, const char *key)
+{
+    free(t->lock_key);
+    t->lock_key = xstrdup(key);
+}
+
+char *rst_state_dir(const snap_ctx *ctx)
+{
+    const char *s = cfg_get(ctx->cfg, "revert", "state_dir");
+    const char *home;
+
+    if (s == NULL)
+        s = getenv("SNAP_STATE_DIR");
+    if (s != NULL && s[0] != '\0')
+        return util_abspath(s);
+    if (geteuid() == 0)
+        return xstrdup("/var/lib/snap");
+    if ((s = getenv("XDG_STATE_HOME")) != NULL && s[0] == '/')
+        return xasprintf("%s/snap", s);
+    home = getenv("HOME");
+    if (home == NULL) {
+        struct passwd *pw = getpwuid(geteuid());
+        home = pw ? pw->pw_dir : "/tmp";
+    }
+    return xasprintf("%s/.local/state/snap", home);
+}
+
+static snap_rc state_subdir(const snap_ctx *ctx, const char *sub, char **out, snap_err *err)
+{
+    char *dir = rst_state_dir(ctx);
+    snap_rc rc;
+
+    *out = xasprintf("%s/%s", dir, sub);
+    free(dir);
+    rc = util_mkdir_p(*out, 0700, err);
+    if (rc != SNAP_OK) {
+        err_hint(err, "set [revert] state_dir or $SNAP_STATE_DIR to a writable directory");
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ---- journal ---------------------------------------------------------------------- */
+
+static snap_rc write_json_file(const char *path, json_t *doc, snap_err *err)
+{
+    char *tmp = xasprintf("%s.tmp", path), *dir;
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+    size_t len = strlen(text), off = 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    snap_rc rc = SNAP_OK;
+
+    if (fd < 0) {
+        rc = err_sys(err, SNAP_EFAIL, "cannot write %s", tmp);
+        goto out;
+    }
+    while (off < len) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = err_sys(err, SNAP_EFAIL, "cannot write %s", tmp);
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (rc == SNAP_OK && fsync(fd) != 0)
+        rc = err_sys(err, SNAP_EFAIL, "cannot fsync %s", tmp);
+    close(fd);
+    if (rc == SNAP_OK && rename(tmp, path) != 0)
+        rc = err_sys(err, SNAP_EFAIL, "cannot write %s", path);
+    if (rc == SNAP_OK) {
+        dir = util_dirname(path);
+        rc = util_fsync_dir(dir, err);
+        free(dir);
+    } else {
+        unlink(tmp);
+    }
+out:
+    free(text);
+    free(tmp);
+    return rc;
+}
+
+static snap_rc journal_save(journal *j, snap_err *err)
+{
+    json_t *targets = json_array();
+
+    for (size_t i = 0; i < j->n; i++) {
+        rst_target *t = j->targets[i];
+        json_array_append_new(targets, json_pack("{s:s, s:s, s:s?, s:b, s:O}", "component", t->name,
+                                                 "type", t->drv->type, "to", t->to, "switched", t->switched,
+                                                 "state", t->state));
+    }
+    json_object_set_new(j->doc, "targets", targets);
+    return write_json_file(j->path, j->doc, err);
+}
+
+snap_rc rst_journal_save(rst_target *t, snap_err *err)
+{
+    return journal_save(t->j, err);
+}
+
+static snap_rc journal_phase(journal *j, const char *phase, snap_err *err)
+{
+    json_object_set_new(j->doc, "phase", json_string(phase));
+    return journal_save(j, err);
+}
+
+static void journal_remove(journal *j)
+{
+    char *dir;
+
+    unlink(j->path);
+    dir = util_dirname(j->path);
+    util_fsync_dir(dir, NULL);
+    free(dir);
+}
+
+static void target_free(rst_target *t)
+{
+    if (t == NULL)
+        return;
+    if (t->lock_fd >= 0)
+        close(t->lock_fd);
+    json_decref(t->plan);
+    json_decref(t->state);
+    free(t->lock_key);
+    free(t->name);
+    free(t->to);
+    free(t);
+}
+
+static void journal_free(journal *j)
+{
+    if (j == NULL)
+        return;
+    for (size_t i = 0; i < j->n; i++)
+        target_free(j->targets[i]);
+    free(j->targets);
+    if (j->fd >= 0)
+        close(j->fd);
+    json_decref(j->doc);
+    free(j->path);
+    free(j);
+}
+
+static rst_target *target_new(journal *j, snap_ctx *ctx, stg *store, const rst_driver *drv,
+                              const char *name)
+{
+    rst_target *t = xcalloc(1, sizeof *t);
+
+    t->drv = drv;
+    t->ctx = ctx;
+    t->store = store;
+    t->j = j;
+    t->name = xstrdup(name);
+    t->plan = json_pack("{s:s, s:s}", "component", name, "type", drv->type);
+    t->state = json_object();
+    t->lock_fd = -1;
+    j->targets = xrealloc(j->targets, (j->n + 1) * sizeof *j->targets);
+    j->targets[j->n++] = t;
+    return t;
+}
+
+/*
+ * Pending journals: one whose lock can be taken was left by a process that died.
+ * Sets *abandoned to the first such journal's path (caller frees), or NULL.
+ */
+static snap_rc find_abandoned(const snap_ctx *ctx, char **abandoned, snap_err *err)
+{
+    char *dir;
+    DIR *d;
+    struct dirent *de;
+    snap_rc rc = state_subdir(ctx, "journal", &dir, err);
+
+    *abandoned = NULL;
+    if (rc != SNAP_OK)
+        return rc;
+    d = opendir(dir);
+    while (d != NULL && *abandoned == NULL && (de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0)
+            continue;
+        char *path = xasprintf("%s/%s", dir, de->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+            *abandoned = xstrdup(path);
+        if (fd >= 0)
+            close(fd);
+        free(path);
+    }
+    if (d != NULL)
+        closedir(d);
+    free(dir);
+    return SNAP_OK;
+}
+
+static snap_rc lock_target(rst_target *t, snap_err *err)
+{
+    char *dir, *path, hex[65];
+    util_sha256 *h;
+    snap_rc rc;
+
+    if (t->lock_key == NULL)
+        return SNAP_OK;
+    rc = state_subdir(t->ctx, "locks", &dir, err);
+    if (rc != SNAP_OK)
+        return rc;
+    h = util_sha256_new();
+    util_sha256_update(h, t->lock_key, strlen(t->lock_key));
+    util_sha256_final(h, hex);
+    hex[32] = '\0';
+    path = xasprintf("%s/%s.lock", dir, hex);
+    t->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (t->lock_fd < 0) {
+        rc = err_sys(err, SNAP_EFAIL, "cannot open lock %s", path);
+    } else if (flock(t->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = err_set(err, SNAP_ECONFLICT, errno, "another revert of %s is running", t->lock_key);
+        err_hint(err, "wait for it to finish, then run the command again");
+    }
+    free(path);
+    free(dir);
+    return rc;
+}
+
+/* ---- plan ------------------------------------------------------------------------- */
+
+static snap_rc check_parts(stg *s, const cat_component *c, snap_err *err)
+{
+    for (size_t i = 0; i < cat_component_nparts(c); i++) {
+        const char *key, *sha;
+        uint64_t size, have = 0, entries;
+        snap_rc rc;
+
+        cat_component_part(c, i, &key, &size, &sha, &entries);
+        rc = stg_stat(s, key, &have, err);
+        if (rc == SNAP_ENOTFOUND) {
+            err_set(err, SNAP_EVERIFY, ENOENT, "part %s of %s is missing from the store", key,
+                    cat_component_name(c));
+            err_hint(err, "the snapshot is damaged; nothing was changed. `snap verify` lists what is missing");
+            return SNAP_EVERIFY;
+        }
+        if (rc != SNAP_OK)
+            return rc;
+        if (have != size) {
+            err_set(err, SNAP_EVERIFY, 0, "part %s of %s has %llu bytes, the manifest says %llu", key,
+                    cat_component_name(c), (unsigned long long)have, (unsigned long long)size);
+            err_hint(err, "the snapshot is damaged; nothing was changed. `snap verify` lists what is damaged");
+            return SNAP_EVERIFY;
+        }
+    }
+    return SNAP_OK;
+}
+
+static bool selected(const rst_request *req, const char *name)
+{
+    if (req->nonly == 0)
+        return true;
+    for (size_t i = 0; i < req->nonly; i++)
+        if (strcmp(req->only[i], name) == 0)
+            return true;
+    return false;
+}
+
+static snap_rc build_targets(snap_ctx *ctx, stg *store, const rst_request *req,
+                             const cat_manifest *m, journal *j, snap_err *err)
+{
+    for (size_t i = 0; i < req->nonly; i++) {
+        if (cat_manifest_find(m, req->only[i]) == NULL) {
+            char names[512] = "";
+            for (size_t k = 0; k < cat_manifest_ncomponents(m); k++) {
+                size_t n = strlen(names);
+                snprintf(names + n, sizeof names - n, "%s%s", k ? ", " : "",
+                         cat_component_name(cat_manifest_component(m, k)));
+            }
+            err_set(err, SNAP_ENOTFOUND, 0, "snapshot %s has no component %s", req->name, req->only[i]);
+            err_hint(err, "its components are: %s", names);
+            return SNAP_ENOTFOUND;
+        }
+    }
+    for (size_t i = 0; i < cat_manifest_ncomponents(m); i++) {
+        const cat_component *c = cat_manifest_component(m, i);
+        const rst_driver *drv;
+        rst_target *t;
+
+        if (!selected(req, cat_component_name(c)))
+            continue;
+        drv = rst_driver_find(cat_component_type(c));
+        if (drv == NULL) {
+            err_set(err, SNAP_EFAIL, 0, "component %s has type %s, which this build cannot revert",
+                    cat_component_name(c), cat_component_type(c));
+            return SNAP_EFAIL;
+        }
+        t = target_new(j, ctx, store, drv, cat_component_name(c));
+        t->m = m;
+        t->comp = c;
+        t->to = req->to ? xstrdup(req->to) : NULL;
+    }
+    if (req->to != NULL && j->n != 1) {
+        err_set(err, SNAP_EUSAGE, 0, "--to restores one component, and %zu are selected", j->n);
+        err_hint(err, "choose one with --only NAME (`snap show %s` lists them)", req->name);
+        return SNAP_EUSAGE;
+    }
+    return SNAP_OK;
+}
+
+/* ---- the revert ------------------------------------------------------------------- */
+
+static snap_rc safety_snapshot(snap_ctx *ctx, stg *store, journal *j, const char *name,
+                               const char *revert_id, json_t *result, snap_err *err)
+{
+    cfg *c = cfg_new();
+    snap_ctx sub = *ctx;
+    char *snap_name = xasprintf("pre-revert-%s", revert_id);
+    char *label = xasprintf("revert-of=%s", name);
+    char *id_label = xasprintf("revert-id=%s", revert_id);
+    const char *labels[] = {label, id_label};
+    snp_request req = {.name = snap_name, .labels = labels, .nlabels = 2, .allow_missing = true};
+    snap_rc rc = SNAP_OK;
+
+    /* The capture settings of the user's config apply to the safety snapshot too. */
+    static const char *const keys[] = {"zstd_level", "zstd_threads", "part_size", "jobs"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (cfg_get(ctx->cfg, "snap", keys[i]) != NULL)
+            cfg_set(c, "snap", keys[i], cfg_get(ctx->cfg, "snap", keys[i]));
+    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {
+        rst_target *t = j->targets[i];
+        char *section = xasprintf("source %s", t->name);
+        rc = t->drv->safety_source(t, c, section, err);
+        free(section);
+    }
+    sub.cfg = c;
+    if (rc == SNAP_OK) {
+        log_info(ctx, "taking safety snapshot %s of the current state", snap_name);
+        rc = snp_create(&sub, store, &req, NULL, err);
+        if (rc != SNAP_OK)
+            err_prefix(err, "safety snapshot");
+    }
+    if (rc == SNAP_OK)
+        json_object_set_new(result, "safety_snapshot", json_string(snap_name));
+    cfg_free(c);
+    free(snap_name);
+    free(label);
+    free(id_label);
+    return rc;
+}
+
+static void discard_all(journal *j)
+{
+    for (size_t i = j->n; i-- > 0;) {
+        snap_err e;
+        if (j->targets[i]->drv->discard(j->targets[i], &e) != SNAP_OK)
+            log_warn(j->targets[i]->ctx, "could not remove staging of %s: %s", j->targets[i]->name, e.msg);
+    }
+}
+
+/* Blocks the signals that would stop us in the middle of the cut-over. */
+static void block_signals(bool block, sigset_t *old)
+{
+    sigset_t set;
+
+    if (block) {
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        sigaddset(&set, SIGQUIT);
+        pthread_sigmask(SIG_BLOCK, &set, old);
+    } else {
+        pthread_sigmask(SIG_SETMASK, old, NULL);
+    }
+}
+
+/* Switches every target; on a failure switches back those already switched. */
+static snap_rc cutover_all(journal *j, json_t *result, snap_err *err)
+{
+    uint64_t t0 = util_now_ns();
+    snap_rc rc = SNAP_OK;
+    size_t i;
+
+    for (i = 0; i < j->n; i++) {
+        rst_target *t = j->targets[i];
+        rc = t->drv->cutover(t, err);
+        if (rc != SNAP_OK)
+            break;
+        t->switched = true;
+        rc = journal_save(j, err);
+        if (rc != SNAP_OK) {
+            i++;
+            break;
+        }
+        util_failpoint("cutover-after-switch");
+    }
+    if (rc != SNAP_OK) {
+        snap_err first = *err;
+        log_warn(j->targets[0]->ctx, "cut-over failed (%s); switching back", first.msg);
+        for (size_t k = i; k-- > 0;) {
+            snap_err e;
+            if (j->targets[k]->drv->rollback(j->targets[k], &e) != SNAP_OK) {
+                /* Leave the journal: recovery must finish what we could not. */
+                err_set(err, SNAP_ERECOVER, 0, "cut-over failed (%s) and switching %s back failed too: %s",
+                        first.msg, j->targets[k]->name, e.msg);
+                err_hint(err, "run `revert --recover`");
+                return SNAP_ERECOVER;
+            }
+            j->targets[k]->switched = false;
+        }
+        discard_all(j);
+        err_set(err, SNAP_EROLLEDBACK, first.sys_errno, "cut-over failed and was rolled back: %s", first.msg);
+        err_hint(err, "every target is as it was before the revert");
+        return SNAP_EROLLEDBACK;
+    }
+    json_object_set_new(result, "cutover_ms", json_real((double)(util_now_ns() - t0) / 1e6));
+    return SNAP_OK;
+}
+
+/* Drops displaced state older than [revert] keep_old (default 7d) recorded by earlier reverts. */
+static void expire_undo(snap_ctx *ctx, stg *store)
+{
+    const char *s = cfg_get(ctx->cfg, "revert", "keep_old");
+    int64_t keep = 7 * 86400;
+    char *dir;
+    DIR *d;
+    struct dirent *de;
+    snap_err err;
+
+    if (s != NULL && !cfg_parse_duration(s, &keep)) {
+        log_warn(ctx, "[revert] keep_old = %s is not a duration; keeping displaced state", s);
+        return;
+    }
+    if (state_subdir(ctx, "undo", &dir, &err) != SNAP_OK)
+        return;
+    d = opendir(dir);
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        char *path;
+        struct stat st;
+        json_t *doc, *tj;
+        size_t i;
+
+        if (de->d_name[0] == '.')
+            continue;
+        path = xasprintf("%s/%s", dir, de->d_name);
+        if (stat(path, &st) != 0 || st.st_mtime + keep > time(NULL) ||
+            (doc = json_load_file(path, 0, NULL)) == NULL) {
+            free(path);
+            continue;
+        }
+        journal j = {.fd = -1, .doc = doc};
+        bool ok = true;
+        json_array_foreach(json_object_get(doc, "targets"), i, tj) {
+            const rst_driver *drv = rst_driver_find(json_string_value(json_object_get(tj, "type")));
+            if (drv == NULL)
+                continue;
+            rst_target *t = target_new(&j, ctx, store, drv, json_string_value(json_object_get(tj, "component")));
+            json_decref(t->state);
+            t->state = json_incref(json_object_get(tj, "state"));
+            if (drv->finish(t, true, &err) != SNAP_OK) {
+                log_warn(ctx, "could not drop the displaced state of %s: %s", t->name, err.msg);
+                ok = false;
+            }
+        }
+        if (ok) {
+            log_debug(ctx, "dropped displaced state of revert %s (older than keep_old)", de->d_name);
+            unlink(path);
+        }
+        for (size_t k = 0; k < j.n; k++)
+            target_free(j.targets[k]);
+        free(j.targets);
+        json_decref(doc);
+        free(path);
+    }
+    if (d != NULL)
+        closedir(d);
+    free(dir);
+}
+
+static snap_rc keep_undo(journal *j, snap_err *err)
+{
+    char *dir, *path;
+    const char *id = json_string_value(json_object_get(j->doc, "revert_id"));
+    snap_rc rc = state_subdir(j->targets[0]->ctx, "undo", &dir, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    path = xasprintf("%s/%s.json", dir, id);
+    rc = write_json_file(path, j->doc, err);
+    free(path);
+    free(dir);
+    return rc;
+}
+
+static snap_rc open_journal(snap_ctx *ctx, const rst_request *req, stg *store, journal *j,
+                            snap_err *err)
+{
+    char *dir, id[32], now[32], host[256] = "";
+    snap_rc rc = state_subdir(ctx, "journal", &dir, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    cat_new_id(id);
+    util_iso8601(time(NULL), now);
+    gethostname(host, sizeof host - 1);
+    j->path = xasprintf("%s/%s.json", dir, id);
+    free(dir);
+    j->doc = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "format", 1, "revert_id", id,
+                       "snapshot", req->name, "store", stg_url(store), "started", now, "host", host,
+                       "pid", (int)getpid(), "phase", "plan");
+    return SNAP_OK;
+}
+
+static snap_rc create_journal_file(journal *j, snap_err *err)
+{
+    snap_rc rc = journal_phase(j, "stage", err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    j->fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    if (j->fd < 0 || flock(j->fd, LOCK_EX | LOCK_NB) != 0)
+        return err_sys(err, SNAP_EFAIL, "cannot lock journal %s", j->path);
+    return SNAP_OK;
+}
+
+snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **result,
+                   snap_err *err)
+{
+    cat_manifest *m = NULL;
+    journal *j = xcalloc(1, sizeof *j);
+    json_t *res = json_object(), *plans = json_array();
+    char *abandoned = NULL;
+    sigset_t oldmask;
+    bool leased = false, journaled = false;
+    snap_rc rc;
+
+    j->fd = -1;
+    *result = res;
+    rc = find_abandoned(ctx, &abandoned, err);
+    if (rc == SNAP_OK && abandoned != NULL) {
+        err_set(err, SNAP_ERECOVER, 0, "an interrupted revert left a journal: %s", abandoned);
+        err_hint(err, "run `revert --recover` to finish or roll it back first");
+        rc = SNAP_ERECOVER;
+    }
+    free(abandoned);
+    if (rc == SNAP_OK)
+        rc = cat_load(store, req->name, &m, err);
+    if (rc == SNAP_OK)
+        rc = open_journal(ctx, req, store, j, err);
+    if (rc == SNAP_OK)
+        rc = build_targets(ctx, store, req, m, j, err);
+    if (rc != SNAP_OK)
+        goto out;
+    json_object_set_new(res, "snapshot", json_string(req->name));
+    json_object_set_new(res, "snapshot_id", json_string(cat_manifest_id(m)));
+    json_object_set_new(res, "revert_id", json_deep_copy(json_object_get(j->doc, "revert_id")));
+    json_object_set_new(res, "dry_run", json_boolean(req->dry_run));
+    json_object_set_new(res, "targets", plans);
+
+    /* 1. Plan: every part present, every target reachable, nothing changed. */
+    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {
+        rst_target *t = j->targets[i];
+        t->detail = req->dry_run || !ctx->assume_yes;
+        rc = check_parts(store, t->comp, err);
+        if (rc == SNAP_OK)
+            rc = t->drv->plan(t, err);
+        json_array_append(plans, t->plan);
+    }
+    if (rc != SNAP_OK || req->dry_run)
+        goto out;
+    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++)
+        rc = lock_target(j->targets[i], err);
+    if (rc != SNAP_OK)
+        goto out;
+    if (!ctx->assume_yes) {
+        if (req->confirm == NULL) {
+            rc = err_set(err, SNAP_EUSAGE, 0, "refusing to change live targets without confirmation");
+            err_hint(err, "stdin is not a terminal: pass --yes, or --dry-run to see the plan");
+            goto out;
+        }
+        if (!req->confirm(res, req->confirm_arg)) {
+            rc = err_set(err, SNAP_EFAIL, 0, "revert cancelled; nothing was changed");
+            goto out;
+        }
+    }
+    rc = cat_lease_take(store, req->name, json_string_value(json_object_get(j->doc, "revert_id")), err);
+    if (rc != SNAP_OK)
+        goto out;
+    leased = true;
+
+    /* 2. Safety snapshot of the live state, so that this revert can be reverted. */
+    if (!req->no_safety_snapshot && req->to == NULL) {
+        rc = safety_snapshot(ctx, store, j, req->name,
+                             json_string_value(json_object_get(j->doc, "revert_id")), res, err);
+        if (rc != SNAP_OK)
+            goto out;
+    }
+
+    /* 3. Stage and verify beside the live targets. */
+    rc = create_journal_file(j, err);
+    if (rc != SNAP_OK)
+        goto out;
+    journaled = true;
+    util_failpoint("stage-begin");
+    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {
+        log_info(ctx, "staging %s", j->targets[i]->name);
+        rc = j->targets[i]->drv->stage(j->targets[i], err);
+        if (rc == SNAP_OK)
+            rc = journal_save(j, err);
+        if (rc == SNAP_OK && ctx_interrupted(ctx, err))
+            rc = SNAP_EINTR;
+    }
+    util_failpoint("stage-end");
+    if (rc != SNAP_OK) {
+        discard_all(j);
+        goto out;
+    }
+
+    /* 4. Cut-over, journaled; signals wait until it is done. */
+    block_signals(true, &oldmask);
+    rc = journal_phase(j, "cutover", err);
+    util_failpoint("cutover-begin");
+    if (rc == SNAP_OK)
+        rc = cutover_all(j, res, err);
+    if (rc == SNAP_OK)
+        rc = journal_phase(j, "finish", err);
+    block_signals(false, &oldmask);
+    if (rc == SNAP_ERECOVER) {
+        journaled = false; /* keep it */
+        goto out;
+    }
+    if (rc != SNAP_OK)
+        goto out;
+    util_failpoint("finish-begin");
+
+    /* 5. Finish: keep (or drop) the displaced state, record the revert. */
+    for (size_t i = 0; i < j->n; i++) {
+        snap_err e;
+        if (j->targets[i]->drv->finish(j->targets[i], req->drop_old, &e) != SNAP_OK)
+            log_warn(ctx, "%s: %s", j->targets[i]->name, e.msg);
+    }
+    json_object_set_new(res, "status", json_string("reverted"));
+    if (!req->drop_old && req->to == NULL) {
+        snap_err e;
+        if (keep_undo(j, &e) != SNAP_OK)
+            log_warn(ctx, "could not record the displaced state for later removal: %s", e.msg);
+    }
+    {
+        snap_err e;
+        json_t *rec = json_deep_copy(res);
+        json_object_set_new(rec, "host", json_deep_copy(json_object_get(j->doc, "host")));
+        json_object_set_new(rec, "started", json_deep_copy(json_object_get(j->doc, "started")));
+        if (cat_record_revert(store, json_string_value(json_object_get(j->doc, "revert_id")), rec, &e) != SNAP_OK)
+            log_warn(ctx, "could not record the revert in the store: %s", e.msg);
+        json_decref(rec);
+    }
+    expire_undo(ctx, store);
+out:
+    if (journaled)
+        journal_remove(j);
+    if (leased)
+        cat_lease_drop(store, req->name, json_string_value(json_object_get(j->doc, "revert_id")));
+    journal_free(j);
+    cat_manifest_free(m);
+    return rc;
+}
+
+/* ---- recovery --------------------------------------------------------------------- */
+
+static snap_rc recover_one(snap_ctx *ctx, stg *store, const char *path, int fd, json_t *report,
+                           snap_err *err)
+{
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr), *tj;
+    journal *j;
+    const char *phase;
+    const char *outcome;
+    snap_rc rc = SNAP_OK;
+    size_t i;
+
+    if (doc == NULL)
+        return err_set(err, SNAP_EFAIL, 0, "journal %s is unreadable: %s", path, jerr.text);
+    j = xcalloc(1, sizeof *j);
+    j->fd = fd;
+    j->doc = doc;
+    j->path = xstrdup(path);
+    phase = json_string_value(json_object_get(doc, "phase"));
+    json_array_foreach(json_object_get(doc, "targets"), i, tj) {
+        const rst_driver *drv = rst_driver_find(json_string_value(json_object_get(tj, "type")));
+        rst_target *t;
+        if (drv == NULL) {
+            rc = err_set(err, SNAP_EFAIL, 0, "journal %s names a target type this build does not know", path);
+            break;
+        }
+        t = target_new(j, ctx, store, drv, json_string_value(json_object_get(tj, "component")));
+        json_decref(t->state);
+        t->state = json_incref(json_object_get(tj, "state"));
+        t->switched = json_is_true(json_object_get(tj, "switched"));
+        const char *to = json_string_value(json_object_get(tj, "to"));
+        t->to = to ? xstrdup(to) : NULL;
+    }
+    if (rc != SNAP_OK)
+        goto out;
+    if (phase != NULL && (strcmp(phase, "cutover") == 0 || strcmp(phase, "finish") == 0)) {
+        /* Everything was staged and verified: complete the cut-over. */
+        json_t *dummy = json_object();
+        rc = SNAP_OK;
+        for (i = 0; i < j->n && rc == SNAP_OK; i++) {
+            rc = j->targets[i]->drv->cutover(j->targets[i], err);
+            if (rc == SNAP_OK) {
+                j->targets[i]->switched = true;
+                rc = journal_save(j, err);
+            }
+        }
+        json_decref(dummy);
+        if (rc != SNAP_OK) {
+            snap_err first = *err;
+            for (size_t k = j->n; k-- > 0;) {
+                if (j->targets[k]->drv->rollback(j->targets[k], err) != SNAP_OK) {
+                    err_prefix(err, "cannot complete (%s) nor roll back revert %s", first.msg, path);
+                    rc = SNAP_ERECOVER;
+                    goto out;
+                }
+            }
+            discard_all(j);
+            outcome = "rolled-back";
+            rc = SNAP_OK;
+        } else {
+            for (i = 0; i < j->n; i++) {
+                snap_err e;
+                if (j->targets[i]->drv->finish(j->targets[i], false, &e) != SNAP_OK)
+                    log_warn(ctx, "%s: %s", j->targets[i]->name, e.msg);
+            }
+            if (keep_undo(j, err) != SNAP_OK)
+                log_warn(ctx, "could not record the displaced state: %s", err->msg);
+            outcome = "completed";
+        }
+    } else {
+        /* Interrupted before the cut-over: nothing live changed; remove the staging. */
+        discard_all(j);
+        outcome = "rolled-back";
+    }
+    json_array_append_new(report, json_pack("{s:O, s:O, s:s}", "revert_id", json_object_get(doc, "revert_id"),
+                                            "snapshot", json_object_get(doc, "snapshot"), "outcome", outcome));
+    log_info(ctx, "revert %s of %s: %s", json_string_value(json_object_get(doc, "revert_id")),
+             json_string_value(json_object_get(doc, "snapshot")), outcome);
+    journal_remove(j);
+out:
+    j->fd = -1; /* the caller closes it */
+    journal_free(j);
+    return rc;
+}
+
+snap_rc rst_recover(snap_ctx *ctx, stg *store, json_t **result, snap_err *err)
+{
+    char *dir;
+    DIR *d;
+    struct dirent *de;
+    json_t *report = json_array();
+    snap_rc rc = state_subdir(ctx, "journal", &dir, err);
+
+    *result = json_pack("{s:o}", "recovered", report);
+    if (rc != SNAP_OK)
+        return rc;
+    d = opendir(dir);
+    while (d != NULL && rc == SNAP_OK && (de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        char *path;
+        int fd;
+
+        if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0)
+            continue;
+        path = xasprintf("%s/%s", dir, de->d_name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+            rc = recover_one(ctx, store, path, fd, report, err);
+        else if (fd >= 0)
+            log_info(ctx, "revert journal %s belongs to a revert that is still running", path);
+        if (fd >= 0)
+            close(fd);
+        free(path);
+    }
+    if (d != NULL)
+        closedir(d);
+    free(dir);
+    if (json_array_size(report) == 0)
+        log_info(ctx, "nothing to recover");
+    return rc;
+}

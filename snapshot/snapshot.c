@@ -1,0 +1,203 @@
+/* snapshot.c: the capture engine: sources -> components -> parts -> manifest, committed last. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "snapshot.h"
+
+static const snp_driver *const drivers[] = {
+    &snp_files_driver,
+};
+
+struct snp_capture {
+    snap_ctx *ctx;
+    stg *store;
+    const char *name;
+    char *section;
+    cat_component *comp;
+    arc_parts *parts;
+    arc_opts opts;
+    bool allow_missing;
+};
+
+const snp_driver *snp_driver_find(const char *type)
+{
+    for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++)
+        if (strcmp(drivers[i]->type, type) == 0)
+            return drivers[i];
+    return NULL;
+}
+
+const char *snp_source_name(const snp_capture *c) { return c->name; }
+snap_ctx *snp_ctx(const snp_capture *c) { return c->ctx; }
+stg *snp_store(const snp_capture *c) { return c->store; }
+bool snp_allow_missing(const snp_capture *c) { return c->allow_missing; }
+cat_component *snp_component(const snp_capture *c) { return c->comp; }
+prg_bar *snp_progress(const snp_capture *c) { return c->opts.progress; }
+
+const char *snp_source_get(const snp_capture *c, const char *key)
+{
+    return cfg_get(c->ctx->cfg, c->section, key);
+}
+
+void snp_source_each(const snp_capture *c, const char *key, bool (*fn)(const char *, void *), void *arg)
+{
+    cfg_each(c->ctx->cfg, c->section, key, fn, arg);
+}
+
+snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err)
+{
+    return arc_writer_new(c->store, c->parts, &c->opts, c->ctx, out, err);
+}
+
+static snap_rc archive_opts(const snap_ctx *ctx, arc_opts *o, snap_err *err)
+{
+    long level, threads;
+    snap_rc rc = cfg_get_int(ctx->cfg, "snap", "zstd_level", 3, 1, 19, &level, err);
+
+    if (rc == SNAP_OK)
+        rc = cfg_get_int(ctx->cfg, "snap", "zstd_threads", 2, 1, 64, &threads, err);
+    if (rc == SNAP_OK)
+        rc = cfg_get_size(ctx->cfg, "snap", "part_size", 256ULL << 20, &o->part_size, err);
+    if (rc == SNAP_OK && o->part_size < 4096)
+        rc = err_set(err, SNAP_EUSAGE, 0, "[snap] part_size must be at least 4K");
+    o->zstd_level = (int)level;
+    o->zstd_threads = (int)threads;
+    return rc;
+}
+
+static snap_rc check_labels(const snp_request *req, snap_err *err)
+{
+    for (size_t i = 0; i < req->nlabels; i++) {
+        const char *eq = strchr(req->labels[i], '=');
+        char *key;
+        snap_rc rc;
+
+        if (eq == NULL || eq == req->labels[i]) {
+            err_set(err, SNAP_EUSAGE, 0, "invalid label '%s'", req->labels[i]);
+            err_hint(err, "labels are KEY=VALUE");
+            return SNAP_EUSAGE;
+        }
+        key = strndup(req->labels[i], (size_t)(eq - req->labels[i]));
+        rc = cat_name_check("label", key, err);
+        free(key);
+        if (rc != SNAP_OK)
+            return rc;
+    }
+    return SNAP_OK;
+}
+
+/* Runs one source into its component of m. */
+static snap_rc capture_source(snp_capture *c, cat_manifest *m, snap_err *err)
+{
+    const char *type = snp_source_get(c, "type");
+    const snp_driver *drv;
+    char *prefix;
+    snap_rc rc = cat_name_check("source", c->name, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (type == NULL || (drv = snp_driver_find(type)) == NULL) {
+        if (type == NULL)
+            err_set(err, SNAP_EUSAGE, 0, "[source %s] has no type", c->name);
+        else
+            err_set(err, SNAP_EUSAGE, 0, "[source %s] has an unknown type '%s'", c->name, type);
+        err_hint(err, "set type = files, postgres, mysql or images");
+        return SNAP_EUSAGE;
+    }
+    c->comp = cat_manifest_add_component(m, c->name, type);
+    prefix = cat_component_prefix(m, c->name);
+    c->parts = arc_parts_new(prefix);
+    free(prefix);
+    log_debug(c->ctx, "capturing %s (%s)", c->name, type);
+    rc = drv->capture(c, err);
+    if (rc == SNAP_OK && ctx_interrupted(c->ctx, err))
+        rc = SNAP_EINTR;
+    if (rc != SNAP_OK && strncmp(err->msg, c->name, strlen(c->name)) != 0)
+        err_prefix(err, "source %s", c->name);
+    for (size_t i = 0; rc == SNAP_OK && i < arc_parts_count(c->parts); i++) {
+        const char *key, *sha;
+        uint64_t size, entries, raw;
+        arc_parts_get(c->parts, i, &key, &size, &sha, &entries, &raw);
+        cat_component_add_part(c->comp, key, size, sha, entries, raw);
+    }
+    arc_parts_free(c->parts);
+    c->parts = NULL;
+    return rc;
+}
+
+snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manifest **out,
+                   snap_err *err)
+{
+    char id[32], *data;
+    bool exists = false;
+    cat_manifest *m;
+    snp_capture c = {0};
+    size_t nsources = cfg_source_count(ctx->cfg);
+    snap_rc rc = cat_name_check("snapshot", req->name, err);
+
+    if (out != NULL)
+        *out = NULL;
+    if (rc == SNAP_OK)
+        rc = check_labels(req, err);
+    if (rc == SNAP_OK)
+        rc = archive_opts(ctx, &c.opts, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (nsources == 0) {
+        err_set(err, SNAP_EUSAGE, 0, "nothing to capture: no source given");
+        err_hint(err, "name one with --files PATH (or --pg, --mysql, --images), or a [source NAME] section in the config");
+        return SNAP_EUSAGE;
+    }
+    /* Fail early on a taken name; the create-only commit settles races. */
+    rc = cat_exists(store, req->name, &exists, err);
+    if (rc == SNAP_OK && exists) {
+        err_set(err, SNAP_ECONFLICT, 0, "snapshot %s already exists", req->name);
+        err_hint(err, "choose another name, or `snap delete %s` first", req->name);
+        rc = SNAP_ECONFLICT;
+    }
+    if (rc != SNAP_OK)
+        return rc;
+
+    cat_new_id(id);
+    m = cat_manifest_new(req->name, id);
+    if (req->note != NULL)
+        cat_manifest_set_note(m, req->note);
+    for (size_t i = 0; i < req->nlabels; i++) {
+        char *k = xstrdup(req->labels[i]), *eq = strchr(k, '=');
+        *eq = '\0';
+        cat_manifest_set_label(m, k, eq + 1);
+        free(k);
+    }
+    c.ctx = ctx;
+    c.store = store;
+    c.allow_missing = req->allow_missing;
+    c.opts.progress = prg_new("snap", 0, ctx->progress);
+    for (size_t i = 0; i < nsources && rc == SNAP_OK; i++) {
+        c.name = cfg_source_name(ctx->cfg, i);
+        c.section = xasprintf("source %s", c.name);
+        rc = capture_source(&c, m, err);
+        free(c.section);
+    }
+    prg_free(c.opts.progress);
+    if (rc == SNAP_OK) {
+        cat_manifest_set_finished(m, time(NULL));
+        util_failpoint("snap-before-commit");
+        rc = cat_commit(store, m, err);
+    }
+    if (rc != SNAP_OK) {
+        /* Nothing was committed: the parts are orphans, remove them now. */
+        snap_err ignored;
+        data = xasprintf("data/%s/", id);
+        if (stg_delete_prefix(store, data, &ignored) != SNAP_OK)
+            log_warn(ctx, "could not remove the parts of the failed snap (%s); `snap gc` will", ignored.msg);
+        free(data);
+        cat_manifest_free(m);
+        return rc;
+    }
+    if (out != NULL)
+        *out = m;
+    else
+        cat_manifest_free(m);
+    return SNAP_OK;
+}

@@ -1,0 +1,425 @@
+/* local.c: the local-directory store driver. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "../common/util.h"
+#include "storage_int.h"
+
+#define TMP_PREFIX ".tmp."
+
+typedef struct local {
+    char *root; /* absolute, no trailing '/' */
+    char *url;
+} local;
+
+typedef struct local_writer {
+    local *l;
+    char *path, *tmp;
+    unsigned flags;
+    int fd;
+} local_writer;
+
+typedef struct local_reader {
+    int fd;
+    uint64_t left; /* UINT64_MAX: to the end */
+} local_reader;
+
+/* Keys are relative and never climb out of the root. */
+static snap_rc check_key(const char *key, snap_err *err)
+{
+    if (key[0] == '/' || strstr(key, "..") != NULL || key[0] == '\0')
+        return err_set(err, SNAP_EUSAGE, 0, "invalid store key %s", key);
+    return SNAP_OK;
+}
+
+static snap_rc local_open(const char *url, bool create, snap_ctx *ctx, void **out, snap_err *err)
+{
+    const char *path = strncmp(url, "file://", 7) == 0 ? url + 7 : url;
+    struct stat st;
+    local *l;
+
+    (void)ctx;
+    if (path[0] == '\0')
+        return err_set(err, SNAP_EUSAGE, 0, "empty store path");
+    l = xcalloc(1, sizeof *l);
+    l->root = util_abspath(path);
+    l->url = xstrdup(l->root);
+    if (stat(l->root, &st) != 0) {
+        snap_rc rc;
+        if (errno != ENOENT || !create) {
+            rc = err_sys(err, err_from_errno(errno), "cannot open store %s", l->root);
+            if (errno == ENOENT)
+                err_hint(err, "check --store; `snap create` makes a new store on first use");
+            goto fail;
+        }
+        rc = util_mkdir_p(l->root, 0700, err);
+        if (rc != SNAP_OK)
+            goto fail;
+    } else if (!S_ISDIR(st.st_mode)) {
+        err_set(err, SNAP_EUSAGE, 0, "store %s is not a directory", l->root);
+        goto fail;
+    }
+    *out = l;
+    return SNAP_OK;
+fail:
+    free(l->root);
+    free(l->url);
+    free(l);
+    return err->code;
+}
+
+static void local_free(void *drv)
+{
+    local *l = drv;
+    free(l->root);
+    free(l->url);
+    free(l);
+}
+
+static const char *local_url(void *drv)
+{
+    return ((local *)drv)->url;
+}
+
+static void local_describe(void *drv, void *json_object)
+{
+    (void)drv;
+    json_object_set_new(json_object, "create_only_check", json_string("link"));
+}
+
+static char *key_path(const local *l, const char *key)
+{
+    return xasprintf("%s/%s", l->root, key);
+}
+
+static snap_rc local_writer_open(void *drv, const char *key, unsigned flags, void **out,
+                                 snap_err *err)
+{
+    local *l = drv;
+    local_writer *w;
+    char rnd[17], *dir;
+    snap_rc rc = check_key(key, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    w = xcalloc(1, sizeof *w);
+    w->l = l;
+    w->flags = flags;
+    w->path = key_path(l, key);
+    dir = util_dirname(w->path);
+    rc = util_mkdir_p(dir, 0700, err);
+    util_random_hex(rnd, 8);
+    char *base = util_basename(w->path);
+    w->tmp = xasprintf("%s/" TMP_PREFIX "%s.%s", dir, base, rnd);
+    free(base);
+    free(dir);
+    if (rc == SNAP_OK) {
+        w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (w->fd < 0)
+            rc = err_sys(err, err_from_errno(errno) == SNAP_ENOTFOUND ? SNAP_EFAIL : err_from_errno(errno),
+                         "cannot write to store %s", l->root);
+    }
+    if (rc != SNAP_OK) {
+        free(w->path);
+        free(w->tmp);
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return SNAP_OK;
+}
+
+static snap_rc local_write(void *wp, const void *buf, size_t len, snap_err *err)
+{
+    local_writer *w = wp;
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(w->fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return err_sys(err, SNAP_EFAIL, "cannot write %s", w->path);
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return SNAP_OK;
+}
+
+static void writer_free(local_writer *w)
+{
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w->path);
+    free(w->tmp);
+    free(w);
+}
+
+static void local_abort(void *wp)
+{
+    local_writer *w = wp;
+    unlink(w->tmp);
+    writer_free(w);
+}
+
+static snap_rc local_commit(void *wp, snap_err *err)
+{
+    local_writer *w = wp;
+    snap_rc rc = SNAP_OK;
+    char *dir;
+
+    if (fsync(w->fd) != 0) {
+        rc = err_sys(err, SNAP_EFAIL, "cannot fsync %s", w->path);
+        goto fail;
+    }
+    if (close(w->fd) != 0) {
+        w->fd = -1;
+        rc = err_sys(err, SNAP_EFAIL, "cannot close %s", w->path);
+        goto fail;
+    }
+    w->fd = -1;
+    if (w->flags & STG_CREATE_ONLY) {
+        /* link() fails with EEXIST when the name is taken: the create-only commit. */
+        if (link(w->tmp, w->path) != 0) {
+            rc = errno == EEXIST ? err_set(err, SNAP_ECONFLICT, EEXIST, "%s exists", w->path)
+                                 : err_sys(err, SNAP_EFAIL, "cannot commit %s", w->path);
+            goto fail;
+        }
+        unlink(w->tmp);
+    } else if (rename(w->tmp, w->path) != 0) {
+        rc = err_sys(err, SNAP_EFAIL, "cannot commit %s", w->path);
+        goto fail;
+    }
+    dir = util_dirname(w->path);
+    rc = util_fsync_dir(dir, err);
+    free(dir);
+    writer_free(w);
+    return rc;
+fail:
+    local_abort(w);
+    return rc;
+}
+
+static snap_rc local_reader_open(void *drv, const char *key, uint64_t off, uint64_t len,
+                                 void **out, snap_err *err)
+{
+    local *l = drv;
+    local_reader *r;
+    char *path;
+    int fd;
+    snap_rc rc = check_key(key, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    path = key_path(l, key);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = err_sys(err, err_from_errno(errno), "cannot read %s", path);
+        free(path);
+        return rc;
+    }
+    if (off > 0 && lseek(fd, (off_t)off, SEEK_SET) < 0) {
+        rc = err_sys(err, SNAP_EFAIL, "cannot seek in %s", path);
+        close(fd);
+        free(path);
+        return rc;
+    }
+    free(path);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    r = xcalloc(1, sizeof *r);
+    r->fd = fd;
+    r->left = len ? len : UINT64_MAX;
+    *out = r;
+    return SNAP_OK;
+}
+
+static snap_rc local_read(void *rp, void *buf, size_t cap, size_t *got, snap_err *err)
+{
+    local_reader *r = rp;
+    ssize_t n;
+
+    if ((uint64_t)cap > r->left)
+        cap = (size_t)r->left;
+    *got = 0;
+    if (cap == 0)
+        return SNAP_OK;
+    do
+        n = read(r->fd, buf, cap);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return err_sys(err, SNAP_EFAIL, "cannot read from store");
+    *got = (size_t)n;
+    if (r->left != UINT64_MAX)
+        r->left -= (uint64_t)n;
+    return SNAP_OK;
+}
+
+static void local_reader_free(void *rp)
+{
+    local_reader *r = rp;
+    close(r->fd);
+    free(r);
+}
+
+static snap_rc local_stat(void *drv, const char *key, uint64_t *size, snap_err *err)
+{
+    struct stat st;
+    char *path;
+    snap_rc rc = check_key(key, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    path = key_path(drv, key);
+    if (stat(path, &st) != 0)
+        rc = err_sys(err, err_from_errno(errno), "cannot stat %s", path);
+    else
+        *size = (uint64_t)st.st_size;
+    free(path);
+    return rc;
+}
+
+typedef struct walk {
+    const local *l;
+    const char *prefix;
+    stg_list_fn fn;
+    void *arg;
+    bool stop;
+    bool temps; /* list only the temp files (cleanup) */
+} walk;
+
+/* Walks dir (relative key rel), calling back for every file whose key starts with prefix. */
+static snap_rc walk_dir(walk *w, const char *rel, snap_err *err)
+{
+    char *path = rel[0] ? xasprintf("%s/%s", w->l->root, rel) : xstrdup(w->l->root);
+    DIR *d = opendir(path);
+    struct dirent *de;
+    snap_rc rc = SNAP_OK;
+
+    if (d == NULL) {
+        rc = errno == ENOENT || errno == ENOTDIR ? SNAP_OK : err_sys(err, SNAP_EFAIL, "cannot list %s", path);
+        free(path);
+        return rc;
+    }
+    while (!w->stop && rc == SNAP_OK && (de = readdir(d)) != NULL) {
+        struct stat st;
+        char *key, *full;
+        bool tmp;
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        key = rel[0] ? xasprintf("%s/%s", rel, de->d_name) : xstrdup(de->d_name);
+        full = xasprintf("%s/%s", path, de->d_name);
+        /* Only descend where the prefix can still match. */
+        size_t kl = strlen(key), pl = strlen(w->prefix);
+        bool could = strncmp(key, w->prefix, kl < pl ? kl : pl) == 0;
+        if (could && lstat(full, &st) == 0) {
+            tmp = strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0;
+            if (S_ISDIR(st.st_mode)) {
+                rc = walk_dir(w, key, err);
+            } else if (S_ISREG(st.st_mode) && tmp == w->temps && kl >= pl) {
+                stg_entry e = {key, (uint64_t)st.st_size, st.st_mtime};
+                if (!w->fn(&e, w->arg))
+                    w->stop = true;
+            }
+        }
+        free(key);
+        free(full);
+    }
+    closedir(d);
+    free(path);
+    return rc;
+}
+
+static snap_rc local_list(void *drv, const char *prefix, stg_list_fn fn, void *arg, snap_err *err)
+{
+    walk w = {drv, prefix, fn, arg, false, false};
+    return walk_dir(&w, "", err);
+}
+
+static snap_rc local_remove(void *drv, const char *key, snap_err *err)
+{
+    local *l = drv;
+    char *path, *dir;
+    snap_rc rc = check_key(key, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    path = key_path(l, key);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        rc = err_sys(err, SNAP_EFAIL, "cannot delete %s", path);
+        free(path);
+        return rc;
+    }
+    /* Remove directories left empty, up to the root. */
+    dir = util_dirname(path);
+    while (strlen(dir) > strlen(l->root) && rmdir(dir) == 0) {
+        char *up = util_dirname(dir);
+        free(dir);
+        dir = up;
+    }
+    free(dir);
+    free(path);
+    return SNAP_OK;
+}
+
+typedef struct stale {
+    const local *l;
+    time_t before;
+    bool dry_run;
+    unsigned n;
+} stale;
+
+static bool remove_stale(const stg_entry *e, void *arg)
+{
+    stale *s = arg;
+
+    if (e->mtime > s->before)
+        return true;
+    s->n++;
+    if (!s->dry_run) {
+        char *path = key_path(s->l, e->key);
+        unlink(path);
+        free(path);
+    }
+    return true;
+}
+
+static snap_rc local_cleanup(void *drv, int64_t max_age, bool dry_run, unsigned *n, snap_err *err)
+{
+    stale s = {drv, time(NULL) - (time_t)max_age, dry_run, 0};
+    walk w = {drv, "", remove_stale, &s, false, true};
+    snap_rc rc = walk_dir(&w, "", err);
+
+    *n = s.n;
+    return rc;
+}
+
+const stg_driver stg_local_driver = {
+    .scheme = "file",
+    .features = STG_FEAT_RANGE | STG_FEAT_CREATE_ONLY | STG_FEAT_LOCAL,
+    .open = local_open,
+    .free = local_free,
+    .url = local_url,
+    .describe = local_describe,
+    .writer_open = local_writer_open,
+    .write = local_write,
+    .commit = local_commit,
+    .abort = local_abort,
+    .reader_open = local_reader_open,
+    .read = local_read,
+    .reader_free = local_reader_free,
+    .stat = local_stat,
+    .list = local_list,
+    .remove = local_remove,
+    .remove_many = NULL,
+    .cleanup = local_cleanup,
+};
