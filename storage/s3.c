@@ -1471,7 +1471,7 @@ static char *complete_body(s3_writer *w)
     xmlNode *root = xmlNewNode(NULL, BAD_CAST "CompleteMultipartUpload");
     xmlChar *mem = NULL;
     int size = 0;
-    char num[16], *out;
+    char num[24], *out;
 
     xmlDocSetRootElement(doc, root);
     for (size_t i = 0; i < w->netags; i++) {
