@@ -390,6 +390,7 @@ static bool retryable(const s3_req *q)
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
+    case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
@@ -1008,6 +1009,22 @@ static const char *opt(const cfg *c, const char *key)
 
 static void s3_free(void *drv);
 
+/*
+ * One cheap listing at open: a missing bucket, wrong keys or a wrong region show up
+ * here with the server's own code and message (HEAD answers carry no body to say why).
+ */
+static snap_rc check_bucket(s3_drv *d, snap_err *err)
+{
+    sigv4_param p[] = {{"list-type", "2"}, {"max-keys", "1"}, {"prefix", d->prefix}};
+    char *query = sigv4_query(p, 3);
+    s3_req q = {.method = "GET", .query = query};
+    snap_rc rc = request(d, &q, 0, err);
+
+    req_done(&q);
+    free(query);
+    return rc;
+}
+
 static snap_rc s3_open(const char *url, bool create, snap_ctx *ctx, void **out, snap_err *err)
 {
     s3_drv *d = xcalloc(1, sizeof *d);
@@ -1153,6 +1170,8 @@ static snap_rc s3_open(const char *url, bool create, snap_ctx *ctx, void **out, 
             goto fail;
         }
     }
+    if ((rc = check_bucket(d, err)) != SNAP_OK)
+        goto fail;
     free(scheme);
     free(hostport);
     *out = d;
