@@ -300,8 +300,8 @@ struct s3_req {
 };
 
 typedef struct body_cursor {
-    const unsigned char *p;
-    size_t left;
+    const unsigned char *start, *p;
+    size_t total, left;
 } body_cursor;
 
 static size_t read_body(char *dst, size_t size, size_t nmemb, void *arg)
@@ -315,6 +315,18 @@ static size_t read_body(char *dst, size_t size, size_t nmemb, void *arg)
     c->p += n;
     c->left -= n;
     return n;
+}
+
+/* curl rewinds when a reused connection turned out dead before the body went. */
+static int seek_body(void *arg, curl_off_t off, int origin)
+{
+    body_cursor *c = arg;
+
+    if (origin != SEEK_SET || off < 0 || (uint64_t)off > c->total)
+        return CURL_SEEKFUNC_FAIL;
+    c->p = c->start + off;
+    c->left = c->total - (size_t)off;
+    return CURL_SEEKFUNC_OK;
 }
 
 static size_t write_body(char *src, size_t size, size_t nmemb, void *arg)
@@ -391,6 +403,7 @@ static bool retryable(const s3_req *q)
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
     case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_SEND_FAIL_REWIND:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
@@ -445,7 +458,7 @@ static void attempt(s3_drv *d, CURL *h, s3_req *q, const char *url, const char *
     size_t nh = 0;
     char amz_date[17];
     struct curl_slist *l = NULL;
-    body_cursor cur = {q->body, q->body_len};
+    body_cursor cur = {q->body, q->body, q->body_len, q->body_len};
     char *auth, *line;
 
     sb_free(&q->resp);
@@ -513,6 +526,8 @@ static void attempt(s3_drv *d, CURL *h, s3_req *q, const char *url, const char *
         curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(h, CURLOPT_READFUNCTION, read_body);
         curl_easy_setopt(h, CURLOPT_READDATA, &cur);
+        curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_body);
+        curl_easy_setopt(h, CURLOPT_SEEKDATA, &cur);
         curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)q->body_len);
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
     } else if (strcmp(q->method, "GET") != 0) {
@@ -788,6 +803,9 @@ static snap_rc probe_create_only(s3_drv *d, snap_err *err)
             log_warn(d->ctx, "%s: the server ignores If-None-Match; catalog commits use the "
                              "weaker head-then-put check",
                      d->url);
+        else
+            log_debug(d->ctx, "%s: the server honours If-None-Match: create-only commits use it",
+                      d->url);
         pthread_mutex_lock(&d->lock);
         d->check = c;
         pthread_mutex_unlock(&d->lock);
@@ -1310,6 +1328,42 @@ static snap_rc s3_writer_open(void *drv, const char *key, unsigned flags, void *
     return SNAP_OK;
 }
 
+static void abort_upload(s3_drv *d, const char *okey, const char *upload_id);
+
+/*
+ * CreateMultipartUpload is the one request that is not idempotent: when an attempt
+ * reached the server but its answer was lost, the retry made a second upload. Abort
+ * every other upload of this key (one writer owns a key, so none is anyone else's).
+ */
+static void abort_twins(s3_writer *w)
+{
+    s3_drv *d = w->d;
+    sigv4_param p[] = {{"uploads", NULL}, {"prefix", w->okey}};
+    char *query = sigv4_query(p, 2);
+    s3_req q = {.method = "GET", .query = query};
+    snap_err e;
+    xmlDoc *doc = NULL;
+
+    if (request(d, &q, 0, &e) == SNAP_OK) {
+        doc = xml_parse(q.resp.p, q.resp.len);
+        xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+        for (xmlNode *c = root ? root->children : NULL; c; c = c->next) {
+            char key[1100], id[512];
+            if (!xml_is(c, "Upload"))
+                continue;
+            xml_text(c, "Key", key, sizeof key);
+            xml_text(c, "UploadId", id, sizeof id);
+            if (strcmp(key, w->okey) == 0 && strcmp(id, w->upload_id) != 0) {
+                log_debug(d->ctx, "aborting a duplicate upload of s3://%s/%s", d->bucket, key);
+                abort_upload(d, key, id);
+            }
+        }
+    }
+    xmlFreeDoc(doc);
+    req_done(&q);
+    free(query);
+}
+
 static snap_rc create_upload(s3_writer *w, snap_err *err)
 {
     s3_drv *d = w->d;
@@ -1329,6 +1383,8 @@ static snap_rc create_upload(s3_writer *w, snap_err *err)
                                              "answer",
                          d->bucket, w->okey);
     }
+    if (rc == SNAP_OK && q.attempts > 1)
+        abort_twins(w);
     xmlFreeDoc(doc);
     req_done(&q);
     free(query);

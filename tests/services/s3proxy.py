@@ -5,7 +5,7 @@
                [--faults 500,503,reset,cut,stall] [--seed N] [--stall 5] [--log FILE]
 
 It forwards requests unchanged (the Host header too, so SigV4 signatures stay valid) and,
-for a share of them (--rate, 0..1), injects one fault picked from --faults:
+for a random share of them (--rate, 0..1), injects the next fault of --faults in turn:
 
     500    answer 500 InternalError without forwarding
     503    answer 503 SlowDown without forwarding
@@ -39,10 +39,14 @@ class Proxy(socketserver.ThreadingMixIn, socketserver.TCPServer):
 def make_handler(opts, rng, lock, log):
     faults = [f for f in opts.faults.split(",") if f]
 
+    turn = [0]
+
     def pick():
+        # Which requests fail is random; the faults take turns, so each kind shows up.
         with lock:
             if rng.random() < opts.rate:
-                return rng.choice(faults)
+                turn[0] += 1
+                return faults[(turn[0] - 1) % len(faults)]
         return None
 
     class Handler(BaseHTTPRequestHandler):
