@@ -334,14 +334,14 @@ static bool collect_id(const stg_entry *e, void *arg)
     return true;
 }
 
-/* The start time an id carries: 20261126T054128Z-... */
+/* The start time an id carries: 20261126T054128.123Z-... */
 static time_t id_time(const char *id)
 {
     struct tm tm;
     const char *end;
 
     memset(&tm, 0, sizeof tm);
-    end = strptime(id, "%Y%m%dT%H%M%SZ", &tm);
+    end = strptime(id, "%Y%m%dT%H%M%S", &tm);
     return end ? timegm(&tm) : 0;
 }
 

@@ -21,7 +21,7 @@ typedef struct cat_component cat_component;
 
 /* Names match [A-Za-z0-9][A-Za-z0-9._-]{0,127}; a usage error otherwise. */
 snap_rc cat_name_check(const char *what, const char *name, snap_err *err);
-/* Ids sort by time: 20261126T054128Z-1a2b3c4d (out holds 32). */
+/* Ids sort by time: 20261126T054128.123Z-1a2b3c4d (out holds 32). */
 void cat_new_id(char out[32]);
 
 cat_manifest *cat_manifest_new(const char *name, const char *id);

@@ -34,13 +34,15 @@ snap_rc cat_name_check(const char *what, const char *name, snap_err *err)
 void cat_new_id(char out[32])
 {
     char now[20], rnd[9];
-    time_t t = time(NULL);
+    struct timespec ts;
     struct tm tm;
 
-    gmtime_r(&t, &tm);
-    strftime(now, sizeof now, "%Y%m%dT%H%M%SZ", &tm);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(now, sizeof now, "%Y%m%dT%H%M%S", &tm);
     util_random_hex(rnd, 4);
-    snprintf(out, 32, "%s-%s", now, rnd);
+    if (snprintf(out, 32, "%.15s.%03ldZ-%.8s", now, ts.tv_nsec / 1000000 % 1000, rnd) >= 32)
+        abort(); /* 15 + 5 + 1 + 8 characters always fit */
 }
 
 cat_manifest *cat_manifest_new(const char *name, const char *id)

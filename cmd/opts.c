@@ -150,8 +150,10 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
     if (opts_has(&c->o, "help") || opts_has(&c->o, "version"))
         return SNAP_OK;
     rc = cfg_find_and_load(c->cfg, opts_get(&c->o, "config"), err);
+    if (rc == SNAP_ENOTFOUND) /* a config file named but missing is a usage error */
+        rc = err->code = SNAP_EUSAGE;
     if (rc != SNAP_OK)
-        return rc == SNAP_ENOTFOUND ? SNAP_EUSAGE : rc;
+        return rc;
     c->ctx.json = opts_has(&c->o, "json");
     c->ctx.verbosity = opts_has(&c->o, "quiet") ? -1 : opts_has(&c->o, "verbose") ? 1 : 0;
     c->ctx.progress = isatty(STDERR_FILENO) && c->ctx.verbosity >= 0 && !opts_has(&c->o, "no-progress");

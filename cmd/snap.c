@@ -487,9 +487,10 @@ int main(int argc, char **argv)
     }
     cmd = c.o.nwords > 0 ? c.o.words[0] : NULL;
     if (opts_has(&c.o, "help") || cmd == NULL || strcmp(cmd, "help") == 0) {
-        opts_help(cmd == NULL && !opts_has(&c.o, "help") ? stderr : stdout, usage, options);
+        bool asked = cmd != NULL || opts_has(&c.o, "help");
+        opts_help(asked ? stdout : stderr, usage, options);
         cli_free(&c);
-        return cmd == NULL && !opts_has(&c.o, "help") ? SNAP_EUSAGE : 0;
+        return asked ? 0 : SNAP_EUSAGE;
     }
     bool needs_name = !strcmp(cmd, "create") || !strcmp(cmd, "show") || !strcmp(cmd, "verify") ||
                       !strcmp(cmd, "delete");

@@ -242,7 +242,9 @@ static snap_rc part_close(arc_writer *w, snap_err *err)
 
 static snap_rc ensure_part(arc_writer *w, snap_err *err)
 {
-    if (w->a != NULL && w->cur.size >= w->opts.part_size) {
+    /* zstd holds back output while it works, so the stored count lags: the raw count
+     * bounds a part too (stored bytes never much exceed raw bytes). */
+    if (w->a != NULL && (w->cur.size >= w->opts.part_size || w->cur.raw >= 4 * w->opts.part_size)) {
         snap_rc rc = part_close(w, err);
         if (rc != SNAP_OK)
             return rc;
@@ -498,7 +500,7 @@ snap_rc arc_reader_data(arc_reader *r, void *buf, size_t cap, size_t *got, snap_
 }
 
 snap_rc arc_reader_extract(arc_reader *r, struct archive *disk, struct archive_entry *e,
-                           snap_err *err)
+                           uint64_t *bytes, snap_err *err)
 {
     const void *buf;
     size_t len;
@@ -508,24 +510,30 @@ snap_rc arc_reader_extract(arc_reader *r, struct archive *disk, struct archive_e
     if (rc < ARCHIVE_WARN)
         goto disk_fail;
     if (rc == ARCHIVE_WARN)
-        log_debug(r->ctx, "%s: %s", archive_entry_pathname(e), archive_error_string(disk));
+        log_warn(r->ctx, "%s: %s", archive_entry_pathname(e), archive_error_string(disk));
     for (;;) {
         rc = archive_read_data_block(r->a, &buf, &len, &off);
         if (rc == ARCHIVE_EOF)
             break;
         if (rc < ARCHIVE_WARN)
             return read_fail(r, err);
-        if (archive_write_data_block(disk, buf, len, off) < ARCHIVE_WARN)
+        /* write_disk reports a failed write(2), ENOSPC among them, as a mere warning. */
+        if (archive_write_data_block(disk, buf, len, off) != ARCHIVE_OK)
             goto disk_fail;
+        *bytes += len;
     }
-    if (archive_write_finish_entry(disk) < ARCHIVE_WARN)
+    rc = archive_write_finish_entry(disk);
+    if (rc < ARCHIVE_WARN)
         goto disk_fail;
+    if (rc == ARCHIVE_WARN)
+        log_warn(r->ctx, "%s: %s", archive_entry_pathname(e), archive_error_string(disk));
     return SNAP_OK;
 disk_fail:
     errno = archive_errno(disk);
-    return err_set(err, errno == ENOSPC ? SNAP_EFAIL : err_from_errno(errno) == SNAP_ENOTFOUND ? SNAP_EFAIL : err_from_errno(errno),
-                   errno, "cannot write %s: %s", archive_entry_pathname(e),
-                   archive_error_string(disk) ? archive_error_string(disk) : strerror(errno));
+    rc = err_from_errno(errno);
+    return err_set(err, rc == SNAP_EUNREACH ? rc : SNAP_EFAIL, errno, "cannot write %s: %s%s%s",
+                   archive_entry_pathname(e), archive_error_string(disk) ? archive_error_string(disk) : "",
+                   errno ? ": " : "", errno ? strerror(errno) : "");
 }
 
 snap_rc arc_reader_close(arc_reader *r, snap_err *err)

@@ -64,9 +64,10 @@ snap_rc arc_reader_open(stg *store, const char *key, uint64_t size, const char *
 snap_rc arc_reader_next(arc_reader *r, struct archive_entry **e, snap_err *err);
 /* Reads the current entry's data; *got is 0 at its end. */
 snap_rc arc_reader_data(arc_reader *r, void *buf, size_t cap, size_t *got, snap_err *err);
-/* Writes the current entry to disk through an archive_write_disk object. */
+/* Writes the current entry to disk through an archive_write_disk object; adds the data
+ * bytes written to *bytes. */
 snap_rc arc_reader_extract(arc_reader *r, struct archive *disk, struct archive_entry *e,
-                           snap_err *err);
+                           uint64_t *bytes, snap_err *err);
 /* Drains the stream and verifies it; then frees. Pass err NULL to only free. */
 snap_rc arc_reader_close(arc_reader *r, snap_err *err);
 

@@ -175,6 +175,26 @@ char *util_basename(const char *path)
     return xstrdup(slash ? slash + 1 : path);
 }
 
+bool util_link_inside(const char *root, const char *link_path, const char *target)
+{
+    char *joined, *norm;
+    size_t n = strlen(root);
+    bool ok;
+
+    if (target[0] == '/') {
+        joined = xstrdup(target);
+    } else {
+        char *dir = util_dirname(link_path);
+        joined = xasprintf("%s/%s", dir, target);
+        free(dir);
+    }
+    norm = util_abspath(joined);
+    ok = strncmp(norm, root, n) == 0 && (norm[n] == '\0' || norm[n] == '/');
+    free(norm);
+    free(joined);
+    return ok;
+}
+
 uint64_t util_now_ns(void)
 {
     struct timespec ts;
@@ -291,9 +311,18 @@ bool util_glob_match(const char *pattern, const char *path)
 void util_failpoint(const char *name)
 {
     const char *fp = getenv("SNAP_FAILPOINT");
+    size_t n = strlen(name);
 
-    if (fp != NULL && strcmp(fp, name) == 0) {
+    if (fp == NULL || strncmp(fp, name, n) != 0)
+        return;
+    if (fp[n] == '\0') {
         fprintf(stderr, "failpoint %s: killing the process\n", name);
         raise(SIGKILL);
+    } else if (strncmp(fp + n, ":pause=", 7) == 0) {
+        /* Holds the process here so that a test can act while it waits. */
+        unsigned secs = (unsigned)atoi(fp + n + 7);
+        fprintf(stderr, "failpoint %s: pausing %u s\n", name, secs);
+        while ((secs = sleep(secs)) > 0)
+            ;
     }
 }

@@ -28,6 +28,9 @@ char *util_basename(const char *path);
 /* Absolute, without "." , ".." or duplicate '/' (lexically; symlinks are not resolved). */
 char *util_abspath(const char *path);
 
+/* Does a symlink at link_path (inside root) with this target resolve inside root? Lexical. */
+bool util_link_inside(const char *root, const char *link_path, const char *target);
+
 /* Monotonic milliseconds / nanoseconds, for durations. */
 uint64_t util_now_ms(void);
 uint64_t util_now_ns(void);
@@ -51,7 +54,10 @@ void util_human_bytes(uint64_t n, char out[32]);
 /* fnmatch-style glob against a path and each of its trailing sub-paths (for exclude). */
 bool util_glob_match(const char *pattern, const char *path);
 
-/* Named fail points: when $SNAP_FAILPOINT equals name, the process kills itself (SIGKILL). */
+/*
+ * Named fail points for the crash tests: when $SNAP_FAILPOINT equals name, the process
+ * kills itself (SIGKILL); "name:pause=N" holds it there N seconds instead.
+ */
 void util_failpoint(const char *name);
 
 #endif

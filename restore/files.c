@@ -60,27 +60,6 @@ static const json_t *root_of(rst_target *t, const char *name, const char **rest)
     return NULL;
 }
 
-/* Is an absolute or relative symlink target inside the live root once in place? */
-static bool link_inside(const char *live_root, const char *link_live_path, const char *target)
-{
-    char *joined, *norm;
-    bool ok;
-    size_t n = strlen(live_root);
-
-    if (target[0] == '/') {
-        joined = xstrdup(target);
-    } else {
-        char *dir = util_dirname(link_live_path);
-        joined = xasprintf("%s/%s", dir, target);
-        free(dir);
-    }
-    norm = util_abspath(joined);
-    ok = strncmp(norm, live_root, n) == 0 && (norm[n] == '\0' || norm[n] == '/');
-    free(norm);
-    free(joined);
-    return ok;
-}
-
 /* ---- plan ------------------------------------------------------------------------- */
 
 typedef struct name_set {
@@ -320,7 +299,7 @@ typedef struct stage {
     size_t next_part;
     bool failed;
     snap_err err;
-    uint64_t files, dirs, links;
+    uint64_t files, dirs, links, bytes;
     link_todo *todo;
     size_t ntodo;
     dir_meta *dirs_meta;
@@ -360,7 +339,7 @@ static snap_rc map_entry(stage *s, struct archive_entry *e, bool *defer, snap_er
     if (archive_entry_filetype(e) == AE_IFLNK && !s->allow_external) {
         const char *target = archive_entry_symlink(e);
         char *live = xasprintf("%s%s", rget(root, "path"), rest);
-        bool inside = target != NULL && link_inside(rget(root, "path"), live, target);
+        bool inside = target != NULL && util_link_inside(rget(root, "path"), live, target);
         free(live);
         if (!inside) {
             err_set(err, SNAP_EVERIFY, 0, "refusing symlink /%s -> %s: it points outside %s", name,
@@ -430,9 +409,11 @@ static snap_rc extract_part(stage *s, size_t p, snap_err *err)
             d->mode = archive_entry_perm(e);
             pthread_mutex_unlock(&s->mu);
         }
-        rc = arc_reader_extract(ar, disk, e, err);
+        uint64_t bytes = 0;
+        rc = arc_reader_extract(ar, disk, e, &bytes, err);
         if (rc == SNAP_OK) {
             pthread_mutex_lock(&s->mu);
+            s->bytes += bytes;
             if (archive_entry_hardlink(e) != NULL)
                 s->files++;
             else switch (archive_entry_filetype(e)) {
@@ -485,10 +466,10 @@ static void *stage_worker(void *arg)
 static snap_rc check_stats(stage *s, snap_err *err)
 {
     json_t *stats = cat_component_stats((cat_component *)(uintptr_t)rst_component(s->t));
-    static const char *const keys[] = {"files", "directories", "symlinks"};
-    uint64_t have[] = {s->files, s->dirs, s->links};
+    static const char *const keys[] = {"files", "directories", "symlinks", "bytes"};
+    uint64_t have[] = {s->files, s->dirs, s->links, s->bytes};
 
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 4; i++) {
         json_int_t want = json_integer_value(json_object_get(stats, keys[i]));
         if ((uint64_t)want != have[i]) {
             err_set(err, SNAP_EVERIFY, 0, "%s: restored %llu %s, the manifest says %lld", rst_component_name(s->t),

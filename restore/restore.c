@@ -687,6 +687,8 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
             rc = SNAP_EINTR;
     }
     util_failpoint("stage-end");
+    if (rc == SNAP_OK && ctx_interrupted(ctx, err))
+        rc = SNAP_EINTR; /* the last chance to stop with nothing changed */
     if (rc != SNAP_OK) {
         discard_all(j);
         goto out;

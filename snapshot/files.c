@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fts.h>
+#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,7 +18,9 @@ typedef struct fwalk {
     struct archive *disk; /* metadata reader: xattrs, ACLs, owner names */
     const char *const *exclude;
     size_t nexclude;
-    uint64_t files, dirs, links, other, bytes;
+    uint64_t files, dirs, links, other, bytes, external;
+    const char *root; /* the root being walked */
+    void *seen;       /* tsearch tree of (dev, ino) of files with several links */
     json_t *roots;
 } fwalk;
 
@@ -32,6 +35,33 @@ static bool excluded(const fwalk *f, const char *rel)
         if (util_glob_match(f->exclude[i], rel))
             return true;
     return false;
+}
+
+typedef struct inode {
+    dev_t dev;
+    ino_t ino;
+} inode;
+
+static int inode_cmp(const void *a, const void *b)
+{
+    const inode *x = a, *y = b;
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+static bool first_link(fwalk *f, const struct stat *st)
+{
+    inode *k = xmalloc(sizeof *k), **found;
+
+    k->dev = st->st_dev;
+    k->ino = st->st_ino;
+    found = tsearch(k, &f->seen, inode_cmp);
+    if (*found != k) {
+        free(k);
+        return false;
+    }
+    return true;
 }
 
 static snap_rc add_entry(fwalk *f, FTSENT *ent, snap_err *err)
@@ -70,11 +100,19 @@ static snap_rc add_entry(fwalk *f, FTSENT *ent, snap_err *err)
         goto out;
     if (S_ISREG(st->st_mode)) {
         f->files++;
-        f->bytes += (uint64_t)st->st_size;
+        /* The data of a hard-linked file is stored once, with its first name. */
+        if (st->st_nlink <= 1 || first_link(f, st))
+            f->bytes += (uint64_t)st->st_size;
     } else if (S_ISDIR(st->st_mode)) {
         f->dirs++;
     } else if (S_ISLNK(st->st_mode)) {
+        const char *target = archive_entry_symlink(e);
         f->links++;
+        if (target != NULL && !util_link_inside(f->root, ent->fts_path, target)) {
+            f->external++;
+            log_warn(f->ctx, "symlink %s points outside %s (to %s): revert will need --allow-external-symlinks",
+                     ent->fts_path, f->root, target);
+        }
     } else {
         f->other++;
     }
@@ -166,12 +204,14 @@ snap_rc snp_files_capture_paths(snp_capture *c, const char *const *paths, size_t
         char *tmp = xasprintf("%s%s%s", source, i ? " " : "", paths[i]);
         free(source);
         source = tmp;
+        f.root = paths[i];
         rc = capture_root(&f, paths[i], err);
     }
     if (rc == SNAP_OK)
         rc = arc_writer_finish(f.w, err);
     arc_writer_free(f.w);
     archive_read_free(f.disk);
+    tdestroy(f.seen, free);
     for (size_t i = 0; i < nexclude; i++)
         json_array_append_new(excl, json_string(exclude[i]));
     json_object_set_new(cat_component_info(comp), "roots", f.roots);
@@ -180,6 +220,7 @@ snap_rc snp_files_capture_paths(snp_capture *c, const char *const *paths, size_t
     json_object_set_new(cat_component_stats(comp), "directories", json_integer((json_int_t)f.dirs));
     json_object_set_new(cat_component_stats(comp), "symlinks", json_integer((json_int_t)f.links));
     json_object_set_new(cat_component_stats(comp), "bytes", json_integer((json_int_t)f.bytes));
+    json_object_set_new(cat_component_info(comp), "external_symlinks", json_integer((json_int_t)f.external));
     cat_component_set_source(comp, source);
     free(source);
     return rc;

@@ -10,6 +10,7 @@ case $SNAP_BUILD in /*) ;; *) SNAP_BUILD=$T_ROOT/$SNAP_BUILD ;; esac
 SNAP=$SNAP_BUILD/snap
 REVERT=$SNAP_BUILD/revert
 T_WORK=${T_WORK:-$(mktemp -d /tmp/snap-tests.XXXXXX)}
+chmod 755 "$T_WORK"
 export SNAP REVERT
 unset SNAP_STORE SNAP_CONFIG SNAP_FAILPOINT
 

@@ -1,0 +1,109 @@
+/* Unit tests of common/cfg: INI loading, layering, typed values. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../../common/cfg.h"
+
+static void sizes(void **state)
+{
+    uint64_t v;
+    (void)state;
+    assert_true(cfg_parse_size("4096", &v));
+    assert_int_equal(v, 4096);
+    assert_true(cfg_parse_size("64M", &v));
+    assert_int_equal(v, 64ULL << 20);
+    assert_true(cfg_parse_size("1GiB", &v));
+    assert_int_equal(v, 1ULL << 30);
+    assert_false(cfg_parse_size("-1", &v));
+    assert_false(cfg_parse_size("12Q", &v));
+    assert_false(cfg_parse_size("", &v));
+    assert_false(cfg_parse_size("99999999999999999999T", &v));
+}
+
+static void durations(void **state)
+{
+    int64_t s;
+    (void)state;
+    assert_true(cfg_parse_duration("90", &s));
+    assert_int_equal(s, 90);
+    assert_true(cfg_parse_duration("15m", &s));
+    assert_int_equal(s, 900);
+    assert_true(cfg_parse_duration("7d", &s));
+    assert_int_equal(s, 7 * 86400);
+    assert_true(cfg_parse_duration("2w", &s));
+    assert_int_equal(s, 14 * 86400);
+    assert_false(cfg_parse_duration("7x", &s));
+    assert_false(cfg_parse_duration("-1d", &s));
+}
+
+static bool count(const char *v, void *arg)
+{
+    (void)v;
+    (*(int *)arg)++;
+    return true;
+}
+
+static void load_and_layer(void **state)
+{
+    char path[] = "/tmp/snap-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    const char text[] = "[store]\nurl = /a\n[source app]\ntype = files\npath = /x y\npath = /z\n"
+                        "[source db]\ntype = postgres\n[snap]\njobs = 9x\n";
+    cfg *c = cfg_new();
+    snap_err err;
+    long jobs;
+    int n = 0;
+
+    (void)state;
+    assert_true(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
+    close(fd);
+    assert_int_equal(cfg_load_file(c, path, &err), SNAP_OK);
+    assert_string_equal(cfg_get(c, "store", "url"), "/a");
+    assert_int_equal(cfg_source_count(c), 2);
+    assert_string_equal(cfg_source_name(c, 0), "app");
+    assert_string_equal(cfg_source_name(c, 1), "db");
+    cfg_each(c, "source app", "path", count, &n);
+    assert_int_equal(n, 2);
+    cfg_set(c, "store", "url", "/b"); /* a flag beats the file */
+    assert_string_equal(cfg_get(c, "store", "url"), "/b");
+    assert_int_equal(cfg_get_int(c, "snap", "jobs", 1, 1, 64, &jobs, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, "[snap] jobs = 9x"));
+    cfg_free(c);
+    unlink(path);
+}
+
+static void syntax_error_names_line(void **state)
+{
+    char path[] = "/tmp/snap-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    const char text[] = "[store]\nurl = /a\nthis is not ini\n";
+    cfg *c = cfg_new();
+    snap_err err;
+
+    (void)state;
+    assert_true(write(fd, text, sizeof text - 1) > 0);
+    close(fd);
+    assert_int_equal(cfg_load_file(c, path, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, "line 3"));
+    cfg_free(c);
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sizes),
+        cmocka_unit_test(durations),
+        cmocka_unit_test(load_and_layer),
+        cmocka_unit_test(syntax_error_names_line),
+    };
+    return cmocka_run_group_tests_name("cfg", tests, NULL, NULL);
+}

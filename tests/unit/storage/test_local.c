@@ -1,0 +1,185 @@
+/* Unit tests of the local store driver through the store interface. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../../common/util.h"
+#include "../../../storage/storage.h"
+
+typedef struct fixture {
+    char dir[64];
+    snap_ctx ctx;
+    stg *s;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    snap_err err;
+
+    strcpy(f->dir, "/tmp/snap-store-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    strcat(f->dir, "/s");
+    if (stg_open(f->dir, true, &f->ctx, &f->s, &err) != SNAP_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char *parent = util_dirname(f->dir);
+    stg_free(f->s);
+    util_rm_rf(parent, NULL);
+    free(parent);
+    free(f);
+    return 0;
+}
+
+static unsigned count_files(const char *dir)
+{
+    char cmd[256];
+    unsigned n = 0;
+    FILE *p;
+
+    snprintf(cmd, sizeof cmd, "find %s -type f | wc -l", dir);
+    p = popen(cmd, "r");
+    if (fscanf(p, "%u", &n) != 1)
+        n = 0;
+    pclose(p);
+    return n;
+}
+
+static void put_get_and_ranges(void **state)
+{
+    fixture *f = *state;
+    snap_err err;
+    char *buf, part[8];
+    size_t len, got;
+    stg_reader *r;
+
+    assert_int_equal(stg_put(f->s, "a/b/c.txt", "0123456789", 10, 0, &err), SNAP_OK);
+    assert_int_equal(stg_get(f->s, "a/b/c.txt", 100, &buf, &len, &err), SNAP_OK);
+    assert_int_equal(len, 10);
+    assert_string_equal(buf, "0123456789");
+    free(buf);
+    assert_int_equal(stg_reader_open(f->s, "a/b/c.txt", 3, 4, &r, &err), SNAP_OK);
+    assert_int_equal(stg_read(r, part, sizeof part, &got, &err), SNAP_OK);
+    assert_int_equal(got, 4);
+    assert_memory_equal(part, "3456", 4);
+    assert_int_equal(stg_read(r, part, sizeof part, &got, &err), SNAP_OK);
+    assert_int_equal(got, 0);
+    stg_reader_free(r);
+    assert_int_equal(stg_get(f->s, "nope", 100, &buf, &len, &err), SNAP_ENOTFOUND);
+    assert_int_equal(stg_get(f->s, "../escape", 100, &buf, &len, &err), SNAP_EUSAGE);
+}
+
+static void create_only_conflicts(void **state)
+{
+    fixture *f = *state;
+    snap_err err;
+    char *buf;
+    size_t len;
+
+    assert_int_equal(stg_put(f->s, "catalog/x.json", "first", 5, STG_CREATE_ONLY, &err), SNAP_OK);
+    assert_int_equal(stg_put(f->s, "catalog/x.json", "second", 6, STG_CREATE_ONLY, &err), SNAP_ECONFLICT);
+    assert_int_equal(stg_get(f->s, "catalog/x.json", 100, &buf, &len, &err), SNAP_OK);
+    assert_string_equal(buf, "first");
+    free(buf);
+    /* the loser left no temp file */
+    assert_int_equal(count_files(f->dir), 2); /* STORE.json and x.json */
+}
+
+static void abort_leaves_nothing(void **state)
+{
+    fixture *f = *state;
+    snap_err err;
+    stg_writer *w;
+    uint64_t size;
+
+    assert_int_equal(stg_writer_open(f->s, "data/id/p.0000.tar.zst", 0, &w, &err), SNAP_OK);
+    assert_int_equal(stg_write(w, "partial", 7, &err), SNAP_OK);
+    stg_abort(w);
+    assert_int_equal(stg_stat(f->s, "data/id/p.0000.tar.zst", &size, &err), SNAP_ENOTFOUND);
+    assert_int_equal(count_files(f->dir), 1);
+}
+
+static bool collect(const stg_entry *e, void *arg)
+{
+    (*(int *)arg)++;
+    return strcmp(e->key, "stop") != 0;
+}
+
+static void list_delete_and_cleanup(void **state)
+{
+    fixture *f = *state;
+    snap_err err;
+    stg_writer *w;
+    unsigned n;
+    int seen = 0;
+
+    for (int i = 0; i < 5; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "data/id1/c.%04d.tar.zst", i);
+        assert_int_equal(stg_put(f->s, key, "x", 1, 0, &err), SNAP_OK);
+    }
+    assert_int_equal(stg_put(f->s, "data/id2/c.0000.tar.zst", "x", 1, 0, &err), SNAP_OK);
+    assert_int_equal(stg_list(f->s, "data/id1/", collect, &seen, &err), SNAP_OK);
+    assert_int_equal(seen, 5);
+    assert_int_equal(stg_delete_prefix(f->s, "data/id1/", &err), SNAP_OK);
+    seen = 0;
+    assert_int_equal(stg_list(f->s, "data/", collect, &seen, &err), SNAP_OK);
+    assert_int_equal(seen, 1);
+    /* an upload that never committed is found by cleanup, not by list */
+    assert_int_equal(stg_writer_open(f->s, "data/id3/c.0000.tar.zst", 0, &w, &err), SNAP_OK);
+    seen = 0;
+    assert_int_equal(stg_list(f->s, "data/id3/", collect, &seen, &err), SNAP_OK);
+    assert_int_equal(seen, 0);
+    assert_int_equal(stg_cleanup(f->s, 0, true, &n, &err), SNAP_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(stg_cleanup(f->s, 0, false, &n, &err), SNAP_OK);
+    assert_int_equal(stg_cleanup(f->s, 0, true, &n, &err), SNAP_OK);
+    assert_int_equal(n, 0);
+    stg_abort(w);
+}
+
+static void store_json_is_checked(void **state)
+{
+    fixture *f = *state;
+    snap_err err;
+    stg *again;
+    char *path = xasprintf("%s/STORE.json", f->dir);
+    FILE *fp;
+
+    assert_int_equal(stg_open(f->dir, false, &f->ctx, &again, &err), SNAP_OK);
+    assert_string_equal(stg_id(again), stg_id(f->s));
+    stg_free(again);
+    fp = fopen(path, "w");
+    fputs("{\"format\": 2, \"store_id\": \"x\"}", fp);
+    fclose(fp);
+    assert_int_equal(stg_open(f->dir, false, &f->ctx, &again, &err), SNAP_EFAIL);
+    assert_non_null(strstr(err.msg, "format 2"));
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(put_get_and_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(create_only_conflicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(abort_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(list_delete_and_cleanup, setup, teardown),
+        cmocka_unit_test_setup_teardown(store_json_is_checked, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("storage/local", tests, NULL, NULL);
+}
