@@ -311,6 +311,8 @@ static size_t read_body(char *dst, size_t size, size_t nmemb, void *arg)
 
     if (n > c->left)
         n = c->left;
+    if (n == 0)
+        return 0;
     memcpy(dst, c->p, n);
     c->p += n;
     c->left -= n;
@@ -780,7 +782,11 @@ static snap_rc probe_create_only(s3_drv *d, snap_err *err)
 
     util_random_hex(rnd, 8);
     okey = xasprintf("%s.create-only-probe-%s", d->prefix, rnd);
-    rc = put_object(d, okey, "1", 1, true, NULL, err);
+    s3_req q = {.method = "PUT", .okey = okey, .body = "1", .body_len = 1, .if_none_match = true};
+    rc = request(d, &q, 0, err);
+    long status = q.status;
+    bool answered = q.curl_rc == CURLE_OK;
+    req_done(&q);
     if (rc == SNAP_OK) {
         rc = put_object(d, okey, "2", 1, true, NULL, &e2);
         if (rc == SNAP_ECONFLICT)
@@ -792,8 +798,8 @@ static snap_rc probe_create_only(s3_drv *d, snap_err *err)
             goto out;
         }
         rc = SNAP_OK;
-    } else if (rc == SNAP_EFAIL) {
-        /* A server that refuses the header outright (501, 400) gets the fallback. */
+    } else if (rc == SNAP_EFAIL && answered && (status == 400 || status == 501)) {
+        /* A server that refuses the header outright gets the fallback; a failing one does not. */
         c = S3_CHECK_HEAD_THEN_PUT;
         rc = SNAP_OK;
     }
@@ -1799,6 +1805,10 @@ static snap_rc s3_read(void *rp, void *buf, size_t cap, size_t *got, snap_err *e
     size_t n;
 
     *got = 0;
+    if (r->cur != NULL && r->cur->rc != SNAP_OK) { /* a failed read stays failed */
+        *err = r->cur->err;
+        return r->cur->rc;
+    }
     if (r->cur != NULL && r->cur_off == r->cur->len) {
         chunk_free(r->cur);
         r->cur = NULL;
