@@ -635,7 +635,11 @@ static snap_rc fail(s3_drv *d, const s3_req *q, snap_err *err)
         rc = err_set(err, SNAP_ECONFLICT, 0, "s3 %s %s: %s", q->method, w, detail);
     } else {
         rc = err_set(err, SNAP_EFAIL, 0, "s3 %s %s: %s%s", q->method, w, detail, tries);
-        if (q->status >= 500)
+        if (q->status == 400 && q->object_headers &&
+            (d->storage_class != NULL || d->sse != NULL))
+            err_hint(err, "the server refused the object's options: check [store] "
+                          "storage_class, sse and sse_kms_key_id");
+        else if (q->status >= 500)
             err_hint(err, "the server kept failing; check its health and run the command again");
     }
 out:
@@ -763,6 +767,19 @@ static snap_rc get_small(s3_drv *d, const char *okey, size_t max, sbuf *out, sna
 
 /* ---------------------------------------------------------------- create-only check */
 
+/* A plain PUT with If-None-Match: *, without the object options (storage class, SSE). */
+static snap_rc probe_put(s3_drv *d, const char *okey, const char *body, long *status,
+                         snap_err *err)
+{
+    s3_req q = {.method = "PUT", .okey = okey, .body = body, .body_len = strlen(body),
+                .if_none_match = true};
+    snap_rc rc = request(d, &q, 0, err);
+
+    *status = q.curl_rc == CURLE_OK ? q.status : 0;
+    req_done(&q);
+    return rc;
+}
+
 /*
  * Finds out once per store whether the server honours If-None-Match: * on PUT: writes a
  * probe object twice under the prefix; the second PUT must answer 412.
@@ -771,8 +788,8 @@ static snap_rc probe_create_only(s3_drv *d, snap_err *err)
 {
     char rnd[17];
     char *okey;
+    long status = 0;
     snap_rc rc;
-    snap_err e2;
 
     pthread_mutex_lock(&d->lock);
     s3_check c = d->check;
@@ -782,23 +799,16 @@ static snap_rc probe_create_only(s3_drv *d, snap_err *err)
 
     util_random_hex(rnd, 8);
     okey = xasprintf("%s.create-only-probe-%s", d->prefix, rnd);
-    s3_req q = {.method = "PUT", .okey = okey, .body = "1", .body_len = 1, .if_none_match = true};
-    rc = request(d, &q, 0, err);
-    long status = q.status;
-    bool answered = q.curl_rc == CURLE_OK;
-    req_done(&q);
-    if (rc == SNAP_OK) {
-        rc = put_object(d, okey, "2", 1, true, NULL, &e2);
-        if (rc == SNAP_ECONFLICT)
-            c = S3_CHECK_IF_NONE_MATCH;
-        else if (rc == SNAP_OK)
-            c = S3_CHECK_HEAD_THEN_PUT;
-        else {
-            *err = e2;
-            goto out;
-        }
+    rc = probe_put(d, okey, "1", &status, err);
+    if (rc == SNAP_OK)
+        rc = probe_put(d, okey, "2", &status, err);
+    if (rc == SNAP_ECONFLICT) {
+        /* 412 on the second PUT; or on a retried first one, whose first attempt landed. */
+        c = S3_CHECK_IF_NONE_MATCH;
         rc = SNAP_OK;
-    } else if (rc == SNAP_EFAIL && answered && (status == 400 || status == 501)) {
+    } else if (rc == SNAP_OK) {
+        c = S3_CHECK_HEAD_THEN_PUT; /* the second PUT overwrote: the header was ignored */
+    } else if (rc == SNAP_EFAIL && (status == 400 || status == 501)) {
         /* A server that refuses the header outright gets the fallback; a failing one does not. */
         c = S3_CHECK_HEAD_THEN_PUT;
         rc = SNAP_OK;
@@ -816,7 +826,6 @@ static snap_rc probe_create_only(s3_drv *d, snap_err *err)
         d->check = c;
         pthread_mutex_unlock(&d->lock);
     }
-out:
     free(okey);
     return rc;
 }

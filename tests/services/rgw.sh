@@ -6,6 +6,8 @@
 #   RGW_ENDPOINT  http://127.0.0.1:PORT
 #   RGW_BUCKET    a bucket that exists and is empty
 #   RGW_ACCESS_KEY / RGW_SECRET_KEY   the test user's keys
+#   RGW_TLS_ENDPOINT  https://localhost:PORT, with a self-signed certificate
+#   RGW_CA_FILE       that certificate
 # stop ends the daemons it started (by the pids it recorded) and removes the data.
 #
 # Facts learned starting one (Ceph 16, Debian 12): with `auth ... required = none` every
@@ -46,10 +48,15 @@ start() {
     stop_daemons 2>/dev/null || true
     rm -rf "$D"
     mkdir -p "$D/mon" "$D/osd/ceph-0" "$D/run" "$D/log" "$D/rgw"
-    local fsid mon_port rgw_port
+    local fsid mon_port rgw_port tls_port
     fsid=$(cat /proc/sys/kernel/random/uuid)
     mon_port=$(free_port)
     rgw_port=$(free_port)
+    tls_port=$(free_port)
+    # A self-signed certificate for the HTTPS endpoint, so tests can check verification.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$D/tls.key" -out "$D/tls.crt" 2>/dev/null
     cat >"$CONF" <<EOF
 [global]
 fsid = $fsid
@@ -96,7 +103,7 @@ debug ms = 0
 public addr = v2:127.0.0.1:$mon_port
 
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw frontends = beast endpoint=127.0.0.1:$rgw_port ssl_endpoint=127.0.0.1:$tls_port ssl_certificate=$D/tls.crt ssl_private_key=$D/tls.key
 rgw data = $D/rgw
 rgw dns name = localhost
 rgw thread pool size = 64
@@ -129,6 +136,8 @@ export RGW_BUCKET=$BUCKET
 export RGW_ACCESS_KEY=$ACCESS
 export RGW_SECRET_KEY=$SECRET
 export RGW_CONF=$CONF
+export RGW_TLS_ENDPOINT=https://localhost:$tls_port
+export RGW_CA_FILE=$D/tls.crt
 EOF
     echo "rgw: listening on http://127.0.0.1:$rgw_port, bucket $BUCKET"
 }
