@@ -279,6 +279,8 @@ struct s3_req {
     bool if_none_match;
     bool object_headers;     /* storage class and encryption (PUT, CreateMultipartUpload) */
     bool error_in_200;       /* CompleteMultipartUpload may answer 200 with an <Error> */
+    bool cleanup;            /* an abort that must run even after SIGINT */
+    const s3_drv *drv;       /* set by request() */
     /* where a GET's body goes: to sink when set, else to resp */
     size_t (*sink)(const void *p, size_t n, void *arg);
     void *sink_arg;
@@ -385,12 +387,18 @@ static size_t read_header(char *line, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+static bool interrupted(const s3_drv *d)
+{
+    return d->ctx != NULL && d->ctx->interrupted != NULL && *d->ctx->interrupted;
+}
+
+/* Ends a transfer on SIGINT/SIGTERM, except the clean-up that must still happen then. */
 static int progress_cb(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
-    const s3_drv *d = arg;
+    const s3_req *q = arg;
 
     (void)dt, (void)dn, (void)ut, (void)un;
-    return d->ctx != NULL && d->ctx->interrupted != NULL && *d->ctx->interrupted;
+    return !q->cleanup && interrupted(q->drv);
 }
 
 static bool retryable(const s3_req *q)
@@ -521,7 +529,7 @@ static void attempt(s3_drv *d, CURL *h, s3_req *q, const char *url, const char *
     curl_easy_setopt(h, CURLOPT_WRITEDATA, q);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, d);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, q);
     if (strcmp(q->method, "HEAD") == 0) {
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (strcmp(q->method, "PUT") == 0 || strcmp(q->method, "POST") == 0) {
@@ -659,6 +667,7 @@ static snap_rc request(s3_drv *d, s3_req *q, long ok_also, snap_err *err)
     CURL *h = handle_get(d);
     snap_rc rc;
 
+    q->drv = d;
     if (q->body_sha256 == NULL) {
         sigv4_sha256_hex(q->body ? q->body : "", q->body_len, hash);
         q->body_sha256 = hash;
@@ -678,7 +687,7 @@ static snap_rc request(s3_drv *d, s3_req *q, long ok_also, snap_err *err)
             rc = SNAP_OK;
             break;
         }
-        if (!retryable(q) || q->attempts > d->retries || ctx_interrupted(d->ctx, NULL)) {
+        if (!retryable(q) || q->attempts > d->retries || (!q->cleanup && interrupted(d))) {
             rc = fail(d, q, err);
             break;
         }
@@ -1545,7 +1554,7 @@ static void abort_upload(s3_drv *d, const char *okey, const char *upload_id)
 {
     sigv4_param p[] = {{"uploadId", upload_id}};
     char *query = sigv4_query(p, 1);
-    s3_req q = {.method = "DELETE", .okey = okey, .query = query};
+    s3_req q = {.method = "DELETE", .okey = okey, .query = query, .cleanup = true};
     snap_err e;
 
     if (request(d, &q, 404, &e) != SNAP_OK)

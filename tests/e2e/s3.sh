@@ -332,6 +332,24 @@ test_faults_snap_and_revert() {
     expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" verify faulty
 }
 
+# SIGINT in the middle of a multipart upload: exit 130, the upload aborted, no snapshot.
+test_interrupt_aborts_upload() {
+    s3_setup
+    start_proxy 0 500 --delay 0.5
+    store_conf "$PROXY_URL" "part_size = 5M" "upload_concurrency = 2"
+    make_data "$T/app" 40
+    "$SNAP" -c "$T/snap.conf" --store "$STORE" create stopped --files "$T/app" >"$T/out" 2>"$T/err" &
+    local pid=$! rc=0
+    for _ in $(seq 300); do grep -q "partNumber=2" "$T/proxy.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q "partNumber=2" "$T/proxy.log" || fail "no part upload seen"
+    kill -INT $pid
+    wait $pid || rc=$?
+    [ $rc = 130 ] || { cat "$T/err" >&2; fail "exit code $rc, expected 130"; }
+    grep -q "^DELETE .*uploadId=" "$T/proxy.log" || fail "the upload was not aborted"
+    no_uploads_left
+    [ -z "$(awsc s3 ls --recursive "s3://$RGW_BUCKET/$PREFIX/catalog/")" ] || fail "a manifest was committed"
+}
+
 # Every request fails: a clear error, the server's code, and no snapshot committed.
 test_every_request_fails() {
     s3_setup

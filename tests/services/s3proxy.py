@@ -2,7 +2,8 @@
 """A fault-injecting HTTP proxy on loopback, between snap and an S3 server.
 
     s3proxy.py --upstream 127.0.0.1:PORT --port-file FILE [--rate 0.3]
-               [--faults 500,503,reset,cut,stall] [--seed N] [--stall 5] [--log FILE]
+               [--faults 500,503,reset,cut,stall] [--seed N] [--stall 5] [--delay 0]
+               [--log FILE]
 
 It forwards requests unchanged (the Host header too, so SigV4 signatures stay valid) and,
 for a random share of them (--rate, 0..1), injects the next fault of --faults in turn:
@@ -76,6 +77,8 @@ def make_handler(opts, rng, lock, log):
             body = self.rfile.read(n) if n else b""
             fault = pick()
             self.note(fault or "ok")
+            if opts.delay:
+                time.sleep(opts.delay)
             if fault == "500":
                 return self.error(500, "InternalError")
             if fault == "503":
@@ -125,7 +128,13 @@ def make_handler(opts, rng, lock, log):
             self.wfile.write(data)
             return None
 
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+        def handle_quietly(self):
+            try:
+                self.handle_any()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client went away: nothing to answer
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_quietly
 
     return Handler
 
@@ -138,6 +147,7 @@ def main():
     ap.add_argument("--faults", default="500,503,reset,cut,stall")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--stall", type=float, default=5.0)
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds added to every request")
     ap.add_argument("--log")
     opts = ap.parse_args()
 
