@@ -383,7 +383,7 @@ static int cmd_prune(cli *c, stg *store)
 {
     cat_retention policy = {0};
     strs labels = {0};
-    json_t *report = json_array(), *r;
+    json_t *report, *r;
     bool dry = opts_has(&c->o, "dry-run");
     const char *v;
     snap_err err;
@@ -414,6 +414,7 @@ static int cmd_prune(cli *c, stg *store)
         return cli_fail(c, &err);
     }
     opts_each(&c->o, "label", push, &labels);
+    report = json_array();
     rc = cat_prune(store, &policy, labels.v, labels.n, dry, &c->ctx, report, &err);
     free(labels.v);
     if (c->ctx.json) {

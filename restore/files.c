@@ -304,6 +304,8 @@ typedef struct stage {
     size_t ntodo;
     dir_meta *dirs_meta;
     size_t ndirs;
+    struct archive_entry **symlinks; /* created last, so nothing is written through them */
+    size_t nsymlinks;
 } stage;
 
 static void stage_fail(stage *s, const snap_err *e)
@@ -394,6 +396,13 @@ static snap_rc extract_part(stage *s, size_t p, snap_err *err)
             s->todo = xrealloc(s->todo, (s->ntodo + 1) * sizeof *s->todo);
             s->todo[s->ntodo].path = xstrdup(archive_entry_pathname(e));
             s->todo[s->ntodo++].target = xstrdup(archive_entry_hardlink(e));
+            pthread_mutex_unlock(&s->mu);
+            continue;
+        }
+        if (archive_entry_filetype(e) == AE_IFLNK && archive_entry_hardlink(e) == NULL) {
+            pthread_mutex_lock(&s->mu);
+            s->symlinks = xrealloc(s->symlinks, (s->nsymlinks + 1) * sizeof *s->symlinks);
+            s->symlinks[s->nsymlinks++] = archive_entry_clone(e);
             pthread_mutex_unlock(&s->mu);
             continue;
         }
@@ -497,9 +506,15 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
     s.t = t;
     s.ctx = rst_ctx(t);
     s.allow_external = ext != NULL && strcmp(ext, "true") == 0;
+    /*
+     * Names were checked (no "..", nothing absolute, inside a root) and the staging tree is
+     * new, so the only symlinks in it are the archive's own: they are created after
+     * everything else, as GNU tar delays them, and no entry can be written through one.
+     * That replaces ARCHIVE_EXTRACT_SECURE_SYMLINKS, which walks every component of every
+     * absolute name.
+     */
     s.flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_XATTR |
-              ARCHIVE_EXTRACT_FFLAGS | ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-              ARCHIVE_EXTRACT_NO_OVERWRITE;
+              ARCHIVE_EXTRACT_FFLAGS | ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_NO_OVERWRITE;
     if (geteuid() == 0)
         s.flags |= ARCHIVE_EXTRACT_OWNER;
     pthread_mutex_init(&s.mu, NULL);
@@ -530,6 +545,24 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
     if (s.failed) {
         *err = s.err;
         rc = err->code;
+    }
+    if (s.nsymlinks > 0) {
+        struct archive *disk = archive_write_disk_new();
+        archive_write_disk_set_options(disk, s.flags);
+        archive_write_disk_set_standard_lookup(disk);
+        for (i = 0; i < s.nsymlinks; i++) {
+            if (rc == SNAP_OK) {
+                if (archive_write_header(disk, s.symlinks[i]) < ARCHIVE_WARN ||
+                    archive_write_finish_entry(disk) < ARCHIVE_WARN)
+                    rc = err_set(err, SNAP_EFAIL, archive_errno(disk), "cannot create symlink %s: %s",
+                                 archive_entry_pathname(s.symlinks[i]), archive_error_string(disk));
+                else
+                    s.links++;
+            }
+            archive_entry_free(s.symlinks[i]);
+        }
+        archive_write_free(disk);
+        free(s.symlinks);
     }
     for (i = 0; i < s.ntodo; i++) {
         if (rc == SNAP_OK && link(s.todo[i].target, s.todo[i].path) != 0)

@@ -84,7 +84,7 @@ static void retention(void **state)
 {
     cat_manifest *list[5];
     bool doomed[5];
-    char id[32];
+    char id[64];
     cat_retention keep2 = {.keep_last = 2}, within = {.keep_within = 3600};
     const char *team[] = {"team=a"};
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Files: snap beside tar | zstd, revert beside extracting that tar, on 50,000 small files
+# (1-16 KB) and 20 files of 20 MB. BENCH_SMALL/BENCH_BIG scale it down for a quick look.
+. "$(dirname "$0")/lib.sh"
+small=${BENCH_SMALL:-50000}
+big=${BENCH_BIG:-20}
+W=$(mktemp -d /var/tmp/snap-bench.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+export SNAP_STATE_DIR=$W/state
+
+echo "  building the tree: $small small files, $big files of 20 MB"
+python3 - "$W/tree" "$small" "$big" <<'PY'
+import base64, os, random, sys
+root, small, big = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+random.seed(42)
+# text-like content: base64 of random bytes compresses about as well as config and logs
+pool = base64.b64encode(os.urandom(4 << 20))
+for i in range(small):
+    d = os.path.join(root, "d%03d" % (i % 500))
+    os.makedirs(d, exist_ok=True)
+    n = random.randint(1024, 16384); o = random.randint(0, len(pool) - n)
+    with open(os.path.join(d, "f%05d.txt" % i), "wb") as f:
+        f.write(pool[o:o + n])
+os.makedirs(os.path.join(root, "big"), exist_ok=True)
+for i in range(big):
+    with open(os.path.join(root, "big", "blob%02d" % i), "wb") as f:
+        for _ in range(5):
+            f.write(pool[i * 1000: i * 1000 + (4 << 20)])
+PY
+du -sh "$W/tree" | sed 's/^/  tree: /'
+
+measure tar_zstd tar -I 'zstd -3 -T2' -cf "$W/tree.tar.zst" -C "$W" tree
+measure snap_create "$SNAP" create b1 --store "$W/store" --files "$W/tree" --no-progress
+tar_size=$(stat -c %s "$W/tree.tar.zst")
+snap_size=$(du -sb "$W/store/data" | cut -f1)
+mkdir "$W/x"
+measure tar_extract tar -I 'zstd -T2' -xf "$W/tree.tar.zst" -C "$W/x"
+measure revert_to "$REVERT" b1 --store "$W/store" --to "$W/restored" --yes --no-progress
+rm -rf "$W/x" "$W/restored"
+touch "$W/tree/d000/changed"
+measure revert_in_place "$REVERT" b1 --store "$W/store" --yes --no-safety-snapshot --drop-old --no-progress
+measure revert_with_safety "$REVERT" b1 --store "$W/store" --yes --drop-old --no-progress
+
+echo "  sizes: tar.zst $(mib "$tar_size"), snap parts $(mib "$snap_size")"
+ratio "snap create / tar -I 'zstd -3 -T2' (aim <= 1.1)" "$SECS_snap_create" "$SECS_tar_zstd"
+ratio "snap output / tar.zst output (aim <= 1.0)" "$snap_size" "$tar_size"
+ratio "revert --to / tar -x (aim <= 1.3)" "$SECS_revert_to" "$SECS_tar_extract"
+ratio "revert in place / tar -x" "$SECS_revert_in_place" "$SECS_tar_extract"
+ratio "revert with safety snapshot / tar -x" "$SECS_revert_with_safety" "$SECS_tar_extract"
+echo "  peak memory: snap $((KB_snap_create / 1024)) MiB, revert $((KB_revert_in_place / 1024)) MiB (aim < 64 MiB)"
