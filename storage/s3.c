@@ -21,6 +21,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <ini.h>
 #include <jansson.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -612,7 +613,9 @@ static snap_rc fail(s3_drv *d, const s3_req *q, snap_err *err)
                                       !strcmp(code, "InvalidToken") ||
                                       !strcmp(code, "ExpiredToken")))) {
         rc = err_set(err, SNAP_EUNREACH, 0, "s3 %s %s: %s%s", q->method, w, detail, tries);
-        if (code && (!strcmp(code, "InvalidAccessKeyId") || !strcmp(code, "SignatureDoesNotMatch")))
+        if (code && !strcmp(code, "RequestTimeTooSkewed"))
+            err_hint(err, "this machine's clock is off by more than 15 minutes: set it (NTP)");
+        else if (code && (!strcmp(code, "InvalidAccessKeyId") || !strcmp(code, "SignatureDoesNotMatch")))
             err_hint(err, "the server rejected the credentials (from the %s): check "
                           "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the profile in use",
                      d->cred_source);
@@ -839,6 +842,16 @@ static snap_rc probe_create_only(s3_drv *d, snap_err *err)
     return rc;
 }
 
+static s3_check get_check(s3_drv *d)
+{
+    s3_check c;
+
+    pthread_mutex_lock(&d->lock);
+    c = d->check;
+    pthread_mutex_unlock(&d->lock);
+    return c;
+}
+
 static snap_rc conflict(s3_drv *d, const char *okey, snap_err *err)
 {
     err_set(err, SNAP_ECONFLICT, 0, "s3://%s/%s already exists", d->bucket, okey);
@@ -854,11 +867,11 @@ static snap_rc put_create_only(s3_drv *d, const char *okey, const void *buf, siz
     char md5hex[33], etag[128];
     sbuf back = {0};
 
-    if (d->check == S3_CHECK_UNKNOWN && (rc = probe_create_only(d, err)) != SNAP_OK)
+    if ((rc = probe_create_only(d, err)) != SNAP_OK)
         return rc;
     md5_base64(buf ? buf : "", len, NULL, md5hex);
 
-    if (d->check == S3_CHECK_IF_NONE_MATCH) {
+    if (get_check(d) == S3_CHECK_IF_NONE_MATCH) {
         rc = put_object(d, okey, buf, len, true, &attempts, err);
         if (rc == SNAP_ECONFLICT && attempts > 1) {
             /* An earlier attempt may have landed and lost its answer: is it ours? */
@@ -949,10 +962,6 @@ static char *home_file(const char *env, const char *rel)
         return NULL;
     return xasprintf("%s/%s", home, rel);
 }
-
-/* ini_parse from inih; declared here so this file needs no other header of cfg's. */
-int ini_parse(const char *filename, int (*handler)(void *, const char *, const char *, const char *),
-              void *user);
 
 static const char *env(const char *name)
 {
@@ -1278,7 +1287,7 @@ static void s3_describe(void *drv, void *json_object)
     snap_err e;
 
     /* Say which create-only check is in force: find out now if nothing did yet. */
-    if (d->check == S3_CHECK_UNKNOWN && probe_create_only(d, &e) != SNAP_OK)
+    if (probe_create_only(d, &e) != SNAP_OK)
         log_warn(d->ctx, "%s: cannot tell which create-only check the server honours: %s",
                  d->url, e.msg);
     json_object_set_new(o, "driver", json_string("s3"));
@@ -1289,7 +1298,7 @@ static void s3_describe(void *drv, void *json_object)
     json_object_set_new(o, "addressing", json_string(d->path_style ? "path" : "virtual-hosted"));
     json_object_set_new(o, "tls_verify", json_boolean(d->tls_verify));
     json_object_set_new(o, "credentials", json_string(d->cred_source));
-    json_object_set_new(o, "create_only_check", json_string(check_name(d->check)));
+    json_object_set_new(o, "create_only_check", json_string(check_name(get_check(d))));
     json_object_set_new(o, "part_size", json_integer((json_int_t)d->part_size));
     json_object_set_new(o, "upload_concurrency", json_integer(d->upload_conc));
     json_object_set_new(o, "download_concurrency", json_integer(d->download_conc));
