@@ -628,7 +628,8 @@ static snap_rc fail(s3_drv *d, const s3_req *q, snap_err *err)
     } else if (q->status == 301 || (code && (!strcmp(code, "PermanentRedirect") ||
                                              !strcmp(code, "AuthorizationHeaderMalformed") ||
                                              !strcmp(code, "IllegalLocationConstraintException")))) {
-        rc = err_set(err, SNAP_EUNREACH, 0, "s3 %s %s: %s", q->method, w, detail);
+        rc = err_set(err, SNAP_EUNREACH, 0, "s3 %s %s: %s%s", q->method, w, detail,
+                     code ? "" : ": the bucket is in another region or behind another endpoint");
         if (q->bucket_region[0] && strcmp(q->bucket_region, d->region) != 0)
             err_hint(err, "bucket %s is in region %s, not %s: set [store] region = %s",
                      d->bucket, q->bucket_region, d->region, q->bucket_region);

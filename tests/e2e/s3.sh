@@ -193,6 +193,15 @@ test_missing_bucket() {
     expect_rc 3 "$SNAP" -c "$T/snap.conf" --store "s3://no-such-bucket-$$/p" create x --files "$T"
 }
 
+test_bucket_in_another_region() {
+    s3_setup
+    expect_rc 6 "$SNAP" -c "$T/snap.conf" --store "s3://$RGW_OTHER_REGION_BUCKET/p" list
+    expect_err "301"
+    expect_err "another region"
+    expect_err "hint: "
+    expect_rc 6 "$SNAP" -c "$T/snap.conf" --store "s3://$RGW_OTHER_REGION_BUCKET/p" create x --files "$T"
+}
+
 test_connection_refused() {
     s3_setup
     store_conf http://127.0.0.1:1 "retries = 1"

@@ -8,6 +8,7 @@
 #   RGW_ACCESS_KEY / RGW_SECRET_KEY   the test user's keys
 #   RGW_TLS_ENDPOINT  https://localhost:PORT, with a self-signed certificate
 #   RGW_CA_FILE       that certificate
+#   RGW_OTHER_REGION_BUCKET  a bucket RGW says is elsewhere (301, as AWS for another region)
 # stop ends the daemons it started (by the pids it recorded) and removes the data.
 #
 # Facts learned starting one (Ceph 16, Debian 12): with `auth ... required = none` every
@@ -130,12 +131,26 @@ EOF
     AWS_ACCESS_KEY_ID=$ACCESS AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=us-east-1 \
         aws --endpoint-url "http://127.0.0.1:$rgw_port" s3api create-bucket --bucket "$BUCKET" >/dev/null
 
+    # A bucket "in another region": RGW answers 301 for a bucket whose zonegroup is not its
+    # own, as AWS does for a bucket of another region. Moving the bucket's metadata to a
+    # zonegroup that does not exist here is enough for that.
+    AWS_ACCESS_KEY_ID=$ACCESS AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=us-east-1 \
+        aws --endpoint-url "http://127.0.0.1:$rgw_port" s3api create-bucket --bucket "$BUCKET-elsewhere" >/dev/null
+    local bid
+    bid=$(radosgw-admin -c "$CONF" metadata get "bucket:$BUCKET-elsewhere" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["bucket"]["bucket_id"])')
+    radosgw-admin -c "$CONF" metadata get "bucket.instance:$BUCKET-elsewhere:$bid" |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); d["data"]["bucket_info"]["zonegroup"]="elsewhere"; json.dump(d,sys.stdout)' \
+            >"$D/elsewhere.json"
+    radosgw-admin -c "$CONF" metadata put "bucket.instance:$BUCKET-elsewhere:$bid" <"$D/elsewhere.json"
+
     cat >"$T_WORK/service-rgw.env" <<EOF
 export RGW_ENDPOINT=http://127.0.0.1:$rgw_port
 export RGW_BUCKET=$BUCKET
 export RGW_ACCESS_KEY=$ACCESS
 export RGW_SECRET_KEY=$SECRET
 export RGW_CONF=$CONF
+export RGW_OTHER_REGION_BUCKET=$BUCKET-elsewhere
 export RGW_TLS_ENDPOINT=https://localhost:$tls_port
 export RGW_CA_FILE=$D/tls.crt
 EOF
