@@ -272,6 +272,20 @@ test_head_then_put_check() {
     expect_err "already exists"
 }
 
+# The store from [store] url, the endpoint and region from the AWS environment variables.
+test_endpoint_and_region_from_environment() {
+    s3_setup
+    printf '[store]\nurl = %s\n' "$STORE" >"$T/snap.conf"
+    mkdir "$T/app" && echo env >"$T/app/x"
+    AWS_ENDPOINT_URL=$RGW_ENDPOINT AWS_REGION=us-east-1 \
+        expect_rc 0 "$SNAP" -c "$T/snap.conf" create fromenv --files "$T/app"
+    AWS_ENDPOINT_URL=http://127.0.0.1:1 AWS_ENDPOINT_URL_S3=$RGW_ENDPOINT \
+        expect_rc 0 "$SNAP" -c "$T/snap.conf" list
+    expect_out "fromenv"
+    AWS_ENDPOINT_URL_S3=http://127.0.0.1:1 expect_rc 6 "$SNAP" -c "$T/snap.conf" list
+    expect_err "127.0.0.1:1"
+}
+
 test_bad_options() {
     s3_setup "part_size = 1M"
     expect_rc 2 "$SNAP" -c "$T/snap.conf" --store "$STORE" list
