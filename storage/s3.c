@@ -691,7 +691,11 @@ static snap_rc request(s3_drv *d, s3_req *q, long ok_also, snap_err *err)
             rc = SNAP_OK;
             break;
         }
-        if (!retryable(q) || q->attempts > d->retries || (!q->cleanup && interrupted(d))) {
+        if (!q->cleanup && interrupted(d)) {
+            rc = err_set(err, SNAP_EINTR, 0, "interrupted");
+            break;
+        }
+        if (!retryable(q) || q->attempts > d->retries) {
             rc = fail(d, q, err);
             break;
         }
@@ -700,7 +704,9 @@ static snap_rc request(s3_drv *d, s3_req *q, long ok_also, snap_err *err)
                   q->okey ? q->okey : d->bucket,
                   q->curl_rc ? curl_easy_strerror(q->curl_rc) : (q->err_code[0] ? q->err_code : "error"),
                   (unsigned long long)ms);
-        sleep_ms(ms);
+        /* Wait in slices, so SIGINT does not sit out a long backoff. */
+        for (uint64_t slept = 0; slept < ms && (q->cleanup || !interrupted(d)); slept += 50)
+            sleep_ms(ms - slept < 50 ? ms - slept : 50);
     }
     if (q->body_sha256 == hash)
         q->body_sha256 = NULL;
@@ -1142,7 +1148,7 @@ static snap_rc s3_open(const char *url, bool create, snap_ctx *ctx, void **out, 
     else if (strncmp(d->endpoint, "https://", 8) == 0)
         scheme = xstrdup("https"), hostport = xstrdup(d->endpoint + 8);
     if (hostport == NULL || hostport[0] == '\0' || strchr(hostport, '/') != NULL ||
-        strchr(hostport, '?') != NULL) {
+        strchr(hostport, '?') != NULL || hostport[strlen(hostport) - 1] == ':') {
         rc = err_set(err, SNAP_EUSAGE, 0, "[store] endpoint = %s: expected http(s)://HOST[:PORT]",
                      d->endpoint);
         goto fail;
@@ -1300,6 +1306,8 @@ static void s3_describe(void *drv, void *json_object)
     json_object_set_new(o, "tls_verify", json_boolean(d->tls_verify));
     json_object_set_new(o, "credentials", json_string(d->cred_source));
     json_object_set_new(o, "create_only_check", json_string(check_name(get_check(d))));
+    json_object_set_new(o, "create_only_check_from",
+                        json_string(d->check_forced != S3_CHECK_UNKNOWN ? "config" : "probe"));
     json_object_set_new(o, "part_size", json_integer((json_int_t)d->part_size));
     json_object_set_new(o, "upload_concurrency", json_integer(d->upload_conc));
     json_object_set_new(o, "download_concurrency", json_integer(d->download_conc));

@@ -130,6 +130,8 @@ static void test_bad_options(void **state)
     assert_int_equal(open_store("s3://bucket/p", &err), SNAP_EUSAGE);
     cfg_set(conf, "store", "endpoint", "http://127.0.0.1:1/path");
     assert_int_equal(open_store("s3://bucket/p", &err), SNAP_EUSAGE);
+    cfg_set(conf, "store", "endpoint", "http://127.0.0.1:");
+    assert_int_equal(open_store("s3://bucket/p", &err), SNAP_EUSAGE);
     cfg_set(conf, "store", "endpoint", "http://127.0.0.1:1");
 
     cfg_set(conf, "store", "ca_file", "/nonexistent/ca.pem");
