@@ -35,6 +35,7 @@ aws_() { aws --endpoint-url "$RGW_ENDPOINT" "$@"; }
 printf '[store]\nendpoint = %s\n' "$RGW_ENDPOINT" >"$W/snap.conf"
 STORE=s3://$RGW_BUCKET/bench-$$
 
+export SNAP_STATE_DIR=$W/state
 mkdir -p "$W/data"
 echo "making $MIB MiB of incompressible data ..."
 head -c $((MIB * 1024 * 1024)) /dev/urandom >"$W/data/blob.bin"

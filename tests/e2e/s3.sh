@@ -15,6 +15,7 @@ s3_setup() {
     export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_PAGER=
     unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 AWS_REGION
     export AWS_SHARED_CREDENTIALS_FILE=$T/no-credentials AWS_CONFIG_FILE=$T/no-config
+    export SNAP_STATE_DIR=$T/state # revert journals and locks of this test only
     store_conf "$RGW_ENDPOINT" "$@"
 }
 
