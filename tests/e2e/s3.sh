@@ -143,6 +143,26 @@ test_list_follows_continuation() {
     [ "$(grep -c '^snap-[a-e] ' "$T/out")" = 5 ] || { cat "$T/out" >&2; fail "list shows fewer than 5 snapshots"; }
 }
 
+# 1,500 orphaned objects (a snap killed before its manifest): gc lists them across pages
+# of 1,000 and deletes them in DeleteObjects batches of at most 1,000.
+test_gc_many_orphans() {
+    s3_setup
+    mkdir "$T/app" && echo x >"$T/app/x"
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" create keep --files "$T/app"
+    mkdir "$T/orphans"
+    (cd "$T/orphans" && seq -f 'comp%04g.0000.tar.zst' 1500 | xargs touch)
+    awsc s3 cp --quiet --recursive "$T/orphans" "s3://$RGW_BUCKET/$PREFIX/data/20200101T000000Z-deadbeef/"
+    [ "$(awsc s3 ls --recursive "s3://$RGW_BUCKET/$PREFIX/data/" | wc -l)" = 1501 ] || fail "orphans not uploaded"
+    start_proxy 0 500 # no faults: only its log of requests
+    store_conf "$PROXY_URL"
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" gc --min-age 0s
+    expect_out "removed 1 orphaned snapshot"
+    [ "$(awsc s3 ls --recursive "s3://$RGW_BUCKET/$PREFIX/data/" | wc -l)" = 1 ] || fail "orphans left behind"
+    [ "$(grep -c '^POST [^ ]*?delete' "$T/proxy.log")" = 2 ] || fail "expected 2 DeleteObjects batches"
+    grep -q 'continuation-token=' "$T/proxy.log" || fail "no listing went past its first page"
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" verify keep
+}
+
 test_name_exists_is_a_conflict() {
     s3_setup
     mkdir "$T/app" && echo x >"$T/app/x"
