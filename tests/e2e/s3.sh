@@ -394,6 +394,24 @@ test_interrupt_aborts_upload() {
     [ -z "$(awsc s3 ls --recursive "s3://$RGW_BUCKET/$PREFIX/catalog/")" ] || fail "a manifest was committed"
 }
 
+# Half the downloads break mid-body: each resumes at the byte it reached, not from the start.
+test_download_resumes_where_it_broke() {
+    s3_setup "download_chunk = 1M"
+    make_data "$T/app" 6
+    local before
+    before=$(tree_sum "$T/app")
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" create resume --files "$T/app"
+    start_proxy 0.5 cut --methods GET --seed 3
+    store_conf "$PROXY_URL" "download_chunk = 1M" "retries = 10"
+    rm -rf "$T/app"/*
+    expect_rc 0 "$REVERT" -c "$T/snap.conf" --store "$STORE" resume --yes --no-safety-snapshot
+    [ "$(tree_sum "$T/app")" = "$before" ] || fail "restored tree differs from the snapshot"
+    grep -q ' cut$' "$T/proxy.log" || fail "no download was cut"
+    # A resumed range starts inside a chunk: not at a multiple of 1 MiB.
+    grep -o 'range=bytes=[0-9]*-' "$T/proxy.log" | tr -dc '0-9\n' |
+        awk '$1 % 1048576 != 0 { found = 1 } END { exit !found }' || fail "no range resumed mid-chunk"
+}
+
 # Every request fails: a clear error, the server's code, and no snapshot committed.
 test_every_request_fails() {
     s3_setup

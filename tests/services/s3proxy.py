@@ -16,8 +16,9 @@ for a random share of them (--rate, 0..1), injects the next fault of --faults in
            only half its body before closing: the client loses an answer to a request that
            took effect, which is what makes idempotent retries matter
 
-The chosen port is written to --port-file once the proxy listens. Each request and what
-was done to it is one line of --log.
+--methods limits faults to requests of those methods. The chosen port is written to
+--port-file once the proxy listens. Each request, its Range header and what was done to it
+is one line of --log: "GET /bucket/key range=bytes=0-99 cut".
 """
 import argparse
 import http.client
@@ -42,8 +43,12 @@ def make_handler(opts, rng, lock, log):
 
     turn = [0]
 
-    def pick():
+    methods = set(opts.methods.split(",")) if opts.methods else None
+
+    def pick(method):
         # Which requests fail is random; the faults take turns, so each kind shows up.
+        if methods is not None and method not in methods:
+            return None
         with lock:
             if rng.random() < opts.rate:
                 turn[0] += 1
@@ -75,8 +80,9 @@ def make_handler(opts, rng, lock, log):
         def handle_any(self):
             n = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(n) if n else b""
-            fault = pick()
-            self.note(fault or "ok")
+            fault = pick(self.command)
+            rng_hdr = self.headers.get("Range")
+            self.note(("range=%s " % rng_hdr if rng_hdr else "") + (fault or "ok"))
             if opts.delay:
                 time.sleep(opts.delay)
             if fault == "500":
@@ -147,6 +153,7 @@ def main():
     ap.add_argument("--faults", default="500,503,reset,cut,stall")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--stall", type=float, default=5.0)
+    ap.add_argument("--methods", help="only requests of these methods get faults (GET,PUT)")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds added to every request")
     ap.add_argument("--log")
     opts = ap.parse_args()
