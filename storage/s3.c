@@ -11,7 +11,7 @@
  * a larger one is a multipart upload completed at commit and aborted on abort.
  *
  * Readers fetch ranges of download_chunk bytes, up to download_concurrency at once, each
- * with If-Match on the ETag seen at open; a connection that breaks resumes at the byte it
+ * with If-Match on the ETag the first range saw; a connection that breaks resumes at the byte it
  * reached.
  *
  * Every request is retried with exponential backoff and jitter on 5xx, SlowDown,
@@ -297,6 +297,8 @@ struct s3_req {
     char bucket_region[64];
     uint64_t content_length;
     bool have_length;
+    uint64_t range_total;    /* the object's size, from Content-Range */
+    bool have_total;
     char err_code[64];
     char err_msg[256];
     int attempts;
@@ -374,7 +376,7 @@ static size_t read_header(char *line, size_t size, size_t nmemb, void *arg)
     if (n > 5 && strncmp(line, "HTTP/", 5) == 0) {
         /* A new response (after 100 Continue, say): reset what the previous one said. */
         q->etag[0] = '\0';
-        q->have_length = false;
+        q->have_length = q->have_total = false;
         q->status = strtol(strchr(line, ' ') ? strchr(line, ' ') + 1 : "0", NULL, 10);
     } else if (n > 5 && strncasecmp(line, "ETag:", 5) == 0) {
         header_value(line, n, 5, q->etag, sizeof q->etag);
@@ -382,6 +384,15 @@ static size_t read_header(char *line, size_t size, size_t nmemb, void *arg)
         header_value(line, n, 15, tmp, sizeof tmp);
         q->content_length = strtoull(tmp, NULL, 10);
         q->have_length = true;
+    } else if (n > 14 && strncasecmp(line, "Content-Range:", 14) == 0) {
+        char cr[128];
+        const char *slash;
+        header_value(line, n, 14, cr, sizeof cr);
+        slash = strrchr(cr, '/');
+        if (slash != NULL && slash[1] >= '0' && slash[1] <= '9') {
+            q->range_total = strtoull(slash + 1, NULL, 10);
+            q->have_total = true;
+        }
     } else if (n > 19 && strncasecmp(line, "x-amz-bucket-region:", 20) == 0) {
         header_value(line, n, 20, q->bucket_region, sizeof q->bucket_region);
     }
@@ -475,8 +486,8 @@ static void attempt(s3_drv *d, CURL *h, s3_req *q, const char *url, const char *
     sb_free(&q->resp);
     q->status = 0;
     q->etag[0] = q->bucket_region[0] = q->err_code[0] = q->err_msg[0] = q->curl_msg[0] = '\0';
-    q->have_length = false;
-    q->content_length = 0;
+    q->have_length = q->have_total = false;
+    q->content_length = q->range_total = 0;
 
     sigv4_amz_date(time(NULL), amz_date);
     l = add_header(l, hs, &nh, "Host", d->host);
@@ -1700,6 +1711,9 @@ typedef struct s3_chunk {
     char range[64];
     pthread_t th;
     bool threaded;
+    bool first;     /* the reader's first chunk, which learns the size and the ETag */
+    uint64_t total; /* the object's size, known once the first chunk is in */
+    long status;
     snap_rc rc;
     snap_err err;
 } s3_chunk;
@@ -1730,7 +1744,17 @@ static size_t chunk_sink(const void *p, size_t n, void *arg)
 static void chunk_rearm(s3_req *q, void *arg)
 {
     s3_chunk *c = arg;
+    s3_reader *r = c->r;
 
+    if (c->first && q->attempts > 1) {
+        /* What the broken attempt told: the object's size, and the version to stick to. */
+        if (q->have_total && c->start + c->len > q->range_total && q->range_total > c->start)
+            c->len = (size_t)(q->range_total - c->start);
+        if (r->etag[0] == '\0' && q->etag[0] != '\0') {
+            snprintf(r->etag, sizeof r->etag, "%s", q->etag);
+            q->if_match = r->etag;
+        }
+    }
     snprintf(c->range, sizeof c->range, "bytes=%llu-%llu",
              (unsigned long long)(c->start + c->got),
              (unsigned long long)(c->start + c->len - 1));
@@ -1745,6 +1769,21 @@ static void *chunk_thread(void *arg)
                 .sink = chunk_sink, .sink_arg = c, .before_attempt = chunk_rearm};
 
     c->rc = request(r->d, &q, 0, &c->err);
+    c->status = q.curl_rc == CURLE_OK ? q.status : 0;
+    if (c->first && c->rc == SNAP_OK) {
+        if (q.have_total)
+            c->total = q.range_total;
+        else if (q.status == 200 && q.have_length)
+            c->total = q.content_length; /* the whole object, Range or not */
+        else
+            c->rc = err_set(&c->err, SNAP_EFAIL, 0, "s3 GET s3://%s/%s: no object size in the "
+                                                    "answer",
+                            r->d->bucket, r->okey);
+        if (c->start + c->len > c->total)
+            c->len = c->total > c->start ? (size_t)(c->total - c->start) : 0;
+        if (r->etag[0] == '\0')
+            snprintf(r->etag, sizeof r->etag, "%s", q.etag);
+    }
     if (c->rc == SNAP_ECONFLICT)
         c->rc = err_set(&c->err, SNAP_EVERIFY, 0, "s3://%s/%s changed while it was read",
                         r->d->bucket, r->okey);
@@ -1759,19 +1798,27 @@ static void *chunk_thread(void *arg)
     return NULL;
 }
 
+static s3_chunk *new_chunk(s3_reader *r, uint64_t start, uint64_t len)
+{
+    s3_chunk *c = xcalloc(1, sizeof *c);
+
+    c->r = r;
+    c->start = start;
+    c->len = (size_t)len;
+    c->buf = xmalloc(c->len);
+    return c;
+}
+
 /* Starts fetches until download_concurrency are queued or the range is exhausted. */
 static void fill_queue(s3_reader *r)
 {
     while (r->nq < (size_t)r->d->download_conc && r->next < r->end) {
-        s3_chunk *c = xcalloc(1, sizeof *c);
         uint64_t n = r->end - r->next;
+        s3_chunk *c;
 
         if (n > r->d->download_chunk)
             n = r->d->download_chunk;
-        c->r = r;
-        c->start = r->next;
-        c->len = (size_t)n;
-        c->buf = xmalloc(c->len);
+        c = new_chunk(r, r->next, n);
         r->next += n;
         c->threaded = pthread_create(&c->th, NULL, chunk_thread, c) == 0;
         if (!c->threaded)
@@ -1809,6 +1856,7 @@ static snap_rc s3_reader_open(void *drv, const char *key, uint64_t off, uint64_t
 {
     s3_drv *d = drv;
     s3_reader *r;
+    s3_chunk *first;
     uint64_t size = 0;
     snap_rc rc;
 
@@ -1818,6 +1866,29 @@ static snap_rc s3_reader_open(void *drv, const char *key, uint64_t off, uint64_t
     r->d = d;
     r->okey = okey_of(d, key);
     r->q = xcalloc((size_t)d->download_conc, sizeof *r->q);
+
+    /* The first range also tells the size and the ETag: no HEAD for small objects. */
+    first = new_chunk(r, off, len != 0 && len < d->download_chunk ? len : d->download_chunk);
+    first->first = true;
+    chunk_thread(first);
+    if (first->rc == SNAP_OK) {
+        r->end = len == 0 || len > first->total - off ? first->total : off + len;
+        r->next = off + first->len;
+        if (first->len < d->download_chunk / 2) /* a small object: give back the rest */
+            first->buf = xrealloc(first->buf, first->len);
+        r->q[r->nq++] = first;
+        fill_queue(r);
+        *out = r;
+        return SNAP_OK;
+    }
+    if (first->status != 416) { /* 416: empty, or off past the end: HEAD tells which */
+        rc = first->rc;
+        *err = first->err;
+        chunk_free(first);
+        goto fail;
+    }
+    chunk_free(first);
+    r->etag[0] = '\0';
     if ((rc = head_object(d, r->okey, &size, r->etag, sizeof r->etag, err)) != SNAP_OK)
         goto fail;
     if (off > size) {
