@@ -2107,7 +2107,34 @@ static snap_rc s3_remove_many(void *drv, const char *const *keys, size_t n, snap
     return SNAP_OK;
 }
 
-/* Aborts multipart uploads under the prefix older than max_age (ListMultipartUploads). */
+typedef struct probe_sweep {
+    s3_drv *d;
+    time_t now;
+    int64_t max_age;
+    bool dry_run;
+    unsigned *n;
+} probe_sweep;
+
+static bool sweep_probe(const stg_entry *e, void *arg)
+{
+    probe_sweep *ps = arg;
+    char *okey;
+
+    if (e->mtime == 0 || ps->now - e->mtime < ps->max_age)
+        return true;
+    (*ps->n)++;
+    if (!ps->dry_run) {
+        okey = okey_of(ps->d, e->key);
+        delete_object(ps->d, okey, NULL);
+        free(okey);
+    }
+    return true;
+}
+
+/*
+ * Aborts multipart uploads under the prefix older than max_age (ListMultipartUploads),
+ * and removes create-only probes a killed process left behind.
+ */
 static snap_rc s3_cleanup(void *drv, int64_t max_age, bool dry_run, unsigned *n, snap_err *err)
 {
     s3_drv *d = drv;
@@ -2151,8 +2178,9 @@ static snap_rc s3_cleanup(void *drv, int64_t max_age, bool dry_run, unsigned *n,
             xml_text(c, "Key", key, sizeof key);
             xml_text(c, "UploadId", id, sizeof id);
             xml_text(c, "Initiated", init, sizeof init);
-            if (now - parse_s3_time(init) < max_age)
-                continue;
+            time_t t = parse_s3_time(init);
+            if (t == 0 || now - t < max_age)
+                continue; /* young, or of unknown age: it may be a running snap's */
             (*n)++;
             if (!dry_run) {
                 log_debug(d->ctx, "aborting the stale upload of s3://%s/%s", d->bucket, key);
@@ -2170,6 +2198,10 @@ static snap_rc s3_cleanup(void *drv, int64_t max_age, bool dry_run, unsigned *n,
     }
     free(key_marker);
     free(id_marker);
+    if (rc == SNAP_OK) {
+        probe_sweep ps = {d, now, max_age, dry_run, n};
+        rc = s3_list(d, ".create-only-probe-", sweep_probe, &ps, err);
+    }
     return rc;
 }
 

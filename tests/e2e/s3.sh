@@ -117,19 +117,24 @@ test_delete_prune_gc() {
     [ "$(awsc s3 ls --recursive "s3://$RGW_BUCKET/$PREFIX/data/" | wc -l)" = 1 ] || fail "gc left orphaned data"
 }
 
-# An interrupted upload (made here by the AWS CLI) is aborted by gc, and only by gc.
+# An interrupted upload (made here by the AWS CLI) and the create-only probe of a killed
+# process are removed by gc, and only by gc.
 test_gc_aborts_stale_uploads() {
     s3_setup
     make_data "$T/app" 1
     expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" create base --files "$T/app"
     awsc s3api create-multipart-upload --bucket "$RGW_BUCKET" --key "$PREFIX/data/x/y.0000.tar.zst" >/dev/null
+    echo 1 | awsc s3 cp --quiet - "s3://$RGW_BUCKET/$PREFIX/.create-only-probe-0123456789abcdef"
     expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" gc --dry-run --min-age 0s
-    expect_out "1 unfinished upload"
+    expect_out "2 unfinished uploads"
     awsc s3api list-multipart-uploads --bucket "$RGW_BUCKET" --prefix "$PREFIX/" | grep -q UploadId ||
         fail "dry run aborted the upload"
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" gc --min-age 1h
+    expect_out "0 unfinished uploads"
     expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" gc --min-age 0s
-    expect_out "1 unfinished upload"
+    expect_out "2 unfinished uploads"
     no_uploads_left
+    [ -z "$(awsc s3 ls "s3://$RGW_BUCKET/$PREFIX/.create-only-probe-")" ] || fail "probe left behind"
 }
 
 # More keys than one listing page: the continuation token is followed.
