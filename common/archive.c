@@ -8,9 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "util.h"
 
 #define IO_BUF (1024 * 1024)
+#define ZSTD_JOB (2u << 20) /* per compression worker: bounds memory, keeps both cores busy */
 #define DEFAULT_PART_SIZE (256ULL << 20)
 
 typedef struct part {
@@ -104,6 +107,8 @@ struct arc_writer {
     const snap_ctx *ctx;
     struct archive_entry_linkresolver *links;
     char *buf;
+    ZSTD_CCtx *zc;
+    ZSTD_outBuffer zout;
     /* the open part */
     struct archive *a;
     stg_writer *out;
@@ -113,19 +118,47 @@ struct arc_writer {
     bool wfailed;
 };
 
+/* Hands compressed bytes to the store and the checksum. */
+static bool emit(arc_writer *w, const void *buf, size_t len)
+{
+    if (len == 0)
+        return true;
+    if (stg_write(w->out, buf, len, &w->werr) != SNAP_OK) {
+        w->wfailed = true;
+        return false;
+    }
+    util_sha256_update(w->hash, buf, len);
+    w->cur.size += len;
+    return true;
+}
+
+/* Compresses what libarchive produced; mode ZSTD_e_end closes the frame. */
+static bool compress(arc_writer *w, const void *buf, size_t len, ZSTD_EndDirective mode)
+{
+    ZSTD_inBuffer in = {buf, len, 0};
+    size_t left;
+
+    do {
+        w->zout.pos = 0;
+        left = ZSTD_compressStream2(w->zc, &w->zout, &in, mode);
+        if (ZSTD_isError(left)) {
+            err_set(&w->werr, SNAP_EFAIL, 0, "zstd: %s", ZSTD_getErrorName(left));
+            w->wfailed = true;
+            return false;
+        }
+        if (!emit(w, w->zout.dst, w->zout.pos))
+            return false;
+    } while (mode == ZSTD_e_end ? left > 0 : in.pos < in.size);
+    return true;
+}
+
 static la_ssize_t write_cb(struct archive *a, void *client, const void *buf, size_t len)
 {
     arc_writer *w = client;
 
     (void)a;
-    if (w->wfailed)
+    if (w->wfailed || !compress(w, buf, len, ZSTD_e_continue))
         return -1;
-    if (stg_write(w->out, buf, len, &w->werr) != SNAP_OK) {
-        w->wfailed = true;
-        return -1;
-    }
-    util_sha256_update(w->hash, buf, len);
-    w->cur.size += len;
     return (la_ssize_t)len;
 }
 
@@ -134,7 +167,6 @@ snap_rc arc_writer_new(stg *store, arc_parts *parts, const arc_opts *opts, const
 {
     arc_writer *w = xcalloc(1, sizeof *w);
 
-    (void)err;
     w->store = store;
     w->parts = parts;
     w->opts = *opts;
@@ -148,6 +180,23 @@ snap_rc arc_writer_new(stg *store, arc_parts *parts, const arc_opts *opts, const
     w->links = archive_entry_linkresolver_new();
     archive_entry_linkresolver_set_strategy(w->links, ARCHIVE_FORMAT_TAR_PAX_RESTRICTED);
     w->buf = xmalloc(IO_BUF);
+    /*
+     * zstd runs here rather than in libarchive's filter so that the job size, and with it
+     * the memory of the compression workers, is ours to bound.
+     */
+    w->zc = ZSTD_createCCtx();
+    w->zout.size = ZSTD_CStreamOutSize();
+    w->zout.dst = xmalloc(w->zout.size);
+    if (w->zc == NULL ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel, w->opts.zstd_level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1))) {
+        arc_writer_free(w);
+        return err_set(err, SNAP_EFAIL, 0, "cannot set up zstd level %d", opts->zstd_level);
+    }
+    if (w->opts.zstd_threads > 1 &&
+        (ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_nbWorkers, w->opts.zstd_threads)) ||
+         ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_jobSize, ZSTD_JOB))))
+        log_warn(ctx, "this zstd library compresses on one thread only");
     *out = w;
     return SNAP_OK;
 }
@@ -177,7 +226,6 @@ static void part_drop(arc_writer *w)
 
 static snap_rc part_open(arc_writer *w, snap_err *err)
 {
-    char num[16];
     snap_rc rc;
 
     memset(&w->cur, 0, sizeof w->cur);
@@ -193,16 +241,9 @@ static snap_rc part_open(arc_writer *w, snap_err *err)
     w->wfailed = false;
     w->a = archive_write_new();
     archive_write_set_format_pax_restricted(w->a);
-    archive_write_add_filter_zstd(w->a);
-    snprintf(num, sizeof num, "%d", w->opts.zstd_level);
-    if (archive_write_set_filter_option(w->a, "zstd", "compression-level", num) != ARCHIVE_OK)
-        goto fail;
-    snprintf(num, sizeof num, "%d", w->opts.zstd_threads);
-    if (w->opts.zstd_threads > 1 &&
-        archive_write_set_filter_option(w->a, "zstd", "threads", num) != ARCHIVE_OK)
-        goto fail;
-    /* No padding after the zstd frame: stock zstd and tar read the part as it is. */
-    archive_write_set_bytes_per_block(w->a, 64 * 1024);
+    ZSTD_CCtx_reset(w->zc, ZSTD_reset_session_only);
+    /* No padding after the tar end: the part is one zstd frame that stock tools read. */
+    archive_write_set_bytes_per_block(w->a, 128 * 1024);
     archive_write_set_bytes_in_last_block(w->a, 1);
     if (archive_write_open2(w->a, w, NULL, write_cb, NULL, NULL) != ARCHIVE_OK)
         goto fail;
@@ -219,7 +260,7 @@ static snap_rc part_close(arc_writer *w, snap_err *err)
 
     if (w->a == NULL)
         return SNAP_OK;
-    if (archive_write_close(w->a) != ARCHIVE_OK) {
+    if (archive_write_close(w->a) != ARCHIVE_OK || !compress(w, NULL, 0, ZSTD_e_end)) {
         rc = arc_fail(w, err, "cannot finish part");
         part_drop(w);
         return rc;
@@ -337,6 +378,8 @@ void arc_writer_free(arc_writer *w)
     if (w->a != NULL || w->out != NULL)
         part_drop(w);
     archive_entry_linkresolver_free(w->links);
+    ZSTD_freeCCtx(w->zc);
+    free(w->zout.dst);
     free(w->buf);
     free(w);
 }
