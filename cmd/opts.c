@@ -103,6 +103,17 @@ void opts_each(const opts *o, const char *name, void (*fn)(const char *, void *)
             fn(o->vals[i].value, arg);
 }
 
+const char **opts_all(const opts *o, const char *name, size_t *n)
+{
+    const char **v = xcalloc(o->nvals + 1, sizeof *v);
+
+    *n = 0;
+    for (size_t i = 0; i < o->nvals; i++)
+        if (strcmp(o->vals[i].def->name, name) == 0)
+            v[(*n)++] = o->vals[i].value;
+    return v;
+}
+
 void opts_help(FILE *f, const char *usage, const opt_def *defs)
 {
     fprintf(f, "%s\nOptions:\n", usage);

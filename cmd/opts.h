@@ -40,6 +40,8 @@ const char *opts_get(const opts *o, const char *name);
 bool opts_has(const opts *o, const char *name);
 /* Calls fn for each value of a repeatable option, in order. */
 void opts_each(const opts *o, const char *name, void (*fn)(const char *value, void *arg), void *arg);
+/* Every value of a repeatable option, in order, as an array the caller frees (not the strings). */
+const char **opts_all(const opts *o, const char *name, size_t *n);
 
 void opts_help(FILE *f, const char *usage, const opt_def *defs);
 

@@ -40,18 +40,6 @@ static const char usage[] =
     "Exit codes: 0 reverted, 2 usage, 3 not found, 4 conflict, 5 verification failed (nothing changed),\n"
     "6 unreachable or denied, 7 cut-over failed and rolled back, 8 recovery needed, 130 interrupted.";
 
-typedef struct strs {
-    const char **v;
-    size_t n;
-} strs;
-
-static void push(const char *value, void *arg)
-{
-    strs *s = arg;
-    s->v = xrealloc(s->v, (s->n + 1) * sizeof *s->v);
-    s->v[s->n++] = value;
-}
-
 static void print_list(FILE *f, const json_t *plan, const char *kind, char mark)
 {
     json_t *a = json_object_get(plan, kind), *v;
@@ -121,7 +109,8 @@ int main(int argc, char **argv)
     cli c;
     snap_err err;
     stg *store = NULL;
-    strs only = {0};
+    const char **only = NULL;
+    size_t nonly = 0;
     json_t *res = NULL;
     char *url;
     const char *v;
@@ -183,11 +172,11 @@ int main(int argc, char **argv)
         cli_free(&c);
         return code;
     }
-    opts_each(&c.o, "only", push, &only);
+    only = opts_all(&c.o, "only", &nonly);
     rst_request req = {
         .name = c.o.words[0],
-        .only = only.v,
-        .nonly = only.n,
+        .only = only,
+        .nonly = nonly,
         .to = opts_get(&c.o, "to"),
         .dry_run = opts_has(&c.o, "dry-run"),
         .no_safety_snapshot = opts_has(&c.o, "no-safety-snapshot"),
@@ -195,7 +184,7 @@ int main(int argc, char **argv)
         .confirm = isatty(STDIN_FILENO) ? confirm : NULL,
     };
     rc = rst_revert(&c.ctx, store, &req, &res, &err);
-    free(only.v);
+    free(only);
     if (rc == SNAP_OK && req.dry_run && !c.ctx.json)
         print_plan(res, stdout);
     if (c.ctx.json && res != NULL) {

@@ -49,18 +49,6 @@ static const char usage[] =
     "       snap gc     [--dry-run] [--min-age DURATION]\n"
     "Every command takes --store URL and --config FILE. Exit codes: see snap(1).";
 
-typedef struct strs {
-    const char **v;
-    size_t n;
-} strs;
-
-static void push(const char *value, void *arg)
-{
-    strs *s = arg;
-    s->v = xrealloc(s->v, (s->n + 1) * sizeof *s->v);
-    s->v[s->n++] = value;
-}
-
 /* An ad-hoc source is named after its path or database; a taken name gets -2, -3 ... */
 static void add_source(cfg *c, const char *type, const char *key, const char *value, const char *base)
 {
@@ -150,7 +138,8 @@ static void print_summary(const cat_manifest *m, double secs)
 
 static int cmd_create(cli *c, stg *store, const char *name)
 {
-    strs labels = {0};
+    size_t nlabels;
+    const char **labels;
     adhoc a = {c->cfg, NULL, NULL};
     cat_manifest *m = NULL;
     snap_err err;
@@ -178,10 +167,10 @@ static int cmd_create(cli *c, stg *store, const char *name)
         cfg_set(c->cfg, "snap", "zstd_level", v);
     if ((v = opts_get(&c->o, "part-size")) != NULL)
         cfg_set(c->cfg, "snap", "part_size", v);
-    opts_each(&c->o, "label", push, &labels);
-    snp_request req = {.name = name, .note = opts_get(&c->o, "note"), .labels = labels.v, .nlabels = labels.n};
+    labels = opts_all(&c->o, "label", &nlabels);
+    snp_request req = {.name = name, .note = opts_get(&c->o, "note"), .labels = labels, .nlabels = nlabels};
     rc = snp_create(&c->ctx, store, &req, &m, &err);
-    free(labels.v);
+    free(labels);
     if (rc != SNAP_OK)
         return cli_fail(c, &err);
     if (c->ctx.json) {
@@ -213,20 +202,21 @@ static int cmd_list(cli *c, stg *store)
 {
     cat_manifest **list;
     size_t n;
-    strs labels = {0};
+    size_t nlabels;
+    const char **labels;
     json_t *arr = json_array();
     snap_err err;
     snap_rc rc = cat_list(store, &list, &n, &err);
 
     if (rc != SNAP_OK)
         return cli_fail(c, &err);
-    opts_each(&c->o, "label", push, &labels);
+    labels = opts_all(&c->o, "label", &nlabels);
     if (!c->ctx.json && c->ctx.verbosity >= 0)
         printf("%-32s %-20s %10s  %s\n", "NAME", "CREATED", "SIZE", "COMPONENTS / LABELS");
     for (size_t i = 0; i < n; i++) {
         const cat_manifest *m = list[i];
         char when[32], size[32];
-        if (!cat_manifest_match_labels(m, labels.v, labels.n))
+        if (!cat_manifest_match_labels(m, labels, nlabels))
             continue;
         util_iso8601(cat_manifest_created(m), when);
         util_human_bytes(cat_manifest_bytes(m), size);
@@ -252,7 +242,7 @@ static int cmd_list(cli *c, stg *store)
     if (c->ctx.json)
         cli_print_json(arr);
     json_decref(arr);
-    free(labels.v);
+    free(labels);
     cat_list_free(list, n);
     return 0;
 }
@@ -382,7 +372,8 @@ static int cmd_delete(cli *c, stg *store, const char *name)
 static int cmd_prune(cli *c, stg *store)
 {
     cat_retention policy = {0};
-    strs labels = {0};
+    size_t nlabels;
+    const char **labels;
     json_t *report, *r;
     bool dry = opts_has(&c->o, "dry-run");
     const char *v;
@@ -413,10 +404,10 @@ static int cmd_prune(cli *c, stg *store)
         err_hint(&err, "pass --yes, or --dry-run to see what would go");
         return cli_fail(c, &err);
     }
-    opts_each(&c->o, "label", push, &labels);
+    labels = opts_all(&c->o, "label", &nlabels);
     report = json_array();
-    rc = cat_prune(store, &policy, labels.v, labels.n, dry, &c->ctx, report, &err);
-    free(labels.v);
+    rc = cat_prune(store, &policy, labels, nlabels, dry, &c->ctx, report, &err);
+    free(labels);
     if (c->ctx.json) {
         cli_print_json(report);
     } else if (c->ctx.verbosity >= 0) {

@@ -242,36 +242,50 @@ static rst_target *target_new(journal *j, snap_ctx *ctx, stg *store, const rst_d
 }
 
 /*
- * Pending journals: one whose lock can be taken was left by a process that died.
- * Sets *abandoned to the first such journal's path (caller frees), or NULL.
+ * Calls fn for every journal in the state directory, with an open fd and whether its
+ * lock could be taken: a journal whose lock can be taken was left by a process that
+ * died, while a locked one belongs to a revert that is running. Stops when fn does not
+ * return SNAP_OK.
  */
-static snap_rc find_abandoned(const snap_ctx *ctx, char **abandoned, snap_err *err)
+typedef snap_rc (*journal_fn)(const char *path, int fd, bool abandoned, void *arg, snap_err *err);
+
+static snap_rc each_journal(const snap_ctx *ctx, journal_fn fn, void *arg, snap_err *err)
 {
     char *dir;
     DIR *d;
     struct dirent *de;
     snap_rc rc = state_subdir(ctx, "journal", &dir, err);
 
-    *abandoned = NULL;
     if (rc != SNAP_OK)
         return rc;
     d = opendir(dir);
-    while (d != NULL && *abandoned == NULL && (de = readdir(d)) != NULL) {
+    while (d != NULL && rc == SNAP_OK && (de = readdir(d)) != NULL) {
         size_t n = strlen(de->d_name);
         if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0)
             continue;
         char *path = xasprintf("%s/%s", dir, de->d_name);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
-            *abandoned = xstrdup(path);
-        if (fd >= 0)
+        if (fd >= 0) {
+            rc = fn(path, fd, flock(fd, LOCK_EX | LOCK_NB) == 0, arg, err);
             close(fd);
+        }
         free(path);
     }
     if (d != NULL)
         closedir(d);
     free(dir);
-    return SNAP_OK;
+    return rc;
+}
+
+static snap_rc note_abandoned(const char *path, int fd, bool abandoned, void *arg, snap_err *err)
+{
+    (void)fd;
+    if (!abandoned)
+        return SNAP_OK;
+    err_set(err, SNAP_ERECOVER, 0, "an interrupted revert left a journal: %s", path);
+    err_hint(err, "run `revert --recover` to finish or roll it back first");
+    (void)arg;
+    return SNAP_ERECOVER;
 }
 
 static snap_rc lock_target(rst_target *t, snap_err *err)
@@ -605,7 +619,6 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
     cat_manifest *m = NULL;
     journal *j = xcalloc(1, sizeof *j);
     json_t *res = json_object(), *plans = json_array();
-    char *abandoned = NULL;
     sigset_t oldmask;
     bool leased = false, journaled = false;
     snap_rc rc;
@@ -613,13 +626,7 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
     j->fd = -1;
     *result = res;
     json_object_set_new(res, "targets", plans);
-    rc = find_abandoned(ctx, &abandoned, err);
-    if (rc == SNAP_OK && abandoned != NULL) {
-        err_set(err, SNAP_ERECOVER, 0, "an interrupted revert left a journal: %s", abandoned);
-        err_hint(err, "run `revert --recover` to finish or roll it back first");
-        rc = SNAP_ERECOVER;
-    }
-    free(abandoned);
+    rc = each_journal(ctx, note_abandoned, NULL, err);
     if (rc == SNAP_OK)
         rc = cat_load(store, req->name, &m, err);
     if (rc == SNAP_OK)
@@ -829,39 +836,30 @@ out:
     return rc;
 }
 
+typedef struct recovery {
+    snap_ctx *ctx;
+    stg *store;
+    json_t *report;
+} recovery;
+
+static snap_rc recover_abandoned(const char *path, int fd, bool abandoned, void *arg, snap_err *err)
+{
+    recovery *r = arg;
+
+    if (abandoned)
+        return recover_one(r->ctx, r->store, path, fd, r->report, err);
+    log_info(r->ctx, "revert journal %s belongs to a revert that is still running", path);
+    return SNAP_OK;
+}
+
 snap_rc rst_recover(snap_ctx *ctx, stg *store, json_t **result, snap_err *err)
 {
-    char *dir;
-    DIR *d;
-    struct dirent *de;
-    json_t *report = json_array();
-    snap_rc rc = state_subdir(ctx, "journal", &dir, err);
+    recovery r = {ctx, store, json_array()};
+    snap_rc rc;
 
-    *result = json_pack("{s:o}", "recovered", report);
-    if (rc != SNAP_OK)
-        return rc;
-    d = opendir(dir);
-    while (d != NULL && rc == SNAP_OK && (de = readdir(d)) != NULL) {
-        size_t n = strlen(de->d_name);
-        char *path;
-        int fd;
-
-        if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0)
-            continue;
-        path = xasprintf("%s/%s", dir, de->d_name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
-            rc = recover_one(ctx, store, path, fd, report, err);
-        else if (fd >= 0)
-            log_info(ctx, "revert journal %s belongs to a revert that is still running", path);
-        if (fd >= 0)
-            close(fd);
-        free(path);
-    }
-    if (d != NULL)
-        closedir(d);
-    free(dir);
-    if (json_array_size(report) == 0)
+    *result = json_pack("{s:o}", "recovered", r.report);
+    rc = each_journal(ctx, recover_abandoned, &r, err);
+    if (rc == SNAP_OK && json_array_size(r.report) == 0)
         log_info(ctx, "nothing to recover");
     return rc;
 }

@@ -60,6 +60,22 @@ test_kill_at_cutover_begin() { crash_at cutover-begin completed; }
 test_kill_between_two_switches() { crash_at cutover-after-switch completed; }
 test_kill_before_finish() { crash_at finish-begin completed; }
 
+test_failed_switch_rolls_back_every_target() {
+    setup_two
+    SNAP_FAILPOINT=cutover-begin:pause=3 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot >"$T/out" 2>"$T/err" &
+    pid=$!
+    for i in $(seq 1 80); do grep -q 'failpoint cutover-begin' "$T/err" && break; sleep 0.1; done
+    # the second target's staged copy vanishes before its switch
+    rm -rf "$T"/.b.snap-stage-*
+    wait $pid && rc=0 || rc=$?
+    [ "$rc" = 7 ] || { cat "$T/err" >&2; fail "exit code $rc, expected 7"; }
+    grep -q "rolled back" "$T/err" || fail "no word of the rollback"
+    [ "$(state a "$T/a" "$OLD_A" "$POINT_A")" = old ] || fail "a was left switched"
+    [ "$(state b "$T/b" "$OLD_B" "$POINT_B")" = old ] || fail "b changed"
+    ls -a "$T" | grep -q snap-stage && fail "staging left behind"
+    [ -z "$(ls "$T/state/journal")" ] || fail "journal left behind"
+}
+
 test_kill_during_snap_leaves_no_catalog_entry() {
     export SNAP_STATE_DIR=$T/state
     mkdir -p "$T/a" && echo x >"$T/a/f"
