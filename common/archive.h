@@ -11,6 +11,12 @@
 #include "ctx.h"
 #include "progress.h"
 
+/*
+ * Names under this prefix hold a driver's own records (the registry manifests of an
+ * images component), not captured files: the files target does not restore them.
+ */
+#define ARC_META_PREFIX ".snap-meta/"
+
 typedef struct arc_opts {
     int zstd_level;     /* 0: default (3) */
     int zstd_threads;   /* 0: default (2) */

@@ -111,12 +111,12 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
         cat_component_part(c, p, &key, &size, &sha, &entries);
         rc = arc_reader_open(rst_store(t), key, size, sha, rst_ctx(t), NULL, &ar, err);
         while (rc == SNAP_OK && (rc = arc_reader_next(ar, &e, err)) == SNAP_OK && e != NULL) {
-            const char *rest;
-            const json_t *root = root_of(t, archive_entry_pathname(e), &rest);
+            const char *rest, *name = archive_entry_pathname(e);
+            const json_t *root = name != NULL ? root_of(t, name, &rest) : NULL;
             char *live;
             struct stat st;
             if (root == NULL)
-                continue;
+                continue; /* staging refuses it, with the reason */
             live = xasprintf("%s%s", rget(root, "path"), rest);
             if (strlen(live) > 1 && live[strlen(live) - 1] == '/')
                 live[strlen(live) - 1] = '\0';
@@ -388,6 +388,9 @@ static snap_rc extract_part(stage *s, size_t p, snap_err *err)
         if (rc != SNAP_OK || e == NULL)
             break;
         seen++;
+        const char *name = archive_entry_pathname(e);
+        if (name != NULL && strncmp(name, ARC_META_PREFIX, strlen(ARC_META_PREFIX)) == 0)
+            continue; /* a driver's own records, not files */
         rc = map_entry(s, e, &defer, err);
         if (rc != SNAP_OK)
             break;

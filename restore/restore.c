@@ -16,6 +16,7 @@
 
 static const rst_driver *const drivers[] = {
     &rst_files_driver,
+    &rst_images_driver,
 };
 
 #define JOURNAL_MAX (16u << 20)

@@ -82,6 +82,7 @@ typedef struct rst_driver {
 } rst_driver;
 
 extern const rst_driver rst_files_driver;
+extern const rst_driver rst_images_driver;
 
 const rst_driver *rst_driver_find(const char *type);
 

@@ -7,6 +7,7 @@
 
 static const snp_driver *const drivers[] = {
     &snp_files_driver,
+    &snp_images_driver,
 };
 
 struct snp_capture {

@@ -57,6 +57,7 @@ typedef struct snp_driver {
 } snp_driver;
 
 extern const snp_driver snp_files_driver;
+extern const snp_driver snp_images_driver;
 
 /*
  * Captures absolute paths as a files source does (for drivers that build on it, such
