@@ -12,11 +12,13 @@
 
 #include "../common/util.h"
 #include "../snapshot/snapshot.h"
+#include "../snapshot/mysql.h"
 #include "restore.h"
 
 static const rst_driver *const drivers[] = {
     &rst_files_driver,
     &rst_images_driver,
+    &rst_mysql_driver,
 };
 
 #define JOURNAL_MAX (16u << 20)
@@ -439,13 +441,19 @@ static snap_rc safety_snapshot(snap_ctx *ctx, stg *store, journal *j, const char
     return rc;
 }
 
-static void discard_all(journal *j)
+/* Removes every target's staging; false when one could not be removed (the journal stays). */
+static bool discard_all(journal *j)
 {
+    bool ok = true;
+
     for (size_t i = j->n; i-- > 0;) {
         snap_err e;
-        if (j->targets[i]->drv->discard(j->targets[i], &e) != SNAP_OK)
+        if (j->targets[i]->drv->discard(j->targets[i], &e) != SNAP_OK) {
             log_warn(j->targets[i]->ctx, "could not remove staging of %s: %s", j->targets[i]->name, e.msg);
+            ok = false;
+        }
     }
+    return ok;
 }
 
 /* Blocks the signals that would stop us in the middle of the cut-over. */
@@ -698,7 +706,12 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
     if (rc == SNAP_OK && ctx_interrupted(ctx, err))
         rc = SNAP_EINTR; /* the last chance to stop with nothing changed */
     if (rc != SNAP_OK) {
-        discard_all(j);
+        /* Nothing live changed. Staging that cannot be removed now (a server gone away)
+         * keeps its journal, so that `revert --recover` removes it later. */
+        if (!discard_all(j)) {
+            journaled = false;
+            err_hint(err, "nothing live changed; run `revert --recover` to remove the staging left behind");
+        }
         goto out;
     }
 
@@ -808,9 +821,10 @@ static snap_rc recover_one(snap_ctx *ctx, stg *store, const char *path, int fd, 
                     goto out;
                 }
             }
-            discard_all(j);
             outcome = "rolled-back";
             rc = SNAP_OK;
+            if (!discard_all(j))
+                goto keep;
         } else {
             for (i = 0; i < j->n; i++) {
                 snap_err e;
@@ -823,14 +837,20 @@ static snap_rc recover_one(snap_ctx *ctx, stg *store, const char *path, int fd, 
         }
     } else {
         /* Interrupted before the cut-over: nothing live changed; remove the staging. */
-        discard_all(j);
         outcome = "rolled-back";
+        if (!discard_all(j))
+            goto keep;
     }
     json_array_append_new(report, json_pack("{s:O, s:O, s:s}", "revert_id", json_object_get(doc, "revert_id"),
                                             "snapshot", json_object_get(doc, "snapshot"), "outcome", outcome));
     log_info(ctx, "revert %s of %s: %s", json_string_value(json_object_get(doc, "revert_id")),
              json_string_value(json_object_get(doc, "snapshot")), outcome);
     journal_remove(j);
+    goto out;
+keep:
+    rc = err_set(err, SNAP_EUNREACH, 0, "revert %s: staging could not be removed; its journal stays",
+                 json_string_value(json_object_get(doc, "revert_id")));
+    err_hint(err, "make the target reachable and run `revert --recover` again; nothing live was changed");
 out:
     j->fd = -1; /* the caller closes it */
     journal_free(j);

@@ -3,11 +3,13 @@
 #include <string.h>
 
 #include "../common/util.h"
+#include "mysql.h"
 #include "snapshot.h"
 
 static const snp_driver *const drivers[] = {
     &snp_files_driver,
     &snp_images_driver,
+    &snp_mysql_driver,
 };
 
 struct snp_capture {

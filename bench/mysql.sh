@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# bench/mysql.sh: snap and revert of MySQL/MariaDB beside the tools users would pick instead.
+#
+# Data set: four tables of $ROWS rows each (integers, varchar, text, datetime, secondary
+# indexes); ROWS=2500000 gives about 1.4 GB, the size of the figures in docs/mysql.md.
+# Starts its own MariaDB (tests/services/mariadb.sh) unless MY_SOCKET names a running one.
+# In one run: snap beside `mydumper -t 2 -c` and `mariadb-dump --single-transaction |
+# zstd -3 -T2`; revert beside `myloader -t 2` and `zstd -dc dump | mariadb`. Prints
+# times, ratios, output sizes, the cut-over time and peak memory (RSS) of snap and revert.
+#
+#   bench/mysql.sh                 full size
+#   ROWS=500000 bench/mysql.sh     a fifth
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ROWS=${ROWS:-2500000}
+JOBS=${JOBS:-2}
+BUILD=${SNAP_BUILD:-build}
+SNAP=$ROOT/$BUILD/snap
+REVERT=$ROOT/$BUILD/revert
+export T_WORK=${T_WORK:-$(mktemp -d /tmp/snap-bench.XXXXXX)}
+W=$T_WORK/bench
+rm -rf "$W"
+mkdir -p "$W"
+started=0
+if [ -z "${MY_SOCKET:-}" ]; then
+    tests/services/mariadb.sh start >/dev/null
+    started=1
+    . "$T_WORK/service-mariadb.env"
+fi
+cleanup() {
+    [ $started = 1 ] && tests/services/mariadb.sh stop >/dev/null 2>&1 || true
+    rm -rf "$W"
+}
+trap cleanup EXIT
+my() { mariadb --no-defaults -S "$MY_SOCKET" -uroot "$@"; }
+DB=benchdb
+export SNAP_STATE_DIR=$W/state
+
+secs() { # secs CMD...: runs it, prints elapsed seconds; peak RSS (KiB) goes to $W/rss
+    local t0 t1
+    t0=$(date +%s.%N)
+    /usr/bin/time -f '%M' -o "$W/rss" "$@" >"$W/cmd.out" 2>"$W/cmd.err" || {
+        cat "$W/cmd.err" >&2
+        echo "bench: failed: $*" >&2
+        exit 1
+    }
+    t1=$(date +%s.%N)
+    echo "$t1 - $t0" | bc -l | xargs printf '%.2f'
+}
+size_of() { du -sb "$1" | cut -f1; }
+mb() { echo "$1 / 1048576" | bc -l | xargs printf '%.0f MB'; }
+ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+
+echo "== loading 4 x $ROWS rows"
+my -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
+for t in 1 2 3 4; do
+    my "$DB" -e "CREATE TABLE t$t (id BIGINT NOT NULL PRIMARY KEY, a INT NOT NULL, b INT NOT NULL,
+        name VARCHAR(64) NOT NULL, body TEXT, created DATETIME NOT NULL, KEY ka (a), KEY kcreated (created))
+        ENGINE=InnoDB"
+    my "$DB" -e "SET unique_checks=0; INSERT INTO t$t SELECT seq, seq % 10007, FLOOR(RAND(seq) * 1000000),
+        CONCAT('name-', seq, '-', MD5(seq)), CONCAT(REPEAT(SHA1(seq), 1 + seq % 2), ' tail ', seq),
+        '2020-01-01' + INTERVAL (seq % 100000000) SECOND FROM seq_1_to_$ROWS" &
+done
+wait
+my "$DB" -e "ANALYZE TABLE t1, t2, t3, t4" >/dev/null
+data=$(my -N -e "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA='$DB'")
+echo "data set: $(mb "$data") in InnoDB"
+DSN="mysql://root@localhost/$DB?socket=$MY_SOCKET"
+sum_before=$(my -N "$DB" -e "CHECKSUM TABLE t1, t2, t3, t4" | cut -f2 | tr '\n' ' ')
+
+echo "== capture"
+t_snap=$(secs "$SNAP" create bench --mysql "$DSN" --store "$W/store" --jobs "$JOBS")
+rss_snap=$(cat "$W/rss")
+s_snap=$(size_of "$W/store/data")
+t_mydumper=$(secs mydumper -S "$MY_SOCKET" -u root -B "$DB" -t 2 -c -o "$W/mydumper")
+s_mydumper=$(size_of "$W/mydumper")
+t_dump=$(secs sh -c "mariadb-dump --no-defaults -S '$MY_SOCKET' -uroot --single-transaction --routines --events --triggers '$DB' | zstd -3 -T2 -q -o '$W/dump.sql.zst'")
+s_dump=$(size_of "$W/dump.sql.zst")
+
+echo "== restore"
+# the same damage before each restore, so each restores into a changed schema
+my "$DB" -e "DELETE FROM t1 WHERE id % 10 = 0"
+t_revert=$(secs "$REVERT" bench --store "$W/store" --yes --jobs "$JOBS" --no-safety-snapshot --drop-old)
+rss_revert=$(cat "$W/rss")
+cutover=$(grep -o 'switched 4 table(s) in [0-9]* ms' "$W/cmd.err" | grep -o '[0-9]* ms' || echo '?')
+sum_after=$(my -N "$DB" -e "CHECKSUM TABLE t1, t2, t3, t4" | cut -f2 | tr '\n' ' ')
+[ "$sum_before" = "$sum_after" ] || { echo "bench: revert result differs from the source" >&2; exit 1; }
+my -e "DROP DATABASE IF EXISTS myl; DROP DATABASE IF EXISTS plain"
+t_myloader=$(secs myloader -S "$MY_SOCKET" -u root -B myl -t 2 -d "$W/mydumper" -o)
+my -e "CREATE DATABASE plain"
+t_load=$(secs sh -c "zstd -dc '$W/dump.sql.zst' | mariadb --no-defaults -S '$MY_SOCKET' -uroot plain")
+my -e "DROP DATABASE myl; DROP DATABASE plain"
+
+cat <<OUT
+
+                               time      output
+snap --jobs $JOBS              ${t_snap} s   $(mb "$s_snap")   peak RSS $((rss_snap / 1024)) MiB
+mydumper -t 2 -c               ${t_mydumper} s   $(mb "$s_mydumper")
+mariadb-dump | zstd -3 -T2     ${t_dump} s   $(mb "$s_dump")
+revert --jobs $JOBS            ${t_revert} s   cut-over ${cutover}   peak RSS $((rss_revert / 1024)) MiB
+myloader -t 2                  ${t_myloader} s
+zstd -dc dump | mariadb        ${t_load} s
+
+snap / mydumper -c             $(ratio "$t_snap" "$t_mydumper")   (aim <= 0.50)
+snap / mariadb-dump|zstd       $(ratio "$t_snap" "$t_dump")   (aim <= 0.75)
+snap size / mariadb-dump size  $(ratio "$s_snap" "$s_dump")   (aim <= 1.00)
+revert / myloader              $(ratio "$t_revert" "$t_myloader")   (aim <= 0.80)
+revert / mariadb < dump        $(ratio "$t_revert" "$t_load")
+OUT

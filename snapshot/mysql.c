@@ -1,0 +1,1579 @@
+/*
+ * mysql.c: MySQL and MariaDB capture.
+ *
+ * One consistent point across parallel workers: the main connection takes the global
+ * read lock (FLUSH TABLES WITH READ LOCK), every worker starts START TRANSACTION WITH
+ * CONSISTENT SNAPSHOT, the binlog and GTID positions and the AUTO_INCREMENT counters are
+ * read, and the lock is released; it is held for milliseconds. The schema comes from the
+ * server (SHOW CREATE of every object, with the sql_mode and character set each was
+ * created under) and is the first entry of the component's first part (schema.json).
+ * Data is streamed with mysql_use_result into the LOAD DATA text format (tab between
+ * fields, newline after rows, backslash escapes, \N for NULL), cut into archive entries of
+ * at most chunk_size bytes held in memory: memory is bounded by jobs x chunk_size. Tables
+ * with a single-column integer primary key that are larger than split_size are read as
+ * several primary-key ranges, so a big table is dumped by every worker at once.
+ *
+ * Entries: schema.json, then data/<table>/<range>-<piece>.tsv (the table name with bytes
+ * outside [A-Za-z0-9_$-] written as %XX).
+ */
+#include "mysql.h"
+
+#include <errmsg.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <mysqld_error.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "../common/util.h"
+
+/* ------------------------------------------------------------------------------------ */
+/* DSN and connections                                                                   */
+
+struct my_dsn {
+    char *user, *password, *host, *socket, *db;
+    unsigned port;
+    char *ssl_mode, *ssl_ca, *ssl_cert, *ssl_key;
+    char *defaults_file, *defaults_group;
+    unsigned connect_timeout;
+};
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [s, s+n) into a new string; NULL on a bad escape or an embedded NUL. */
+static char *pct_decode(const char *s, size_t n)
+{
+    char *out = xmalloc(n + 1);
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int h, l;
+            if (i + 2 >= n) {
+                free(out);
+                return NULL;
+            }
+            h = hexval((unsigned char)s[i + 1]);
+            l = hexval((unsigned char)s[i + 2]);
+            if (h < 0 || l < 0 || (h == 0 && l == 0)) {
+                free(out);
+                return NULL;
+            }
+            out[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+void my_dsn_free(my_dsn *d)
+{
+    if (d == NULL)
+        return;
+    free(d->user);
+    if (d->password != NULL) {
+        memset(d->password, 0, strlen(d->password));
+        free(d->password);
+    }
+    free(d->host);
+    free(d->socket);
+    free(d->db);
+    free(d->ssl_mode);
+    free(d->ssl_ca);
+    free(d->ssl_cert);
+    free(d->ssl_key);
+    free(d->defaults_file);
+    free(d->defaults_group);
+    free(d);
+}
+
+static snap_rc dsn_bad(snap_err *err, const char *why)
+{
+    err_set(err, SNAP_EUSAGE, 0, "invalid mysql dsn: %s", why);
+    err_hint(err, "the form is mysql://user[:password]@host[:port]/db[?socket=PATH&ssl-mode=...]");
+    return SNAP_EUSAGE;
+}
+
+snap_rc my_dsn_parse(const char *dsn, my_dsn **out, snap_err *err)
+{
+    my_dsn *d;
+    const char *p, *at, *slash, *q, *hostend;
+
+    *out = NULL;
+    if (strncmp(dsn, "mysql://", 8) != 0 && strncmp(dsn, "mariadb://", 10) != 0)
+        return dsn_bad(err, "it must start with mysql://");
+    p = strchr(dsn, ':') + 3;
+    d = xcalloc(1, sizeof *d);
+    slash = strchr(p, '/');
+    if (slash == NULL) {
+        my_dsn_free(d);
+        return dsn_bad(err, "no database after the host");
+    }
+    /* the last '@' before the path separates the user info (a password may hold '@') */
+    at = NULL;
+    for (const char *s = p; s < slash; s++)
+        if (*s == '@')
+            at = s;
+    if (at != NULL) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon != NULL) {
+            d->user = pct_decode(p, (size_t)(colon - p));
+            d->password = pct_decode(colon + 1, (size_t)(at - colon - 1));
+            if (d->password == NULL) {
+                my_dsn_free(d);
+                return dsn_bad(err, "bad %-escape in the password");
+            }
+        } else {
+            d->user = pct_decode(p, (size_t)(at - p));
+        }
+        if (d->user == NULL) {
+            my_dsn_free(d);
+            return dsn_bad(err, "bad %-escape in the user");
+        }
+        p = at + 1;
+    }
+    hostend = slash;
+    if (*p == '[') { /* [v6]:port */
+        const char *rb = memchr(p, ']', (size_t)(slash - p));
+        if (rb == NULL) {
+            my_dsn_free(d);
+            return dsn_bad(err, "unclosed [ in the host");
+        }
+        d->host = pct_decode(p + 1, (size_t)(rb - p - 1));
+        p = rb + 1;
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(slash - p));
+        if (colon != NULL)
+            hostend = colon;
+        d->host = pct_decode(p, (size_t)(hostend - p));
+        p = hostend;
+    }
+    if (*p == ':') {
+        char *end;
+        unsigned long port = strtoul(p + 1, &end, 10);
+        if (end != slash || port == 0 || port > 65535) {
+            my_dsn_free(d);
+            return dsn_bad(err, "the port is not a number from 1 to 65535");
+        }
+        d->port = (unsigned)port;
+    }
+    if (d->host != NULL && d->host[0] == '\0') {
+        free(d->host);
+        d->host = NULL;
+    }
+    q = strchr(slash + 1, '?');
+    d->db = pct_decode(slash + 1, q ? (size_t)(q - slash - 1) : strlen(slash + 1));
+    if (d->db == NULL || d->db[0] == '\0') {
+        my_dsn_free(d);
+        return dsn_bad(err, "no database name after the host");
+    }
+    while (q != NULL && *q != '\0') {
+        const char *key = q + 1, *amp = strchr(key, '&'), *eq;
+        size_t len = amp ? (size_t)(amp - key) : strlen(key);
+        char *val, **slot = NULL;
+
+        q = amp;
+        if (len == 0)
+            continue;
+        eq = memchr(key, '=', len);
+        if (eq == NULL) {
+            my_dsn_free(d);
+            return dsn_bad(err, "a query option lacks '='");
+        }
+        val = pct_decode(eq + 1, len - (size_t)(eq + 1 - key));
+        if (val == NULL) {
+            my_dsn_free(d);
+            return dsn_bad(err, "bad %-escape in a query option");
+        }
+#define KEY(k) ((size_t)(eq - key) == strlen(k) && strncmp(key, k, strlen(k)) == 0)
+        if (KEY("socket"))
+            slot = &d->socket;
+        else if (KEY("ssl-mode") || KEY("sslmode"))
+            slot = &d->ssl_mode;
+        else if (KEY("ssl-ca"))
+            slot = &d->ssl_ca;
+        else if (KEY("ssl-cert"))
+            slot = &d->ssl_cert;
+        else if (KEY("ssl-key"))
+            slot = &d->ssl_key;
+        else if (KEY("defaults-file"))
+            slot = &d->defaults_file;
+        else if (KEY("defaults-group"))
+            slot = &d->defaults_group;
+        else if (KEY("connect-timeout")) {
+            d->connect_timeout = (unsigned)strtoul(val, NULL, 10);
+            free(val);
+            continue;
+        }
+#undef KEY
+        if (slot == NULL) {
+            err_set(err, SNAP_EUSAGE, 0, "invalid mysql dsn: unknown option %.*s",
+                    (int)(eq - key), key);
+            err_hint(err, "known options: socket, ssl-mode, ssl-ca, ssl-cert, ssl-key, "
+                          "defaults-file, defaults-group, connect-timeout");
+            free(val);
+            my_dsn_free(d);
+            return SNAP_EUSAGE;
+        }
+        free(*slot);
+        *slot = val;
+    }
+    if (d->ssl_mode != NULL) {
+        static const char *const modes[] = {"disabled", "preferred", "required", "verify_ca",
+                                            "verify_identity"};
+        bool ok = false;
+        for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+            if (strcasecmp(d->ssl_mode, modes[i]) == 0)
+                ok = true;
+        if (!ok) {
+            my_dsn_free(d);
+            return dsn_bad(err, "ssl-mode is one of disabled, preferred, required, verify_ca, "
+                                "verify_identity");
+        }
+    }
+    *out = d;
+    return SNAP_OK;
+}
+
+const char *my_dsn_db(const my_dsn *d)
+{
+    return d->db;
+}
+
+void my_dsn_set_db(my_dsn *d, const char *db)
+{
+    free(d->db);
+    d->db = xstrdup(db);
+}
+
+/* Percent-encodes what would break the DSN form. */
+static void pct_append(char **buf, size_t *len, const char *s, const char *keep)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-._~", c) || (keep && strchr(keep, c))) {
+            *buf = xrealloc(*buf, *len + 2);
+            (*buf)[(*len)++] = (char)c;
+        } else {
+            *buf = xrealloc(*buf, *len + 4);
+            snprintf(*buf + *len, 4, "%%%02X", c);
+            *len += 3;
+        }
+    }
+    *buf = xrealloc(*buf, *len + 1);
+    (*buf)[*len] = '\0';
+}
+
+char *my_dsn_redacted(const my_dsn *d)
+{
+    char *b = xstrdup("mysql://");
+    size_t n = strlen(b);
+
+    if (d->user) {
+        pct_append(&b, &n, d->user, NULL);
+        pct_append(&b, &n, "@", "@");
+    }
+    if (d->host) {
+        bool v6 = strchr(d->host, ':') != NULL;
+        if (v6)
+            pct_append(&b, &n, "[", "[");
+        pct_append(&b, &n, d->host, v6 ? ":" : NULL);
+        if (v6)
+            pct_append(&b, &n, "]", "]");
+    }
+    if (d->port) {
+        char port[16];
+        snprintf(port, sizeof port, ":%u", d->port);
+        pct_append(&b, &n, port, ":");
+    }
+    pct_append(&b, &n, "/", "/");
+    pct_append(&b, &n, d->db, NULL);
+    const char *names[] = {"socket", "ssl-mode", "ssl-ca", "ssl-cert", "ssl-key",
+                           "defaults-file", "defaults-group"};
+    const char *vals[] = {d->socket, d->ssl_mode, d->ssl_ca, d->ssl_cert, d->ssl_key,
+                          d->defaults_file, d->defaults_group};
+    bool first = true;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (vals[i] == NULL)
+            continue;
+        pct_append(&b, &n, first ? "?" : "&", "?&");
+        pct_append(&b, &n, names[i], NULL);
+        pct_append(&b, &n, "=", "=");
+        pct_append(&b, &n, vals[i], "/");
+        first = false;
+    }
+    return b;
+}
+
+snap_rc my_fail(MYSQL *m, snap_err *err, const char *what)
+{
+    unsigned no = mysql_errno(m);
+    snap_rc code = SNAP_EFAIL;
+
+    switch (no) {
+    case CR_CONNECTION_ERROR:
+    case CR_CONN_HOST_ERROR:
+    case CR_UNKNOWN_HOST:
+    case CR_SERVER_GONE_ERROR:
+    case CR_SERVER_LOST:
+    case CR_SSL_CONNECTION_ERROR:
+    case ER_ACCESS_DENIED_ERROR:
+    case ER_DBACCESS_DENIED_ERROR:
+    case ER_TABLEACCESS_DENIED_ERROR:
+    case ER_SPECIFIC_ACCESS_DENIED_ERROR:
+    case ER_COLUMNACCESS_DENIED_ERROR:
+    case ER_SERVER_SHUTDOWN:
+        code = SNAP_EUNREACH;
+        break;
+    case ER_BAD_DB_ERROR:
+    case ER_NO_SUCH_TABLE:
+        code = SNAP_ENOTFOUND;
+        break;
+    default:
+        break;
+    }
+    err_set(err, code, 0, "%s: %s (mysql error %u)", what, mysql_error(m), no);
+    if (no == CR_SERVER_GONE_ERROR || no == CR_SERVER_LOST || no == ER_SERVER_SHUTDOWN)
+        err_hint(err, "the server went away (restarted or killed the session); nothing was "
+                      "committed, run the command again");
+    else if (no == ER_SPECIFIC_ACCESS_DENIED_ERROR || no == ER_TABLEACCESS_DENIED_ERROR ||
+             no == ER_DBACCESS_DENIED_ERROR)
+        err_hint(err, "grant the privilege named above to the user of the dsn");
+    return code;
+}
+
+snap_rc my_exec(MYSQL *m, snap_err *err, const char *what, const char *sql)
+{
+    MYSQL_RES *r;
+
+    if (mysql_real_query(m, sql, strlen(sql)) != 0)
+        return my_fail(m, err, what);
+    /* drain anything returned */
+    r = mysql_store_result(m);
+    mysql_free_result(r);
+    if (r == NULL && mysql_field_count(m) != 0)
+        return my_fail(m, err, what);
+    return SNAP_OK;
+}
+
+snap_rc my_execf(MYSQL *m, snap_err *err, const char *what, const char *fmt, ...)
+{
+    va_list ap;
+    char *sql;
+    snap_rc rc;
+
+    va_start(ap, fmt);
+    if (vasprintf(&sql, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    rc = my_exec(m, err, what, sql);
+    free(sql);
+    return rc;
+}
+
+snap_rc my_query(MYSQL *m, snap_err *err, const char *what, const char *sql, MYSQL_RES **res)
+{
+    *res = NULL;
+    if (mysql_real_query(m, sql, strlen(sql)) != 0)
+        return my_fail(m, err, what);
+    *res = mysql_store_result(m);
+    if (*res == NULL && mysql_field_count(m) != 0)
+        return my_fail(m, err, what);
+    return SNAP_OK;
+}
+
+char *my_ident(const char *name)
+{
+    size_t n = strlen(name), o = 0;
+    char *s = xmalloc(2 * n + 3);
+
+    s[o++] = '`';
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] == '`')
+            s[o++] = '`';
+        s[o++] = name[i];
+    }
+    s[o++] = '`';
+    s[o] = '\0';
+    return s;
+}
+
+char *my_literal(MYSQL *m, const char *s)
+{
+    size_t n = strlen(s);
+    char *out = xmalloc(2 * n + 3);
+    unsigned long len;
+
+    out[0] = '\'';
+    len = mysql_real_escape_string(m, out + 1, s, (unsigned long)n);
+    out[len + 1] = '\'';
+    out[len + 2] = '\0';
+    return out;
+}
+
+char *my_path_encode(const char *name)
+{
+    size_t n = strlen(name), o = 0;
+    char *s = xmalloc(3 * n + 1);
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '_' || c == '$' || c == '-') {
+            s[o++] = (char)c;
+        } else {
+            snprintf(s + o, 4, "%%%02X", c);
+            o += 3;
+        }
+    }
+    s[o] = '\0';
+    return s;
+}
+
+char *my_path_decode(const char *enc)
+{
+    return pct_decode(enc, strlen(enc));
+}
+
+bool my_is_mariadb(MYSQL *m)
+{
+    const char *v = mysql_get_server_info(m);
+    return v != NULL && strstr(v, "MariaDB") != NULL;
+}
+
+snap_rc my_connect(const my_dsn *d, const char *db, MYSQL **out, snap_err *err)
+{
+    MYSQL *m = mysql_init(NULL);
+    char *redacted;
+    unsigned timeout = d->connect_timeout ? d->connect_timeout : 10;
+    my_bool on = 1;
+    const char *pwd = d->password;
+    snap_rc rc;
+
+    *out = NULL;
+    if (m == NULL)
+        return err_set(err, SNAP_EFAIL, ENOMEM, "mysql_init failed");
+    /* MySQL's own conventions: [client] of the option files, or a named file and group */
+    if (d->defaults_file != NULL)
+        mysql_optionsv(m, MYSQL_READ_DEFAULT_FILE, d->defaults_file);
+    mysql_optionsv(m, MYSQL_READ_DEFAULT_GROUP, d->defaults_group ? d->defaults_group : "client");
+    mysql_optionsv(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    mysql_optionsv(m, MYSQL_OPT_LOCAL_INFILE, &on);
+    mysql_optionsv(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (d->ssl_mode != NULL && strcasecmp(d->ssl_mode, "disabled") != 0) {
+        my_bool verify = strncasecmp(d->ssl_mode, "verify", 6) == 0;
+        my_bool enforce = strcasecmp(d->ssl_mode, "preferred") != 0;
+        mysql_optionsv(m, MYSQL_OPT_SSL_ENFORCE, &enforce);
+        mysql_optionsv(m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+        if (d->ssl_ca)
+            mysql_optionsv(m, MYSQL_OPT_SSL_CA, d->ssl_ca);
+        if (d->ssl_cert)
+            mysql_optionsv(m, MYSQL_OPT_SSL_CERT, d->ssl_cert);
+        if (d->ssl_key)
+            mysql_optionsv(m, MYSQL_OPT_SSL_KEY, d->ssl_key);
+    } else if (d->ssl_mode != NULL) {
+        my_bool off = 0;
+        mysql_optionsv(m, MYSQL_OPT_SSL_ENFORCE, &off);
+    }
+    if (pwd == NULL)
+        pwd = getenv("MYSQL_PWD");
+    /* "localhost" (or no host) with a socket means the Unix socket */
+    if (mysql_real_connect(m, d->host, d->user, pwd, db, d->port, d->socket,
+                           CLIENT_LOCAL_FILES) == NULL) {
+        unsigned no = mysql_errno(m);
+        redacted = my_dsn_redacted(d);
+        rc = my_fail(m, err, "cannot connect");
+        err_prefix(err, "%s", redacted);
+        if (no == ER_ACCESS_DENIED_ERROR)
+            err_hint(err, "check the user and password: MYSQL_PWD, the [client] section of "
+                          "~/.my.cnf, or the dsn (mysql://user:password@...)");
+        else if (no == CR_SSL_CONNECTION_ERROR)
+            err_hint(err, "the TLS handshake or the server certificate failed: check ssl-ca and "
+                          "the host name against the certificate, or the ssl-mode of the dsn");
+        else if (no == ER_BAD_DB_ERROR)
+            err_hint(err, "check the database name at the end of the dsn");
+        else if (rc == SNAP_EUNREACH && no != ER_DBACCESS_DENIED_ERROR)
+            err_hint(err, "check that the server runs and listens on that host and port "
+                          "(or socket)");
+        free(redacted);
+        mysql_close(m);
+        return rc;
+    }
+    rc = my_exec(m, err, "set the session",
+                 "SET time_zone = '+00:00', SESSION group_concat_max_len = 1048576");
+    if (rc != SNAP_OK) {
+        mysql_close(m);
+        return rc;
+    }
+    *out = m;
+    return SNAP_OK;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Capture                                                                              */
+
+#define DEFAULT_CHUNK (8u << 20)
+#define DEFAULT_SPLIT (64u << 20)
+#define MAX_RANGES 256
+
+typedef struct my_table {
+    char *name;
+    char *enc; /* archive path component */
+    char *engine;
+    bool transactional;
+    uint64_t data_length;
+    char *auto_increment; /* under the lock, or NULL */
+    char **cols;
+    size_t ncols;
+    char *pk;        /* single integer primary key column, or NULL */
+    bool pk_unsigned;
+    uint64_t rows;   /* counted by the workers under cap->mu */
+    uint64_t bytes;
+} my_table;
+
+typedef struct my_item {
+    size_t table;
+    unsigned range;
+    bool has_lo, has_hi;
+    long long lo, hi; /* lo <= pk < hi */
+} my_item;
+
+typedef struct my_cap {
+    snp_capture *c;
+    snap_ctx *ctx;
+    my_dsn *dsn;
+    MYSQL *main;
+    size_t chunk;
+    my_table *tables;
+    size_t ntables;
+    my_item *items;
+    size_t nitems;
+    pthread_mutex_t mu;
+    size_t next; /* next item to take */
+    bool failed;
+    snap_err first_err;
+} my_cap;
+
+typedef struct my_worker {
+    my_cap *cap;
+    MYSQL *m;
+    arc_writer *w;
+    char *buf;
+    size_t len, cap_bytes;
+    snap_rc rc;
+    snap_err err;
+    pthread_t thread;
+    bool started;
+} my_worker;
+
+static void table_free(my_table *t)
+{
+    free(t->name);
+    free(t->enc);
+    free(t->engine);
+    free(t->auto_increment);
+    for (size_t i = 0; i < t->ncols; i++)
+        free(t->cols[i]);
+    free(t->cols);
+    free(t->pk);
+}
+
+static my_table *find_table(my_cap *cap, const char *name)
+{
+    for (size_t i = 0; i < cap->ntables; i++)
+        if (strcmp(cap->tables[i].name, name) == 0)
+            return &cap->tables[i];
+    return NULL;
+}
+
+static bool is_int_type(const char *t)
+{
+    static const char *const ints[] = {"tinyint", "smallint", "mediumint", "int", "bigint"};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (strcasecmp(t, ints[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The base tables of the schema, their engines, sizes, loaded columns and primary keys. */
+static snap_rc list_tables(my_cap *cap, snap_err *err)
+{
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    snap_rc rc;
+
+    rc = my_query(cap->main, err, "list tables",
+                  "SELECT TABLE_NAME, TABLE_TYPE, COALESCE(ENGINE, ''), "
+                  "COALESCE(DATA_LENGTH, 0) FROM information_schema.TABLES "
+                  "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME",
+                  &r);
+    if (rc != SNAP_OK)
+        return rc;
+    cap->tables = xcalloc(mysql_num_rows(r) + 1, sizeof *cap->tables);
+    while ((row = mysql_fetch_row(r)) != NULL) {
+        my_table *t;
+        if (strcmp(row[1], "VIEW") == 0 || strcmp(row[1], "SYSTEM VIEW") == 0)
+            continue;
+        if (strcmp(row[1], "BASE TABLE") != 0) {
+            err_set(err, SNAP_EFAIL, 0, "table %s is a %s, which snap cannot capture yet",
+                    row[0], row[1]);
+            err_hint(err, "sequences and system-versioned tables are not supported");
+            mysql_free_result(r);
+            return SNAP_EFAIL;
+        }
+        t = &cap->tables[cap->ntables++];
+        t->name = xstrdup(row[0]);
+        t->enc = my_path_encode(row[0]);
+        t->engine = xstrdup(row[2]);
+        t->transactional = strcasecmp(row[2], "InnoDB") == 0 ||
+                           strcasecmp(row[2], "RocksDB") == 0 ||
+                           strcasecmp(row[2], "TokuDB") == 0;
+        t->data_length = strtoull(row[3], NULL, 10);
+    }
+    mysql_free_result(r);
+
+    rc = my_query(cap->main, err, "list columns",
+                  "SELECT TABLE_NAME, COLUMN_NAME, EXTRA FROM information_schema.COLUMNS "
+                  "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
+                  &r);
+    if (rc != SNAP_OK)
+        return rc;
+    while ((row = mysql_fetch_row(r)) != NULL) {
+        my_table *t = find_table(cap, row[0]);
+        /* a view's column, or a generated one; MySQL 8 also says DEFAULT_GENERATED for an
+         * expression default, which is a column like any other */
+        if (t == NULL || (row[2] != NULL && (strstr(row[2], "VIRTUAL GENERATED") != NULL ||
+                                             strstr(row[2], "STORED GENERATED") != NULL ||
+                                             strstr(row[2], "PERSISTENT GENERATED") != NULL)))
+            continue;
+        t->cols = xrealloc(t->cols, (t->ncols + 1) * sizeof *t->cols);
+        t->cols[t->ncols++] = xstrdup(row[1]);
+    }
+    mysql_free_result(r);
+
+    rc = my_query(cap->main, err, "list primary keys",
+                  "SELECT k.TABLE_NAME, MIN(k.COLUMN_NAME), COUNT(*), MIN(c.DATA_TYPE), "
+                  "MIN(c.COLUMN_TYPE) FROM information_schema.KEY_COLUMN_USAGE k "
+                  "JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = k.TABLE_SCHEMA "
+                  "AND c.TABLE_NAME = k.TABLE_NAME AND c.COLUMN_NAME = k.COLUMN_NAME "
+                  "WHERE k.TABLE_SCHEMA = DATABASE() AND k.CONSTRAINT_NAME = 'PRIMARY' "
+                  "GROUP BY k.TABLE_NAME",
+                  &r);
+    if (rc != SNAP_OK)
+        return rc;
+    while ((row = mysql_fetch_row(r)) != NULL) {
+        my_table *t = find_table(cap, row[0]);
+        if (t == NULL || strcmp(row[2], "1") != 0 || !is_int_type(row[3]))
+            continue;
+        t->pk = xstrdup(row[1]);
+        t->pk_unsigned = strstr(row[4], "unsigned") != NULL;
+    }
+    mysql_free_result(r);
+    return SNAP_OK;
+}
+
+/* Replaces the AUTO_INCREMENT=N table option by the value read under the lock. */
+static char *patch_auto_increment(const char *create, const char *value)
+{
+    const char *opts = strstr(create, "\n) ");
+    const char *ai, *eng, *end;
+    char *out;
+
+    if (opts == NULL)
+        return xstrdup(create);
+    ai = strstr(opts, " AUTO_INCREMENT=");
+    if (ai != NULL) {
+        end = ai + strlen(" AUTO_INCREMENT=");
+        while (*end >= '0' && *end <= '9')
+            end++;
+        char *tmp = xasprintf("%.*s%s", (int)(ai - create), create, end);
+        out = patch_auto_increment(tmp, value);
+        free(tmp);
+        return out;
+    }
+    if (value == NULL || strcmp(value, "1") == 0 || strcmp(value, "0") == 0)
+        return xstrdup(create);
+    eng = strstr(opts, " ENGINE=");
+    if (eng == NULL)
+        return xstrdup(create);
+    end = eng + strlen(" ENGINE=");
+    while (*end != '\0' && *end != ' ' && *end != '\n')
+        end++;
+    return xasprintf("%.*s AUTO_INCREMENT=%s%s", (int)(end - create), create, value, end);
+}
+
+/* SHOW CREATE <kind> `name`: an object with the named columns of the one row. */
+static snap_rc show_create(my_cap *cap, const char *kind, const char *name, const char *const *cols,
+                           const char *const *keys, size_t n, json_t *obj, snap_err *err)
+{
+    char *id = my_ident(name), *sql = xasprintf("SHOW CREATE %s %s", kind, id);
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    MYSQL_FIELD *f;
+    unsigned nf;
+    snap_rc rc;
+    char *what = xasprintf("show create %s %s", kind, name);
+
+    for (char *p = what; *p; p++)
+        *p = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
+    rc = my_query(cap->main, err, what, sql, &r);
+    if (rc != SNAP_OK)
+        goto out;
+    row = mysql_fetch_row(r);
+    f = mysql_fetch_fields(r);
+    nf = mysql_num_fields(r);
+    if (row == NULL) {
+        rc = err_set(err, SNAP_EFAIL, 0, "%s: no row returned", what);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (unsigned j = 0; j < nf; j++) {
+            if (strcasecmp(f[j].name, cols[i]) != 0)
+                continue;
+            if (row[j] == NULL) {
+                if (strcmp(keys[i], "create") == 0) {
+                    rc = err_set(err, SNAP_EUNREACH, 0,
+                                 "%s: the definition is hidden from this user", what);
+                    err_hint(err, "grant SELECT on mysql.proc (MariaDB) or SHOW_ROUTINE, or "
+                                  "connect as the definer");
+                    goto out;
+                }
+                json_object_set_new(obj, keys[i], json_null());
+                break;
+            }
+            json_t *s = json_string(row[j]);
+            if (s == NULL) {
+                rc = err_set(err, SNAP_EFAIL, 0, "%s: the definition is not valid UTF-8", what);
+                goto out;
+            }
+            json_object_set_new(obj, keys[i], s);
+            break;
+        }
+    }
+out:
+    mysql_free_result(r);
+    free(what);
+    free(sql);
+    free(id);
+    return rc;
+}
+
+/* One query's rows as a list of names (first column). */
+static snap_rc list_names(my_cap *cap, const char *what, const char *sql, json_t *into,
+                          const char *type_key, snap_err *err)
+{
+    MYSQL_RES *r;
+    MYSQL_ROW row;
+    snap_rc rc = my_query(cap->main, err, what, sql, &r);
+
+    if (rc != SNAP_OK)
+        return rc;
+    while ((row = mysql_fetch_row(r)) != NULL) {
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(row[0]));
+        if (type_key != NULL && mysql_num_fields(r) > 1)
+            json_object_set_new(o, type_key, json_string(row[1] ? row[1] : ""));
+        json_array_append_new(into, o);
+    }
+    mysql_free_result(r);
+    return SNAP_OK;
+}
+
+/* The whole schema document: database defaults, tables, views, triggers, routines, events. */
+static snap_rc capture_schema(my_cap *cap, json_t **out, snap_err *err)
+{
+    json_t *doc = json_object(), *arr;
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    snap_rc rc;
+
+    *out = NULL;
+    json_object_set_new(doc, "format", json_integer(MY_FORMAT));
+    json_object_set_new(doc, "database", json_string(cap->dsn->db));
+    rc = my_query(cap->main, err, "read the schema defaults",
+                  "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME, @@sql_mode "
+                  "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()",
+                  &r);
+    if (rc != SNAP_OK)
+        goto fail;
+    if ((row = mysql_fetch_row(r)) != NULL) {
+        json_object_set_new(doc, "charset", json_string(row[0]));
+        json_object_set_new(doc, "collation", json_string(row[1]));
+        json_object_set_new(doc, "sql_mode", json_string(row[2] ? row[2] : ""));
+    }
+    mysql_free_result(r);
+    r = NULL;
+
+    arr = json_array();
+    json_object_set_new(doc, "tables", arr);
+    for (size_t i = 0; i < cap->ntables; i++) {
+        my_table *t = &cap->tables[i];
+        json_t *o = json_object(), *cols = json_array();
+        static const char *const c[] = {"Create Table"}, *const k[] = {"create"};
+        json_array_append_new(arr, o);
+        json_object_set_new(o, "name", json_string(t->name));
+        json_object_set_new(o, "engine", json_string(t->engine));
+        rc = show_create(cap, "TABLE", t->name, c, k, 1, o, err);
+        if (rc != SNAP_OK)
+            goto fail;
+        char *patched = patch_auto_increment(json_string_value(json_object_get(o, "create")),
+                                             t->auto_increment);
+        json_object_set_new(o, "create", json_string(patched));
+        free(patched);
+        if (t->auto_increment)
+            json_object_set_new(o, "auto_increment", json_string(t->auto_increment));
+        for (size_t j = 0; j < t->ncols; j++)
+            json_array_append_new(cols, json_string(t->cols[j]));
+        json_object_set_new(o, "columns", cols);
+        json_object_set_new(o, "path", json_string(t->enc));
+    }
+
+    /* views, in the order the server lists them; the restore retries on dependencies */
+    arr = json_array();
+    json_object_set_new(doc, "views", arr);
+    rc = list_names(cap, "list views",
+                    "SELECT TABLE_NAME FROM information_schema.VIEWS "
+                    "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME",
+                    arr, NULL, err);
+    if (rc != SNAP_OK)
+        goto fail;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *o = json_array_get(arr, i);
+        static const char *const c[] = {"Create View", "character_set_client",
+                                        "collation_connection"};
+        static const char *const k[] = {"create", "character_set_client",
+                                        "collation_connection"};
+        rc = show_create(cap, "VIEW", json_string_value(json_object_get(o, "name")), c, k, 3, o,
+                         err);
+        if (rc != SNAP_OK)
+            goto fail;
+    }
+
+    /* triggers, in their action order per table */
+    arr = json_array();
+    json_object_set_new(doc, "triggers", arr);
+    rc = list_names(cap, "list triggers",
+                    "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
+                    "WHERE TRIGGER_SCHEMA = DATABASE() "
+                    "ORDER BY EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER",
+                    arr, "table", err);
+    if (rc != SNAP_OK)
+        goto fail;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *o = json_array_get(arr, i);
+        static const char *const c[] = {"SQL Original Statement", "sql_mode",
+                                        "character_set_client", "collation_connection",
+                                        "Database Collation"};
+        static const char *const k[] = {"create", "sql_mode", "character_set_client",
+                                        "collation_connection", "collation_database"};
+        rc = show_create(cap, "TRIGGER", json_string_value(json_object_get(o, "name")), c, k, 5,
+                         o, err);
+        if (rc != SNAP_OK)
+            goto fail;
+    }
+
+    /* procedures and functions */
+    arr = json_array();
+    json_object_set_new(doc, "routines", arr);
+    rc = list_names(cap, "list routines",
+                    "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
+                    "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
+                    arr, "type", err);
+    if (rc != SNAP_OK)
+        goto fail;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *o = json_array_get(arr, i);
+        bool proc = strcmp(json_string_value(json_object_get(o, "type")), "PROCEDURE") == 0;
+        const char *c[] = {proc ? "Create Procedure" : "Create Function", "sql_mode",
+                           "character_set_client", "collation_connection",
+                           "Database Collation"};
+        static const char *const k[] = {"create", "sql_mode", "character_set_client",
+                                        "collation_connection", "collation_database"};
+        rc = show_create(cap, proc ? "PROCEDURE" : "FUNCTION",
+                         json_string_value(json_object_get(o, "name")), c, k, 5, o, err);
+        if (rc != SNAP_OK)
+            goto fail;
+    }
+
+    /* events */
+    arr = json_array();
+    json_object_set_new(doc, "events", arr);
+    rc = list_names(cap, "list events",
+                    "SELECT EVENT_NAME FROM information_schema.EVENTS "
+                    "WHERE EVENT_SCHEMA = DATABASE() ORDER BY EVENT_NAME",
+                    arr, NULL, err);
+    if (rc != SNAP_OK)
+        goto fail;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *o = json_array_get(arr, i);
+        static const char *const c[] = {"Create Event", "sql_mode", "time_zone",
+                                        "character_set_client", "collation_connection",
+                                        "Database Collation"};
+        static const char *const k[] = {"create", "sql_mode", "time_zone",
+                                        "character_set_client", "collation_connection",
+                                        "collation_database"};
+        rc = show_create(cap, "EVENT", json_string_value(json_object_get(o, "name")), c, k, 6, o,
+                         err);
+        if (rc != SNAP_OK)
+            goto fail;
+    }
+    *out = doc;
+    return SNAP_OK;
+fail:
+    mysql_free_result(r);
+    json_decref(doc);
+    return rc;
+}
+
+/* ---- data ---- */
+
+static const unsigned char esc_table[256] = {
+    ['\0'] = '0', ['\b'] = 'b', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't', [26] = 'Z',
+    ['\\'] = '\\',
+};
+
+/* The row buffer holds one chunk and the row that ends it: chunk_size plus 64 KiB, more
+ * only for a row larger than that. */
+static void buf_reserve(my_worker *w, size_t more)
+{
+    if (w->len + more <= w->cap_bytes)
+        return;
+    size_t n = w->cap->chunk + 65536;
+    if (n < w->len + more)
+        n = w->len + more;
+    w->buf = xrealloc(w->buf, n);
+    w->cap_bytes = n;
+}
+
+/* Appends one row in the LOAD DATA text format. */
+static void append_row(my_worker *w, MYSQL_ROW row, const unsigned long *lens, unsigned n)
+{
+    size_t need = n + 1;
+    for (unsigned i = 0; i < n; i++)
+        need += row[i] ? 2 * (size_t)lens[i] : 2;
+    buf_reserve(w, need);
+    char *o = w->buf + w->len;
+    for (unsigned i = 0; i < n; i++) {
+        if (i > 0)
+            *o++ = '\t';
+        if (row[i] == NULL) {
+            *o++ = '\\';
+            *o++ = 'N';
+            continue;
+        }
+        const unsigned char *s = (const unsigned char *)row[i];
+        for (unsigned long j = 0; j < lens[i]; j++) {
+            unsigned char e = esc_table[s[j]];
+            if (e) {
+                *o++ = '\\';
+                *o++ = (char)e;
+            } else {
+                *o++ = (char)s[j];
+            }
+        }
+    }
+    *o++ = '\n';
+    w->len = (size_t)(o - w->buf);
+}
+
+static snap_rc flush_chunk(my_worker *w, const my_table *t, unsigned range, unsigned *piece,
+                           snap_err *err)
+{
+    char path[512];
+    snap_rc rc;
+
+    snprintf(path, sizeof path, "data/%s/%05u-%05u.tsv", t->enc, range, *piece);
+    if (strlen(t->enc) > 400)
+        return err_set(err, SNAP_EFAIL, 0, "table name too long for an archive path: %s",
+                       t->name);
+    rc = arc_write_buffer(w->w, path, w->buf, w->len, 0600, time(NULL), err);
+    (*piece)++;
+    w->len = 0;
+    return rc;
+}
+
+static snap_rc dump_item(my_worker *w, const my_item *it, snap_err *err)
+{
+    my_cap *cap = w->cap;
+    my_table *t = &cap->tables[it->table];
+    char *sql, *tid = my_ident(t->name), *cols = xstrdup(""), *where = xstrdup("");
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    unsigned piece = 0;
+    uint64_t rows = 0, bytes = 0;
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < t->ncols; i++) {
+        char *id = my_ident(t->cols[i]), *n = xasprintf("%s%s%s", cols, i ? "," : "", id);
+        free(cols);
+        free(id);
+        cols = n;
+    }
+    if (it->has_lo || it->has_hi) {
+        char *pk = my_ident(t->pk), lo[48] = "", hi[48] = "";
+        if (it->has_lo)
+            snprintf(lo, sizeof lo, "%s >= %lld", pk, it->lo);
+        if (it->has_hi)
+            snprintf(hi, sizeof hi, "%s < %lld", pk, it->hi);
+        free(where);
+        where = xasprintf(" WHERE %s%s%s", lo, it->has_lo && it->has_hi ? " AND " : "", hi);
+        free(pk);
+    }
+    sql = xasprintf("SELECT %s FROM %s%s", t->ncols ? cols : "1", tid, where);
+    if (mysql_real_query(w->m, sql, strlen(sql)) != 0 ||
+        (r = mysql_use_result(w->m)) == NULL) {
+        char *what = xasprintf("read table %s", t->name);
+        rc = my_fail(w->m, err, what);
+        free(what);
+        goto out;
+    }
+    unsigned nf = mysql_num_fields(r);
+    while ((row = mysql_fetch_row(r)) != NULL) {
+        append_row(w, row, mysql_fetch_lengths(r), nf);
+        rows++;
+        if (w->len >= cap->chunk) {
+            bytes += w->len;
+            rc = flush_chunk(w, t, it->range, &piece, err);
+            if (rc != SNAP_OK)
+                goto out;
+            if (ctx_interrupted(cap->ctx, err) || cap->failed) {
+                rc = cap->failed ? SNAP_EFAIL : SNAP_EINTR;
+                goto out;
+            }
+        }
+    }
+    if (mysql_errno(w->m) != 0) {
+        char *what = xasprintf("read table %s", t->name);
+        rc = my_fail(w->m, err, what);
+        free(what);
+        goto out;
+    }
+    if (w->len > 0) {
+        bytes += w->len;
+        rc = flush_chunk(w, t, it->range, &piece, err);
+        if (rc != SNAP_OK)
+            goto out;
+    }
+    pthread_mutex_lock(&cap->mu);
+    t->rows += rows;
+    t->bytes += bytes;
+    pthread_mutex_unlock(&cap->mu);
+out:
+    mysql_free_result(r); /* fetches the rest of an unfinished result */
+    free(sql);
+    free(tid);
+    free(cols);
+    free(where);
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    my_worker *w = arg;
+    my_cap *cap = w->cap;
+
+    for (;;) {
+        size_t i;
+        pthread_mutex_lock(&cap->mu);
+        if (cap->failed || cap->next >= cap->nitems) {
+            pthread_mutex_unlock(&cap->mu);
+            break;
+        }
+        i = cap->next++;
+        pthread_mutex_unlock(&cap->mu);
+        w->rc = dump_item(w, &cap->items[i], &w->err);
+        if (w->rc != SNAP_OK) {
+            pthread_mutex_lock(&cap->mu);
+            if (!cap->failed) {
+                cap->failed = true;
+                cap->first_err = w->err;
+            }
+            pthread_mutex_unlock(&cap->mu);
+            break;
+        }
+    }
+    if (w->rc == SNAP_OK)
+        w->rc = arc_writer_finish(w->w, &w->err);
+    return NULL;
+}
+
+static int cmp_size_desc(const void *a, const void *b)
+{
+    const my_table *x = a, *y = b;
+    if (x->data_length != y->data_length)
+        return x->data_length > y->data_length ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* Work items: big tables with an integer primary key become several ranges. */
+static snap_rc plan_items(my_cap *cap, uint64_t split, snap_err *err)
+{
+    cap->items = NULL;
+    cap->nitems = 0;
+    for (size_t i = 0; i < cap->ntables; i++) {
+        my_table *t = &cap->tables[i];
+        unsigned n = 1;
+        long long lo = 0, hi = 0;
+
+        if (t->pk != NULL && t->data_length > split) {
+            char *pk = my_ident(t->pk), *tid = my_ident(t->name);
+            char *sql = xasprintf("SELECT MIN(%s), MAX(%s) FROM %s", pk, pk, tid);
+            MYSQL_RES *r;
+            MYSQL_ROW row;
+            snap_rc rc = my_query(cap->main, err, "read primary key bounds", sql, &r);
+            free(sql);
+            free(pk);
+            free(tid);
+            if (rc != SNAP_OK)
+                return rc;
+            row = mysql_fetch_row(r);
+            if (row != NULL && row[0] != NULL && row[1] != NULL && row[1][0] != '\0') {
+                char *e1, *e2;
+                errno = 0;
+                lo = strtoll(row[0], &e1, 10);
+                hi = strtoll(row[1], &e2, 10);
+                if (errno == 0 && *e1 == '\0' && *e2 == '\0' && hi > lo) {
+                    uint64_t want = t->data_length / split + 1;
+                    n = want > MAX_RANGES ? MAX_RANGES : (unsigned)want;
+                    if ((unsigned long long)(hi - lo) < n)
+                        n = 1;
+                }
+            }
+            mysql_free_result(r);
+        }
+        cap->items = xrealloc(cap->items, (cap->nitems + n) * sizeof *cap->items);
+        for (unsigned k = 0; k < n; k++) {
+            my_item *it = &cap->items[cap->nitems++];
+            memset(it, 0, sizeof *it);
+            it->table = i;
+            it->range = k;
+            if (n > 1) {
+                /* boundaries lo + (hi - lo) * k / n without overflow */
+                long double span = (long double)hi - (long double)lo;
+                it->has_lo = k > 0;
+                it->has_hi = k + 1 < n;
+                it->lo = lo + (long long)(span * k / n);
+                it->hi = lo + (long long)(span * (k + 1) / n);
+            }
+        }
+    }
+    return SNAP_OK;
+}
+
+/* The binlog file and position and the GTID position, read under the lock. */
+static void read_positions(my_cap *cap, json_t *info, bool mariadb)
+{
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    snap_err e;
+
+    if (my_query(cap->main, &e, "show master status", "SHOW MASTER STATUS", &r) != SNAP_OK) {
+        /* no BINLOG MONITOR / REPLICATION CLIENT, or MySQL 8.4: the snap goes on without */
+        log_warn(cap->ctx, "the binlog position is not recorded: %s", e.msg);
+    } else if (r != NULL && (row = mysql_fetch_row(r)) != NULL) {
+        json_object_set_new(info, "binlog_file", json_string(row[0]));
+        json_object_set_new(info, "binlog_position", json_integer(strtoll(row[1], NULL, 10)));
+    }
+    mysql_free_result(r);
+    r = NULL;
+    if (my_query(cap->main, &e, "read the gtid position",
+                 mariadb ? "SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_current_pos"
+                         : "SELECT @@GLOBAL.gtid_executed, NULL",
+                 &r) == SNAP_OK &&
+        r != NULL && (row = mysql_fetch_row(r)) != NULL) {
+        if (row[0] != NULL)
+            json_object_set_new(info, "gtid_position", json_string(row[0]));
+        if (row[1] != NULL)
+            json_object_set_new(info, "gtid_current_pos", json_string(row[1]));
+    }
+    mysql_free_result(r);
+}
+
+static snap_rc read_auto_increment(my_cap *cap, snap_err *err)
+{
+    MYSQL_RES *r;
+    MYSQL_ROW row;
+    snap_rc rc;
+    snap_err ignore;
+
+    /* MySQL 8 caches these statistics; ask for the live value */
+    my_exec(cap->main, &ignore, "", "SET SESSION information_schema_stats_expiry = 0");
+    rc = my_query(cap->main, err, "read auto_increment counters",
+                  "SELECT TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES "
+                  "WHERE TABLE_SCHEMA = DATABASE() AND AUTO_INCREMENT IS NOT NULL",
+                  &r);
+    if (rc != SNAP_OK)
+        return rc;
+    while ((row = mysql_fetch_row(r)) != NULL) {
+        my_table *t = find_table(cap, row[0]);
+        if (t != NULL) {
+            free(t->auto_increment);
+            t->auto_increment = xstrdup(row[1]);
+        }
+    }
+    mysql_free_result(r);
+    return SNAP_OK;
+}
+
+/*
+ * FLUSH TABLES WITH READ LOCK waits for running queries while it blocks every new write:
+ * a query that has run for long would stall the server. Refuse instead (what the user can
+ * see: with the PROCESS privilege every session, without it only its own).
+ */
+static snap_rc long_query_guard(my_cap *cap, long guard, const char *source, snap_err *err)
+{
+    char *sql = xasprintf("SELECT ID, TIME, USER FROM information_schema.PROCESSLIST "
+                          "WHERE COMMAND NOT IN ('Sleep', 'Daemon', 'Binlog Dump', "
+                          "'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL', 'Slave_worker') "
+                          "AND USER <> 'system user' AND ID <> CONNECTION_ID() AND TIME >= %ld "
+                          "ORDER BY TIME DESC LIMIT 1",
+                          guard);
+    MYSQL_RES *r;
+    MYSQL_ROW row;
+    snap_rc rc = my_query(cap->main, err, "look for long queries", sql, &r);
+
+    free(sql);
+    if (rc != SNAP_OK)
+        return rc;
+    if ((row = mysql_fetch_row(r)) != NULL) {
+        rc = err_set(err, SNAP_ECONFLICT, 0,
+                     "session %s of %s has run a statement for %s s; the global read lock would "
+                     "wait for it while blocking every write",
+                     row[0], row[2] ? row[2] : "?", row[1]);
+        err_hint(err, "wait for it to end (or KILL QUERY %s), or raise long_query_guard in "
+                      "[source %s]",
+                 row[0], source);
+    }
+    mysql_free_result(r);
+    return rc;
+}
+
+/*
+ * A safety snapshot of a schema that does not exist (revert --to a new name): an empty
+ * schema document, so that reverting to it leaves the schema without tables.
+ */
+static snap_rc capture_absent(my_cap *cap, snap_err *err)
+{
+    json_t *doc = json_pack("{s:i,s:s,s:b,s:[],s:[],s:[],s:[],s:[]}", "format", MY_FORMAT,
+                            "database", cap->dsn->db, "absent", 1, "tables", "views",
+                            "triggers", "routines", "events");
+    char *text = json_dumps(doc, JSON_SORT_KEYS);
+    json_t *info = cat_component_info(snp_component(cap->c));
+    json_t *stats = cat_component_stats(snp_component(cap->c));
+    arc_writer *w = NULL;
+    snap_rc rc;
+
+    err_clear(err);
+    rc = snp_writer_new(cap->c, &w, err);
+    if (rc == SNAP_OK)
+        rc = arc_write_buffer(w, MY_SCHEMA_ENTRY, text, strlen(text), 0600, time(NULL), err);
+    if (rc == SNAP_OK)
+        rc = arc_writer_finish(w, err);
+    arc_writer_free(w);
+    json_object_set_new(info, "database", json_string(cap->dsn->db));
+    json_object_set_new(info, "absent", json_true());
+    json_object_set_new(info, "format", json_integer(MY_FORMAT));
+    json_object_set_new(stats, "tables", json_integer(0));
+    json_object_set_new(stats, "rows", json_integer(0));
+    json_object_set_new(stats, "table_rows", json_object());
+    free(text);
+    json_decref(doc);
+    return rc;
+}
+
+static snap_rc my_capture(snp_capture *c, snap_err *err)
+{
+    my_cap cap;
+    my_worker *workers = NULL;
+    size_t nworkers = 0;
+    arc_writer *schema_w = NULL;
+    json_t *schema = NULL, *info, *stats, *rows_obj, *ai_obj, *nontx;
+    const char *dsn_s = snp_source_get(c, "dsn"), *v;
+    uint64_t chunk = DEFAULT_CHUNK, split = DEFAULT_SPLIT, lock_ms = 0, total_rows = 0;
+    long lock_timeout = 10, guard = 60;
+    bool locked = false, mariadb;
+    char *redacted = NULL, *text = NULL;
+    snap_rc rc;
+
+    memset(&cap, 0, sizeof cap);
+    pthread_mutex_init(&cap.mu, NULL);
+    cap.c = c;
+    cap.ctx = snp_ctx(c);
+    if (dsn_s == NULL) {
+        rc = err_set(err, SNAP_EUSAGE, 0, "source %s: no dsn", snp_source_name(c));
+        err_hint(err, "set dsn = mysql://user@host:port/db in [source %s]", snp_source_name(c));
+        goto out;
+    }
+    if ((v = snp_source_get(c, "chunk_size")) != NULL && (!cfg_parse_size(v, &chunk) || chunk < 4096)) {
+        rc = err_set(err, SNAP_EUSAGE, 0, "source %s: chunk_size is not a size of 4k or more: %s",
+                     snp_source_name(c), v);
+        goto out;
+    }
+    if ((v = snp_source_get(c, "split_size")) != NULL && (!cfg_parse_size(v, &split) || split < 4096)) {
+        rc = err_set(err, SNAP_EUSAGE, 0, "source %s: split_size is not a size of 4k or more: %s",
+                     snp_source_name(c), v);
+        goto out;
+    }
+    if ((v = snp_source_get(c, "lock_wait_timeout")) != NULL) {
+        int64_t s;
+        if (!cfg_parse_duration(v, &s) || s < 1) {
+            rc = err_set(err, SNAP_EUSAGE, 0, "source %s: lock_wait_timeout is not a duration: %s",
+                         snp_source_name(c), v);
+            goto out;
+        }
+        lock_timeout = (long)s;
+    }
+    if ((v = snp_source_get(c, "long_query_guard")) != NULL) {
+        int64_t sec;
+        if (!cfg_parse_duration(v, &sec) || sec < 1) {
+            rc = err_set(err, SNAP_EUSAGE, 0, "source %s: long_query_guard is not a duration: %s",
+                         snp_source_name(c), v);
+            goto out;
+        }
+        guard = (long)sec;
+    }
+    cap.chunk = chunk;
+    rc = my_dsn_parse(dsn_s, &cap.dsn, err);
+    if (rc != SNAP_OK)
+        goto out;
+    redacted = my_dsn_redacted(cap.dsn);
+    cat_component_set_source(snp_component(c), redacted);
+
+    rc = my_connect(cap.dsn, cap.dsn->db, &cap.main, err);
+    if (rc == SNAP_ENOTFOUND && snp_allow_missing(c)) {
+        rc = capture_absent(&cap, err);
+        goto out;
+    }
+    if (rc != SNAP_OK) {
+        if (rc == SNAP_ENOTFOUND)
+            err_hint(err, "database %s does not exist on the server", cap.dsn->db);
+        goto out;
+    }
+    mariadb = my_is_mariadb(cap.main);
+    rc = list_tables(&cap, err);
+    if (rc != SNAP_OK)
+        goto out;
+
+    /* every worker connects before the lock, so the lock is held only for statements */
+    nworkers = cap.ctx->jobs > 0 ? (size_t)cap.ctx->jobs : 1;
+    {
+        /* no more workers than work items: a table, or each range of a big one */
+        size_t items = 0;
+        for (size_t i = 0; i < cap.ntables; i++) {
+            uint64_t n = cap.tables[i].pk && cap.tables[i].data_length > split
+                             ? cap.tables[i].data_length / split + 1
+                             : 1;
+            items += n > MAX_RANGES ? MAX_RANGES : (size_t)n;
+        }
+        if (nworkers > items && items > 0)
+            nworkers = items;
+    }
+    if (nworkers > 64)
+        nworkers = 64;
+    if (nworkers == 0)
+        nworkers = 1;
+    workers = xcalloc(nworkers, sizeof *workers);
+    for (size_t i = 0; i < nworkers; i++) {
+        workers[i].cap = &cap;
+        rc = my_connect(cap.dsn, cap.dsn->db, &workers[i].m, err);
+        if (rc == SNAP_OK)
+            rc = my_exec(workers[i].m, err, "set the worker session",
+                         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+        if (rc == SNAP_OK)
+            rc = my_exec(workers[i].m, err, "set the worker session",
+                         "SET character_set_results = NULL, SESSION net_write_timeout = 600");
+        if (rc != SNAP_OK)
+            goto out;
+    }
+
+    rc = my_execf(cap.main, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %ld",
+                  lock_timeout);
+    if (rc != SNAP_OK)
+        goto out;
+    rc = long_query_guard(&cap, guard, snp_source_name(c), err);
+    if (rc != SNAP_OK)
+        goto out;
+    uint64_t t0 = util_now_ms();
+    rc = my_exec(cap.main, err, "take the global read lock (FLUSH TABLES WITH READ LOCK)",
+                 "FLUSH TABLES WITH READ LOCK");
+    if (rc != SNAP_OK) {
+        if (mysql_errno(cap.main) == ER_SPECIFIC_ACCESS_DENIED_ERROR)
+            err_hint(err, "the consistent point of parallel workers needs the RELOAD "
+                          "privilege: GRANT RELOAD ON *.* TO the user of the dsn");
+        else if (mysql_errno(cap.main) == ER_LOCK_WAIT_TIMEOUT)
+            err_hint(err, "a long query or lock blocked the global read lock; retry, or raise "
+                          "lock_wait_timeout in [source %s]", snp_source_name(c));
+        goto out;
+    }
+    locked = true;
+    util_failpoint("snap-mysql-locked");
+    for (size_t i = 0; i < nworkers; i++) {
+        rc = my_exec(workers[i].m, err, "start the consistent snapshot",
+                     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+        if (rc != SNAP_OK)
+            goto out;
+    }
+    rc = my_exec(cap.main, err, "start the consistent snapshot",
+                 "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+    if (rc != SNAP_OK)
+        goto out;
+    info = cat_component_info(snp_component(c));
+    read_positions(&cap, info, mariadb);
+    rc = read_auto_increment(&cap, err);
+    if (rc != SNAP_OK)
+        goto out;
+    rc = my_exec(cap.main, err, "release the global read lock", "UNLOCK TABLES");
+    if (rc != SNAP_OK)
+        goto out;
+    locked = false;
+    lock_ms = util_now_ms() - t0;
+    log_debug(cap.ctx, "%s: global read lock held %" PRIu64 " ms", snp_source_name(c), lock_ms);
+
+    rc = my_exec(cap.main, err, "set the session", "SET NAMES utf8mb4");
+    if (rc != SNAP_OK)
+        goto out;
+    rc = capture_schema(&cap, &schema, err);
+    if (rc != SNAP_OK)
+        goto out;
+    text = json_dumps(schema, JSON_INDENT(1) | JSON_SORT_KEYS);
+    if (text == NULL) {
+        rc = err_set(err, SNAP_EFAIL, ENOMEM, "cannot encode the schema");
+        goto out;
+    }
+    /* The schema alone in the first part: revert reads it before any data. */
+    rc = snp_writer_new(c, &schema_w, err);
+    if (rc == SNAP_OK)
+        rc = arc_write_buffer(schema_w, MY_SCHEMA_ENTRY, text, strlen(text), 0600, time(NULL), err);
+    if (rc == SNAP_OK)
+        rc = arc_writer_finish(schema_w, err);
+    arc_writer_free(schema_w);
+    schema_w = NULL;
+    if (rc != SNAP_OK)
+        goto out;
+
+    qsort(cap.tables, cap.ntables, sizeof *cap.tables, cmp_size_desc);
+    rc = plan_items(&cap, split, err);
+    if (rc != SNAP_OK)
+        goto out;
+    /* the planning read ends; the workers keep their own snapshots */
+    my_exec(cap.main, err, "end the planning transaction", "COMMIT");
+    util_failpoint("snap-mysql-before-data");
+
+    for (size_t i = 0; i < nworkers; i++) {
+        rc = snp_writer_new(c, &workers[i].w, err);
+        if (rc != SNAP_OK)
+            goto out;
+    }
+    for (size_t i = 0; i < nworkers; i++) {
+        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
+            rc = err_sys(err, SNAP_EFAIL, "cannot start a worker thread");
+            pthread_mutex_lock(&cap.mu);
+            cap.failed = true;
+            pthread_mutex_unlock(&cap.mu);
+            break;
+        }
+        workers[i].started = true;
+    }
+    for (size_t i = 0; i < nworkers; i++)
+        if (workers[i].started) {
+            pthread_join(workers[i].thread, NULL);
+            workers[i].started = false;
+        }
+    if (rc != SNAP_OK)
+        goto out;
+    if (cap.failed) {
+        *err = cap.first_err;
+        rc = err->code;
+        goto out;
+    }
+    for (size_t i = 0; i < nworkers; i++)
+        if (workers[i].rc != SNAP_OK) {
+            *err = workers[i].err;
+            rc = workers[i].rc;
+            goto out;
+        }
+
+    /* the manifest: positions, counters, row counts, what was consistent only under lock */
+    json_object_set_new(info, "flavour", json_string(mariadb ? "mariadb" : "mysql"));
+    json_object_set_new(info, "server_version", json_string(mysql_get_server_info(cap.main)));
+    json_object_set_new(info, "database", json_string(cap.dsn->db));
+    json_object_set_new(info, "lock_ms", json_integer((json_int_t)lock_ms));
+    json_object_set_new(info, "format", json_integer(MY_FORMAT));
+    stats = cat_component_stats(snp_component(c));
+    rows_obj = json_object();
+    ai_obj = json_object();
+    nontx = json_array();
+    for (size_t i = 0; i < cap.ntables; i++) {
+        my_table *t = &cap.tables[i];
+        json_object_set_new(rows_obj, t->name, json_integer((json_int_t)t->rows));
+        total_rows += t->rows;
+        if (t->auto_increment)
+            json_object_set_new(ai_obj, t->name, json_integer(strtoll(t->auto_increment, NULL, 10)));
+        if (!t->transactional)
+            json_array_append_new(nontx, json_string(t->name));
+    }
+    json_object_set_new(info, "auto_increment", ai_obj);
+    json_object_set_new(info, "non_transactional", nontx);
+    json_object_set_new(info, "objects",
+                        json_pack("{s:I,s:I,s:I,s:I,s:I}", "tables", (json_int_t)cap.ntables,
+                                  "views", (json_int_t)json_array_size(json_object_get(schema, "views")),
+                                  "triggers", (json_int_t)json_array_size(json_object_get(schema, "triggers")),
+                                  "routines", (json_int_t)json_array_size(json_object_get(schema, "routines")),
+                                  "events", (json_int_t)json_array_size(json_object_get(schema, "events"))));
+    json_object_set_new(stats, "tables", json_integer((json_int_t)cap.ntables));
+    json_object_set_new(stats, "rows", json_integer((json_int_t)total_rows));
+    json_object_set_new(stats, "table_rows", rows_obj);
+    if (json_array_size(nontx) > 0)
+        log_warn(cap.ctx, "%s: %zu table(s) are not transactional (%s ...) and are consistent "
+                          "only if nobody wrote to them during the snap",
+                 snp_source_name(c), json_array_size(nontx),
+                 json_string_value(json_array_get(nontx, 0)));
+    rc = SNAP_OK;
+out:
+    if (locked) {
+        snap_err ignore;
+        my_exec(cap.main, &ignore, "", "UNLOCK TABLES");
+    }
+    for (size_t i = 0; i < nworkers; i++) {
+        arc_writer_free(workers[i].w);
+        mysql_close(workers[i].m);
+        free(workers[i].buf);
+    }
+    free(workers);
+    arc_writer_free(schema_w);
+    mysql_close(cap.main);
+    for (size_t i = 0; i < cap.ntables; i++)
+        table_free(&cap.tables[i]);
+    free(cap.tables);
+    free(cap.items);
+    my_dsn_free(cap.dsn);
+    free(redacted);
+    free(text);
+    json_decref(schema);
+    pthread_mutex_destroy(&cap.mu);
+    return rc;
+}
+
+const snp_driver snp_mysql_driver = {
+    .type = "mysql",
+    .capture = my_capture,
+};
