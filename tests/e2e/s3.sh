@@ -173,6 +173,8 @@ test_name_exists_is_a_conflict() {
     mkdir "$T/app" && echo x >"$T/app/x"
     expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" -v create same --files "$T/app"
     expect_err "honours If-None-Match"
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" create other --files "$T/app" --json
+    grep -q '"create_only_check": "if-none-match"' "$T/out" || fail "create --json does not name the check in force"
     expect_rc 4 "$SNAP" -c "$T/snap.conf" --store "$STORE" create same --files "$T/app"
     expect_err "already exists"
 }
@@ -293,7 +295,9 @@ test_tls_verification() {
 test_head_then_put_check() {
     s3_setup "create_only_check = head-then-put"
     mkdir "$T/app" && echo x >"$T/app/x"
-    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" create weak --files "$T/app"
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" create weak --files "$T/app" --json
+    # the store's description says which check is in force
+    grep -q '"create_only_check": "head-then-put"' "$T/out" || fail "create --json does not name the weaker check"
     expect_rc 4 "$SNAP" -c "$T/snap.conf" --store "$STORE" create weak --files "$T/app"
     expect_err "already exists"
 }
