@@ -7,7 +7,7 @@ BINDIR   ?= $(PREFIX)/bin
 MANDIR   ?= $(PREFIX)/share/man
 BUILD    ?= build
 
-PKGS     := libarchive libzstd libcurl jansson inih libcrypto libpq libmariadb yaml-0.1
+PKGS     := libarchive libzstd libcurl jansson inih libcrypto libpq libmariadb yaml-0.1 libxml-2.0
 CC       ?= cc
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
             -Wvla -Wcast-qual -Wno-format-nonliteral -Werror

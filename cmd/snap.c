@@ -175,7 +175,9 @@ static int cmd_create(cli *c, stg *store, const char *name)
         return cli_fail(c, &err);
     if (c->ctx.json) {
         json_t *doc = json_deep_copy(cat_manifest_json(m));
-        json_object_set_new(doc, "store", json_string(stg_url(store)));
+        json_t *desc = json_object();
+        stg_describe(store, desc); /* url, driver, store id, the create-only check in force */
+        json_object_set_new(doc, "store", desc);
         json_object_set_new(doc, "seconds", json_real((double)(util_now_ms() - t0) / 1000.0));
         cli_print_json(doc);
         json_decref(doc);
@@ -211,6 +213,15 @@ static int cmd_list(cli *c, stg *store)
     if (rc != SNAP_OK)
         return cli_fail(c, &err);
     labels = opts_all(&c->o, "label", &nlabels);
+    if (!c->ctx.json && c->ctx.verbosity > 0) {
+        json_t *desc = json_object();
+        char *text;
+        stg_describe(store, desc);
+        text = json_dumps(desc, JSON_COMPACT | JSON_SORT_KEYS);
+        printf("store %s\n", text);
+        free(text);
+        json_decref(desc);
+    }
     if (!c->ctx.json && c->ctx.verbosity >= 0)
         printf("%-32s %-20s %10s  %s\n", "NAME", "CREATED", "SIZE", "COMPONENTS / LABELS");
     for (size_t i = 0; i < n; i++) {
@@ -437,6 +448,9 @@ static int cmd_gc(cli *c, stg *store)
         return cli_fail(c, &err);
     }
     rc = cat_gc(store, min_age, opts_has(&c->o, "dry-run"), &c->ctx, report, &err);
+    json_t *desc = json_object();
+    stg_describe(store, desc);
+    json_object_set_new(report, "store", desc);
     if (rc != SNAP_OK) {
         json_decref(report);
         return cli_fail(c, &err);

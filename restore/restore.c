@@ -650,6 +650,11 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
     json_object_set_new(res, "snapshot_id", json_string(cat_manifest_id(m)));
     json_object_set_new(res, "revert_id", json_deep_copy(json_object_get(j->doc, "revert_id")));
     json_object_set_new(res, "dry_run", json_boolean(req->dry_run));
+    {
+        json_t *desc = json_object();
+        stg_describe(store, desc);
+        json_object_set_new(res, "store", desc);
+    }
 
     /* 1. Plan: every part present, every target reachable, nothing changed. */
     for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {

@@ -11,6 +11,7 @@
 
 static const stg_driver *const drivers[] = {
     &stg_local_driver,
+    &stg_s3_driver,
 };
 
 struct stg {
