@@ -301,7 +301,7 @@ test_second_revert_of_same_target_conflicts() {
     setup
     expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app"
     damage
-    SNAP_FAILPOINT=stage-begin:pause=4 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot >/dev/null 2>"$T/first.err" &
+    SNAP_FAILPOINT=stage-begin:pause=10 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot >/dev/null 2>"$T/first.err" &
     pid=$!
     for i in $(seq 1 50); do grep -q 'failpoint stage-begin' "$T/first.err" && break; sleep 0.1; done
     expect_rc 4 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot
