@@ -41,8 +41,10 @@ measure tar_extract tar -I 'zstd -T2' -xf "$W/tree.tar.zst" -C "$W/x"
 measure revert_to "$REVERT" b1 --store "$W/store" --to "$W/restored" --yes --no-progress
 rm -rf "$W/x" "$W/restored"
 touch "$W/tree/d000/changed"
-measure revert_in_place "$REVERT" b1 --store "$W/store" --yes --no-safety-snapshot --drop-old --no-progress
-measure revert_with_safety "$REVERT" b1 --store "$W/store" --yes --drop-old --no-progress
+# the displaced tree is kept (the default), as extraction into an empty directory removes nothing
+measure revert_in_place "$REVERT" b1 --store "$W/store" --yes --no-safety-snapshot --no-progress
+rm -rf "$W"/.tree.pre-revert-*
+measure revert_with_safety "$REVERT" b1 --store "$W/store" --yes --no-progress
 
 echo "  sizes: tar.zst $(mib "$tar_size"), snap parts $(mib "$snap_size")"
 ratio "snap create / tar -I 'zstd -3 -T2' (aim <= 1.1)" "$SECS_snap_create" "$SECS_tar_zstd"
