@@ -627,28 +627,6 @@ out:
 
 /* Manifest files. */
 
-typedef struct strv {
-    char **v;
-    size_t n, cap;
-} strv;
-
-static void strv_push(strv *s, char *p)
-{
-    if (s->n == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 8;
-        s->v = xrealloc(s->v, s->cap * sizeof *s->v);
-    }
-    s->v[s->n++] = p;
-}
-
-static void strv_free(strv *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-    memset(s, 0, sizeof *s);
-}
-
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -677,7 +655,7 @@ snap_rc img_yaml_files(const char *root, const char *const *exclude, size_t nexc
                        char ***out, size_t *nout, snap_err *err)
 {
     char *argv[2] = {(char *)(uintptr_t)root, NULL};
-    strv files = {0};
+    util_strv files = {0};
     struct stat st;
     FTS *fts;
     FTSENT *ent;
@@ -693,7 +671,7 @@ snap_rc img_yaml_files(const char *root, const char *const *exclude, size_t nexc
         return rc;
     }
     if (!S_ISDIR(st.st_mode)) {
-        strv_push(&files, xstrdup(root));
+        util_strv_push(&files, xstrdup(root));
         *out = files.v;
         *nout = files.n;
         return SNAP_OK;
@@ -715,11 +693,11 @@ snap_rc img_yaml_files(const char *root, const char *const *exclude, size_t nexc
             continue;
         }
         if (ent->fts_info == FTS_F && img_yaml_name(ent->fts_name) && !excluded(exclude, nexclude, rel))
-            strv_push(&files, xstrdup(ent->fts_path));
+            util_strv_push(&files, xstrdup(ent->fts_path));
     }
     fts_close(fts);
     if (rc != SNAP_OK) {
-        strv_free(&files);
+        util_strv_free(&files);
         return rc;
     }
     if (files.n > 1)

@@ -58,6 +58,23 @@ char *xasprintf(const char *fmt, ...)
     return p;
 }
 
+void util_strv_push(util_strv *s, char *owned)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 8;
+        s->v = xrealloc(s->v, s->cap * sizeof *s->v);
+    }
+    s->v[s->n++] = owned;
+}
+
+void util_strv_free(util_strv *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
 snap_rc util_mkdir_p(const char *path, unsigned mode, snap_err *err)
 {
     char *p = xstrdup(path);

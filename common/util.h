@@ -16,6 +16,14 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A growable list of strings it owns. */
+typedef struct util_strv {
+    char **v;
+    size_t n, cap;
+} util_strv;
+void util_strv_push(util_strv *s, char *owned);
+void util_strv_free(util_strv *s); /* frees the strings too; leaves an empty list */
+
 /* mkdir -p with mode for created directories. */
 snap_rc util_mkdir_p(const char *path, unsigned mode, snap_err *err);
 /* fsync of the directory holding path (or of path itself when it is a directory). */

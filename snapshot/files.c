@@ -226,47 +226,26 @@ snap_rc snp_files_capture_paths(snp_capture *c, const char *const *paths, size_t
     return rc;
 }
 
-typedef struct strv {
-    char **v;
-    size_t n, cap;
-} strv;
-
-static void strv_push(strv *s, char *p)
-{
-    if (s->n == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 8;
-        s->v = xrealloc(s->v, s->cap * sizeof *s->v);
-    }
-    s->v[s->n++] = p;
-}
-
-static void strv_free(strv *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-}
-
 /* `paths` and `exclude` hold several, split on white space; `path` holds one, spaces and all. */
 static bool split_words(const char *value, void *arg)
 {
     char *copy = xstrdup(value), *save = NULL;
 
     for (char *tok = strtok_r(copy, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save))
-        strv_push(arg, xstrdup(tok));
+        util_strv_push(arg, xstrdup(tok));
     free(copy);
     return true;
 }
 
 static bool one_value(const char *value, void *arg)
 {
-    strv_push(arg, xstrdup(value));
+    util_strv_push(arg, xstrdup(value));
     return true;
 }
 
 static snap_rc files_capture(snp_capture *c, snap_err *err)
 {
-    strv raw = {0}, paths = {0}, exclude = {0};
+    util_strv raw = {0}, paths = {0}, exclude = {0};
     snap_rc rc = SNAP_OK;
 
     snp_source_each(c, "paths", split_words, &raw);
@@ -285,14 +264,14 @@ static snap_rc files_capture(snp_capture *c, snap_err *err)
                 abs = NULL;
             }
         if (abs != NULL)
-            strv_push(&paths, abs);
+            util_strv_push(&paths, abs);
     }
     if (rc == SNAP_OK)
         rc = snp_files_capture_paths(c, (const char *const *)paths.v, paths.n,
                                      (const char *const *)exclude.v, exclude.n, err);
-    strv_free(&raw);
-    strv_free(&paths);
-    strv_free(&exclude);
+    util_strv_free(&raw);
+    util_strv_free(&paths);
+    util_strv_free(&exclude);
     return rc;
 }
 

@@ -13,41 +13,19 @@
 #include "../common/util.h"
 #include "snapshot.h"
 
-typedef struct strv {
-    char **v;
-    size_t n, cap;
-} strv;
-
-static void strv_push(strv *s, char *p)
-{
-    if (s->n == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 8;
-        s->v = xrealloc(s->v, s->cap * sizeof *s->v);
-    }
-    s->v[s->n++] = p;
-}
-
-static void strv_free(strv *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-    memset(s, 0, sizeof *s);
-}
-
 static bool split_words(const char *value, void *arg)
 {
     char *copy = xstrdup(value), *save = NULL;
 
     for (char *tok = strtok_r(copy, " \t\n,", &save); tok; tok = strtok_r(NULL, " \t\n,", &save))
-        strv_push(arg, xstrdup(tok));
+        util_strv_push(arg, xstrdup(tok));
     free(copy);
     return true;
 }
 
 static bool one_value(const char *value, void *arg)
 {
-    strv_push(arg, xstrdup(value));
+    util_strv_push(arg, xstrdup(value));
     return true;
 }
 
@@ -110,7 +88,7 @@ static uref *uref_find(uref *u, size_t n, const char *written)
 static snap_rc client_for(snp_capture *c, reg_client **out, int *jobs, snap_err *err)
 {
     snap_ctx *ctx = snp_ctx(c);
-    strv insecure = {0};
+    util_strv insecure = {0};
     reg_opts o = {0};
     int64_t secs = 30;
     long njobs = 8;
@@ -135,7 +113,7 @@ static snap_rc client_for(snp_capture *c, reg_client **out, int *jobs, snap_err 
     o.timeout_ms = secs > 0 ? (long)secs * 1000 : 30000;
     o.connect_timeout_ms = o.timeout_ms < 10000 ? o.timeout_ms : 10000;
     rc = reg_client_new(&o, ctx, out, err);
-    strv_free(&insecure);
+    util_strv_free(&insecure);
     *jobs = (int)njobs;
     return rc;
 }
@@ -150,7 +128,7 @@ static snap_rc images_capture(snp_capture *c, snap_err *err)
 {
     snap_ctx *ctx = snp_ctx(c);
     cat_component *comp = snp_component(c);
-    strv raw = {0}, roots = {0}, exclude = {0}, insecure = {0};
+    util_strv raw = {0}, roots = {0}, exclude = {0}, insecure = {0};
     seen_list scanned = {0};
     img_scan *scan = img_scan_new();
     reg_client *client = NULL;
@@ -182,7 +160,7 @@ static snap_rc images_capture(snp_capture *c, snap_err *err)
                 abs = NULL;
             }
         if (abs != NULL)
-            strv_push(&roots, abs);
+            util_strv_push(&roots, abs);
     }
 
     /* 1. Find every reference; a YAML error names file and line and stops the snap. */
@@ -390,10 +368,10 @@ out:
     json_decref(list);
     json_decref(summary);
     json_decref(regs);
-    strv_free(&raw);
-    strv_free(&roots);
-    strv_free(&exclude);
-    strv_free(&insecure);
+    util_strv_free(&raw);
+    util_strv_free(&roots);
+    util_strv_free(&exclude);
+    util_strv_free(&insecure);
     for (size_t i = 0; i < scanned.n; i++)
         free(scanned.v[i].path);
     free(scanned.v);
