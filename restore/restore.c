@@ -70,6 +70,12 @@ json_t *rst_plan(rst_target *t) { return t->plan; }
 json_t *rst_state(rst_target *t) { return t->state; }
 bool rst_plan_detail(const rst_target *t) { return t->detail; }
 
+bool rst_trusted(const rst_target *t)
+{
+    (void)t; /* manifests are not authenticated yet */
+    return false;
+}
+
 const char *rst_revert_id(const rst_target *t)
 {
     return json_string_value(json_object_get(t->j->doc, "revert_id"));

@@ -47,6 +47,9 @@ const cat_manifest *rst_manifest(const rst_target *t);
 const cat_component *rst_component(const rst_target *t);
 const char *rst_component_name(const rst_target *t);
 const char *rst_revert_id(const rst_target *t);
+/* True when the snapshot's manifest is authenticated by a key this host holds; what an
+ * unauthenticated manifest asks for (special files, set-id bits, targets) is not trusted. */
+bool rst_trusted(const rst_target *t);
 /* --to, or NULL. */
 const char *rst_to(const rst_target *t);
 /* A [revert] option set by a flag or the config (mode, pin, images_lock ...), or NULL. */
