@@ -194,21 +194,29 @@ void cli_free(cli *c)
     cfg_free(c->cfg);
 }
 
-char *cli_store_url(const cli *c)
+snap_rc cli_store_url(const cli *c, char **url, snap_err *err)
 {
     const char *v = opts_get(&c->o, "store");
     const char *home;
 
+    *url = NULL;
     if (v == NULL)
         v = cfg_get(c->cfg, "store", "url");
     if (v != NULL)
-        return xstrdup(v);
-    if (geteuid() == 0)
-        return xstrdup("/var/lib/snap/store");
-    if ((home = getenv("XDG_DATA_HOME")) != NULL && home[0] == '/')
-        return xasprintf("%s/snap/store", home);
-    home = getenv("HOME");
-    return xasprintf("%s/.local/share/snap/store", home ? home : "/tmp");
+        *url = xstrdup(v);
+    else if (geteuid() == 0)
+        *url = xstrdup("/var/lib/snap/store");
+    else if ((home = getenv("XDG_DATA_HOME")) != NULL && home[0] == '/')
+        *url = xasprintf("%s/snap/store", home);
+    else if ((home = getenv("HOME")) != NULL && home[0] == '/')
+        *url = xasprintf("%s/.local/share/snap/store", home);
+    /* Never a default in a directory that every user may write, such as /tmp. */
+    if (*url == NULL) {
+        err_set(err, SNAP_EUSAGE, 0, "no store: HOME is not set and no store is configured");
+        err_hint(err, "pass --store URL, or set [store] url in the config file");
+        return SNAP_EUSAGE;
+    }
+    return SNAP_OK;
 }
 
 void cli_print_json(const json_t *doc)

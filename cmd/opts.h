@@ -56,8 +56,9 @@ typedef struct cli {
 /* Parses argv, loads the config, sets verbosity, JSON, progress, jobs and signals. */
 snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, char **argv, snap_err *err);
 void cli_free(cli *c);
-/* The store URL: --store, $SNAP_STORE, [store] url, else the default local directory. */
-char *cli_store_url(const cli *c);
+/* The store URL: --store, $SNAP_STORE, [store] url, else the default local directory
+ * (root: /var/lib/snap/store; others: under $XDG_DATA_HOME or $HOME, never /tmp). */
+snap_rc cli_store_url(const cli *c, char **url, snap_err *err);
 /* Prints a JSON document to stdout. */
 void cli_print_json(const json_t *doc);
 /* Reports err on stderr (and as JSON on stdout with --json); returns the exit code. */

@@ -10,7 +10,7 @@
 
 static const opt_def options[] = {
     {"store", 0, "URL", "SNAP_STORE", "store: a directory, file://PATH or s3://BUCKET/PREFIX", NULL},
-    {"config", 'c', "FILE", "SNAP_CONFIG", "configuration file (else ./snap.conf, /etc/snap/snap.conf)", NULL},
+    {"config", 'c', "FILE", "SNAP_CONFIG", "configuration file (else /etc/snap/snap.conf; never ./snap.conf)", NULL},
     {"json", 0, NULL, NULL, "print the plan and the result as JSON on stdout", NULL},
     {"quiet", 'q', NULL, NULL, "print only errors", NULL},
     {"verbose", 'v', NULL, NULL, "print more about each step", NULL},
@@ -158,8 +158,9 @@ int main(int argc, char **argv)
     if (opts_has(&c.o, "allow-external-symlinks"))
         cfg_set(c.cfg, "revert", "allow_external_symlinks", "true");
 
-    url = cli_store_url(&c);
-    rc = stg_open(url, false, &c.ctx, &store, &err);
+    rc = cli_store_url(&c, &url, &err);
+    if (rc == SNAP_OK)
+        rc = stg_open(url, false, &c.ctx, &store, &err);
     free(url);
     if (rc != SNAP_OK && !(recover && rc == SNAP_ENOTFOUND)) {
         code = cli_fail(&c, &err);

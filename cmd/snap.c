@@ -11,7 +11,7 @@
 
 static const opt_def options[] = {
     {"store", 0, "URL", "SNAP_STORE", "store: a directory, file://PATH or s3://BUCKET/PREFIX", NULL},
-    {"config", 'c', "FILE", "SNAP_CONFIG", "configuration file (else ./snap.conf, /etc/snap/snap.conf)", NULL},
+    {"config", 'c', "FILE", "SNAP_CONFIG", "configuration file (else /etc/snap/snap.conf; never ./snap.conf)", NULL},
     {"json", 0, NULL, NULL, "print the result as JSON on stdout", NULL},
     {"quiet", 'q', NULL, NULL, "print only errors", NULL},
     {"verbose", 'v', NULL, NULL, "print more about each step", NULL},
@@ -516,8 +516,9 @@ int main(int argc, char **argv)
     }
     if (needs_name)
         name = c.o.words[1];
-    url = cli_store_url(&c);
-    rc = stg_open(url, strcmp(cmd, "create") == 0, &c.ctx, &store, &err);
+    rc = cli_store_url(&c, &url, &err);
+    if (rc == SNAP_OK)
+        rc = stg_open(url, strcmp(cmd, "create") == 0, &c.ctx, &store, &err);
     free(url);
     if (rc != SNAP_OK) {
         code = cli_fail(&c, &err);

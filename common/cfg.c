@@ -1,4 +1,5 @@
 #include "cfg.h"
+#include "util.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -159,18 +160,28 @@ snap_rc cfg_load_file(cfg *c, const char *path, snap_err *err)
     return SNAP_OK;
 }
 
+/*
+ * A config file names stores, sources and credentials: one that another local user
+ * could have written is refused rather than obeyed (see util_check_trusted).
+ */
+static snap_rc load_trusted(cfg *c, const char *path, snap_err *err)
+{
+    snap_rc rc = util_check_trusted(path, "config file", SNAP_EUSAGE, err);
+
+    return rc == SNAP_OK ? cfg_load_file(c, path, err) : rc;
+}
+
 snap_rc cfg_find_and_load(cfg *c, const char *explicit_path, snap_err *err)
 {
     const char *env = getenv("SNAP_CONFIG");
 
+    /* Never the current directory: it may belong to anyone. */
     if (explicit_path != NULL)
-        return cfg_load_file(c, explicit_path, err);
+        return load_trusted(c, explicit_path, err);
     if (env != NULL && env[0] != '\0')
-        return cfg_load_file(c, env, err);
-    if (access("snap.conf", F_OK) == 0)
-        return cfg_load_file(c, "snap.conf", err);
-    if (access("/etc/snap/snap.conf", F_OK) == 0)
-        return cfg_load_file(c, "/etc/snap/snap.conf", err);
+        return load_trusted(c, env, err);
+    if (access(CFG_DEFAULT_PATH, F_OK) == 0)
+        return load_trusted(c, CFG_DEFAULT_PATH, err);
     return SNAP_OK;
 }
 

@@ -16,10 +16,14 @@ void cfg_free(cfg *c);
 /* Loads an INI file; later values of the same key are kept in order (see cfg_get_all). */
 snap_rc cfg_load_file(cfg *c, const char *path, snap_err *err);
 
+#define CFG_DEFAULT_PATH "/etc/snap/snap.conf"
+
 /*
- * The config file in force: explicit (from --config), else $SNAP_CONFIG, else ./snap.conf,
- * else /etc/snap/snap.conf. Returns NULL when none exists (the embedded defaults apply).
- * An explicit file that does not exist is an error.
+ * The config file in force: explicit (from --config), else $SNAP_CONFIG, else
+ * /etc/snap/snap.conf; never one in the current directory. None existing is fine (the
+ * embedded defaults apply); an explicit file that does not exist is an error. A file
+ * that another user owns or could write, or that sits in such a directory, is refused
+ * (SNAP_EUSAGE).
  */
 snap_rc cfg_find_and_load(cfg *c, const char *explicit_path, snap_err *err);
 

@@ -292,7 +292,8 @@ int pg_tmpfile(char **path, snap_err *err)
 {
     const char *dir = getenv("TMPDIR");
     char *p = xasprintf("%s/snap-pg.XXXXXX", dir && *dir ? dir : "/tmp");
-    int fd = mkostemp(p, O_CLOEXEC);
+    /* O_EXCL (mkostemp) and 0600: in a directory others may write, nothing is followed or reused. */
+    int fd = mkostemp(p, O_CLOEXEC | O_NOFOLLOW);
 
     if (fd < 0) {
         err_sys(err, SNAP_EFAIL, "cannot create a temporary file in %s", dir && *dir ? dir : "/tmp");

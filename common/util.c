@@ -212,6 +212,59 @@ bool util_link_inside(const char *root, const char *link_path, const char *targe
     return ok;
 }
 
+/* One entry of util_check_trusted: owner root or us, no write bit for group or others. */
+static snap_rc trusted_entry(const char *path, const char *what, const char *of, bool parent,
+                             snap_rc code, snap_err *err)
+{
+    struct stat st;
+    uid_t me = geteuid();
+
+    if (stat(path, &st) != 0)
+        return errno == ENOENT ? SNAP_OK : err_sys(err, err_from_errno(errno), "cannot check %s %s", what, path);
+    if (st.st_uid != 0 && st.st_uid != me) {
+        if (parent)
+            err_set(err, code, EPERM, "%s %s is in %s, which is owned by uid %u (neither root nor you)", what, of,
+                    path, (unsigned)st.st_uid);
+        else
+            err_set(err, code, EPERM, "%s %s is owned by uid %u (neither root nor you)", what, path,
+                    (unsigned)st.st_uid);
+        err_hint(err, "another user could change it: `chown %u %s`, or use one of your own", (unsigned)me, path);
+        return code;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && !(parent && (st.st_mode & S_ISVTX) != 0)) {
+        if (parent)
+            err_set(err, code, EPERM, "%s %s is in %s, which group or others may write", what, of, path);
+        else
+            err_set(err, code, EPERM, "%s %s may be written by group or others", what, path);
+        err_hint(err, "another user could change it: `chmod go-w %s`", path);
+        return code;
+    }
+    return SNAP_OK;
+}
+
+static snap_rc trusted_place(const char *path, const char *what, const char *of, snap_rc code, snap_err *err)
+{
+    char *dir = util_dirname(path);
+    snap_rc rc = trusted_entry(dir, what, of, true, code, err);
+
+    free(dir);
+    return rc;
+}
+
+snap_rc util_check_trusted(const char *path, const char *what, snap_rc code, snap_err *err)
+{
+    char *abs = util_abspath(path), *real = realpath(abs, NULL);
+    snap_rc rc = trusted_place(abs, what, abs, code, err);
+
+    if (rc == SNAP_OK && real != NULL && strcmp(real, abs) != 0)
+        rc = trusted_place(real, what, abs, code, err);
+    if (rc == SNAP_OK)
+        rc = trusted_entry(real ? real : abs, what, abs, false, code, err);
+    free(real);
+    free(abs);
+    return rc;
+}
+
 uint64_t util_now_ns(void)
 {
     struct timespec ts;

@@ -36,6 +36,16 @@ char *util_basename(const char *path);
 /* Absolute, without "." , ".." or duplicate '/' (lexically; symlinks are not resolved). */
 char *util_abspath(const char *path);
 
+/*
+ * Refuses what another local user could have written or could replace, as ssh's
+ * StrictModes does: the file or directory at path must be owned by root or by the
+ * caller and not writable by group or others, and so must the directory that holds it
+ * (a sticky one, like /tmp, may be writable by others). A symlink is checked where it is
+ * and where it leads. A path that does not exist passes: the caller creates it.
+ * `what` names it in the message ("config file", "store"); code is the rc on refusal.
+ */
+snap_rc util_check_trusted(const char *path, const char *what, snap_rc code, snap_err *err);
+
 /* Does a symlink at link_path (inside root) with this target resolve inside root? Lexical. */
 bool util_link_inside(const char *root, const char *link_path, const char *target);
 

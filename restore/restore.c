@@ -38,8 +38,8 @@ struct rst_target {
     journal *j;
     json_t *plan;
     json_t *state;
-    char *lock_key;
-    int lock_fd;
+    util_strv lock_keys;
+    int *lock_fds; /* one per key, -1 until taken */
     bool switched;
     bool detail;
 };
@@ -88,14 +88,19 @@ const char *rst_option(const rst_target *t, const char *key)
 
 void rst_set_lock_key(rst_target *t, const char *key)
 {
-    free(t->lock_key);
-    t->lock_key = xstrdup(key);
+    for (size_t i = 0; i < t->lock_keys.n; i++)
+        if (strcmp(t->lock_keys.v[i], key) == 0)
+            return;
+    util_strv_push(&t->lock_keys, xstrdup(key));
+    t->lock_fds = xrealloc(t->lock_fds, t->lock_keys.n * sizeof *t->lock_fds);
+    t->lock_fds[t->lock_keys.n - 1] = -1;
 }
 
 char *rst_state_dir(const snap_ctx *ctx)
 {
     const char *s = cfg_get(ctx->cfg, "revert", "state_dir");
     const char *home;
+    struct passwd *pw;
 
     if (s == NULL)
         s = getenv("SNAP_STATE_DIR");
@@ -106,26 +111,74 @@ char *rst_state_dir(const snap_ctx *ctx)
     if ((s = getenv("XDG_STATE_HOME")) != NULL && s[0] == '/')
         return xasprintf("%s/snap", s);
     home = getenv("HOME");
-    if (home == NULL) {
-        struct passwd *pw = getpwuid(geteuid());
-        home = pw ? pw->pw_dir : "/tmp";
-    }
+    if ((home == NULL || home[0] != '/') && (pw = getpwuid(geteuid())) != NULL)
+        home = pw->pw_dir;
+    /* Never a default in a directory that every user may write, such as /tmp. */
+    if (home == NULL || home[0] != '/')
+        return NULL;
     return xasprintf("%s/.local/state/snap", home);
 }
 
-static snap_rc state_subdir(const snap_ctx *ctx, const char *sub, char **out, snap_err *err)
+snap_rc rst_state_subdir(const snap_ctx *ctx, const char *sub, char **out, snap_err *err)
 {
     char *dir = rst_state_dir(ctx);
     snap_rc rc;
 
-    *out = xasprintf("%s/%s", dir, sub);
-    free(dir);
-    rc = util_mkdir_p(*out, 0700, err);
+    *out = NULL;
+    if (dir == NULL) {
+        err_set(err, SNAP_EUSAGE, 0, "no state directory: HOME is not set");
+        err_hint(err, "set [revert] state_dir or $SNAP_STATE_DIR to a directory of your own");
+        return SNAP_EUSAGE;
+    }
+    /* Journals and locks decide what a revert does: no other user may plant or swap them. */
+    rc = util_check_trusted(dir, "state directory", SNAP_EUNREACH, err);
+    if (rc == SNAP_OK) {
+        *out = xasprintf("%s/%s", dir, sub);
+        rc = util_mkdir_p(*out, 0700, err);
+        if (rc != SNAP_OK)
+            err_hint(err, "set [revert] state_dir or $SNAP_STATE_DIR to a writable directory");
+    }
+    if (rc == SNAP_OK)
+        rc = util_check_trusted(*out, "state directory", SNAP_EUNREACH, err);
     if (rc != SNAP_OK) {
-        err_hint(err, "set [revert] state_dir or $SNAP_STATE_DIR to a writable directory");
         free(*out);
         *out = NULL;
     }
+    free(dir);
+    return rc;
+}
+
+snap_rc rst_lock(const snap_ctx *ctx, const char *key, bool shared, int *fd, snap_err *err)
+{
+    char *dir, *path, hex[65];
+    util_sha256 *h;
+    snap_rc rc;
+
+    *fd = -1;
+    rc = rst_state_subdir(ctx, "locks", &dir, err);
+    if (rc != SNAP_OK)
+        return rc;
+    h = util_sha256_new();
+    util_sha256_update(h, key, strlen(key));
+    util_sha256_final(h, hex);
+    hex[32] = '\0';
+    path = xasprintf("%s/%s.lock", dir, hex);
+    *fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (*fd < 0) {
+        rc = err_sys(err, SNAP_EFAIL, "cannot open lock %s", path);
+    } else if (flock(*fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+        if (shared) {
+            rc = err_set(err, SNAP_ECONFLICT, errno, "a revert of %s is running", key);
+            err_hint(err, "snap it again when the revert has finished; nothing was captured");
+        } else {
+            rc = err_set(err, SNAP_ECONFLICT, errno, "another revert of %s is running (or a snap of it)", key);
+            err_hint(err, "wait for it to finish, then run the command again");
+        }
+        close(*fd);
+        *fd = -1;
+    }
+    free(path);
+    free(dir);
     return rc;
 }
 
@@ -136,7 +189,10 @@ static snap_rc write_json_file(const char *path, json_t *doc, snap_err *err)
     char *tmp = xasprintf("%s.tmp", path), *dir;
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
     size_t len = strlen(text), off = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd;
+
+    unlink(tmp); /* a leftover of a process that died */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     snap_rc rc = SNAP_OK;
 
     if (fd < 0) {
@@ -210,11 +266,13 @@ static void target_free(rst_target *t)
 {
     if (t == NULL)
         return;
-    if (t->lock_fd >= 0)
-        close(t->lock_fd);
+    for (size_t i = 0; i < t->lock_keys.n; i++)
+        if (t->lock_fds[i] >= 0)
+            close(t->lock_fds[i]);
+    free(t->lock_fds);
+    util_strv_free(&t->lock_keys);
     json_decref(t->plan);
     json_decref(t->state);
-    free(t->lock_key);
     free(t->name);
     free(t->to);
     free(t);
@@ -246,7 +304,6 @@ static rst_target *target_new(journal *j, snap_ctx *ctx, stg *store, const rst_d
     t->name = xstrdup(name);
     t->plan = json_pack("{s:s, s:s}", "component", name, "type", drv->type);
     t->state = json_object();
-    t->lock_fd = -1;
     j->targets = xrealloc(j->targets, (j->n + 1) * sizeof *j->targets);
     j->targets[j->n++] = t;
     return t;
@@ -265,7 +322,7 @@ static snap_rc each_journal(const snap_ctx *ctx, journal_fn fn, void *arg, snap_
     char *dir;
     DIR *d;
     struct dirent *de;
-    snap_rc rc = state_subdir(ctx, "journal", &dir, err);
+    snap_rc rc = rst_state_subdir(ctx, "journal", &dir, err);
 
     if (rc != SNAP_OK)
         return rc;
@@ -301,29 +358,10 @@ static snap_rc note_abandoned(const char *path, int fd, bool abandoned, void *ar
 
 static snap_rc lock_target(rst_target *t, snap_err *err)
 {
-    char *dir, *path, hex[65];
-    util_sha256 *h;
-    snap_rc rc;
+    snap_rc rc = SNAP_OK;
 
-    if (t->lock_key == NULL)
-        return SNAP_OK;
-    rc = state_subdir(t->ctx, "locks", &dir, err);
-    if (rc != SNAP_OK)
-        return rc;
-    h = util_sha256_new();
-    util_sha256_update(h, t->lock_key, strlen(t->lock_key));
-    util_sha256_final(h, hex);
-    hex[32] = '\0';
-    path = xasprintf("%s/%s.lock", dir, hex);
-    t->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (t->lock_fd < 0) {
-        rc = err_sys(err, SNAP_EFAIL, "cannot open lock %s", path);
-    } else if (flock(t->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        rc = err_set(err, SNAP_ECONFLICT, errno, "another revert of %s is running", t->lock_key);
-        err_hint(err, "wait for it to finish, then run the command again");
-    }
-    free(path);
-    free(dir);
+    for (size_t i = 0; i < t->lock_keys.n && rc == SNAP_OK; i++)
+        rc = rst_lock(t->ctx, t->lock_keys.v[i], false, &t->lock_fds[i], err);
     return rc;
 }
 
@@ -419,7 +457,8 @@ static snap_rc safety_snapshot(snap_ctx *ctx, stg *store, journal *j, const char
     char *label = xasprintf("revert-of=%s", name);
     char *id_label = xasprintf("revert-id=%s", revert_id);
     const char *labels[] = {label, id_label};
-    snp_request req = {.name = snap_name, .labels = labels, .nlabels = 2, .allow_missing = true};
+    snp_request req = {.name = snap_name, .labels = labels, .nlabels = 2, .allow_missing = true,
+                       .locks_held = true /* lock_target took them */};
     snap_rc rc = SNAP_OK;
 
     /* The capture settings of the user's config apply to the safety snapshot too. */
@@ -538,7 +577,7 @@ static void expire_undo(snap_ctx *ctx, stg *store)
         log_warn(ctx, "[revert] keep_old = %s is not a duration; keeping displaced state", s);
         return;
     }
-    if (state_subdir(ctx, "undo", &dir, &err) != SNAP_OK)
+    if (rst_state_subdir(ctx, "undo", &dir, &err) != SNAP_OK)
         return;
     d = opendir(dir);
     while (d != NULL && (de = readdir(d)) != NULL) {
@@ -588,7 +627,7 @@ static snap_rc keep_undo(journal *j, snap_err *err)
 {
     char *dir, *path;
     const char *id = json_string_value(json_object_get(j->doc, "revert_id"));
-    snap_rc rc = state_subdir(j->targets[0]->ctx, "undo", &dir, err);
+    snap_rc rc = rst_state_subdir(j->targets[0]->ctx, "undo", &dir, err);
 
     if (rc != SNAP_OK)
         return rc;
@@ -603,7 +642,7 @@ static snap_rc open_journal(snap_ctx *ctx, const rst_request *req, stg *store, j
                             snap_err *err)
 {
     char *dir, id[32], now[32], host[256] = "";
-    snap_rc rc = state_subdir(ctx, "journal", &dir, err);
+    snap_rc rc = rst_state_subdir(ctx, "journal", &dir, err);
 
     if (rc != SNAP_OK)
         return rc;

@@ -1,7 +1,7 @@
 /* files.c: the files source: directories and files with their metadata, as tar entries. */
 #include <errno.h>
 #include <fcntl.h>
-#include <fts.h>
+#include <dirent.h>
 #include <search.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../restore/restore.h"
 #include "snapshot.h"
 
 typedef struct fwalk {
@@ -22,12 +23,10 @@ typedef struct fwalk {
     const char *root; /* the root being walked */
     void *seen;       /* tsearch tree of (dev, ino) of files with several links */
     json_t *roots;
+    int *locks; /* shared locks of the roots (see lock_roots) */
+    size_t nlocks;
+    bool proc;  /* /proc/self/fd is there to name what was opened */
 } fwalk;
-
-static int by_name(const FTSENT **a, const FTSENT **b)
-{
-    return strcmp((*a)->fts_name, (*b)->fts_name);
-}
 
 static bool excluded(const fwalk *f, const char *rel)
 {
@@ -64,38 +63,95 @@ static bool first_link(fwalk *f, const struct stat *st)
     return true;
 }
 
-static snap_rc add_entry(fwalk *f, FTSENT *ent, snap_err *err)
+static snap_rc changed(const char *path, snap_err *err)
 {
-    const struct stat *st = ent->fts_statp;
+    err_set(err, SNAP_ECONFLICT, 0, "%s changed while snap was reading it", path);
+    err_hint(err, "something changed the tree during capture; run snap again (nothing was committed)");
+    return SNAP_ECONFLICT;
+}
+
+static snap_rc unreadable(const char *path, int e, snap_err *err)
+{
+    snap_rc rc;
+
+    errno = e;
+    rc = err_sys(err, err_from_errno(e), "cannot read %s", path);
+    if (rc == SNAP_EUNREACH)
+        err_hint(err, "run snap as a user that can read every captured file, or exclude it");
+    return rc;
+}
+
+/*
+ * Opens the directory or regular file that the walk saw as dirfd/name, never through a
+ * symlink, and checks that it is the very file the walk saw: one swapped in between
+ * (say for a symlink to a directory only root may read) fails the snap rather than
+ * having its data stored under this name.
+ */
+static snap_rc open_seen(int dirfd, const char *name, const char *path, const struct stat *seen, int *out,
+                         snap_err *err)
+{
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | (S_ISDIR(seen->st_mode) ? O_DIRECTORY : 0);
+    struct stat st;
+    int fd;
+
+    fd = openat(dirfd, name, flags | O_NOATIME);
+    if (fd < 0 && errno == EPERM)
+        fd = openat(dirfd, name, flags);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR || errno == ENXIO)
+            return changed(path, err);
+        return unreadable(path, errno, err);
+    }
+    if (fstat(fd, &st) != 0 || st.st_dev != seen->st_dev || st.st_ino != seen->st_ino ||
+        (st.st_mode & S_IFMT) != (seen->st_mode & S_IFMT)) {
+        close(fd);
+        return changed(path, err);
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    *out = fd;
+    return SNAP_OK;
+}
+
+/*
+ * Stores dirfd/name, which the walk saw as st, under path. A directory's open fd is
+ * handed to *dir_out for the walk beneath it; everything else is closed here.
+ */
+static snap_rc add_entry(fwalk *f, int dirfd, const char *name, const char *path, const struct stat *st,
+                         int *dir_out, snap_err *err)
+{
     struct archive_entry *e;
+    char *source;
     int fd = -1;
     snap_rc rc = SNAP_OK;
 
     if (S_ISSOCK(st->st_mode)) {
-        log_warn(f->ctx, "skipping socket %s: a socket cannot be stored", ent->fts_path);
+        log_warn(f->ctx, "skipping socket %s: a socket cannot be stored", path);
         return SNAP_OK;
     }
-    if (S_ISREG(st->st_mode)) {
-        fd = open(ent->fts_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-        if (fd < 0 && errno == EPERM)
-            fd = open(ent->fts_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-            rc = err_sys(err, err_from_errno(errno), "cannot read %s", ent->fts_path);
-            if (rc == SNAP_EUNREACH)
-                err_hint(err, "run snap as a user that can read every captured file, or exclude it");
+    if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) {
+        rc = open_seen(dirfd, name, path, st, &fd, err);
+        if (rc != SNAP_OK)
             return rc;
-        }
     }
+    /* libarchive reads what it needs by this name (link targets, ACLs, xattrs): through
+     * /proc it resolves to what was opened and checked, not to what the path names now. */
+    if (!f->proc)
+        source = xstrdup(path);
+    else if (fd >= 0)
+        source = xasprintf("/proc/self/fd/%d", fd);
+    else
+        source = xasprintf("/proc/self/fd/%d/%s", dirfd, name);
     e = archive_entry_new();
-    archive_entry_copy_sourcepath(e, ent->fts_path);
-    archive_entry_copy_pathname(e, ent->fts_path + 1); /* stored without the leading '/' */
+    archive_entry_copy_sourcepath(e, source);
+    archive_entry_copy_pathname(e, path + 1); /* stored without the leading '/' */
     if (archive_read_disk_entry_from_file(f->disk, e, fd, st) < ARCHIVE_WARN) {
-        rc = err_set(err, SNAP_EFAIL, archive_errno(f->disk), "cannot read metadata of %s: %s",
-                     ent->fts_path, archive_error_string(f->disk));
+        rc = err_set(err, SNAP_EFAIL, archive_errno(f->disk), "cannot read metadata of %s: %s", path,
+                     archive_error_string(f->disk));
         goto out;
     }
-    archive_entry_copy_pathname(e, ent->fts_path + 1);
-    rc = arc_write_entry(f->w, e, fd, err);
+    archive_entry_copy_pathname(e, path + 1);
+    archive_entry_copy_sourcepath(e, path);
+    rc = arc_write_entry(f->w, e, S_ISREG(st->st_mode) ? fd : -1, err);
     if (rc != SNAP_OK)
         goto out;
     if (S_ISREG(st->st_mode)) {
@@ -105,81 +161,169 @@ static snap_rc add_entry(fwalk *f, FTSENT *ent, snap_err *err)
             f->bytes += (uint64_t)st->st_size;
     } else if (S_ISDIR(st->st_mode)) {
         f->dirs++;
+        *dir_out = fd;
+        fd = -1;
     } else if (S_ISLNK(st->st_mode)) {
         const char *target = archive_entry_symlink(e);
         f->links++;
-        if (target != NULL && !util_link_inside(f->root, ent->fts_path, target)) {
+        if (target != NULL && !util_link_inside(f->root, path, target)) {
             f->external++;
             log_warn(f->ctx, "symlink %s points outside %s (to %s): revert will need --allow-external-symlinks",
-                     ent->fts_path, f->root, target);
+                     path, f->root, target);
         }
     } else {
         f->other++;
     }
 out:
     archive_entry_free(e);
+    free(source);
     if (fd >= 0)
         close(fd);
     return rc;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names in an open directory, sorted (a snapshot of the same tree is the same tar). */
+static snap_rc list_dir(int dirfd, const char *path, util_strv *names, snap_err *err)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+
+    if (d == NULL) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return unreadable(path, e, err);
+    }
+    rewinddir(d);
+    for (errno = 0; (de = readdir(d)) != NULL; errno = 0)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            util_strv_push(names, xstrdup(de->d_name));
+    if (errno != 0) {
+        int e = errno;
+        closedir(d);
+        return unreadable(path, e, err);
+    }
+    closedir(d);
+    if (names->n > 1)
+        qsort(names->v, names->n, sizeof *names->v, by_name);
+    return SNAP_OK;
+}
+
+/* Stores what is beneath the directory open as dirfd (path), each entry relative to it. */
+static snap_rc walk_dir(fwalk *f, int dirfd, const char *path, size_t rootlen, snap_err *err)
+{
+    util_strv names = {0};
+    snap_rc rc = list_dir(dirfd, path, &names, err);
+
+    for (size_t i = 0; i < names.n && rc == SNAP_OK; i++) {
+        char *child = xasprintf("%s/%s", strcmp(path, "/") ? path : "", names.v[i]);
+        const char *rel = child + rootlen + (child[rootlen] == '/');
+        struct stat st;
+        int sub = -1;
+
+        if (excluded(f, rel)) {
+            free(child);
+            continue;
+        }
+        if (fstatat(dirfd, names.v[i], &st, AT_SYMLINK_NOFOLLOW) != 0)
+            rc = errno == ENOENT ? changed(child, err) : unreadable(child, errno, err);
+        if (rc == SNAP_OK) {
+            util_failpoint("snap-files-open"); /* between the walk's look and the open */
+            rc = add_entry(f, dirfd, names.v[i], child, &st, &sub, err);
+        }
+        if (rc == SNAP_OK && sub >= 0)
+            rc = walk_dir(f, sub, child, rootlen, err);
+        if (sub >= 0)
+            close(sub);
+        if (rc == SNAP_OK && ctx_interrupted(f->ctx, err))
+            rc = SNAP_EINTR;
+        free(child);
+    }
+    util_strv_free(&names);
+    return rc;
+}
+
 static snap_rc capture_root(fwalk *f, const char *root, snap_err *err)
 {
-    char *argv[2] = {(char *)(uintptr_t)root, NULL};
+    char *parent = util_dirname(root), *base = util_basename(root);
+    const char *name = base[0] != '\0' ? base : "."; /* the root "/" */
+    json_t *jpath = json_string(root);
     struct stat st;
-    FTS *fts;
-    FTSENT *ent;
-    size_t rootlen = strlen(root);
+    int pfd = -1, dfd = -1;
     snap_rc rc = SNAP_OK;
 
-    if (lstat(root, &st) != 0) {
+    if (jpath == NULL) {
+        /* The manifest is JSON: a root it cannot name could never be reverted. */
+        rc = err_set(err, SNAP_EUSAGE, EILSEQ, "cannot capture %s: its name is not valid UTF-8", root);
+        err_hint(err, "rename it, or capture the directory that holds it (names beneath a root may be any bytes)");
+        goto out;
+    }
+    pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0 || fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno == ENOENT && snp_allow_missing(f->c)) {
-            json_array_append_new(f->roots, json_pack("{s:s, s:s}", "path", root, "type", "absent"));
-            return SNAP_OK;
+            json_array_append_new(f->roots, json_pack("{s:O, s:s}", "path", jpath, "type", "absent"));
+            goto out;
         }
         rc = err_sys(err, err_from_errno(errno), "cannot read %s", root);
         if (rc == SNAP_ENOTFOUND)
             err_hint(err, "check the path; every captured path must exist");
-        return rc;
+        else if (rc == SNAP_EUNREACH)
+            err_hint(err, "run snap as a user that can read every captured file, or exclude it");
+        goto out;
     }
-    json_array_append_new(f->roots, json_pack("{s:s, s:s}", "path", root, "type",
+    json_array_append_new(f->roots, json_pack("{s:O, s:s}", "path", jpath, "type",
                                               S_ISDIR(st.st_mode) ? "dir" : "file"));
-    fts = fts_open(argv, FTS_PHYSICAL | FTS_NOCHDIR, by_name);
-    if (fts == NULL)
-        return err_sys(err, err_from_errno(errno), "cannot walk %s", root);
-    while (rc == SNAP_OK) {
-        errno = 0;
-        if ((ent = fts_read(fts)) == NULL) {
-            if (errno != 0)
-                rc = err_sys(err, err_from_errno(errno), "cannot walk %s", root);
-            break;
-        }
-        const char *rel = ent->fts_path + rootlen + (ent->fts_path[rootlen] == '/');
+    rc = add_entry(f, pfd, name, root, &st, &dfd, err);
+    if (rc == SNAP_OK && dfd >= 0)
+        rc = walk_dir(f, dfd, root, strlen(root), err);
+    if (rc == SNAP_OK && ctx_interrupted(f->ctx, err))
+        rc = SNAP_EINTR;
+out:
+    if (dfd >= 0)
+        close(dfd);
+    if (pfd >= 0)
+        close(pfd);
+    json_decref(jpath);
+    free(parent);
+    free(base);
+    return rc;
+}
 
-        switch (ent->fts_info) {
-        case FTS_DP:
-            continue;
-        case FTS_DNR:
-        case FTS_ERR:
-        case FTS_NS:
-            errno = ent->fts_errno;
-            rc = err_sys(err, err_from_errno(errno), "cannot read %s", ent->fts_path);
-            if (rc == SNAP_EUNREACH)
-                err_hint(err, "run snap as a user that can read every captured file, or exclude it");
-            continue;
-        default:
-            break;
-        }
-        if (ent->fts_level > 0 && excluded(f, rel)) {
-            if (ent->fts_info == FTS_D)
-                fts_set(fts, ent, FTS_SKIP);
-            continue;
-        }
-        rc = add_entry(f, ent, err);
-        if (rc == SNAP_OK && ctx_interrupted(f->ctx, err))
-            rc = SNAP_EINTR;
+/* The key a revert of root locks (restore/files.c): its real parent and its name. */
+static char *lock_key(const char *root)
+{
+    char *parent = util_dirname(root), *base = util_basename(root), *real = realpath(parent, NULL);
+    char *key = real ? xasprintf("%s/%s", strcmp(real, "/") ? real : "", base) : xstrdup(root);
+
+    free(real);
+    free(parent);
+    free(base);
+    return key;
+}
+
+/*
+ * Shared locks on every root, taken before the first is read and held until the last
+ * is: a revert holds them exclusively, so a snap never reads a tree half reverted.
+ */
+static snap_rc lock_roots(fwalk *f, const char *const *paths, size_t n, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    f->locks = xcalloc(n, sizeof *f->locks);
+    for (size_t i = 0; i < n; i++)
+        f->locks[i] = -1;
+    f->nlocks = n;
+    for (size_t i = 0; i < n && rc == SNAP_OK && !snp_locks_held(f->c); i++) {
+        char *key = lock_key(paths[i]);
+        rc = rst_lock(f->ctx, key, true, &f->locks[i], err);
+        free(key);
     }
-    fts_close(fts);
     return rc;
 }
 
@@ -199,7 +343,10 @@ snap_rc snp_files_capture_paths(snp_capture *c, const char *const *paths, size_t
     f.roots = json_array();
     f.disk = archive_read_disk_new();
     archive_read_disk_set_standard_lookup(f.disk);
-    rc = snp_writer_new(c, &f.w, err);
+    f.proc = access("/proc/self/fd", X_OK) == 0;
+    rc = lock_roots(&f, paths, n, err);
+    if (rc == SNAP_OK)
+        rc = snp_writer_new(c, &f.w, err);
     for (size_t i = 0; rc == SNAP_OK && i < n; i++) {
         char *tmp = xasprintf("%s%s%s", source, i ? " " : "", paths[i]);
         free(source);
@@ -210,6 +357,10 @@ snap_rc snp_files_capture_paths(snp_capture *c, const char *const *paths, size_t
     if (rc == SNAP_OK)
         rc = arc_writer_finish(f.w, err);
     arc_writer_free(f.w);
+    for (size_t i = 0; i < f.nlocks; i++)
+        if (f.locks[i] >= 0)
+            close(f.locks[i]);
+    free(f.locks);
     archive_read_free(f.disk);
     tdestroy(f.seen, free);
     for (size_t i = 0; i < nexclude; i++)

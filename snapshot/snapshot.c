@@ -23,6 +23,7 @@ struct snp_capture {
     arc_parts *parts;
     arc_opts opts;
     bool allow_missing;
+    bool locks_held;
 };
 
 const snp_driver *snp_driver_find(const char *type)
@@ -37,6 +38,7 @@ const char *snp_source_name(const snp_capture *c) { return c->name; }
 snap_ctx *snp_ctx(const snp_capture *c) { return c->ctx; }
 stg *snp_store(const snp_capture *c) { return c->store; }
 bool snp_allow_missing(const snp_capture *c) { return c->allow_missing; }
+bool snp_locks_held(const snp_capture *c) { return c->locks_held; }
 cat_component *snp_component(const snp_capture *c) { return c->comp; }
 prg_bar *snp_progress(const snp_capture *c) { return c->opts.progress; }
 
@@ -177,6 +179,7 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
     c.ctx = ctx;
     c.store = store;
     c.allow_missing = req->allow_missing;
+    c.locks_held = req->locks_held;
     c.opts.progress = prg_new("snap", 0, ctx->progress);
     for (size_t i = 0; i < nsources && rc == SNAP_OK; i++) {
         c.name = cfg_source_name(ctx->cfg, i);

@@ -19,6 +19,11 @@ typedef struct snp_request {
      * recorded as absent (so reverting to it removes the path) instead of failing.
      */
     bool allow_missing;
+    /*
+     * The caller holds the targets' locks already (a revert's safety snapshot): capture
+     * does not take the shared lock of each files root that it takes otherwise.
+     */
+    bool locks_held;
 } snp_request;
 
 /*
@@ -41,6 +46,7 @@ void snp_source_each(const snp_capture *c, const char *key,
 snap_ctx *snp_ctx(const snp_capture *c);
 stg *snp_store(const snp_capture *c);
 bool snp_allow_missing(const snp_capture *c);
+bool snp_locks_held(const snp_capture *c);
 /* The component being filled: set its source (redacted), stats and info here. */
 cat_component *snp_component(const snp_capture *c);
 /* Progress of the whole snap (may be a bar that does not draw). */

@@ -52,6 +52,9 @@ static snap_rc local_open(const char *url, bool create, snap_ctx *ctx, void **ou
     l = xcalloc(1, sizeof *l);
     l->root = util_abspath(path);
     l->url = xstrdup(l->root);
+    /* Another user who could write the store could plant parts and manifests in it. */
+    if (util_check_trusted(l->root, "store", SNAP_EUNREACH, err) != SNAP_OK)
+        goto fail;
     if (stat(l->root, &st) != 0) {
         snap_rc rc;
         if (errno != ENOENT || !create) {
@@ -122,7 +125,7 @@ static snap_rc local_writer_open(void *drv, const char *key, unsigned flags, voi
     free(base);
     free(dir);
     if (rc == SNAP_OK) {
-        w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (w->fd < 0)
             rc = err_sys(err, err_from_errno(errno) == SNAP_ENOTFOUND ? SNAP_EFAIL : err_from_errno(errno),
                          "cannot write to store %s", l->root);

@@ -152,8 +152,9 @@ test_unreadable_and_missing_source() {
     expect_rc 3 "$SNAP" create p1 --store "$ST" --files "$T/nonexistent"
     expect_err "cannot read $T/nonexistent"
     chmod 0700 "$T/app/conf.d"
-    chmod -R a+rwX "$T/store" 2>/dev/null || true
-    mkdir -p "$ST" && chmod 0777 "$ST"
+    # A store and a state directory of nobody's own: one anybody may write is refused.
+    rm -rf "$ST" "$T/state"
+    mkdir -p "$ST" "$T/state" && chown nobody "$ST" "$T/state" && chmod 0700 "$ST" "$T/state"
     expect_rc 6 setpriv --reuid=nobody --regid=nogroup --clear-groups env SNAP_STATE_DIR="$T/state" \
         "$SNAP" create p1 --store "$ST" --files "$T/app"
     expect_err "Permission denied"
