@@ -78,6 +78,8 @@ static snap_rc unreadable(const char *path, int e, snap_err *err)
     rc = err_sys(err, err_from_errno(e), "cannot read %s", path);
     if (rc == SNAP_EUNREACH)
         err_hint(err, "run snap as a user that can read every captured file, or exclude it");
+    else if (e == EMFILE)
+        err_hint(err, "the walk holds one descriptor per directory level: raise the limit (ulimit -n)");
     return rc;
 }
 
