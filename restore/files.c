@@ -244,7 +244,7 @@ static snap_rc files_plan(rst_target *t, snap_err *err)
             }
             if (rc == SNAP_OK && strcmp(type, "absent") != 0)
                 rc = check_space(t, real, err);
-            rst_set_lock_key(t, full); /* every root: a snap of any of them waits for us */
+            rst_set_lock_key(t, full); /* every root: no snap reads any of them meanwhile */
             free(full);
         }
         free(real);
