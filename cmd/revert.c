@@ -172,6 +172,19 @@ int main(int argc, char **argv)
         cli_free(&c);
         return code;
     }
+    if ((v = opts_get(&c.o, "to")) != NULL && v[0] != '/') {
+        char *abs;
+        /* A relative --to is a path under the current directory, or a database name; when
+         * the current directory is gone it cannot be the first, and must not become "/". */
+        if (util_abspath_err(v, &abs, &err) != SNAP_OK) {
+            err_hint(&err, "give --to as an absolute path, or run from a directory that exists");
+            code = cli_fail(&c, &err);
+            stg_free(store);
+            cli_free(&c);
+            return code;
+        }
+        free(abs);
+    }
     only = opts_all(&c.o, "only", &nonly);
     rst_request req = {
         .name = c.o.words[0],

@@ -1,4 +1,5 @@
 /* snap: capture named points and manage the catalog. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,12 +83,21 @@ static void add_source(cfg *c, const char *type, const char *key, const char *va
 typedef struct adhoc {
     cfg *c;
     const char *type, *key;
+    snap_rc rc; /* the first path that could not be resolved */
+    snap_err err;
 } adhoc;
 
 static void add_path_source(const char *value, void *arg)
 {
     adhoc *a = arg;
-    char *abs = util_abspath(value), *base = util_basename(abs);
+    char *abs, *base;
+
+    if (a->rc != SNAP_OK)
+        return;
+    a->rc = util_abspath_err(value, &abs, &a->err);
+    if (a->rc != SNAP_OK)
+        return;
+    base = util_basename(abs);
     add_source(a->c, a->type, a->key, abs, strcmp(abs, "/") ? base : "root");
     free(base);
     free(abs);
@@ -140,7 +150,7 @@ static int cmd_create(cli *c, stg *store, const char *name)
 {
     size_t nlabels;
     const char **labels;
-    adhoc a = {c->cfg, NULL, NULL};
+    adhoc a = {.c = c->cfg};
     cat_manifest *m = NULL;
     snap_err err;
     uint64_t t0 = util_now_ms();
@@ -151,6 +161,8 @@ static int cmd_create(cli *c, stg *store, const char *name)
     opts_each(&c->o, "files", add_path_source, &a);
     a.type = "images", a.key = "manifests";
     opts_each(&c->o, "images", add_path_source, &a);
+    if (a.rc != SNAP_OK)
+        return cli_fail(c, &a.err);
     a.type = "postgres";
     opts_each(&c->o, "pg", add_dsn_source, &a);
     a.type = "mysql";
@@ -394,8 +406,9 @@ static int cmd_prune(cli *c, stg *store)
 
     if ((v = opts_get(&c->o, "keep-last")) != NULL) {
         char *end;
+        errno = 0;
         policy.keep_last = strtol(v, &end, 10);
-        if (*end != '\0' || policy.keep_last < 1) {
+        if (errno != 0 || end == v || *end != '\0' || policy.keep_last < 1) {
             err_set(&err, SNAP_EUSAGE, 0, "--keep-last %s: expected a whole number of at least 1", v);
             return cli_fail(c, &err);
         }
@@ -403,6 +416,7 @@ static int cmd_prune(cli *c, stg *store)
     if ((v = opts_get(&c->o, "keep-within")) != NULL &&
         (!cfg_parse_duration(v, &policy.keep_within) || policy.keep_within <= 0)) {
         err_set(&err, SNAP_EUSAGE, 0, "--keep-within %s: expected a duration such as 12h or 7d", v);
+        err_hint(&err, "durations are whole numbers of s, m, h, d or w, up to a thousand years");
         return cli_fail(c, &err);
     }
     if (policy.keep_last == 0 && policy.keep_within == 0) {
@@ -445,6 +459,7 @@ static int cmd_gc(cli *c, stg *store)
     if (v != NULL && !cfg_parse_duration(v, &min_age)) {
         json_decref(report);
         err_set(&err, SNAP_EUSAGE, 0, "--min-age %s: expected a duration such as 0, 30m or 6h", v);
+        err_hint(&err, "durations are whole numbers of s, m, h, d or w, up to a thousand years");
         return cli_fail(c, &err);
     }
     rc = cat_gc(store, min_age, opts_has(&c->o, "dry-run"), &c->ctx, report, &err);

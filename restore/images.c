@@ -227,12 +227,16 @@ static snap_rc write_lock(rst_target *t, const char *path, json_t *distinct, sna
                             cat_manifest_name(m), "snapshot_id", cat_manifest_id(m), "component",
                             rst_component_name(t), "images", distinct);
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    char *abs = util_abspath(path), *dir = util_dirname(abs);
-    char *tmp = xasprintf("%s/.%s.XXXXXX", dir, "images-lock");
+    char *abs = util_abspath(path), *dir = abs ? util_dirname(abs) : NULL;
+    char *tmp = dir ? xasprintf("%s/.%s.XXXXXX", dir, "images-lock") : NULL;
     size_t len = strlen(text), off = 0;
     snap_rc rc = SNAP_OK;
-    int fd = mkstemp(tmp);
+    int fd = tmp ? mkstemp(tmp) : -1;
 
+    if (abs == NULL) {
+        rc = util_abspath_err(path, &abs, err);
+        goto out;
+    }
     if (fd < 0) {
         rc = err_sys(err, err_from_errno(errno), "cannot write the images lock %s", abs);
         goto out;

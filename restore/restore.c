@@ -118,6 +118,12 @@ static snap_rc state_subdir(const snap_ctx *ctx, const char *sub, char **out, sn
     char *dir = rst_state_dir(ctx);
     snap_rc rc;
 
+    if (dir == NULL) {
+        *out = NULL;
+        err_set(err, SNAP_EUSAGE, 0, "the state directory is a relative path and the current directory is unknown");
+        err_hint(err, "set [revert] state_dir or $SNAP_STATE_DIR to an absolute path");
+        return SNAP_EUSAGE;
+    }
     *out = xasprintf("%s/%s", dir, sub);
     free(dir);
     rc = util_mkdir_p(*out, 0700, err);
