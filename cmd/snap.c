@@ -142,7 +142,7 @@ static void print_summary(const cat_manifest *m, double secs)
     char size[32];
 
     util_human_bytes(cat_manifest_bytes(m), size);
-    printf("snapshot %s (%s): %zu component%s, %s stored, in %.1f s\n", cat_manifest_name(m), cat_manifest_id(m),
+    util_fprintf_esc(stdout, "snapshot %s (%s): %zu component%s, %s stored, in %.1f s\n", cat_manifest_name(m), cat_manifest_id(m),
            cat_manifest_ncomponents(m), cat_manifest_ncomponents(m) == 1 ? "" : "s", size, secs);
 }
 
@@ -207,7 +207,7 @@ static void print_labels(const cat_manifest *m)
     bool first = true;
 
     json_object_foreach(cat_manifest_labels(m), k, v) {
-        printf("%s%s=%s", first ? "" : ",", k, json_string_value(v));
+        util_fprintf_esc(stdout, "%s%s=%s", first ? "" : ",", k, json_string_value(v));
         first = false;
     }
 }
@@ -230,12 +230,12 @@ static int cmd_list(cli *c, stg *store)
         char *text;
         stg_describe(store, desc);
         text = json_dumps(desc, JSON_COMPACT | JSON_SORT_KEYS);
-        printf("store %s\n", text);
+        util_fprintf_esc(stdout, "store %s\n", text);
         free(text);
         json_decref(desc);
     }
     if (!c->ctx.json && c->ctx.verbosity >= 0)
-        printf("%-32s %-20s %10s  %s\n", "NAME", "CREATED", "SIZE", "COMPONENTS / LABELS");
+        util_fprintf_esc(stdout, "%-32s %-20s %10s  %s\n", "NAME", "CREATED", "SIZE", "COMPONENTS / LABELS");
     for (size_t i = 0; i < n; i++) {
         const cat_manifest *m = list[i];
         char when[32], size[32];
@@ -253,11 +253,11 @@ static int cmd_list(cli *c, stg *store)
                                                  "components", comps));
             continue;
         }
-        printf("%-32s %-20s %10s  ", cat_manifest_name(m), when, size);
+        util_fprintf_esc(stdout, "%-32s %-20s %10s  ", cat_manifest_name(m), when, size);
         for (size_t k = 0; k < cat_manifest_ncomponents(m); k++)
-            printf("%s%s", k ? "," : "", cat_component_name(cat_manifest_component(m, k)));
+            util_fprintf_esc(stdout, "%s%s", k ? "," : "", cat_component_name(cat_manifest_component(m, k)));
         if (json_object_size(cat_manifest_labels(m)) > 0) {
-            printf(" / ");
+            util_fprintf_esc(stdout, " / ");
             print_labels(m);
         }
         putchar('\n');
@@ -286,35 +286,35 @@ static int cmd_show(cli *c, stg *store, const char *name)
     }
     json_t *doc = cat_manifest_json(m);
     util_human_bytes(cat_manifest_bytes(m), size);
-    printf("snapshot  %s\nid        %s\ncreated   %s\nhost      %s\ntool      %s\nsize      %s\n", cat_manifest_name(m),
+    util_fprintf_esc(stdout, "snapshot  %s\nid        %s\ncreated   %s\nhost      %s\ntool      %s\nsize      %s\n", cat_manifest_name(m),
            cat_manifest_id(m), json_string_value(json_object_get(doc, "created")),
            json_string_value(json_object_get(doc, "host")), json_string_value(json_object_get(doc, "tool")), size);
     if (cat_manifest_note(m))
-        printf("note      %s\n", cat_manifest_note(m));
+        util_fprintf_esc(stdout, "note      %s\n", cat_manifest_note(m));
     if (json_object_size(cat_manifest_labels(m)) > 0) {
-        printf("labels    ");
+        util_fprintf_esc(stdout, "labels    ");
         print_labels(m);
         putchar('\n');
     }
-    printf("components (names for revert --only):\n");
+    util_fprintf_esc(stdout, "components (names for revert --only):\n");
     for (size_t i = 0; i < cat_manifest_ncomponents(m); i++) {
         cat_component *k = cat_manifest_component(m, i);
         const char *key;
         json_t *v;
         util_human_bytes(cat_component_bytes(k), size);
-        printf("  %-20s %-9s %zu part%s, %s  %s\n", cat_component_name(k), cat_component_type(k),
+        util_fprintf_esc(stdout, "  %-20s %-9s %zu part%s, %s  %s\n", cat_component_name(k), cat_component_type(k),
                cat_component_nparts(k), cat_component_nparts(k) == 1 ? "" : "s", size,
                cat_component_source(k) ? cat_component_source(k) : "");
         json_object_foreach(cat_component_stats(k), key, v) {
             if (json_is_integer(v))
-                printf("      %s: %lld\n", key, (long long)json_integer_value(v));
+                util_fprintf_esc(stdout, "      %s: %lld\n", key, (long long)json_integer_value(v));
             else if (json_is_string(v))
-                printf("      %s: %s\n", key, json_string_value(v));
+                util_fprintf_esc(stdout, "      %s: %s\n", key, json_string_value(v));
         }
         /* Engines may list what a DBA wants to see at a glance (tables, images ...). */
         json_t *lines = json_object_get(cat_component_info(k), "summary");
         size_t j;
-        json_array_foreach(lines, j, v) printf("      %s\n", json_string_value(v));
+        json_array_foreach(lines, j, v) util_fprintf_esc(stdout, "      %s\n", json_string_value(v));
     }
     cat_manifest_free(m);
     return 0;
@@ -340,11 +340,11 @@ static int cmd_verify(cli *c, stg *store, const char *name)
     } else {
         json_array_foreach(report, i, r) {
             if (strcmp(json_string_value(json_object_get(r, "status")), "ok") != 0)
-                printf("DAMAGED %s: %s\n", json_string_value(json_object_get(r, "key")),
+                util_fprintf_esc(stdout, "DAMAGED %s: %s\n", json_string_value(json_object_get(r, "key")),
                        json_string_value(json_object_get(r, "error")));
         }
         if (rc == SNAP_OK && c->ctx.verbosity >= 0)
-            printf("snapshot %s: %zu parts verified, all intact\n", name, json_array_size(report));
+            util_fprintf_esc(stdout, "snapshot %s: %zu parts verified, all intact\n", name, json_array_size(report));
     }
     json_decref(report);
     cat_manifest_free(m);
@@ -374,7 +374,7 @@ static int cmd_delete(cli *c, stg *store, const char *name)
         }
         if (!cli_ask(q)) {
             cat_manifest_free(m);
-            fprintf(stderr, "snap: nothing deleted\n");
+            util_fprintf_esc(stderr, "snap: nothing deleted\n");
             return 1;
         }
     }
@@ -387,7 +387,7 @@ static int cmd_delete(cli *c, stg *store, const char *name)
         cli_print_json(doc);
         json_decref(doc);
     } else if (c->ctx.verbosity >= 0) {
-        printf("deleted snapshot %s\n", name);
+        util_fprintf_esc(stdout, "deleted snapshot %s\n", name);
     }
     return 0;
 }
@@ -437,7 +437,7 @@ static int cmd_prune(cli *c, stg *store)
         cli_print_json(report);
     } else if (c->ctx.verbosity >= 0) {
         json_array_foreach(report, i, r)
-            printf("%-14s %s\n", json_string_value(json_object_get(r, "action")),
+            util_fprintf_esc(stdout, "%-14s %s\n", json_string_value(json_object_get(r, "action")),
                    json_string_value(json_object_get(r, "name")));
     }
     json_decref(report);
@@ -476,8 +476,8 @@ static int cmd_gc(cli *c, stg *store)
         json_t *ids = json_object_get(report, "orphaned_snapshots"), *id;
         size_t i;
         const char *verb = opts_has(&c->o, "dry-run") ? "would remove" : "removed";
-        json_array_foreach(ids, i, id) printf("%s orphaned data %s\n", verb, json_string_value(id));
-        printf("%s %zu orphaned snapshot%s and %lld unfinished upload%s\n", verb, json_array_size(ids),
+        json_array_foreach(ids, i, id) util_fprintf_esc(stdout, "%s orphaned data %s\n", verb, json_string_value(id));
+        util_fprintf_esc(stdout, "%s %zu orphaned snapshot%s and %lld unfinished upload%s\n", verb, json_array_size(ids),
                json_array_size(ids) == 1 ? "" : "s",
                (long long)json_integer_value(json_object_get(report, "unfinished_uploads")),
                json_integer_value(json_object_get(report, "unfinished_uploads")) == 1 ? "" : "s");
@@ -502,7 +502,7 @@ int main(int argc, char **argv)
         return code;
     }
     if (opts_has(&c.o, "version")) {
-        printf("snap %s\n", SNAP_VERSION);
+        util_fprintf_esc(stdout, "snap %s\n", SNAP_VERSION);
         cli_free(&c);
         return 0;
     }
