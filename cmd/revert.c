@@ -94,6 +94,16 @@ static int run_recover(cli *c, stg *store)
     snap_err err;
     snap_rc rc = rst_recover(&c->ctx, store, &res, &err);
 
+    if (rc != SNAP_OK && c->ctx.json && res != NULL) {
+        /* what was recovered, and the error: one document */
+        json_t *e = cli_error_json(&err);
+        json_object_set(res, "error", json_object_get(e, "error"));
+        json_decref(e);
+        log_error(&c->ctx, &err);
+        cli_print_json(res);
+        json_decref(res);
+        return (int)rc;
+    }
     if (rc != SNAP_OK) {
         json_decref(res);
         return cli_fail(c, &err);

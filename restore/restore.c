@@ -487,7 +487,8 @@ static void damaged_hint(const json_t *doc, const char *aside, snap_err *err)
         err_hint(err, "it was set aside as %s. It stopped during the cut-over to snapshot %s: switched: %s; not "
                  "known to be switched: the other targets (%s). Check each target, then run `revert %s` again, "
                  "or `revert pre-revert-%s` to go back if its safety snapshot was taken; staging and displaced "
-                 "copies are named after the revert id", aside, snap, switched[0] ? switched : "none",
+                 "copies are named after the revert id", aside, snap,
+                 json_is_true(json_object_get(doc, "salvaged")) ? "unknown" : switched[0] ? switched : "none",
                  targets[0] ? targets : "unknown", snap, id ? id : "ID");
     else if (phase != NULL && strcmp(phase, "finish") == 0)
         err_hint(err, "it was set aside as %s. The cut-over to snapshot %s had completed (%s); the state it "
@@ -495,6 +496,43 @@ static void damaged_hint(const json_t *doc, const char *aside, snap_err *err)
     else
         err_hint(err, "it was set aside as %s; what it did cannot be read, so the targets may be in any state. "
                  "Check each target against the snapshot (`snap show`), and run the revert again", aside);
+}
+
+/*
+ * What can still be read from a journal that is not JSON (cut short by a full disk, say):
+ * journals are written with sorted keys, so the top-level strings come before "targets",
+ * and the names of the targets follow as "component" keys.
+ */
+static json_t *journal_salvage(int fd)
+{
+    static const char *const keys[] = {"phase", "revert_id", "snapshot"};
+    char buf[65536], *targets;
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    json_t *doc = json_object(), *list = json_array();
+
+    if (n <= 0) {
+        json_decref(list);
+        return doc;
+    }
+    buf[n] = '\0';
+    targets = strstr(buf, "\"targets\"");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char pat[32], val[200];
+        const char *p;
+        snprintf(pat, sizeof pat, "\"%s\": \"", keys[i]);
+        p = strstr(buf, pat);
+        if (p == NULL || (targets != NULL && p > targets) || sscanf(p + strlen(pat), "%199[^\"]", val) != 1)
+            continue;
+        json_object_set_new(doc, keys[i], json_string(val)); /* NULL when not UTF-8: left out */
+    }
+    for (const char *p = targets; p != NULL && (p = strstr(p, "\"component\": \"")) != NULL; p++) {
+        char val[200];
+        if (sscanf(p + 14, "%199[^\"]", val) == 1)
+            json_array_append_new(list, json_pack("{s:s?}", "component", util_utf8_valid(val) ? val : NULL));
+    }
+    json_object_set_new(doc, "targets", list);
+    json_object_set_new(doc, "salvaged", json_true()); /* which targets switched is not known */
+    return doc;
 }
 
 /*
@@ -515,8 +553,10 @@ static snap_rc journal_read(const char *path, int fd, json_t **out, snap_err *er
         return err_sys(err, SNAP_EFAIL, "cannot read journal %s", path);
     if (st.st_size > (off_t)JOURNAL_MAX)
         snprintf(why, sizeof why, "it is larger than %u MiB", JOURNAL_MAX >> 20);
-    else if ((doc = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr)) == NULL)
+    else if ((doc = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
         snprintf(why, sizeof why, "it is not valid JSON (%s, line %d)", jerr.text, jerr.line);
+        doc = journal_salvage(fd);
+    }
     else if (journal_valid(doc, why, sizeof why)) {
         *out = doc;
         return SNAP_OK;
