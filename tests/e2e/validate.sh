@@ -129,6 +129,29 @@ EOF
     [ -z "$(ls "$T/state/journal/"*.json 2>/dev/null)" ] || fail "a journal is still pending"
 }
 
+# A database engine's state in a journal is checked before recovery uses it (no server
+# is needed: the check comes first, and nothing is connected to).
+test_engine_state_in_journal_is_checked() {
+    export SNAP_STATE_DIR=$T/state
+    mkdir -p "$T/state/journal"
+    local engine state n=0
+    for engine in postgres mysql; do
+        for state in '{"live": "appdb"}' '{"live": "appdb", "mode": 3}' '{"live": 1, "staging": "s", "old": "o", "phase": "x"}'; do
+            J=$T/state/journal/20261130T000000.000Z-0000000$((++n)).json
+            cat >"$J" <<EOF
+{"format": 1, "revert_id": "$(basename "$J" .json)", "snapshot": "p1", "phase": "cutover",
+ "store": "$T/store", "targets": [{"component": "db", "type": "$engine", "switched": true, "to": null,
+ "state": $state}]}
+EOF
+            expect_rc 5 "$REVERT" --recover --store "$T/store"
+            expect_err "target 0 (db): its state is damaged"
+            expect_err "switched: db"
+            [ -f "$J.damaged" ] && [ ! -e "$J" ] || fail "the journal was not set aside"
+        done
+    done
+    expect_rc 0 "$REVERT" --recover --store "$T/store"
+}
+
 # ---- engine info ------------------------------------------------------------------
 
 # engine_manifest TYPE PYTHON: turns the files snapshot p1 into a TYPE component whose
