@@ -137,6 +137,47 @@ static void apply_to_type(const char *value, void *arg)
     }
 }
 
+/* A relative path of a source, while the current directory is gone: the first one found. */
+typedef struct rel_check {
+    snap_rc rc;
+    snap_err *err;
+    bool words; /* "paths": several, separated by white space */
+} rel_check;
+
+static bool check_rel(const char *value, void *arg)
+{
+    rel_check *r = arg;
+    char *copy = xstrdup(value), *save = NULL, *abs;
+
+    for (char *w = r->words ? strtok_r(copy, " \t", &save) : copy; w != NULL && r->rc == SNAP_OK;
+         w = r->words ? strtok_r(NULL, " \t", &save) : NULL) {
+        r->rc = util_abspath_err(w, &abs, r->err);
+        free(abs);
+    }
+    free(copy);
+    return r->rc == SNAP_OK;
+}
+
+/* Relative paths in the configuration cannot be resolved without a current directory:
+ * refused before any capture, so that no source loses a root or reads one under "/". */
+static snap_rc check_relative_paths(const cfg *c, snap_err *err)
+{
+    static const char *const keys[] = {"path", "paths", "manifests"};
+    rel_check r = {SNAP_OK, err, false};
+
+    for (size_t i = 0; i < cfg_source_count(c) && r.rc == SNAP_OK; i++) {
+        char *section = xasprintf("source %s", cfg_source_name(c, i));
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0] && r.rc == SNAP_OK; k++) {
+            r.words = strcmp(keys[k], "paths") == 0;
+            cfg_each(c, section, keys[k], check_rel, &r);
+        }
+        if (r.rc != SNAP_OK)
+            err_prefix(err, "[%s]", section);
+        free(section);
+    }
+    return r.rc;
+}
+
 static void print_summary(const cat_manifest *m, double secs)
 {
     char size[32];
@@ -161,6 +202,8 @@ static int cmd_create(cli *c, stg *store, const char *name)
     opts_each(&c->o, "files", add_path_source, &a);
     a.type = "images", a.key = "manifests";
     opts_each(&c->o, "images", add_path_source, &a);
+    if (a.rc == SNAP_OK)
+        a.rc = check_relative_paths(c->cfg, &a.err);
     if (a.rc != SNAP_OK)
         return cli_fail(c, &a.err);
     a.type = "postgres";

@@ -394,11 +394,15 @@ test_relative_paths_without_a_current_directory_are_refused() {
     expect_err "cannot resolve the relative path a"
     expect_rc 2 "$SNAP" list --store store
     expect_err "cannot resolve the relative path store"
+    printf '[source rel]\ntype = files\npaths = %s/a a\n' "$T" >"$T/rel.conf"
+    expect_rc 2 "$SNAP" create p3 --store "$T/store" --config "$T/rel.conf"
+    expect_err "[source rel]: cannot resolve the relative path a"
     expect_rc 2 "$REVERT" p1 --store "$T/store" --to restored --yes
     expect_err "current directory"
     cd "$T"
     [ ! -e /a ] && [ ! -e /store ] && [ ! -e /restored ] || fail "something was made under /"
     expect_rc 3 "$SNAP" show p2 --store "$T/store"
+    expect_rc 3 "$SNAP" show p3 --store "$T/store"
 }
 
 run_tests "$@"
