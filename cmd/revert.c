@@ -182,7 +182,16 @@ int main(int argc, char **argv)
         cli_free(&c);
         return code;
     }
-    if ((v = opts_get(&c.o, "to")) != NULL && v[0] != '/') {
+    if ((v = opts_get(&c.o, "to")) != NULL && !util_utf8_valid(v)) {
+        /* the journal and the plan record it as a JSON string: it could not be recovered */
+        err_set(&err, SNAP_EUSAGE, 0, "--to %s is not valid UTF-8", v);
+        err_hint(&err, "restore beside under a name in UTF-8, then rename it");
+        code = cli_fail(&c, &err);
+        stg_free(store);
+        cli_free(&c);
+        return code;
+    }
+    if (v != NULL && v[0] != '/') {
         char *abs;
         /* A relative --to is a path under the current directory, or a database name; when
          * the current directory is gone it cannot be the first, and must not become "/". */

@@ -310,6 +310,11 @@ d = json.load(open(sys.argv[1], encoding="utf-8"))
 assert d["error"]["exit_code"] == 2, d
 assert "caf\\xe9" in d["error"]["message"], d
 EOF
+    expect_rc 0 "$SNAP" create p1 --store "$T/store" --files "$T/a"
+    expect_rc 2 "$REVERT" p1 --store "$T/store" --to "$T/$(printf 'b\xff')" --yes --json
+    python3 -c 'import json,sys; d = json.load(open(sys.argv[1], encoding="utf-8")); assert "b\\xff" in d["error"]["message"], d' \
+        "$T/out" || fail "the --to error is not valid JSON"
+    [ ! -e "$T/$(printf 'b\xff')" ] || fail "--to was restored"
     expect_rc 2 "$REVERT" "$(printf 'x\xff')" --store "$T/store" --json
     [ -s "$T/out" ] || fail "no JSON on stdout"
     python3 -c 'import json,sys; json.load(open(sys.argv[1], encoding="utf-8"))' "$T/out" ||
