@@ -258,7 +258,7 @@ bool util_parse_iso8601(const char *s, time_t *out)
     if (end == NULL || *end != '\0')
         return false;
     *out = timegm(&tm);
-    return true;
+    return *out != (time_t)-1 || (tm.tm_year == 69 && tm.tm_sec == 59); /* -1: out of range */
 }
 
 void util_random_hex(char *out, size_t nbytes)
