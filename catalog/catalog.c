@@ -40,6 +40,29 @@ snap_rc cat_exists(stg *s, const char *name, bool *exists, snap_err *err)
     return rc == SNAP_ENOTFOUND ? SNAP_OK : rc;
 }
 
+/*
+ * The catalog entry is the snapshot: its manifest must carry the entry's name, and an id
+ * that can only name its own data directory, since delete and prune act on both.
+ */
+static snap_rc check_entry(const cat_manifest *m, const char *name, snap_err *err)
+{
+    const char *inner = cat_manifest_name(m), *id = cat_manifest_id(m);
+    snap_err e;
+
+    if (strcmp(inner, name) != 0) {
+        err_set(err, SNAP_EVERIFY, 0, "catalog entry %s holds a manifest named %s", name, inner);
+        err_hint(err, "the store was changed by hand or is damaged; nothing was changed. Look at "
+                      "catalog/%s.json in the store and remove it by hand if it is not wanted", name);
+        return SNAP_EVERIFY;
+    }
+    if (cat_name_check("snapshot id", id, &e) != SNAP_OK || strstr(id, "..") != NULL) {
+        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: the manifest's id '%s' is not a snapshot id", name, id);
+        err_hint(err, "the store was changed by hand or is damaged; nothing was changed");
+        return SNAP_EVERIFY;
+    }
+    return SNAP_OK;
+}
+
 snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err)
 {
     char *key, *buf = NULL;
@@ -61,6 +84,12 @@ snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err)
         rc = cat_manifest_parse(buf, len, out, err);
         if (rc != SNAP_OK)
             err_prefix(err, "snapshot %s", name);
+    }
+    if (rc == SNAP_OK)
+        rc = check_entry(*out, name, err);
+    if (rc != SNAP_OK) {
+        cat_manifest_free(*out);
+        *out = NULL;
     }
     free(buf);
     return rc;
@@ -149,7 +178,11 @@ void cat_list_free(cat_manifest **list, size_t n)
     free(list);
 }
 
-snap_rc cat_delete(stg *s, const cat_manifest *m, snap_err *err)
+/*
+ * Removes the entry named and, unless keep_data, the data directory of its id. The name
+ * and id were checked by cat_load to be the entry's own (check_entry).
+ */
+static snap_rc delete_entry(stg *s, const cat_manifest *m, bool keep_data, snap_err *err)
 {
     char *key = manifest_key(cat_manifest_name(m));
     char *data = xasprintf("data/%s/", cat_manifest_id(m));
@@ -164,11 +197,38 @@ snap_rc cat_delete(stg *s, const cat_manifest *m, snap_err *err)
      * what a crash leaves of its data is an orphan for gc. */
     if (rc == SNAP_OK)
         rc = stg_delete(s, key, err);
-    if (rc == SNAP_OK)
+    if (rc == SNAP_OK && !keep_data)
         rc = stg_delete_prefix(s, data, err);
     free(key);
     free(data);
     return rc;
+}
+
+/* Does another entry of list than m use m's data directory? */
+static bool data_shared(cat_manifest *const *list, size_t n, const cat_manifest *m)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(cat_manifest_name(list[i]), cat_manifest_name(m)) != 0 &&
+            strcmp(cat_manifest_id(list[i]), cat_manifest_id(m)) == 0)
+            return true;
+    return false;
+}
+
+snap_rc cat_delete(stg *s, const cat_manifest *m, snap_err *err)
+{
+    cat_manifest **list;
+    size_t n;
+    bool shared;
+    snap_rc rc = cat_list(s, &list, &n, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    shared = data_shared(list, n, m);
+    cat_list_free(list, n);
+    if (shared)
+        log_warn(NULL, "the data of %s (id %s) is also named by another snapshot; keeping it",
+                 cat_manifest_name(m), cat_manifest_id(m));
+    return delete_entry(s, m, shared, err);
 }
 
 snap_rc cat_verify(stg *s, const cat_manifest *m, const snap_ctx *ctx, json_t *report,
@@ -297,7 +357,11 @@ snap_rc cat_prune(stg *s, const cat_retention *policy, const char *const *labels
                 action = "kept-in-use";
                 log_info(ctx, "keeping %s: a revert is using it", name);
             } else if (rc == SNAP_OK && !dry_run) {
-                rc = cat_delete(s, list[i], err);
+                bool shared = data_shared(list, n, list[i]);
+                if (shared)
+                    log_warn(ctx, "the data of %s (id %s) is also named by another snapshot; keeping it", name,
+                             cat_manifest_id(list[i]));
+                rc = delete_entry(s, list[i], shared, err);
             }
         }
         if (cat_manifest_match_labels(list[i], labels, nlabels))

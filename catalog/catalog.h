@@ -64,6 +64,13 @@ uint64_t cat_component_bytes(const cat_component *c);
 json_t *cat_component_stats(cat_component *c);
 json_t *cat_component_info(cat_component *c);
 
+/*
+ * json_string for text read from outside (a server, the config, the command line): NULL
+ * text gives JSON null; text that is not UTF-8, which JSON cannot hold, gives null too and
+ * sets *bad, so that the caller fails instead of losing the field.
+ */
+json_t *cat_json_text(const char *s, bool *bad);
+
 /* The manifest as JSON (borrowed). */
 json_t *cat_manifest_json(const cat_manifest *m);
 /* Parses and validates (format version, required fields, types). */

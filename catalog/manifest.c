@@ -68,14 +68,43 @@ void cat_manifest_free(cat_manifest *m)
     free(m);
 }
 
+json_t *cat_json_text(const char *s, bool *bad)
+{
+    json_t *v;
+
+    if (s == NULL)
+        return json_null();
+    v = json_string(s);
+    if (v == NULL) {
+        *bad = true;
+        return json_null();
+    }
+    return v;
+}
+
+/* Text that must not vanish: bytes that are not UTF-8 are kept as \xNN (callers refuse
+ * such text before; this is the last guard). */
+static json_t *text_kept(const char *s)
+{
+    char *fixed;
+    json_t *v = json_string(s);
+
+    if (v != NULL)
+        return v;
+    fixed = util_utf8_lossless(s);
+    v = json_string(fixed);
+    free(fixed);
+    return v;
+}
+
 void cat_manifest_set_note(cat_manifest *m, const char *note)
 {
-    json_object_set_new(m->root, "note", json_string(note));
+    json_object_set_new(m->root, "note", text_kept(note));
 }
 
 void cat_manifest_set_label(cat_manifest *m, const char *key, const char *value)
 {
-    json_object_set_new(json_object_get(m->root, "labels"), key, json_string(value));
+    json_object_set_new(json_object_get(m->root, "labels"), key, text_kept(value));
 }
 
 void cat_manifest_set_finished(cat_manifest *m, time_t t)
@@ -168,7 +197,7 @@ cat_component *cat_manifest_add_component(cat_manifest *m, const char *name, con
 
 void cat_component_set_source(cat_component *c, const char *redacted_source)
 {
-    json_object_set_new((json_t *)c, "source", json_string(redacted_source));
+    json_object_set_new((json_t *)c, "source", text_kept(redacted_source));
 }
 
 void cat_component_add_part(cat_component *c, const char *key, uint64_t size, const char *sha256,

@@ -226,12 +226,26 @@ void cli_print_json(const json_t *doc)
     fflush(stdout);
 }
 
+json_t *cli_error_json(const snap_err *err)
+{
+    /* A message may quote bytes that are not UTF-8 (a name, a server's text): JSON cannot
+     * hold them, so they are written as \xNN rather than losing the whole document. */
+    char *msg = util_utf8_lossless(err->msg), *hint = util_utf8_lossless(err->hint);
+    json_t *doc = json_pack("{s:{s:i, s:s, s:s, s:s}}", "error", "exit_code", (int)err->code, "code",
+                            err_code_name(err->code), "message", msg, "hint", hint);
+
+    if (doc == NULL)
+        abort(); /* only out of memory: every string above is UTF-8 */
+    free(msg);
+    free(hint);
+    return doc;
+}
+
 int cli_fail(const cli *c, const snap_err *err)
 {
     log_error(&c->ctx, err);
     if (c->ctx.json) {
-        json_t *doc = json_pack("{s:{s:i, s:s, s:s, s:s}}", "error", "exit_code", (int)err->code, "code",
-                                err_code_name(err->code), "message", err->msg, "hint", err->hint);
+        json_t *doc = cli_error_json(err);
         cli_print_json(doc);
         json_decref(doc);
     }
@@ -244,7 +258,7 @@ bool cli_ask(const char *question)
 
     if (!isatty(STDIN_FILENO))
         return false;
-    fprintf(stderr, "%s [y/N] ", question);
+    util_fprintf_esc(stderr, "%s [y/N] ", question);
     fflush(stderr);
     if (fgets(line, sizeof line, stdin) == NULL)
         return false;

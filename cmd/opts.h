@@ -61,6 +61,8 @@ void cli_free(cli *c);
 snap_rc cli_store_url(const cli *c, char **url, snap_err *err);
 /* Prints a JSON document to stdout. */
 void cli_print_json(const json_t *doc);
+/* {"error": {exit_code, code, message, hint}}, valid JSON whatever bytes err holds. */
+json_t *cli_error_json(const snap_err *err);
 /* Reports err on stderr (and as JSON on stdout with --json); returns the exit code. */
 int cli_fail(const cli *c, const snap_err *err);
 /* Asks a yes/no question on the terminal; false when there is no terminal. */

@@ -45,7 +45,7 @@ static void print_list(FILE *f, const json_t *plan, const char *kind, char mark)
     json_t *a = json_object_get(plan, kind), *v;
     size_t i;
 
-    json_array_foreach(a, i, v) fprintf(f, "        %c %s\n", mark, json_string_value(v));
+    json_array_foreach(a, i, v) util_fprintf_esc(f, "        %c %s\n", mark, json_string_value(v));
 }
 
 /* The plan, for a person: on stderr so stdout stays for results. */
@@ -54,21 +54,21 @@ static void print_plan(const json_t *res, FILE *f)
     json_t *t;
     size_t i;
 
-    fprintf(f, "revert to snapshot %s (%s):\n", json_string_value(json_object_get(res, "snapshot")),
+    util_fprintf_esc(f, "revert to snapshot %s (%s):\n", json_string_value(json_object_get(res, "snapshot")),
             json_string_value(json_object_get(res, "snapshot_id")));
     json_array_foreach(json_object_get(res, "targets"), i, t) {
         json_t *changes = json_object_get(t, "changes"), *p;
         size_t k;
-        fprintf(f, "  %s (%s): %s\n", json_string_value(json_object_get(t, "component")),
+        util_fprintf_esc(f, "  %s (%s): %s\n", json_string_value(json_object_get(t, "component")),
                 json_string_value(json_object_get(t, "type")),
                 json_object_get(t, "action") ? json_string_value(json_object_get(t, "action")) : "revert");
         json_array_foreach(json_object_get(t, "paths"), k, p)
-            fprintf(f, "      %s%s\n", json_string_value(json_object_get(p, "path")),
+            util_fprintf_esc(f, "      %s%s\n", json_string_value(json_object_get(p, "path")),
                     json_is_true(json_object_get(p, "existed")) ? "" : " (does not exist now)");
         if (json_is_string(json_object_get(t, "target")))
-            fprintf(f, "      target %s\n", json_string_value(json_object_get(t, "target")));
+            util_fprintf_esc(f, "      target %s\n", json_string_value(json_object_get(t, "target")));
         if (changes != NULL) {
-            fprintf(f, "      %lld to replace, %lld to add, %lld to remove\n",
+            util_fprintf_esc(f, "      %lld to replace, %lld to add, %lld to remove\n",
                     (long long)json_integer_value(json_object_get(changes, "replace")),
                     (long long)json_integer_value(json_object_get(changes, "add")),
                     (long long)json_integer_value(json_object_get(changes, "remove")));
@@ -77,7 +77,7 @@ static void print_plan(const json_t *res, FILE *f)
             print_list(f, t, "remove", '-');
         }
         json_t *notes = json_object_get(t, "notes"), *n;
-        json_array_foreach(notes, k, n) fprintf(f, "      note: %s\n", json_string_value(n));
+        json_array_foreach(notes, k, n) util_fprintf_esc(f, "      note: %s\n", json_string_value(n));
     }
 }
 
@@ -94,6 +94,16 @@ static int run_recover(cli *c, stg *store)
     snap_err err;
     snap_rc rc = rst_recover(&c->ctx, store, &res, &err);
 
+    if (rc != SNAP_OK && c->ctx.json && res != NULL) {
+        /* what was recovered, and the error: one document */
+        json_t *e = cli_error_json(&err);
+        json_object_set(res, "error", json_object_get(e, "error"));
+        json_decref(e);
+        log_error(&c->ctx, &err);
+        cli_print_json(res);
+        json_decref(res);
+        return (int)rc;
+    }
     if (rc != SNAP_OK) {
         json_decref(res);
         return cli_fail(c, &err);
@@ -124,7 +134,7 @@ int main(int argc, char **argv)
         return code;
     }
     if (opts_has(&c.o, "version")) {
-        printf("revert %s\n", SNAP_VERSION);
+        util_fprintf_esc(stdout, "revert %s\n", SNAP_VERSION);
         cli_free(&c);
         return 0;
     }
@@ -173,6 +183,28 @@ int main(int argc, char **argv)
         cli_free(&c);
         return code;
     }
+    if ((v = opts_get(&c.o, "to")) != NULL && !util_utf8_valid(v)) {
+        /* the journal and the plan record it as a JSON string: it could not be recovered */
+        err_set(&err, SNAP_EUSAGE, 0, "--to %s is not valid UTF-8", v);
+        err_hint(&err, "restore beside under a name in UTF-8, then rename it");
+        code = cli_fail(&c, &err);
+        stg_free(store);
+        cli_free(&c);
+        return code;
+    }
+    if (v != NULL && v[0] != '/') {
+        char *abs;
+        /* A relative --to is a path under the current directory, or a database name; when
+         * the current directory is gone it cannot be the first, and must not become "/". */
+        if (util_abspath_err(v, &abs, &err) != SNAP_OK) {
+            err_hint(&err, "give --to as an absolute path, or run from a directory that exists");
+            code = cli_fail(&c, &err);
+            stg_free(store);
+            cli_free(&c);
+            return code;
+        }
+        free(abs);
+    }
     only = opts_all(&c.o, "only", &nonly);
     rst_request req = {
         .name = c.o.words[0],
@@ -190,8 +222,11 @@ int main(int argc, char **argv)
         print_plan(res, stdout);
     if (c.ctx.json && res != NULL) {
         if (rc != SNAP_OK)
-            json_object_set_new(res, "error", json_pack("{s:i, s:s, s:s, s:s}", "exit_code", (int)rc, "code",
-                                                        err_code_name(rc), "message", err.msg, "hint", err.hint));
+        {
+            json_t *e = cli_error_json(&err);
+            json_object_set(res, "error", json_object_get(e, "error"));
+            json_decref(e);
+        }
         cli_print_json(res);
     }
     if (rc != SNAP_OK) {
@@ -201,12 +236,12 @@ int main(int argc, char **argv)
         code = 0;
         if (!req.dry_run && !c.ctx.json && c.ctx.verbosity >= 0) {
             json_t *safety = json_object_get(res, "safety_snapshot");
-            printf("reverted %zu component%s to %s; cut-over took %.1f ms\n",
+            util_fprintf_esc(stdout, "reverted %zu component%s to %s; cut-over took %.1f ms\n",
                    json_array_size(json_object_get(res, "targets")),
                    json_array_size(json_object_get(res, "targets")) == 1 ? "" : "s", req.name,
                    json_real_value(json_object_get(res, "cutover_ms")));
             if (safety != NULL)
-                printf("the state before is snapshot %s: `revert %s` undoes this revert\n", json_string_value(safety),
+                util_fprintf_esc(stdout, "the state before is snapshot %s: `revert %s` undoes this revert\n", json_string_value(safety),
                        json_string_value(safety));
         }
     }

@@ -1,4 +1,5 @@
 /* snap: capture named points and manage the catalog. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,12 +83,21 @@ static void add_source(cfg *c, const char *type, const char *key, const char *va
 typedef struct adhoc {
     cfg *c;
     const char *type, *key;
+    snap_rc rc; /* the first path that could not be resolved */
+    snap_err err;
 } adhoc;
 
 static void add_path_source(const char *value, void *arg)
 {
     adhoc *a = arg;
-    char *abs = util_abspath(value), *base = util_basename(abs);
+    char *abs, *base;
+
+    if (a->rc != SNAP_OK)
+        return;
+    a->rc = util_abspath_err(value, &abs, &a->err);
+    if (a->rc != SNAP_OK)
+        return;
+    base = util_basename(abs);
     add_source(a->c, a->type, a->key, abs, strcmp(abs, "/") ? base : "root");
     free(base);
     free(abs);
@@ -127,12 +137,53 @@ static void apply_to_type(const char *value, void *arg)
     }
 }
 
+/* A relative path of a source, while the current directory is gone: the first one found. */
+typedef struct rel_check {
+    snap_rc rc;
+    snap_err *err;
+    bool words; /* "paths": several, separated by white space */
+} rel_check;
+
+static bool check_rel(const char *value, void *arg)
+{
+    rel_check *r = arg;
+    char *copy = xstrdup(value), *save = NULL, *abs;
+
+    for (char *w = r->words ? strtok_r(copy, " \t", &save) : copy; w != NULL && r->rc == SNAP_OK;
+         w = r->words ? strtok_r(NULL, " \t", &save) : NULL) {
+        r->rc = util_abspath_err(w, &abs, r->err);
+        free(abs);
+    }
+    free(copy);
+    return r->rc == SNAP_OK;
+}
+
+/* Relative paths in the configuration cannot be resolved without a current directory:
+ * refused before any capture, so that no source loses a root or reads one under "/". */
+static snap_rc check_relative_paths(const cfg *c, snap_err *err)
+{
+    static const char *const keys[] = {"path", "paths", "manifests"};
+    rel_check r = {SNAP_OK, err, false};
+
+    for (size_t i = 0; i < cfg_source_count(c) && r.rc == SNAP_OK; i++) {
+        char *section = xasprintf("source %s", cfg_source_name(c, i));
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0] && r.rc == SNAP_OK; k++) {
+            r.words = strcmp(keys[k], "paths") == 0;
+            cfg_each(c, section, keys[k], check_rel, &r);
+        }
+        if (r.rc != SNAP_OK)
+            err_prefix(err, "[%s]", section);
+        free(section);
+    }
+    return r.rc;
+}
+
 static void print_summary(const cat_manifest *m, double secs)
 {
     char size[32];
 
     util_human_bytes(cat_manifest_bytes(m), size);
-    printf("snapshot %s (%s): %zu component%s, %s stored, in %.1f s\n", cat_manifest_name(m), cat_manifest_id(m),
+    util_fprintf_esc(stdout, "snapshot %s (%s): %zu component%s, %s stored, in %.1f s\n", cat_manifest_name(m), cat_manifest_id(m),
            cat_manifest_ncomponents(m), cat_manifest_ncomponents(m) == 1 ? "" : "s", size, secs);
 }
 
@@ -140,7 +191,7 @@ static int cmd_create(cli *c, stg *store, const char *name)
 {
     size_t nlabels;
     const char **labels;
-    adhoc a = {c->cfg, NULL, NULL};
+    adhoc a = {.c = c->cfg};
     cat_manifest *m = NULL;
     snap_err err;
     uint64_t t0 = util_now_ms();
@@ -151,6 +202,10 @@ static int cmd_create(cli *c, stg *store, const char *name)
     opts_each(&c->o, "files", add_path_source, &a);
     a.type = "images", a.key = "manifests";
     opts_each(&c->o, "images", add_path_source, &a);
+    if (a.rc == SNAP_OK)
+        a.rc = check_relative_paths(c->cfg, &a.err);
+    if (a.rc != SNAP_OK)
+        return cli_fail(c, &a.err);
     a.type = "postgres";
     opts_each(&c->o, "pg", add_dsn_source, &a);
     a.type = "mysql";
@@ -195,7 +250,7 @@ static void print_labels(const cat_manifest *m)
     bool first = true;
 
     json_object_foreach(cat_manifest_labels(m), k, v) {
-        printf("%s%s=%s", first ? "" : ",", k, json_string_value(v));
+        util_fprintf_esc(stdout, "%s%s=%s", first ? "" : ",", k, json_string_value(v));
         first = false;
     }
 }
@@ -218,12 +273,12 @@ static int cmd_list(cli *c, stg *store)
         char *text;
         stg_describe(store, desc);
         text = json_dumps(desc, JSON_COMPACT | JSON_SORT_KEYS);
-        printf("store %s\n", text);
+        util_fprintf_esc(stdout, "store %s\n", text);
         free(text);
         json_decref(desc);
     }
     if (!c->ctx.json && c->ctx.verbosity >= 0)
-        printf("%-32s %-20s %10s  %s\n", "NAME", "CREATED", "SIZE", "COMPONENTS / LABELS");
+        util_fprintf_esc(stdout, "%-32s %-20s %10s  %s\n", "NAME", "CREATED", "SIZE", "COMPONENTS / LABELS");
     for (size_t i = 0; i < n; i++) {
         const cat_manifest *m = list[i];
         char when[32], size[32];
@@ -241,11 +296,11 @@ static int cmd_list(cli *c, stg *store)
                                                  "components", comps));
             continue;
         }
-        printf("%-32s %-20s %10s  ", cat_manifest_name(m), when, size);
+        util_fprintf_esc(stdout, "%-32s %-20s %10s  ", cat_manifest_name(m), when, size);
         for (size_t k = 0; k < cat_manifest_ncomponents(m); k++)
-            printf("%s%s", k ? "," : "", cat_component_name(cat_manifest_component(m, k)));
+            util_fprintf_esc(stdout, "%s%s", k ? "," : "", cat_component_name(cat_manifest_component(m, k)));
         if (json_object_size(cat_manifest_labels(m)) > 0) {
-            printf(" / ");
+            util_fprintf_esc(stdout, " / ");
             print_labels(m);
         }
         putchar('\n');
@@ -274,35 +329,35 @@ static int cmd_show(cli *c, stg *store, const char *name)
     }
     json_t *doc = cat_manifest_json(m);
     util_human_bytes(cat_manifest_bytes(m), size);
-    printf("snapshot  %s\nid        %s\ncreated   %s\nhost      %s\ntool      %s\nsize      %s\n", cat_manifest_name(m),
+    util_fprintf_esc(stdout, "snapshot  %s\nid        %s\ncreated   %s\nhost      %s\ntool      %s\nsize      %s\n", cat_manifest_name(m),
            cat_manifest_id(m), json_string_value(json_object_get(doc, "created")),
            json_string_value(json_object_get(doc, "host")), json_string_value(json_object_get(doc, "tool")), size);
     if (cat_manifest_note(m))
-        printf("note      %s\n", cat_manifest_note(m));
+        util_fprintf_esc(stdout, "note      %s\n", cat_manifest_note(m));
     if (json_object_size(cat_manifest_labels(m)) > 0) {
-        printf("labels    ");
+        util_fprintf_esc(stdout, "labels    ");
         print_labels(m);
         putchar('\n');
     }
-    printf("components (names for revert --only):\n");
+    util_fprintf_esc(stdout, "components (names for revert --only):\n");
     for (size_t i = 0; i < cat_manifest_ncomponents(m); i++) {
         cat_component *k = cat_manifest_component(m, i);
         const char *key;
         json_t *v;
         util_human_bytes(cat_component_bytes(k), size);
-        printf("  %-20s %-9s %zu part%s, %s  %s\n", cat_component_name(k), cat_component_type(k),
+        util_fprintf_esc(stdout, "  %-20s %-9s %zu part%s, %s  %s\n", cat_component_name(k), cat_component_type(k),
                cat_component_nparts(k), cat_component_nparts(k) == 1 ? "" : "s", size,
                cat_component_source(k) ? cat_component_source(k) : "");
         json_object_foreach(cat_component_stats(k), key, v) {
             if (json_is_integer(v))
-                printf("      %s: %lld\n", key, (long long)json_integer_value(v));
+                util_fprintf_esc(stdout, "      %s: %lld\n", key, (long long)json_integer_value(v));
             else if (json_is_string(v))
-                printf("      %s: %s\n", key, json_string_value(v));
+                util_fprintf_esc(stdout, "      %s: %s\n", key, json_string_value(v));
         }
         /* Engines may list what a DBA wants to see at a glance (tables, images ...). */
         json_t *lines = json_object_get(cat_component_info(k), "summary");
         size_t j;
-        json_array_foreach(lines, j, v) printf("      %s\n", json_string_value(v));
+        json_array_foreach(lines, j, v) util_fprintf_esc(stdout, "      %s\n", json_string_value(v));
     }
     cat_manifest_free(m);
     return 0;
@@ -328,11 +383,11 @@ static int cmd_verify(cli *c, stg *store, const char *name)
     } else {
         json_array_foreach(report, i, r) {
             if (strcmp(json_string_value(json_object_get(r, "status")), "ok") != 0)
-                printf("DAMAGED %s: %s\n", json_string_value(json_object_get(r, "key")),
+                util_fprintf_esc(stdout, "DAMAGED %s: %s\n", json_string_value(json_object_get(r, "key")),
                        json_string_value(json_object_get(r, "error")));
         }
         if (rc == SNAP_OK && c->ctx.verbosity >= 0)
-            printf("snapshot %s: %zu parts verified, all intact\n", name, json_array_size(report));
+            util_fprintf_esc(stdout, "snapshot %s: %zu parts verified, all intact\n", name, json_array_size(report));
     }
     json_decref(report);
     cat_manifest_free(m);
@@ -362,7 +417,7 @@ static int cmd_delete(cli *c, stg *store, const char *name)
         }
         if (!cli_ask(q)) {
             cat_manifest_free(m);
-            fprintf(stderr, "snap: nothing deleted\n");
+            util_fprintf_esc(stderr, "snap: nothing deleted\n");
             return 1;
         }
     }
@@ -375,7 +430,7 @@ static int cmd_delete(cli *c, stg *store, const char *name)
         cli_print_json(doc);
         json_decref(doc);
     } else if (c->ctx.verbosity >= 0) {
-        printf("deleted snapshot %s\n", name);
+        util_fprintf_esc(stdout, "deleted snapshot %s\n", name);
     }
     return 0;
 }
@@ -394,8 +449,9 @@ static int cmd_prune(cli *c, stg *store)
 
     if ((v = opts_get(&c->o, "keep-last")) != NULL) {
         char *end;
+        errno = 0;
         policy.keep_last = strtol(v, &end, 10);
-        if (*end != '\0' || policy.keep_last < 1) {
+        if (errno != 0 || end == v || *end != '\0' || policy.keep_last < 1) {
             err_set(&err, SNAP_EUSAGE, 0, "--keep-last %s: expected a whole number of at least 1", v);
             return cli_fail(c, &err);
         }
@@ -403,6 +459,7 @@ static int cmd_prune(cli *c, stg *store)
     if ((v = opts_get(&c->o, "keep-within")) != NULL &&
         (!cfg_parse_duration(v, &policy.keep_within) || policy.keep_within <= 0)) {
         err_set(&err, SNAP_EUSAGE, 0, "--keep-within %s: expected a duration such as 12h or 7d", v);
+        err_hint(&err, "durations are whole numbers of s, m, h, d or w, up to a thousand years");
         return cli_fail(c, &err);
     }
     if (policy.keep_last == 0 && policy.keep_within == 0) {
@@ -423,7 +480,7 @@ static int cmd_prune(cli *c, stg *store)
         cli_print_json(report);
     } else if (c->ctx.verbosity >= 0) {
         json_array_foreach(report, i, r)
-            printf("%-14s %s\n", json_string_value(json_object_get(r, "action")),
+            util_fprintf_esc(stdout, "%-14s %s\n", json_string_value(json_object_get(r, "action")),
                    json_string_value(json_object_get(r, "name")));
     }
     json_decref(report);
@@ -445,6 +502,7 @@ static int cmd_gc(cli *c, stg *store)
     if (v != NULL && !cfg_parse_duration(v, &min_age)) {
         json_decref(report);
         err_set(&err, SNAP_EUSAGE, 0, "--min-age %s: expected a duration such as 0, 30m or 6h", v);
+        err_hint(&err, "durations are whole numbers of s, m, h, d or w, up to a thousand years");
         return cli_fail(c, &err);
     }
     rc = cat_gc(store, min_age, opts_has(&c->o, "dry-run"), &c->ctx, report, &err);
@@ -461,8 +519,8 @@ static int cmd_gc(cli *c, stg *store)
         json_t *ids = json_object_get(report, "orphaned_snapshots"), *id;
         size_t i;
         const char *verb = opts_has(&c->o, "dry-run") ? "would remove" : "removed";
-        json_array_foreach(ids, i, id) printf("%s orphaned data %s\n", verb, json_string_value(id));
-        printf("%s %zu orphaned snapshot%s and %lld unfinished upload%s\n", verb, json_array_size(ids),
+        json_array_foreach(ids, i, id) util_fprintf_esc(stdout, "%s orphaned data %s\n", verb, json_string_value(id));
+        util_fprintf_esc(stdout, "%s %zu orphaned snapshot%s and %lld unfinished upload%s\n", verb, json_array_size(ids),
                json_array_size(ids) == 1 ? "" : "s",
                (long long)json_integer_value(json_object_get(report, "unfinished_uploads")),
                json_integer_value(json_object_get(report, "unfinished_uploads")) == 1 ? "" : "s");
@@ -487,7 +545,7 @@ int main(int argc, char **argv)
         return code;
     }
     if (opts_has(&c.o, "version")) {
-        printf("snap %s\n", SNAP_VERSION);
+        util_fprintf_esc(stdout, "snap %s\n", SNAP_VERSION);
         cli_free(&c);
         return 0;
     }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <ini.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -143,15 +144,59 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
     return 1;
 }
 
+/*
+ * inih reads lines into a buffer of its own size and parses what does not fit as a line
+ * of its own, so a long value would end up as a second key. This reader hands it whole
+ * lines only, and stops at the first one that does not fit, so the file is refused.
+ */
+typedef struct line_reader {
+    FILE *f;
+    char *buf;
+    size_t cap;
+    int line;
+    int too_long; /* the line number of the first line that does not fit, or 0 */
+    int max;
+} line_reader;
+
+static char *read_line(char *str, int num, void *stream)
+{
+    line_reader *r = stream;
+    ssize_t n = getline(&r->buf, &r->cap, r->f);
+
+    if (n < 0)
+        return NULL;
+    r->line++;
+    /* inih needs room for the text, its newline and the terminating NUL. */
+    if (n >= num - 1 && !(n == num - 1 && r->buf[n - 1] == '\n')) {
+        r->too_long = r->line;
+        r->max = num - 2;
+        return NULL;
+    }
+    memcpy(str, r->buf, (size_t)n + 1);
+    return str;
+}
+
 snap_rc cfg_load_file(cfg *c, const char *path, snap_err *err)
 {
-    int rc = ini_parse(path, ini_cb, c);
+    line_reader r = {.f = fopen(path, "re")};
+    int rc = -1;
 
+    if (r.f != NULL) {
+        rc = ini_parse_stream(read_line, &r, ini_cb, c);
+        fclose(r.f);
+        free(r.buf);
+    }
     if (rc == -1)
         return err_set(err, errno == ENOENT ? SNAP_ENOTFOUND : SNAP_EUSAGE, errno,
                        "cannot open config file %s: %s", path, strerror(errno));
     if (rc == -2)
         return err_set(err, SNAP_EFAIL, ENOMEM, "out of memory reading config file %s", path);
+    if (r.too_long > 0) {
+        err_set(err, SNAP_EUSAGE, 0, "config file %s:%d: the line is longer than %d characters", path,
+                r.too_long, r.max);
+        err_hint(err, "shorten the value: list paths on several `path =` lines, or keep long values in a file");
+        return SNAP_EUSAGE;
+    }
     if (rc > 0) {
         err_set(err, SNAP_EUSAGE, 0, "config file %s: syntax error on line %d", path, rc);
         err_hint(err, "lines are `key = value` under `[section]` headers");
@@ -191,7 +236,7 @@ bool cfg_parse_size(const char *s, uint64_t *out)
     unsigned long long v;
     uint64_t mul = 1;
 
-    if (s == NULL || *s == '\0' || *s == '-')
+    if (s == NULL || *s < '0' || *s > '9') /* strtoull takes " -1" as a huge number */
         return false;
     errno = 0;
     v = strtoull(s, &end, 10);
@@ -221,7 +266,7 @@ bool cfg_parse_duration(const char *s, int64_t *seconds)
     long long v;
     int64_t mul;
 
-    if (s == NULL || *s == '\0' || *s == '-')
+    if (s == NULL || *s < '0' || *s > '9')
         return false;
     errno = 0;
     v = strtoll(s, &end, 10);
@@ -238,6 +283,8 @@ bool cfg_parse_duration(const char *s, int64_t *seconds)
     else if (strcmp(end, "w") == 0)
         mul = 7 * 86400;
     else
+        return false;
+    if (v > CFG_DURATION_MAX / mul) /* also keeps now - duration and now + duration in range */
         return false;
     *seconds = (int64_t)v * mul;
     return true;

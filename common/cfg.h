@@ -54,6 +54,8 @@ snap_rc cfg_get_bool(const cfg *c, const char *section, const char *key, bool de
 
 /* Parsers shared with the command line. */
 bool cfg_parse_size(const char *s, uint64_t *out);
-bool cfg_parse_duration(const char *s, int64_t *seconds); /* 90s, 15m, 12h, 7d, 2w */
+/* 90s, 15m, 12h, 7d, 2w; false beyond CFG_DURATION_MAX (a thousand years) */
+#define CFG_DURATION_MAX ((int64_t)1000 * 366 * 86400)
+bool cfg_parse_duration(const char *s, int64_t *seconds);
 
 #endif

@@ -1,7 +1,9 @@
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "ctx.h"
+#include "util.h"
 
 /* The program name is the one process-wide setting: set once in main() before threads start. */
 static const char *log_program = "snap";
@@ -13,22 +15,28 @@ void log_set_program(const char *name)
 
 static void vlog(const char *level, const char *fmt, va_list ap)
 {
-    char line[2048];
+    /* The arguments are data (names, paths, server text): escaped, so that nothing they
+     * hold reaches the terminal as a control sequence. */
+    char *line = util_vasprintf_esc(fmt, ap);
 
-    vsnprintf(line, sizeof line, fmt, ap);
     /* One write per line so lines of parallel workers do not interleave. */
     if (level != NULL)
         fprintf(stderr, "%s: %s: %s\n", log_program, level, line);
     else
         fprintf(stderr, "%s: %s\n", log_program, line);
+    free(line);
 }
 
 void log_error(const snap_ctx *ctx, const snap_err *err)
 {
+    char *msg = util_escape(err->msg[0] ? err->msg : err_code_name(err->code)), *hint = util_escape(err->hint);
+
     (void)ctx;
-    fprintf(stderr, "%s: error: %s\n", log_program, err->msg[0] ? err->msg : err_code_name(err->code));
-    if (err->hint[0])
-        fprintf(stderr, "hint: %s\n", err->hint);
+    fprintf(stderr, "%s: error: %s\n", log_program, msg);
+    if (hint[0])
+        fprintf(stderr, "hint: %s\n", hint);
+    free(msg);
+    free(hint);
 }
 
 void log_warn(const snap_ctx *ctx, const char *fmt, ...)

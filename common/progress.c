@@ -19,7 +19,7 @@ prg_bar *prg_new(const char *label, uint64_t total, bool enabled)
     prg_bar *p = xcalloc(1, sizeof *p);
 
     pthread_mutex_init(&p->mu, NULL);
-    p->label = xstrdup(label);
+    p->label = util_escape(label); /* a name or path: shown on the terminal */
     p->total = total;
     p->enabled = enabled;
     p->start_ms = util_now_ms();

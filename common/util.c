@@ -7,6 +7,8 @@
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,8 +150,8 @@ char *util_abspath(const char *path)
         buf = xstrdup(path);
     } else {
         char cwd[4096];
-        if (getcwd(cwd, sizeof cwd) == NULL)
-            strcpy(cwd, "/");
+        if (getcwd(cwd, sizeof cwd) == NULL || cwd[0] != '/')
+            return NULL; /* never relative to "/" or to an unreachable directory */
         buf = xasprintf("%s/%s", cwd, path);
     }
     out = xmalloc(strlen(buf) + 2);
@@ -192,6 +194,21 @@ char *util_basename(const char *path)
     return xstrdup(slash ? slash + 1 : path);
 }
 
+snap_rc util_abspath_err(const char *path, char **out, snap_err *err)
+{
+    char cwd[4096];
+
+    *out = util_abspath(path);
+    if (*out != NULL)
+        return SNAP_OK;
+    if (getcwd(cwd, sizeof cwd) == NULL)
+        err_sys(err, SNAP_EUSAGE, "cannot resolve the relative path %s: the current directory is unknown", path);
+    else
+        err_set(err, SNAP_EUSAGE, 0, "cannot resolve the relative path %s: the current directory is unreachable", path);
+    err_hint(err, "give an absolute path, or run from a directory that exists");
+    return SNAP_EUSAGE;
+}
+
 bool util_link_inside(const char *root, const char *link_path, const char *target)
 {
     char *joined, *norm;
@@ -206,7 +223,7 @@ bool util_link_inside(const char *root, const char *link_path, const char *targe
         free(dir);
     }
     norm = util_abspath(joined);
-    ok = strncmp(norm, root, n) == 0 && (norm[n] == '\0' || norm[n] == '/');
+    ok = norm != NULL && strncmp(norm, root, n) == 0 && (norm[n] == '\0' || norm[n] == '/');
     free(norm);
     free(joined);
     return ok;
@@ -294,7 +311,7 @@ bool util_parse_iso8601(const char *s, time_t *out)
     if (end == NULL || *end != '\0')
         return false;
     *out = timegm(&tm);
-    return true;
+    return *out != (time_t)-1 || (tm.tm_year == 69 && tm.tm_sec == 59); /* -1: out of range */
 }
 
 void util_random_hex(char *out, size_t nbytes)
@@ -395,4 +412,296 @@ void util_failpoint(const char *name)
         while ((secs = sleep(secs)) > 0)
             ;
     }
+}
+
+/* ---- text: UTF-8 and escaping --------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (0 when it is not one) and its code point. */
+static size_t utf8_seq(const unsigned char *p, uint32_t *cp)
+{
+    size_t n;
+    uint32_t c;
+
+    if (p[0] < 0x80) {
+        *cp = p[0];
+        return 1;
+    }
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        n = 2;
+        c = p[0] & 0x1f;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        n = 3;
+        c = p[0] & 0x0f;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        n = 4;
+        c = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10ffff)) || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return n;
+}
+
+bool util_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t cp;
+
+    while (*p != '\0') {
+        size_t n = utf8_seq(p, &cp);
+        if (n == 0)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+/* A growable text buffer. */
+typedef struct tbuf {
+    char *p;
+    size_t n, cap;
+} tbuf;
+
+static void tb_add(tbuf *b, const char *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        b->cap = (b->n + n + 1) * 2;
+        b->p = xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static void tb_hex(tbuf *b, unsigned char c)
+{
+    char x[8];
+    snprintf(x, sizeof x, "\\x%02x", c);
+    tb_add(b, x, 4);
+}
+
+char *util_utf8_lossless(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    tbuf b = {0};
+    uint32_t cp;
+
+    tb_add(&b, "", 0);
+    while (*p != '\0') {
+        size_t n = utf8_seq(p, &cp);
+        if (n == 0) {
+            tb_hex(&b, *p++);
+            continue;
+        }
+        tb_add(&b, (const char *)p, n);
+        p += n;
+    }
+    return b.p;
+}
+
+/* Code points a terminal acts on or that reorder what is shown. */
+static bool unsafe_cp(uint32_t c)
+{
+    return c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f) || (c >= 0x200b && c <= 0x200f) ||
+           (c >= 0x2028 && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069) || c == 0xfeff;
+}
+
+static void tb_escape(tbuf *b, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    uint32_t cp;
+
+    while (p < end) {
+        size_t n = utf8_seq(p, &cp);
+        if (n == 0 || p + n > end) {
+            tb_hex(b, *p++);
+        } else if (!unsafe_cp(cp)) {
+            tb_add(b, (const char *)p, n);
+            p += n;
+        } else if (cp < 0x80) {
+            static const char *const named[] = {['\n'] = "\\n", ['\t'] = "\\t", ['\r'] = "\\r"};
+            if (cp < sizeof named / sizeof named[0] && named[cp] != NULL)
+                tb_add(b, named[cp], 2);
+            else
+                tb_hex(b, (unsigned char)cp);
+            p += n;
+        } else {
+            char x[16];
+            int k = snprintf(x, sizeof x, "\\u{%04x}", (unsigned)cp);
+            tb_add(b, x, (size_t)k);
+            p += n;
+        }
+    }
+}
+
+char *util_escape(const char *s)
+{
+    tbuf b = {0};
+
+    tb_add(&b, "", 0);
+    if (s != NULL)
+        tb_escape(&b, s, strlen(s));
+    return b.p;
+}
+
+/*
+ * printf, one conversion at a time: each conversion specification is copied and handed
+ * to snprintf with its own argument, except %s and %c, whose argument is escaped first
+ * and then padded as the specification says (widths count bytes, as printf's do).
+ */
+char *util_vasprintf_esc(const char *fmt, va_list ap)
+{
+    tbuf b = {0};
+    const char *p = fmt;
+
+    tb_add(&b, "", 0);
+    while (*p != '\0') {
+        const char *pct = strchr(p, '%');
+        char spec[64], conv, tmp[512];
+        size_t sn = 0;
+        int width = -1, prec = -1;
+        bool left = false;
+        enum { L_NONE, L_H, L_HH, L_L, L_LL, L_Z, L_J, L_T, L_BIG } len = L_NONE;
+
+        if (pct == NULL) {
+            tb_add(&b, p, strlen(p));
+            break;
+        }
+        tb_add(&b, p, (size_t)(pct - p));
+        p = pct + 1;
+        if (*p == '%') {
+            tb_add(&b, "%", 1);
+            p++;
+            continue;
+        }
+        spec[sn++] = '%';
+        while (*p != '\0' && strchr("-+ #0", *p) != NULL && sn < 16) {
+            left = left || *p == '-';
+            spec[sn++] = *p++;
+        }
+        if (*p == '*') {
+            width = va_arg(ap, int);
+            p++;
+            sn += (size_t)snprintf(spec + sn, sizeof spec - sn, "%d", width);
+            if (width < 0) {
+                left = true;
+                width = -width;
+            }
+        } else {
+            if (*p >= '0' && *p <= '9')
+                width = 0;
+            while (*p >= '0' && *p <= '9' && sn < 40) {
+                width = width * 10 + (*p - '0');
+                spec[sn++] = *p++;
+            }
+        }
+        if (*p == '.') {
+            spec[sn++] = *p++;
+            prec = 0;
+            if (*p == '*') {
+                prec = va_arg(ap, int);
+                p++;
+                sn += (size_t)snprintf(spec + sn, sizeof spec - sn, "%d", prec < 0 ? 0 : prec);
+            } else {
+                while (*p >= '0' && *p <= '9' && sn < 50) {
+                    prec = prec * 10 + (*p - '0');
+                    spec[sn++] = *p++;
+                }
+            }
+        }
+        for (;;) {
+            if (*p == 'h') len = len == L_H ? L_HH : L_H;
+            else if (*p == 'l') len = len == L_L ? L_LL : L_L;
+            else if (*p == 'z') len = L_Z;
+            else if (*p == 'j') len = L_J;
+            else if (*p == 't') len = L_T;
+            else if (*p == 'L') len = L_BIG;
+            else break;
+            if (sn < 60)
+                spec[sn++] = *p;
+            p++;
+        }
+        conv = *p;
+        if (conv == '\0')
+            break;
+        p++;
+        spec[sn++] = conv;
+        spec[sn] = '\0';
+        if (conv == 's' || conv == 'c') {
+            tbuf e = {0};
+            size_t shown;
+            tb_add(&e, "", 0);
+            if (conv == 'c') {
+                char ch = (char)va_arg(ap, int);
+                tb_escape(&e, &ch, 1);
+            } else {
+                const char *s = va_arg(ap, const char *);
+                if (s == NULL)
+                    s = "(null)";
+                tb_escape(&e, s, prec >= 0 ? strnlen(s, (size_t)prec) : strlen(s));
+            }
+            shown = e.n;
+            if (!left)
+                for (size_t k = shown; width > 0 && k < (size_t)width; k++)
+                    tb_add(&b, " ", 1);
+            tb_add(&b, e.p, e.n);
+            if (left)
+                for (size_t k = shown; width > 0 && k < (size_t)width; k++)
+                    tb_add(&b, " ", 1);
+            free(e.p);
+            continue;
+        }
+        int k;
+        switch (conv) {
+        case 'd': case 'i': case 'u': case 'x': case 'X': case 'o':
+            switch (len) {
+            case L_L: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, long)); break;
+            case L_LL: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, long long)); break;
+            case L_Z: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, size_t)); break;
+            case L_J: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, intmax_t)); break;
+            case L_T: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, ptrdiff_t)); break;
+            default: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, int)); break;
+            }
+            break;
+        case 'f': case 'F': case 'e': case 'E': case 'g': case 'G': case 'a': case 'A':
+            if (len == L_BIG)
+                k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, long double));
+            else
+                k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, double));
+            break;
+        case 'p':
+            k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, void *));
+            break;
+        default: /* not a conversion we know: print it as it was written */
+            k = snprintf(tmp, sizeof tmp, "%s", spec);
+            break;
+        }
+        if (k > 0)
+            tb_add(&b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
+    }
+    return b.p;
+}
+
+void util_vfprintf_esc(FILE *f, const char *fmt, va_list ap)
+{
+    char *text = util_vasprintf_esc(fmt, ap);
+
+    fputs(text, f);
+    free(text);
+}
+
+void util_fprintf_esc(FILE *f, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    util_vfprintf_esc(f, fmt, ap);
+    va_end(ap);
 }

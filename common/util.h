@@ -4,7 +4,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "err.h"
@@ -33,8 +35,13 @@ snap_rc util_rm_rf(const char *path, snap_err *err);
 /* Parent directory and last component of an absolute, normalised path (caller frees). */
 char *util_dirname(const char *path);
 char *util_basename(const char *path);
-/* Absolute, without "." , ".." or duplicate '/' (lexically; symlinks are not resolved). */
+/*
+ * Absolute, without "." , ".." or duplicate '/' (lexically; symlinks are not resolved).
+ * NULL when path is relative and the current directory cannot be known (getcwd failed):
+ * a relative path is never resolved against anything else. util_abspath_err says why.
+ */
 char *util_abspath(const char *path);
+snap_rc util_abspath_err(const char *path, char **out, snap_err *err);
 
 /*
  * Refuses what another local user could have written or could replace, as ssh's
@@ -68,6 +75,23 @@ void util_sha256_free(util_sha256 *h);
 
 /* "1.2 GiB", "512 B" */
 void util_human_bytes(uint64_t n, char out[32]);
+
+/* Is s valid UTF-8 (no overlong forms, no surrogates)? */
+bool util_utf8_valid(const char *s);
+/* s with every byte that is not part of valid UTF-8 written as the text \xNN (caller frees). */
+char *util_utf8_lossless(const char *s);
+/*
+ * Text for a terminal: control characters (C0, DEL, C1), bytes that are not UTF-8 and
+ * the bidirectional overrides are written as \xNN or \u{NNNN}, so that nothing read from
+ * a store, a file or a server can move the cursor, recolour or hide what is printed.
+ * util_escape returns a copy (caller frees). util_fprintf_esc is fprintf whose %s and %c
+ * arguments are escaped (the format itself is trusted and printed as it is); it supports
+ * the flags, widths, precisions and length modifiers of ordinary printf.
+ */
+char *util_escape(const char *s);
+void util_fprintf_esc(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void util_vfprintf_esc(FILE *f, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+char *util_vasprintf_esc(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* fnmatch-style glob against a path and each of its trailing sub-paths (for exclude). */
 bool util_glob_match(const char *pattern, const char *path);

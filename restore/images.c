@@ -227,12 +227,16 @@ static snap_rc write_lock(rst_target *t, const char *path, json_t *distinct, sna
                             cat_manifest_name(m), "snapshot_id", cat_manifest_id(m), "component",
                             rst_component_name(t), "images", distinct);
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    char *abs = util_abspath(path), *dir = util_dirname(abs);
-    char *tmp = xasprintf("%s/.%s.XXXXXX", dir, "images-lock");
+    char *abs = util_abspath(path), *dir = abs ? util_dirname(abs) : NULL;
+    char *tmp = dir ? xasprintf("%s/.%s.XXXXXX", dir, "images-lock") : NULL;
     size_t len = strlen(text), off = 0;
     snap_rc rc = SNAP_OK;
-    int fd = mkstemp(tmp);
+    int fd = tmp ? mkstemp(tmp) : -1;
 
+    if (abs == NULL) {
+        rc = util_abspath_err(path, &abs, err);
+        goto out;
+    }
     if (fd < 0) {
         rc = err_sys(err, err_from_errno(errno), "cannot write the images lock %s", abs);
         goto out;
@@ -302,12 +306,51 @@ static void plan_notes(rst_target *t, json_t *distinct)
                                                                     : "written as they were (--pin writes name@digest)"));
 }
 
+#define NFIELDS(a) (sizeof (a) / sizeof (a)[0])
+
+/* The fields of info that this driver reads (its roots are the files driver's to check). */
+static snap_rc images_check_info(rst_target *t, snap_err *err)
+{
+    static const rst_field info[] = {
+        {"images", JSON_ARRAY, true, JSON_OBJECT},
+        {"exclude", JSON_ARRAY, false, JSON_STRING},
+        {"insecure_registries", JSON_ARRAY, false, JSON_STRING},
+    };
+    static const rst_field image[] = {
+        {"image", JSON_STRING, true, JSON_NULL},
+        {"digest", JSON_STRING, false, JSON_NULL},
+        {"name", JSON_STRING, false, JSON_NULL},
+        {"media_type", JSON_STRING, false, JSON_NULL},
+        {"file", JSON_STRING, false, JSON_NULL},
+        {"line", JSON_INTEGER, false, JSON_NULL},
+        {"where", JSON_STRING, false, JSON_NULL},
+    };
+    json_t *in = info_of(t), *o;
+    char what[200];
+    size_t i;
+    snap_rc rc;
+
+    snprintf(what, sizeof what, "the info of component %s", rst_component_name(t));
+    rc = rst_check_fields(what, in, info, NFIELDS(info), err);
+    json_array_foreach(json_object_get(in, "images"), i, o) {
+        if (rc != SNAP_OK)
+            break;
+        snprintf(what, sizeof what, "the info of component %s, image %zu,", rst_component_name(t), i);
+        rc = rst_check_fields(what, o, image, NFIELDS(image), err);
+    }
+    if (rc != SNAP_OK)
+        err_hint(err, "the snapshot's manifest is damaged or was changed by hand; nothing was changed");
+    return rc;
+}
+
 static snap_rc images_plan(rst_target *t, snap_err *err)
 {
     json_t *plan = rst_plan(t), *distinct;
     const char *lock = rst_option(t, "images_lock");
-    snap_rc rc = rst_files_driver.plan(t, err);
+    snap_rc rc = images_check_info(t, err);
 
+    if (rc == SNAP_OK)
+        rc = rst_files_driver.plan(t, err);
     if (rc != SNAP_OK)
         return rc;
     distinct = distinct_images(t);

@@ -423,6 +423,95 @@ out:
 
 static const char *const kinds_order[] = {"triggers", "views", "routines", "events"};
 
+/* ---- what is read back: info, the schema document, the journal's state ---- */
+
+#define NFIELDS(a) (sizeof (a) / sizeof (a)[0])
+
+static snap_rc my_check_info(const rst_target *t, const json_t *info, snap_err *err)
+{
+    static const rst_field f[] = {
+        {"database", JSON_STRING, true, JSON_NULL},
+        {"non_transactional", JSON_ARRAY, false, JSON_STRING},
+    };
+    char what[200];
+    snap_rc rc;
+
+    snprintf(what, sizeof what, "the info of component %s", rst_component_name(t));
+    rc = rst_check_fields(what, info, f, NFIELDS(f), err);
+    if (rc == SNAP_OK && json_string_length(json_object_get(info, "database")) == 0)
+        rc = err_set(err, SNAP_EVERIFY, 0, "%s is damaged: \"database\" is empty", what);
+    if (rc != SNAP_OK)
+        err_hint(err, "the snapshot's manifest is damaged or was changed by hand; nothing was changed");
+    return rc;
+}
+
+/* Every field of the schema document that plan and stage read. */
+static snap_rc my_check_schema(const rst_target *t, const json_t *doc, snap_err *err)
+{
+    static const rst_field top[] = {
+        {"tables", JSON_ARRAY, true, JSON_OBJECT},
+        {"triggers", JSON_ARRAY, false, JSON_OBJECT},
+        {"views", JSON_ARRAY, false, JSON_OBJECT},
+        {"routines", JSON_ARRAY, false, JSON_OBJECT},
+        {"events", JSON_ARRAY, false, JSON_OBJECT},
+        {"charset", JSON_STRING, false, JSON_NULL},
+        {"collation", JSON_STRING, false, JSON_NULL},
+    };
+    static const rst_field table[] = {
+        {"name", JSON_STRING, true, JSON_NULL},
+        {"create", JSON_STRING, true, JSON_NULL},
+        {"path", JSON_STRING, false, JSON_NULL},
+        {"columns", JSON_ARRAY, false, JSON_STRING},
+    };
+    static const rst_field object[] = {
+        {"name", JSON_STRING, true, JSON_NULL},
+        {"create", JSON_STRING, false, JSON_NULL},
+        {"type", JSON_STRING, false, JSON_NULL},
+        {"sql_mode", JSON_STRING, false, JSON_NULL},
+        {"time_zone", JSON_STRING, false, JSON_NULL},
+        {"character_set_client", JSON_STRING, false, JSON_NULL},
+        {"collation_connection", JSON_STRING, false, JSON_NULL},
+    };
+    char what[200];
+    const json_t *o;
+    size_t i;
+    snap_rc rc;
+
+    snprintf(what, sizeof what, "the schema document of component %s", rst_component_name(t));
+    rc = rst_check_fields(what, doc, top, NFIELDS(top), err);
+    json_array_foreach(json_object_get(doc, "tables"), i, o)
+        if (rc == SNAP_OK)
+            rc = rst_check_fields(what, o, table, NFIELDS(table), err);
+    for (size_t k = 0; k < NFIELDS(kinds_order) && rc == SNAP_OK; k++)
+        json_array_foreach(json_object_get(doc, kinds_order[k]), i, o)
+            if (rc == SNAP_OK)
+                rc = rst_check_fields(what, o, object, NFIELDS(object), err);
+    if (rc != SNAP_OK)
+        err_hint(err, "the snapshot is damaged or was changed by hand; nothing was changed");
+    return rc;
+}
+
+static snap_rc my_check_state(const json_t *st, snap_err *err)
+{
+    static const rst_field f[] = {
+        {"live", JSON_STRING, true, JSON_NULL},
+        {"staging", JSON_STRING, true, JSON_NULL},
+        {"old", JSON_STRING, true, JSON_NULL},
+        {"phase", JSON_STRING, true, JSON_NULL},
+        {"dsn", JSON_STRING, false, JSON_NULL},
+        {"load", JSON_STRING, false, JSON_NULL},
+        {"charset", JSON_STRING, false, JSON_NULL},
+        {"collation", JSON_STRING, false, JSON_NULL},
+        {"created_live", JSON_TRUE, false, JSON_NULL},
+        {"renamed", JSON_TRUE, false, JSON_NULL},
+        {"tables", JSON_ARRAY, false, JSON_NULL},
+        {"live_tables", JSON_ARRAY, false, JSON_NULL},
+        {"objects", JSON_OBJECT, false, JSON_NULL},
+        {"live_objects", JSON_OBJECT, false, JSON_NULL},
+    };
+    return rst_check_fields("its state", st, f, NFIELDS(f), err);
+}
+
 /* ---- the schema document from the archive ---- */
 
 static snap_rc read_schema(rst_target *t, json_t **out, snap_err *err)
@@ -471,6 +560,12 @@ static snap_rc read_schema(rst_target *t, json_t **out, snap_err *err)
         if (*out == NULL || json_integer_value(json_object_get(*out, "format")) != MY_FORMAT)
             rc = err_set(err, SNAP_EVERIFY, 0, "%s in %s is not a schema document this version reads",
                          MY_SCHEMA_ENTRY, key);
+        else
+            rc = my_check_schema(t, *out, err);
+        if (rc != SNAP_OK) {
+            json_decref(*out);
+            *out = NULL;
+        }
     }
     free(buf);
     return rc;
@@ -535,10 +630,10 @@ static snap_rc my_plan(rst_target *t, snap_err *err)
     snap_rc rc;
 
     info = cat_component_info(component(t));
+    rc = my_check_info(t, info, err);
+    if (rc != SNAP_OK)
+        return rc;
     db = json_string_value(json_object_get(info, "database"));
-    if (db == NULL)
-        return err_set(err, SNAP_EVERIFY, 0, "component %s: the manifest names no database",
-                       rst_component_name(t));
     live = xstrdup(to ? to : db);
     short_id(rst_revert_id(t), sid);
     staging = xasprintf("%s__revert_%s", live, sid);
@@ -1788,4 +1883,5 @@ const rst_driver rst_mysql_driver = {
     .rollback = my_rollback,
     .discard = my_discard,
     .finish = my_finish,
+    .check_state = my_check_state,
 };

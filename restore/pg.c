@@ -251,6 +251,109 @@ static snap_rc check_blockers(PGconn *c, const char *db, json_t *plan, snap_err 
     return SNAP_OK;
 }
 
+/* ---- what is read back: the manifest's info and the journal's state ---- */
+
+#define NFIELDS(a) (sizeof (a) / sizeof (a)[0])
+
+/* Every field of info that the revert reads, checked before the first use. */
+static snap_rc pg_check_info(const rst_target *t, snap_err *err)
+{
+    static const rst_field info[] = {
+        {"database_name", JSON_STRING, true, JSON_NULL},
+        {"pg_dump_major", JSON_INTEGER, true, JSON_NULL},
+        {"tables", JSON_ARRAY, true, JSON_OBJECT},
+        {"schemas", JSON_ARRAY, false, JSON_STRING},
+        {"exclude_tables", JSON_ARRAY, false, JSON_STRING},
+        {"roles", JSON_ARRAY, false, JSON_STRING},
+        {"database", JSON_OBJECT, false, JSON_NULL},
+    };
+    static const rst_field table[] = {
+        {"schema", JSON_STRING, true, JSON_NULL},
+        {"name", JSON_STRING, true, JSON_NULL},
+        {"columns", JSON_STRING, false, JSON_NULL},
+        {"rows", JSON_INTEGER, true, JSON_NULL},
+    };
+    static const rst_field db[] = {
+        {"owner", JSON_STRING, false, JSON_NULL},
+        {"encoding", JSON_STRING, false, JSON_NULL},
+        {"ctype", JSON_STRING, false, JSON_NULL},
+        {"collate", JSON_STRING, false, JSON_NULL},
+        {"tablespace", JSON_STRING, false, JSON_NULL},
+        {"locale_provider", JSON_STRING, false, JSON_NULL},
+        {"icu_locale", JSON_STRING, false, JSON_NULL},
+        {"comment", JSON_STRING, false, JSON_NULL},
+        {"settings", JSON_ARRAY, false, JSON_STRING},
+        {"role_settings", JSON_ARRAY, false, JSON_OBJECT},
+        {"acl", JSON_ARRAY, false, JSON_OBJECT},
+        {"acl_default", JSON_TRUE, false, JSON_NULL},
+        {"connection_limit", JSON_INTEGER, false, JSON_NULL},
+    };
+    static const rst_field role_setting[] = {
+        {"setting", JSON_STRING, true, JSON_NULL},
+        {"role", JSON_STRING, true, JSON_NULL},
+    };
+    static const rst_field acl[] = {
+        {"grantee", JSON_STRING, true, JSON_NULL},
+        {"privilege", JSON_STRING, true, JSON_NULL},
+        {"grantable", JSON_TRUE, false, JSON_NULL},
+    };
+    json_t *in = info_of(t), *v, *d;
+    char what[200];
+    size_t i;
+    snap_rc rc;
+
+    snprintf(what, sizeof what, "the info of component %s", rst_component_name(t));
+    rc = rst_check_fields(what, in, info, NFIELDS(info), err);
+    if (rc == SNAP_OK && json_string_length(json_object_get(in, "database_name")) == 0)
+        rc = err_set(err, SNAP_EVERIFY, 0, "%s is damaged: \"database_name\" is empty", what);
+    json_array_foreach(json_object_get(in, "tables"), i, v) {
+        if (rc != SNAP_OK)
+            break;
+        snprintf(what, sizeof what, "the info of component %s, table %zu,", rst_component_name(t), i);
+        rc = rst_check_fields(what, v, table, NFIELDS(table), err);
+        if (rc == SNAP_OK && json_integer_value(json_object_get(v, "rows")) < 0)
+            rc = err_set(err, SNAP_EVERIFY, 0, "%s is damaged: \"rows\" is negative", what);
+    }
+    d = json_object_get(in, "database");
+    snprintf(what, sizeof what, "the info of component %s, database properties,", rst_component_name(t));
+    if (rc == SNAP_OK && d != NULL && !json_is_null(d))
+        rc = rst_check_fields(what, d, db, NFIELDS(db), err);
+    json_array_foreach(json_object_get(d, "role_settings"), i, v)
+        if (rc == SNAP_OK)
+            rc = rst_check_fields(what, v, role_setting, NFIELDS(role_setting), err);
+    json_array_foreach(json_object_get(d, "acl"), i, v)
+        if (rc == SNAP_OK)
+            rc = rst_check_fields(what, v, acl, NFIELDS(acl), err);
+    if (rc != SNAP_OK)
+        err_hint(err, "the snapshot's manifest is damaged or was changed by hand; nothing was changed");
+    return rc;
+}
+
+static snap_rc pg_check_state(const json_t *st, snap_err *err)
+{
+    static const rst_field f[] = {
+        {"dsn", JSON_STRING, false, JSON_NULL},
+        {"live", JSON_STRING, true, JSON_NULL},
+        {"staged", JSON_STRING, false, JSON_NULL},
+        {"displaced", JSON_STRING, false, JSON_NULL},
+        {"mode", JSON_STRING, true, JSON_NULL},
+        {"xid", JSON_STRING, false, JSON_NULL},
+        {"allow_connections", JSON_TRUE, false, JSON_NULL},
+        {"blocked", JSON_TRUE, false, JSON_NULL},
+        {"live_oid", JSON_INTEGER, false, JSON_NULL},
+        {"staged_oid", JSON_INTEGER, false, JSON_NULL},
+    };
+    const char *mode;
+    snap_rc rc = rst_check_fields("its state", st, f, NFIELDS(f), err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    mode = json_string_value(json_object_get(st, "mode"));
+    if (strcmp(mode, "swap") != 0 && strcmp(mode, "transaction") != 0 && strcmp(mode, "to") != 0)
+        return err_set(err, SNAP_EVERIFY, 0, "its state is damaged: \"mode\" is not swap, transaction or to");
+    return SNAP_OK;
+}
+
 static snap_rc pg_plan(rst_target *t, snap_err *err)
 {
     json_t *info = info_of(t), *st = rst_state(t), *plan = rst_plan(t), *notes = json_array();
@@ -265,6 +368,9 @@ static snap_rc pg_plan(rst_target *t, snap_err *err)
     snap_rc rc;
 
     json_object_set_new(plan, "notes", notes);
+    rc = pg_check_info(t, err);
+    if (rc != SNAP_OK)
+        return rc;
     if (mode != NULL && strcmp(mode, "swap") != 0 && strcmp(mode, "transaction") != 0) {
         err_set(err, SNAP_EUSAGE, 0, "unknown --mode '%s'", mode);
         err_hint(err, "PostgreSQL reverts with --mode swap (the default) or --mode transaction");
@@ -1736,4 +1842,5 @@ const rst_driver rst_postgres_driver = {
     .rollback = pg_rollback,
     .discard = pg_discard,
     .finish = pg_finish,
+    .check_state = pg_check_state,
 };

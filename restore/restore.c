@@ -126,8 +126,8 @@ snap_rc rst_state_subdir(const snap_ctx *ctx, const char *sub, char **out, snap_
 
     *out = NULL;
     if (dir == NULL) {
-        err_set(err, SNAP_EUSAGE, 0, "no state directory: HOME is not set");
-        err_hint(err, "set [revert] state_dir or $SNAP_STATE_DIR to a directory of your own");
+        err_set(err, SNAP_EUSAGE, 0, "no state directory: HOME is not set, or the one configured is relative and the current directory is unknown");
+        err_hint(err, "set [revert] state_dir or $SNAP_STATE_DIR to an absolute path of your own");
         return SNAP_EUSAGE;
     }
     /* Journals and locks decide what a revert does: no other user may plant or swap them. */
@@ -365,6 +365,250 @@ static snap_rc lock_target(rst_target *t, snap_err *err)
     return rc;
 }
 
+/* ---- reading a journal back ------------------------------------------------------- */
+
+static const char *json_type_text(json_type t)
+{
+    switch (t) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE: case JSON_FALSE: return "true or false";
+    default: return "null";
+    }
+}
+
+static bool type_is(const json_t *v, json_type t)
+{
+    if (t == JSON_TRUE || t == JSON_FALSE)
+        return json_is_boolean(v);
+    if (t == JSON_REAL)
+        return json_is_number(v);
+    return json_typeof(v) == t;
+}
+
+snap_rc rst_check_fields(const char *what, const json_t *obj, const rst_field *fields, size_t n,
+                         snap_err *err)
+{
+    if (!json_is_object(obj))
+        return err_set(err, SNAP_EVERIFY, 0, "%s is damaged: it is %s, not an object", what,
+                       obj ? json_type_text(json_typeof(obj)) : "missing");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_object_get(obj, fields[i].name), *e;
+        size_t k;
+        if (v == NULL || json_is_null(v)) {
+            if (!fields[i].required)
+                continue;
+            return err_set(err, SNAP_EVERIFY, 0, "%s is damaged: \"%s\" is missing", what, fields[i].name);
+        }
+        if (!type_is(v, fields[i].type))
+            return err_set(err, SNAP_EVERIFY, 0, "%s is damaged: \"%s\" is not %s", what, fields[i].name,
+                           json_type_text(fields[i].type));
+        if (fields[i].type != JSON_ARRAY || fields[i].elem == JSON_NULL)
+            continue;
+        json_array_foreach(v, k, e)
+            if (!type_is(e, fields[i].elem))
+                return err_set(err, SNAP_EVERIFY, 0, "%s is damaged: \"%s\"[%zu] is not %s", what,
+                               fields[i].name, k, json_type_text(fields[i].elem));
+    }
+    return SNAP_OK;
+}
+
+static const char *const phases[] = {"plan", "stage", "cutover", "finish"};
+
+/*
+ * Checks every field recovery reads, and the driver state of each target; on the first
+ * problem says what it is in why and returns false. A journal that passes can be used
+ * without another check.
+ */
+static bool journal_valid(const json_t *doc, char *why, size_t n)
+{
+    const json_t *v, *tj;
+    const char *phase;
+    size_t i;
+    bool known = false;
+
+#define BAD(...) (snprintf(why, n, __VA_ARGS__), false)
+    if (!json_is_object(doc))
+        return BAD("it is not a JSON object");
+    v = json_object_get(doc, "format");
+    if (v == NULL)
+        return BAD("\"format\" is missing");
+    if (!json_is_integer(v) || json_integer_value(v) != 1)
+        return BAD("\"format\" is not 1");
+    static const char *const strings[] = {"revert_id", "snapshot", "phase"};
+    for (i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        v = json_object_get(doc, strings[i]);
+        if (v == NULL)
+            return BAD("\"%s\" is missing", strings[i]);
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return BAD("\"%s\" is not a string", strings[i]);
+    }
+    if (cat_name_check("revert id", json_string_value(json_object_get(doc, "revert_id")), NULL) != SNAP_OK)
+        return BAD("\"revert_id\" is not a revert id");
+    phase = json_string_value(json_object_get(doc, "phase"));
+    for (i = 0; i < sizeof phases / sizeof phases[0]; i++)
+        known = known || strcmp(phase, phases[i]) == 0;
+    if (!known)
+        return BAD("\"phase\" is not one of plan, stage, cutover, finish");
+    v = json_object_get(doc, "targets");
+    if (v == NULL)
+        return BAD("\"targets\" is missing");
+    if (!json_is_array(v))
+        return BAD("\"targets\" is not an array");
+    json_array_foreach(v, i, tj) {
+        const json_t *f;
+        if (!json_is_object(tj))
+            return BAD("target %zu is not an object", i);
+        f = json_object_get(tj, "component");
+        if (!json_is_string(f) || json_string_length(f) == 0)
+            return BAD("target %zu: \"component\" is %s", i, f ? "not a string" : "missing");
+        f = json_object_get(tj, "type");
+        if (!json_is_string(f))
+            return BAD("target %zu: \"type\" is %s", i, f ? "not a string" : "missing");
+        if (rst_driver_find(json_string_value(f)) == NULL)
+            return BAD("target %zu: type \"%.64s\" is not one this build knows", i, json_string_value(f));
+        f = json_object_get(tj, "switched");
+        if (!json_is_boolean(f))
+            return BAD("target %zu: \"switched\" is %s", i, f ? "not true or false" : "missing");
+        f = json_object_get(tj, "to");
+        if (f != NULL && !json_is_null(f) && !json_is_string(f))
+            return BAD("target %zu: \"to\" is not a string", i);
+        f = json_object_get(tj, "state");
+        if (!json_is_object(f))
+            return BAD("target %zu: \"state\" is %s", i, f ? "not an object" : "missing");
+        const rst_driver *drv = rst_driver_find(json_string_value(json_object_get(tj, "type")));
+        if (drv->check_state != NULL) {
+            snap_err e;
+            if (drv->check_state(f, &e) != SNAP_OK)
+                return BAD("target %zu (%.64s): %.200s", i, json_string_value(json_object_get(tj, "component")), e.msg);
+        }
+    }
+    return true;
+#undef BAD
+}
+
+/* What the readable part of a damaged journal says about the targets, for the hint. */
+static void damaged_hint(const json_t *doc, const char *aside, snap_err *err)
+{
+    const char *phase = json_string_value(json_object_get(doc, "phase"));
+    const char *snap = json_string_value(json_object_get(doc, "snapshot"));
+    const char *id = json_string_value(json_object_get(doc, "revert_id"));
+    char targets[200] = "", switched[200] = "";
+    const json_t *tj;
+    size_t i;
+
+    json_array_foreach(json_object_get(doc, "targets"), i, tj) {
+        const char *name = json_string_value(json_object_get(tj, "component"));
+        size_t n = strlen(targets), m = strlen(switched);
+        if (name == NULL)
+            continue;
+        snprintf(targets + n, sizeof targets - n, "%s%s", n ? ", " : "", name);
+        if (json_is_true(json_object_get(tj, "switched")))
+            snprintf(switched + m, sizeof switched - m, "%s%s", m ? ", " : "", name);
+    }
+    if (snap == NULL || !util_utf8_valid(snap))
+        snap = "(unreadable)";
+    if (phase != NULL && (strcmp(phase, "plan") == 0 || strcmp(phase, "stage") == 0))
+        err_hint(err, "it was set aside as %s. It stopped before the cut-over (revert of snapshot %s%s%s): no live "
+                 "target changed; staging it left beside the targets%s%s may remain, remove it by hand",
+                 aside, snap, targets[0] ? ", targets " : "", targets, targets[0] ? " " : "", targets);
+    else if (phase != NULL && strcmp(phase, "cutover") == 0)
+        err_hint(err, "it was set aside as %s. It stopped during the cut-over to snapshot %s: switched: %s; not "
+                 "known to be switched: the other targets (%s). Check each target, then run `revert %s` again, "
+                 "or `revert pre-revert-%s` to go back if its safety snapshot was taken; staging and displaced "
+                 "copies are named after the revert id", aside, snap,
+                 json_is_true(json_object_get(doc, "salvaged")) ? "unknown" : switched[0] ? switched : "none",
+                 targets[0] ? targets : "unknown", snap, id ? id : "ID");
+    else if (phase != NULL && strcmp(phase, "finish") == 0)
+        err_hint(err, "it was set aside as %s. The cut-over to snapshot %s had completed (%s); the state it "
+                 "displaced stays beside each target until removed by hand", aside, snap, targets[0] ? targets : "targets unknown");
+    else
+        err_hint(err, "it was set aside as %s; what it did cannot be read, so the targets may be in any state. "
+                 "Check each target against the snapshot (`snap show`), and run the revert again", aside);
+}
+
+/*
+ * What can still be read from a journal that is not JSON (cut short by a full disk, say):
+ * journals are written with sorted keys, so the top-level strings come before "targets",
+ * and the names of the targets follow as "component" keys.
+ */
+static json_t *journal_salvage(int fd)
+{
+    static const char *const keys[] = {"phase", "revert_id", "snapshot"};
+    char buf[65536], *targets;
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    json_t *doc = json_object(), *list = json_array();
+
+    if (n <= 0) {
+        json_decref(list);
+        return doc;
+    }
+    buf[n] = '\0';
+    targets = strstr(buf, "\"targets\"");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char pat[32], val[200];
+        const char *p;
+        snprintf(pat, sizeof pat, "\"%s\": \"", keys[i]);
+        p = strstr(buf, pat);
+        if (p == NULL || (targets != NULL && p > targets) || sscanf(p + strlen(pat), "%199[^\"]", val) != 1)
+            continue;
+        json_object_set_new(doc, keys[i], json_string(val)); /* NULL when not UTF-8: left out */
+    }
+    for (const char *p = targets; p != NULL && (p = strstr(p, "\"component\": \"")) != NULL; p++) {
+        char val[200];
+        if (sscanf(p + 14, "%199[^\"]", val) == 1)
+            json_array_append_new(list, json_pack("{s:s?}", "component", util_utf8_valid(val) ? val : NULL));
+    }
+    json_object_set_new(doc, "targets", list);
+    json_object_set_new(doc, "salvaged", json_true()); /* which targets switched is not known */
+    return doc;
+}
+
+/*
+ * Reads the journal at path. A journal that cannot be parsed or fails journal_valid is
+ * renamed to <path>.damaged (0600) so that it no longer blocks every revert, and the
+ * error says what is wrong and, from what could be read, where the targets are.
+ */
+static snap_rc journal_read(const char *path, int fd, json_t **out, snap_err *err)
+{
+    json_error_t jerr;
+    struct stat st;
+    json_t *doc = NULL;
+    char why[300] = "";
+    char *aside;
+
+    *out = NULL;
+    if (fstat(fd, &st) != 0)
+        return err_sys(err, SNAP_EFAIL, "cannot read journal %s", path);
+    if (st.st_size > (off_t)JOURNAL_MAX)
+        snprintf(why, sizeof why, "it is larger than %u MiB", JOURNAL_MAX >> 20);
+    else if ((doc = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+        snprintf(why, sizeof why, "it is not valid JSON (%s, line %d)", jerr.text, jerr.line);
+        doc = journal_salvage(fd);
+    }
+    else if (journal_valid(doc, why, sizeof why)) {
+        *out = doc;
+        return SNAP_OK;
+    }
+    aside = xasprintf("%s.damaged", path);
+    if (fchmod(fd, 0600) != 0 || rename(path, aside) != 0) {
+        err_sys(err, SNAP_EVERIFY, "journal %s is damaged (%s), and setting it aside failed", path, why);
+        err_hint(err, "move it out of the journal directory by hand, then check the targets");
+    } else {
+        char *dir = util_dirname(path);
+        util_fsync_dir(dir, NULL);
+        free(dir);
+        err_set(err, SNAP_EVERIFY, 0, "journal %s is damaged: %s", path, why);
+        damaged_hint(doc, aside, err);
+    }
+    free(aside);
+    json_decref(doc);
+    return SNAP_EVERIFY;
+}
+
 /* ---- plan ------------------------------------------------------------------------- */
 
 static snap_rc check_parts(stg *s, const cat_component *c, snap_err *err)
@@ -589,10 +833,27 @@ static void expire_undo(snap_ctx *ctx, stg *store)
         if (de->d_name[0] == '.')
             continue;
         path = xasprintf("%s/%s", dir, de->d_name);
-        if (stat(path, &st) != 0 || st.st_mtime + keep > time(NULL) ||
-            (doc = json_load_file(path, 0, NULL)) == NULL) {
+        if (stat(path, &st) != 0 || st.st_mtime + keep > time(NULL)) {
             free(path);
             continue;
+        }
+        {
+            char why[300] = "not valid JSON";
+            size_t n = strlen(de->d_name);
+            doc = n > 5 && strcmp(de->d_name + n - 5, ".json") == 0 ? json_load_file(path, 0, NULL) : NULL;
+            if (doc == NULL || !journal_valid(doc, why, sizeof why)) {
+                if (n > 5 && strcmp(de->d_name + n - 5, ".json") == 0) {
+                    char *aside = xasprintf("%s.damaged", path);
+                    log_warn(ctx, "record of displaced state %s is damaged (%s); set aside as %s, and what it "
+                             "names is left in place", path, why, aside);
+                    if (rename(path, aside) == 0)
+                        chmod(aside, 0600);
+                    free(aside);
+                }
+                json_decref(doc);
+                free(path);
+                continue;
+            }
         }
         journal j = {.fd = -1, .doc = doc};
         bool ok = true;
@@ -821,16 +1082,15 @@ out:
 static snap_rc recover_one(snap_ctx *ctx, stg *store, const char *path, int fd, json_t *report,
                            snap_err *err)
 {
-    json_error_t jerr;
-    json_t *doc = json_load_file(path, 0, &jerr), *tj;
+    json_t *doc, *tj;
     journal *j;
     const char *phase;
     const char *outcome;
-    snap_rc rc = SNAP_OK;
+    snap_rc rc = journal_read(path, fd, &doc, err);
     size_t i;
 
-    if (doc == NULL)
-        return err_set(err, SNAP_EFAIL, 0, "journal %s is unreadable: %s", path, jerr.text);
+    if (rc != SNAP_OK)
+        return rc;
     j = xcalloc(1, sizeof *j);
     j->fd = fd;
     j->doc = doc;
@@ -913,25 +1173,46 @@ typedef struct recovery {
     snap_ctx *ctx;
     stg *store;
     json_t *report;
+    size_t damaged;
+    snap_err first_damaged; /* reported once every other journal was handled */
 } recovery;
 
 static snap_rc recover_abandoned(const char *path, int fd, bool abandoned, void *arg, snap_err *err)
 {
     recovery *r = arg;
+    snap_rc rc;
 
-    if (abandoned)
-        return recover_one(r->ctx, r->store, path, fd, r->report, err);
-    log_info(r->ctx, "revert journal %s belongs to a revert that is still running", path);
-    return SNAP_OK;
+    if (!abandoned) {
+        log_info(r->ctx, "revert journal %s belongs to a revert that is still running", path);
+        return SNAP_OK;
+    }
+    rc = recover_one(r->ctx, r->store, path, fd, r->report, err);
+    if (rc == SNAP_EVERIFY) {
+        /* Set aside: say so, and go on with the journals that can be read. */
+        json_array_append_new(r->report, json_pack("{s:s, s:s, s:s}", "journal", path, "outcome", "damaged",
+                                                   "message", err->msg));
+        if (r->damaged++ == 0)
+            r->first_damaged = *err;
+        else
+            log_error(r->ctx, err);
+        return SNAP_OK;
+    }
+    return rc;
 }
 
 snap_rc rst_recover(snap_ctx *ctx, stg *store, json_t **result, snap_err *err)
 {
-    recovery r = {ctx, store, json_array()};
+    recovery r = {ctx, store, json_array(), 0, {0}};
     snap_rc rc;
 
     *result = json_pack("{s:o}", "recovered", r.report);
     rc = each_journal(ctx, recover_abandoned, &r, err);
+    if (rc == SNAP_OK && r.damaged > 0) {
+        *err = r.first_damaged;
+        if (r.damaged > 1)
+            err_prefix(err, "%zu journals were damaged and set aside; the first", r.damaged);
+        return SNAP_EVERIFY;
+    }
     if (rc == SNAP_OK && json_array_size(r.report) == 0)
         log_info(ctx, "nothing to recover");
     return rc;

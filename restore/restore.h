@@ -94,7 +94,25 @@ typedef struct rst_driver {
     snap_rc (*discard)(rst_target *t, snap_err *err);
     /* After every target switched: keep or drop the displaced state. */
     snap_rc (*finish)(rst_target *t, bool drop_old, snap_err *err);
+    /* Optional: checks a state read back from a journal before any other call uses it
+     * (every field the driver reads, of the right type); the message names the field. */
+    snap_rc (*check_state)(const json_t *state, snap_err *err);
 } rst_driver;
+
+/*
+ * Checks fields of an engine's object read from a manifest or journal (info, state)
+ * before use: each must be present when required and of the given JSON type; arrays
+ * may require each element to be of elem type. On a problem: SNAP_EVERIFY, naming
+ * what and the field.
+ */
+typedef struct rst_field {
+    const char *name;
+    json_type type;   /* JSON_TRUE stands for either boolean */
+    bool required;
+    json_type elem;   /* for arrays: the type of every element; JSON_NULL: any */
+} rst_field;
+snap_rc rst_check_fields(const char *what, const json_t *obj, const rst_field *fields, size_t n,
+                         snap_err *err);
 
 extern const rst_driver rst_files_driver;
 extern const rst_driver rst_images_driver;

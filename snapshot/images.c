@@ -153,7 +153,8 @@ static snap_rc images_capture(snp_capture *c, snap_err *err)
         err_hint(err, "add `manifests = deploy/k8s` to the section, or use --images PATH");
     }
     for (size_t i = 0; rc == SNAP_OK && i < raw.n; i++) {
-        char *abs = util_abspath(raw.v[i]);
+        char *abs;
+        rc = util_abspath_err(raw.v[i], &abs, err);
         for (size_t j = 0; j < roots.n && abs != NULL; j++)
             if (strcmp(roots.v[j], abs) == 0) {
                 free(abs);

@@ -1355,6 +1355,12 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
     rc = my_dsn_parse(dsn_s, &cap.dsn, err);
     if (rc != SNAP_OK)
         goto out;
+    if (cap.dsn->db != NULL && !util_utf8_valid(cap.dsn->db)) {
+        /* the manifest and the schema document hold it as UTF-8, as the server does */
+        rc = err_set(err, SNAP_EUSAGE, 0, "[source %s]: the database name is not valid UTF-8", snp_source_name(c));
+        err_hint(err, "MySQL names are UTF-8 (utf8mb4): give the name in UTF-8");
+        goto out;
+    }
     redacted = my_dsn_redacted(cap.dsn);
     cat_component_set_source(snp_component(c), redacted);
 

@@ -824,23 +824,33 @@ static snap_rc capture(snp_capture *c, snap_err *err)
         goto out;
     }
     snprintf(cap.snapshot, sizeof cap.snapshot, "%s", PQgetvalue(res, 0, 0));
-    json_object_set_new(info, "server_version", json_string(PQgetvalue(res, 0, 2)));
-    json_object_set_new(info, "server_version_num", json_integer(cap.server_num));
-    json_object_set_new(info, "database_name", json_string(PQgetvalue(res, 0, 1)));
-    json_object_set_new(info, "standby", json_boolean(strcmp(PQgetvalue(res, 0, 3), "t") == 0));
-    json_object_set_new(info, "wal_lsn", json_string(PQgetvalue(res, 0, 4)));
-    json_object_set_new(info, "user", json_string(PQgetvalue(res, 0, 5)));
-    PQclear(res);
-    res = NULL;
     {
+        /* Names a SQL_ASCII server or the command line hands us may not be UTF-8: the
+         * manifest cannot hold them, and a field that is left out fails the revert later. */
+        bool bad = false;
         json_t *js = json_array(), *jx = json_array();
+        json_object_set_new(info, "server_version", cat_json_text(PQgetvalue(res, 0, 2), &bad));
+        json_object_set_new(info, "server_version_num", json_integer(cap.server_num));
+        json_object_set_new(info, "database_name", cat_json_text(PQgetvalue(res, 0, 1), &bad));
+        json_object_set_new(info, "standby", json_boolean(strcmp(PQgetvalue(res, 0, 3), "t") == 0));
+        json_object_set_new(info, "wal_lsn", cat_json_text(PQgetvalue(res, 0, 4), &bad));
+        json_object_set_new(info, "user", cat_json_text(PQgetvalue(res, 0, 5), &bad));
         for (size_t i = 0; i < schemas.n; i++)
-            json_array_append_new(js, json_string(schemas.v[i]));
+            json_array_append_new(js, cat_json_text(schemas.v[i], &bad));
         for (size_t i = 0; i < excl.n; i++)
-            json_array_append_new(jx, json_string(excl.v[i]));
+            json_array_append_new(jx, cat_json_text(excl.v[i], &bad));
         json_object_set_new(info, "schemas", js);
         json_object_set_new(info, "exclude_tables", jx);
+        if (bad) {
+            rc = err_set(err, SNAP_EUSAGE, 0, "%s: the database name, user or a schema pattern is not valid UTF-8",
+                         where);
+            err_hint(err, "the manifest holds names as UTF-8: rename the database or user, or give patterns in UTF-8");
+        }
     }
+    PQclear(res);
+    res = NULL;
+    if (rc != SNAP_OK)
+        goto out;
     log_debug(cap.ctx, "postgres %s: snapshot %s", where, cap.snapshot);
 
     scope = scope_sql(conn, &schemas, &excl, "n.nspname", "c.relname");
@@ -916,13 +926,22 @@ static snap_rc capture(snp_capture *c, snap_err *err)
     tables = json_array();
     for (size_t i = 0; i < cap.ntables; i++) {
         pg_table *t = &cap.tables[i];
-        json_array_append_new(tables, json_pack("{s:I, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)i, "schema",
-                                                t->schema, "name", t->name, "columns", t->cols, "rows",
-                                                (json_int_t)t->rows, "bytes", (json_int_t)t->bytes));
+        json_t *tj = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)i, "schema", t->schema, "name",
+                               t->name, "columns", t->cols, "rows", (json_int_t)t->rows, "bytes",
+                               (json_int_t)t->bytes);
+        if (tj == NULL && rc == SNAP_OK) { /* a name that is not UTF-8: the table would be lost */
+            rc = err_set(err, SNAP_EUSAGE, 0, "%s: the name of table %zu or of its columns is not valid UTF-8",
+                         where, i);
+            err_hint(err, "the manifest holds names as UTF-8: rename the table, or leave it out with "
+                          "--pg-exclude-table");
+        }
+        json_array_append_new(tables, tj);
         total_rows += t->rows;
         total_bytes += t->bytes;
     }
     json_object_set_new(info, "tables", tables);
+    if (rc != SNAP_OK)
+        goto out;
     json_object_set_new(info, "chunk_size", json_integer((json_int_t)cap.chunk));
     json_object_set_new(stats, "tables", json_integer((json_int_t)cap.ntables));
     json_object_set_new(stats, "rows", json_integer((json_int_t)total_rows));

@@ -73,9 +73,20 @@ static snap_rc archive_opts(const snap_ctx *ctx, arc_opts *o, snap_err *err)
     return rc;
 }
 
+/* Labels and the note are stored as JSON strings: text that is not UTF-8 cannot be. */
 static snap_rc check_labels(const snp_request *req, snap_err *err)
 {
+    if (req->note != NULL && !util_utf8_valid(req->note)) {
+        err_set(err, SNAP_EUSAGE, 0, "the note is not valid UTF-8");
+        err_hint(err, "write the note in UTF-8 (`iconv -t UTF-8` converts text)");
+        return SNAP_EUSAGE;
+    }
     for (size_t i = 0; i < req->nlabels; i++) {
+        if (!util_utf8_valid(req->labels[i])) {
+            err_set(err, SNAP_EUSAGE, 0, "label '%s' is not valid UTF-8", req->labels[i]);
+            err_hint(err, "write labels in UTF-8 (`iconv -t UTF-8` converts text)");
+            return SNAP_EUSAGE;
+        }
         const char *eq = strchr(req->labels[i], '=');
         char *key;
         snap_rc rc;

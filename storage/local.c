@@ -50,7 +50,10 @@ static snap_rc local_open(const char *url, bool create, snap_ctx *ctx, void **ou
     if (path[0] == '\0')
         return err_set(err, SNAP_EUSAGE, 0, "empty store path");
     l = xcalloc(1, sizeof *l);
-    l->root = util_abspath(path);
+    if (util_abspath_err(path, &l->root, err) != SNAP_OK) {
+        free(l);
+        return SNAP_EUSAGE;
+    }
     l->url = xstrdup(l->root);
     /* Another user who could write the store could plant parts and manifests in it. */
     if (util_check_trusted(l->root, "store", SNAP_EUNREACH, err) != SNAP_OK)

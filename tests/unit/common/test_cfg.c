@@ -1,4 +1,5 @@
 /* Unit tests of common/cfg: INI loading, layering, typed values. */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +27,9 @@ static void sizes(void **state)
     assert_false(cfg_parse_size("12Q", &v));
     assert_false(cfg_parse_size("", &v));
     assert_false(cfg_parse_size("99999999999999999999T", &v));
+    assert_false(cfg_parse_size(" -1", &v)); /* strtoull would take it as 2^64 - 1 */
+    assert_false(cfg_parse_size("+1", &v));
+    assert_false(cfg_parse_size("17179869184G", &v)); /* 2^64 bytes */
 }
 
 static void durations(void **state)
@@ -42,6 +46,14 @@ static void durations(void **state)
     assert_int_equal(s, 14 * 86400);
     assert_false(cfg_parse_duration("7x", &s));
     assert_false(cfg_parse_duration("-1d", &s));
+    assert_false(cfg_parse_duration(" -1d", &s));
+    /* beyond a thousand years: an error, never a wrapped product */
+    assert_false(cfg_parse_duration("99999999999999d", &s));
+    assert_false(cfg_parse_duration("106751991167301d", &s));
+    assert_false(cfg_parse_duration("9223372036854775807w", &s));
+    assert_false(cfg_parse_duration("99999999999999999999", &s));
+    assert_true(cfg_parse_duration("52000w", &s));
+    assert_int_equal(s, 52000LL * 7 * 86400);
 }
 
 static bool count(const char *v, void *arg)
@@ -97,6 +109,36 @@ static void syntax_error_names_line(void **state)
     unlink(path);
 }
 
+/* A line longer than inih's buffer is refused with its number, never split into two keys. */
+static void long_line_is_refused(void **state)
+{
+    char path[] = "/tmp/snap-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    char text[600];
+    cfg *c = cfg_new();
+    snap_err err;
+
+    (void)state;
+    snprintf(text, sizeof text, "[revert]\nnote = %0190d mode = transaction\n", 0);
+    assert_true(write(fd, text, strlen(text)) > 0);
+    close(fd);
+    assert_int_equal(cfg_load_file(c, path, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, ":2: the line is longer than"));
+    assert_null(cfg_get(c, "revert", "mode"));
+    cfg_free(c);
+
+    /* 198 characters and the newline still fit */
+    c = cfg_new();
+    fd = open(path, O_WRONLY | O_TRUNC);
+    snprintf(text, sizeof text, "[a]\nk = %0194d\n", 0);
+    assert_true(write(fd, text, strlen(text)) > 0);
+    close(fd);
+    assert_int_equal(cfg_load_file(c, path, &err), SNAP_OK);
+    assert_int_equal(strlen(cfg_get(c, "a", "k")), 194);
+    cfg_free(c);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -104,6 +146,7 @@ int main(void)
         cmocka_unit_test(durations),
         cmocka_unit_test(load_and_layer),
         cmocka_unit_test(syntax_error_names_line),
+        cmocka_unit_test(long_line_is_refused),
     };
     return cmocka_run_group_tests_name("cfg", tests, NULL, NULL);
 }
