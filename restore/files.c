@@ -2,13 +2,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fts.h>
+#include <grp.h>
 #include <limits.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "../common/archive.h"
@@ -278,12 +281,36 @@ static snap_rc files_safety_source(rst_target *t, cfg *c, const char *section, s
 
 /* ---- stage ------------------------------------------------------------------------ */
 
+/*
+ * Every entry is created relative to directory descriptors: the parent of each root,
+ * opened once, and below it a walk that opens each component with O_NOFOLLOW. A name
+ * that goes through a symlink (the archive's own included) or a non-directory is refused,
+ * so no entry is ever written through a link, whatever order the archive has.
+ */
+
+typedef struct sroot {
+    int parentfd;      /* O_PATH of the directory that holds the root */
+    char *stage_base;  /* the staged root's name in it */
+    const char *live;  /* the root's path once live, for judging symlink targets */
+    bool is_dir;
+} sroot;
+
 typedef struct link_todo {
-    char *path, *target;
+    size_t root, troot;
+    char *rel, *trel;
 } link_todo;
 
+typedef struct sym_todo {
+    size_t root;
+    char *rel, *target, *name;
+    uid_t uid;
+    gid_t gid;
+    struct timespec times[2];
+} sym_todo;
+
 typedef struct dir_meta {
-    char *path;
+    size_t root;
+    char *rel;
     struct timespec times[2];
     mode_t mode;
 } dir_meta;
@@ -291,21 +318,21 @@ typedef struct dir_meta {
 typedef struct stage {
     rst_target *t;
     snap_ctx *ctx;
-    int flags;
-    bool allow_external;
-    bool parallel;
+    bool allow_external, allow_special, owner;
     prg_bar *bar;
     pthread_mutex_t mu;
     size_t next_part;
     bool failed;
     snap_err err;
     uint64_t files, dirs, links, bytes;
+    sroot *roots;
+    size_t nroots;
     link_todo *todo;
     size_t ntodo;
     dir_meta *dirs_meta;
     size_t ndirs;
-    struct archive_entry **symlinks; /* created last, so nothing is written through them */
-    size_t nsymlinks;
+    sym_todo *syms; /* created last, after they are all judged */
+    size_t nsyms;
 } stage;
 
 static void stage_fail(stage *s, const snap_err *e)
@@ -318,72 +345,381 @@ static void stage_fail(stage *s, const snap_err *e)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Rewrites an entry's names into the staging tree; refuses what would escape it. */
-static snap_rc map_entry(stage *s, struct archive_entry *e, bool *defer, snap_err *err)
+static snap_rc refuse(snap_err *err, const char *name, const char *why)
 {
-    const char *name = archive_entry_pathname(e), *rest;
-    const char *hl = archive_entry_hardlink(e);
-    const json_t *root;
-    char *staged;
+    err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': %s", name, why);
+    err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
+    return SNAP_EVERIFY;
+}
 
-    *defer = false;
-    if (name == NULL || !safe_name(name)) {
-        err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': it escapes the target", name ? name : "");
-        err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
-        return SNAP_EVERIFY;
+/*
+ * Opens the directory that holds rel (root-relative, "" for the root itself) and sets
+ * *base to the last name; missing directories on the way are created when create is set.
+ * Returns the descriptor, or -1 with err set.
+ */
+static int open_parent(stage *s, size_t root, const char *rel, bool create, const char *entry, char **base,
+                       snap_err *err)
+{
+    const sroot *r = &s->roots[root];
+    char *copy, *save = NULL, *comp, *next;
+    int fd;
+
+    *base = NULL;
+    if (rel[0] == '\0') {
+        *base = xstrdup(r->stage_base);
+        if ((fd = fcntl(r->parentfd, F_DUPFD_CLOEXEC, 0)) < 0)
+            err_sys(err, SNAP_EFAIL, "cannot open the directory of %s", r->live);
+        return fd;
     }
-    root = root_of(s->t, name, &rest);
-    if (root == NULL) {
-        err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': it is outside the captured paths", name);
-        err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
-        return SNAP_EVERIFY;
+    if (!r->is_dir) {
+        refuse(err, entry, "its root was captured as a file");
+        return -1;
     }
-    if (archive_entry_filetype(e) == AE_IFLNK && !s->allow_external) {
-        const char *target = archive_entry_symlink(e);
-        char *live = xasprintf("%s%s", rget(root, "path"), rest);
-        bool inside = target != NULL && util_link_inside(rget(root, "path"), live, target);
-        free(live);
-        if (!inside) {
-            err_set(err, SNAP_EVERIFY, 0, "refusing symlink /%s -> %s: it points outside %s", name,
-                    target ? target : "", rget(root, "path"));
-            err_hint(err, "pass --allow-external-symlinks if the snapshot is trusted and such links are expected");
-            return SNAP_EVERIFY;
-        }
+    fd = openat(r->parentfd, r->stage_base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        err_sys(err, SNAP_EFAIL, "cannot open the staging directory of %s", r->live);
+        return -1;
     }
-    staged = xasprintf("%s%s", rget(root, "staged"), rest);
-    archive_entry_copy_pathname(e, staged);
-    free(staged);
-    if (hl != NULL) {
-        const json_t *hroot;
+    copy = xstrdup(rel);
+    comp = strtok_r(copy, "/", &save);
+    while (comp != NULL) {
         struct stat st;
-        if (!safe_name(hl) || (hroot = root_of(s->t, hl, &rest)) == NULL) {
-            err_set(err, SNAP_EVERIFY, 0, "refusing hard link %s -> %s: it escapes the target", name, hl);
+        int nfd;
+        next = strtok_r(NULL, "/", &save);
+        if (next == NULL)
+            break;
+        if (strcmp(comp, ".") == 0) {
+            comp = next;
+            continue;
+        }
+        if (strcmp(comp, "..") == 0) {
+            refuse(err, entry, "it names a parent directory");
+            goto fail;
+        }
+        nfd = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd < 0 && errno == ENOENT && create) {
+            if (mkdirat(fd, comp, 0700) != 0 && errno != EEXIST) {
+                err_sys(err, SNAP_EFAIL, "cannot create a directory for %s", entry);
+                goto fail;
+            }
+            nfd = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (nfd >= 0 && (fstat(nfd, &st) != 0 || !S_ISDIR(st.st_mode))) {
+            close(nfd);
+            nfd = -1;
+            errno = ENOTDIR;
+        }
+        if (nfd < 0) {
+            if (errno == ENOTDIR || errno == ELOOP)
+                refuse(err, entry, "its path goes through a symlink or a file");
+            else if (errno == ENOENT)
+                err_set(err, SNAP_EVERIFY, ENOENT, "archive entry '%s': its directory is missing", entry);
+            else
+                err_sys(err, SNAP_EFAIL, "cannot open the directory of %s", entry);
+            goto fail;
+        }
+        close(fd);
+        fd = nfd;
+        comp = next;
+    }
+    if (comp == NULL || strcmp(comp, ".") == 0 || strcmp(comp, "..") == 0) {
+        refuse(err, entry, "it has no name of its own");
+        goto fail;
+    }
+    *base = xstrdup(comp);
+    free(copy);
+    return fd;
+fail:
+    free(copy);
+    close(fd);
+    return -1;
+}
+
+static uid_t entry_uid(struct archive_entry *e)
+{
+    const char *n = archive_entry_uname(e);
+    struct passwd pw, *res = NULL;
+    char buf[1024];
+
+    if (n != NULL && n[0] != '\0' && getpwnam_r(n, &pw, buf, sizeof buf, &res) == 0 && res != NULL)
+        return res->pw_uid;
+    return (uid_t)archive_entry_uid(e);
+}
+
+static gid_t entry_gid(struct archive_entry *e)
+{
+    const char *n = archive_entry_gname(e);
+    struct group gr, *res = NULL;
+    char buf[4096];
+
+    if (n != NULL && n[0] != '\0' && getgrnam_r(n, &gr, buf, sizeof buf, &res) == 0 && res != NULL)
+        return res->gr_gid;
+    return (gid_t)archive_entry_gid(e);
+}
+
+/* POSIX ACL xattr layout (linux/posix_acl_xattr.h). */
+typedef struct acl_ent {
+    uint16_t tag, perm;
+    uint32_t id;
+} acl_ent;
+
+static int acl_cmp(const void *a, const void *b)
+{
+    const acl_ent *x = a, *y = b;
+    if (x->tag != y->tag)
+        return x->tag < y->tag ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void set_acl(stage *s, int fd, struct archive_entry *e, int type, const char *xname)
+{
+    int n = archive_entry_acl_reset(e, type), atype, perm, tag, qual;
+    const char *name;
+    acl_ent *v;
+    size_t k = 0;
+
+    if (n <= 0)
+        return;
+    v = xcalloc((size_t)n, sizeof *v);
+    while (k < (size_t)n && archive_entry_acl_next(e, type, &atype, &perm, &tag, &qual, &name) == ARCHIVE_OK) {
+        acl_ent a = {0, (uint16_t)(perm & 7), 0xffffffffu};
+        switch (tag) {
+        case ARCHIVE_ENTRY_ACL_USER_OBJ: a.tag = 0x01; break;
+        case ARCHIVE_ENTRY_ACL_USER: a.tag = 0x02; a.id = (uint32_t)qual; break;
+        case ARCHIVE_ENTRY_ACL_GROUP_OBJ: a.tag = 0x04; break;
+        case ARCHIVE_ENTRY_ACL_GROUP: a.tag = 0x08; a.id = (uint32_t)qual; break;
+        case ARCHIVE_ENTRY_ACL_MASK: a.tag = 0x10; break;
+        case ARCHIVE_ENTRY_ACL_OTHER: a.tag = 0x20; break;
+        default: continue;
+        }
+        v[k++] = a;
+    }
+    qsort(v, k, sizeof *v, acl_cmp);
+    size_t len = 4 + k * 8;
+    unsigned char *buf = xmalloc(len);
+    uint32_t ver = 2;
+    memcpy(buf, &ver, 4);
+    for (size_t i = 0; i < k; i++) {
+        memcpy(buf + 4 + i * 8, &v[i].tag, 2);
+        memcpy(buf + 6 + i * 8, &v[i].perm, 2);
+        memcpy(buf + 8 + i * 8, &v[i].id, 4);
+    }
+    if (k > 0 && fsetxattr(fd, xname, buf, len, 0) != 0)
+        log_warn(s->ctx, "cannot restore the ACL of %s: %s", archive_entry_pathname(e), strerror(errno));
+    free(buf);
+    free(v);
+}
+
+/* Owner, mode, ACLs, extended attributes and (unless deferred) times, on an open file. */
+static void set_meta(stage *s, int fd, struct archive_entry *e, bool times)
+{
+    const char *xname;
+    const void *value;
+    size_t size;
+
+    if (s->owner && fchown(fd, entry_uid(e), entry_gid(e)) != 0)
+        log_warn(s->ctx, "cannot set the owner of %s: %s", archive_entry_pathname(e), strerror(errno));
+    if (fchmod(fd, archive_entry_perm(e) & 07777) != 0)
+        log_warn(s->ctx, "cannot set the mode of %s: %s", archive_entry_pathname(e), strerror(errno));
+    set_acl(s, fd, e, ARCHIVE_ENTRY_ACL_TYPE_ACCESS, "system.posix_acl_access");
+    if (archive_entry_filetype(e) == AE_IFDIR)
+        set_acl(s, fd, e, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT, "system.posix_acl_default");
+    archive_entry_xattr_reset(e);
+    while (archive_entry_xattr_next(e, &xname, &value, &size) == ARCHIVE_OK) {
+        if (xname != NULL && fsetxattr(fd, xname, value, size, 0) != 0)
+            log_warn(s->ctx, "cannot restore the attribute %s of %s: %s", xname, archive_entry_pathname(e),
+                     strerror(errno));
+    }
+    if (times) {
+        struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                 {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+        futimens(fd, ts);
+    }
+}
+
+static bool is_special(struct archive_entry *e)
+{
+    mode_t type = archive_entry_filetype(e);
+    return type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK ||
+           (type == AE_IFREG && (archive_entry_perm(e) & (S_ISUID | S_ISGID)) != 0);
+}
+
+static snap_rc write_data(arc_reader *ar, int fd, const char *name, uint64_t *bytes, snap_err *err)
+{
+    char buf[65536];
+    size_t got;
+    snap_rc rc;
+
+    while ((rc = arc_reader_data(ar, buf, sizeof buf, &got, err)) == SNAP_OK && got > 0) {
+        for (size_t off = 0; off < got;) {
+            ssize_t w = write(fd, buf + off, got - off);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                return err_sys(err, SNAP_EFAIL, "cannot write %s", name);
+            }
+            off += (size_t)w;
+        }
+        *bytes += got;
+    }
+    return rc;
+}
+
+/* Where a name of the archive goes: its root and the rest without the leading '/'. */
+static snap_rc locate(stage *s, const char *name, size_t *root, const char **rel, snap_err *err)
+{
+    const json_t *r;
+    const char *rest;
+
+    if (name == NULL || !safe_name(name))
+        return refuse(err, name ? name : "", "it escapes the target");
+    r = root_of(s->t, name, &rest);
+    if (r == NULL)
+        return refuse(err, name, "it is outside the captured paths");
+    for (*root = 0; json_array_get(roots(s->t), *root) != r; (*root)++)
+        ;
+    while (*rest == '/')
+        rest++;
+    *rel = rest;
+    return SNAP_OK;
+}
+
+/* Creates one entry of a part beneath its root. */
+static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, snap_err *err)
+{
+    const char *name = archive_entry_pathname(e), *hl = archive_entry_hardlink(e), *rel, *hrel;
+    mode_t type = archive_entry_filetype(e);
+    size_t root, hroot;
+    char *base = NULL, *hbase = NULL;
+    int dfd = -1, hfd = -1, fd = -1;
+    uint64_t bytes = 0;
+    snap_rc rc;
+
+    if ((rc = locate(s, name, &root, &rel, err)) != SNAP_OK)
+        return rc;
+    if (is_special(e) && !s->allow_special) {
+        err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': %s", name,
+                type == AE_IFREG ? "a set-user-ID or set-group-ID file" : "a device node, FIFO or socket");
+        err_hint(err, "the snapshot is not authenticated; pass --allow-special-files if it is trusted and "
+                      "such files are expected; nothing was changed");
+        return SNAP_EVERIFY;
+    }
+    if (hl != NULL) {
+        struct stat st;
+        if ((rc = locate(s, hl, &hroot, &hrel, err)) != SNAP_OK) {
+            err_set(err, SNAP_EVERIFY, 0, "refusing hard link '%s' -> '%s': it escapes the target", name, hl);
+            err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
             return SNAP_EVERIFY;
         }
-        staged = xasprintf("%s%s", rget(hroot, "staged"), rest);
-        archive_entry_copy_hardlink(e, staged);
-        /* The first name of a link group may sit in a part another worker has not reached. */
-        *defer = lstat(staged, &st) != 0;
-        free(staged);
+        hfd = open_parent(s, hroot, hrel, false, hl, &hbase, err);
+        if (hfd < 0 && err->code == SNAP_EVERIFY && err->sys_errno == ENOENT)
+            hfd = -2; /* its directory comes later */
+        else if (hfd < 0)
+            return err->code;
+        if (hfd == -2 || fstatat(hfd, hbase, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            /* The first name of a link group may sit in a part another worker has not reached. */
+            pthread_mutex_lock(&s->mu);
+            s->todo = xrealloc(s->todo, (s->ntodo + 1) * sizeof *s->todo);
+            s->todo[s->ntodo++] = (link_todo){root, hroot, xstrdup(rel), xstrdup(hrel)};
+            s->files++;
+            pthread_mutex_unlock(&s->mu);
+            goto out;
+        }
     }
-    return SNAP_OK;
+    if (type == AE_IFLNK && hl == NULL) {
+        const char *target = archive_entry_symlink(e);
+        if (target == NULL || target[0] == '\0') {
+            rc = refuse(err, name, "a symlink without a target");
+            goto out;
+        }
+        pthread_mutex_lock(&s->mu);
+        s->syms = xrealloc(s->syms, (s->nsyms + 1) * sizeof *s->syms);
+        s->syms[s->nsyms++] = (sym_todo){root, xstrdup(rel), xstrdup(target), xstrdup(name), entry_uid(e),
+                                        entry_gid(e),
+                                        {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                         {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}}};
+        s->links++;
+        pthread_mutex_unlock(&s->mu);
+        goto out;
+    }
+    if ((dfd = open_parent(s, root, rel, true, name, &base, err)) < 0) {
+        rc = err->code;
+        goto out;
+    }
+    if (hl != NULL) {
+        if (linkat(hfd, hbase, dfd, base, 0) != 0)
+            rc = err_sys(err, SNAP_EFAIL, "cannot link %s to %s", name, hl);
+    } else if (type == AE_IFREG) {
+        fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            rc = err_sys(err, SNAP_EFAIL, "cannot create %s", name);
+        else if ((rc = write_data(ar, fd, name, &bytes, err)) == SNAP_OK)
+            set_meta(s, fd, e, true);
+    } else if (type == AE_IFDIR) {
+        struct stat st;
+        if (mkdirat(dfd, base, 0700) != 0 &&
+            !(errno == EEXIST && fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)))
+            rc = err_sys(err, SNAP_EFAIL, "cannot create directory %s", name);
+        else if ((fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+            rc = err_sys(err, SNAP_EFAIL, "cannot open directory %s", name);
+        else {
+            /* Mode and times wait for the end: entries created inside would change them. */
+            set_meta(s, fd, e, false);
+            fchmod(fd, 0700);
+            pthread_mutex_lock(&s->mu);
+            s->dirs_meta = xrealloc(s->dirs_meta, (s->ndirs + 1) * sizeof *s->dirs_meta);
+            s->dirs_meta[s->ndirs++] = (dir_meta){root, xstrdup(rel),
+                                                  {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                                   {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}},
+                                                  archive_entry_perm(e) & 07777};
+            pthread_mutex_unlock(&s->mu);
+        }
+    } else if (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK) {
+        struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                 {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+        if (mknodat(dfd, base, type | 0600, archive_entry_rdev(e)) != 0)
+            rc = err_sys(err, SNAP_EFAIL, "cannot create %s", name);
+        else {
+            if (s->owner)
+                fchownat(dfd, base, entry_uid(e), entry_gid(e), AT_SYMLINK_NOFOLLOW);
+            fchmodat(dfd, base, archive_entry_perm(e) & 07777, 0);
+            utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW);
+        }
+    } else {
+        rc = refuse(err, name, "an entry of an unknown type");
+    }
+    if (rc == SNAP_OK) {
+        pthread_mutex_lock(&s->mu);
+        s->bytes += bytes;
+        if (hl != NULL || type == AE_IFREG)
+            s->files++;
+        else if (type == AE_IFDIR)
+            s->dirs++;
+        pthread_mutex_unlock(&s->mu);
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    if (hfd >= 0)
+        close(hfd);
+    free(base);
+    free(hbase);
+    return rc;
 }
 
 static snap_rc extract_part(stage *s, size_t p, snap_err *err)
 {
     const char *key, *sha;
     uint64_t size, entries, seen = 0;
-    struct archive *disk = archive_write_disk_new();
     struct archive_entry *e;
     arc_reader *ar;
     snap_rc rc;
 
-    archive_write_disk_set_options(disk, s->flags);
-    archive_write_disk_set_standard_lookup(disk);
     cat_component_part(rst_component(s->t), p, &key, &size, &sha, &entries);
     rc = arc_reader_open(rst_store(s->t), key, size, sha, s->ctx, s->bar, &ar, err);
     while (rc == SNAP_OK && !s->failed) {
-        bool defer;
         rc = arc_reader_next(ar, &e, err);
         if (rc != SNAP_OK || e == NULL)
             break;
@@ -391,59 +727,10 @@ static snap_rc extract_part(stage *s, size_t p, snap_err *err)
         const char *name = archive_entry_pathname(e);
         if (name != NULL && strncmp(name, ARC_META_PREFIX, strlen(ARC_META_PREFIX)) == 0)
             continue; /* a driver's own records, not files */
-        rc = map_entry(s, e, &defer, err);
-        if (rc != SNAP_OK)
-            break;
-        if (defer) {
-            pthread_mutex_lock(&s->mu);
-            s->todo = xrealloc(s->todo, (s->ntodo + 1) * sizeof *s->todo);
-            s->todo[s->ntodo].path = xstrdup(archive_entry_pathname(e));
-            s->todo[s->ntodo++].target = xstrdup(archive_entry_hardlink(e));
-            pthread_mutex_unlock(&s->mu);
-            continue;
-        }
-        if (archive_entry_filetype(e) == AE_IFLNK && archive_entry_hardlink(e) == NULL) {
-            pthread_mutex_lock(&s->mu);
-            s->symlinks = xrealloc(s->symlinks, (s->nsymlinks + 1) * sizeof *s->symlinks);
-            s->symlinks[s->nsymlinks++] = archive_entry_clone(e);
-            pthread_mutex_unlock(&s->mu);
-            continue;
-        }
-        if (s->parallel && archive_entry_filetype(e) == AE_IFDIR) {
-            pthread_mutex_lock(&s->mu);
-            s->dirs_meta = xrealloc(s->dirs_meta, (s->ndirs + 1) * sizeof *s->dirs_meta);
-            dir_meta *d = &s->dirs_meta[s->ndirs++];
-            d->path = xstrdup(archive_entry_pathname(e));
-            d->times[0].tv_sec = archive_entry_atime(e);
-            d->times[0].tv_nsec = archive_entry_atime_nsec(e);
-            d->times[1].tv_sec = archive_entry_mtime(e);
-            d->times[1].tv_nsec = archive_entry_mtime_nsec(e);
-            d->mode = archive_entry_perm(e);
-            pthread_mutex_unlock(&s->mu);
-        }
-        uint64_t bytes = 0;
-        rc = arc_reader_extract(ar, disk, e, &bytes, err);
-        if (rc == SNAP_OK) {
-            pthread_mutex_lock(&s->mu);
-            s->bytes += bytes;
-            if (archive_entry_hardlink(e) != NULL)
-                s->files++;
-            else switch (archive_entry_filetype(e)) {
-            case AE_IFREG: s->files++; break;
-            case AE_IFDIR: s->dirs++; break;
-            case AE_IFLNK: s->links++; break;
-            default: break;
-            }
-            pthread_mutex_unlock(&s->mu);
-        }
+        rc = create_entry(s, ar, e, err);
         if (rc == SNAP_OK)
             util_failpoint("stage-entry");
     }
-    /* Directory times and modes are set when the disk writer closes. */
-    if (archive_write_close(disk) != ARCHIVE_OK && rc == SNAP_OK)
-        rc = err_set(err, SNAP_EFAIL, archive_errno(disk), "cannot finish restoring %s: %s", key,
-                     archive_error_string(disk));
-    archive_write_free(disk);
     if (ar != NULL) {
         if (rc == SNAP_OK)
             rc = arc_reader_close(ar, err);
@@ -493,12 +780,232 @@ static snap_rc check_stats(stage *s, snap_err *err)
     return SNAP_OK;
 }
 
+static int sym_cmp(const void *a, const void *b)
+{
+    const sym_todo *x = a, *y = b;
+    if (x->root != y->root)
+        return x->root < y->root ? -1 : 1;
+    return strcmp(x->rel, y->rel);
+}
+
+static const char *sym_find(const stage *s, size_t root, const char *rel)
+{
+    sym_todo key = {.root = root, .rel = (char *)(uintptr_t)rel};
+    const sym_todo *f = bsearch(&key, s->syms, s->nsyms, sizeof *s->syms, sym_cmp);
+    return f ? f->target : NULL;
+}
+
+/*
+ * Does the symlink at rel land inside its root once live? Resolved as the kernel would,
+ * from the directory the link is really in, through every other symlink of the archive
+ * (the only ones the staged tree holds), so a chain of links that each look inside but
+ * end outside is caught. s->syms must be sorted.
+ */
+static bool sym_inside(const stage *s, size_t root, const char *rel)
+{
+    const char *live = s->roots[root].live;
+    size_t livelen = strlen(live), hops = 0;
+    char *cur, *todo = xstrdup(sym_find(s, root, rel)), *slash;
+    bool ok = true;
+
+    if (rel[0] == '\0') {
+        free(todo);
+        return false; /* a root that is itself a symlink points out of it by definition */
+    }
+    cur = xstrdup(rel);
+    slash = strrchr(cur, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    else
+        cur[0] = '\0';
+    while (ok && todo != NULL) {
+        char *p = todo, *next_todo = NULL;
+        if (p[0] == '/') {
+            if (strcmp(live, "/") != 0 &&
+                !(strncmp(p, live, livelen) == 0 && (p[livelen] == '\0' || p[livelen] == '/'))) {
+                ok = false;
+                break;
+            }
+            p += strcmp(live, "/") != 0 ? livelen : 0;
+            cur[0] = '\0';
+        }
+        while (*p != '\0') {
+            char *end = strchr(p, '/'), *comp;
+            size_t n = end ? (size_t)(end - p) : strlen(p);
+            comp = strndup(p, n);
+            p += n;
+            while (*p == '/')
+                p++;
+            if (comp[0] == '\0' || strcmp(comp, ".") == 0) {
+                free(comp);
+                continue;
+            }
+            if (strcmp(comp, "..") == 0) {
+                free(comp);
+                if (cur[0] == '\0') {
+                    ok = false;
+                    break;
+                }
+                slash = strrchr(cur, '/');
+                if (slash != NULL)
+                    *slash = '\0';
+                else
+                    cur[0] = '\0';
+                continue;
+            }
+            char *cand = cur[0] ? xasprintf("%s/%s", cur, comp) : xstrdup(comp);
+            const char *t = sym_find(s, root, cand);
+            free(comp);
+            if (t != NULL) {
+                free(cand);
+                if (++hops > 40) {
+                    ok = false;
+                    break;
+                }
+                next_todo = *p ? xasprintf("%s/%s", t, p) : xstrdup(t);
+                break;
+            }
+            free(cur);
+            cur = cand;
+        }
+        free(todo);
+        todo = next_todo;
+    }
+    free(todo);
+    free(cur);
+    return ok;
+}
+
+static snap_rc make_symlinks(stage *s, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < s->nsyms && rc == SNAP_OK; i++) {
+        const sym_todo *y = &s->syms[i];
+        char *base;
+        int dfd = open_parent(s, y->root, y->rel, true, y->name, &base, err);
+        if (dfd < 0)
+            return err->code;
+        if (symlinkat(y->target, dfd, base) != 0) {
+            rc = err_sys(err, SNAP_EFAIL, "cannot create symlink %s", y->name);
+        } else {
+            if (s->owner)
+                fchownat(dfd, base, y->uid, y->gid, AT_SYMLINK_NOFOLLOW);
+            utimensat(dfd, base, y->times, AT_SYMLINK_NOFOLLOW);
+        }
+        close(dfd);
+        free(base);
+    }
+    return rc;
+}
+
+static snap_rc make_links(stage *s, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < s->ntodo && rc == SNAP_OK; i++) {
+        const link_todo *l = &s->todo[i];
+        char *base = NULL, *tbase = NULL;
+        int tfd = open_parent(s, l->troot, l->trel, false, l->trel, &tbase, err);
+        int dfd = tfd >= 0 ? open_parent(s, l->root, l->rel, true, l->rel, &base, err) : -1;
+        if (tfd < 0 || dfd < 0)
+            rc = err->code;
+        else if (linkat(tfd, tbase, dfd, base, 0) != 0)
+            rc = err_sys(err, errno == ENOENT ? SNAP_EVERIFY : SNAP_EFAIL, "cannot link %s to %s", l->rel, l->trel);
+        if (tfd >= 0)
+            close(tfd);
+        if (dfd >= 0)
+            close(dfd);
+        free(base);
+        free(tbase);
+    }
+    return rc;
+}
+
+static void fix_dirs(stage *s)
+{
+    for (size_t i = s->ndirs; i-- > 0;) {
+        const dir_meta *d = &s->dirs_meta[i];
+        char *base;
+        snap_err e;
+        int dfd = open_parent(s, d->root, d->rel, false, d->rel, &base, &e), fd;
+        if (dfd < 0)
+            continue;
+        fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            fchmod(fd, d->mode);
+            futimens(fd, d->times);
+            close(fd);
+        }
+        close(dfd);
+        free(base);
+    }
+}
+
+static void stage_free(stage *s)
+{
+    for (size_t i = 0; i < s->nroots; i++) {
+        if (s->roots[i].parentfd >= 0)
+            close(s->roots[i].parentfd);
+        free(s->roots[i].stage_base);
+    }
+    free(s->roots);
+    for (size_t i = 0; i < s->ntodo; i++) {
+        free(s->todo[i].rel);
+        free(s->todo[i].trel);
+    }
+    free(s->todo);
+    for (size_t i = 0; i < s->nsyms; i++) {
+        free(s->syms[i].rel);
+        free(s->syms[i].target);
+        free(s->syms[i].name);
+    }
+    free(s->syms);
+    for (size_t i = 0; i < s->ndirs; i++)
+        free(s->dirs_meta[i].rel);
+    free(s->dirs_meta);
+    pthread_mutex_destroy(&s->mu);
+}
+
+static bool option_on(rst_target *t, const char *key)
+{
+    const char *v = rst_option(t, key);
+    return v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0);
+}
+
+/* Opens the parent of every root and creates the staged directory of each directory root. */
+static snap_rc open_roots(stage *s, snap_err *err)
+{
+    const json_t *r;
+    size_t i;
+
+    s->nroots = json_array_size(roots(s->t));
+    s->roots = xcalloc(s->nroots ? s->nroots : 1, sizeof *s->roots);
+    for (i = 0; i < s->nroots; i++)
+        s->roots[i].parentfd = -1;
+    json_array_foreach(roots(s->t), i, r) {
+        sroot *x = &s->roots[i];
+        char *dir = util_dirname(rget(r, "staged"));
+        x->stage_base = util_basename(rget(r, "staged"));
+        x->live = rget(r, "path");
+        x->is_dir = strcmp(rget(r, "type"), "dir") == 0;
+        x->parentfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        free(dir);
+        if (x->parentfd < 0)
+            return err_sys(err, SNAP_EFAIL, "cannot open the directory of %s", x->live);
+        if (util_rm_at(x->parentfd, x->stage_base) != 0)
+            return err_sys(err, SNAP_EFAIL, "cannot remove %s", rget(r, "staged"));
+        if (x->is_dir && mkdirat(x->parentfd, x->stage_base, 0700) != 0)
+            return err_sys(err, SNAP_EFAIL, "cannot create %s", rget(r, "staged"));
+    }
+    return SNAP_OK;
+}
+
 static snap_rc files_stage(rst_target *t, snap_err *err)
 {
     const cat_component *c = rst_component(t);
     size_t nparts = cat_component_nparts(c), nthreads;
     int jobs = rst_ctx(t)->jobs > 0 ? rst_ctx(t)->jobs : 1;
-    const char *ext = rst_option(t, "allow_external_symlinks");
     stage s = {0};
     pthread_t th[64];
     const json_t *r;
@@ -508,18 +1015,9 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
 
     s.t = t;
     s.ctx = rst_ctx(t);
-    s.allow_external = ext != NULL && strcmp(ext, "true") == 0;
-    /*
-     * Names were checked (no "..", nothing absolute, inside a root) and the staging tree is
-     * new, so the only symlinks in it are the archive's own: they are created after
-     * everything else, as GNU tar delays them, and no entry can be written through one.
-     * That replaces ARCHIVE_EXTRACT_SECURE_SYMLINKS, which walks every component of every
-     * absolute name.
-     */
-    s.flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_XATTR |
-              ARCHIVE_EXTRACT_FFLAGS | ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_NO_OVERWRITE;
-    if (geteuid() == 0)
-        s.flags |= ARCHIVE_EXTRACT_OWNER;
+    s.allow_external = option_on(t, "allow_external_symlinks");
+    s.allow_special = rst_trusted(t) || option_on(t, "allow_special_files");
+    s.owner = geteuid() == 0;
     pthread_mutex_init(&s.mu, NULL);
     for (i = 0; i < nparts; i++) {
         const char *key, *sha;
@@ -527,15 +1025,13 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
         cat_component_part(c, i, &key, &size, &sha, &entries);
         raw += size;
     }
+    rc = open_roots(&s, err);
+    if (rc != SNAP_OK)
+        goto out;
     s.bar = prg_new(rst_component_name(t), raw, s.ctx->progress);
-    json_array_foreach(roots(t), i, r) {
-        if (util_rm_rf(rget(r, "staged"), err) != SNAP_OK)
-            return err->code;
-    }
     nthreads = nparts < (size_t)jobs ? nparts : (size_t)jobs;
     if (nthreads > sizeof th / sizeof th[0])
         nthreads = sizeof th / sizeof th[0];
-    s.parallel = nthreads > 1;
     if (nthreads <= 1) {
         stage_worker(&s);
     } else {
@@ -549,67 +1045,45 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
         *err = s.err;
         rc = err->code;
     }
-    if (s.nsymlinks > 0) {
-        struct archive *disk = archive_write_disk_new();
-        archive_write_disk_set_options(disk, s.flags);
-        archive_write_disk_set_standard_lookup(disk);
-        for (i = 0; i < s.nsymlinks; i++) {
-            if (rc == SNAP_OK) {
-                if (archive_write_header(disk, s.symlinks[i]) < ARCHIVE_WARN ||
-                    archive_write_finish_entry(disk) < ARCHIVE_WARN)
-                    rc = err_set(err, SNAP_EFAIL, archive_errno(disk), "cannot create symlink %s: %s",
-                                 archive_entry_pathname(s.symlinks[i]), archive_error_string(disk));
-                else
-                    s.links++;
-            }
-            archive_entry_free(s.symlinks[i]);
+    /* Every symlink is judged, and the counts checked, before any link is made. */
+    qsort(s.syms, s.nsyms, sizeof *s.syms, sym_cmp);
+    for (i = 0; i < s.nsyms && rc == SNAP_OK && !s.allow_external; i++) {
+        if (!sym_inside(&s, s.syms[i].root, s.syms[i].rel)) {
+            rc = err_set(err, SNAP_EVERIFY, 0, "refusing symlink /%s -> %s: it points outside %s", s.syms[i].name,
+                         s.syms[i].target, s.roots[s.syms[i].root].live);
+            err_hint(err, "pass --allow-external-symlinks if the snapshot is trusted and such links are expected");
         }
-        archive_write_free(disk);
-        free(s.symlinks);
     }
-    for (i = 0; i < s.ntodo; i++) {
-        if (rc == SNAP_OK && link(s.todo[i].target, s.todo[i].path) != 0)
-            rc = err_sys(err, SNAP_EFAIL, "cannot link %s to %s", s.todo[i].path, s.todo[i].target);
-        if (rc == SNAP_OK)
-            s.files++;
-        free(s.todo[i].path);
-        free(s.todo[i].target);
-    }
-    /* Several writers each fixed their own directories up; set them all once more at the end. */
-    for (i = s.ndirs; i-- > 0;) {
-        if (rc == SNAP_OK) {
-            chmod(s.dirs_meta[i].path, s.dirs_meta[i].mode);
-            utimensat(AT_FDCWD, s.dirs_meta[i].path, s.dirs_meta[i].times, AT_SYMLINK_NOFOLLOW);
-        }
-        free(s.dirs_meta[i].path);
-    }
-    free(s.todo);
-    free(s.dirs_meta);
-    pthread_mutex_destroy(&s.mu);
     if (rc == SNAP_OK)
         rc = check_stats(&s, err);
+    if (rc == SNAP_OK)
+        rc = make_symlinks(&s, err);
+    if (rc == SNAP_OK)
+        rc = make_links(&s, err);
+    if (rc == SNAP_OK)
+        fix_dirs(&s);
     /* The staged data must be on disk before it can become live. */
     json_array_foreach(roots(t), i, r) {
         struct stat st;
         int fd;
         if (rc != SNAP_OK || strcmp(rget(r, "type"), "absent") == 0)
             continue;
-        if (lstat(rget(r, "staged"), &st) != 0) {
+        if (fstatat(s.roots[i].parentfd, s.roots[i].stage_base, &st, AT_SYMLINK_NOFOLLOW) != 0) {
             rc = err_set(err, SNAP_EVERIFY, 0, "%s: the snapshot holds nothing for %s", rst_component_name(t),
                          rget(r, "path"));
             break;
         }
         json_object_set_new((json_t *)(uintptr_t)r, "ino", json_integer((json_int_t)st.st_ino));
         json_object_set_new((json_t *)(uintptr_t)r, "dev", json_integer((json_int_t)st.st_dev));
-        fd = open(rget(r, "staged"), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-            fd = open(rget(r, "path"), O_RDONLY | O_CLOEXEC);
+        fd = openat(s.roots[i].parentfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd >= 0) {
             if (syncfs(fd) != 0)
                 rc = err_sys(err, SNAP_EFAIL, "cannot sync the staged copy of %s", rget(r, "path"));
             close(fd);
         }
     }
+out:
+    stage_free(&s);
     if (rc != SNAP_OK)
         err_prefix(err, "stage %s", rst_component_name(t));
     return rc;
