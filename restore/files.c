@@ -65,6 +65,47 @@ static const json_t *root_of(rst_target *t, const char *name, const char **rest)
 
 /* ---- plan ------------------------------------------------------------------------- */
 
+static bool option_on(rst_target *t, const char *key)
+{
+    const char *v = rst_option(t, key);
+    return v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0);
+}
+
+/* Device nodes, FIFOs, sockets and set-user/group-ID files: restored only when trusted. */
+static bool is_special(struct archive_entry *e)
+{
+    mode_t type = archive_entry_filetype(e);
+    return type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK ||
+           (type == AE_IFREG && (archive_entry_perm(e) & (S_ISUID | S_ISGID)) != 0);
+}
+
+static bool special_allowed(rst_target *t)
+{
+    return rst_trusted(t) || option_on(t, "allow_special_files");
+}
+
+/* The plan warns about special files, and says whether they would be restored. */
+static void special_note(rst_target *t, json_t *plan)
+{
+    json_t *a = json_object_get(plan, "special"), *notes;
+    json_int_t n = json_integer_value(json_object_get(json_object_get(plan, "changes"), "special"));
+
+    json_object_del(json_object_get(plan, "changes"), "special");
+    if (a == NULL)
+        return;
+    json_object_set_new(plan, "special_files", json_integer(n));
+    notes = json_object_get(plan, "notes");
+    if (notes == NULL) {
+        notes = json_array();
+        json_object_set_new(plan, "notes", notes);
+    }
+    json_array_append_new(notes, json_sprintf("warning: %lld device nodes, FIFOs or set-id files (first %s)%s",
+                                              (long long)n, json_string_value(json_array_get(a, 0)),
+                                              special_allowed(t) ? ""
+                                                                 : "; the revert refuses them without "
+                                                                   "--allow-special-files"));
+}
+
 typedef struct name_set {
     char **v;
     size_t n, cap;
@@ -118,7 +159,7 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
             const json_t *root = name != NULL ? root_of(t, name, &rest) : NULL;
             char *live;
             struct stat st;
-            if (root == NULL)
+            if (root == NULL || !safe_name(name))
                 continue; /* staging refuses it, with the reason */
             live = xasprintf("%s%s", rget(root, "path"), rest);
             if (strlen(live) > 1 && live[strlen(live) - 1] == '/')
@@ -128,6 +169,8 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
                 set.v = xrealloc(set.v, set.cap * sizeof *set.v);
             }
             set.v[set.n++] = xstrdup(live);
+            if (is_special(e))
+                sample(plan, "special", live);
             if (lstat(live, &st) != 0)
                 sample(plan, "add", live);
             else if ((st.st_mode & S_IFMT) != archive_entry_filetype(e) ||
@@ -166,6 +209,7 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
         free(set.v[i]);
     free(set.v);
     json_object_del(plan, "unchanged");
+    special_note(t, plan);
     return rc;
 }
 
@@ -194,6 +238,54 @@ static snap_rc check_space(rst_target *t, const char *dir, snap_err *err)
     return SNAP_OK;
 }
 
+static snap_rc bad_info(rst_target *t, snap_err *err, size_t i, const char *what)
+{
+    err_set(err, SNAP_EVERIFY, 0, "%s: the manifest's roots[%zu] %s", rst_component_name(t), i, what);
+    err_hint(err, "the snapshot's manifest is damaged or was altered; nothing was changed");
+    return SNAP_EVERIFY;
+}
+
+/* The component's info before anything reads it: a non-empty list of distinct roots, each
+ * an absolute, normalised path with a known type. */
+static snap_rc check_info(rst_target *t, const json_t *src, snap_err *err)
+{
+    const json_t *r;
+    size_t i, k;
+
+    if (!json_is_array(src) || json_array_size(src) == 0) {
+        err_set(err, SNAP_EVERIFY, 0, "%s: the manifest lists no roots for this files component",
+                rst_component_name(t));
+        err_hint(err, "the snapshot's manifest is damaged or was altered; nothing was changed");
+        return SNAP_EVERIFY;
+    }
+    json_array_foreach(src, i, r) {
+        const char *path = rget(r, "path"), *type = rget(r, "type");
+        char *norm;
+        bool ok;
+        if (!json_is_object(r))
+            return bad_info(t, err, i, "is not an object");
+        if (path == NULL)
+            return bad_info(t, err, i, "has no \"path\" string");
+        if (type == NULL)
+            return bad_info(t, err, i, "has no \"type\" string");
+        if (strcmp(type, "dir") != 0 && strcmp(type, "file") != 0 && strcmp(type, "absent") != 0)
+            return bad_info(t, err, i, "has an unknown \"type\"");
+        norm = path[0] == '/' ? util_abspath(path) : NULL;
+        ok = norm != NULL && strcmp(norm, path) == 0 && strcmp(path, "/") != 0 && strlen(path) < PATH_MAX;
+        free(norm);
+        if (!ok)
+            return bad_info(t, err, i, "\"path\" is not an absolute, normalised path below /");
+        for (k = 0; k < i; k++) {
+            const char *other = rget(json_array_get(src, k), "path");
+            size_t a = strlen(other), b = strlen(path);
+            if ((strncmp(other, path, a) == 0 && (path[a] == '/' || path[a] == '\0')) ||
+                (strncmp(other, path, b) == 0 && other[b] == '/'))
+                return bad_info(t, err, i, "overlaps another root");
+        }
+    }
+    return SNAP_OK;
+}
+
 static snap_rc files_plan(rst_target *t, snap_err *err)
 {
     json_t *info = cat_component_info((cat_component *)(uintptr_t)rst_component(t));
@@ -205,6 +297,8 @@ static snap_rc files_plan(rst_target *t, snap_err *err)
     size_t i;
 
     json_object_set_new(rst_state(t), "roots", out);
+    if ((rc = check_info(t, src, err)) != SNAP_OK)
+        return rc;
     json_array_foreach(src, i, r) {
         const char *path = rget(r, "path"), *type = rget(r, "type");
         char *live, *parent, *real, *base;
@@ -535,13 +629,6 @@ static void set_meta(stage *s, int fd, struct archive_entry *e, bool times)
                                  {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
         futimens(fd, ts);
     }
-}
-
-static bool is_special(struct archive_entry *e)
-{
-    mode_t type = archive_entry_filetype(e);
-    return type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK ||
-           (type == AE_IFREG && (archive_entry_perm(e) & (S_ISUID | S_ISGID)) != 0);
 }
 
 static snap_rc write_data(arc_reader *ar, int fd, const char *name, uint64_t *bytes, snap_err *err)
@@ -967,12 +1054,6 @@ static void stage_free(stage *s)
     pthread_mutex_destroy(&s->mu);
 }
 
-static bool option_on(rst_target *t, const char *key)
-{
-    const char *v = rst_option(t, key);
-    return v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0);
-}
-
 /* Opens the parent of every root and creates the staged directory of each directory root. */
 static snap_rc open_roots(stage *s, snap_err *err)
 {
@@ -1016,7 +1097,7 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
     s.t = t;
     s.ctx = rst_ctx(t);
     s.allow_external = option_on(t, "allow_external_symlinks");
-    s.allow_special = rst_trusted(t) || option_on(t, "allow_special_files");
+    s.allow_special = special_allowed(t);
     s.owner = geteuid() == 0;
     pthread_mutex_init(&s.mu, NULL);
     for (i = 0; i < nparts; i++) {
@@ -1204,8 +1285,9 @@ static snap_rc files_discard(rst_target *t, snap_err *err)
 
     json_array_foreach(roots(t), i, r) {
         const char *staged = rget(r, "staged");
-        if (staged[0] == '\0' || same_inode(rget(r, "path"), r))
+        if (staged == NULL || staged[0] == '\0' || rget(r, "path") == NULL || same_inode(rget(r, "path"), r))
             continue; /* switched: not ours to remove */
+        util_failpoint("files-before-remove");
         snap_rc rc = util_rm_rf(staged, err);
         if (rc != SNAP_OK)
             return rc;
@@ -1220,7 +1302,10 @@ static snap_rc files_finish(rst_target *t, bool drop_old, snap_err *err)
 
     json_array_foreach(roots(t), i, r) {
         const char *old = rget(r, "displaced");
+        if (old == NULL || old[0] != '/')
+            continue;
         if (drop_old) {
+            util_failpoint("files-before-remove");
             snap_rc rc = util_rm_rf(old, err);
             if (rc != SNAP_OK)
                 return rc;
