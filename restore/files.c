@@ -392,6 +392,7 @@ typedef struct sroot {
 typedef struct link_todo {
     size_t root, troot;
     char *rel, *trel;
+    char *name, *target; /* as the archive names them, for messages */
 } link_todo;
 
 typedef struct sym_todo {
@@ -707,7 +708,7 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
             /* The first name of a link group may sit in a part another worker has not reached. */
             pthread_mutex_lock(&s->mu);
             s->todo = xrealloc(s->todo, (s->ntodo + 1) * sizeof *s->todo);
-            s->todo[s->ntodo++] = (link_todo){root, hroot, xstrdup(rel), xstrdup(hrel)};
+            s->todo[s->ntodo++] = (link_todo){root, hroot, xstrdup(rel), xstrdup(hrel), xstrdup(name), xstrdup(hl)};
             s->files++;
             pthread_mutex_unlock(&s->mu);
             goto out;
@@ -993,12 +994,13 @@ static snap_rc make_links(stage *s, snap_err *err)
     for (size_t i = 0; i < s->ntodo && rc == SNAP_OK; i++) {
         const link_todo *l = &s->todo[i];
         char *base = NULL, *tbase = NULL;
-        int tfd = open_parent(s, l->troot, l->trel, false, l->trel, &tbase, err);
-        int dfd = tfd >= 0 ? open_parent(s, l->root, l->rel, true, l->rel, &base, err) : -1;
+        int tfd = open_parent(s, l->troot, l->trel, false, l->target, &tbase, err);
+        int dfd = tfd >= 0 ? open_parent(s, l->root, l->rel, true, l->name, &base, err) : -1;
         if (tfd < 0 || dfd < 0)
             rc = err->code;
         else if (linkat(tfd, tbase, dfd, base, 0) != 0)
-            rc = err_sys(err, errno == ENOENT ? SNAP_EVERIFY : SNAP_EFAIL, "cannot link %s to %s", l->rel, l->trel);
+            rc = err_sys(err, errno == ENOENT ? SNAP_EVERIFY : SNAP_EFAIL, "cannot link %s to %s", l->name,
+                         l->target);
         if (tfd >= 0)
             close(tfd);
         if (dfd >= 0)
@@ -1040,6 +1042,8 @@ static void stage_free(stage *s)
     for (size_t i = 0; i < s->ntodo; i++) {
         free(s->todo[i].rel);
         free(s->todo[i].trel);
+        free(s->todo[i].name);
+        free(s->todo[i].target);
     }
     free(s->todo);
     for (size_t i = 0; i < s->nsyms; i++) {
