@@ -408,6 +408,8 @@ typedef struct dir_meta {
     char *rel;
     struct timespec times[2];
     mode_t mode;
+    uid_t uid;
+    gid_t gid;
 } dir_meta;
 
 typedef struct stage {
@@ -605,16 +607,18 @@ static void set_acl(stage *s, int fd, struct archive_entry *e, int type, const c
     free(v);
 }
 
-/* Owner, mode, ACLs, extended attributes and (unless deferred) times, on an open file. */
-static void set_meta(stage *s, int fd, struct archive_entry *e, bool times)
+/* ACLs, extended attributes and, for a file (a directory's wait for the end), owner,
+ * mode and times, on an open file. */
+static void set_meta(stage *s, int fd, struct archive_entry *e)
 {
+    bool dir = archive_entry_filetype(e) == AE_IFDIR;
     const char *xname;
     const void *value;
     size_t size;
 
-    if (s->owner && fchown(fd, entry_uid(e), entry_gid(e)) != 0)
+    if (!dir && s->owner && fchown(fd, entry_uid(e), entry_gid(e)) != 0)
         log_warn(s->ctx, "cannot set the owner of %s: %s", archive_entry_pathname(e), strerror(errno));
-    if (fchmod(fd, archive_entry_perm(e) & 07777) != 0)
+    if (!dir && fchmod(fd, archive_entry_perm(e) & 07777) != 0)
         log_warn(s->ctx, "cannot set the mode of %s: %s", archive_entry_pathname(e), strerror(errno));
     set_acl(s, fd, e, ARCHIVE_ENTRY_ACL_TYPE_ACCESS, "system.posix_acl_access");
     if (archive_entry_filetype(e) == AE_IFDIR)
@@ -625,7 +629,7 @@ static void set_meta(stage *s, int fd, struct archive_entry *e, bool times)
             log_warn(s->ctx, "cannot restore the attribute %s of %s: %s", xname, archive_entry_pathname(e),
                      strerror(errno));
     }
-    if (times) {
+    if (!dir) {
         struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
                                  {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
         futimens(fd, ts);
@@ -742,7 +746,7 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
         if (fd < 0)
             rc = err_sys(err, SNAP_EFAIL, "cannot create %s", name);
         else if ((rc = write_data(ar, fd, name, &bytes, err)) == SNAP_OK)
-            set_meta(s, fd, e, true);
+            set_meta(s, fd, e);
     } else if (type == AE_IFDIR) {
         struct stat st;
         if (mkdirat(dfd, base, 0700) != 0 &&
@@ -751,15 +755,15 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
         else if ((fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
             rc = err_sys(err, SNAP_EFAIL, "cannot open directory %s", name);
         else {
-            /* Mode and times wait for the end: entries created inside would change them. */
-            set_meta(s, fd, e, false);
-            fchmod(fd, 0700);
+            /* Owner, mode and times wait for the end: until then the staged tree is root's
+             * alone, and entries created inside would change the times. */
+            set_meta(s, fd, e);
             pthread_mutex_lock(&s->mu);
             s->dirs_meta = xrealloc(s->dirs_meta, (s->ndirs + 1) * sizeof *s->dirs_meta);
             s->dirs_meta[s->ndirs++] = (dir_meta){root, xstrdup(rel),
                                                   {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
                                                    {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}},
-                                                  archive_entry_perm(e) & 07777};
+                                                  archive_entry_perm(e) & 07777, entry_uid(e), entry_gid(e)};
             pthread_mutex_unlock(&s->mu);
         }
     } else if (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK) {
@@ -876,10 +880,15 @@ static int sym_cmp(const void *a, const void *b)
     return strcmp(x->rel, y->rel);
 }
 
-static const char *sym_find(const stage *s, size_t root, const char *rel)
+static const sym_todo *sym_get(const stage *s, size_t root, const char *rel)
 {
     sym_todo key = {.root = root, .rel = (char *)(uintptr_t)rel};
-    const sym_todo *f = bsearch(&key, s->syms, s->nsyms, sizeof *s->syms, sym_cmp);
+    return bsearch(&key, s->syms, s->nsyms, sizeof *s->syms, sym_cmp);
+}
+
+static const char *sym_find(const stage *s, size_t root, const char *rel)
+{
+    const sym_todo *f = sym_get(s, root, rel);
     return f ? f->target : NULL;
 }
 
@@ -894,6 +903,9 @@ static bool sym_inside(const stage *s, size_t root, const char *rel)
     const char *live = s->roots[root].live;
     size_t livelen = strlen(live), hops = 0;
     char *cur, *todo = xstrdup(sym_find(s, root, rel)), *slash;
+
+    if (todo == NULL)
+        return false;
     bool ok = true;
 
     if (rel[0] == '\0') {
@@ -994,6 +1006,8 @@ static snap_rc make_links(stage *s, snap_err *err)
     for (size_t i = 0; i < s->ntodo && rc == SNAP_OK; i++) {
         const link_todo *l = &s->todo[i];
         char *base = NULL, *tbase = NULL;
+        if (l->rel == NULL)
+            continue; /* made as a symlink */
         int tfd = open_parent(s, l->troot, l->trel, false, l->target, &tbase, err);
         int dfd = tfd >= 0 ? open_parent(s, l->root, l->rel, true, l->name, &base, err) : -1;
         if (tfd < 0 || dfd < 0)
@@ -1022,6 +1036,8 @@ static void fix_dirs(stage *s)
             continue;
         fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0) {
+            if (s->owner && fchown(fd, d->uid, d->gid) != 0)
+                log_warn(s->ctx, "cannot set the owner of %s: %s", d->rel, strerror(errno));
             fchmod(fd, d->mode);
             futimens(fd, d->times);
             close(fd);
@@ -1130,7 +1146,30 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
         *err = s.err;
         rc = err->code;
     }
-    /* Every symlink is judged, and the counts checked, before any link is made. */
+    /*
+     * A later name of a symlink is made as a symlink of its own, so that it is judged
+     * from where it is. Then every symlink is judged, and the counts checked, before
+     * any link is made.
+     */
+    qsort(s.syms, s.nsyms, sizeof *s.syms, sym_cmp);
+    sym_todo *more = xcalloc(s.ntodo + 1, sizeof *more);
+    size_t nmore = 0;
+    for (i = 0; i < s.ntodo && rc == SNAP_OK; i++) {
+        link_todo *l = &s.todo[i];
+        const sym_todo *first = sym_get(&s, l->troot, l->trel);
+        if (first == NULL)
+            continue;
+        more[nmore] = *first;
+        more[nmore].root = l->root;
+        more[nmore].rel = l->rel;
+        more[nmore].name = l->name;
+        more[nmore++].target = xstrdup(first->target);
+        l->rel = l->name = NULL; /* now the symlink's */
+    }
+    s.syms = xrealloc(s.syms, (s.nsyms + nmore + 1) * sizeof *s.syms);
+    memcpy(s.syms + s.nsyms, more, nmore * sizeof *more);
+    s.nsyms += nmore;
+    free(more);
     qsort(s.syms, s.nsyms, sizeof *s.syms, sym_cmp);
     for (i = 0; i < s.nsyms && rc == SNAP_OK && !s.allow_external; i++) {
         if (!sym_inside(&s, s.syms[i].root, s.syms[i].rel)) {

@@ -92,6 +92,20 @@ J
     unchanged
 }
 
+# A second name of a symlink that points inside from where it is, but not from the other.
+case_hardlinked_symlink() {
+    setup "$1"
+    craft <<J
+[{"name": "$R", "type": "dir"}, {"name": "$R/a", "type": "dir"}, {"name": "$R/a/b", "type": "dir"},
+ {"name": "$R/a/b/l", "type": "symlink", "target": "../.."},
+ {"name": "$R/l2", "type": "hardlink", "target": "$R/a/b/l"}]
+J
+    before
+    revert_p1 5
+    expect_err "refusing symlink /$R/l2 -> ../..: it points outside $LIVE"
+    unchanged
+}
+
 case_absolute_and_dotdot() {
     setup "$1"
     craft <<J
@@ -208,7 +222,7 @@ J
 EOF2
 }
 
-for c in symlink_chain hardlink_later absolute_and_dotdot external_symlink_and_deferred_link \
+for c in symlink_chain hardlink_later hardlinked_symlink absolute_and_dotdot external_symlink_and_deferred_link \
     write_into_live_tree special_files malformed_roots; do
     for m in inplace to images; do
         eval "test_${c}_$m() { case_$c $m; }"
