@@ -636,23 +636,32 @@ static void set_meta(stage *s, int fd, struct archive_entry *e)
     }
 }
 
-static snap_rc write_data(arc_reader *ar, int fd, const char *name, uint64_t *bytes, snap_err *err)
+/* Writes the entry's data block by block at their offsets, so holes stay holes. */
+static snap_rc write_data(arc_reader *ar, int fd, struct archive_entry *e, uint64_t *bytes, snap_err *err)
 {
-    char buf[65536];
-    size_t got;
+    const char *name = archive_entry_pathname(e);
+    const void *buf;
+    size_t len;
+    int64_t off;
     snap_rc rc;
 
-    while ((rc = arc_reader_data(ar, buf, sizeof buf, &got, err)) == SNAP_OK && got > 0) {
-        for (size_t off = 0; off < got;) {
-            ssize_t w = write(fd, buf + off, got - off);
+    while ((rc = arc_reader_data_block(ar, &buf, &len, &off, err)) == SNAP_OK && len > 0) {
+        for (size_t done = 0; done < len;) {
+            ssize_t w = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + (int64_t)done));
             if (w < 0) {
                 if (errno == EINTR)
                     continue;
                 return err_sys(err, SNAP_EFAIL, "cannot write %s", name);
             }
-            off += (size_t)w;
+            done += (size_t)w;
         }
-        *bytes += got;
+        *bytes += len;
+    }
+    /* The size counts the holes of a sparse file, as the capture counted it. */
+    if (rc == SNAP_OK && archive_entry_size_is_set(e) && archive_entry_size(e) >= 0) {
+        if (ftruncate(fd, (off_t)archive_entry_size(e)) != 0)
+            rc = err_sys(err, SNAP_EFAIL, "cannot write %s", name);
+        *bytes = (uint64_t)archive_entry_size(e);
     }
     return rc;
 }
@@ -745,7 +754,7 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
         fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
             rc = err_sys(err, SNAP_EFAIL, "cannot create %s", name);
-        else if ((rc = write_data(ar, fd, name, &bytes, err)) == SNAP_OK)
+        else if ((rc = write_data(ar, fd, e, &bytes, err)) == SNAP_OK)
             set_meta(s, fd, e);
     } else if (type == AE_IFDIR) {
         struct stat st;
