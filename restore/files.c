@@ -187,7 +187,8 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
         else if (ar != NULL)
             arc_reader_close(ar, NULL);
     }
-    qsort(set.v, set.n, sizeof *set.v, cmp_str);
+    if (set.n > 0)
+        qsort(set.v, set.n, sizeof *set.v, cmp_str);
     json_array_foreach(roots(t), i, r) {
         char *argv[2] = {(char *)(uintptr_t)rget(r, "path"), NULL};
         FTS *fts;
@@ -199,7 +200,7 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
             const char *p = ent->fts_path;
             if (ent->fts_info == FTS_DP)
                 continue;
-            if (bsearch(&p, set.v, set.n, sizeof *set.v, cmp_str) == NULL)
+            if (set.n == 0 || bsearch(&p, set.v, set.n, sizeof *set.v, cmp_str) == NULL)
                 sample(plan, "remove", p);
         }
         if (fts != NULL)
@@ -430,6 +431,10 @@ typedef struct stage {
     size_t ndirs;
     sym_todo *syms; /* created last, after they are all judged */
     size_t nsyms;
+    pthread_mutex_t idmu; /* the owner names last looked up */
+    char *uname, *gname;
+    uid_t uid;
+    gid_t gid;
 } stage;
 
 static void stage_fail(stage *s, const snap_err *e)
@@ -532,26 +537,52 @@ fail:
     return -1;
 }
 
-static uid_t entry_uid(struct archive_entry *e)
+/* The owner by name when this host knows the name, else by number (as tar does); the last
+ * name looked up is remembered, since most entries share one owner. */
+static uid_t entry_uid(stage *s, struct archive_entry *e)
 {
     const char *n = archive_entry_uname(e);
+    uid_t id = (uid_t)archive_entry_uid(e);
     struct passwd pw, *res = NULL;
     char buf[1024];
 
-    if (n != NULL && n[0] != '\0' && getpwnam_r(n, &pw, buf, sizeof buf, &res) == 0 && res != NULL)
-        return res->pw_uid;
-    return (uid_t)archive_entry_uid(e);
+    if (n == NULL || n[0] == '\0')
+        return id;
+    pthread_mutex_lock(&s->idmu);
+    if (s->uname != NULL && strcmp(s->uname, n) == 0) {
+        id = s->uid;
+    } else {
+        if (getpwnam_r(n, &pw, buf, sizeof buf, &res) == 0 && res != NULL)
+            id = res->pw_uid;
+        free(s->uname);
+        s->uname = xstrdup(n);
+        s->uid = id;
+    }
+    pthread_mutex_unlock(&s->idmu);
+    return id;
 }
 
-static gid_t entry_gid(struct archive_entry *e)
+static gid_t entry_gid(stage *s, struct archive_entry *e)
 {
     const char *n = archive_entry_gname(e);
+    gid_t id = (gid_t)archive_entry_gid(e);
     struct group gr, *res = NULL;
     char buf[4096];
 
-    if (n != NULL && n[0] != '\0' && getgrnam_r(n, &gr, buf, sizeof buf, &res) == 0 && res != NULL)
-        return res->gr_gid;
-    return (gid_t)archive_entry_gid(e);
+    if (n == NULL || n[0] == '\0')
+        return id;
+    pthread_mutex_lock(&s->idmu);
+    if (s->gname != NULL && strcmp(s->gname, n) == 0) {
+        id = s->gid;
+    } else {
+        if (getgrnam_r(n, &gr, buf, sizeof buf, &res) == 0 && res != NULL)
+            id = res->gr_gid;
+        free(s->gname);
+        s->gname = xstrdup(n);
+        s->gid = id;
+    }
+    pthread_mutex_unlock(&s->idmu);
+    return id;
 }
 
 /* POSIX ACL xattr layout (linux/posix_acl_xattr.h). */
@@ -616,7 +647,7 @@ static void set_meta(stage *s, int fd, struct archive_entry *e)
     const void *value;
     size_t size;
 
-    if (!dir && s->owner && fchown(fd, entry_uid(e), entry_gid(e)) != 0)
+    if (!dir && s->owner && fchown(fd, entry_uid(s, e), entry_gid(s, e)) != 0)
         log_warn(s->ctx, "cannot set the owner of %s: %s", archive_entry_pathname(e), strerror(errno));
     if (!dir && fchmod(fd, archive_entry_perm(e) & 07777) != 0)
         log_warn(s->ctx, "cannot set the mode of %s: %s", archive_entry_pathname(e), strerror(errno));
@@ -733,10 +764,11 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
             rc = refuse(err, name, "a symlink without a target");
             goto out;
         }
+        uid_t uid = entry_uid(s, e);
+        gid_t gid = entry_gid(s, e);
         pthread_mutex_lock(&s->mu);
         s->syms = xrealloc(s->syms, (s->nsyms + 1) * sizeof *s->syms);
-        s->syms[s->nsyms++] = (sym_todo){root, xstrdup(rel), xstrdup(target), xstrdup(name), entry_uid(e),
-                                        entry_gid(e),
+        s->syms[s->nsyms++] = (sym_todo){root, xstrdup(rel), xstrdup(target), xstrdup(name), uid, gid,
                                         {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
                                          {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}}};
         s->links++;
@@ -766,13 +798,15 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
         else {
             /* Owner, mode and times wait for the end: until then the staged tree is root's
              * alone, and entries created inside would change the times. */
+            uid_t uid = entry_uid(s, e);
+            gid_t gid = entry_gid(s, e);
             set_meta(s, fd, e);
             pthread_mutex_lock(&s->mu);
             s->dirs_meta = xrealloc(s->dirs_meta, (s->ndirs + 1) * sizeof *s->dirs_meta);
             s->dirs_meta[s->ndirs++] = (dir_meta){root, xstrdup(rel),
                                                   {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
                                                    {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}},
-                                                  archive_entry_perm(e) & 07777, entry_uid(e), entry_gid(e)};
+                                                  archive_entry_perm(e) & 07777, uid, gid};
             pthread_mutex_unlock(&s->mu);
         }
     } else if (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK) {
@@ -782,7 +816,7 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
             rc = err_sys(err, SNAP_EFAIL, "cannot create %s", name);
         else {
             if (s->owner)
-                fchownat(dfd, base, entry_uid(e), entry_gid(e), AT_SYMLINK_NOFOLLOW);
+                fchownat(dfd, base, entry_uid(s, e), entry_gid(s, e), AT_SYMLINK_NOFOLLOW);
             fchmodat(dfd, base, archive_entry_perm(e) & 07777, 0);
             utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW);
         }
@@ -892,6 +926,8 @@ static int sym_cmp(const void *a, const void *b)
 static const sym_todo *sym_get(const stage *s, size_t root, const char *rel)
 {
     sym_todo key = {.root = root, .rel = (char *)(uintptr_t)rel};
+    if (s->nsyms == 0)
+        return NULL;
     return bsearch(&key, s->syms, s->nsyms, sizeof *s->syms, sym_cmp);
 }
 
@@ -1080,7 +1116,10 @@ static void stage_free(stage *s)
     for (size_t i = 0; i < s->ndirs; i++)
         free(s->dirs_meta[i].rel);
     free(s->dirs_meta);
+    free(s->uname);
+    free(s->gname);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->idmu);
 }
 
 /* Opens the parent of every root and creates the staged directory of each directory root. */
@@ -1129,6 +1168,7 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
     s.allow_special = special_allowed(t);
     s.owner = geteuid() == 0;
     pthread_mutex_init(&s.mu, NULL);
+    pthread_mutex_init(&s.idmu, NULL);
     for (i = 0; i < nparts; i++) {
         const char *key, *sha;
         uint64_t size, entries;
@@ -1160,7 +1200,8 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
      * from where it is. Then every symlink is judged, and the counts checked, before
      * any link is made.
      */
-    qsort(s.syms, s.nsyms, sizeof *s.syms, sym_cmp);
+    if (s.nsyms > 0)
+        qsort(s.syms, s.nsyms, sizeof *s.syms, sym_cmp);
     sym_todo *more = xcalloc(s.ntodo + 1, sizeof *more);
     size_t nmore = 0;
     for (i = 0; i < s.ntodo && rc == SNAP_OK; i++) {
@@ -1176,7 +1217,8 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
         l->rel = l->name = NULL; /* now the symlink's */
     }
     s.syms = xrealloc(s.syms, (s.nsyms + nmore + 1) * sizeof *s.syms);
-    memcpy(s.syms + s.nsyms, more, nmore * sizeof *more);
+    if (nmore > 0)
+        memcpy(s.syms + s.nsyms, more, nmore * sizeof *more);
     s.nsyms += nmore;
     free(more);
     qsort(s.syms, s.nsyms, sizeof *s.syms, sym_cmp);

@@ -255,7 +255,7 @@ removal_race() { # WHAT: displaced (--drop-old) or staged (a failing revert's cl
     fi
     pid=$!
     local d=""
-    for _ in $(seq 1 50); do
+    for _ in $(seq 1 200); do
         grep -q "failpoint files-before-remove" "$T/err" 2>/dev/null && break
         sleep 0.1
     done
