@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -411,6 +413,7 @@ typedef struct dir_meta {
     mode_t mode;
     uid_t uid;
     gid_t gid;
+    unsigned long fset, fclear;
 } dir_meta;
 
 typedef struct stage {
@@ -585,6 +588,20 @@ static gid_t entry_gid(stage *s, struct archive_entry *e)
     return id;
 }
 
+/* chattr flags (SCHILY.fflags): libarchive gives them as this platform's bits. */
+static void set_fflags(stage *s, int fd, const char *name, unsigned long set, unsigned long clear)
+{
+    int flags = 0;
+
+    if (set == 0 && clear == 0)
+        return;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0)
+        flags = 0;
+    flags = (int)(((unsigned long)flags & ~clear) | set);
+    if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0)
+        log_warn(s->ctx, "cannot set the file flags of %s: %s", name, strerror(errno));
+}
+
 /* POSIX ACL xattr layout (linux/posix_acl_xattr.h). */
 typedef struct acl_ent {
     uint16_t tag, perm;
@@ -663,7 +680,10 @@ static void set_meta(stage *s, int fd, struct archive_entry *e)
     if (!dir) {
         struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
                                  {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+        unsigned long set, clear;
         futimens(fd, ts);
+        archive_entry_fflags(e, &set, &clear);
+        set_fflags(s, fd, archive_entry_pathname(e), set, clear);
     }
 }
 
@@ -806,7 +826,8 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
             s->dirs_meta[s->ndirs++] = (dir_meta){root, xstrdup(rel),
                                                   {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
                                                    {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}},
-                                                  archive_entry_perm(e) & 07777, uid, gid};
+                                                  archive_entry_perm(e) & 07777, uid, gid, 0, 0};
+            archive_entry_fflags(e, &s->dirs_meta[s->ndirs - 1].fset, &s->dirs_meta[s->ndirs - 1].fclear);
             pthread_mutex_unlock(&s->mu);
         }
     } else if (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK) {
@@ -1085,6 +1106,7 @@ static void fix_dirs(stage *s)
                 log_warn(s->ctx, "cannot set the owner of %s: %s", d->rel, strerror(errno));
             fchmod(fd, d->mode);
             futimens(fd, d->times);
+            set_fflags(s, fd, d->rel, d->fset, d->fclear);
             close(fd);
         }
         close(dfd);
