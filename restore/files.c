@@ -717,11 +717,16 @@ static snap_rc write_data(arc_reader *ar, int fd, struct archive_entry *e, uint6
     return rc;
 }
 
-/* Where a name of the archive goes: its root and the rest without the leading '/'. */
-static snap_rc locate(stage *s, const char *name, size_t *root, const char **rel, snap_err *err)
+/*
+ * Where a name of the archive goes: its root and the rest without the leading '/'. The
+ * rest must be written one way only (no "." or empty components; a trailing '/' only on
+ * a directory), so that symlinks are judged by the names they really have.
+ */
+static snap_rc locate(stage *s, const char *name, bool dir, size_t *root, const char **rel, snap_err *err)
 {
     const json_t *r;
     const char *rest;
+    size_t n;
 
     if (name == NULL || !safe_name(name))
         return refuse(err, name ? name : "", "it escapes the target");
@@ -730,8 +735,13 @@ static snap_rc locate(stage *s, const char *name, size_t *root, const char **rel
         return refuse(err, name, "it is outside the captured paths");
     for (*root = 0; json_array_get(roots(s->t), *root) != r; (*root)++)
         ;
-    while (*rest == '/')
+    if (*rest == '/')
         rest++;
+    n = strlen(rest);
+    if (strstr(rest, "//") != NULL || strcmp(rest, ".") == 0 || strncmp(rest, "./", 2) == 0 ||
+        strstr(rest, "/./") != NULL || (n >= 2 && strcmp(rest + n - 2, "/.") == 0) ||
+        (n > 0 && rest[0] == '/') || (n > 0 && rest[n - 1] == '/' && !dir))
+        return refuse(err, name, "its name is not in normal form");
     *rel = rest;
     return SNAP_OK;
 }
@@ -747,7 +757,7 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
     uint64_t bytes = 0;
     snap_rc rc;
 
-    if ((rc = locate(s, name, &root, &rel, err)) != SNAP_OK)
+    if ((rc = locate(s, name, type == AE_IFDIR && hl == NULL, &root, &rel, err)) != SNAP_OK)
         return rc;
     if (is_special(e) && !s->allow_special) {
         err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': %s", name,
@@ -758,7 +768,7 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
     }
     if (hl != NULL) {
         struct stat st;
-        if ((rc = locate(s, hl, &hroot, &hrel, err)) != SNAP_OK) {
+        if ((rc = locate(s, hl, false, &hroot, &hrel, err)) != SNAP_OK) {
             err_set(err, SNAP_EVERIFY, 0, "refusing hard link '%s' -> '%s': it escapes the target", name, hl);
             err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
             return SNAP_EVERIFY;

@@ -76,6 +76,22 @@ J
     unchanged
 }
 
+# The same chain with a link named through "." so that it would not be found by its name.
+case_symlink_chain_dot_name() {
+    setup "$1"
+    craft <<J
+[{"name": "$R", "type": "dir"}, {"name": "$R/d", "type": "dir"},
+ {"name": "$R/d/./l1", "type": "symlink", "target": ".."},
+ {"name": "$R/d/l2", "type": "symlink", "target": "l1/../sib"},
+ {"name": "$R/d/l2/evil", "type": "hardlink", "target": "$R/f"},
+ {"name": "$R/f", "type": "file", "data": "pwned"}]
+J
+    before
+    revert_p1 5
+    expect_err "refusing archive entry '$R/d/./l1': its name is not in normal form"
+    unchanged
+}
+
 # A hard link whose first name comes later, reached through a symlink of the archive.
 case_hardlink_later() {
     setup "$1"
@@ -222,7 +238,7 @@ J
 EOF2
 }
 
-for c in symlink_chain hardlink_later hardlinked_symlink absolute_and_dotdot external_symlink_and_deferred_link \
+for c in symlink_chain symlink_chain_dot_name hardlink_later hardlinked_symlink absolute_and_dotdot external_symlink_and_deferred_link \
     write_into_live_tree special_files malformed_roots; do
     for m in inplace to images; do
         eval "test_${c}_$m() { case_$c $m; }"
