@@ -27,6 +27,8 @@ static const opt_def options[] = {
     {"images-lock", 0, "FILE", NULL, "images: write the references and digests as JSON to FILE", NULL},
     {"require-images", 0, NULL, NULL, "images: fail when a recorded digest is gone from its registry", NULL},
     {"allow-external-symlinks", 0, NULL, NULL, "files: restore symlinks that point outside the target", NULL},
+    {"allow-special-files", 0, NULL, NULL,
+     "files: restore device nodes, FIFOs and set-id files from a snapshot that is not authenticated", NULL},
     {"recover", 0, NULL, NULL, "finish or roll back a revert that was interrupted", NULL},
     {"help", 'h', NULL, NULL, "show this help", NULL},
     {"version", 'V', NULL, NULL, "show the version", NULL},
@@ -167,6 +169,8 @@ int main(int argc, char **argv)
         cfg_set(c.cfg, "revert", "require_images", "true");
     if (opts_has(&c.o, "allow-external-symlinks"))
         cfg_set(c.cfg, "revert", "allow_external_symlinks", "true");
+    if (opts_has(&c.o, "allow-special-files"))
+        cfg_set(c.cfg, "revert", "allow_special_files", "true");
 
     rc = cli_store_url(&c, &url, &err);
     if (rc == SNAP_OK)

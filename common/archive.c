@@ -542,41 +542,22 @@ snap_rc arc_reader_data(arc_reader *r, void *buf, size_t cap, size_t *got, snap_
     return SNAP_OK;
 }
 
-snap_rc arc_reader_extract(arc_reader *r, struct archive *disk, struct archive_entry *e,
-                           uint64_t *bytes, snap_err *err)
+snap_rc arc_reader_data_block(arc_reader *r, const void **buf, size_t *len, int64_t *offset, snap_err *err)
 {
-    const void *buf;
-    size_t len;
-    la_int64_t off;
-    int rc = archive_write_header(disk, e);
+    la_int64_t off = 0;
+    int rc = archive_read_data_block(r->a, buf, len, &off);
 
-    if (rc < ARCHIVE_WARN)
-        goto disk_fail;
-    if (rc == ARCHIVE_WARN)
-        log_warn(r->ctx, "%s: %s", archive_entry_pathname(e), archive_error_string(disk));
-    for (;;) {
-        rc = archive_read_data_block(r->a, &buf, &len, &off);
-        if (rc == ARCHIVE_EOF)
-            break;
-        if (rc < ARCHIVE_WARN)
-            return read_fail(r, err);
-        /* write_disk reports a failed write(2), ENOSPC among them, as a mere warning. */
-        if (archive_write_data_block(disk, buf, len, off) != ARCHIVE_OK)
-            goto disk_fail;
-        *bytes += len;
+    if (rc == ARCHIVE_EOF) {
+        *len = 0;
+        *offset = 0;
+        return SNAP_OK;
     }
-    rc = archive_write_finish_entry(disk);
     if (rc < ARCHIVE_WARN)
-        goto disk_fail;
-    if (rc == ARCHIVE_WARN)
-        log_warn(r->ctx, "%s: %s", archive_entry_pathname(e), archive_error_string(disk));
+        return read_fail(r, err);
+    if (off < 0)
+        return err_set(err, SNAP_EVERIFY, 0, "part %s: a data block at a negative offset", r->key);
+    *offset = off;
     return SNAP_OK;
-disk_fail:
-    errno = archive_errno(disk);
-    rc = err_from_errno(errno);
-    return err_set(err, rc == SNAP_EUNREACH ? rc : SNAP_EFAIL, errno, "cannot write %s: %s%s%s",
-                   archive_entry_pathname(e), archive_error_string(disk) ? archive_error_string(disk) : "",
-                   errno ? ": " : "", errno ? strerror(errno) : "");
 }
 
 snap_rc arc_reader_close(arc_reader *r, snap_err *err)

@@ -70,10 +70,10 @@ snap_rc arc_reader_open(stg *store, const char *key, uint64_t size, const char *
 snap_rc arc_reader_next(arc_reader *r, struct archive_entry **e, snap_err *err);
 /* Reads the current entry's data; *got is 0 at its end. */
 snap_rc arc_reader_data(arc_reader *r, void *buf, size_t cap, size_t *got, snap_err *err);
-/* Writes the current entry to disk through an archive_write_disk object; adds the data
- * bytes written to *bytes. */
-snap_rc arc_reader_extract(arc_reader *r, struct archive *disk, struct archive_entry *e,
-                           uint64_t *bytes, snap_err *err);
+/* The current entry's next block of data at its offset in the file (sparse files have
+ * holes between blocks); *len is 0 at its end. The block stays valid until the next call. */
+snap_rc arc_reader_data_block(arc_reader *r, const void **buf, size_t *len, int64_t *offset,
+                              snap_err *err);
 /* Drains the stream and verifies it; then frees. Pass err NULL to only free. */
 snap_rc arc_reader_close(arc_reader *r, snap_err *err);
 

@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -115,30 +115,81 @@ snap_rc util_fsync_dir(const char *dir, snap_err *err)
     return SNAP_OK;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* Empties the directory dfd, descending only through directories opened with O_NOFOLLOW. */
+static int rm_contents(int dfd)
 {
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP)
-        return rmdir(path) == 0 || errno == ENOENT ? 0 : -1;
-    return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+    int again = 1, dup_fd = dup(dfd);
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    struct dirent *de;
+
+    if (d == NULL) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        return -1;
+    }
+    /* Entries removed while reading may hide others from readdir: read again until empty. */
+    while (again) {
+        again = 0;
+        rewinddir(d);
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            if (util_rm_at(dfd, de->d_name) != 0) {
+                closedir(d);
+                return -1;
+            }
+            again = 1;
+        }
+    }
+    closedir(d);
+    return 0;
+}
+
+int util_rm_at(int dirfd, const char *name)
+{
+    struct stat st;
+    int fd, rc;
+
+    if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+        return 0;
+    if (errno != EISDIR && errno != EPERM)
+        return -1;
+    /* A directory, or it was one: whatever is there now is opened without following it. */
+    fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        if (errno == ENOTDIR || errno == ELOOP)
+            return unlinkat(dirfd, name, 0) == 0 || errno == ENOENT ? 0 : -1;
+        return -1;
+    }
+    /* Directories that we created without write permission would stop the walk. */
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & S_IRWXU) != S_IRWXU)
+        fchmod(fd, (st.st_mode & 07777) | S_IRWXU);
+    rc = rm_contents(fd);
+    close(fd);
+    if (rc != 0)
+        return -1;
+    return unlinkat(dirfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ? 0 : -1;
 }
 
 snap_rc util_rm_rf(const char *path, snap_err *err)
 {
-    struct stat st;
+    char *dir = util_dirname(path), *base = util_basename(path);
+    int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    snap_rc rc = SNAP_OK;
 
-    if (lstat(path, &st) != 0)
-        return errno == ENOENT ? SNAP_OK : err_sys(err, SNAP_EFAIL, "cannot remove %s", path);
-    if (!S_ISDIR(st.st_mode)) {
-        if (unlink(path) != 0 && errno != ENOENT)
-            return err_sys(err, SNAP_EFAIL, "cannot remove %s", path);
-        return SNAP_OK;
+    if (dfd < 0) {
+        if (errno != ENOENT)
+            rc = err_sys(err, SNAP_EFAIL, "cannot remove %s", path);
+    } else if (util_rm_at(dfd, base) != 0) {
+        rc = err_sys(err, SNAP_EFAIL, "cannot remove %s", path);
     }
-    /* Directories that we created without write permission would stop the walk. */
-    if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS) != 0)
-        return err_sys(err, SNAP_EFAIL, "cannot remove %s", path);
-    return SNAP_OK;
+    if (dfd >= 0)
+        close(dfd);
+    free(dir);
+    free(base);
+    return rc;
 }
 
 char *util_abspath(const char *path)

@@ -30,8 +30,14 @@ void util_strv_free(util_strv *s); /* frees the strings too; leaves an empty lis
 snap_rc util_mkdir_p(const char *path, unsigned mode, snap_err *err);
 /* fsync of the directory holding path (or of path itself when it is a directory). */
 snap_rc util_fsync_dir(const char *dir, snap_err *err);
-/* rm -rf; a missing path succeeds. */
+/*
+ * rm -rf; a missing path succeeds. The walk holds a descriptor of each directory, opened
+ * with O_NOFOLLOW, and removes with unlinkat under it: a directory swapped for a symlink
+ * meanwhile loses the symlink, never what it points to.
+ */
 snap_rc util_rm_rf(const char *path, snap_err *err);
+/* The same for name under the directory dirfd; -1 with errno on failure. */
+int util_rm_at(int dirfd, const char *name);
 /* Parent directory and last component of an absolute, normalised path (caller frees). */
 char *util_dirname(const char *path);
 char *util_basename(const char *path);

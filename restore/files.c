@@ -2,13 +2,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fts.h>
+#include <grp.h>
 #include <limits.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "../common/archive.h"
@@ -61,6 +66,47 @@ static const json_t *root_of(rst_target *t, const char *name, const char **rest)
 }
 
 /* ---- plan ------------------------------------------------------------------------- */
+
+static bool option_on(rst_target *t, const char *key)
+{
+    const char *v = rst_option(t, key);
+    return v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0);
+}
+
+/* Device nodes, FIFOs, sockets and set-user/group-ID files: restored only when trusted. */
+static bool is_special(struct archive_entry *e)
+{
+    mode_t type = archive_entry_filetype(e);
+    return type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK ||
+           (type == AE_IFREG && (archive_entry_perm(e) & (S_ISUID | S_ISGID)) != 0);
+}
+
+static bool special_allowed(rst_target *t)
+{
+    return rst_trusted(t) || option_on(t, "allow_special_files");
+}
+
+/* The plan warns about special files, and says whether they would be restored. */
+static void special_note(rst_target *t, json_t *plan)
+{
+    json_t *a = json_object_get(plan, "special"), *notes;
+    json_int_t n = json_integer_value(json_object_get(json_object_get(plan, "changes"), "special"));
+
+    json_object_del(json_object_get(plan, "changes"), "special");
+    if (a == NULL)
+        return;
+    json_object_set_new(plan, "special_files", json_integer(n));
+    notes = json_object_get(plan, "notes");
+    if (notes == NULL) {
+        notes = json_array();
+        json_object_set_new(plan, "notes", notes);
+    }
+    json_array_append_new(notes, json_sprintf("warning: %lld device nodes, FIFOs or set-id files (first %s)%s",
+                                              (long long)n, json_string_value(json_array_get(a, 0)),
+                                              special_allowed(t) ? ""
+                                                                 : "; the revert refuses them without "
+                                                                   "--allow-special-files"));
+}
 
 typedef struct name_set {
     char **v;
@@ -115,7 +161,7 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
             const json_t *root = name != NULL ? root_of(t, name, &rest) : NULL;
             char *live;
             struct stat st;
-            if (root == NULL)
+            if (root == NULL || !safe_name(name))
                 continue; /* staging refuses it, with the reason */
             live = xasprintf("%s%s", rget(root, "path"), rest);
             if (strlen(live) > 1 && live[strlen(live) - 1] == '/')
@@ -125,6 +171,8 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
                 set.v = xrealloc(set.v, set.cap * sizeof *set.v);
             }
             set.v[set.n++] = xstrdup(live);
+            if (is_special(e))
+                sample(plan, "special", live);
             if (lstat(live, &st) != 0)
                 sample(plan, "add", live);
             else if ((st.st_mode & S_IFMT) != archive_entry_filetype(e) ||
@@ -141,7 +189,8 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
         else if (ar != NULL)
             arc_reader_close(ar, NULL);
     }
-    qsort(set.v, set.n, sizeof *set.v, cmp_str);
+    if (set.n > 0)
+        qsort(set.v, set.n, sizeof *set.v, cmp_str);
     json_array_foreach(roots(t), i, r) {
         char *argv[2] = {(char *)(uintptr_t)rget(r, "path"), NULL};
         FTS *fts;
@@ -153,7 +202,7 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
             const char *p = ent->fts_path;
             if (ent->fts_info == FTS_DP)
                 continue;
-            if (bsearch(&p, set.v, set.n, sizeof *set.v, cmp_str) == NULL)
+            if (set.n == 0 || bsearch(&p, set.v, set.n, sizeof *set.v, cmp_str) == NULL)
                 sample(plan, "remove", p);
         }
         if (fts != NULL)
@@ -163,6 +212,7 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
         free(set.v[i]);
     free(set.v);
     json_object_del(plan, "unchanged");
+    special_note(t, plan);
     return rc;
 }
 
@@ -191,6 +241,54 @@ static snap_rc check_space(rst_target *t, const char *dir, snap_err *err)
     return SNAP_OK;
 }
 
+static snap_rc bad_info(rst_target *t, snap_err *err, size_t i, const char *what)
+{
+    err_set(err, SNAP_EVERIFY, 0, "%s: the manifest's roots[%zu] %s", rst_component_name(t), i, what);
+    err_hint(err, "the snapshot's manifest is damaged or was altered; nothing was changed");
+    return SNAP_EVERIFY;
+}
+
+/* The component's info before anything reads it: a non-empty list of distinct roots, each
+ * an absolute, normalised path with a known type. */
+static snap_rc check_info(rst_target *t, const json_t *src, snap_err *err)
+{
+    const json_t *r;
+    size_t i, k;
+
+    if (!json_is_array(src) || json_array_size(src) == 0) {
+        err_set(err, SNAP_EVERIFY, 0, "%s: the manifest lists no roots for this files component",
+                rst_component_name(t));
+        err_hint(err, "the snapshot's manifest is damaged or was altered; nothing was changed");
+        return SNAP_EVERIFY;
+    }
+    json_array_foreach(src, i, r) {
+        const char *path = rget(r, "path"), *type = rget(r, "type");
+        char *norm;
+        bool ok;
+        if (!json_is_object(r))
+            return bad_info(t, err, i, "is not an object");
+        if (path == NULL)
+            return bad_info(t, err, i, "has no \"path\" string");
+        if (type == NULL)
+            return bad_info(t, err, i, "has no \"type\" string");
+        if (strcmp(type, "dir") != 0 && strcmp(type, "file") != 0 && strcmp(type, "absent") != 0)
+            return bad_info(t, err, i, "has an unknown \"type\"");
+        norm = path[0] == '/' ? util_abspath(path) : NULL;
+        ok = norm != NULL && strcmp(norm, path) == 0 && strcmp(path, "/") != 0 && strlen(path) < PATH_MAX;
+        free(norm);
+        if (!ok)
+            return bad_info(t, err, i, "\"path\" is not an absolute, normalised path below /");
+        for (k = 0; k < i; k++) {
+            const char *other = rget(json_array_get(src, k), "path");
+            size_t a = strlen(other), b = strlen(path);
+            if ((strncmp(other, path, a) == 0 && (path[a] == '/' || path[a] == '\0')) ||
+                (strncmp(other, path, b) == 0 && other[b] == '/'))
+                return bad_info(t, err, i, "overlaps another root");
+        }
+    }
+    return SNAP_OK;
+}
+
 static snap_rc files_plan(rst_target *t, snap_err *err)
 {
     json_t *info = cat_component_info((cat_component *)(uintptr_t)rst_component(t));
@@ -202,6 +300,8 @@ static snap_rc files_plan(rst_target *t, snap_err *err)
     size_t i;
 
     json_object_set_new(rst_state(t), "roots", out);
+    if ((rc = check_info(t, src, err)) != SNAP_OK)
+        return rc;
     json_array_foreach(src, i, r) {
         const char *path = rget(r, "path"), *type = rget(r, "type");
         char *live, *parent, *real, *base;
@@ -277,34 +377,66 @@ static snap_rc files_safety_source(rst_target *t, cfg *c, const char *section, s
 
 /* ---- stage ------------------------------------------------------------------------ */
 
+/*
+ * Every entry is created relative to directory descriptors: the parent of each root,
+ * opened once, and below it a walk that opens each component with O_NOFOLLOW. A name
+ * that goes through a symlink (the archive's own included) or a non-directory is refused,
+ * so no entry is ever written through a link, whatever order the archive has.
+ */
+
+typedef struct sroot {
+    int parentfd;      /* O_PATH of the directory that holds the root */
+    char *stage_base;  /* the staged root's name in it */
+    const char *live;  /* the root's path once live, for judging symlink targets */
+    bool is_dir;
+} sroot;
+
 typedef struct link_todo {
-    char *path, *target;
+    size_t root, troot;
+    char *rel, *trel;
+    char *name, *target; /* as the archive names them, for messages */
 } link_todo;
 
+typedef struct sym_todo {
+    size_t root;
+    char *rel, *target, *name;
+    uid_t uid;
+    gid_t gid;
+    struct timespec times[2];
+} sym_todo;
+
 typedef struct dir_meta {
-    char *path;
+    size_t root;
+    char *rel;
     struct timespec times[2];
     mode_t mode;
+    uid_t uid;
+    gid_t gid;
+    unsigned long fset, fclear;
 } dir_meta;
 
 typedef struct stage {
     rst_target *t;
     snap_ctx *ctx;
-    int flags;
-    bool allow_external;
-    bool parallel;
+    bool allow_external, allow_special, owner;
     prg_bar *bar;
     pthread_mutex_t mu;
     size_t next_part;
     bool failed;
     snap_err err;
     uint64_t files, dirs, links, bytes;
+    sroot *roots;
+    size_t nroots;
     link_todo *todo;
     size_t ntodo;
     dir_meta *dirs_meta;
     size_t ndirs;
-    struct archive_entry **symlinks; /* created last, so nothing is written through them */
-    size_t nsymlinks;
+    sym_todo *syms; /* created last, after they are all judged */
+    size_t nsyms;
+    pthread_mutex_t idmu; /* the owner names last looked up */
+    char *uname, *gname;
+    uid_t uid;
+    gid_t gid;
 } stage;
 
 static void stage_fail(stage *s, const snap_err *e)
@@ -317,72 +449,442 @@ static void stage_fail(stage *s, const snap_err *e)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Rewrites an entry's names into the staging tree; refuses what would escape it. */
-static snap_rc map_entry(stage *s, struct archive_entry *e, bool *defer, snap_err *err)
+static snap_rc refuse(snap_err *err, const char *name, const char *why)
 {
-    const char *name = archive_entry_pathname(e), *rest;
-    const char *hl = archive_entry_hardlink(e);
-    const json_t *root;
-    char *staged;
+    err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': %s", name, why);
+    err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
+    return SNAP_EVERIFY;
+}
 
-    *defer = false;
-    if (name == NULL || !safe_name(name)) {
-        err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': it escapes the target", name ? name : "");
-        err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
-        return SNAP_EVERIFY;
+/*
+ * Opens the directory that holds rel (root-relative, "" for the root itself) and sets
+ * *base to the last name; missing directories on the way are created when create is set.
+ * Returns the descriptor, or -1 with err set.
+ */
+static int open_parent(stage *s, size_t root, const char *rel, bool create, const char *entry, char **base,
+                       snap_err *err)
+{
+    const sroot *r = &s->roots[root];
+    char *copy, *save = NULL, *comp, *next;
+    int fd;
+
+    *base = NULL;
+    if (rel[0] == '\0') {
+        *base = xstrdup(r->stage_base);
+        if ((fd = fcntl(r->parentfd, F_DUPFD_CLOEXEC, 0)) < 0)
+            err_sys(err, SNAP_EFAIL, "cannot open the directory of %s", r->live);
+        return fd;
     }
-    root = root_of(s->t, name, &rest);
-    if (root == NULL) {
-        err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': it is outside the captured paths", name);
-        err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
-        return SNAP_EVERIFY;
+    if (!r->is_dir) {
+        refuse(err, entry, "its root was captured as a file");
+        return -1;
     }
-    if (archive_entry_filetype(e) == AE_IFLNK && !s->allow_external) {
-        const char *target = archive_entry_symlink(e);
-        char *live = xasprintf("%s%s", rget(root, "path"), rest);
-        bool inside = target != NULL && util_link_inside(rget(root, "path"), live, target);
-        free(live);
-        if (!inside) {
-            err_set(err, SNAP_EVERIFY, 0, "refusing symlink /%s -> %s: it points outside %s", name,
-                    target ? target : "", rget(root, "path"));
-            err_hint(err, "pass --allow-external-symlinks if the snapshot is trusted and such links are expected");
-            return SNAP_EVERIFY;
-        }
+    fd = openat(r->parentfd, r->stage_base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        err_sys(err, SNAP_EFAIL, "cannot open the staging directory of %s", r->live);
+        return -1;
     }
-    staged = xasprintf("%s%s", rget(root, "staged"), rest);
-    archive_entry_copy_pathname(e, staged);
-    free(staged);
-    if (hl != NULL) {
-        const json_t *hroot;
+    copy = xstrdup(rel);
+    comp = strtok_r(copy, "/", &save);
+    while (comp != NULL) {
         struct stat st;
-        if (!safe_name(hl) || (hroot = root_of(s->t, hl, &rest)) == NULL) {
-            err_set(err, SNAP_EVERIFY, 0, "refusing hard link %s -> %s: it escapes the target", name, hl);
+        int nfd;
+        next = strtok_r(NULL, "/", &save);
+        if (next == NULL)
+            break;
+        if (strcmp(comp, ".") == 0) {
+            comp = next;
+            continue;
+        }
+        if (strcmp(comp, "..") == 0) {
+            refuse(err, entry, "it names a parent directory");
+            goto fail;
+        }
+        nfd = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd < 0 && errno == ENOENT && create) {
+            if (mkdirat(fd, comp, 0700) != 0 && errno != EEXIST) {
+                err_sys(err, SNAP_EFAIL, "cannot create a directory for %s", entry);
+                goto fail;
+            }
+            nfd = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (nfd >= 0 && (fstat(nfd, &st) != 0 || !S_ISDIR(st.st_mode))) {
+            close(nfd);
+            nfd = -1;
+            errno = ENOTDIR;
+        }
+        if (nfd < 0) {
+            if (errno == ENOTDIR || errno == ELOOP)
+                refuse(err, entry, "its path goes through a symlink or a file");
+            else if (errno == ENOENT)
+                err_set(err, SNAP_EVERIFY, ENOENT, "archive entry '%s': its directory is missing", entry);
+            else
+                err_sys(err, SNAP_EFAIL, "cannot open the directory of %s", entry);
+            goto fail;
+        }
+        close(fd);
+        fd = nfd;
+        comp = next;
+    }
+    if (comp == NULL || strcmp(comp, ".") == 0 || strcmp(comp, "..") == 0) {
+        refuse(err, entry, "it has no name of its own");
+        goto fail;
+    }
+    *base = xstrdup(comp);
+    free(copy);
+    return fd;
+fail:
+    free(copy);
+    close(fd);
+    return -1;
+}
+
+/* The owner by name when this host knows the name, else by number (as tar does); the last
+ * name looked up is remembered, since most entries share one owner. */
+static uid_t entry_uid(stage *s, struct archive_entry *e)
+{
+    const char *n = archive_entry_uname(e);
+    uid_t id = (uid_t)archive_entry_uid(e);
+    struct passwd pw, *res = NULL;
+    char buf[1024];
+
+    if (n == NULL || n[0] == '\0')
+        return id;
+    pthread_mutex_lock(&s->idmu);
+    if (s->uname != NULL && strcmp(s->uname, n) == 0) {
+        id = s->uid;
+    } else {
+        if (getpwnam_r(n, &pw, buf, sizeof buf, &res) == 0 && res != NULL)
+            id = res->pw_uid;
+        free(s->uname);
+        s->uname = xstrdup(n);
+        s->uid = id;
+    }
+    pthread_mutex_unlock(&s->idmu);
+    return id;
+}
+
+static gid_t entry_gid(stage *s, struct archive_entry *e)
+{
+    const char *n = archive_entry_gname(e);
+    gid_t id = (gid_t)archive_entry_gid(e);
+    struct group gr, *res = NULL;
+    char buf[4096];
+
+    if (n == NULL || n[0] == '\0')
+        return id;
+    pthread_mutex_lock(&s->idmu);
+    if (s->gname != NULL && strcmp(s->gname, n) == 0) {
+        id = s->gid;
+    } else {
+        if (getgrnam_r(n, &gr, buf, sizeof buf, &res) == 0 && res != NULL)
+            id = res->gr_gid;
+        free(s->gname);
+        s->gname = xstrdup(n);
+        s->gid = id;
+    }
+    pthread_mutex_unlock(&s->idmu);
+    return id;
+}
+
+/* chattr flags (SCHILY.fflags): libarchive gives them as this platform's bits. */
+static void set_fflags(stage *s, int fd, const char *name, unsigned long set, unsigned long clear)
+{
+    int flags = 0;
+
+    if (set == 0 && clear == 0)
+        return;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0)
+        flags = 0;
+    flags = (int)(((unsigned long)flags & ~clear) | set);
+    if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0)
+        log_warn(s->ctx, "cannot set the file flags of %s: %s", name, strerror(errno));
+}
+
+/* POSIX ACL xattr layout (linux/posix_acl_xattr.h). */
+typedef struct acl_ent {
+    uint16_t tag, perm;
+    uint32_t id;
+} acl_ent;
+
+static int acl_cmp(const void *a, const void *b)
+{
+    const acl_ent *x = a, *y = b;
+    if (x->tag != y->tag)
+        return x->tag < y->tag ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void set_acl(stage *s, int fd, struct archive_entry *e, int type, const char *xname)
+{
+    int n = archive_entry_acl_reset(e, type), atype, perm, tag, qual;
+    const char *name;
+    acl_ent *v;
+    size_t k = 0;
+
+    if (n <= 0)
+        return;
+    v = xcalloc((size_t)n, sizeof *v);
+    while (k < (size_t)n && archive_entry_acl_next(e, type, &atype, &perm, &tag, &qual, &name) == ARCHIVE_OK) {
+        acl_ent a = {0, (uint16_t)(perm & 7), 0xffffffffu};
+        switch (tag) {
+        case ARCHIVE_ENTRY_ACL_USER_OBJ: a.tag = 0x01; break;
+        case ARCHIVE_ENTRY_ACL_USER: a.tag = 0x02; a.id = (uint32_t)qual; break;
+        case ARCHIVE_ENTRY_ACL_GROUP_OBJ: a.tag = 0x04; break;
+        case ARCHIVE_ENTRY_ACL_GROUP: a.tag = 0x08; a.id = (uint32_t)qual; break;
+        case ARCHIVE_ENTRY_ACL_MASK: a.tag = 0x10; break;
+        case ARCHIVE_ENTRY_ACL_OTHER: a.tag = 0x20; break;
+        default: continue;
+        }
+        v[k++] = a;
+    }
+    qsort(v, k, sizeof *v, acl_cmp);
+    size_t len = 4 + k * 8;
+    unsigned char *buf = xmalloc(len);
+    uint32_t ver = 2;
+    memcpy(buf, &ver, 4);
+    for (size_t i = 0; i < k; i++) {
+        memcpy(buf + 4 + i * 8, &v[i].tag, 2);
+        memcpy(buf + 6 + i * 8, &v[i].perm, 2);
+        memcpy(buf + 8 + i * 8, &v[i].id, 4);
+    }
+    if (k > 0 && fsetxattr(fd, xname, buf, len, 0) != 0)
+        log_warn(s->ctx, "cannot restore the ACL of %s: %s", archive_entry_pathname(e), strerror(errno));
+    free(buf);
+    free(v);
+}
+
+/* ACLs, extended attributes and, for a file (a directory's wait for the end), owner,
+ * mode and times, on an open file. */
+static void set_meta(stage *s, int fd, struct archive_entry *e)
+{
+    bool dir = archive_entry_filetype(e) == AE_IFDIR;
+    const char *xname;
+    const void *value;
+    size_t size;
+
+    if (!dir && s->owner && fchown(fd, entry_uid(s, e), entry_gid(s, e)) != 0)
+        log_warn(s->ctx, "cannot set the owner of %s: %s", archive_entry_pathname(e), strerror(errno));
+    if (!dir && fchmod(fd, archive_entry_perm(e) & 07777) != 0)
+        log_warn(s->ctx, "cannot set the mode of %s: %s", archive_entry_pathname(e), strerror(errno));
+    set_acl(s, fd, e, ARCHIVE_ENTRY_ACL_TYPE_ACCESS, "system.posix_acl_access");
+    if (archive_entry_filetype(e) == AE_IFDIR)
+        set_acl(s, fd, e, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT, "system.posix_acl_default");
+    archive_entry_xattr_reset(e);
+    while (archive_entry_xattr_next(e, &xname, &value, &size) == ARCHIVE_OK) {
+        if (xname != NULL && fsetxattr(fd, xname, value, size, 0) != 0)
+            log_warn(s->ctx, "cannot restore the attribute %s of %s: %s", xname, archive_entry_pathname(e),
+                     strerror(errno));
+    }
+    if (!dir) {
+        struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                 {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+        unsigned long set, clear;
+        futimens(fd, ts);
+        archive_entry_fflags(e, &set, &clear);
+        set_fflags(s, fd, archive_entry_pathname(e), set, clear);
+    }
+}
+
+/* Writes the entry's data block by block at their offsets, so holes stay holes. */
+static snap_rc write_data(arc_reader *ar, int fd, struct archive_entry *e, uint64_t *bytes, snap_err *err)
+{
+    const char *name = archive_entry_pathname(e);
+    const void *buf;
+    size_t len;
+    int64_t off;
+    snap_rc rc;
+
+    while ((rc = arc_reader_data_block(ar, &buf, &len, &off, err)) == SNAP_OK && len > 0) {
+        for (size_t done = 0; done < len;) {
+            ssize_t w = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + (int64_t)done));
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                return err_sys(err, SNAP_EFAIL, "cannot write %s", name);
+            }
+            done += (size_t)w;
+        }
+        *bytes += len;
+    }
+    /* The size counts the holes of a sparse file, as the capture counted it. */
+    if (rc == SNAP_OK && archive_entry_size_is_set(e) && archive_entry_size(e) >= 0) {
+        if (ftruncate(fd, (off_t)archive_entry_size(e)) != 0)
+            rc = err_sys(err, SNAP_EFAIL, "cannot write %s", name);
+        *bytes = (uint64_t)archive_entry_size(e);
+    }
+    return rc;
+}
+
+/*
+ * Where a name of the archive goes: its root and the rest without the leading '/'. The
+ * rest must be written one way only (no "." or empty components; a trailing '/' only on
+ * a directory), so that symlinks are judged by the names they really have.
+ */
+static snap_rc locate(stage *s, const char *name, bool dir, size_t *root, const char **rel, snap_err *err)
+{
+    const json_t *r;
+    const char *rest;
+    size_t n;
+
+    if (name == NULL || !safe_name(name))
+        return refuse(err, name ? name : "", "it escapes the target");
+    r = root_of(s->t, name, &rest);
+    if (r == NULL)
+        return refuse(err, name, "it is outside the captured paths");
+    for (*root = 0; json_array_get(roots(s->t), *root) != r; (*root)++)
+        ;
+    if (*rest == '/')
+        rest++;
+    n = strlen(rest);
+    if (strstr(rest, "//") != NULL || strcmp(rest, ".") == 0 || strncmp(rest, "./", 2) == 0 ||
+        strstr(rest, "/./") != NULL || (n >= 2 && strcmp(rest + n - 2, "/.") == 0) ||
+        (n > 0 && rest[0] == '/') || (n > 0 && rest[n - 1] == '/' && !dir))
+        return refuse(err, name, "its name is not in normal form");
+    *rel = rest;
+    return SNAP_OK;
+}
+
+/* Creates one entry of a part beneath its root. */
+static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, snap_err *err)
+{
+    const char *name = archive_entry_pathname(e), *hl = archive_entry_hardlink(e), *rel, *hrel;
+    mode_t type = archive_entry_filetype(e);
+    size_t root, hroot;
+    char *base = NULL, *hbase = NULL;
+    int dfd = -1, hfd = -1, fd = -1;
+    uint64_t bytes = 0;
+    snap_rc rc;
+
+    if ((rc = locate(s, name, type == AE_IFDIR && hl == NULL, &root, &rel, err)) != SNAP_OK)
+        return rc;
+    if (is_special(e) && !s->allow_special) {
+        err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': %s", name,
+                type == AE_IFREG ? "a set-user-ID or set-group-ID file" : "a device node, FIFO or socket");
+        err_hint(err, "the snapshot is not authenticated; pass --allow-special-files if it is trusted and "
+                      "such files are expected; nothing was changed");
+        return SNAP_EVERIFY;
+    }
+    if (hl != NULL) {
+        struct stat st;
+        if ((rc = locate(s, hl, false, &hroot, &hrel, err)) != SNAP_OK) {
+            err_set(err, SNAP_EVERIFY, 0, "refusing hard link '%s' -> '%s': it escapes the target", name, hl);
+            err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
             return SNAP_EVERIFY;
         }
-        staged = xasprintf("%s%s", rget(hroot, "staged"), rest);
-        archive_entry_copy_hardlink(e, staged);
-        /* The first name of a link group may sit in a part another worker has not reached. */
-        *defer = lstat(staged, &st) != 0;
-        free(staged);
+        hfd = open_parent(s, hroot, hrel, false, hl, &hbase, err);
+        if (hfd < 0 && err->code == SNAP_EVERIFY && err->sys_errno == ENOENT)
+            hfd = -2; /* its directory comes later */
+        else if (hfd < 0)
+            return err->code;
+        if (hfd == -2 || fstatat(hfd, hbase, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            /* The first name of a link group may sit in a part another worker has not reached. */
+            pthread_mutex_lock(&s->mu);
+            s->todo = xrealloc(s->todo, (s->ntodo + 1) * sizeof *s->todo);
+            s->todo[s->ntodo++] = (link_todo){root, hroot, xstrdup(rel), xstrdup(hrel), xstrdup(name), xstrdup(hl)};
+            s->files++;
+            pthread_mutex_unlock(&s->mu);
+            goto out;
+        }
     }
-    return SNAP_OK;
+    if (type == AE_IFLNK && hl == NULL) {
+        const char *target = archive_entry_symlink(e);
+        if (target == NULL || target[0] == '\0') {
+            rc = refuse(err, name, "a symlink without a target");
+            goto out;
+        }
+        uid_t uid = entry_uid(s, e);
+        gid_t gid = entry_gid(s, e);
+        pthread_mutex_lock(&s->mu);
+        s->syms = xrealloc(s->syms, (s->nsyms + 1) * sizeof *s->syms);
+        s->syms[s->nsyms++] = (sym_todo){root, xstrdup(rel), xstrdup(target), xstrdup(name), uid, gid,
+                                        {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                         {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}}};
+        s->links++;
+        pthread_mutex_unlock(&s->mu);
+        goto out;
+    }
+    if ((dfd = open_parent(s, root, rel, true, name, &base, err)) < 0) {
+        rc = err->code;
+        goto out;
+    }
+    if (hl != NULL) {
+        if (linkat(hfd, hbase, dfd, base, 0) != 0)
+            rc = err_sys(err, SNAP_EFAIL, "cannot link %s to %s", name, hl);
+    } else if (type == AE_IFREG) {
+        fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            rc = err_sys(err, SNAP_EFAIL, "cannot create %s", name);
+        else if ((rc = write_data(ar, fd, e, &bytes, err)) == SNAP_OK)
+            set_meta(s, fd, e);
+    } else if (type == AE_IFDIR) {
+        struct stat st;
+        if (mkdirat(dfd, base, 0700) != 0 &&
+            !(errno == EEXIST && fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)))
+            rc = err_sys(err, SNAP_EFAIL, "cannot create directory %s", name);
+        else if ((fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+            rc = err_sys(err, SNAP_EFAIL, "cannot open directory %s", name);
+        else {
+            /* Owner, mode and times wait for the end: until then the staged tree is root's
+             * alone, and entries created inside would change the times. */
+            uid_t uid = entry_uid(s, e);
+            gid_t gid = entry_gid(s, e);
+            set_meta(s, fd, e);
+            pthread_mutex_lock(&s->mu);
+            s->dirs_meta = xrealloc(s->dirs_meta, (s->ndirs + 1) * sizeof *s->dirs_meta);
+            s->dirs_meta[s->ndirs++] = (dir_meta){root, xstrdup(rel),
+                                                  {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                                   {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}},
+                                                  archive_entry_perm(e) & 07777, uid, gid, 0, 0};
+            archive_entry_fflags(e, &s->dirs_meta[s->ndirs - 1].fset, &s->dirs_meta[s->ndirs - 1].fclear);
+            pthread_mutex_unlock(&s->mu);
+        }
+    } else if (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK) {
+        struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                 {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+        if (mknodat(dfd, base, type | 0600, archive_entry_rdev(e)) != 0)
+            rc = err_sys(err, SNAP_EFAIL, "cannot create %s", name);
+        else {
+            if (s->owner)
+                fchownat(dfd, base, entry_uid(s, e), entry_gid(s, e), AT_SYMLINK_NOFOLLOW);
+            fchmodat(dfd, base, archive_entry_perm(e) & 07777, 0);
+            utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW);
+        }
+    } else {
+        rc = refuse(err, name, "an entry of an unknown type");
+    }
+    if (rc == SNAP_OK) {
+        pthread_mutex_lock(&s->mu);
+        s->bytes += bytes;
+        if (hl != NULL || type == AE_IFREG)
+            s->files++;
+        else if (type == AE_IFDIR)
+            s->dirs++;
+        pthread_mutex_unlock(&s->mu);
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    if (hfd >= 0)
+        close(hfd);
+    free(base);
+    free(hbase);
+    return rc;
 }
 
 static snap_rc extract_part(stage *s, size_t p, snap_err *err)
 {
     const char *key, *sha;
     uint64_t size, entries, seen = 0;
-    struct archive *disk = archive_write_disk_new();
     struct archive_entry *e;
     arc_reader *ar;
     snap_rc rc;
 
-    archive_write_disk_set_options(disk, s->flags);
-    archive_write_disk_set_standard_lookup(disk);
     cat_component_part(rst_component(s->t), p, &key, &size, &sha, &entries);
     rc = arc_reader_open(rst_store(s->t), key, size, sha, s->ctx, s->bar, &ar, err);
     while (rc == SNAP_OK && !s->failed) {
-        bool defer;
         rc = arc_reader_next(ar, &e, err);
         if (rc != SNAP_OK || e == NULL)
             break;
@@ -390,59 +892,10 @@ static snap_rc extract_part(stage *s, size_t p, snap_err *err)
         const char *name = archive_entry_pathname(e);
         if (name != NULL && strncmp(name, ARC_META_PREFIX, strlen(ARC_META_PREFIX)) == 0)
             continue; /* a driver's own records, not files */
-        rc = map_entry(s, e, &defer, err);
-        if (rc != SNAP_OK)
-            break;
-        if (defer) {
-            pthread_mutex_lock(&s->mu);
-            s->todo = xrealloc(s->todo, (s->ntodo + 1) * sizeof *s->todo);
-            s->todo[s->ntodo].path = xstrdup(archive_entry_pathname(e));
-            s->todo[s->ntodo++].target = xstrdup(archive_entry_hardlink(e));
-            pthread_mutex_unlock(&s->mu);
-            continue;
-        }
-        if (archive_entry_filetype(e) == AE_IFLNK && archive_entry_hardlink(e) == NULL) {
-            pthread_mutex_lock(&s->mu);
-            s->symlinks = xrealloc(s->symlinks, (s->nsymlinks + 1) * sizeof *s->symlinks);
-            s->symlinks[s->nsymlinks++] = archive_entry_clone(e);
-            pthread_mutex_unlock(&s->mu);
-            continue;
-        }
-        if (s->parallel && archive_entry_filetype(e) == AE_IFDIR) {
-            pthread_mutex_lock(&s->mu);
-            s->dirs_meta = xrealloc(s->dirs_meta, (s->ndirs + 1) * sizeof *s->dirs_meta);
-            dir_meta *d = &s->dirs_meta[s->ndirs++];
-            d->path = xstrdup(archive_entry_pathname(e));
-            d->times[0].tv_sec = archive_entry_atime(e);
-            d->times[0].tv_nsec = archive_entry_atime_nsec(e);
-            d->times[1].tv_sec = archive_entry_mtime(e);
-            d->times[1].tv_nsec = archive_entry_mtime_nsec(e);
-            d->mode = archive_entry_perm(e);
-            pthread_mutex_unlock(&s->mu);
-        }
-        uint64_t bytes = 0;
-        rc = arc_reader_extract(ar, disk, e, &bytes, err);
-        if (rc == SNAP_OK) {
-            pthread_mutex_lock(&s->mu);
-            s->bytes += bytes;
-            if (archive_entry_hardlink(e) != NULL)
-                s->files++;
-            else switch (archive_entry_filetype(e)) {
-            case AE_IFREG: s->files++; break;
-            case AE_IFDIR: s->dirs++; break;
-            case AE_IFLNK: s->links++; break;
-            default: break;
-            }
-            pthread_mutex_unlock(&s->mu);
-        }
+        rc = create_entry(s, ar, e, err);
         if (rc == SNAP_OK)
             util_failpoint("stage-entry");
     }
-    /* Directory times and modes are set when the disk writer closes. */
-    if (archive_write_close(disk) != ARCHIVE_OK && rc == SNAP_OK)
-        rc = err_set(err, SNAP_EFAIL, archive_errno(disk), "cannot finish restoring %s: %s", key,
-                     archive_error_string(disk));
-    archive_write_free(disk);
     if (ar != NULL) {
         if (rc == SNAP_OK)
             rc = arc_reader_close(ar, err);
@@ -492,12 +945,247 @@ static snap_rc check_stats(stage *s, snap_err *err)
     return SNAP_OK;
 }
 
+static int sym_cmp(const void *a, const void *b)
+{
+    const sym_todo *x = a, *y = b;
+    if (x->root != y->root)
+        return x->root < y->root ? -1 : 1;
+    return strcmp(x->rel, y->rel);
+}
+
+static const sym_todo *sym_get(const stage *s, size_t root, const char *rel)
+{
+    sym_todo key = {.root = root, .rel = (char *)(uintptr_t)rel};
+    if (s->nsyms == 0)
+        return NULL;
+    return bsearch(&key, s->syms, s->nsyms, sizeof *s->syms, sym_cmp);
+}
+
+static const char *sym_find(const stage *s, size_t root, const char *rel)
+{
+    const sym_todo *f = sym_get(s, root, rel);
+    return f ? f->target : NULL;
+}
+
+/*
+ * Does the symlink at rel land inside its root once live? Resolved as the kernel would,
+ * from the directory the link is really in, through every other symlink of the archive
+ * (the only ones the staged tree holds), so a chain of links that each look inside but
+ * end outside is caught. s->syms must be sorted.
+ */
+static bool sym_inside(const stage *s, size_t root, const char *rel)
+{
+    const char *live = s->roots[root].live;
+    size_t livelen = strlen(live), hops = 0;
+    char *cur, *todo = xstrdup(sym_find(s, root, rel)), *slash;
+
+    if (todo == NULL)
+        return false;
+    bool ok = true;
+
+    if (rel[0] == '\0') {
+        free(todo);
+        return false; /* a root that is itself a symlink points out of it by definition */
+    }
+    cur = xstrdup(rel);
+    slash = strrchr(cur, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    else
+        cur[0] = '\0';
+    while (ok && todo != NULL) {
+        char *p = todo, *next_todo = NULL;
+        if (p[0] == '/') {
+            if (strcmp(live, "/") != 0 &&
+                !(strncmp(p, live, livelen) == 0 && (p[livelen] == '\0' || p[livelen] == '/'))) {
+                ok = false;
+                break;
+            }
+            p += strcmp(live, "/") != 0 ? livelen : 0;
+            cur[0] = '\0';
+        }
+        while (*p != '\0') {
+            char *end = strchr(p, '/'), *comp;
+            size_t n = end ? (size_t)(end - p) : strlen(p);
+            comp = strndup(p, n);
+            p += n;
+            while (*p == '/')
+                p++;
+            if (comp[0] == '\0' || strcmp(comp, ".") == 0) {
+                free(comp);
+                continue;
+            }
+            if (strcmp(comp, "..") == 0) {
+                free(comp);
+                if (cur[0] == '\0') {
+                    ok = false;
+                    break;
+                }
+                slash = strrchr(cur, '/');
+                if (slash != NULL)
+                    *slash = '\0';
+                else
+                    cur[0] = '\0';
+                continue;
+            }
+            char *cand = cur[0] ? xasprintf("%s/%s", cur, comp) : xstrdup(comp);
+            const char *t = sym_find(s, root, cand);
+            free(comp);
+            if (t != NULL) {
+                free(cand);
+                if (++hops > 40) {
+                    ok = false;
+                    break;
+                }
+                next_todo = *p ? xasprintf("%s/%s", t, p) : xstrdup(t);
+                break;
+            }
+            free(cur);
+            cur = cand;
+        }
+        free(todo);
+        todo = next_todo;
+    }
+    free(todo);
+    free(cur);
+    return ok;
+}
+
+static snap_rc make_symlinks(stage *s, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < s->nsyms && rc == SNAP_OK; i++) {
+        const sym_todo *y = &s->syms[i];
+        char *base;
+        int dfd = open_parent(s, y->root, y->rel, true, y->name, &base, err);
+        if (dfd < 0)
+            return err->code;
+        if (symlinkat(y->target, dfd, base) != 0) {
+            rc = err_sys(err, SNAP_EFAIL, "cannot create symlink %s", y->name);
+        } else {
+            if (s->owner)
+                fchownat(dfd, base, y->uid, y->gid, AT_SYMLINK_NOFOLLOW);
+            utimensat(dfd, base, y->times, AT_SYMLINK_NOFOLLOW);
+        }
+        close(dfd);
+        free(base);
+    }
+    return rc;
+}
+
+static snap_rc make_links(stage *s, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < s->ntodo && rc == SNAP_OK; i++) {
+        const link_todo *l = &s->todo[i];
+        char *base = NULL, *tbase = NULL;
+        if (l->rel == NULL)
+            continue; /* made as a symlink */
+        int tfd = open_parent(s, l->troot, l->trel, false, l->target, &tbase, err);
+        int dfd = tfd >= 0 ? open_parent(s, l->root, l->rel, true, l->name, &base, err) : -1;
+        if (tfd < 0 || dfd < 0)
+            rc = err->code;
+        else if (linkat(tfd, tbase, dfd, base, 0) != 0)
+            rc = err_sys(err, errno == ENOENT ? SNAP_EVERIFY : SNAP_EFAIL, "cannot link %s to %s", l->name,
+                         l->target);
+        if (tfd >= 0)
+            close(tfd);
+        if (dfd >= 0)
+            close(dfd);
+        free(base);
+        free(tbase);
+    }
+    return rc;
+}
+
+static void fix_dirs(stage *s)
+{
+    for (size_t i = s->ndirs; i-- > 0;) {
+        const dir_meta *d = &s->dirs_meta[i];
+        char *base;
+        snap_err e;
+        int dfd = open_parent(s, d->root, d->rel, false, d->rel, &base, &e), fd;
+        if (dfd < 0)
+            continue;
+        fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            if (s->owner && fchown(fd, d->uid, d->gid) != 0)
+                log_warn(s->ctx, "cannot set the owner of %s: %s", d->rel, strerror(errno));
+            fchmod(fd, d->mode);
+            futimens(fd, d->times);
+            set_fflags(s, fd, d->rel, d->fset, d->fclear);
+            close(fd);
+        }
+        close(dfd);
+        free(base);
+    }
+}
+
+static void stage_free(stage *s)
+{
+    for (size_t i = 0; i < s->nroots; i++) {
+        if (s->roots[i].parentfd >= 0)
+            close(s->roots[i].parentfd);
+        free(s->roots[i].stage_base);
+    }
+    free(s->roots);
+    for (size_t i = 0; i < s->ntodo; i++) {
+        free(s->todo[i].rel);
+        free(s->todo[i].trel);
+        free(s->todo[i].name);
+        free(s->todo[i].target);
+    }
+    free(s->todo);
+    for (size_t i = 0; i < s->nsyms; i++) {
+        free(s->syms[i].rel);
+        free(s->syms[i].target);
+        free(s->syms[i].name);
+    }
+    free(s->syms);
+    for (size_t i = 0; i < s->ndirs; i++)
+        free(s->dirs_meta[i].rel);
+    free(s->dirs_meta);
+    free(s->uname);
+    free(s->gname);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->idmu);
+}
+
+/* Opens the parent of every root and creates the staged directory of each directory root. */
+static snap_rc open_roots(stage *s, snap_err *err)
+{
+    const json_t *r;
+    size_t i;
+
+    s->nroots = json_array_size(roots(s->t));
+    s->roots = xcalloc(s->nroots ? s->nroots : 1, sizeof *s->roots);
+    for (i = 0; i < s->nroots; i++)
+        s->roots[i].parentfd = -1;
+    json_array_foreach(roots(s->t), i, r) {
+        sroot *x = &s->roots[i];
+        char *dir = util_dirname(rget(r, "staged"));
+        x->stage_base = util_basename(rget(r, "staged"));
+        x->live = rget(r, "path");
+        x->is_dir = strcmp(rget(r, "type"), "dir") == 0;
+        x->parentfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        free(dir);
+        if (x->parentfd < 0)
+            return err_sys(err, SNAP_EFAIL, "cannot open the directory of %s", x->live);
+        if (util_rm_at(x->parentfd, x->stage_base) != 0)
+            return err_sys(err, SNAP_EFAIL, "cannot remove %s", rget(r, "staged"));
+        if (x->is_dir && mkdirat(x->parentfd, x->stage_base, 0700) != 0)
+            return err_sys(err, SNAP_EFAIL, "cannot create %s", rget(r, "staged"));
+    }
+    return SNAP_OK;
+}
+
 static snap_rc files_stage(rst_target *t, snap_err *err)
 {
     const cat_component *c = rst_component(t);
     size_t nparts = cat_component_nparts(c), nthreads;
     int jobs = rst_ctx(t)->jobs > 0 ? rst_ctx(t)->jobs : 1;
-    const char *ext = rst_option(t, "allow_external_symlinks");
     stage s = {0};
     pthread_t th[64];
     const json_t *r;
@@ -507,34 +1195,24 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
 
     s.t = t;
     s.ctx = rst_ctx(t);
-    s.allow_external = ext != NULL && strcmp(ext, "true") == 0;
-    /*
-     * Names were checked (no "..", nothing absolute, inside a root) and the staging tree is
-     * new, so the only symlinks in it are the archive's own: they are created after
-     * everything else, as GNU tar delays them, and no entry can be written through one.
-     * That replaces ARCHIVE_EXTRACT_SECURE_SYMLINKS, which walks every component of every
-     * absolute name.
-     */
-    s.flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_XATTR |
-              ARCHIVE_EXTRACT_FFLAGS | ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_NO_OVERWRITE;
-    if (geteuid() == 0)
-        s.flags |= ARCHIVE_EXTRACT_OWNER;
+    s.allow_external = option_on(t, "allow_external_symlinks");
+    s.allow_special = special_allowed(t);
+    s.owner = geteuid() == 0;
     pthread_mutex_init(&s.mu, NULL);
+    pthread_mutex_init(&s.idmu, NULL);
     for (i = 0; i < nparts; i++) {
         const char *key, *sha;
         uint64_t size, entries;
         cat_component_part(c, i, &key, &size, &sha, &entries);
         raw += size;
     }
+    rc = open_roots(&s, err);
+    if (rc != SNAP_OK)
+        goto out;
     s.bar = prg_new(rst_component_name(t), raw, s.ctx->progress);
-    json_array_foreach(roots(t), i, r) {
-        if (util_rm_rf(rget(r, "staged"), err) != SNAP_OK)
-            return err->code;
-    }
     nthreads = nparts < (size_t)jobs ? nparts : (size_t)jobs;
     if (nthreads > sizeof th / sizeof th[0])
         nthreads = sizeof th / sizeof th[0];
-    s.parallel = nthreads > 1;
     if (nthreads <= 1) {
         stage_worker(&s);
     } else {
@@ -548,67 +1226,70 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
         *err = s.err;
         rc = err->code;
     }
-    if (s.nsymlinks > 0) {
-        struct archive *disk = archive_write_disk_new();
-        archive_write_disk_set_options(disk, s.flags);
-        archive_write_disk_set_standard_lookup(disk);
-        for (i = 0; i < s.nsymlinks; i++) {
-            if (rc == SNAP_OK) {
-                if (archive_write_header(disk, s.symlinks[i]) < ARCHIVE_WARN ||
-                    archive_write_finish_entry(disk) < ARCHIVE_WARN)
-                    rc = err_set(err, SNAP_EFAIL, archive_errno(disk), "cannot create symlink %s: %s",
-                                 archive_entry_pathname(s.symlinks[i]), archive_error_string(disk));
-                else
-                    s.links++;
-            }
-            archive_entry_free(s.symlinks[i]);
+    /*
+     * A later name of a symlink is made as a symlink of its own, so that it is judged
+     * from where it is. Then every symlink is judged, and the counts checked, before
+     * any link is made.
+     */
+    if (s.nsyms > 0)
+        qsort(s.syms, s.nsyms, sizeof *s.syms, sym_cmp);
+    sym_todo *more = xcalloc(s.ntodo + 1, sizeof *more);
+    size_t nmore = 0;
+    for (i = 0; i < s.ntodo && rc == SNAP_OK; i++) {
+        link_todo *l = &s.todo[i];
+        const sym_todo *first = sym_get(&s, l->troot, l->trel);
+        if (first == NULL)
+            continue;
+        more[nmore] = *first;
+        more[nmore].root = l->root;
+        more[nmore].rel = l->rel;
+        more[nmore].name = l->name;
+        more[nmore++].target = xstrdup(first->target);
+        l->rel = l->name = NULL; /* now the symlink's */
+    }
+    s.syms = xrealloc(s.syms, (s.nsyms + nmore + 1) * sizeof *s.syms);
+    if (nmore > 0)
+        memcpy(s.syms + s.nsyms, more, nmore * sizeof *more);
+    s.nsyms += nmore;
+    free(more);
+    qsort(s.syms, s.nsyms, sizeof *s.syms, sym_cmp);
+    for (i = 0; i < s.nsyms && rc == SNAP_OK && !s.allow_external; i++) {
+        if (!sym_inside(&s, s.syms[i].root, s.syms[i].rel)) {
+            rc = err_set(err, SNAP_EVERIFY, 0, "refusing symlink /%s -> %s: it points outside %s", s.syms[i].name,
+                         s.syms[i].target, s.roots[s.syms[i].root].live);
+            err_hint(err, "pass --allow-external-symlinks if the snapshot is trusted and such links are expected");
         }
-        archive_write_free(disk);
-        free(s.symlinks);
     }
-    for (i = 0; i < s.ntodo; i++) {
-        if (rc == SNAP_OK && link(s.todo[i].target, s.todo[i].path) != 0)
-            rc = err_sys(err, SNAP_EFAIL, "cannot link %s to %s", s.todo[i].path, s.todo[i].target);
-        if (rc == SNAP_OK)
-            s.files++;
-        free(s.todo[i].path);
-        free(s.todo[i].target);
-    }
-    /* Several writers each fixed their own directories up; set them all once more at the end. */
-    for (i = s.ndirs; i-- > 0;) {
-        if (rc == SNAP_OK) {
-            chmod(s.dirs_meta[i].path, s.dirs_meta[i].mode);
-            utimensat(AT_FDCWD, s.dirs_meta[i].path, s.dirs_meta[i].times, AT_SYMLINK_NOFOLLOW);
-        }
-        free(s.dirs_meta[i].path);
-    }
-    free(s.todo);
-    free(s.dirs_meta);
-    pthread_mutex_destroy(&s.mu);
     if (rc == SNAP_OK)
         rc = check_stats(&s, err);
+    if (rc == SNAP_OK)
+        rc = make_symlinks(&s, err);
+    if (rc == SNAP_OK)
+        rc = make_links(&s, err);
+    if (rc == SNAP_OK)
+        fix_dirs(&s);
     /* The staged data must be on disk before it can become live. */
     json_array_foreach(roots(t), i, r) {
         struct stat st;
         int fd;
         if (rc != SNAP_OK || strcmp(rget(r, "type"), "absent") == 0)
             continue;
-        if (lstat(rget(r, "staged"), &st) != 0) {
+        if (fstatat(s.roots[i].parentfd, s.roots[i].stage_base, &st, AT_SYMLINK_NOFOLLOW) != 0) {
             rc = err_set(err, SNAP_EVERIFY, 0, "%s: the snapshot holds nothing for %s", rst_component_name(t),
                          rget(r, "path"));
             break;
         }
         json_object_set_new((json_t *)(uintptr_t)r, "ino", json_integer((json_int_t)st.st_ino));
         json_object_set_new((json_t *)(uintptr_t)r, "dev", json_integer((json_int_t)st.st_dev));
-        fd = open(rget(r, "staged"), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-            fd = open(rget(r, "path"), O_RDONLY | O_CLOEXEC);
+        fd = openat(s.roots[i].parentfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd >= 0) {
             if (syncfs(fd) != 0)
                 rc = err_sys(err, SNAP_EFAIL, "cannot sync the staged copy of %s", rget(r, "path"));
             close(fd);
         }
     }
+out:
+    stage_free(&s);
     if (rc != SNAP_OK)
         err_prefix(err, "stage %s", rst_component_name(t));
     return rc;
@@ -729,8 +1410,9 @@ static snap_rc files_discard(rst_target *t, snap_err *err)
 
     json_array_foreach(roots(t), i, r) {
         const char *staged = rget(r, "staged");
-        if (staged[0] == '\0' || same_inode(rget(r, "path"), r))
+        if (staged == NULL || staged[0] == '\0' || rget(r, "path") == NULL || same_inode(rget(r, "path"), r))
             continue; /* switched: not ours to remove */
+        util_failpoint("files-before-remove");
         snap_rc rc = util_rm_rf(staged, err);
         if (rc != SNAP_OK)
             return rc;
@@ -745,7 +1427,10 @@ static snap_rc files_finish(rst_target *t, bool drop_old, snap_err *err)
 
     json_array_foreach(roots(t), i, r) {
         const char *old = rget(r, "displaced");
+        if (old == NULL || old[0] != '/')
+            continue;
         if (drop_old) {
+            util_failpoint("files-before-remove");
             snap_rc rc = util_rm_rf(old, err);
             if (rc != SNAP_OK)
                 return rc;

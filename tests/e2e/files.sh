@@ -240,6 +240,16 @@ test_entry_with_dotdot_refused() { evil_case dotdot; }
 test_entry_with_absolute_path_refused() { evil_case absolute; }
 test_symlink_pointing_outside_refused() { evil_case symlink; }
 
+test_sparse_file_keeps_its_holes() {
+    setup
+    truncate -s 50M "$T/app/sparse"
+    echo data | dd of="$T/app/sparse" bs=1 seek=10000000 conv=notrunc status=none
+    expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app"
+    expect_rc 0 "$REVERT" p1 --store "$ST" --to "$T/copy" --yes --no-safety-snapshot
+    cmp "$T/app/sparse" "$T/copy/sparse" || fail "sparse file differs"
+    [ "$(du -k "$T/copy/sparse" | cut -f1)" -lt 1024 ] || fail "the holes were filled"
+}
+
 test_disk_full_while_staging() {
     setup
     mkdir "$T/small"
