@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Targets are never chosen by the store alone: a revert replaces what the local
 # configuration or the command line names, or what an authenticated manifest names.
-# needs: postgres
+# needs: postgres mariadb
 . "$(dirname "$0")/lib.sh"
 
 setup() {
@@ -34,6 +34,30 @@ EOF
 key_file() { # PATH: 32 random bytes, 0600
     head -c 32 /dev/urandom >"$1"
     chmod 600 "$1"
+}
+
+# A loopback listener that records every connection in $T/connections; its port in $port.
+start_listener() {
+    python3 - "$T/port" "$T/connections" <<'EOF' &
+import os, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(8)
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1])); os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while True:
+    c, _ = s.accept()
+    with open(sys.argv[2], "a") as f:
+        f.write("connected\n")
+    c.close()
+EOF
+    listener=$!
+    for _ in $(seq 50); do [ -e "$T/port" ] && break; sleep 0.1; done
+    port=$(cat "$T/port")
+}
+
+stop_listener() {
+    sleep 0.3
+    kill "$listener" 2>/dev/null || true
+    wait "$listener" 2>/dev/null || true
 }
 
 test_snap_signs_with_a_host_key_made_on_first_use() {
@@ -82,6 +106,27 @@ EOF
     return 0
 }
 
+# Images: the manifests path of an unauthenticated manifest is not a target either.
+test_images_manifests_path_edited_is_refused() {
+    setup
+    mkdir -p "$T/data/deploy"
+    printf 'services:\n  web:\n    image: 127.0.0.1:1/app:v1\n' >"$T/data/deploy/compose.yaml"
+    expect_rc 0 "$SNAP" create p1 --store "$ST" --images "$T/data/deploy" --allow-unresolved
+    edit_manifest "$ST/catalog/p1.json" "m['components'][0]['info']['roots'][0]['path'] = '$T/data/other'"
+    before=$(listing "$T/data")
+    expect_rc 5 "$REVERT" p1 --store "$ST" --yes
+    expect_err "component deploy asks to replace $T/data/other"
+    expect_err "([source deploy] type = images, manifests = ...)"
+    [ "$(listing "$T/data")" = "$before" ] || fail "something changed"
+    # a files source naming the path does not name an images target; an images one does
+    printf '[source x]\ntype = files\npaths = %s/data/other\n' "$T" >"$T/files.conf"
+    expect_rc 5 "$REVERT" -c "$T/files.conf" p1 --store "$ST" --dry-run
+    printf '[source x]\ntype = images\nmanifests = %s/data/other\n' "$T" >"$T/images.conf"
+    expect_rc 0 "$REVERT" -c "$T/images.conf" p1 --store "$ST" --dry-run
+    expect_out "target named by the configuration"
+    [ "$(listing "$T/data")" = "$before" ] || fail "something changed"
+}
+
 # A manifest that is not authenticated, whose roots are not normalised, is damaged.
 test_root_with_dotdot_is_refused() {
     setup
@@ -102,32 +147,42 @@ test_pg_source_changed_to_another_host_gets_no_connection() {
     psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
     psql -X -q -d "$db" -c "CREATE TABLE t (id int); INSERT INTO t VALUES (1)"
     expect_rc 0 "$SNAP" create p1 --store "$ST" --pg "dbname=$db"
-    python3 - "$T/port" "$T/connections" <<'EOF' &
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0)); s.listen(8)
-open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1])); __import__("os").rename(sys.argv[1] + ".tmp", sys.argv[1])
-while True:
-    c, _ = s.accept()
-    with open(sys.argv[2], "a") as f:
-        f.write("connected\n")
-    c.close()
-EOF
-    listener=$!
-    for _ in $(seq 50); do [ -e "$T/port" ] && break; sleep 0.1; done
-    port=$(cat "$T/port")
+    start_listener
     edit_manifest "$ST/catalog/p1.json" "m['components'][0]['source'] = 'host=127.0.0.1 port=$port user=victim dbname=$db'"
     PGPASSWORD=s3cret-pw expect_rc 5 "$REVERT" p1 --store "$ST" --dry-run
     expect_err "component $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["components"][0]["name"])' "$ST/catalog/p1.json") asks to replace database $db on host=127.0.0.1 port=$port"
     expect_err "no connection was made"
     expect_err "type = postgres, dsn = "
     PGPASSWORD=s3cret-pw expect_rc 5 "$REVERT" p1 --store "$ST" --yes
-    sleep 0.3
-    kill "$listener" 2>/dev/null || true
-    wait "$listener" 2>/dev/null || true
+    stop_listener
     [ ! -s "$T/connections" ] || fail "revert connected to the host the manifest named"
     [ "$(psql -X -At -d "$db" -c 'SELECT count(*) FROM t')" = 1 ] || fail "the database changed"
     psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db"
+}
+
+# The same for MySQL: a source moved to another host gets no connection, and no MYSQL_PWD.
+test_mysql_source_changed_to_another_host_gets_no_connection() {
+    setup
+    my() { mariadb --no-defaults -S "$MY_SOCKET" -uroot "$@"; }
+    db=t_trust_$$
+    my -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db; CREATE TABLE $db.t (id int); INSERT INTO $db.t VALUES (1)"
+    expect_rc 0 "$SNAP" create p1 --store "$ST" --mysql "mysql://root@localhost/$db?socket=$MY_SOCKET"
+    start_listener
+    edit_manifest "$ST/catalog/p1.json" "m['components'][0]['source'] = 'mysql://victim@127.0.0.1:$port/$db'"
+    MYSQL_PWD=s3cret-pw expect_rc 5 "$REVERT" p1 --store "$ST" --dry-run
+    expect_err "asks to replace database $db on mysql://victim@127.0.0.1:$port/$db"
+    expect_err "type = mysql, dsn = "
+    MYSQL_PWD=s3cret-pw expect_rc 5 "$REVERT" p1 --store "$ST" --yes
+    stop_listener
+    [ ! -s "$T/connections" ] || fail "revert connected to the host the manifest named"
+    [ "$(my -N -e "SELECT count(*) FROM $db.t")" = 1 ] || fail "the database changed"
+    # named in the configuration, the revert goes on to the configured server
+    name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["components"][0]["name"])' "$ST/catalog/p1.json")
+    printf '[source %s]\ntype = mysql\ndsn = mysql://root@localhost/%s?socket=%s\n' "$name" "$db" "$MY_SOCKET" >"$T/snap.conf"
+    my -e "DELETE FROM $db.t"
+    expect_rc 0 "$REVERT" -c "$T/snap.conf" p1 --store "$ST" --yes --no-safety-snapshot --drop-old
+    [ "$(my -N -e "SELECT count(*) FROM $db.t")" = 1 ] || fail "not reverted"
+    my -e "DROP DATABASE IF EXISTS $db"
 }
 
 # A [source] naming the server, but another database than the manifest's: refused.
