@@ -2,7 +2,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
-
 #include "../common/auth.h"
+#include "../common/pg.h"
 #include "../common/util.h"
 #include "../snapshot/snapshot.h"
 #include "../snapshot/mysql.h"
@@ -470,21 +468,6 @@ static bool path_configured(const cfg *c, const char *type, const char *path)
         free(section);
     }
     return pm.found;
-}
-
-/* The database a DSN names (its dbname, else $PGDATABASE for libpq), or NULL. Caller frees. */
-static char *pg_dsn_dbname(const char *dsn)
-{
-    PQconninfoOption *opts = PQconninfoParse(dsn, NULL), *o;
-    char *db = NULL;
-
-    for (o = opts; o != NULL && o->keyword != NULL; o++)
-        if (strcmp(o->keyword, "dbname") == 0 && o->val != NULL && o->val[0] != '\0')
-            db = xstrdup(o->val);
-    PQconninfoFree(opts);
-    if (db == NULL && getenv("PGDATABASE") != NULL && getenv("PGDATABASE")[0] != '\0')
-        db = xstrdup(getenv("PGDATABASE"));
-    return db;
 }
 
 static snap_rc refuse(rst_target *t, const char *what, snap_err *err)
