@@ -141,7 +141,8 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
         else if (ar != NULL)
             arc_reader_close(ar, NULL);
     }
-    qsort(set.v, set.n, sizeof *set.v, cmp_str);
+    if (set.n > 0) /* no entry may name a root (a manifest edited by hand): v is NULL then */
+        qsort(set.v, set.n, sizeof *set.v, cmp_str);
     json_array_foreach(roots(t), i, r) {
         char *argv[2] = {(char *)(uintptr_t)rget(r, "path"), NULL};
         FTS *fts;
@@ -153,7 +154,7 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
             const char *p = ent->fts_path;
             if (ent->fts_info == FTS_DP)
                 continue;
-            if (bsearch(&p, set.v, set.n, sizeof *set.v, cmp_str) == NULL)
+            if (set.n == 0 || bsearch(&p, set.v, set.n, sizeof *set.v, cmp_str) == NULL)
                 sample(plan, "remove", p);
         }
         if (fts != NULL)
