@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,7 +216,8 @@ snap_rc auth_key_file_read(const char *path, unsigned char **key, size_t *len, s
     size_t got = 0;
     struct stat st;
     snap_rc rc = SNAP_OK;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO in place of the key must not hang us before fstat says what it is. */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
     *key = NULL;
     *len = 0;
