@@ -164,6 +164,14 @@ static void key_files(void **state)
     assert_int_equal(auth_key_file_read(link, &key, &len, &err), SNAP_EUSAGE);
     assert_non_null(strstr(err.msg, "symbolic link"));
 
+    /* a FIFO is refused at once, not read (which would block) */
+    char *fifo = xasprintf("%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(auth_key_file_read(fifo, &key, &len, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    unlink(fifo);
+    free(fifo);
+
     char *missing = xasprintf("%s/missing", dir);
     assert_int_equal(auth_key_file_read(missing, &key, &len, &err), SNAP_ENOTFOUND);
     free(missing);
