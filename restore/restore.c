@@ -394,7 +394,6 @@ static snap_rc build_targets(snap_ctx *ctx, stg *store, const rst_request *req,
     return SNAP_OK;
 }
 
-
 /* ---- trust: who chose the target -------------------------------------------------- */
 
 /* Whether the snapshot's manifest verifies with a key this host holds; says which with -v. */
