@@ -56,8 +56,9 @@ static void print_plan(const json_t *res, FILE *f)
     json_t *t;
     size_t i;
 
-    util_fprintf_esc(f, "revert to snapshot %s (%s):\n", json_string_value(json_object_get(res, "snapshot")),
-            json_string_value(json_object_get(res, "snapshot_id")));
+    util_fprintf_esc(f, "revert to snapshot %s (%s, %s):\n", json_string_value(json_object_get(res, "snapshot")),
+            json_string_value(json_object_get(res, "snapshot_id")),
+            json_is_true(json_object_get(res, "authenticated")) ? "authenticated" : "not authenticated");
     json_array_foreach(json_object_get(res, "targets"), i, t) {
         json_t *changes = json_object_get(t, "changes"), *p;
         size_t k;
@@ -69,6 +70,11 @@ static void print_plan(const json_t *res, FILE *f)
                     json_is_true(json_object_get(p, "existed")) ? "" : " (does not exist now)");
         if (json_is_string(json_object_get(t, "target")))
             util_fprintf_esc(f, "      target %s\n", json_string_value(json_object_get(t, "target")));
+        if (json_is_string(json_object_get(t, "refused")))
+            util_fprintf_esc(f, "      asks for %s: refused (%s)\n", json_string_value(json_object_get(t, "requested")),
+                    json_string_value(json_object_get(t, "refused")));
+        else if (json_is_string(json_object_get(t, "named_by")))
+            util_fprintf_esc(f, "      target named by the %s\n", json_string_value(json_object_get(t, "named_by")));
         if (changes != NULL) {
             util_fprintf_esc(f, "      %lld to replace, %lld to add, %lld to remove\n",
                     (long long)json_integer_value(json_object_get(changes, "replace")),
@@ -81,6 +87,17 @@ static void print_plan(const json_t *res, FILE *f)
         json_t *notes = json_object_get(t, "notes"), *n;
         json_array_foreach(notes, k, n) util_fprintf_esc(f, "      note: %s\n", json_string_value(n));
     }
+}
+
+static bool any_refused(const json_t *res)
+{
+    json_t *t;
+    size_t i;
+
+    json_array_foreach(json_object_get(res, "targets"), i, t)
+        if (json_is_string(json_object_get(t, "refused")))
+            return true;
+    return false;
 }
 
 static bool confirm(const json_t *plan, void *arg)
@@ -224,6 +241,9 @@ int main(int argc, char **argv)
     free(only);
     if (rc == SNAP_OK && req.dry_run && !c.ctx.json)
         print_plan(res, stdout);
+    /* A refused target: the plan shows every target and what each asked for. */
+    if (rc == SNAP_EVERIFY && !c.ctx.json && c.ctx.verbosity >= 0 && any_refused(res))
+        print_plan(res, stderr);
     if (c.ctx.json && res != NULL) {
         if (rc != SNAP_OK)
         {

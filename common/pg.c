@@ -562,3 +562,18 @@ void pg_pattern_regex(const char *pattern, char **schema_re, char **name_re)
     }
 }
 
+
+char *pg_dsn_dbname(const char *dsn)
+{
+    PQconninfoOption *opts = PQconninfoParse(dsn, NULL), *o;
+    const char *env = getenv("PGDATABASE");
+    char *db = NULL;
+
+    for (o = opts; o != NULL && o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "dbname") == 0 && o->val != NULL && o->val[0] != '\0')
+            db = xstrdup(o->val);
+    PQconninfoFree(opts);
+    if (db == NULL && env != NULL && env[0] != '\0')
+        db = xstrdup(env);
+    return db;
+}

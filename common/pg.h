@@ -24,6 +24,10 @@
  */
 char *pg_redact_dsn(const char *dsn);
 
+/* The database a DSN names: its dbname, else $PGDATABASE; NULL when neither does (libpq
+ * would then use the user name) or the DSN does not parse. Caller frees. */
+char *pg_dsn_dbname(const char *dsn);
+
 /*
  * Connects with dsn (URI, key=value, or "" for libpq's defaults), to database dbname
  * instead of the DSN's when dbname is not NULL. Failures say what and where without

@@ -189,7 +189,7 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
         else if (ar != NULL)
             arc_reader_close(ar, NULL);
     }
-    if (set.n > 0)
+    if (set.n > 0) /* no entry may name a root (a manifest edited by hand): v is NULL then */
         qsort(set.v, set.n, sizeof *set.v, cmp_str);
     json_array_foreach(roots(t), i, r) {
         char *argv[2] = {(char *)(uintptr_t)rget(r, "path"), NULL};

@@ -79,7 +79,8 @@ static snap_rc target_dsn(rst_target *t, my_dsn **out, snap_err *err)
     free(section);
     if (dsn == NULL)
         dsn = state_str(rst_state(t), "dsn");
-    if (dsn == NULL && rst_component(t) != NULL)
+    /* The manifest's server only when the manifest is authenticated (restore.c refuses first). */
+    if (dsn == NULL && rst_component(t) != NULL && rst_trusted(t))
         dsn = cat_component_source(rst_component(t));
     if (dsn == NULL)
         return err_set(err, SNAP_EUSAGE, 0, "component %s: no mysql dsn to revert onto",

@@ -45,13 +45,23 @@ static void set_str(json_t *o, const char *key, const char *v)
     json_object_set_new(o, key, json_string(v));
 }
 
-/* The DSN: the config's [source NAME] when it names one, else the snapshot's (redacted). */
-static const char *target_dsn(rst_target *t)
+/* The DSN of a [source NAME] of type postgres for this component, or NULL. */
+static const char *configured_dsn(rst_target *t)
 {
     char *section = xasprintf("source %s", rst_component_name(t));
-    const char *dsn = cfg_get(rst_ctx(t)->cfg, section, "dsn");
+    const char *type = cfg_get(rst_ctx(t)->cfg, section, "type");
+    const char *dsn = type != NULL && strcmp(type, "postgres") == 0 ? cfg_get(rst_ctx(t)->cfg, section, "dsn") : NULL;
 
     free(section);
+    return dsn;
+}
+
+/* The DSN: the config's [source NAME] when it names one, else the snapshot's (redacted),
+ * which pg_plan takes only from an authenticated manifest. */
+static const char *target_dsn(rst_target *t)
+{
+    const char *dsn = configured_dsn(t);
+
     if (dsn == NULL)
         dsn = json_string_value(json_object_get(rst_state(t), "dsn"));
     return dsn != NULL ? dsn : "";
@@ -399,6 +409,10 @@ static snap_rc pg_plan(rst_target *t, snap_err *err)
         err_hint(err, "restore a copy with --to NAME and move what you need from it");
         return SNAP_EUSAGE;
     }
+    /* The server an unauthenticated manifest names gets no connection (restore.c refuses first). */
+    if (configured_dsn(t) == NULL && !rst_trusted(t))
+        return err_set(err, SNAP_EVERIFY, 0, "component %s: the snapshot is not authenticated and no [source %s] "
+                       "names its server", rst_component_name(t), rst_component_name(t));
     set_str(st, "dsn", cat_component_source(rst_component(t)) ? cat_component_source(rst_component(t)) : "");
     set_str(st, "mode", tx ? "transaction" : to ? "to" : "swap");
     set_str(st, "live", to ? to : db);

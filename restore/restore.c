@@ -2,7 +2,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/auth.h"
+#include "../common/pg.h"
 #include "../common/util.h"
 #include "../snapshot/snapshot.h"
 #include "../snapshot/mysql.h"
@@ -42,6 +43,7 @@ struct rst_target {
     int *lock_fds; /* one per key, -1 until taken */
     bool switched;
     bool detail;
+    bool trusted; /* the manifest verified with a key this host holds */
 };
 
 struct journal {
@@ -72,8 +74,7 @@ bool rst_plan_detail(const rst_target *t) { return t->detail; }
 
 bool rst_trusted(const rst_target *t)
 {
-    (void)t; /* manifests are not authenticated yet */
-    return false;
+    return t->m != NULL && t->trusted;
 }
 
 const char *rst_revert_id(const rst_target *t)
@@ -98,25 +99,7 @@ void rst_set_lock_key(rst_target *t, const char *key)
 
 char *rst_state_dir(const snap_ctx *ctx)
 {
-    const char *s = cfg_get(ctx->cfg, "revert", "state_dir");
-    const char *home;
-    struct passwd *pw;
-
-    if (s == NULL)
-        s = getenv("SNAP_STATE_DIR");
-    if (s != NULL && s[0] != '\0')
-        return util_abspath(s);
-    if (geteuid() == 0)
-        return xstrdup("/var/lib/snap");
-    if ((s = getenv("XDG_STATE_HOME")) != NULL && s[0] == '/')
-        return xasprintf("%s/snap", s);
-    home = getenv("HOME");
-    if ((home == NULL || home[0] != '/') && (pw = getpwuid(geteuid())) != NULL)
-        home = pw->pw_dir;
-    /* Never a default in a directory that every user may write, such as /tmp. */
-    if (home == NULL || home[0] != '/')
-        return NULL;
-    return xasprintf("%s/.local/state/snap", home);
+    return cfg_state_dir(ctx->cfg);
 }
 
 snap_rc rst_state_subdir(const snap_ctx *ctx, const char *sub, char **out, snap_err *err)
@@ -649,7 +632,7 @@ static bool selected(const rst_request *req, const char *name)
 }
 
 static snap_rc build_targets(snap_ctx *ctx, stg *store, const rst_request *req,
-                             const cat_manifest *m, journal *j, snap_err *err)
+                             const cat_manifest *m, bool trusted, journal *j, snap_err *err)
 {
     for (size_t i = 0; i < req->nonly; i++) {
         if (cat_manifest_find(m, req->only[i]) == NULL) {
@@ -680,6 +663,7 @@ static snap_rc build_targets(snap_ctx *ctx, stg *store, const rst_request *req,
         t = target_new(j, ctx, store, drv, cat_component_name(c));
         t->m = m;
         t->comp = c;
+        t->trusted = trusted;
         t->to = req->to ? xstrdup(req->to) : NULL;
     }
     if (req->to != NULL && j->n != 1) {
@@ -688,6 +672,191 @@ static snap_rc build_targets(snap_ctx *ctx, stg *store, const rst_request *req,
         return SNAP_EUSAGE;
     }
     return SNAP_OK;
+}
+
+/* ---- trust: who chose the target -------------------------------------------------- */
+
+/* Whether the snapshot's manifest verifies with a key this host holds; says which with -v. */
+static snap_rc authenticate(snap_ctx *ctx, const cat_manifest *m, bool *trusted, json_t *res,
+                            snap_err *err)
+{
+    auth_keyring *keys = NULL;
+    char key_id[AUTH_KEY_ID_LEN + 1];
+    auth_status st;
+    snap_rc rc = auth_keyring_load(ctx->cfg, false, &keys, err);
+
+    *trusted = false;
+    if (rc != SNAP_OK)
+        return rc;
+    st = auth_verify(keys, cat_manifest_json(m), key_id);
+    *trusted = st == AUTH_OK;
+    if (st == AUTH_OK)
+        log_debug(ctx, "snapshot %s is authenticated by key %s", cat_manifest_name(m), key_id);
+    else
+        log_debug(ctx, "snapshot %s is not authenticated: %s", cat_manifest_name(m), auth_status_text(st));
+    json_object_set_new(res, "authenticated", json_boolean(*trusted));
+    if (st == AUTH_OK)
+        json_object_set_new(res, "key_id", json_string(key_id));
+    auth_keyring_free(keys);
+    return SNAP_OK;
+}
+
+typedef struct path_match {
+    const char *path;
+    bool found;
+} path_match;
+
+static bool match_path(const char *value, void *arg)
+{
+    path_match *pm = arg;
+    char *abs = util_abspath(value);
+
+    pm->found = abs != NULL && strcmp(abs, pm->path) == 0;
+    free(abs);
+    return !pm->found;
+}
+
+static bool match_words(const char *value, void *arg)
+{
+    char *copy = xstrdup(value), *save = NULL;
+    bool more = true;
+
+    for (char *w = strtok_r(copy, " \t", &save); w != NULL && more; w = strtok_r(NULL, " \t", &save))
+        more = match_path(w, arg);
+    free(copy);
+    return more;
+}
+
+/* Does a [source NAME] of this type (files: paths, path; images: manifests) name path? */
+static bool path_configured(const cfg *c, const char *type, const char *path)
+{
+    path_match pm = {path, false};
+
+    for (size_t i = 0; c != NULL && i < cfg_source_count(c) && !pm.found; i++) {
+        char *section = xasprintf("source %s", cfg_source_name(c, i));
+        const char *st = cfg_get(c, section, "type");
+        if (st != NULL && strcmp(st, type) == 0) {
+            if (strcmp(type, "images") == 0) {
+                cfg_each(c, section, "manifests", match_path, &pm);
+            } else {
+                cfg_each(c, section, "paths", match_words, &pm);
+                if (!pm.found)
+                    cfg_each(c, section, "path", match_path, &pm);
+            }
+        }
+        free(section);
+    }
+    return pm.found;
+}
+
+static snap_rc refuse(rst_target *t, const char *what, snap_err *err)
+{
+    err_set(err, SNAP_EVERIFY, 0, "snapshot %s is not authenticated, and its component %s asks to replace %s, "
+            "which neither the local configuration nor the command line names; nothing was changed",
+            cat_manifest_name(t->m), t->name, what);
+    json_object_set_new(t->plan, "refused", json_string("not authenticated, and not named locally"));
+    return SNAP_EVERIFY;
+}
+
+/*
+ * A target is replaced only when the local configuration or the command line names it, or
+ * when the manifest is authenticated. Fills the plan's "requested", "authenticated" and
+ * "named_by"; refuses (SNAP_EVERIFY) before any connection is made.
+ */
+static snap_rc check_named(rst_target *t, snap_err *err)
+{
+    const cfg *c = t->ctx->cfg;
+    json_t *info = cat_component_info((cat_component *)(uintptr_t)t->comp), *r;
+    const char *type = t->drv->type, *named = t->trusted ? "authenticated manifest" : NULL;
+    char *requested = NULL, *section = xasprintf("source %s", t->name);
+    snap_rc rc = SNAP_OK;
+    size_t i;
+
+    json_object_set_new(t->plan, "authenticated", json_boolean(t->trusted));
+    if (strcmp(type, "files") == 0 || strcmp(type, "images") == 0) {
+        json_t *roots = json_object_get(info, "roots");
+        bool all = json_array_size(roots) > 0;
+        if (!json_is_array(roots) || json_array_size(roots) == 0) {
+            rc = err_set(err, SNAP_EVERIFY, 0, "component %s of snapshot %s lists no roots", t->name,
+                         cat_manifest_name(t->m));
+            err_hint(err, "the manifest is damaged; nothing was changed");
+            goto out;
+        }
+        json_array_foreach(roots, i, r) {
+            const char *path = json_string_value(json_object_get(r, "path"));
+            char *abs = path != NULL && path[0] == '/' ? util_abspath(path) : NULL;
+            bool normal = abs != NULL && strcmp(abs, path) == 0;
+            free(abs);
+            if (!normal) {
+                rc = err_set(err, SNAP_EVERIFY, 0, "component %s of snapshot %s has a root without an absolute, "
+                             "normalised path", t->name, cat_manifest_name(t->m));
+                err_hint(err, "the manifest is damaged; nothing was changed");
+                goto out;
+            }
+            char *prev = requested;
+            requested = prev ? xasprintf("%s %s", prev, path) : xstrdup(path);
+            free(prev);
+            if (!path_configured(c, type, path))
+                all = false;
+        }
+        if (t->to != NULL)
+            named = "command line";
+        else if (all)
+            named = "configuration";
+        if (named == NULL) {
+            rc = refuse(t, requested, err);
+            err_hint(err, "name %s in the configuration ([source %s] type = %s, %s = ...), restore beside it with "
+                          "--to DIR, or give this host the key that signed the snapshot ([store] auth_key_file)",
+                     requested, t->name, type, strcmp(type, "images") == 0 ? "manifests" : "paths");
+        }
+    } else if (strcmp(type, "postgres") == 0 || strcmp(type, "mysql") == 0) {
+        const char *ctype = cfg_get(c, section, "type"), *dsn = cfg_get(c, section, "dsn");
+        const char *src = cat_component_source(t->comp);
+        const char *db = json_string_value(json_object_get(info, strcmp(type, "postgres") == 0 ? "database_name"
+                                                                                                 : "database"));
+        bool configured = ctype != NULL && strcmp(ctype, type) == 0 && dsn != NULL;
+
+        requested = xasprintf("database %s on %s", db ? db : "(none)", src ? src : "(no source)");
+        if (configured && t->to == NULL && db != NULL) {
+            /* The configured server; the database too, when the DSN names one. */
+            char *cdb = NULL;
+            if (strcmp(type, "postgres") == 0) {
+                cdb = pg_dsn_dbname(dsn);
+            } else {
+                my_dsn *d = NULL;
+                snap_err ignored;
+                if (my_dsn_parse(dsn, &d, &ignored) == SNAP_OK && my_dsn_db(d) != NULL && my_dsn_db(d)[0] != '\0')
+                    cdb = xstrdup(my_dsn_db(d));
+                my_dsn_free(d);
+            }
+            if (cdb != NULL && strcmp(cdb, db) != 0 && !t->trusted) {
+                rc = refuse(t, requested, err);
+                err_hint(err, "[source %s] names database %s, not %s: fix the dsn there, or give this host the key "
+                              "that signed the snapshot ([store] auth_key_file); no connection was made",
+                         t->name, cdb, db);
+                free(cdb);
+                goto out;
+            }
+            free(cdb);
+        }
+        if (configured)
+            named = "configuration";
+        if (named == NULL) {
+            rc = refuse(t, requested, err);
+            err_hint(err, "name the server in the configuration ([source %s] type = %s, dsn = ...), or give this "
+                          "host the key that signed the snapshot ([store] auth_key_file); no connection was made",
+                     t->name, type);
+        }
+    } else if (!t->trusted) {
+        rc = refuse(t, "its target", err);
+    }
+out:
+    if (requested != NULL)
+        json_object_set_new(t->plan, "requested", json_string(requested));
+    json_object_set_new(t->plan, "named_by", named ? json_string(named) : json_null());
+    free(requested);
+    free(section);
+    return rc;
 }
 
 /* ---- the revert ------------------------------------------------------------------- */
@@ -710,6 +879,11 @@ static snap_rc safety_snapshot(snap_ctx *ctx, stg *store, journal *j, const char
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (cfg_get(ctx->cfg, "snap", keys[i]) != NULL)
             cfg_set(c, "snap", keys[i], cfg_get(ctx->cfg, "snap", keys[i]));
+    /* ... and so do the keys it is signed with. */
+    if (cfg_get(ctx->cfg, "revert", "state_dir") != NULL)
+        cfg_set(c, "revert", "state_dir", cfg_get(ctx->cfg, "revert", "state_dir"));
+    if (cfg_get(ctx->cfg, "store", "auth_key_file") != NULL)
+        cfg_set(c, "store", "auth_key_file", cfg_get(ctx->cfg, "store", "auth_key_file"));
     for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {
         rst_target *t = j->targets[i];
         char *section = xasprintf("source %s", t->name);
@@ -937,7 +1111,7 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
     journal *j = xcalloc(1, sizeof *j);
     json_t *res = json_object(), *plans = json_array();
     sigset_t oldmask;
-    bool leased = false, journaled = false;
+    bool leased = false, journaled = false, trusted = false;
     snap_rc rc;
 
     j->fd = -1;
@@ -947,9 +1121,11 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
     if (rc == SNAP_OK)
         rc = cat_load(store, req->name, &m, err);
     if (rc == SNAP_OK)
+        rc = authenticate(ctx, m, &trusted, res, err);
+    if (rc == SNAP_OK)
         rc = open_journal(ctx, req, store, j, err);
     if (rc == SNAP_OK)
-        rc = build_targets(ctx, store, req, m, j, err);
+        rc = build_targets(ctx, store, req, m, trusted, j, err);
     if (rc != SNAP_OK)
         goto out;
     json_object_set_new(res, "snapshot", json_string(req->name));
@@ -960,6 +1136,19 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
         json_t *desc = json_object();
         stg_describe(store, desc);
         json_object_set_new(res, "store", desc);
+    }
+
+    /* 0. Every target named locally or by an authenticated manifest; the plan lists them all. */
+    for (size_t i = 0; i < j->n; i++) {
+        snap_err e;
+        snap_rc r = check_named(j->targets[i], rc == SNAP_OK ? err : &e);
+        if (rc == SNAP_OK)
+            rc = r;
+    }
+    if (rc != SNAP_OK) {
+        for (size_t i = 0; i < j->n; i++)
+            json_array_append(plans, j->targets[i]->plan);
+        goto out;
     }
 
     /* 1. Plan: every part present, every target reachable, nothing changed. */

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/auth.h"
 #include "../common/util.h"
 #include "mysql.h"
 #include "pg.h"
@@ -150,6 +151,7 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
     char id[32], *data;
     bool exists = false;
     cat_manifest *m;
+    auth_keyring *keys = NULL;
     snp_capture c = {0};
     size_t nsources = cfg_source_count(ctx->cfg);
     snap_rc rc = cat_name_check("snapshot", req->name, err);
@@ -174,6 +176,9 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
         err_hint(err, "choose another name, or `snap delete %s` first", req->name);
         rc = SNAP_ECONFLICT;
     }
+    /* Every manifest is signed with every key this host holds (docs/formats.md). */
+    if (rc == SNAP_OK)
+        rc = auth_keyring_load(ctx->cfg, true, &keys, err);
     if (rc != SNAP_OK)
         return rc;
 
@@ -201,6 +206,7 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
     prg_free(c.opts.progress);
     if (rc == SNAP_OK) {
         cat_manifest_set_finished(m, time(NULL));
+        auth_sign(keys, cat_manifest_json(m));
         util_failpoint("snap-before-commit");
         rc = cat_commit(store, m, err);
     }
@@ -212,8 +218,10 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
             log_warn(ctx, "could not remove the parts of the failed snap (%s); `snap gc` will", ignored.msg);
         free(data);
         cat_manifest_free(m);
+        auth_keyring_free(keys);
         return rc;
     }
+    auth_keyring_free(keys);
     if (out != NULL)
         *out = m;
     else

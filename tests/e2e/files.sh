@@ -157,6 +157,7 @@ test_unreadable_and_missing_source() {
     mkdir -p "$ST" "$T/state" && chown nobody "$ST" "$T/state" && chmod 0700 "$ST" "$T/state"
     expect_rc 6 setpriv --reuid=nobody --regid=nogroup --clear-groups env SNAP_STATE_DIR="$T/state" \
         "$SNAP" create p1 --store "$ST" --files "$T/app"
+    expect_err "conf.d"
     expect_err "Permission denied"
     expect_err "hint:"
     [ ! -e "$ST/catalog/p1.json" ] || fail "a failed snap was committed"
@@ -168,7 +169,9 @@ test_store_missing_or_read_only() {
     expect_err "hint:"
     expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app"
     chmod -R a+rX "$ST"
-    expect_rc 6 setpriv --reuid=nobody --regid=nogroup --clear-groups "$SNAP" create p2 --store "$ST" --files "$T/app/main.conf"
+    install -d -o nobody -m 0700 "$T/nobody-state"
+    expect_rc 6 setpriv --reuid=nobody --regid=nogroup --clear-groups env SNAP_STATE_DIR="$T/nobody-state" \
+        "$SNAP" create p2 --store "$ST" --files "$T/app/main.conf"
     expect_err "Permission denied"
     expect_rc 0 setpriv --reuid=nobody --regid=nogroup --clear-groups "$SNAP" list --store "$ST"
     expect_out "p1"
@@ -230,7 +233,9 @@ data = open(sys.argv[2], 'rb').read()
 p['sha256'] = hashlib.sha256(data).hexdigest(); p['size'] = len(data); p['entries'] = 2
 json.dump(m, open(sys.argv[1], 'w'))
 EOF
-    expect_rc 5 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot
+    # The edited manifest is no longer authenticated: the target is named locally.
+    printf '[source app]\ntype = files\npaths = %s\n' "$T/app" >"$T/snap.conf"
+    expect_rc 5 "$REVERT" -c "$T/snap.conf" p1 --store "$ST" --yes --no-safety-snapshot
     expect_err "refusing"
     [ "$(tree_sum "$T/app")" = "$before" ] || fail "target changed"
     [ ! -e "$T/escaped" ] && [ ! -e /tmp/snap-absolute-escape ] || fail "an entry escaped"

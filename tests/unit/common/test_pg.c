@@ -47,6 +47,31 @@ static void redact_keywords(void **state)
     assert_null(pg_redact_dsn("postgresql://db1/app?bogus_option=1"));
 }
 
+/* The database a revert target's DSN names, to compare with the manifest's. */
+static void dsn_dbname(void **state)
+{
+    char *db;
+
+    (void)state;
+    unsetenv("PGDATABASE");
+    db = pg_dsn_dbname("postgresql://u@h:5432/app?sslmode=require");
+    assert_string_equal(db, "app");
+    free(db);
+    db = pg_dsn_dbname("host=h dbname='my db' user=u");
+    assert_string_equal(db, "my db");
+    free(db);
+    assert_null(pg_dsn_dbname("host=h user=u"));
+    assert_null(pg_dsn_dbname("host='unterminated"));
+    setenv("PGDATABASE", "fromenv", 1);
+    db = pg_dsn_dbname("host=h");
+    assert_string_equal(db, "fromenv");
+    free(db);
+    db = pg_dsn_dbname("dbname=explicit");
+    assert_string_equal(db, "explicit");
+    free(db);
+    unsetenv("PGDATABASE");
+}
+
 static void pattern(const char *pat, const char *want_schema, const char *want_name)
 {
     char *s, *n;
@@ -78,6 +103,7 @@ int main(void)
         cmocka_unit_test(redact_uri),
         cmocka_unit_test(redact_keywords),
         cmocka_unit_test(patterns),
+        cmocka_unit_test(dsn_dbname),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
