@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "state.h"
 #include "util.h"
 
 #define HOST_KEY_NAME "host.key"
@@ -312,15 +313,24 @@ out:
 
 static snap_rc load_host_key(const cfg *c, bool create, auth_keyring *k, snap_err *err)
 {
-    char *dir = cfg_state_dir(c), *path = xasprintf("%s/%s", dir, HOST_KEY_NAME);
+    char *dir = NULL, *path = NULL;
     unsigned char *key = NULL;
     size_t len = 0;
-    snap_rc rc = SNAP_OK;
+    snap_rc rc;
 
+    /* The state directory is where the host key lives: no other user may write it. */
+    rc = state_subdir(c, NULL, &dir, err);
+    if (rc != SNAP_OK) {
+        if (!create && rc == SNAP_EUSAGE) {
+            err_clear(err); /* no state directory: this host has no key to check with */
+            return SNAP_OK;
+        }
+        return rc;
+    }
+    path = xasprintf("%s/%s", dir, HOST_KEY_NAME);
     if (create) {
         struct stat st;
-        rc = util_mkdir_p(dir, 0700, err);
-        if (rc == SNAP_OK && lstat(path, &st) != 0 && errno == ENOENT)
+        if (lstat(path, &st) != 0 && errno == ENOENT)
             rc = make_host_key(path, err);
         if (rc != SNAP_OK) {
             err_hint(err, "snap signs its manifests with a key kept in the state directory: set [revert] state_dir "

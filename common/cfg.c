@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <ini.h>
 #include <stdio.h>
-#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -347,26 +346,3 @@ snap_rc cfg_get_bool(const cfg *c, const char *section, const char *key, bool de
     return SNAP_OK;
 }
 
-char *cfg_state_dir(const cfg *c)
-{
-    const char *s = c != NULL ? cfg_get(c, "revert", "state_dir") : NULL;
-    const char *home;
-
-    if (s == NULL)
-        s = getenv("SNAP_STATE_DIR");
-    if (s != NULL && s[0] != '\0')
-        return util_abspath(s);
-    if (geteuid() == 0)
-        return xstrdup("/var/lib/snap");
-    if ((s = getenv("XDG_STATE_HOME")) != NULL && s[0] == '/')
-        return xasprintf("%s/snap", s);
-    home = getenv("HOME");
-    if (home == NULL || home[0] != '/') {
-        struct passwd *pw = getpwuid(geteuid());
-        home = pw ? pw->pw_dir : NULL;
-    }
-    /* Never a default in a directory that every user may write, such as /tmp. */
-    if (home == NULL || home[0] != '/')
-        return NULL;
-    return xasprintf("%s/.local/state/snap", home);
-}

@@ -52,11 +52,6 @@ snap_rc cfg_get_size(const cfg *c, const char *section, const char *key, uint64_
 snap_rc cfg_get_bool(const cfg *c, const char *section, const char *key, bool def, bool *out,
                      snap_err *err);
 
-/* The directory of state kept between runs (revert journals, locks, undo records, the
- * host key): [revert] state_dir, $SNAP_STATE_DIR, else /var/lib/snap for root and
- * $XDG_STATE_HOME/snap or ~/.local/state/snap otherwise. Caller frees. */
-char *cfg_state_dir(const cfg *c);
-
 /* Parsers shared with the command line. */
 bool cfg_parse_size(const char *s, uint64_t *out);
 /* 90s, 15m, 12h, 7d, 2w; false beyond CFG_DURATION_MAX (a thousand years) */

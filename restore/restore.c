@@ -11,6 +11,7 @@
 
 #include "../common/auth.h"
 #include "../common/pg.h"
+#include "../common/state.h"
 #include "../common/util.h"
 #include "../snapshot/snapshot.h"
 #include "../snapshot/mysql.h"
@@ -95,74 +96,6 @@ void rst_set_lock_key(rst_target *t, const char *key)
     util_strv_push(&t->lock_keys, xstrdup(key));
     t->lock_fds = xrealloc(t->lock_fds, t->lock_keys.n * sizeof *t->lock_fds);
     t->lock_fds[t->lock_keys.n - 1] = -1;
-}
-
-char *rst_state_dir(const snap_ctx *ctx)
-{
-    return cfg_state_dir(ctx->cfg);
-}
-
-snap_rc rst_state_subdir(const snap_ctx *ctx, const char *sub, char **out, snap_err *err)
-{
-    char *dir = rst_state_dir(ctx);
-    snap_rc rc;
-
-    *out = NULL;
-    if (dir == NULL) {
-        err_set(err, SNAP_EUSAGE, 0, "no state directory: HOME is not set, or the one configured is relative and the current directory is unknown");
-        err_hint(err, "set [revert] state_dir or $SNAP_STATE_DIR to an absolute path of your own");
-        return SNAP_EUSAGE;
-    }
-    /* Journals and locks decide what a revert does: no other user may plant or swap them. */
-    rc = util_check_trusted(dir, "state directory", SNAP_EUNREACH, err);
-    if (rc == SNAP_OK) {
-        *out = xasprintf("%s/%s", dir, sub);
-        rc = util_mkdir_p(*out, 0700, err);
-        if (rc != SNAP_OK)
-            err_hint(err, "set [revert] state_dir or $SNAP_STATE_DIR to a writable directory");
-    }
-    if (rc == SNAP_OK)
-        rc = util_check_trusted(*out, "state directory", SNAP_EUNREACH, err);
-    if (rc != SNAP_OK) {
-        free(*out);
-        *out = NULL;
-    }
-    free(dir);
-    return rc;
-}
-
-snap_rc rst_lock(const snap_ctx *ctx, const char *key, bool shared, int *fd, snap_err *err)
-{
-    char *dir, *path, hex[65];
-    util_sha256 *h;
-    snap_rc rc;
-
-    *fd = -1;
-    rc = rst_state_subdir(ctx, "locks", &dir, err);
-    if (rc != SNAP_OK)
-        return rc;
-    h = util_sha256_new();
-    util_sha256_update(h, key, strlen(key));
-    util_sha256_final(h, hex);
-    hex[32] = '\0';
-    path = xasprintf("%s/%s.lock", dir, hex);
-    *fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (*fd < 0) {
-        rc = err_sys(err, SNAP_EFAIL, "cannot open lock %s", path);
-    } else if (flock(*fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
-        if (shared) {
-            rc = err_set(err, SNAP_ECONFLICT, errno, "a revert of %s is running", key);
-            err_hint(err, "snap it again when the revert has finished; nothing was captured");
-        } else {
-            rc = err_set(err, SNAP_ECONFLICT, errno, "another revert of %s is running (or a snap of it)", key);
-            err_hint(err, "wait for it to finish, then run the command again");
-        }
-        close(*fd);
-        *fd = -1;
-    }
-    free(path);
-    free(dir);
-    return rc;
 }
 
 /* ---- journal ---------------------------------------------------------------------- */
@@ -305,7 +238,7 @@ static snap_rc each_journal(const snap_ctx *ctx, journal_fn fn, void *arg, snap_
     char *dir;
     DIR *d;
     struct dirent *de;
-    snap_rc rc = rst_state_subdir(ctx, "journal", &dir, err);
+    snap_rc rc = state_subdir(ctx->cfg, "journal", &dir, err);
 
     if (rc != SNAP_OK)
         return rc;
@@ -344,7 +277,7 @@ static snap_rc lock_target(rst_target *t, snap_err *err)
     snap_rc rc = SNAP_OK;
 
     for (size_t i = 0; i < t->lock_keys.n && rc == SNAP_OK; i++)
-        rc = rst_lock(t->ctx, t->lock_keys.v[i], false, &t->lock_fds[i], err);
+        rc = state_lock(t->ctx->cfg, t->lock_keys.v[i], false, &t->lock_fds[i], err);
     return rc;
 }
 
@@ -995,7 +928,7 @@ static void expire_undo(snap_ctx *ctx, stg *store)
         log_warn(ctx, "[revert] keep_old = %s is not a duration; keeping displaced state", s);
         return;
     }
-    if (rst_state_subdir(ctx, "undo", &dir, &err) != SNAP_OK)
+    if (state_subdir(ctx->cfg, "undo", &dir, &err) != SNAP_OK)
         return;
     d = opendir(dir);
     while (d != NULL && (de = readdir(d)) != NULL) {
@@ -1062,7 +995,7 @@ static snap_rc keep_undo(journal *j, snap_err *err)
 {
     char *dir, *path;
     const char *id = json_string_value(json_object_get(j->doc, "revert_id"));
-    snap_rc rc = rst_state_subdir(j->targets[0]->ctx, "undo", &dir, err);
+    snap_rc rc = state_subdir(j->targets[0]->ctx->cfg, "undo", &dir, err);
 
     if (rc != SNAP_OK)
         return rc;
@@ -1077,7 +1010,7 @@ static snap_rc open_journal(snap_ctx *ctx, const rst_request *req, stg *store, j
                             snap_err *err)
 {
     char *dir, id[32], now[32], host[256] = "";
-    snap_rc rc = rst_state_subdir(ctx, "journal", &dir, err);
+    snap_rc rc = state_subdir(ctx->cfg, "journal", &dir, err);
 
     if (rc != SNAP_OK)
         return rc;

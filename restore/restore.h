@@ -33,21 +33,6 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
 /* Completes or rolls back every abandoned journal and removes staging leftovers. */
 snap_rc rst_recover(snap_ctx *ctx, stg *store, json_t **result, snap_err *err);
 
-/* The directory of journals, locks and undo records: [revert] state_dir, $SNAP_STATE_DIR,
- * else /var/lib/snap for root and $XDG_STATE_HOME/snap or ~/.local/state/snap otherwise;
- * NULL when none can be found (never a default under /tmp). */
-char *rst_state_dir(const snap_ctx *ctx);
-/* <state dir>/sub, created 0700; refused when another user owns or could write the state
- * directory or sub (SNAP_EUNREACH), or when there is none (SNAP_EUSAGE). */
-snap_rc rst_state_subdir(const snap_ctx *ctx, const char *sub, char **out, snap_err *err);
-/*
- * The lock of a target key (a path, a database on a server) in <state dir>/locks, taken
- * without waiting: exclusive by a revert, shared by a snap that reads the target, so
- * that the two never overlap. Held until *fd is closed. SNAP_ECONFLICT when held the
- * other way.
- */
-snap_rc rst_lock(const snap_ctx *ctx, const char *key, bool shared, int *fd, snap_err *err);
-
 /* What a target driver gets: one component being reverted onto its live target. */
 typedef struct rst_target rst_target;
 
@@ -74,7 +59,7 @@ json_t *rst_state(rst_target *t);
 /* Writes the journal with the current state to disk (fsync) before a step that needs it. */
 snap_rc rst_journal_save(rst_target *t, snap_err *err);
 /* Adds a lock key for this target (a path, a database name on a server); a revert holds
- * every key of its targets exclusively (see rst_lock). */
+ * every key of its targets exclusively (see state_lock). */
 void rst_set_lock_key(rst_target *t, const char *key);
 
 typedef struct rst_driver {

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "../common/util.h"
-#include "../restore/restore.h"
+#include "../common/state.h"
 #include "snapshot.h"
 
 typedef struct fwalk {
@@ -323,7 +323,7 @@ static snap_rc lock_roots(fwalk *f, const char *const *paths, size_t n, snap_err
     f->nlocks = n;
     for (size_t i = 0; i < n && rc == SNAP_OK && !snp_locks_held(f->c); i++) {
         char *key = lock_key(paths[i]);
-        rc = rst_lock(f->ctx, key, true, &f->locks[i], err);
+        rc = state_lock(f->ctx->cfg, key, true, &f->locks[i], err);
         free(key);
     }
     return rc;
