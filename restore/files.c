@@ -14,6 +14,7 @@
 #include "../common/archive.h"
 #include "../common/util.h"
 #include "restore.h"
+#include "restore_int.h"
 
 #define SAMPLE_MAX 20
 
@@ -44,12 +45,12 @@ static bool safe_name(const char *p)
 }
 
 /* The root an archive name belongs to, and the rest of the name after it ("" for the root). */
-static const json_t *root_of(rst_target *t, const char *name, const char **rest)
+static const json_t *root_of(const json_t *rts, const char *name, const char **rest)
 {
     const json_t *r;
     size_t i;
 
-    json_array_foreach(roots(t), i, r) {
+    json_array_foreach(rts, i, r) {
         const char *s = rget(r, "stored");
         size_t n = strlen(s);
         if (strncmp(name, s, n) == 0 && (name[n] == '\0' || name[n] == '/')) {
@@ -112,7 +113,7 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
         rc = arc_reader_open(rst_store(t), key, size, sha, rst_ctx(t), NULL, &ar, err);
         while (rc == SNAP_OK && (rc = arc_reader_next(ar, &e, err)) == SNAP_OK && e != NULL) {
             const char *rest, *name = archive_entry_pathname(e);
-            const json_t *root = name != NULL ? root_of(t, name, &rest) : NULL;
+            const json_t *root = name != NULL ? root_of(roots(t), name, &rest) : NULL;
             char *live;
             struct stat st;
             if (root == NULL)
@@ -319,7 +320,8 @@ static void stage_fail(stage *s, const snap_err *e)
 }
 
 /* Rewrites an entry's names into the staging tree; refuses what would escape it. */
-static snap_rc map_entry(stage *s, struct archive_entry *e, bool *defer, snap_err *err)
+snap_rc rst_files_map_entry_int(const json_t *rts, bool allow_external, struct archive_entry *e,
+                                bool *defer, snap_err *err)
 {
     const char *name = archive_entry_pathname(e), *rest;
     const char *hl = archive_entry_hardlink(e);
@@ -332,13 +334,13 @@ static snap_rc map_entry(stage *s, struct archive_entry *e, bool *defer, snap_er
         err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
         return SNAP_EVERIFY;
     }
-    root = root_of(s->t, name, &rest);
+    root = root_of(rts, name, &rest);
     if (root == NULL) {
         err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': it is outside the captured paths", name);
         err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
         return SNAP_EVERIFY;
     }
-    if (archive_entry_filetype(e) == AE_IFLNK && !s->allow_external) {
+    if (archive_entry_filetype(e) == AE_IFLNK && !allow_external) {
         const char *target = archive_entry_symlink(e);
         char *live = xasprintf("%s%s", rget(root, "path"), rest);
         bool inside = target != NULL && util_link_inside(rget(root, "path"), live, target);
@@ -350,14 +352,14 @@ static snap_rc map_entry(stage *s, struct archive_entry *e, bool *defer, snap_er
             return SNAP_EVERIFY;
         }
     }
-    staged = xasprintf("%s%s", rget(root, "staged"), rest);
-    archive_entry_copy_pathname(e, staged);
-    free(staged);
+    /* name stays the entry's own until the hard link is judged: the message shows it. */
+    char *staged_name = xasprintf("%s%s", rget(root, "staged"), rest);
     if (hl != NULL) {
         const json_t *hroot;
         struct stat st;
-        if (!safe_name(hl) || (hroot = root_of(s->t, hl, &rest)) == NULL) {
+        if (!safe_name(hl) || (hroot = root_of(rts, hl, &rest)) == NULL) {
             err_set(err, SNAP_EVERIFY, 0, "refusing hard link %s -> %s: it escapes the target", name, hl);
+            free(staged_name);
             return SNAP_EVERIFY;
         }
         staged = xasprintf("%s%s", rget(hroot, "staged"), rest);
@@ -366,6 +368,8 @@ static snap_rc map_entry(stage *s, struct archive_entry *e, bool *defer, snap_er
         *defer = lstat(staged, &st) != 0;
         free(staged);
     }
+    archive_entry_copy_pathname(e, staged_name);
+    free(staged_name);
     return SNAP_OK;
 }
 
@@ -391,7 +395,7 @@ static snap_rc extract_part(stage *s, size_t p, snap_err *err)
         const char *name = archive_entry_pathname(e);
         if (name != NULL && strncmp(name, ARC_META_PREFIX, strlen(ARC_META_PREFIX)) == 0)
             continue; /* a driver's own records, not files */
-        rc = map_entry(s, e, &defer, err);
+        rc = rst_files_map_entry_int(roots(s->t), s->allow_external, e, &defer, err);
         if (rc != SNAP_OK)
             break;
         if (defer) {

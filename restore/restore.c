@@ -15,6 +15,7 @@
 #include "../snapshot/mysql.h"
 #include "pg.h"
 #include "restore.h"
+#include "restore_int.h"
 
 static const rst_driver *const drivers[] = {
     &rst_files_driver,
@@ -779,11 +780,58 @@ out:
 
 /* ---- recovery --------------------------------------------------------------------- */
 
+/* The targets a journal names, from its document j->doc. */
+static snap_rc journal_targets(journal *j, snap_ctx *ctx, stg *store, snap_err *err)
+{
+    json_t *tj;
+    size_t i;
+
+    json_array_foreach(json_object_get(j->doc, "targets"), i, tj) {
+        const char *type = json_string_value(json_object_get(tj, "type"));
+        const char *name = json_string_value(json_object_get(tj, "component"));
+        const rst_driver *drv;
+        rst_target *t;
+        if (type == NULL || name == NULL) {
+            err_set(err, SNAP_EVERIFY, 0, "journal %s is damaged: target %zu lacks its %s", j->path,
+                    i + 1, type == NULL ? "type" : "component name");
+            err_hint(err, "nothing was done; move the journal aside and check its targets by hand");
+            return SNAP_EVERIFY;
+        }
+        drv = rst_driver_find(type);
+        if (drv == NULL)
+            return err_set(err, SNAP_EFAIL, 0, "journal %s names a target type this build does not know", j->path);
+        t = target_new(j, ctx, store, drv, name);
+        json_decref(t->state);
+        t->state = json_incref(json_object_get(tj, "state"));
+        t->switched = json_is_true(json_object_get(tj, "switched"));
+        const char *to = json_string_value(json_object_get(tj, "to"));
+        t->to = to ? xstrdup(to) : NULL;
+    }
+    return SNAP_OK;
+}
+
+snap_rc rst_journal_parse_int(const char *buf, size_t len, snap_err *err)
+{
+    json_error_t jerr;
+    journal *j = xcalloc(1, sizeof *j);
+    snap_rc rc;
+
+    j->fd = -1;
+    j->path = xstrdup("(buffer)");
+    j->doc = json_loadb(buf, len, 0, &jerr);
+    if (j->doc == NULL)
+        rc = err_set(err, SNAP_EFAIL, 0, "journal %s is unreadable: %s", j->path, jerr.text);
+    else
+        rc = journal_targets(j, NULL, NULL, err);
+    journal_free(j);
+    return rc;
+}
+
 static snap_rc recover_one(snap_ctx *ctx, stg *store, const char *path, int fd, json_t *report,
                            snap_err *err)
 {
     json_error_t jerr;
-    json_t *doc = json_load_file(path, 0, &jerr), *tj;
+    json_t *doc = json_load_file(path, 0, &jerr);
     journal *j;
     const char *phase;
     const char *outcome;
@@ -797,20 +845,7 @@ static snap_rc recover_one(snap_ctx *ctx, stg *store, const char *path, int fd, 
     j->doc = doc;
     j->path = xstrdup(path);
     phase = json_string_value(json_object_get(doc, "phase"));
-    json_array_foreach(json_object_get(doc, "targets"), i, tj) {
-        const rst_driver *drv = rst_driver_find(json_string_value(json_object_get(tj, "type")));
-        rst_target *t;
-        if (drv == NULL) {
-            rc = err_set(err, SNAP_EFAIL, 0, "journal %s names a target type this build does not know", path);
-            break;
-        }
-        t = target_new(j, ctx, store, drv, json_string_value(json_object_get(tj, "component")));
-        json_decref(t->state);
-        t->state = json_incref(json_object_get(tj, "state"));
-        t->switched = json_is_true(json_object_get(tj, "switched"));
-        const char *to = json_string_value(json_object_get(tj, "to"));
-        t->to = to ? xstrdup(to) : NULL;
-    }
+    rc = journal_targets(j, ctx, store, err);
     if (rc != SNAP_OK)
         goto out;
     if (phase != NULL && (strcmp(phase, "cutover") == 0 || strcmp(phase, "finish") == 0)) {
