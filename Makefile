@@ -22,6 +22,10 @@ LIB      := $(BUILD)/libsnap.a
 BINS     := $(BUILD)/snap $(BUILD)/revert
 UNIT_SRC := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:%.c=$(BUILD)/%)
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 2
 
 all: $(BINS)
 
@@ -42,6 +46,14 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB) $(wildcard */*.h)
 
 unit: $(UNIT_BIN)
 
+# libFuzzer harnesses of the parsers of outside input (tests/fuzz), linked with -fsanitize=fuzzer;
+# the library objects are built with -fsanitize=fuzzer-no-link by `make fuzz`.
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(LIB) $(wildcard */*.h)
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -Wno-missing-prototypes -fsanitize=fuzzer -o $@ $< $(LIB) $(LDLIBS)
+
+fuzz-bins: $(FUZZ_BIN)
+
 # The test command of the README: unit tests, then end-to-end tests against real servers.
 check: all unit
 	tests/run
@@ -50,6 +62,11 @@ check: all unit
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS='-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all' all unit
 	SNAP_BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 tests/run
+
+# Every fuzzer for FUZZ_SECONDS from its committed seed corpus, in its own tree (clang).
+fuzz:
+	$(MAKE) -j2 BUILD=build-fuzz CC=clang CFLAGS='-O1 -g -fsanitize=address,undefined -fsanitize=fuzzer-no-link -fno-omit-frame-pointer -fno-sanitize-recover=all' fuzz-bins
+	tests/fuzz/run build-fuzz $(FUZZ_SECONDS) $(FUZZ_JOBS)
 
 bench: all
 	bench/run
@@ -63,6 +80,6 @@ install: all
 	install -m 0644 docs/snap.1 docs/revert.1 $(DESTDIR)$(MANDIR)/man1/
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
-.PHONY: all unit check asan bench demo install clean
+.PHONY: all unit fuzz-bins check asan fuzz bench demo install clean

@@ -517,8 +517,16 @@ static snap_rc read_fail(arc_reader *r, snap_err *err)
     return err_set(err, SNAP_EVERIFY, 0, "part %s cannot be read: %s", r->key, msg);
 }
 
+/* After a failure the archive is gone: every later call fails the same way. */
+static snap_rc read_after_fail(const arc_reader *r, snap_err *err)
+{
+    return err_set(err, SNAP_EVERIFY, 0, "part %s cannot be read past an error", r->key);
+}
+
 snap_rc arc_reader_next(arc_reader *r, struct archive_entry **e, snap_err *err)
 {
+    if (r->a == NULL)
+        return read_after_fail(r, err);
     int rc = archive_read_next_header(r->a, e);
 
     if (rc == ARCHIVE_EOF) {
@@ -527,6 +535,11 @@ snap_rc arc_reader_next(arc_reader *r, struct archive_entry **e, snap_err *err)
     }
     if (rc < ARCHIVE_WARN)
         return read_fail(r, err);
+    if (archive_entry_pathname(*e) == NULL) { /* every reader compares names */
+        err_set(err, SNAP_EVERIFY, 0, "part %s has an entry without a name", r->key);
+        err_hint(err, "the snapshot was altered or is damaged; nothing was changed");
+        return SNAP_EVERIFY;
+    }
     if (ctx_interrupted(r->ctx, err))
         return SNAP_EINTR;
     return SNAP_OK;
@@ -534,6 +547,8 @@ snap_rc arc_reader_next(arc_reader *r, struct archive_entry **e, snap_err *err)
 
 snap_rc arc_reader_data(arc_reader *r, void *buf, size_t cap, size_t *got, snap_err *err)
 {
+    if (r->a == NULL)
+        return read_after_fail(r, err);
     la_ssize_t n = archive_read_data(r->a, buf, cap);
 
     if (n < 0)

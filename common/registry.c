@@ -1,6 +1,7 @@
 /* registry.c: the OCI distribution client: HEAD and GET of manifests, with the
  * authentication flows of `docker pull` (RFC 7235 challenges, the token protocol). */
 #include "registry.h"
+#include "registry_int.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -557,20 +558,46 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
             r->digest[vl] = '\0';
         }
     } else if (kl == 12 && strncasecmp(buf, "content-type", kl) == 0) {
+        size_t tl = 0;
+        while (tl < vl && v[tl] != ';' && v[tl] != '\r' && v[tl] != '\n') /* not NUL-terminated */
+            tl++;
         free(r->ctype);
-        r->ctype = strndup(v, strcspn(v, ";\r\n") < vl ? strcspn(v, ";\r\n") : vl);
+        r->ctype = strndup(v, tl);
         if (r->ctype == NULL)
             abort();
         size_t t = strlen(r->ctype);
         while (t > 0 && r->ctype[t - 1] == ' ')
             r->ctype[--t] = '\0';
     } else if (kl == 16 && strncasecmp(buf, "www-authenticate", kl) == 0 && r->challenge == NULL &&
-               (strncasecmp(v, "bearer", 6) == 0 || strncasecmp(v, "basic", 5) == 0)) {
+               ((vl >= 6 && strncasecmp(v, "bearer", 6) == 0) ||
+                (vl >= 5 && strncasecmp(v, "basic", 5) == 0))) {
         r->challenge = strndup(v, vl);
         if (r->challenge == NULL)
             abort();
     }
     return n;
+}
+
+void reg_parse_headers_int(const char *buf, size_t len)
+{
+    resp r = {0};
+
+    while (len > 0) {
+        const char *nl = memchr(buf, '\n', len);
+        size_t n = nl != NULL ? (size_t)(nl - buf) + 1 : len;
+        char *line = xmalloc(n);
+        memcpy(line, buf, n);
+        on_header(line, 1, n, &r);
+        free(line);
+        buf += n;
+        len -= n;
+    }
+    if (r.challenge != NULL) {
+        const char *names[] = {"realm", "service", "scope"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            free(auth_param(r.challenge, names[i]));
+    }
+    resp_reset(&r);
 }
 
 static size_t on_body(char *buf, size_t size, size_t nitems, void *arg)
@@ -697,6 +724,24 @@ static void token_drop(reg_client *c, token *t)
     free(t);
 }
 
+bool reg_parse_token_int(const char *body, size_t len, char **value, long *ttl)
+{
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    const char *tok = json_string_value(json_object_get(doc, "token"));
+    bool ok;
+
+    if (tok == NULL || tok[0] == '\0')
+        tok = json_string_value(json_object_get(doc, "access_token"));
+    ok = tok != NULL && tok[0] != '\0';
+    if (ok) {
+        *value = xstrdup(tok);
+        json_int_t exp = json_integer_value(json_object_get(doc, "expires_in"));
+        *ttl = exp >= 60 ? (long)exp : 60; /* the protocol's default is 60 seconds */
+    }
+    json_decref(doc);
+    return ok;
+}
+
 /* Asks the realm for a token; basic credentials go to the realm, never the token to it. */
 static snap_rc token_fetch(worker *wk, const host_view *hv, const char *domain,
                            const char *scope, const char *image, char **value, long *ttl,
@@ -707,7 +752,6 @@ static snap_rc token_fetch(worker *wk, const host_view *hv, const char *domain,
     char *url = NULL, *rhost = NULL, *rscheme = NULL, *rport = NULL, *hp = NULL;
     CURLU *u = curl_url();
     resp r = {0};
-    json_t *doc = NULL;
     snap_rc rc = SNAP_OK;
     auth a = {0};
 
@@ -770,23 +814,15 @@ static snap_rc token_fetch(worker *wk, const host_view *hv, const char *domain,
                      image, domain, r.status);
         goto out;
     }
-    doc = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
-    const char *tok = json_string_value(json_object_get(doc, "token"));
-    if (tok == NULL || tok[0] == '\0')
-        tok = json_string_value(json_object_get(doc, "access_token"));
-    if (tok == NULL || tok[0] == '\0') {
+    if (!reg_parse_token_int(r.body ? r.body : "", r.len, value, ttl)) {
         rc = err_set(err, SNAP_EFAIL, 0, "image %s: the token service of registry %s sent no token",
                      image, domain);
         goto out;
     }
-    *value = xstrdup(tok);
-    json_int_t exp = json_integer_value(json_object_get(doc, "expires_in"));
-    *ttl = exp >= 60 ? (long)exp : 60; /* the protocol's default is 60 seconds */
 out:
     if (r.body != NULL)
         OPENSSL_cleanse(r.body, r.len);
     resp_reset(&r);
-    json_decref(doc);
     curl_free(rhost);
     curl_free(rscheme);
     curl_free(rport);

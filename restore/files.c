@@ -19,6 +19,7 @@
 #include "../common/archive.h"
 #include "../common/util.h"
 #include "restore.h"
+#include "restore_int.h"
 
 #define SAMPLE_MAX 20
 
@@ -49,12 +50,12 @@ static bool safe_name(const char *p)
 }
 
 /* The root an archive name belongs to, and the rest of the name after it ("" for the root). */
-static const json_t *root_of(rst_target *t, const char *name, const char **rest)
+static const json_t *root_of(const json_t *rts, const char *name, const char **rest)
 {
     const json_t *r;
     size_t i;
 
-    json_array_foreach(roots(t), i, r) {
+    json_array_foreach(rts, i, r) {
         const char *s = rget(r, "stored");
         size_t n = strlen(s);
         if (strncmp(name, s, n) == 0 && (name[n] == '\0' || name[n] == '/')) {
@@ -158,7 +159,7 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
         rc = arc_reader_open(rst_store(t), key, size, sha, rst_ctx(t), NULL, &ar, err);
         while (rc == SNAP_OK && (rc = arc_reader_next(ar, &e, err)) == SNAP_OK && e != NULL) {
             const char *rest, *name = archive_entry_pathname(e);
-            const json_t *root = name != NULL ? root_of(t, name, &rest) : NULL;
+            const json_t *root = name != NULL ? root_of(roots(t), name, &rest) : NULL;
             char *live;
             struct stat st;
             if (root == NULL || !safe_name(name))
@@ -241,7 +242,7 @@ static snap_rc check_space(rst_target *t, const char *dir, snap_err *err)
     return SNAP_OK;
 }
 
-static snap_rc bad_info(rst_target *t, snap_err *err, size_t i, const char *what)
+static snap_rc bad_info(const rst_target *t, snap_err *err, size_t i, const char *what)
 {
     err_set(err, SNAP_EVERIFY, 0, "%s: the manifest's roots[%zu] %s", rst_component_name(t), i, what);
     err_hint(err, "the snapshot's manifest is damaged or was altered; nothing was changed");
@@ -250,7 +251,7 @@ static snap_rc bad_info(rst_target *t, snap_err *err, size_t i, const char *what
 
 /* The component's info before anything reads it: a non-empty list of distinct roots, each
  * an absolute, normalised path with a known type. */
-static snap_rc check_info(rst_target *t, const json_t *src, snap_err *err)
+static snap_rc check_info(const rst_target *t, const json_t *src, snap_err *err)
 {
     const json_t *r;
     size_t i, k;
@@ -287,6 +288,12 @@ static snap_rc check_info(rst_target *t, const json_t *src, snap_err *err)
         }
     }
     return SNAP_OK;
+}
+
+snap_rc rst_files_check_roots(const rst_target *t, snap_err *err)
+{
+    json_t *info = cat_component_info((cat_component *)(uintptr_t)rst_component(t));
+    return check_info(t, json_object_get(info, "roots"), err);
 }
 
 static snap_rc files_plan(rst_target *t, snap_err *err)
@@ -721,7 +728,8 @@ static snap_rc write_data(arc_reader *ar, int fd, struct archive_entry *e, uint6
  * rest must be written one way only (no "." or empty components; a trailing '/' only on
  * a directory), so that symlinks are judged by the names they really have.
  */
-static snap_rc locate(stage *s, const char *name, bool dir, size_t *root, const char **rel, snap_err *err)
+snap_rc rst_files_locate_int(const json_t *rts, const char *name, bool dir, size_t *root, const char **rel,
+                             snap_err *err)
 {
     const json_t *r;
     const char *rest;
@@ -729,10 +737,10 @@ static snap_rc locate(stage *s, const char *name, bool dir, size_t *root, const 
 
     if (name == NULL || !safe_name(name))
         return refuse(err, name ? name : "", "it escapes the target");
-    r = root_of(s->t, name, &rest);
+    r = root_of(rts, name, &rest);
     if (r == NULL)
         return refuse(err, name, "it is outside the captured paths");
-    for (*root = 0; json_array_get(roots(s->t), *root) != r; (*root)++)
+    for (*root = 0; json_array_get(rts, *root) != r; (*root)++)
         ;
     if (*rest == '/')
         rest++;
@@ -743,6 +751,11 @@ static snap_rc locate(stage *s, const char *name, bool dir, size_t *root, const 
         return refuse(err, name, "its name is not in normal form");
     *rel = rest;
     return SNAP_OK;
+}
+
+static snap_rc locate(stage *s, const char *name, bool dir, size_t *root, const char **rel, snap_err *err)
+{
+    return rst_files_locate_int(roots(s->t), name, dir, root, rel, err);
 }
 
 /* Creates one entry of a part beneath its root. */

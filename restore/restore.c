@@ -17,6 +17,7 @@
 #include "../snapshot/mysql.h"
 #include "pg.h"
 #include "restore.h"
+#include "restore_int.h"
 
 static const rst_driver *const drivers[] = {
     &rst_files_driver,
@@ -708,24 +709,13 @@ static snap_rc check_named(rst_target *t, snap_err *err)
     json_object_set_new(t->plan, "authenticated", json_boolean(t->trusted));
     if (strcmp(type, "files") == 0 || strcmp(type, "images") == 0) {
         json_t *roots = json_object_get(info, "roots");
-        bool all = json_array_size(roots) > 0;
-        if (!json_is_array(roots) || json_array_size(roots) == 0) {
-            rc = err_set(err, SNAP_EVERIFY, 0, "component %s of snapshot %s lists no roots", t->name,
-                         cat_manifest_name(t->m));
-            err_hint(err, "the manifest is damaged; nothing was changed");
+        bool all = true;
+        /* Every root an absolute, normalised path, before one is compared with the config. */
+        rc = rst_files_check_roots(t, err);
+        if (rc != SNAP_OK)
             goto out;
-        }
         json_array_foreach(roots, i, r) {
             const char *path = json_string_value(json_object_get(r, "path"));
-            char *abs = path != NULL && path[0] == '/' ? util_abspath(path) : NULL;
-            bool normal = abs != NULL && strcmp(abs, path) == 0;
-            free(abs);
-            if (!normal) {
-                rc = err_set(err, SNAP_EVERIFY, 0, "component %s of snapshot %s has a root without an absolute, "
-                             "normalised path", t->name, cat_manifest_name(t->m));
-                err_hint(err, "the manifest is damaged; nothing was changed");
-                goto out;
-            }
             char *prev = requested;
             requested = prev ? xasprintf("%s %s", prev, path) : xstrdup(path);
             free(prev);
@@ -1201,10 +1191,60 @@ out:
 
 /* ---- recovery --------------------------------------------------------------------- */
 
+/* The targets a journal names, from its document j->doc. */
+static snap_rc journal_targets(journal *j, snap_ctx *ctx, stg *store, snap_err *err)
+{
+    json_t *tj;
+    size_t i;
+
+    json_array_foreach(json_object_get(j->doc, "targets"), i, tj) {
+        const char *type = json_string_value(json_object_get(tj, "type"));
+        const char *name = json_string_value(json_object_get(tj, "component"));
+        const rst_driver *drv;
+        rst_target *t;
+        if (type == NULL || name == NULL) {
+            err_set(err, SNAP_EVERIFY, 0, "journal %s is damaged: target %zu lacks its %s", j->path,
+                    i + 1, type == NULL ? "type" : "component name");
+            err_hint(err, "nothing was done; move the journal aside and check its targets by hand");
+            return SNAP_EVERIFY;
+        }
+        drv = rst_driver_find(type);
+        if (drv == NULL)
+            return err_set(err, SNAP_EFAIL, 0, "journal %s names a target type this build does not know", j->path);
+        t = target_new(j, ctx, store, drv, name);
+        json_decref(t->state);
+        t->state = json_incref(json_object_get(tj, "state"));
+        t->switched = json_is_true(json_object_get(tj, "switched"));
+        const char *to = json_string_value(json_object_get(tj, "to"));
+        t->to = to ? xstrdup(to) : NULL;
+    }
+    return SNAP_OK;
+}
+
+snap_rc rst_journal_parse_int(const char *buf, size_t len, snap_err *err)
+{
+    char why[256];
+    json_error_t jerr;
+    journal *j = xcalloc(1, sizeof *j);
+    snap_rc rc;
+
+    j->fd = -1;
+    j->path = xstrdup("(buffer)");
+    j->doc = json_loadb(buf, len, 0, &jerr);
+    if (j->doc == NULL)
+        rc = err_set(err, SNAP_EVERIFY, 0, "journal %s is unreadable: %s", j->path, jerr.text);
+    else if (!journal_valid(j->doc, why, sizeof why))
+        rc = err_set(err, SNAP_EVERIFY, 0, "journal %s is damaged: %s", j->path, why);
+    else
+        rc = journal_targets(j, NULL, NULL, err);
+    journal_free(j);
+    return rc;
+}
+
 static snap_rc recover_one(snap_ctx *ctx, stg *store, const char *path, int fd, json_t *report,
                            snap_err *err)
 {
-    json_t *doc, *tj;
+    json_t *doc;
     journal *j;
     const char *phase;
     const char *outcome;
@@ -1218,20 +1258,7 @@ static snap_rc recover_one(snap_ctx *ctx, stg *store, const char *path, int fd, 
     j->doc = doc;
     j->path = xstrdup(path);
     phase = json_string_value(json_object_get(doc, "phase"));
-    json_array_foreach(json_object_get(doc, "targets"), i, tj) {
-        const rst_driver *drv = rst_driver_find(json_string_value(json_object_get(tj, "type")));
-        rst_target *t;
-        if (drv == NULL) {
-            rc = err_set(err, SNAP_EFAIL, 0, "journal %s names a target type this build does not know", path);
-            break;
-        }
-        t = target_new(j, ctx, store, drv, json_string_value(json_object_get(tj, "component")));
-        json_decref(t->state);
-        t->state = json_incref(json_object_get(tj, "state"));
-        t->switched = json_is_true(json_object_get(tj, "switched"));
-        const char *to = json_string_value(json_object_get(tj, "to"));
-        t->to = to ? xstrdup(to) : NULL;
-    }
+    rc = journal_targets(j, ctx, store, err);
     if (rc != SNAP_OK)
         goto out;
     if (phase != NULL && (strcmp(phase, "cutover") == 0 || strcmp(phase, "finish") == 0)) {

@@ -100,6 +100,9 @@ snap_rc rst_check_fields(const char *what, const json_t *obj, const rst_field *f
                          snap_err *err);
 
 extern const rst_driver rst_files_driver;
+/* The roots of a files or images component's info: a non-empty list of distinct objects,
+ * each an absolute, normalised path with a known type; SNAP_EVERIFY naming what is wrong. */
+snap_rc rst_files_check_roots(const rst_target *t, snap_err *err);
 extern const rst_driver rst_images_driver;
 
 const rst_driver *rst_driver_find(const char *type);

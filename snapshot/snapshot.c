@@ -60,7 +60,7 @@ snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err)
 
 static snap_rc archive_opts(const snap_ctx *ctx, arc_opts *o, snap_err *err)
 {
-    long level, threads;
+    long level = 0, threads = 0;
     snap_rc rc = cfg_get_int(ctx->cfg, "snap", "zstd_level", 3, 1, 19, &level, err);
 
     if (rc == SNAP_OK)

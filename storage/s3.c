@@ -377,7 +377,12 @@ static size_t read_header(char *line, size_t size, size_t nmemb, void *arg)
         /* A new response (after 100 Continue, say): reset what the previous one said. */
         q->etag[0] = '\0';
         q->have_length = q->have_total = false;
-        q->status = strtol(strchr(line, ' ') ? strchr(line, ' ') + 1 : "0", NULL, 10);
+        /* curl's header lines are not NUL-terminated: read the status from a copy. */
+        const char *sp = memchr(line, ' ', n);
+        tmp[0] = '\0';
+        if (sp != NULL)
+            header_value(line, n, (size_t)(sp - line) + 1, tmp, sizeof tmp);
+        q->status = strtol(tmp, NULL, 10);
     } else if (n > 5 && strncasecmp(line, "ETag:", 5) == 0) {
         header_value(line, n, 5, q->etag, sizeof q->etag);
     } else if (n > 15 && strncasecmp(line, "Content-Length:", 15) == 0) {
@@ -455,6 +460,31 @@ static void parse_error_body(s3_req *q)
             q->status = 500;
     }
     xmlFreeDoc(doc);
+}
+
+void s3_parse_response_int(const char *buf, size_t len, long *status, char code[64])
+{
+    s3_req q = {0};
+
+    /* Header lines as curl hands them (not NUL-terminated) up to the blank line, then the body. */
+    while (len > 0) {
+        const char *nl = memchr(buf, '\n', len);
+        size_t n = nl != NULL ? (size_t)(nl - buf) + 1 : len;
+        bool blank = n <= 2 && (buf[0] == '\n' || buf[0] == '\r');
+        char *line = xmalloc(n);
+        memcpy(line, buf, n);
+        read_header(line, 1, n, &q);
+        free(line);
+        buf += n;
+        len -= n;
+        if (blank)
+            break;
+    }
+    sb_addn(&q.resp, buf, len);
+    parse_error_body(&q);
+    *status = q.status;
+    snprintf(code, 64, "%s", q.err_code);
+    sb_free(&q.resp);
 }
 
 static struct curl_slist *add_header(struct curl_slist *l, sigv4_header *h, size_t *n,
@@ -1962,12 +1992,55 @@ static snap_rc s3_stat(void *drv, const char *key, uint64_t *size, snap_err *err
     return rc;
 }
 
+snap_rc s3_parse_list_int(const char *bucket, const char *prefix, const char *body, size_t len,
+                          stg_list_fn fn, void *arg, bool *go_on, bool *more, char **token,
+                          snap_err *err)
+{
+    xmlDoc *doc = xml_parse(body, len);
+    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+    size_t plen = strlen(prefix);
+    snap_rc rc = SNAP_OK;
+
+    *more = false;
+    if (root == NULL || !xml_is(root, "ListBucketResult")) {
+        xmlFreeDoc(doc);
+        return err_set(err, SNAP_EFAIL, 0, "s3 GET s3://%s?list-type=2: unreadable answer", bucket);
+    }
+    for (xmlNode *c = root->children; c && *go_on; c = c->next) {
+        char key[1100], sz[32], lm[64];
+        stg_entry e;
+        if (!xml_is(c, "Contents"))
+            continue;
+        xml_text(c, "Key", key, sizeof key);
+        if (strncmp(key, prefix, plen) != 0)
+            continue;
+        xml_text(c, "Size", sz, sizeof sz);
+        xml_text(c, "LastModified", lm, sizeof lm);
+        e.key = key + plen;
+        e.size = strtoull(sz, NULL, 10);
+        e.mtime = parse_s3_time(lm);
+        *go_on = fn(&e, arg);
+    }
+    char trunc[16];
+    xml_text(root, "IsTruncated", trunc, sizeof trunc);
+    free(*token);
+    *token = xml_text_dup(root, "NextContinuationToken");
+    *more = strcmp(trunc, "true") == 0;
+    if (*more && (*token)[0] == '\0') {
+        rc = err_set(err, SNAP_EFAIL, 0, "s3 GET s3://%s?list-type=2: truncated listing "
+                                         "without a continuation token",
+                     bucket);
+        *more = false;
+    }
+    xmlFreeDoc(doc);
+    return rc;
+}
+
 static snap_rc s3_list(void *drv, const char *prefix, stg_list_fn fn, void *arg, snap_err *err)
 {
     s3_drv *d = drv;
     char *full = xasprintf("%s%s", d->prefix, prefix ? prefix : "");
     char *token = NULL, max[16];
-    size_t plen = strlen(d->prefix);
     snap_rc rc = SNAP_OK;
     bool more = true, go_on = true;
 
@@ -1979,51 +2052,15 @@ static snap_rc s3_list(void *drv, const char *prefix, stg_list_fn fn, void *arg,
             p[np++] = (sigv4_param){"continuation-token", token};
         char *query = sigv4_query(p, np);
         s3_req q = {.method = "GET", .query = query};
-        xmlDoc *doc = NULL;
-        xmlNode *root;
 
         rc = request(d, &q, 0, err);
         free(query);
-        if (rc != SNAP_OK) {
-            req_done(&q);
-            break;
-        }
-        doc = xml_parse(q.resp.p, q.resp.len);
-        root = doc ? xmlDocGetRootElement(doc) : NULL;
+        if (rc == SNAP_OK)
+            rc = s3_parse_list_int(d->bucket, d->prefix, q.resp.p, q.resp.len, fn, arg, &go_on,
+                                   &more, &token, err);
         req_done(&q);
-        if (root == NULL || !xml_is(root, "ListBucketResult")) {
-            xmlFreeDoc(doc);
-            rc = err_set(err, SNAP_EFAIL, 0, "s3 GET s3://%s?list-type=2: unreadable answer",
-                         d->bucket);
+        if (rc != SNAP_OK)
             break;
-        }
-        for (xmlNode *c = root->children; c && go_on; c = c->next) {
-            char key[1100], sz[32], lm[64];
-            stg_entry e;
-            if (!xml_is(c, "Contents"))
-                continue;
-            xml_text(c, "Key", key, sizeof key);
-            if (strncmp(key, d->prefix, plen) != 0)
-                continue;
-            xml_text(c, "Size", sz, sizeof sz);
-            xml_text(c, "LastModified", lm, sizeof lm);
-            e.key = key + plen;
-            e.size = strtoull(sz, NULL, 10);
-            e.mtime = parse_s3_time(lm);
-            go_on = fn(&e, arg);
-        }
-        char trunc[16];
-        xml_text(root, "IsTruncated", trunc, sizeof trunc);
-        free(token);
-        token = xml_text_dup(root, "NextContinuationToken");
-        more = strcmp(trunc, "true") == 0;
-        if (more && token[0] == '\0') {
-            rc = err_set(err, SNAP_EFAIL, 0, "s3 GET s3://%s?list-type=2: truncated listing "
-                                             "without a continuation token",
-                         d->bucket);
-            more = false;
-        }
-        xmlFreeDoc(doc);
     }
     free(token);
     free(full);

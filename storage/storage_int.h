@@ -38,6 +38,17 @@ typedef struct stg_driver {
     snap_rc (*cleanup)(void *drv, int64_t max_age, bool dry_run, unsigned *n, snap_err *err);
 } stg_driver;
 
+/*
+ * The S3 driver's parsers of a server's answers (storage/s3.c), for its tests and fuzzers.
+ * One ListObjectsV2 page: calls fn for each key under prefix (with prefix removed) while
+ * *go_on stays true; *more and *token (freed and replaced) say whether and where it goes on.
+ */
+snap_rc s3_parse_list_int(const char *bucket, const char *prefix, const char *body, size_t len,
+                          stg_list_fn fn, void *arg, bool *go_on, bool *more, char **token,
+                          snap_err *err);
+/* A raw response: header lines up to a blank line, then an <Error> body; what was read of them. */
+void s3_parse_response_int(const char *buf, size_t len, long *status, char code[64]);
+
 extern const stg_driver stg_local_driver;
 extern const stg_driver stg_s3_driver;
 
