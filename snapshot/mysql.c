@@ -258,6 +258,11 @@ const char *my_dsn_db(const my_dsn *d)
     return d->db;
 }
 
+bool my_dsn_has_password(const my_dsn *d)
+{
+    return d != NULL && d->password != NULL;
+}
+
 void my_dsn_set_db(my_dsn *d, const char *db)
 {
     free(d->db);
@@ -464,7 +469,11 @@ snap_rc my_connect(const my_dsn *d, const char *db, MYSQL **out, snap_err *err)
 {
     MYSQL *m = mysql_init(NULL);
     char *redacted;
-    unsigned timeout = d->connect_timeout ? d->connect_timeout : 10;
+    const char *env = getenv("SNAP_CONNECT_TIMEOUT");
+    unsigned long env_timeout = env != NULL ? strtoul(env, NULL, 10) : 0;
+    unsigned timeout = d->connect_timeout  ? d->connect_timeout
+                       : env_timeout > 0 && env_timeout < 86400 ? (unsigned)env_timeout
+                                                                : MY_CONNECT_TIMEOUT_DEFAULT;
     my_bool on = 1;
     const char *pwd = d->password;
     snap_rc rc;
