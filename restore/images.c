@@ -382,6 +382,7 @@ static snap_rc pin_file(rst_target *t, const char *staged, const char *live, jso
     bool change = false;
     snap_rc rc = img_read_file(staged, MANIFEST_FILE_MAX, &buf, &len, err);
 
+    img_scan_set_ctx(scan, rst_ctx(t));
     if (rc == SNAP_OK)
         rc = img_scan_buffer(scan, live, buf, len, err);
     if (rc != SNAP_OK)

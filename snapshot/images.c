@@ -143,6 +143,8 @@ static snap_rc images_capture(snp_capture *c, snap_err *err)
     arc_writer *w = NULL;
     bool allow_unresolved = false;
     int workers = 8;
+
+    img_scan_set_ctx(scan, ctx);
     char section[300];
     json_t *list = json_array(), *summary = json_array(), *regs = json_array();
     snap_rc rc = SNAP_OK;
