@@ -226,12 +226,12 @@ static void hide_secrets(cli *c, int argc, char **argv)
                 break;
             }
         }
-        if (!warned)
+        if (!warned && shown[0] != '\0') /* an unparsable DSN, hidden whole, gets its own error */
             log_warn(&c->ctx, "a password given on the command line (--%s) can be read by other local users "
                               "until it is hidden; use ~/.pgpass or PGPASSWORD for PostgreSQL, an option file "
                               "(~/.my.cnf) or MYSQL_PWD for MySQL",
                      c->o.vals[i].def->name);
-        warned = true;
+        warned = warned || shown[0] != '\0';
         free(shown);
     }
 }
