@@ -7,7 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/pg.h"
 #include "../common/util.h"
+#include "../snapshot/mysql.h"
 
 snap_rc opts_parse(const opt_def *defs, int argc, char **argv, opts *out, snap_err *err)
 {
@@ -78,6 +80,7 @@ snap_rc opts_parse(const opt_def *defs, int argc, char **argv, opts *out, snap_e
 
 void opts_free(opts *o)
 {
+    util_strv_free(&o->owned);
     free(o->vals);
     free(o->words);
     memset(o, 0, sizeof *o);
@@ -142,6 +145,97 @@ static void on_signal(int sig)
     interrupted = 1;
 }
 
+/*
+ * [snap] connect_timeout (a duration: 10s, 2m) for both database engines: libpq reads
+ * PGCONNECT_TIMEOUT itself, the MySQL connection SNAP_CONNECT_TIMEOUT. The environment
+ * set by the caller wins, and a DSN's own setting wins over both.
+ */
+static snap_rc export_connect_timeout(const cfg *conf, snap_err *err)
+{
+    const char *v = cfg_get(conf, "snap", "connect_timeout");
+    int64_t secs;
+    char num[24];
+
+    if (v == NULL)
+        return SNAP_OK;
+    if (!cfg_parse_duration(v, &secs) || secs < 1 || secs > 86400) {
+        err_set(err, SNAP_EUSAGE, 0, "connect_timeout is not a duration from 1s to 1d: %s", v);
+        err_hint(err, "write it as 10s, 2m or 1h in [snap]");
+        return SNAP_EUSAGE;
+    }
+    snprintf(num, sizeof num, "%lld", (long long)secs);
+    setenv("SNAP_CONNECT_TIMEOUT", num, 0);
+    setenv("PGCONNECT_TIMEOUT", getenv("SNAP_CONNECT_TIMEOUT"), 0);
+    return SNAP_OK;
+}
+
+/*
+ * The DSN without its password when it has one (caller frees), else NULL. A DSN of --pg or
+ * --mysql that its engine cannot parse may still hold a password: it is hidden whole.
+ */
+static char *dsn_without_secret(const char *v, bool is_dsn)
+{
+    char *shown = NULL;
+
+    if (strncmp(v, "mysql://", 8) == 0 || strncmp(v, "mariadb://", 10) == 0) {
+        my_dsn *d = NULL;
+        snap_err ignored;
+        if (my_dsn_parse(v, &d, &ignored) != SNAP_OK)
+            shown = is_dsn && strchr(v, '@') != NULL ? xstrdup("") : NULL;
+        else if (my_dsn_has_password(d))
+            shown = my_dsn_redacted(d);
+        my_dsn_free(d);
+    } else if (pg_dsn_has_secret(v)) {
+        shown = pg_redact_dsn(v);
+    } else if (is_dsn && strchr(v, '@') != NULL) {
+        char *parsed = pg_redact_dsn(v);
+        shown = parsed == NULL ? xstrdup("") : NULL;
+        free(parsed);
+    }
+    return shown;
+}
+
+/*
+ * Overwrites the argv bytes of every DSN that holds a password with its redacted form
+ * (NUL-padded), after copying the real value out for the program's own use.
+ */
+static void hide_secrets(cli *c, int argc, char **argv)
+{
+    static const char *const names[] = {"pg", "mysql", "to"};
+    bool warned = false;
+
+    for (size_t i = 0; i < c->o.nvals; i++) {
+        const char *v = c->o.vals[i].value;
+        bool named = false, is_dsn;
+        char *shown, *copy;
+        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+            named = named || strcmp(c->o.vals[i].def->name, names[k]) == 0;
+        is_dsn = strcmp(c->o.vals[i].def->name, "to") != 0;
+        if (!named || v == NULL || (shown = dsn_without_secret(v, is_dsn)) == NULL)
+            continue;
+        copy = xstrdup(v);
+        util_strv_push(&c->o.owned, copy);
+        c->o.vals[i].value = copy;
+        for (int a = 1; a < argc; a++) {
+            size_t alen = strlen(argv[a]);
+            if (v >= argv[a] && v < argv[a] + alen) {
+                char *w = argv[a] + (v - argv[a]);
+                size_t room = strlen(w), n = strlen(shown) < room ? strlen(shown) : room;
+                memcpy(w, shown, n);
+                memset(w + n, '\0', room - n);
+                break;
+            }
+        }
+        if (!warned && shown[0] != '\0') /* an unparsable DSN, hidden whole, gets its own error */
+            log_warn(&c->ctx, "a password given on the command line (--%s) can be read by other local users "
+                              "until it is hidden; use ~/.pgpass or PGPASSWORD for PostgreSQL, an option file "
+                              "(~/.my.cnf) or MYSQL_PWD for MySQL",
+                     c->o.vals[i].def->name);
+        warned = warned || shown[0] != '\0';
+        free(shown);
+    }
+}
+
 snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, char **argv, snap_err *err)
 {
     struct sigaction sa;
@@ -158,6 +252,8 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
     rc = opts_parse(defs, argc, argv, &c->o, err);
     if (rc != SNAP_OK)
         return rc;
+    c->ctx.verbosity = opts_has(&c->o, "quiet") ? -1 : opts_has(&c->o, "verbose") ? 1 : 0;
+    hide_secrets(c, argc, argv);
     if (opts_has(&c->o, "help") || opts_has(&c->o, "version"))
         return SNAP_OK;
     rc = cfg_find_and_load(c->cfg, opts_get(&c->o, "config"), err);
@@ -166,7 +262,6 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
     if (rc != SNAP_OK)
         return rc;
     c->ctx.json = opts_has(&c->o, "json");
-    c->ctx.verbosity = opts_has(&c->o, "quiet") ? -1 : opts_has(&c->o, "verbose") ? 1 : 0;
     c->ctx.progress = isatty(STDERR_FILENO) && c->ctx.verbosity >= 0 && !opts_has(&c->o, "no-progress");
     c->ctx.assume_yes = opts_has(&c->o, "yes");
     if ((v = opts_get(&c->o, "jobs")) != NULL)
@@ -179,6 +274,9 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
         jobs = n < 1 ? 1 : n > 4 ? 4 : n;
     }
     c->ctx.jobs = (int)jobs;
+    rc = export_connect_timeout(c->cfg, err);
+    if (rc != SNAP_OK)
+        return rc;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C stops at once */

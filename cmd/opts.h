@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "../common/ctx.h"
+#include "../common/util.h"
 
 typedef struct opt_def {
     const char *name; /* long name, without "--" */
@@ -29,6 +30,7 @@ typedef struct opts {
     size_t nvals;
     char **words; /* non-option arguments, in order */
     size_t nwords;
+    util_strv owned; /* values copied out of argv before it was scrubbed */
 } opts;
 
 /* Options may come before or after the words. Unknown options are usage errors. */
@@ -53,7 +55,12 @@ typedef struct cli {
     const char *program;
 } cli;
 
-/* Parses argv, loads the config, sets verbosity, JSON, progress, jobs and signals. */
+/*
+ * Parses argv, loads the config, sets verbosity, JSON, progress, jobs and signals. A
+ * password in a DSN given to --pg, --mysql or --to is copied out and overwritten in argv
+ * (so /proc/PID/cmdline no longer shows it), with a warning. [snap] connect_timeout
+ * becomes $SNAP_CONNECT_TIMEOUT (and $PGCONNECT_TIMEOUT) unless the environment sets them.
+ */
 snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, char **argv, snap_err *err);
 void cli_free(cli *c);
 /* The store URL: --store, $SNAP_STORE, [store] url, else the default local directory

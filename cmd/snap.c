@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include "../catalog/catalog.h"
+#include "../common/pg.h"
 #include "../common/util.h"
+#include "../snapshot/mysql.h"
 #include "../snapshot/snapshot.h"
 #include "opts.h"
 
@@ -103,17 +105,24 @@ static void add_path_source(const char *value, void *arg)
     free(abs);
 }
 
-/* Databases are named after the database in the DSN: scheme://user@host/DB?... */
+/*
+ * Databases are named after the database of the DSN as the engine's own parser reads it,
+ * never by cutting the text (a '/' in a password would put a piece of it in the name).
+ */
 static void add_dsn_source(const char *value, void *arg)
 {
     adhoc *a = arg;
-    const char *p = strstr(value, "://");
     char *db = NULL;
 
-    if (p != NULL && (p = strchr(p + 3, '/')) != NULL)
-        db = strndup(p + 1, strcspn(p + 1, "?#"));
-    else if ((p = strstr(value, "dbname=")) != NULL)
-        db = strndup(p + 7, strcspn(p + 7, " "));
+    if (strcmp(a->type, "mysql") == 0) {
+        my_dsn *d = NULL;
+        snap_err ignored;
+        if (my_dsn_parse(value, &d, &ignored) == SNAP_OK)
+            db = xstrdup(my_dsn_db(d));
+        my_dsn_free(d);
+    } else {
+        db = pg_dsn_dbname(value);
+    }
     add_source(a->c, a->type, "dsn", value, db && db[0] ? db : a->type);
     free(db);
 }

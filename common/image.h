@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "ctx.h"
 #include "err.h"
 
 /* The longest digest we accept: "sha512:" and 128 hex digits. */
@@ -60,6 +61,8 @@ typedef struct img_scan img_scan;
 
 img_scan *img_scan_new(void);
 void img_scan_free(img_scan *s);
+/* A scan polls ctx's interruption flag (SNAP_EINTR) while it works; ctx may be NULL. */
+void img_scan_set_ctx(img_scan *s, const snap_ctx *ctx);
 
 /*
  * Finds the image references of every YAML document in buf: the containers,
@@ -67,7 +70,8 @@ void img_scan_free(img_scan *s);
  * Deployments, StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs,
  * CronJobs and PodTemplates (also inside a kind: List), and services.*.image of Compose
  * files (with `<<` merge keys). Documents of other kinds are skipped. A YAML error is
- * SNAP_EFAIL with "FILE:LINE:COLUMN: problem" as its message.
+ * SNAP_EFAIL with "FILE:LINE:COLUMN: problem" as its message; so is a file whose aliases
+ * and merge keys would take more work than a bounded budget to follow.
  */
 snap_rc img_scan_buffer(img_scan *s, const char *file, const char *buf, size_t len,
                         snap_err *err);

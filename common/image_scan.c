@@ -19,6 +19,16 @@
 #define SCAN_FILE_MAX ((size_t)64 << 20)
 #define MERGE_DEPTH 8
 #define LIST_DEPTH 4
+/*
+ * Aliases and `<<` merge keys let a file of a kilobyte describe a graph whose paths
+ * number in the billions: each look-up visits a mapping once, and the whole scan of one
+ * file takes at most SCAN_STEPS_BASE + SCAN_STEPS_PER_BYTE x its size in steps (a pair
+ * looked at, a node visited, a reference found): linear in the input, whatever its shape.
+ */
+#define SCAN_STEPS_BASE ((uint64_t)8 << 20)
+#define SCAN_STEPS_PER_BYTE 4
+#define SCAN_STEPS_POLL 4096 /* steps between two looks at the interruption flag */
+#define SCAN_FOUND_COST 64  /* a reference found costs memory too: it counts as this many steps */
 
 typedef struct found {
     img_found pub;
@@ -28,6 +38,7 @@ typedef struct found {
 struct img_scan {
     found *v;
     size_t n, cap;
+    const snap_ctx *ctx; /* for its interruption flag; may be NULL */
 };
 
 /* The state of one scan of one buffer. */
@@ -41,7 +52,51 @@ typedef struct walk {
     size_t cur_char, cur_byte;
     yaml_document_t *doc;
     snap_err *err;
+    const snap_ctx *ctx;
+    uint64_t steps, max_steps; /* work done on this buffer, and its budget */
+    bool stopped;        /* the budget ran out or an interruption came: err says which */
+    uint32_t *seen;      /* per node of doc: the look-up that last visited it */
+    size_t nseen;
+    uint32_t gen;        /* the current look-up */
 } walk;
+
+/* Counts one step; false (with err set) once the budget is spent or the user interrupted. */
+static bool step(walk *w)
+{
+    if (w->stopped)
+        return false;
+    w->steps++;
+    if (w->steps > w->max_steps) {
+        err_set(w->err, SNAP_EFAIL, 0, "%s: too much work following YAML aliases and merge keys "
+                "(over %llu steps)", w->file, (unsigned long long)w->max_steps);
+        err_hint(w->err, "write the file without so many nested aliases, or leave it out (exclude =)");
+        w->stopped = true;
+        return false;
+    }
+    if (w->steps % SCAN_STEPS_POLL == 0 && ctx_interrupted(w->ctx, w->err)) {
+        w->stopped = true;
+        return false;
+    }
+    return true;
+}
+
+/* Whether node n was already visited by the current look-up (and marks it visited). */
+static bool seen_before(walk *w, const yaml_node_t *n)
+{
+    size_t i = (size_t)(n - w->doc->nodes.start);
+
+    if (i >= w->nseen)
+        return false;
+    if (w->seen[i] == w->gen)
+        return true;
+    w->seen[i] = w->gen;
+    return false;
+}
+
+void img_scan_set_ctx(img_scan *s, const snap_ctx *ctx)
+{
+    s->ctx = ctx;
+}
 
 img_scan *img_scan_new(void)
 {
@@ -99,40 +154,55 @@ static const char *scalar_str(const yaml_node_t *n)
     return n != NULL && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
-/* The value of key in a mapping, following `<<` merge keys as YAML 1.1 does. */
-static yaml_node_t *map_get_depth(yaml_document_t *d, yaml_node_t *m, const char *key, int depth)
+/*
+ * The value of key in a mapping, following `<<` merge keys as YAML 1.1 does. Each mapping
+ * is looked into once per look-up, however many aliases lead to it.
+ */
+static yaml_node_t *map_get_depth(walk *w, yaml_node_t *m, const char *key, int depth)
 {
+    yaml_document_t *d = w->doc;
     yaml_node_pair_t *p;
 
-    if (m == NULL || m->type != YAML_MAPPING_NODE || depth > MERGE_DEPTH)
+    if (m == NULL || m->type != YAML_MAPPING_NODE || depth > MERGE_DEPTH || seen_before(w, m))
         return NULL;
-    for (p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++)
+    for (p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        if (!step(w))
+            return NULL;
         if (scalar_is(yaml_document_get_node(d, p->key), key))
             return yaml_document_get_node(d, p->value);
+    }
     for (p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
         if (!scalar_is(yaml_document_get_node(d, p->key), "<<"))
             continue;
         yaml_node_t *v = yaml_document_get_node(d, p->value), *r = NULL;
         if (v != NULL && v->type == YAML_MAPPING_NODE) {
-            r = map_get_depth(d, v, key, depth + 1);
+            r = map_get_depth(w, v, key, depth + 1);
         } else if (v != NULL && v->type == YAML_SEQUENCE_NODE) {
             for (yaml_node_item_t *it = v->data.sequence.items.start;
-                 r == NULL && it < v->data.sequence.items.top; it++)
-                r = map_get_depth(d, yaml_document_get_node(d, *it), key, depth + 1);
+                 r == NULL && it < v->data.sequence.items.top && step(w); it++)
+                r = map_get_depth(w, yaml_document_get_node(d, *it), key, depth + 1);
         }
-        if (r != NULL)
+        if (r != NULL || w->stopped)
             return r;
     }
     return NULL;
 }
 
-static yaml_node_t *map_get(yaml_document_t *d, yaml_node_t *m, const char *key)
+static yaml_node_t *map_get(walk *w, yaml_node_t *m, const char *key)
 {
-    return map_get_depth(d, m, key, 0);
+    if (++w->gen == 0) { /* wrapped: forget every mark */
+        memset(w->seen, 0, w->nseen * sizeof *w->seen);
+        w->gen = 1;
+    }
+    return map_get_depth(w, m, key, 0);
 }
 
 static snap_rc add_found(walk *w, yaml_node_t *n, const char *where)
 {
+    if (n != NULL && !w->stopped)
+        w->steps += SCAN_FOUND_COST - 1;
+    if (w->stopped || (n != NULL && !step(w)))
+        return w->err->code;
     if (n == NULL)
         return SNAP_OK;
     if (n->type != YAML_SCALAR_NODE)
@@ -192,17 +262,17 @@ static snap_rc walk_pod_spec(walk *w, yaml_node_t *spec, const char *owner)
     if (spec == NULL || spec->type != YAML_MAPPING_NODE)
         return SNAP_OK;
     for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++) {
-        yaml_node_t *seq = map_get(d, spec, lists[k]);
+        yaml_node_t *seq = map_get(w, spec, lists[k]);
         if (seq == NULL || seq->type != YAML_SEQUENCE_NODE)
             continue;
         size_t idx = 0;
         for (yaml_node_item_t *it = seq->data.sequence.items.start;
              it < seq->data.sequence.items.top; it++, idx++) {
             yaml_node_t *c = yaml_document_get_node(d, *it);
-            const char *cname = scalar_str(map_get(d, c, "name"));
+            const char *cname = scalar_str(map_get(w, c, "name"));
             char *where = cname != NULL ? xasprintf("%s %s %s", owner, lists[k], cname)
                                         : xasprintf("%s %s[%zu]", owner, lists[k], idx);
-            snap_rc rc = add_found(w, map_get(d, c, "image"), where);
+            snap_rc rc = add_found(w, map_get(w, c, "image"), where);
             free(where);
             if (rc != SNAP_OK)
                 return rc;
@@ -214,35 +284,35 @@ static snap_rc walk_pod_spec(walk *w, yaml_node_t *spec, const char *owner)
 static snap_rc walk_k8s(walk *w, yaml_node_t *root, int depth)
 {
     yaml_document_t *d = w->doc;
-    const char *kind = scalar_str(map_get(d, root, "kind"));
-    yaml_node_t *spec = map_get(d, root, "spec"), *pod = NULL;
+    const char *kind = scalar_str(map_get(w, root, "kind"));
+    yaml_node_t *spec = map_get(w, root, "spec"), *pod = NULL;
     snap_rc rc = SNAP_OK;
 
     if (kind == NULL)
         return SNAP_OK;
     if (strcmp(kind, "List") == 0 || (strlen(kind) > 4 && strcmp(kind + strlen(kind) - 4, "List") == 0)) {
-        yaml_node_t *items = map_get(d, root, "items");
+        yaml_node_t *items = map_get(w, root, "items");
         if (items == NULL || items->type != YAML_SEQUENCE_NODE || depth >= LIST_DEPTH)
             return SNAP_OK;
         for (yaml_node_item_t *it = items->data.sequence.items.start;
-             rc == SNAP_OK && it < items->data.sequence.items.top; it++)
+             rc == SNAP_OK && it < items->data.sequence.items.top && step(w); it++)
             rc = walk_k8s(w, yaml_document_get_node(d, *it), depth + 1);
-        return rc;
+        return rc == SNAP_OK && w->stopped ? w->err->code : rc;
     }
     if (strcmp(kind, "Pod") == 0)
         pod = spec;
     else if (strcmp(kind, "Deployment") == 0 || strcmp(kind, "StatefulSet") == 0 ||
              strcmp(kind, "DaemonSet") == 0 || strcmp(kind, "ReplicaSet") == 0 ||
              strcmp(kind, "ReplicationController") == 0 || strcmp(kind, "Job") == 0)
-        pod = map_get(d, map_get(d, spec, "template"), "spec");
+        pod = map_get(w, map_get(w, spec, "template"), "spec");
     else if (strcmp(kind, "CronJob") == 0)
-        pod = map_get(d, map_get(d, map_get(d, map_get(d, spec, "jobTemplate"), "spec"),
+        pod = map_get(w, map_get(w, map_get(w, map_get(w, spec, "jobTemplate"), "spec"),
                                  "template"), "spec");
     else if (strcmp(kind, "PodTemplate") == 0)
-        pod = map_get(d, map_get(d, root, "template"), "spec");
+        pod = map_get(w, map_get(w, root, "template"), "spec");
     if (pod == NULL)
         return SNAP_OK;
-    const char *name = scalar_str(map_get(d, map_get(d, root, "metadata"), "name"));
+    const char *name = scalar_str(map_get(w, map_get(w, root, "metadata"), "name"));
     char *owner = xasprintf("%s/%s", kind, name != NULL ? name : "?");
     rc = walk_pod_spec(w, pod, owner);
     free(owner);
@@ -260,7 +330,7 @@ static snap_rc walk_compose(walk *w, yaml_node_t *services)
         if (svc == NULL || v == NULL || v->type != YAML_MAPPING_NODE)
             continue;
         char *where = xasprintf("service %s", svc);
-        snap_rc rc = add_found(w, map_get(d, v, "image"), where);
+        snap_rc rc = add_found(w, map_get(w, v, "image"), where);
         free(where);
         if (rc != SNAP_OK)
             return rc;
@@ -313,7 +383,8 @@ snap_rc img_scan_buffer(img_scan *s, const char *file, const char *buf, size_t l
                         snap_err *err)
 {
     yaml_parser_t parser;
-    walk w = {.s = s, .file = file, .buf = (const unsigned char *)buf, .len = len, .err = err};
+    walk w = {.s = s, .file = file, .buf = (const unsigned char *)buf, .len = len, .err = err, .ctx = s->ctx,
+              .max_steps = SCAN_STEPS_BASE + SCAN_STEPS_PER_BYTE * (uint64_t)len};
     snap_rc rc = SNAP_OK;
     size_t first = s->n;
 
@@ -328,6 +399,10 @@ snap_rc img_scan_buffer(img_scan *s, const char *file, const char *buf, size_t l
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
     for (;;) {
         yaml_document_t doc;
+        if (ctx_interrupted(w.ctx, err)) {
+            rc = err->code;
+            break;
+        }
         if (!yaml_parser_load(&parser, &doc)) {
             rc = yaml_error(&w, &parser);
             break;
@@ -338,13 +413,20 @@ snap_rc img_scan_buffer(img_scan *s, const char *file, const char *buf, size_t l
             break;
         }
         w.doc = &doc;
+        w.nseen = (size_t)(doc.nodes.top - doc.nodes.start);
+        w.seen = xcalloc(w.nseen + 1, sizeof *w.seen);
+        w.gen = 0;
         if (root->type == YAML_MAPPING_NODE) {
-            yaml_node_t *services = map_get(&doc, root, "services");
-            if (map_get(&doc, root, "kind") != NULL)
+            yaml_node_t *services = map_get(&w, root, "services");
+            if (map_get(&w, root, "kind") != NULL)
                 rc = walk_k8s(&w, root, 0);
             else if (services != NULL && services->type == YAML_MAPPING_NODE)
                 rc = walk_compose(&w, services);
+            if (rc == SNAP_OK && w.stopped)
+                rc = err->code;
         }
+        free(w.seen);
+        w.seen = NULL;
         w.doc = NULL;
         yaml_document_delete(&doc);
         if (rc != SNAP_OK)

@@ -24,77 +24,196 @@ static bool is_uri(const char *dsn)
     return strncmp(dsn, "postgresql://", 13) == 0 || strncmp(dsn, "postgres://", 11) == 0;
 }
 
-/* Removes every "password=..." parameter from a URI's query string, in place. */
-static void uri_drop_password_param(char *s)
+/*
+ * libpq's parse, refusing URIs that libpq would read in a way that exposes part of a
+ * password: an unencoded '/' or '@' in it makes libpq take a fragment for the host, the
+ * port or the database name, which then reach messages and the component name.
+ */
+static PQconninfoOption *parse_dsn(const char *dsn)
 {
-    char *q = strchr(s, '?'), *r, *w;
-
-    if (q == NULL)
-        return;
-    r = w = q + 1;
-    while (*r != '\0') {
-        size_t len = strcspn(r, "&");
-        if (strncmp(r, "password=", 9) != 0) {
-            if (w != q + 1)
-                *w++ = '&';
-            memmove(w, r, len);
-            w += len;
-        }
-        r += len;
-        if (*r == '&')
-            r++;
-    }
-    *w = '\0';
-    if (w == q + 1)
-        *q = '\0';
-}
-
-char *pg_redact_dsn(const char *dsn)
-{
+    PQconninfoOption *opts;
     char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(dsn, &perr);
-    char *out;
 
-    if (opts == NULL) {
-        PQfreemem(perr);
+    if (dsn == NULL || (opts = PQconninfoParse(dsn, &perr)) == NULL) {
+        PQfreemem(perr); /* it may quote the DSN */
         return NULL;
     }
     if (is_uri(dsn)) {
-        char *s = xstrdup(dsn), *auth = strstr(s, "://") + 3;
-        char *at = strchr(auth, '@'), *slash = strpbrk(auth, "/?");
-
-        /* userinfo ends at the last '@' before the path */
-        if (at != NULL && (slash == NULL || at < slash)) {
-            char *last = at;
-            while ((at = strchr(at + 1, '@')) != NULL && (slash == NULL || at < slash))
-                last = at;
-            char *colon = memchr(auth, ':', (size_t)(last - auth));
-            if (colon != NULL)
-                memmove(colon, last, strlen(last) + 1);
-        }
-        uri_drop_password_param(s);
-        out = s;
-    } else {
-        size_t cap = 256, len = 0;
-        out = xmalloc(cap);
-        out[0] = '\0';
-        for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-            if (o->val == NULL || strcmp(o->keyword, "password") == 0)
-                continue;
-            /* key='value' with ' and \ escaped, as libpq reads it back */
-            size_t need = strlen(o->keyword) + 2 * strlen(o->val) + 6;
-            while (len + need >= cap)
-                out = xrealloc(out, cap *= 2);
-            len += (size_t)sprintf(out + len, "%s%s='", len ? " " : "", o->keyword);
-            for (const char *v = o->val; *v; v++) {
-                if (*v == '\'' || *v == '\\')
-                    out[len++] = '\\';
-                out[len++] = *v;
-            }
-            out[len++] = '\'';
-            out[len] = '\0';
+        const char *auth = strstr(dsn, "://") + 3, *path = auth + strcspn(auth, "/");
+        const char *at = memchr(auth, '@', (size_t)(path - auth)), *port = NULL;
+        bool bad = memchr(path, '@', strcspn(path, "?")) != NULL ||
+                   (at != NULL && memchr(at + 1, '@', (size_t)(path - at - 1)) != NULL);
+        for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+            if (strcmp(o->keyword, "port") == 0)
+                port = o->val;
+        if (port != NULL && port[strspn(port, "0123456789,")] != '\0')
+            bad = true;
+        if (bad) {
+            PQconninfoFree(opts);
+            return NULL;
         }
     }
+    return opts;
+}
+
+/* Whether libpq treats this keyword as a secret (its dispchar "*": password, sslpassword...). */
+static bool is_secret(const PQconninfoOption *o)
+{
+    return o->dispchar != NULL && strchr(o->dispchar, '*') != NULL;
+}
+
+/* Writes s percent-encoded (all but RFC 3986 unreserved bytes, and those in keep). */
+static void put_pct(FILE *f, const char *s, const char *keep)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-._~", c) != NULL || (keep != NULL && strchr(keep, c) != NULL))
+            fputc(c, f);
+        else
+            fprintf(f, "%%%02X", c);
+    }
+}
+
+static const char *opt_val(const PQconninfoOption *opts, const char *key)
+{
+    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+        if (strcmp(o->keyword, key) == 0)
+            return o->val;
+    return NULL;
+}
+
+/* A value that is itself a connection string (a dbname libpq would expand) is redacted too. */
+static char *redact_value(const char *key, const char *val)
+{
+    if (strcmp(key, "dbname") == 0 && (is_uri(val) || strchr(val, '=') != NULL)) {
+        char *inner = pg_redact_dsn(val);
+        return inner != NULL ? inner : xstrdup("");
+    }
+    return xstrdup(val);
+}
+
+/*
+ * The URI form rebuilt from libpq's parse: user@host:port/dbname?rest. A host list, a
+ * socket directory or a port list goes to the query, where it needs no special syntax.
+ */
+static void write_uri(FILE *f, const char *dsn, const PQconninfoOption *opts)
+{
+    const char *user = opt_val(opts, "user"), *host = opt_val(opts, "host");
+    const char *port = opt_val(opts, "port"), *db = opt_val(opts, "dbname");
+    bool host_in_query = host != NULL && (strchr(host, ',') != NULL || host[0] == '/');
+    bool port_in_query = port != NULL && (host_in_query || strchr(port, ',') != NULL);
+    bool first = true;
+
+    fputs(strncmp(dsn, "postgres://", 11) == 0 ? "postgres://" : "postgresql://", f);
+    if (user != NULL) {
+        put_pct(f, user, NULL);
+        fputc('@', f);
+    }
+    if (host != NULL && !host_in_query) {
+        bool v6 = strchr(host, ':') != NULL;
+        fputs(v6 ? "[" : "", f);
+        put_pct(f, host, v6 ? ":" : NULL);
+        fputs(v6 ? "]" : "", f);
+    }
+    if (port != NULL && !port_in_query) {
+        fputc(':', f);
+        put_pct(f, port, NULL);
+    }
+    if (db != NULL) {
+        char *v = redact_value("dbname", db);
+        fputc('/', f);
+        put_pct(f, v, NULL);
+        free(v);
+    }
+    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        const char *k = o->keyword;
+        if (o->val == NULL || is_secret(o) || !strcmp(k, "user") || !strcmp(k, "dbname") ||
+            (!strcmp(k, "host") && !host_in_query) || (!strcmp(k, "port") && !port_in_query))
+            continue;
+        fputc(first ? '?' : '&', f);
+        first = false;
+        put_pct(f, k, NULL);
+        fputc('=', f);
+        put_pct(f, o->val, "/,");
+    }
+}
+
+/* key='value' pairs, with ' and \ escaped as libpq reads them back. */
+static void write_keywords(FILE *f, const PQconninfoOption *opts)
+{
+    bool first = true;
+
+    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        char *v;
+        if (o->val == NULL || is_secret(o))
+            continue;
+        v = redact_value(o->keyword, o->val);
+        fprintf(f, "%s%s='", first ? "" : " ", o->keyword);
+        for (const char *c = v; *c; c++) {
+            if (*c == '\'' || *c == '\\')
+                fputc('\\', f);
+            fputc(*c, f);
+        }
+        fputc('\'', f);
+        free(v);
+        first = false;
+    }
+}
+
+/*
+ * Built from libpq's own parse, never by editing the text: whatever way the secret was
+ * written (an escaped '?', a %-encoded key, sslpassword), libpq names it, and only the
+ * options libpq does not mark secret are written back.
+ */
+char *pg_redact_dsn(const char *dsn)
+{
+    PQconninfoOption *opts = parse_dsn(dsn);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    if (opts == NULL)
+        return NULL;
+    f = open_memstream(&out, &len);
+    if (f == NULL)
+        abort();
+    if (is_uri(dsn))
+        write_uri(f, dsn, opts);
+    else
+        write_keywords(f, opts);
+    fclose(f);
+    PQconninfoFree(opts);
+    return out;
+}
+
+bool pg_dsn_has_secret(const char *dsn)
+{
+    PQconninfoOption *opts;
+    bool found = false;
+
+    if ((opts = parse_dsn(dsn)) == NULL)
+        return false;
+    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+        if (o->val != NULL && (is_secret(o) || (strcmp(o->keyword, "dbname") == 0 && pg_dsn_has_secret(o->val))))
+            found = true;
+    PQconninfoFree(opts);
+    return found;
+}
+
+char *pg_dsn_dbname(const char *dsn)
+{
+    PQconninfoOption *opts;
+    const char *db;
+    char *out = NULL;
+
+    if ((opts = parse_dsn(dsn)) == NULL)
+        return NULL;
+    db = opt_val(opts, "dbname");
+    if (db != NULL && (is_uri(db) || strchr(db, '=') != NULL))
+        out = pg_dsn_dbname(db);
+    else if (db != NULL && *db != '\0')
+        out = xstrdup(db);
     PQconninfoFree(opts);
     return out;
 }
@@ -137,7 +256,7 @@ const char *pg_sqlstate(const PGresult *res)
 /* A description of where dsn points, for a failed connection: "host:port/db". */
 static char *dsn_where(const char *dsn, const char *dbname)
 {
-    PQconninfoOption *opts = PQconninfoParse(dsn, NULL), *def = PQconndefaults();
+    PQconninfoOption *opts = parse_dsn(dsn), *def = PQconndefaults();
     const char *host = NULL, *port = NULL, *db = dbname, *user = NULL;
     char *out;
 
@@ -163,29 +282,35 @@ static char *dsn_where(const char *dsn, const char *dbname)
 
 snap_rc pg_connect(const char *dsn, const char *dbname, PGconn **out, snap_err *err)
 {
-    const char *keys[] = {"dbname", "dbname", "fallback_application_name", "client_encoding", NULL};
-    const char *vals[] = {dsn, dbname, "snap", "UTF8", NULL};
-    char msg[512], *perr = NULL, *where;
+    const char *keys[8], *vals[8], *env = getenv("PGCONNECT_TIMEOUT"), *ours = getenv("SNAP_CONNECT_TIMEOUT");
+    char msg[512], *where;
     PQconninfoOption *opts;
+    bool has_timeout = env != NULL && *env != '\0';
     PGconn *conn;
+    size_t n = 0;
     snap_rc rc;
 
     *out = NULL;
-    opts = PQconninfoParse(dsn, &perr);
+    opts = parse_dsn(dsn);
     if (opts == NULL) {
-        PQfreemem(perr); /* may quote the DSN, which may hold a password */
         err_set(err, SNAP_EUSAGE, 0, "invalid postgres dsn");
-        err_hint(err, "use postgresql://user@host:port/dbname or key=value pairs (host=... dbname=...)");
+        err_hint(err, "use postgresql://user@host:port/dbname or key=value pairs (host=... dbname=...);"
+                      " a '/', '@', '?' or '#' in a URI's password must be %%-encoded, or better,"
+                      " leave the password to ~/.pgpass or PGPASSWORD");
         return SNAP_EUSAGE;
     }
+    if (opt_val(opts, "connect_timeout") != NULL)
+        has_timeout = true;
     PQconninfoFree(opts);
-    if (dbname == NULL) {
-        keys[1] = "fallback_application_name";
-        vals[1] = "snap";
-        keys[2] = "client_encoding";
-        vals[2] = "UTF8";
-        keys[3] = vals[3] = NULL;
-    }
+    keys[n] = "dbname", vals[n++] = dsn;
+    if (dbname != NULL)
+        keys[n] = "dbname", vals[n++] = dbname;
+    keys[n] = "fallback_application_name", vals[n++] = "snap";
+    keys[n] = "client_encoding", vals[n++] = "UTF8";
+    /* a server that accepts and never answers must not hang us: libpq waits forever by default */
+    if (!has_timeout)
+        keys[n] = "connect_timeout", vals[n++] = ours != NULL && *ours != '\0' ? ours : PG_CONNECT_TIMEOUT_DEFAULT;
+    keys[n] = vals[n] = NULL;
     conn = PQconnectdbParams(keys, vals, 1);
     if (conn != NULL && PQstatus(conn) == CONNECTION_OK) {
         /*
@@ -210,6 +335,11 @@ snap_rc pg_connect(const char *dsn, const char *dbname, PGconn **out, snap_err *
     if (strstr(msg, "database \"") != NULL && strstr(msg, "does not exist") != NULL) {
         rc = err_set(err, SNAP_ENOTFOUND, 0, "cannot connect to postgres %s: %s", where, msg);
         err_hint(err, "check the database name in the DSN (psql -l lists them)");
+    } else if (strstr(msg, "timeout expired") != NULL) {
+        rc = err_set(err, SNAP_EUNREACH, 0, "cannot connect to postgres %s: no answer within the connect timeout",
+                     where);
+        err_hint(err, "check the host and port; a slow server needs a larger connect_timeout (the dsn's,"
+                      " PGCONNECT_TIMEOUT, or [snap] connect_timeout in the config)");
     } else if (strstr(msg, "password") != NULL || strstr(msg, "authentication") != NULL) {
         rc = err_set(err, SNAP_EUNREACH, 0, "cannot connect to postgres %s: %s", where, msg);
         err_hint(err, "check the user and password: PGPASSWORD, ~/.pgpass or the service file");
@@ -562,18 +692,3 @@ void pg_pattern_regex(const char *pattern, char **schema_re, char **name_re)
     }
 }
 
-
-char *pg_dsn_dbname(const char *dsn)
-{
-    PQconninfoOption *opts = PQconninfoParse(dsn, NULL), *o;
-    const char *env = getenv("PGDATABASE");
-    char *db = NULL;
-
-    for (o = opts; o != NULL && o->keyword != NULL; o++)
-        if (strcmp(o->keyword, "dbname") == 0 && o->val != NULL && o->val[0] != '\0')
-            db = xstrdup(o->val);
-    PQconninfoFree(opts);
-    if (db == NULL && env != NULL && env[0] != '\0')
-        db = xstrdup(env);
-    return db;
-}

@@ -18,21 +18,27 @@
 #define PG_LO_DIR "lo/"
 
 /*
- * The DSN without its password (URI userinfo or query, or a password= keyword), still
- * usable to connect: the password comes from PGPASSWORD, ~/.pgpass or the service file.
+ * The DSN without any keyword libpq marks secret (password, sslpassword; from the URI
+ * userinfo, the query or a keyword, however written), rebuilt from libpq's parse in the
+ * DSN's own form (URI or key='value'), still usable to connect: the password comes from PGPASSWORD, ~/.pgpass or the service file.
  * NULL when libpq cannot parse it. Caller frees.
  */
 char *pg_redact_dsn(const char *dsn);
-
-/* The database a DSN names: its dbname, else $PGDATABASE; NULL when neither does (libpq
- * would then use the user name) or the DSN does not parse. Caller frees. */
+/* Whether the DSN holds a secret libpq knows (password, sslpassword...); false when unparsable. */
+bool pg_dsn_has_secret(const char *dsn);
+/* The database the DSN names (libpq's parse), or NULL when none or unparsable. Caller frees. */
 char *pg_dsn_dbname(const char *dsn);
+
+/* Seconds to wait for a server when neither the DSN nor PGCONNECT_TIMEOUT sets it. */
+#define PG_CONNECT_TIMEOUT_DEFAULT "10"
 
 /*
  * Connects with dsn (URI, key=value, or "" for libpq's defaults), to database dbname
  * instead of the DSN's when dbname is not NULL. Failures say what and where without
  * secrets: SNAP_EUNREACH (down, refused, authentication), SNAP_ENOTFOUND (no such
- * database). The session gets application_name snap and a UTF8 client encoding.
+ * database; or a server silent past the connect timeout: the DSN's connect_timeout, else
+ * $PGCONNECT_TIMEOUT, else $SNAP_CONNECT_TIMEOUT, else PG_CONNECT_TIMEOUT_DEFAULT). The session gets
+ * application_name snap and a UTF8 client encoding.
  */
 snap_rc pg_connect(const char *dsn, const char *dbname, PGconn **out, snap_err *err);
 

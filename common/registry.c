@@ -66,6 +66,8 @@ struct reg_client {
     char *store_helper; /* credsStore */
     char **insecure;
     size_t ninsecure;
+    char **token_hosts;
+    size_t ntoken_hosts;
     pthread_mutex_t mu;
     pthread_cond_t cond;
     host **hosts;
@@ -742,13 +744,49 @@ bool reg_parse_token_int(const char *body, size_t len, char **value, long *ttl)
     return ok;
 }
 
-/* Asks the realm for a token; basic credentials go to the realm, never the token to it. */
-static snap_rc token_fetch(worker *wk, const host_view *hv, const char *domain,
+/* Whether hostport (host[:port], IPv6 in brackets) names host, whatever the port. */
+static bool same_host(const char *hostport, const char *name)
+{
+    size_t n;
+
+    if (hostport[0] == '[') {
+        const char *end = strchr(hostport, ']');
+        n = end != NULL ? (size_t)(end - hostport) + 1 : strlen(hostport);
+    } else {
+        n = strcspn(hostport, ":");
+    }
+    return strlen(name) == n && strncasecmp(hostport, name, n) == 0;
+}
+
+/*
+ * Whether a token service on rhost (port rport or NULL) may receive the credentials of
+ * the registry domain, reached at api: only the registry's own host, Docker Hub's known
+ * token service, and the hosts the configuration names in token_hosts.
+ */
+static bool token_host_allowed(const reg_client *c, const char *api, const char *domain, const char *rhost,
+                               const char *hp)
+{
+    if (same_host(api, rhost) || same_host(domain, rhost))
+        return true;
+    if (strcmp(domain, "docker.io") == 0 && strcasecmp(rhost, "auth.docker.io") == 0)
+        return true;
+    for (size_t i = 0; i < c->ntoken_hosts; i++)
+        if (strcasecmp(c->token_hosts[i], rhost) == 0 || strcasecmp(c->token_hosts[i], hp) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Asks the realm for a token; basic credentials go to the realm only when it is on the
+ * registry's own host or one the configuration allows, and never the token to it.
+ */
+static snap_rc token_fetch(worker *wk, const host_view *hv, const char *api, const char *domain,
                            const char *scope, const char *image, char **value, long *ttl,
                            snap_err *err)
 {
     reg_client *c = wk->c;
     const cred *cr = cred_find(c, domain);
+    bool withheld = false;
     char *url = NULL, *rhost = NULL, *rscheme = NULL, *rport = NULL, *hp = NULL;
     CURLU *u = curl_url();
     resp r = {0};
@@ -780,6 +818,12 @@ static snap_rc token_fetch(worker *wk, const host_view *hv, const char *domain,
         curl_free(svc);
         curl_free(sc);
     }
+    if (cr != NULL && !token_host_allowed(c, api, domain, rhost, hp)) {
+        log_warn(c->ctx, "registry %s sends for tokens to %s, another host: asking it without the credentials "
+                         "of %s (name it in token_hosts to send them)", domain, hp, domain);
+        cr = NULL;
+        withheld = true;
+    }
     if (cr != NULL) {
         a.user = cr->user;
         a.pass = cr->pass;
@@ -801,6 +845,10 @@ static snap_rc token_fetch(worker *wk, const host_view *hv, const char *domain,
                          image, domain, cr->user, cr->source);
             err_hint(err, "log in again with `docker login %s`, or fix its entry in %s", domain,
                      cr->source);
+        } else if (withheld) {
+            rc = err_set(err, SNAP_EUNREACH, 0, "image %s: the token service %s of registry %s is on another "
+                         "host, which gets no credentials", image, hp, domain);
+            err_hint(err, "if %s is truly the token service of %s, name it in token_hosts", hp, domain);
         } else {
             rc = err_set(err, SNAP_EUNREACH, 0, "image %s: registry %s requires credentials",
                          image, domain);
@@ -871,7 +919,7 @@ static snap_rc token_get(worker *wk, host *h, const host_view *hv, const char *d
     c->tokens[c->ntokens++] = t;
     pthread_mutex_unlock(&c->mu);
 
-    rc = token_fetch(wk, hv, domain, scope, image, &value, &ttl, err);
+    rc = token_fetch(wk, hv, h->name, domain, scope, image, &value, &ttl, err);
 
     pthread_mutex_lock(&c->mu);
     if (rc == SNAP_OK) {
@@ -1237,9 +1285,15 @@ snap_rc reg_client_new(const reg_opts *opts, const snap_ctx *ctx, reg_client **o
         c->insecure = xrealloc(c->insecure, (c->ninsecure + 1) * sizeof *c->insecure);
         c->insecure[c->ninsecure++] = norm_host(opts->insecure[i]);
     }
-    /* Borrowed pointers are not kept: the insecure list is copied, the config read now. */
+    for (size_t i = 0; opts != NULL && i < opts->ntoken_hosts; i++) {
+        c->token_hosts = xrealloc(c->token_hosts, (c->ntoken_hosts + 1) * sizeof *c->token_hosts);
+        c->token_hosts[c->ntoken_hosts++] = xstrdup(opts->token_hosts[i]);
+    }
+    /* Borrowed pointers are not kept: the lists are copied, the config read now. */
     c->opts.insecure = NULL;
     c->opts.ninsecure = 0;
+    c->opts.token_hosts = NULL;
+    c->opts.ntoken_hosts = 0;
     rc = load_config(c, c->opts.docker_config, err);
     c->opts.docker_config = NULL;
     if (rc != SNAP_OK) {
@@ -1272,6 +1326,9 @@ void reg_client_free(reg_client *c)
     for (size_t i = 0; i < c->ninsecure; i++)
         free(c->insecure[i]);
     free(c->insecure);
+    for (size_t i = 0; i < c->ntoken_hosts; i++)
+        free(c->token_hosts[i]);
+    free(c->token_hosts);
     for (size_t i = 0; i < c->nhosts; i++) {
         free(c->hosts[i]->name);
         free(c->hosts[i]->realm);

@@ -25,6 +25,10 @@ typedef struct reg_opts {
      * verified, as Docker's insecure-registries. Loopback registries always may. */
     const char *const *insecure;
     size_t ninsecure;
+    /* Hosts (host or host:port) besides the registry's own that may receive its credentials
+     * as a token service (a realm on another host). auth.docker.io for docker.io is built in. */
+    const char *const *token_hosts;
+    size_t ntoken_hosts;
     /* The directory of config.json; NULL: $DOCKER_CONFIG, else ~/.docker. */
     const char *docker_config;
     long timeout_ms;         /* one request, 0: 30 s */

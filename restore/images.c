@@ -60,7 +60,8 @@ static snap_rc client_for(rst_target *t, reg_client **out, int *workers, snap_er
     snap_ctx *ctx = rst_ctx(t);
     char *section = xasprintf("source %s", rst_component_name(t));
     json_t *ins = json_deep_copy(json_object_get(info_of(t), "insecure_registries"));
-    const char **v = NULL;
+    const char **v = NULL, **tv = NULL;
+    json_t *toks = json_array();
     reg_opts o = {0};
     int64_t secs = 30;
     long jobs = 8;
@@ -79,6 +80,13 @@ static snap_rc client_for(rst_target *t, reg_client **out, int *workers, snap_er
         v[i] = json_string_value(x);
     o.insecure = v;
     o.ninsecure = json_array_size(ins);
+    /* token_hosts come from the local configuration only, never from the manifest */
+    cfg_each(ctx->cfg, section, "token_hosts", push_word, toks);
+    tv = xcalloc(json_array_size(toks) + 1, sizeof *tv);
+    json_array_foreach(toks, i, x)
+        tv[i] = json_string_value(x);
+    o.token_hosts = tv;
+    o.ntoken_hosts = json_array_size(toks);
     o.docker_config = cfg_get(ctx->cfg, section, "docker_config");
     if ((s = cfg_get(ctx->cfg, section, "registry_timeout")) != NULL)
         cfg_parse_duration(s, &secs);
@@ -89,7 +97,9 @@ static snap_rc client_for(rst_target *t, reg_client **out, int *workers, snap_er
         rc = reg_client_new(&o, ctx, out, err);
     *workers = (int)jobs;
     free(v);
+    free(tv);
     json_decref(ins);
+    json_decref(toks);
     free(section);
     return rc;
 }
@@ -415,6 +425,7 @@ static snap_rc pin_file(rst_target *t, const char *staged, const char *live, jso
     bool change = false;
     snap_rc rc = img_read_file(staged, MANIFEST_FILE_MAX, &buf, &len, err);
 
+    img_scan_set_ctx(scan, rst_ctx(t));
     if (rc == SNAP_OK)
         rc = img_scan_buffer(scan, live, buf, len, err);
     if (rc != SNAP_OK)

@@ -88,7 +88,7 @@ static uref *uref_find(uref *u, size_t n, const char *written)
 static snap_rc client_for(snp_capture *c, reg_client **out, int *jobs, snap_err *err)
 {
     snap_ctx *ctx = snp_ctx(c);
-    util_strv insecure = {0};
+    util_strv insecure = {0}, token_hosts = {0};
     reg_opts o = {0};
     int64_t secs = 30;
     long njobs = 8;
@@ -109,11 +109,15 @@ static snap_rc client_for(snp_capture *c, reg_client **out, int *jobs, snap_err 
     snp_source_each(c, "insecure_registries", split_words, &insecure);
     o.insecure = (const char *const *)insecure.v;
     o.ninsecure = insecure.n;
+    snp_source_each(c, "token_hosts", split_words, &token_hosts);
+    o.token_hosts = (const char *const *)token_hosts.v;
+    o.ntoken_hosts = token_hosts.n;
     o.docker_config = snp_source_get(c, "docker_config");
     o.timeout_ms = secs > 0 ? (long)secs * 1000 : 30000;
     o.connect_timeout_ms = o.timeout_ms < 10000 ? o.timeout_ms : 10000;
     rc = reg_client_new(&o, ctx, out, err);
     util_strv_free(&insecure);
+    util_strv_free(&token_hosts);
     *jobs = (int)njobs;
     return rc;
 }
@@ -139,6 +143,8 @@ static snap_rc images_capture(snp_capture *c, snap_err *err)
     arc_writer *w = NULL;
     bool allow_unresolved = false;
     int workers = 8;
+
+    img_scan_set_ctx(scan, ctx);
     char section[300];
     json_t *list = json_array(), *summary = json_array(), *regs = json_array();
     snap_rc rc = SNAP_OK;

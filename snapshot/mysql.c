@@ -188,7 +188,7 @@ snap_rc my_dsn_parse(const char *dsn, my_dsn **out, snap_err *err)
     while (q != NULL && *q != '\0') {
         const char *key = q + 1, *amp = strchr(key, '&'), *eq;
         size_t len = amp ? (size_t)(amp - key) : strlen(key);
-        char *val, **slot = NULL;
+        char *val, *name, **slot = NULL;
 
         q = amp;
         if (len == 0)
@@ -199,11 +199,14 @@ snap_rc my_dsn_parse(const char *dsn, my_dsn **out, snap_err *err)
             return dsn_bad(err, "a query option lacks '='");
         }
         val = pct_decode(eq + 1, len - (size_t)(eq + 1 - key));
-        if (val == NULL) {
+        name = pct_decode(key, (size_t)(eq - key)); /* keys may be %-encoded too, as values are */
+        if (val == NULL || name == NULL) {
+            free(val);
+            free(name);
             my_dsn_free(d);
             return dsn_bad(err, "bad %-escape in a query option");
         }
-#define KEY(k) ((size_t)(eq - key) == strlen(k) && strncmp(key, k, strlen(k)) == 0)
+#define KEY(k) (strcmp(name, k) == 0)
         if (KEY("socket"))
             slot = &d->socket;
         else if (KEY("ssl-mode") || KEY("sslmode"))
@@ -218,9 +221,12 @@ snap_rc my_dsn_parse(const char *dsn, my_dsn **out, snap_err *err)
             slot = &d->defaults_file;
         else if (KEY("defaults-group"))
             slot = &d->defaults_group;
+        else if (KEY("password") || KEY("pwd"))
+            slot = &d->password;
         else if (KEY("connect-timeout")) {
             d->connect_timeout = (unsigned)strtoul(val, NULL, 10);
             free(val);
+            free(name);
             continue;
         }
 #undef KEY
@@ -228,11 +234,13 @@ snap_rc my_dsn_parse(const char *dsn, my_dsn **out, snap_err *err)
             err_set(err, SNAP_EUSAGE, 0, "invalid mysql dsn: unknown option %.*s",
                     (int)(eq - key), key);
             err_hint(err, "known options: socket, ssl-mode, ssl-ca, ssl-cert, ssl-key, "
-                          "defaults-file, defaults-group, connect-timeout");
+                          "defaults-file, defaults-group, password, connect-timeout");
             free(val);
+            free(name);
             my_dsn_free(d);
             return SNAP_EUSAGE;
         }
+        free(name);
         free(*slot);
         *slot = val;
     }
@@ -256,6 +264,11 @@ snap_rc my_dsn_parse(const char *dsn, my_dsn **out, snap_err *err)
 const char *my_dsn_db(const my_dsn *d)
 {
     return d->db;
+}
+
+bool my_dsn_has_password(const my_dsn *d)
+{
+    return d != NULL && d->password != NULL;
 }
 
 void my_dsn_set_db(my_dsn *d, const char *db)
@@ -464,7 +477,11 @@ snap_rc my_connect(const my_dsn *d, const char *db, MYSQL **out, snap_err *err)
 {
     MYSQL *m = mysql_init(NULL);
     char *redacted;
-    unsigned timeout = d->connect_timeout ? d->connect_timeout : 10;
+    const char *env = getenv("SNAP_CONNECT_TIMEOUT");
+    unsigned long env_timeout = env != NULL ? strtoul(env, NULL, 10) : 0;
+    unsigned timeout = d->connect_timeout  ? d->connect_timeout
+                       : env_timeout > 0 && env_timeout < 86400 ? (unsigned)env_timeout
+                                                                : MY_CONNECT_TIMEOUT_DEFAULT;
     my_bool on = 1;
     const char *pwd = d->password;
     snap_rc rc;

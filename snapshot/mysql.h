@@ -20,15 +20,21 @@ typedef struct my_dsn my_dsn;
 snap_rc my_dsn_parse(const char *dsn, my_dsn **out, snap_err *err);
 void my_dsn_free(my_dsn *d);
 const char *my_dsn_db(const my_dsn *d);
+/* Whether the DSN itself carries a password (not MYSQL_PWD or an option file). */
+bool my_dsn_has_password(const my_dsn *d);
 /* Replaces the database (for --to). */
 void my_dsn_set_db(my_dsn *d, const char *db);
 /* The DSN without its password, for messages, manifests and journals (caller frees). */
 char *my_dsn_redacted(const my_dsn *d);
 
+/* Seconds to wait for a server when neither the DSN (connect-timeout) nor $SNAP_CONNECT_TIMEOUT sets it. */
+#define MY_CONNECT_TIMEOUT_DEFAULT 10
+
 /*
  * Connects with utf8mb4 for statements, time_zone +00:00 and LOCAL INFILE allowed.
- * db may be NULL (no default schema). Errors say what to check: server unreachable and
- * access denied are SNAP_EUNREACH, an unknown database SNAP_ENOTFOUND.
+ * db may be NULL (no default schema). Errors say what to check: server unreachable, silent
+ * past the connect timeout, and access denied are SNAP_EUNREACH, an unknown database
+ * SNAP_ENOTFOUND.
  */
 snap_rc my_connect(const my_dsn *d, const char *db, MYSQL **out, snap_err *err);
 

@@ -775,7 +775,9 @@ static snap_rc capture(snp_capture *c, snap_err *err)
     redacted = pg_redact_dsn(cap.dsn);
     if (redacted == NULL) {
         rc = err_set(err, SNAP_EUSAGE, 0, "invalid postgres dsn");
-        err_hint(err, "use postgresql://user@host:port/dbname or key=value pairs (host=... dbname=...)");
+        err_hint(err, "use postgresql://user@host:port/dbname or key=value pairs (host=... dbname=...);"
+                      " a '/', '@', '?' or '#' in a URI's password must be %%-encoded, or better,"
+                      " leave the password to ~/.pgpass or PGPASSWORD");
         goto out;
     }
     cat_component_set_source(comp, redacted);

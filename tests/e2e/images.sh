@@ -395,4 +395,70 @@ EOF
         sha256sum | grep -q "^${idx#sha256:} " || fail "the kept index is not the registry's bytes"
 }
 
+# A kilobyte of nested '<<' merge keys: each merged mapping is looked into once, and the
+# scan ends at once with the one image there is.
+test_merge_key_bomb_is_fast() {
+    setup
+    local d i k line
+    d=$(push plain "$REPO/app" v1 b1)
+    mkdir -p bomb
+    {
+        echo "x0: &a0 {name: base}"
+        for i in $(seq 1 9); do
+            line="x$i: &a$i {<<: ["
+            for k in $(seq 1 9); do line+="*a$((i - 1))"; [ "$k" = 9 ] || line+=", "; done
+            echo "$line]}"
+        done
+        echo "services:"
+        echo "  web: {<<: [*a9, *a9, *a9, *a9, *a9, *a9, *a9, *a9, *a9]}"
+        echo "  db: {image: '$REG_PLAIN/$REPO/app:v1'}"
+    } >bomb/compose.yaml
+    [ "$(wc -c <bomb/compose.yaml)" -lt 1200 ] || fail "the bomb is not small"
+    local t0
+    t0=$(date +%s%N)
+    expect_rc 0 timeout 60 "$SNAP" create pre --images bomb --store "$STORE"
+    [ $(($(date +%s%N) - t0)) -lt 1000000000 ] || fail "the scan took $((($(date +%s%N) - t0) / 1000000)) ms"
+    expect_rc 0 "$SNAP" show pre --store "$STORE"
+    expect_out "$REG_PLAIN/$REPO/app:v1  $d"
+    # lists of aliased lists: millions of pods from a kilobyte end with an error, fast
+    {
+        echo "p: &p {kind: Pod, metadata: {name: p}, spec: {containers: [{name: c, image: '$REG_PLAIN/$REPO/app:v1'}]}}"
+        local prev=p
+        for i in 1 2 3; do
+            line="l$i: &l$i {kind: List, items: ["
+            for k in $(seq 1 40); do line+="*$prev"; [ "$k" = 40 ] || line+=", "; done
+            echo "$line]}"
+            prev=l$i
+        done
+        echo "kind: List"
+        line="items: ["
+        for k in $(seq 1 40); do line+="*l3"; [ "$k" = 40 ] || line+=", "; done
+        echo "$line]"
+    } >bomb/compose.yaml
+    t0=$(date +%s%N)
+    expect_rc 1 timeout 60 "$SNAP" create pre2 --images bomb --store "$STORE"
+    expect_err "too much work following YAML aliases and merge keys"
+    [ $(($(date +%s%N) - t0)) -lt 3000000000 ] || fail "the refusal took $((($(date +%s%N) - t0) / 1000000)) ms"
+}
+
+# The first SIGTERM stops a long scan (a large file of many documents).
+test_sigterm_stops_a_long_scan() {
+    setup
+    mkdir -p big
+    python3 -c "
+import sys
+doc = 'apiVersion: v1\nkind: Pod\nmetadata: {name: p%d}\nspec:\n  containers:\n  - {name: c, image: \'reg.invalid/x:1\', env: [{name: A, value: \'1\'}]}\n'
+sys.stdout.write('---\n'.join(doc % i for i in range(200000)))" >big/all.yaml
+    "$SNAP" create pre --images big --store "$STORE" >"$T/out" 2>"$T/err" &
+    local pid=$! t0 rc=0
+    sleep 1
+    kill -TERM "$pid"
+    t0=$(date +%s%N)
+    wait "$pid" || rc=$?
+    [ "$rc" = 130 ] || fail "snap exited $rc after SIGTERM: $(cat "$T/err")"
+    [ $(($(date +%s%N) - t0)) -lt 2000000000 ] || fail "snap took $((($(date +%s%N) - t0) / 1000000)) ms to stop"
+    expect_err "interrupted"
+    [ ! -e "$STORE/catalog/pre.json" ] || fail "a snapshot was committed"
+}
+
 run_tests "$@"

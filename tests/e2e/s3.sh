@@ -435,4 +435,27 @@ test_every_request_fails() {
     expect_rc 3 "$SNAP" -c "$T/snap.conf" --store "$STORE" show doomed
 }
 
+# A listing that always says "more": stopped on a token seen before, or past the page cap,
+# with a clear error instead of paging forever.
+test_endless_listing_stops() {
+    s3_setup "list_max_keys = 2"
+    mkdir "$T/app" && echo x >"$T/app/x"
+    for n in s1 s2 s3; do expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" create $n --files "$T/app"; done
+    start_proxy 0 500 --listing same
+    store_conf "$PROXY_URL" "list_max_keys = 2"
+    expect_rc 1 timeout 30 "$SNAP" -c "$T/snap.conf" --store "$STORE" list
+    expect_err "the server sent the same continuation token twice"
+    kill "$PROXY_PID"
+    rm -f "$T/proxy.port" "$T/proxy.log"
+    start_proxy 0 500 --listing fresh
+    store_conf "$PROXY_URL" "list_max_keys = 2" "list_max_pages = 20"
+    expect_rc 1 timeout 30 "$SNAP" -c "$T/snap.conf" --store "$STORE" list
+    expect_err "the listing goes on past 20 pages"
+    [ "$(grep -c 'list-type=2' "$T/proxy.log")" -le 21 ] || fail "more pages were asked for than allowed"
+    # the listing itself, paged two keys at a time, is whole without the proxy
+    store_conf "$RGW_ENDPOINT" "list_max_keys = 2"
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" list
+    for n in s1 s2 s3; do expect_out "$n"; done
+}
+
 run_tests "$@"

@@ -16,12 +16,17 @@ for a random share of them (--rate, 0..1), injects the next fault of --faults in
            only half its body before closing: the client loses an answer to a request that
            took effect, which is what makes idempotent retries matter
 
+--listing same|fresh makes every ListObjectsV2 answer say there is more: IsTruncated true
+and a NextContinuationToken that is always the same (same) or new each time (fresh); the
+pages asked for with such a token are answered by the proxy itself, empty and "more" again.
+
 --methods limits faults to requests of those methods. The chosen port is written to
 --port-file once the proxy listens. Each request, its Range header and what was done to it
 is one line of --log: "GET /bucket/key range=bytes=0-99 cut".
 """
 import argparse
 import http.client
+import re
 import random
 import socket
 import socketserver
@@ -44,6 +49,21 @@ def make_handler(opts, rng, lock, log):
     turn = [0]
 
     methods = set(opts.methods.split(",")) if opts.methods else None
+    pages = [0]
+
+    def next_token():
+        with lock:
+            pages[0] += 1
+            return "loop" if opts.listing == "same" else "t%d" % pages[0]
+
+    def endless(data):
+        # Whatever the server listed, there is always more.
+        tok = next_token()
+        data = re.sub(rb"<IsTruncated>[^<]*</IsTruncated>", b"", data)
+        data = re.sub(rb"<NextContinuationToken>[^<]*</NextContinuationToken>", b"", data)
+        return data.replace(b"</ListBucketResult>", b"<IsTruncated>true</IsTruncated>"
+                            b"<NextContinuationToken>" + tok.encode() + b"</NextContinuationToken>"
+                            b"</ListBucketResult>")
 
     def pick(method):
         # Which requests fail is random; the faults take turns, so each kind shows up.
@@ -77,9 +97,23 @@ def make_handler(opts, rng, lock, log):
             if self.command != "HEAD":
                 self.wfile.write(body)
 
+        def send_body(self, status, data):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def handle_any(self):
             n = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(n) if n else b""
+            listing = opts.listing and self.command == "GET" and "list-type=2" in self.path
+            if listing and "continuation-token=" in self.path:
+                self.note("listing " + opts.listing)
+                page = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+                        b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>'
+                        b'<KeyCount>0</KeyCount></ListBucketResult>')
+                return self.send_body(200, endless(page))
             fault = pick(self.command)
             rng_hdr = self.headers.get("Range")
             self.note(("range=%s " % rng_hdr if rng_hdr else "") + (fault or "ok"))
@@ -111,6 +145,8 @@ def make_handler(opts, rng, lock, log):
             resp = up.getresponse()
             data = resp.read()
             up.close()
+            if listing and resp.status == 200 and "max-keys=1&" not in self.path + "&":
+                data = endless(data)
 
             self.send_response(resp.status, resp.reason)
             for k, v in resp.getheaders():
@@ -155,6 +191,7 @@ def main():
     ap.add_argument("--stall", type=float, default=5.0)
     ap.add_argument("--methods", help="only requests of these methods get faults (GET,PUT)")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds added to every request")
+    ap.add_argument("--listing", choices=["same", "fresh"], help="listings that never end")
     ap.add_argument("--log")
     opts = ap.parse_args()
 

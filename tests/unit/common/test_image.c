@@ -4,11 +4,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "../../../common/image.h"
+#include "../../../common/util.h"
 
 #define D1 "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define D2 "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
@@ -316,6 +318,78 @@ static void test_rewrite_block_scalar_refused(void **state)
     img_scan_free(s);
 }
 
+/* A kilobyte of nested merge keys that name no image: each mapping is looked into once. */
+static void test_scan_merge_bomb(void **state)
+{
+    char in[4096];
+    size_t n = 0;
+    img_scan *s = img_scan_new();
+    snap_err err = {0};
+    uint64_t t0 = util_now_ms();
+
+    (void)state;
+    n += (size_t)snprintf(in + n, sizeof in - n, "x0: &a0 {name: base}\n");
+    for (int i = 1; i < 10; i++) {
+        n += (size_t)snprintf(in + n, sizeof in - n, "x%d: &a%d {<<: [", i, i);
+        for (int k = 0; k < 9; k++)
+            n += (size_t)snprintf(in + n, sizeof in - n, "%s*a%d", k ? ", " : "", i - 1);
+        n += (size_t)snprintf(in + n, sizeof in - n, "]}\n");
+    }
+    n += (size_t)snprintf(in + n, sizeof in - n,
+                          "services:\n  web: {<<: [*a9, *a9, *a9, *a9]}\n  db: {image: 'postgres:16'}\n");
+    assert_int_equal(img_scan_buffer(s, "compose.yaml", in, n, &err), SNAP_OK);
+    assert_int_equal(img_scan_count(s), 1);
+    assert_string_equal(img_scan_get(s, 0)->value, "postgres:16");
+    assert_true(util_now_ms() - t0 < 1000);
+    img_scan_free(s);
+}
+
+/* Lists of aliased lists: millions of pods from a kilobyte end with an error, not a hang. */
+static void test_scan_list_bomb(void **state)
+{
+    char in[4096];
+    size_t n = 0;
+    img_scan *s = img_scan_new();
+    snap_err err = {0};
+    uint64_t t0 = util_now_ms();
+
+    (void)state;
+    n += (size_t)snprintf(in + n, sizeof in - n,
+                          "p: &p {kind: Pod, spec: {containers: [{name: c, image: 'x:1'}]}}\n");
+    for (int i = 1; i < 4; i++) {
+        n += (size_t)snprintf(in + n, sizeof in - n, "l%d: &l%d {kind: List, items: [", i, i);
+        char prev[8];
+        snprintf(prev, sizeof prev, i == 1 ? "p" : "l%d", i - 1);
+        for (int k = 0; k < 40; k++)
+            n += (size_t)snprintf(in + n, sizeof in - n, "%s*%s", k ? ", " : "", prev);
+        n += (size_t)snprintf(in + n, sizeof in - n, "]}\n");
+    }
+    n += (size_t)snprintf(in + n, sizeof in - n, "kind: List\nitems: [");
+    for (int k = 0; k < 40; k++)
+        n += (size_t)snprintf(in + n, sizeof in - n, "%s*l3", k ? ", " : "");
+    n += (size_t)snprintf(in + n, sizeof in - n, "]\n");
+    assert_int_equal(img_scan_buffer(s, "list.yaml", in, n, &err), SNAP_EFAIL);
+    assert_non_null(strstr(err.msg, "list.yaml: too much work following YAML aliases and merge keys"));
+    assert_int_equal(img_scan_count(s), 0);
+    assert_true(util_now_ms() - t0 < 5000);
+    img_scan_free(s);
+}
+
+/* An interruption stops a scan. */
+static void test_scan_interrupted(void **state)
+{
+    static const char in[] = "kind: Pod\nspec:\n  containers:\n  - image: nginx\n";
+    volatile sig_atomic_t stop = 1;
+    snap_ctx ctx = {.interrupted = &stop};
+    img_scan *s = img_scan_new();
+    snap_err err = {0};
+
+    (void)state;
+    img_scan_set_ctx(s, &ctx);
+    assert_int_equal(img_scan_buffer(s, "p.yaml", in, strlen(in), &err), SNAP_EINTR);
+    img_scan_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +402,9 @@ int main(void)
         cmocka_unit_test(test_rewrite_keeps_everything_else),
         cmocka_unit_test(test_rewrite_alias_once),
         cmocka_unit_test(test_rewrite_block_scalar_refused),
+        cmocka_unit_test(test_scan_merge_bomb),
+        cmocka_unit_test(test_scan_list_bomb),
+        cmocka_unit_test(test_scan_interrupted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,6 +51,37 @@ static void parse_minimal(void **state)
     my_dsn_free(d);
 }
 
+/* Redaction works on the parse: however the password is written, it is not written back. */
+static void redact_hard_cases(void **state)
+{
+    static const char *const in[] = {
+        "mysql://shop:s3?cret@db2/shop",
+        "mysql://shop:s3%3Fc%2Fret@db2/shop?ssl-mode=required",
+        "mysql://shop@db2/shop?pass%77ord=s3cret&ssl%2Dmode=required",
+        "mysql://shop@db2/shop?password=s3cret",
+    };
+    my_dsn *d = NULL;
+    snap_err err;
+    char *r;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+        assert_int_equal(my_dsn_parse(in[i], &d, &err), SNAP_OK);
+        assert_true(my_dsn_has_password(d));
+        assert_string_equal(my_dsn_db(d), "shop");
+        r = my_dsn_redacted(d);
+        if (strstr(r, "s3") != NULL || strstr(r, "ret") != NULL || strstr(r, "pass") != NULL)
+            fail_msg("%s redacted to %s", in[i], r);
+        free(r);
+        my_dsn_free(d);
+        d = NULL;
+    }
+    /* an unencoded '/' in the password: refused, and the message holds none of it */
+    assert_int_equal(my_dsn_parse("mysql://shop:s3/cret@db2/shop", &d, &err), SNAP_EUSAGE);
+    assert_null(strstr(err.msg, "cret"));
+    assert_null(d);
+}
+
 static void parse_errors(void **state)
 {
     static const char *const bad[] = {
@@ -108,6 +139,7 @@ int main(void)
         cmocka_unit_test(parse_full),
         cmocka_unit_test(parse_minimal),
         cmocka_unit_test(parse_errors),
+        cmocka_unit_test(redact_hard_cases),
         cmocka_unit_test(path_encoding),
         cmocka_unit_test(identifiers),
     };
