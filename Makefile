@@ -16,7 +16,7 @@ ALLCFLAGS = -std=c11 -D_GNU_SOURCE -DSNAP_VERSION='"$(VERSION)"' $(WARN) $(CFLAG
             $(shell pkg-config --cflags $(PKGS))
 LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lpthread
 
-LIB_SRC  := $(sort $(wildcard common/*.c storage/*.c catalog/*.c snapshot/*.c restore/*.c))
+LIB_SRC  := $(sort $(wildcard common/*.c storage/*.c catalog/*.c engines/*.c snapshot/*.c restore/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libsnap.a
 BINS     := $(BUILD)/snap $(BUILD)/revert

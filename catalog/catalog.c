@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/archive.h"
+#include "arc.h"
 #include "../common/util.h"
 #include "catalog.h"
 

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../common/pg.h"
+#include "../engines/pg_client.h"
 #include "../common/util.h"
-#include "../snapshot/mysql.h"
+#include "../engines/my_client.h"
 
 snap_rc opts_parse(const opt_def *defs, int argc, char **argv, opts *out, snap_err *err)
 {

@@ -6,9 +6,9 @@
 #include <unistd.h>
 
 #include "../catalog/catalog.h"
-#include "../common/pg.h"
+#include "../engines/pg_client.h"
 #include "../common/util.h"
-#include "../snapshot/mysql.h"
+#include "../engines/my_client.h"
 #include "../snapshot/snapshot.h"
 #include "opts.h"
 

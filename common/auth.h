@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 #include "cfg.h"
-#include "err.h"
+#include "errors.h"
 
 /*
  * A manifest carries "auth": [{"alg": "hmac-sha256", "key_id": ID, "hmac": HEX}, ...], one

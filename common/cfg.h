@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "errors.h"
 
 typedef struct cfg cfg;
 

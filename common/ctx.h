@@ -6,7 +6,7 @@
 #include <stdbool.h>
 
 #include "cfg.h"
-#include "err.h"
+#include "errors.h"
 
 typedef struct snap_ctx {
     int verbosity;   /* -1 quiet, 0 normal, 1 verbose, 2 debug */

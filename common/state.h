@@ -5,7 +5,7 @@
 #include <stdbool.h>
 
 #include "cfg.h"
-#include "err.h"
+#include "errors.h"
 
 /* [revert] state_dir, $SNAP_STATE_DIR, else /var/lib/snap for root and
  * $XDG_STATE_HOME/snap or ~/.local/state/snap otherwise; NULL when none can be found

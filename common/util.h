@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "err.h"
+#include "errors.h"
 
 /* malloc/strdup that abort on exhaustion: out of memory is not recoverable here. */
 void *xmalloc(size_t n);

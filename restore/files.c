@@ -16,7 +16,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "../common/archive.h"
+#include "../catalog/arc.h"
 #include "../common/util.h"
 #include "restore.h"
 #include "restore_int.h"

@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../common/image.h"
-#include "../common/registry.h"
+#include "../engines/image_ref.h"
+#include "../engines/registry.h"
 #include "../common/util.h"
 #include "restore.h"
 

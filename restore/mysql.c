@@ -21,7 +21,8 @@
  * and those of the live schema before the switch, so that recovery needs neither the
  * manifest nor the store.
  */
-#include "../snapshot/mysql.h"
+#include "../engines/my_client.h"
+#include "restore.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -33,7 +34,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../common/archive.h"
+#include "../catalog/arc.h"
 #include "../common/util.h"
 
 #define SCHEMA_MAX (256u << 20)

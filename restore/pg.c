@@ -10,7 +10,6 @@
  *   recreate, load, commit; for servers where CREATE DATABASE is not allowed.
  * --to NAME: swap's staging, then staged -> NAME; the original is never touched.
  */
-#include "pg.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -20,8 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/archive.h"
-#include "../common/pg.h"
+#include "../catalog/arc.h"
+#include "../engines/pg_client.h"
+#include "restore.h"
 #include "../common/util.h"
 
 #define NAMEDATALEN_MAX 63

@@ -10,21 +10,17 @@
 #include <unistd.h>
 
 #include "../common/auth.h"
-#include "../common/pg.h"
+#include "../engines/pg_client.h"
 #include "../common/state.h"
 #include "../common/util.h"
 #include "../snapshot/snapshot.h"
-#include "../snapshot/mysql.h"
-#include "pg.h"
+#include "../engines/my_client.h"
 #include "restore.h"
 #include "restore_int.h"
 
-static const rst_driver *const drivers[] = {
-    &rst_files_driver,
-    &rst_images_driver,
-    &rst_mysql_driver,
-    &rst_postgres_driver,
-};
+#define RST_ENTRY(type) &rst_##type##_driver,
+static const rst_driver *const drivers[] = {SNAP_ENGINES(RST_ENTRY)};
+#undef RST_ENTRY
 
 #define JOURNAL_MAX (16u << 20)
 

@@ -7,6 +7,7 @@
 
 #include "../catalog/catalog.h"
 #include "../common/ctx.h"
+#include "../engines/engines.h"
 #include "../storage/storage.h"
 
 typedef struct rst_request {
@@ -99,11 +100,12 @@ typedef struct rst_field {
 snap_rc rst_check_fields(const char *what, const json_t *obj, const rst_field *fields, size_t n,
                          snap_err *err);
 
-extern const rst_driver rst_files_driver;
+#define RST_DECLARE(type) extern const rst_driver rst_##type##_driver;
+SNAP_ENGINES(RST_DECLARE)
+#undef RST_DECLARE
 /* The roots of a files or images component's info: a non-empty list of distinct objects,
  * each an absolute, normalised path with a known type; SNAP_EVERIFY naming what is wrong. */
 snap_rc rst_files_check_roots(const rst_target *t, snap_err *err);
-extern const rst_driver rst_images_driver;
 
 const rst_driver *rst_driver_find(const char *type);
 

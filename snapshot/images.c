@@ -8,8 +8,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "../common/image.h"
-#include "../common/registry.h"
+#include "../engines/image_ref.h"
+#include "../engines/registry.h"
 #include "../common/util.h"
 #include "snapshot.h"
 
@@ -126,6 +126,14 @@ static void where_prefix(snap_err *err, const img_found *f)
 {
     if (strstr(err->msg, f->file) == NULL)
         err_prefix(err, "%s:%lu", f->file, f->line);
+}
+/* The archive name of a registry manifest kept in a snapshot:
+ * .snap-meta/images/sha256/<hex>.json (caller frees). */
+static char *img_meta_name(const char *digest)
+{
+    const char *colon = strchr(digest, ':');
+    return xasprintf(ARC_META_PREFIX "images/%.*s/%s.json", (int)(colon - digest), digest,
+                     colon + 1);
 }
 
 static snap_rc images_capture(snp_capture *c, snap_err *err)

@@ -8,7 +8,6 @@
  *
  * Memory is bounded by jobs x chunk_size. The layout of the archive is in docs/postgres.md.
  */
-#include "pg.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -16,7 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../common/pg.h"
+#include "../engines/pg_client.h"
+#include "snapshot.h"
 #include "../common/util.h"
 
 #define DEFAULT_CHUNK (32ULL << 20)

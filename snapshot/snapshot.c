@@ -4,16 +4,12 @@
 
 #include "../common/auth.h"
 #include "../common/util.h"
-#include "mysql.h"
-#include "pg.h"
+#include "../engines/my_client.h"
 #include "snapshot.h"
 
-static const snp_driver *const drivers[] = {
-    &snp_files_driver,
-    &snp_images_driver,
-    &snp_mysql_driver,
-    &snp_postgres_driver,
-};
+#define SNP_ENTRY(type) &snp_##type##_driver,
+static const snp_driver *const drivers[] = {SNAP_ENGINES(SNP_ENTRY)};
+#undef SNP_ENTRY
 
 struct snp_capture {
     snap_ctx *ctx;

@@ -5,8 +5,9 @@
 #include <stdbool.h>
 
 #include "../catalog/catalog.h"
-#include "../common/archive.h"
+#include "../catalog/arc.h"
 #include "../common/ctx.h"
+#include "../engines/engines.h"
 #include "../storage/storage.h"
 
 typedef struct snp_request {
@@ -62,8 +63,9 @@ typedef struct snp_driver {
     snap_rc (*capture)(snp_capture *c, snap_err *err);
 } snp_driver;
 
-extern const snp_driver snp_files_driver;
-extern const snp_driver snp_images_driver;
+#define SNP_DECLARE(type) extern const snp_driver snp_##type##_driver;
+SNAP_ENGINES(SNP_DECLARE)
+#undef SNP_DECLARE
 
 /*
  * Captures absolute paths as a files source does (for drivers that build on it, such

@@ -1,8 +1,8 @@
 /* fuzz_dsn.c: database DSNs from flags, config and manifests: PostgreSQL redaction
  * (pg_redact_dsn, libpq's parse) and the MySQL DSN parser and its redaction. */
 #include "fuzz.h"
-#include "../../common/pg.h"
-#include "../../snapshot/mysql.h"
+#include "../../engines/pg_client.h"
+#include "../../engines/my_client.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

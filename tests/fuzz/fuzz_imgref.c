@@ -1,7 +1,7 @@
 /* fuzz_imgref.c: an image reference as written in YAML, a manifest or on the command line
  * (img_ref_parse), and the digest check the registry's answers go through. */
 #include "fuzz.h"
-#include "../../common/image.h"
+#include "../../engines/image_ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

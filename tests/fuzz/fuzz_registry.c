@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include "fuzz.h"
-#include "../../common/registry.h"
-#include "../../common/registry_int.h"
+#include "../../engines/registry.h"
+#include "../../engines/registry_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

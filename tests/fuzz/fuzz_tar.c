@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
-#include "../../common/archive.h"
+#include "../../catalog/arc.h"
 #include "../../common/util.h"
 #include "../../restore/restore_int.h"
 

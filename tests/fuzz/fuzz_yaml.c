@@ -1,7 +1,7 @@
 /* fuzz_yaml.c: Kubernetes and Compose YAML as the images capture scans it
  * (img_scan_buffer), each reference found parsed (img_ref_parse), and the --pin rewrite. */
 #include "fuzz.h"
-#include "../../common/image.h"
+#include "../../engines/image_ref.h"
 
 #define DIGEST "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "ctx.h"
-#include "err.h"
+#include "../common/ctx.h"
+#include "../common/errors.h"
 
 /* The longest digest we accept: "sha512:" and 128 hex digits. */
 #define IMG_DIGEST_MAX 136
@@ -103,10 +103,6 @@ bool img_yaml_name(const char *name);
  */
 snap_rc img_yaml_files(const char *root, const char *const *exclude, size_t nexclude,
                        char ***out, size_t *n, snap_err *err);
-
-/* The archive name of a registry manifest kept in a snapshot:
- * .snap-meta/images/sha256/<hex>.json (caller frees). */
-char *img_meta_name(const char *digest);
 
 /* Reads a whole file of at most max bytes (NUL-terminated); SNAP_EFAIL if larger. */
 snap_rc img_read_file(const char *path, size_t max, char **buf, size_t *len, snap_err *err);

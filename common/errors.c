@@ -1,4 +1,4 @@
-#include "err.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "../../../common/archive.h"
+#include "../../../catalog/arc.h"
 #include "../../../common/util.h"
 
 typedef struct fixture {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../../snapshot/mysql.h"
+#include "../../../engines/my_client.h"
 
 static void parse_full(void **state)
 {

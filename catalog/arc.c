@@ -1,5 +1,5 @@
 /* archive.c: pax tar through libarchive, zstd, SHA-256 of the stored bytes, parts. */
-#include "archive.h"
+#include "arc.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -10,7 +10,7 @@
 
 #include <zstd.h>
 
-#include "util.h"
+#include "../common/util.h"
 
 #define IO_BUF (1024 * 1024)
 #define ZSTD_JOB (2u << 20) /* per compression worker: bounds memory, keeps both cores busy */

@@ -1,11 +1,11 @@
 /* image.c: image references, parsed and normalised as distribution/reference does. */
-#include "image.h"
+#include "image_ref.h"
 
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "../common/util.h"
 
 #define NAME_MAX_LEN 255
 #define TAG_MAX_LEN 128

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "../../../common/registry.h"
+#include "../../../engines/registry.h"
 #include "../../../common/util.h"
 
 static const char body[] = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\"}";

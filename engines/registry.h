@@ -7,8 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "ctx.h"
-#include "image.h"
+#include "../common/ctx.h"
+#include "image_ref.h"
 
 /* What HEAD and GET of a manifest ask for: without it registries answer 404 or 400. */
 #define REG_ACCEPT                                                                        \

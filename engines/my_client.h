@@ -1,13 +1,11 @@
-/* mysql.h: MySQL and MariaDB: connections, the capture driver and the revert driver. */
-#ifndef SNAP_MYSQL_H
-#define SNAP_MYSQL_H
+/* my_client.h: MySQL and MariaDB clients: DSNs, connections, statements, quoting. */
+#ifndef SNAP_MY_CLIENT_H
+#define SNAP_MY_CLIENT_H
 
 #include <mysql.h>
 #include <stdbool.h>
 
-#include "../common/err.h"
-#include "../restore/restore.h"
-#include "snapshot.h"
+#include "../common/errors.h"
 
 /*
  * A parsed DSN: mysql://user[:password]@host[:port]/db[?socket=PATH&ssl-mode=...]
@@ -61,8 +59,5 @@ bool my_is_mariadb(MYSQL *m);
 /* The archive entry holding the schema: the first entry of the component's first part. */
 #define MY_SCHEMA_ENTRY "schema.json"
 #define MY_FORMAT 1
-
-extern const snp_driver snp_mysql_driver;
-extern const rst_driver rst_mysql_driver;
 
 #endif

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ctx.h"
+#include "../common/ctx.h"
 
 /* Layout of a postgres component's archive (docs/postgres.md). */
 #define PG_META_ENTRY "postgres/snapshot.json"

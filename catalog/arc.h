@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 #include "../storage/storage.h"
-#include "ctx.h"
-#include "progress.h"
+#include "../common/ctx.h"
+#include "../common/progress.h"
 
 /*
  * Names under this prefix hold a driver's own records (the registry manifests of an

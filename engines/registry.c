@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "../common/util.h"
 
 #define TOKEN_MAX ((size_t)1 << 20)
 #define ATTEMPTS 6

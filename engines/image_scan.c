@@ -1,6 +1,6 @@
 /* image_scan.c: the image references of Kubernetes and Compose YAML, found with libyaml,
  * and their in-place rewriting at the byte offsets the parser reports. */
-#include "image.h"
+#include "image_ref.h"
 
 #include <errno.h>
 #include <fts.h>
@@ -13,8 +13,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "archive.h"
-#include "util.h"
+#include "../common/util.h"
 
 #define SCAN_FILE_MAX ((size_t)64 << 20)
 #define MERGE_DEPTH 8
@@ -787,13 +786,5 @@ snap_rc img_yaml_files(const char *root, const char *const *exclude, size_t nexc
     *out = files.v;
     *nout = files.n;
     return SNAP_OK;
-}
-
-/* Path of the manifest JSON inside the archive: .snap-meta/images/sha256/<hex>.json */
-char *img_meta_name(const char *digest)
-{
-    const char *colon = strchr(digest, ':');
-    return xasprintf(ARC_META_PREFIX "images/%.*s/%s.json", (int)(colon - digest), digest,
-                     colon + 1);
 }
 

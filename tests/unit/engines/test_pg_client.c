@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "../../../common/pg.h"
+#include "../../../engines/pg_client.h"
 
 static void redacts(const char *in, const char *want)
 {

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "../../../common/image.h"
+#include "../../../engines/image_ref.h"
 #include "../../../common/util.h"
 
 #define D1 "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

@@ -1,5 +1,5 @@
 /* pg.c: connections, DSN redaction and the client programs both PostgreSQL sides use. */
-#include "pg.h"
+#include "pg_client.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "../common/util.h"
 
 #include <ctype.h>
 
