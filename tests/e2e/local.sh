@@ -183,6 +183,17 @@ test_config_file_another_user_could_write_is_refused() {
     expect_rc 0 "$SNAP" list --store "$ST" --config "$T/link.conf"
 }
 
+# /dev/null, which every user may write, reads as nothing: it stands for "no config".
+test_config_dev_null_is_no_config() {
+    setup
+    expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app" --config /dev/null
+    expect_rc 0 "$SNAP" show p1 --store "$ST" --config /dev/null
+    # a world-writable character device that is not /dev/null is still refused
+    mknod -m 0666 "$T/zero" c 1 5
+    expect_rc 2 "$SNAP" list --store "$ST" --config "$T/zero"
+    expect_err "may be written by group or others"
+}
+
 test_store_another_user_could_write_is_refused() {
     setup
     mkdir -p "$T/theirs" && chown "$OTHER:" "$T/theirs" && chmod 0700 "$T/theirs"
