@@ -31,10 +31,10 @@ static bool is_uri(const char *dsn)
  */
 static PQconninfoOption *parse_dsn(const char *dsn)
 {
-    PQconninfoOption *opts;
+    PQconninfoOption *kw;
     char *perr = NULL;
 
-    if (dsn == NULL || (opts = PQconninfoParse(dsn, &perr)) == NULL) {
+    if (dsn == NULL || (kw = PQconninfoParse(dsn, &perr)) == NULL) {
         PQfreemem(perr); /* it may quote the DSN */
         return NULL;
     }
@@ -43,17 +43,17 @@ static PQconninfoOption *parse_dsn(const char *dsn)
         const char *at = memchr(auth, '@', (size_t)(path - auth)), *port = NULL;
         bool bad = memchr(path, '@', strcspn(path, "?")) != NULL ||
                    (at != NULL && memchr(at + 1, '@', (size_t)(path - at - 1)) != NULL);
-        for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+        for (const PQconninfoOption *o = kw; o->keyword != NULL; o++)
             if (strcmp(o->keyword, "port") == 0)
                 port = o->val;
         if (port != NULL && port[strspn(port, "0123456789,")] != '\0')
             bad = true;
         if (bad) {
-            PQconninfoFree(opts);
+            PQconninfoFree(kw);
             return NULL;
         }
     }
-    return opts;
+    return kw;
 }
 
 /* Whether libpq treats this keyword as a secret (its dispchar "*": password, sslpassword...). */
@@ -75,9 +75,9 @@ static void put_pct(FILE *f, const char *s, const char *keep)
     }
 }
 
-static const char *opt_val(const PQconninfoOption *opts, const char *key)
+static const char *opt_val(const PQconninfoOption *kw, const char *key)
 {
-    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+    for (const PQconninfoOption *o = kw; o->keyword != NULL; o++)
         if (strcmp(o->keyword, key) == 0)
             return o->val;
     return NULL;
@@ -97,10 +97,10 @@ static char *redact_value(const char *key, const char *val)
  * The URI form rebuilt from libpq's parse: user@host:port/dbname?rest. A host list, a
  * socket directory or a port list goes to the query, where it needs no special syntax.
  */
-static void write_uri(FILE *f, const char *dsn, const PQconninfoOption *opts)
+static void write_uri(FILE *f, const char *dsn, const PQconninfoOption *kw)
 {
-    const char *user = opt_val(opts, "user"), *host = opt_val(opts, "host");
-    const char *port = opt_val(opts, "port"), *db = opt_val(opts, "dbname");
+    const char *user = opt_val(kw, "user"), *host = opt_val(kw, "host");
+    const char *port = opt_val(kw, "port"), *db = opt_val(kw, "dbname");
     bool host_in_query = host != NULL && (strchr(host, ',') != NULL || host[0] == '/');
     bool port_in_query = port != NULL && (host_in_query || strchr(port, ',') != NULL);
     bool first = true;
@@ -126,7 +126,7 @@ static void write_uri(FILE *f, const char *dsn, const PQconninfoOption *opts)
         put_pct(f, v, NULL);
         free(v);
     }
-    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+    for (const PQconninfoOption *o = kw; o->keyword != NULL; o++) {
         const char *k = o->keyword;
         if (o->val == NULL || is_secret(o) || !strcmp(k, "user") || !strcmp(k, "dbname") ||
             (!strcmp(k, "host") && !host_in_query) || (!strcmp(k, "port") && !port_in_query))
@@ -140,11 +140,11 @@ static void write_uri(FILE *f, const char *dsn, const PQconninfoOption *opts)
 }
 
 /* key='value' pairs, with ' and \ escaped as libpq reads them back. */
-static void write_keywords(FILE *f, const PQconninfoOption *opts)
+static void write_keywords(FILE *f, const PQconninfoOption *kw)
 {
     bool first = true;
 
-    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+    for (const PQconninfoOption *o = kw; o->keyword != NULL; o++) {
         char *v;
         if (o->val == NULL || is_secret(o))
             continue;
@@ -168,53 +168,53 @@ static void write_keywords(FILE *f, const PQconninfoOption *opts)
  */
 char *pg_redact_dsn(const char *dsn)
 {
-    PQconninfoOption *opts = parse_dsn(dsn);
+    PQconninfoOption *kw = parse_dsn(dsn);
     char *out = NULL;
     size_t len = 0;
     FILE *f;
 
-    if (opts == NULL)
+    if (kw == NULL)
         return NULL;
     f = open_memstream(&out, &len);
     if (f == NULL)
         abort();
     if (is_uri(dsn))
-        write_uri(f, dsn, opts);
+        write_uri(f, dsn, kw);
     else
-        write_keywords(f, opts);
+        write_keywords(f, kw);
     fclose(f);
-    PQconninfoFree(opts);
+    PQconninfoFree(kw);
     return out;
 }
 
 bool pg_dsn_has_secret(const char *dsn)
 {
-    PQconninfoOption *opts;
+    PQconninfoOption *kw;
     bool found = false;
 
-    if ((opts = parse_dsn(dsn)) == NULL)
+    if ((kw = parse_dsn(dsn)) == NULL)
         return false;
-    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+    for (const PQconninfoOption *o = kw; o->keyword != NULL; o++)
         if (o->val != NULL && (is_secret(o) || (strcmp(o->keyword, "dbname") == 0 && pg_dsn_has_secret(o->val))))
             found = true;
-    PQconninfoFree(opts);
+    PQconninfoFree(kw);
     return found;
 }
 
 char *pg_dsn_dbname(const char *dsn)
 {
-    PQconninfoOption *opts;
+    PQconninfoOption *kw;
     const char *db;
     char *out = NULL;
 
-    if ((opts = parse_dsn(dsn)) == NULL)
+    if ((kw = parse_dsn(dsn)) == NULL)
         return NULL;
-    db = opt_val(opts, "dbname");
+    db = opt_val(kw, "dbname");
     if (db != NULL && (is_uri(db) || strchr(db, '=') != NULL))
         out = pg_dsn_dbname(db);
     else if (db != NULL && *db != '\0')
         out = xstrdup(db);
-    PQconninfoFree(opts);
+    PQconninfoFree(kw);
     return out;
 }
 
@@ -256,12 +256,12 @@ const char *pg_sqlstate(const PGresult *res)
 /* A description of where dsn points, for a failed connection: "host:port/db". */
 static char *dsn_where(const char *dsn, const char *dbname)
 {
-    PQconninfoOption *opts = parse_dsn(dsn), *def = PQconndefaults();
+    PQconninfoOption *kw = parse_dsn(dsn), *def = PQconndefaults();
     const char *host = NULL, *port = NULL, *db = dbname, *user = NULL;
     char *out;
 
     for (int pass = 0; pass < 2; pass++)
-        for (PQconninfoOption *o = pass ? def : opts; o != NULL && o->keyword != NULL; o++) {
+        for (PQconninfoOption *o = pass ? def : kw; o != NULL && o->keyword != NULL; o++) {
             if (o->val == NULL || *o->val == '\0')
                 continue;
             if (strcmp(o->keyword, "host") == 0 && host == NULL)
@@ -275,7 +275,7 @@ static char *dsn_where(const char *dsn, const char *dbname)
         }
     out = xasprintf("%s:%s/%s", host ? host : "localhost", port ? port : "5432",
                     db ? db : (user ? user : "?"));
-    PQconninfoFree(opts);
+    PQconninfoFree(kw);
     PQconninfoFree(def);
     return out;
 }
@@ -284,24 +284,24 @@ snap_rc pg_connect(const char *dsn, const char *dbname, PGconn **out, snap_err *
 {
     const char *keys[8], *vals[8], *env = getenv("PGCONNECT_TIMEOUT"), *ours = getenv("SNAP_CONNECT_TIMEOUT");
     char msg[512], *where;
-    PQconninfoOption *opts;
+    PQconninfoOption *kw;
     bool has_timeout = env != NULL && *env != '\0';
     PGconn *conn;
     size_t n = 0;
     snap_rc rc;
 
     *out = NULL;
-    opts = parse_dsn(dsn);
-    if (opts == NULL) {
+    kw = parse_dsn(dsn);
+    if (kw == NULL) {
         err_set(err, SNAP_EUSAGE, 0, "invalid postgres dsn");
         err_hint(err, "use postgresql://user@host:port/dbname or key=value pairs (host=... dbname=...);"
                       " a '/', '@', '?' or '#' in a URI's password must be %%-encoded, or better,"
                       " leave the password to ~/.pgpass or PGPASSWORD");
         return SNAP_EUSAGE;
     }
-    if (opt_val(opts, "connect_timeout") != NULL)
+    if (opt_val(kw, "connect_timeout") != NULL)
         has_timeout = true;
-    PQconninfoFree(opts);
+    PQconninfoFree(kw);
     keys[n] = "dbname", vals[n++] = dsn;
     if (dbname != NULL)
         keys[n] = "dbname", vals[n++] = dbname;
@@ -564,7 +564,7 @@ snap_rc pg_tool_find(const char *bindir, const char *tool, char **path, int *maj
 /* The environment of a client program: ours without libpq's variables, plus conn's settings. */
 static char **tool_env(PGconn *conn, const char *dbname, const char *options)
 {
-    PQconninfoOption *opts = PQconninfo(conn);
+    PQconninfoOption *kw = PQconninfo(conn);
     size_t n = 0, cap = 64;
     char **env = xmalloc(cap * sizeof *env);
 
@@ -575,7 +575,7 @@ static char **tool_env(PGconn *conn, const char *dbname, const char *options)
             env = xrealloc(env, (cap *= 2) * sizeof *env);
         env[n++] = xstrdup(*e);
     }
-    for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++) {
+    for (PQconninfoOption *o = kw; o != NULL && o->keyword != NULL; o++) {
         const char *val = o->val;
         if (o->envvar == NULL || strcmp(o->keyword, "service") == 0)
             continue;
@@ -598,7 +598,7 @@ static char **tool_env(PGconn *conn, const char *dbname, const char *options)
         env[n++] = xasprintf("%s=%s", o->envvar, val);
     }
     env[n] = NULL;
-    PQconninfoFree(opts);
+    PQconninfoFree(kw);
     return env;
 }
 
