@@ -75,7 +75,7 @@ static void put_pct(FILE *f, const char *s, const char *keep)
     }
 }
 
-static const char *opt_val(const PQconninfoOption *kw, const char *key)
+static const char *kw_val(const PQconninfoOption *kw, const char *key)
 {
     for (const PQconninfoOption *o = kw; o->keyword != NULL; o++)
         if (strcmp(o->keyword, key) == 0)
@@ -99,8 +99,8 @@ static char *redact_value(const char *key, const char *val)
  */
 static void write_uri(FILE *f, const char *dsn, const PQconninfoOption *kw)
 {
-    const char *user = opt_val(kw, "user"), *host = opt_val(kw, "host");
-    const char *port = opt_val(kw, "port"), *db = opt_val(kw, "dbname");
+    const char *user = kw_val(kw, "user"), *host = kw_val(kw, "host");
+    const char *port = kw_val(kw, "port"), *db = kw_val(kw, "dbname");
     bool host_in_query = host != NULL && (strchr(host, ',') != NULL || host[0] == '/');
     bool port_in_query = port != NULL && (host_in_query || strchr(port, ',') != NULL);
     bool first = true;
@@ -209,7 +209,7 @@ char *pg_dsn_dbname(const char *dsn)
 
     if ((kw = parse_dsn(dsn)) == NULL)
         return NULL;
-    db = opt_val(kw, "dbname");
+    db = kw_val(kw, "dbname");
     if (db != NULL && (is_uri(db) || strchr(db, '=') != NULL))
         out = pg_dsn_dbname(db);
     else if (db != NULL && *db != '\0')
@@ -299,7 +299,7 @@ snap_rc pg_connect(const char *dsn, const char *dbname, PGconn **out, snap_err *
                       " leave the password to ~/.pgpass or PGPASSWORD");
         return SNAP_EUSAGE;
     }
-    if (opt_val(kw, "connect_timeout") != NULL)
+    if (kw_val(kw, "connect_timeout") != NULL)
         has_timeout = true;
     PQconninfoFree(kw);
     keys[n] = "dbname", vals[n++] = dsn;
