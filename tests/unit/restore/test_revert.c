@@ -36,6 +36,8 @@ static struct {
     const char *fail_at; /* "cutover:b rollback:a": those calls fail with fail_rc */
     snap_rc fail_rc;
     const char *crash_at; /* "stage:b": the process exits at that call */
+    const char *signal_at; /* "stage:b": SIGINT arrives during that call */
+    volatile sig_atomic_t *interrupted;
 } fake;
 
 /* Whether the space-separated list has word. */
@@ -62,6 +64,8 @@ static snap_rc fake_call(const char *op, rst_target *t, snap_err *err)
     }
     if (fake.crash_at != NULL && strcmp(fake.crash_at, call) == 0)
         _exit(CRASH_STATUS);
+    if (fake.signal_at != NULL && strcmp(fake.signal_at, call) == 0)
+        *fake.interrupted = 1;
     if (fake.fail_at != NULL && has_word(fake.fail_at, call))
         return err_set(err, fake.fail_rc, 0, "fake %s failed", call);
     return SNAP_OK;
@@ -164,7 +168,8 @@ static int setup(void **state)
     f->state = xasprintf("%s/state", f->dir);
     snprintf(fake.log, sizeof fake.log, "%s/calls", f->dir);
     snprintf(fake.live, sizeof fake.live, "%s/live", f->dir);
-    fake.fail_at = fake.crash_at = NULL;
+    fake.fail_at = fake.crash_at = fake.signal_at = NULL;
+    fake.interrupted = &f->intr;
     fake.fail_rc = SNAP_EFAIL;
     if (mkdir(fake.live, 0700) != 0 || write_file(fake.live, "f", "live bytes\n") != 0)
         return -1;
@@ -338,6 +343,22 @@ static void test_stage_fails(void **state)
     assert_calls("plan:a plan:b stage:a stage:b discard:b discard:a");
     assert_int_equal(count_state(f, "journal", ".json"), 0);
     assert_int_equal(count_keys(f, "reverts/"), 0);
+    assert_int_equal(count_keys(f, "leases/"), 0);
+    json_decref(res);
+}
+
+static void test_interrupted_in_stage(void **state)
+{
+    fixture *f = *state;
+    json_t *res = NULL;
+    snap_err err;
+
+    make_snapshot(f, "s1", false);
+    fake.signal_at = "stage:b";
+    assert_int_equal(revert(f, false, &res, &err), SNAP_EINTR);
+    /* The last chance to stop with nothing changed: both stagings go, nothing switches. */
+    assert_calls("plan:a plan:b stage:a stage:b discard:b discard:a");
+    assert_int_equal(count_state(f, "journal", ".json"), 0);
     assert_int_equal(count_keys(f, "leases/"), 0);
     json_decref(res);
 }
@@ -561,6 +582,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_revert_two_targets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsigned_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interrupted_in_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cutover_fails_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback_fails_keeps_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_in_stage, setup, teardown),
