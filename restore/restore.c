@@ -26,6 +26,12 @@ static const rst_driver *const drivers[] = {SNAP_ENGINES(RST_ENTRY)};
 
 typedef struct journal journal;
 
+/* Target types besides the built-in ones: empty but for tests (rst_revert_int). */
+typedef struct drv_set {
+    const rst_driver *const *v;
+    size_t n;
+} drv_set;
+
 struct rst_target {
     const rst_driver *drv;
     snap_ctx *ctx;
@@ -50,6 +56,7 @@ struct journal {
     json_t *doc;
     rst_target **targets;
     size_t n;
+    drv_set extra;
 };
 
 const rst_driver *rst_driver_find(const char *type)
@@ -58,6 +65,14 @@ const rst_driver *rst_driver_find(const char *type)
         if (strcmp(drivers[i]->type, type) == 0)
             return drivers[i];
     return NULL;
+}
+
+static const rst_driver *driver_in(const drv_set *extra, const char *type)
+{
+    for (size_t i = 0; extra != NULL && type != NULL && i < extra->n; i++)
+        if (strcmp(extra->v[i]->type, type) == 0)
+            return extra->v[i];
+    return type != NULL ? rst_driver_find(type) : NULL;
 }
 
 snap_ctx *rst_ctx(const rst_target *t) { return t->ctx; }
@@ -336,7 +351,7 @@ static const char *const phases[] = {"plan", "stage", "cutover", "finish"};
  * problem says what it is in why and returns false. A journal that passes can be used
  * without another check.
  */
-static bool journal_valid(const json_t *doc, char *why, size_t n)
+static bool journal_valid(const json_t *doc, const drv_set *extra, char *why, size_t n)
 {
     const json_t *v, *tj;
     const char *phase;
@@ -381,7 +396,7 @@ static bool journal_valid(const json_t *doc, char *why, size_t n)
         f = json_object_get(tj, "type");
         if (!json_is_string(f))
             return BAD("target %zu: \"type\" is %s", i, f ? "not a string" : "missing");
-        if (rst_driver_find(json_string_value(f)) == NULL)
+        if (driver_in(extra, json_string_value(f)) == NULL)
             return BAD("target %zu: type \"%.64s\" is not one this build knows", i, json_string_value(f));
         f = json_object_get(tj, "switched");
         if (!json_is_boolean(f))
@@ -392,7 +407,7 @@ static bool journal_valid(const json_t *doc, char *why, size_t n)
         f = json_object_get(tj, "state");
         if (!json_is_object(f))
             return BAD("target %zu: \"state\" is %s", i, f ? "not an object" : "missing");
-        const rst_driver *drv = rst_driver_find(json_string_value(json_object_get(tj, "type")));
+        const rst_driver *drv = driver_in(extra, json_string_value(json_object_get(tj, "type")));
         if (drv->check_state != NULL) {
             snap_err e;
             if (drv->check_state(f, &e) != SNAP_OK)
@@ -485,7 +500,7 @@ static json_t *journal_salvage(int fd)
  * renamed to <path>.damaged (0600) so that it no longer blocks every revert, and the
  * error says what is wrong and, from what could be read, where the targets are.
  */
-static snap_rc journal_read(const char *path, int fd, json_t **out, snap_err *err)
+static snap_rc journal_read(const char *path, int fd, const drv_set *extra, json_t **out, snap_err *err)
 {
     json_error_t jerr;
     struct stat st;
@@ -502,7 +517,7 @@ static snap_rc journal_read(const char *path, int fd, json_t **out, snap_err *er
         snprintf(why, sizeof why, "it is not valid JSON (%s, line %d)", jerr.text, jerr.line);
         doc = journal_salvage(fd);
     }
-    else if (journal_valid(doc, why, sizeof why)) {
+    else if (journal_valid(doc, extra, why, sizeof why)) {
         *out = doc;
         return SNAP_OK;
     }
@@ -584,7 +599,7 @@ static snap_rc build_targets(snap_ctx *ctx, stg *store, const rst_request *req,
 
         if (!selected(req, cat_component_name(c)))
             continue;
-        drv = rst_driver_find(cat_component_type(c));
+        drv = driver_in(&j->extra, cat_component_type(c));
         if (drv == NULL) {
             err_set(err, SNAP_EFAIL, 0, "component %s has type %s, which this build cannot revert",
                     cat_component_name(c), cat_component_type(c));
@@ -901,7 +916,7 @@ static snap_rc cutover_all(journal *j, json_t *result, snap_err *err)
 }
 
 /* Drops displaced state older than [revert] keep_old (default 7d) recorded by earlier reverts. */
-static void expire_undo(snap_ctx *ctx, stg *store)
+static void expire_undo(snap_ctx *ctx, stg *store, const drv_set *extra)
 {
     const char *s = cfg_get(ctx->cfg, "revert", "keep_old");
     int64_t keep = 7 * 86400;
@@ -934,7 +949,7 @@ static void expire_undo(snap_ctx *ctx, stg *store)
             char why[300] = "not valid JSON";
             size_t n = strlen(de->d_name);
             doc = n > 5 && strcmp(de->d_name + n - 5, ".json") == 0 ? json_load_file(path, 0, NULL) : NULL;
-            if (doc == NULL || !journal_valid(doc, why, sizeof why)) {
+            if (doc == NULL || !journal_valid(doc, extra, why, sizeof why)) {
                 if (n > 5 && strcmp(de->d_name + n - 5, ".json") == 0) {
                     char *aside = xasprintf("%s.damaged", path);
                     log_warn(ctx, "record of displaced state %s is damaged (%s); set aside as %s, and what it "
@@ -951,7 +966,7 @@ static void expire_undo(snap_ctx *ctx, stg *store)
         journal j = {.fd = -1, .doc = doc};
         bool ok = true;
         json_array_foreach(json_object_get(doc, "targets"), i, tj) {
-            const rst_driver *drv = rst_driver_find(json_string_value(json_object_get(tj, "type")));
+            const rst_driver *drv = driver_in(extra, json_string_value(json_object_get(tj, "type")));
             if (drv == NULL)
                 continue;
             rst_target *t = target_new(&j, ctx, store, drv, json_string_value(json_object_get(tj, "component")));
@@ -1023,8 +1038,8 @@ static snap_rc create_journal_file(journal *j, snap_err *err)
     return SNAP_OK;
 }
 
-snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **result,
-                   snap_err *err)
+static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const drv_set *extra,
+                      json_t **result, snap_err *err)
 {
     cat_manifest *m = NULL;
     journal *j = xcalloc(1, sizeof *j);
@@ -1034,6 +1049,7 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
     snap_rc rc;
 
     j->fd = -1;
+    j->extra = *extra;
     *result = res;
     json_object_set_new(res, "targets", plans);
     rc = each_journal(ctx, note_abandoned, NULL, err);
@@ -1174,7 +1190,7 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
             log_warn(ctx, "could not record the revert in the store: %s", e.msg);
         json_decref(rec);
     }
-    expire_undo(ctx, store);
+    expire_undo(ctx, store, extra);
 out:
     if (journaled)
         journal_remove(j);
@@ -1183,6 +1199,22 @@ out:
     journal_free(j);
     cat_manifest_free(m);
     return rc;
+}
+
+snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **result,
+                   snap_err *err)
+{
+    const drv_set none = {NULL, 0};
+
+    return revert(ctx, store, req, &none, result, err);
+}
+
+snap_rc rst_revert_int(snap_ctx *ctx, stg *store, const rst_request *req, const rst_driver *const *extra,
+                       size_t nextra, json_t **result, snap_err *err)
+{
+    const drv_set set = {extra, nextra};
+
+    return revert(ctx, store, req, &set, result, err);
 }
 
 /* ---- recovery --------------------------------------------------------------------- */
@@ -1204,7 +1236,7 @@ static snap_rc journal_targets(journal *j, snap_ctx *ctx, stg *store, snap_err *
             err_hint(err, "nothing was done; move the journal aside and check its targets by hand");
             return SNAP_EVERIFY;
         }
-        drv = rst_driver_find(type);
+        drv = driver_in(&j->extra, type);
         if (drv == NULL)
             return err_set(err, SNAP_EFAIL, 0, "journal %s names a target type this build does not know", j->path);
         t = target_new(j, ctx, store, drv, name);
@@ -1229,7 +1261,7 @@ snap_rc rst_journal_parse_int(const char *buf, size_t len, snap_err *err)
     j->doc = json_loadb(buf, len, 0, &jerr);
     if (j->doc == NULL)
         rc = err_set(err, SNAP_EVERIFY, 0, "journal %s is unreadable: %s", j->path, jerr.text);
-    else if (!journal_valid(j->doc, why, sizeof why))
+    else if (!journal_valid(j->doc, NULL, why, sizeof why))
         rc = err_set(err, SNAP_EVERIFY, 0, "journal %s is damaged: %s", j->path, why);
     else
         rc = journal_targets(j, NULL, NULL, err);
@@ -1237,14 +1269,14 @@ snap_rc rst_journal_parse_int(const char *buf, size_t len, snap_err *err)
     return rc;
 }
 
-static snap_rc recover_one(snap_ctx *ctx, stg *store, const char *path, int fd, json_t *report,
-                           snap_err *err)
+static snap_rc recover_one(snap_ctx *ctx, stg *store, const drv_set *extra, const char *path, int fd,
+                           json_t *report, snap_err *err)
 {
     json_t *doc;
     journal *j;
     const char *phase;
     const char *outcome;
-    snap_rc rc = journal_read(path, fd, &doc, err);
+    snap_rc rc = journal_read(path, fd, extra, &doc, err);
     size_t i;
 
     if (rc != SNAP_OK)
@@ -1253,6 +1285,7 @@ static snap_rc recover_one(snap_ctx *ctx, stg *store, const char *path, int fd, 
     j->fd = fd;
     j->doc = doc;
     j->path = xstrdup(path);
+    j->extra = *extra;
     phase = json_string_value(json_object_get(doc, "phase"));
     rc = journal_targets(j, ctx, store, err);
     if (rc != SNAP_OK)
@@ -1317,6 +1350,7 @@ out:
 typedef struct recovery {
     snap_ctx *ctx;
     stg *store;
+    drv_set extra;
     json_t *report;
     size_t damaged;
     snap_err first_damaged; /* reported once every other journal was handled */
@@ -1331,7 +1365,7 @@ static snap_rc recover_abandoned(const char *path, int fd, bool abandoned, void 
         log_info(r->ctx, "revert journal %s belongs to a revert that is still running", path);
         return SNAP_OK;
     }
-    rc = recover_one(r->ctx, r->store, path, fd, r->report, err);
+    rc = recover_one(r->ctx, r->store, &r->extra, path, fd, r->report, err);
     if (rc == SNAP_EVERIFY) {
         /* Set aside: say so, and go on with the journals that can be read. */
         json_array_append_new(r->report, json_pack("{s:s, s:s, s:s}", "journal", path, "outcome", "damaged",
@@ -1345,9 +1379,9 @@ static snap_rc recover_abandoned(const char *path, int fd, bool abandoned, void 
     return rc;
 }
 
-snap_rc rst_recover(snap_ctx *ctx, stg *store, json_t **result, snap_err *err)
+static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t **result, snap_err *err)
 {
-    recovery r = {ctx, store, json_array(), 0, {0}};
+    recovery r = {ctx, store, *extra, json_array(), 0, {0}};
     snap_rc rc;
 
     *result = json_pack("{s:o}", "recovered", r.report);
@@ -1361,4 +1395,19 @@ snap_rc rst_recover(snap_ctx *ctx, stg *store, json_t **result, snap_err *err)
     if (rc == SNAP_OK && json_array_size(r.report) == 0)
         log_info(ctx, "nothing to recover");
     return rc;
+}
+
+snap_rc rst_recover(snap_ctx *ctx, stg *store, json_t **result, snap_err *err)
+{
+    const drv_set none = {NULL, 0};
+
+    return recover(ctx, store, &none, result, err);
+}
+
+snap_rc rst_recover_int(snap_ctx *ctx, stg *store, const rst_driver *const *extra, size_t nextra,
+                        json_t **result, snap_err *err)
+{
+    const drv_set set = {extra, nextra};
+
+    return recover(ctx, store, &set, result, err);
 }

@@ -11,6 +11,7 @@
 
 static const stg_driver *const drivers[] = {
     &stg_local_driver,
+    &stg_mem_driver,
     &stg_s3_driver,
 };
 

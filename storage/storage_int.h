@@ -49,7 +49,16 @@ snap_rc s3_parse_list_int(const char *bucket, const char *prefix, const char *bo
 /* A raw response: header lines up to a blank line, then an <Error> body; what was read of them. */
 void s3_parse_response_int(const char *buf, size_t len, long *status, char code[64]);
 
+/*
+ * The in-memory store, mem://NAME (storage/mem.c), for tests: every open starts empty.
+ * Makes the nth call of op ("write", "commit", "read", "list", "remove", "stat") on a key
+ * under prefix (NULL or "": any key), counted from this call, fail with rc; nth 0 disarms.
+ * One failure is armed at a time.
+ */
+snap_rc stg_mem_fail(stg *s, const char *op, const char *prefix, unsigned nth, snap_rc rc, snap_err *err);
+
 extern const stg_driver stg_local_driver;
+extern const stg_driver stg_mem_driver;
 extern const stg_driver stg_s3_driver;
 
 #endif
