@@ -314,6 +314,14 @@ snap_rc cli_store_url(const cli *c, char **url, snap_err *err)
         err_hint(err, "pass --store URL, or set [store] url in the config file");
         return SNAP_EUSAGE;
     }
+    /* The library's in-memory store serves its tests; from the tools it would lose everything. */
+    if (strncmp(*url, "mem://", 6) == 0) {
+        err_set(err, SNAP_EUSAGE, 0, "%s is an in-memory store: nothing written to it outlives the command", *url);
+        err_hint(err, "give a directory or an s3:// URL");
+        free(*url);
+        *url = NULL;
+        return SNAP_EUSAGE;
+    }
     return SNAP_OK;
 }
 

@@ -410,4 +410,12 @@ test_relative_paths_without_a_current_directory_are_refused() {
     expect_rc 3 "$SNAP" show p3 --store "$T/store"
 }
 
+# The library's in-memory store (for its unit tests) is not a store the tools accept.
+test_in_memory_store_is_refused_by_the_tools() {
+    mkdir -p "$T/app" && echo x >"$T/app/f"
+    expect_rc 2 "$SNAP" create p1 --store mem://x --files "$T/app"
+    expect_err "mem://x is an in-memory store"
+    expect_rc 2 "$REVERT" p1 --store mem://x --yes
+}
+
 run_tests "$@"
