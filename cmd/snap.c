@@ -534,8 +534,8 @@ static int cmd_prune(cli *c, stg *store)
         return cli_fail(c, &err);
     }
     if (!dry && cli_confirm(c, "delete the snapshots the policy does not keep?", "prune", &err) != SNAP_OK) {
-        if (err.code == SNAP_EUSAGE && !isatty(STDIN_FILENO))
-            err_hint(&err, "pass --yes, or --dry-run to see what would go");
+        if (!isatty(STDIN_FILENO)) /* not asked, rather than declined */
+            err_hint(&err, "stdin is not a terminal: pass --yes, or --dry-run to see what would go");
         return cli_fail(c, &err);
     }
     labels = opts_all(&c->o, "label", &nlabels);
