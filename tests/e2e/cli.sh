@@ -34,6 +34,15 @@ man_has_every_option() {
 test_snap_man_page_lists_every_option() {
     man_has_every_option snap "$SNAP" create list show verify delete prune gc
 }
+# Each option's scope in the overview, "(create list prune)", names only real commands.
+test_option_scopes_name_commands() {
+    local cmd
+    "$SNAP" --help >"$T/help" || fail "snap --help failed"
+    for cmd in $(grep -o '([a-z ]*)$' "$T/help" | tr -d '()' | tr ' ' '\n' | sort -u); do
+        "$SNAP" help "$cmd" >/dev/null 2>&1 || fail "an option's scope names '$cmd', not a command"
+    done
+    grep -q '(prune gc)$' "$T/help" || fail "no scope shown in the overview"
+}
 test_revert_man_page_lists_every_option() { man_has_every_option revert "$REVERT" NAME --recover; }
 
 test_man_pages_document_every_exit_code() {
