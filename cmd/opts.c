@@ -11,28 +11,29 @@
 #include "../common/util.h"
 #include "../engines/my_client.h"
 
-/* The edit distance between a (alen bytes) and b: insertions, deletions, substitutions. */
+/* The edit distance between a (alen bytes) and b: insertions, deletions, substitutions,
+ * and swaps of two neighbours ("hlep" is one edit from "help"). */
 static size_t edit_distance(const char *a, size_t alen, const char *b)
 {
-    size_t blen = strlen(b), *row = xcalloc(blen + 1, sizeof *row), d;
+    size_t blen = strlen(b), w = blen + 1, *m = xcalloc((alen + 1) * w, sizeof *m), d;
 
+    for (size_t i = 0; i <= alen; i++)
+        m[i * w] = i;
     for (size_t j = 0; j <= blen; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= alen; i++) {
-        size_t diag = row[0];
-        row[0] = i;
+        m[j] = j;
+    for (size_t i = 1; i <= alen; i++)
         for (size_t j = 1; j <= blen; j++) {
-            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            diag = up;
-            row[j] = best;
+            size_t best = m[(i - 1) * w + j - 1] + (a[i - 1] != b[j - 1]);
+            if (m[(i - 1) * w + j] + 1 < best)
+                best = m[(i - 1) * w + j] + 1;
+            if (m[i * w + j - 1] + 1 < best)
+                best = m[i * w + j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && m[(i - 2) * w + j - 2] + 1 < best)
+                best = m[(i - 2) * w + j - 2] + 1;
+            m[i * w + j] = best;
         }
-    }
-    d = row[blen];
-    free(row);
+    d = m[alen * w + blen];
+    free(m);
     return d;
 }
 

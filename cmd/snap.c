@@ -71,14 +71,15 @@ static const command *find_command(const char *name)
 
 static snap_rc unknown_command(const char *word, snap_err *err)
 {
-    const char *names[NCOMMANDS], *near;
+    const char *names[NCOMMANDS + 1], *near;
 
     for (size_t i = 0; i < NCOMMANDS; i++)
         names[i] = commands[i].name;
-    near = opts_nearest(word, strlen(word), names, NCOMMANDS);
+    names[NCOMMANDS] = "help";
+    near = opts_nearest(word, strlen(word), names, NCOMMANDS + 1);
     err_set(err, SNAP_EUSAGE, 0, "unknown command '%s'", word);
     if (near != NULL)
-        err_hint(err, "did you mean '%s'? see snap help %s", near, near);
+        err_hint(err, "did you mean '%s'?", near);
     else
         err_hint(err, "see snap --help");
     return SNAP_EUSAGE;

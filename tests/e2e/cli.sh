@@ -120,6 +120,8 @@ test_unknown_command_gets_a_hint() {
     expect_err "did you mean 'list'?"
     expect_rc 2 "$SNAP" help lst
     expect_err "did you mean 'list'?"
+    expect_rc 2 "$SNAP" hlep
+    expect_err "did you mean 'help'?"
     expect_rc 2 "$SNAP" frobnicate --store "$T/s"
     expect_err "unknown command 'frobnicate'"
     expect_no_err "did you mean"

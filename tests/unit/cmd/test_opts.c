@@ -107,6 +107,8 @@ static void nearest_and_scope(void **unused)
     assert_string_equal(opts_nearest("lst", 3, cmds, 7), "list");
     assert_string_equal(opts_nearest("crate", 5, cmds, 7), "create");
     assert_string_equal(opts_nearest("del", 3, cmds, 7), "delete");
+    assert_string_equal(opts_nearest("verfiy", 6, cmds, 7), "verify");
+    assert_string_equal(opts_nearest("lsit", 4, cmds, 7), "list");
     assert_null(opts_nearest("frobnicate", 10, cmds, 7));
     assert_null(opts_nearest("", 0, cmds, 7));
     assert_true(opts_in_scope(&defs[2], "prune"));
