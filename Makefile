@@ -40,6 +40,11 @@ $(LIB): $(LIB_OBJ)
 $(BUILD)/snap $(BUILD)/revert: $(BUILD)/%: $(BUILD)/cmd/%.o $(BUILD)/cmd/opts.o $(LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# The command line's parser is not in the library: its tests link it themselves.
+$(BUILD)/tests/unit/cmd/%: tests/unit/cmd/%.c $(BUILD)/cmd/opts.o $(LIB) $(wildcard */*.h)
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -Wno-missing-prototypes -o $@ $< $(BUILD)/cmd/opts.o $(LIB) $(LDLIBS) $(shell pkg-config --libs cmocka)
+
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB) $(wildcard */*.h)
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -Wno-missing-prototypes -o $@ $< $(LIB) $(LDLIBS) $(shell pkg-config --libs cmocka)

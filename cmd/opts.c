@@ -1,7 +1,7 @@
 /* opts.c: option tables to getopt_long, environment fallbacks, --help, and shared CLI set-up. */
 #include "opts.h"
 
-#include <getopt.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,70 +11,173 @@
 #include "../common/util.h"
 #include "../engines/my_client.h"
 
+/* The edit distance between a (alen bytes) and b: insertions, deletions, substitutions,
+ * and swaps of two neighbours ("hlep" is one edit from "help"). */
+static size_t edit_distance(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b), w = blen + 1, *m = xcalloc((alen + 1) * w, sizeof *m), d;
+
+    for (size_t i = 0; i <= alen; i++)
+        m[i * w] = i;
+    for (size_t j = 0; j <= blen; j++)
+        m[j] = j;
+    for (size_t i = 1; i <= alen; i++)
+        for (size_t j = 1; j <= blen; j++) {
+            size_t best = m[(i - 1) * w + j - 1] + (a[i - 1] != b[j - 1]);
+            if (m[(i - 1) * w + j] + 1 < best)
+                best = m[(i - 1) * w + j] + 1;
+            if (m[i * w + j - 1] + 1 < best)
+                best = m[i * w + j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && m[(i - 2) * w + j - 2] + 1 < best)
+                best = m[(i - 2) * w + j - 2] + 1;
+            m[i * w + j] = best;
+        }
+    d = m[alen * w + blen];
+    free(m);
+    return d;
+}
+
+const char *opts_nearest(const char *word, size_t len, const char *const *names, size_t n)
+{
+    const char *best = NULL;
+    size_t best_score = SIZE_MAX, limit = len < 5 ? 1 : 2;
+
+    if (len == 0)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        /* a prefix ("--dry" of "--dry-run") is the nearest miss of all */
+        size_t score = strncmp(names[i], word, len) == 0 ? 0 : edit_distance(word, len, names[i]);
+        if (score < best_score && (score == 0 || score <= limit)) {
+            best = names[i];
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+static const opt_def *find_long(const opt_def *defs, const char *name, size_t len)
+{
+    for (const opt_def *d = defs; d->name != NULL; d++)
+        if (strlen(d->name) == len && strncmp(d->name, name, len) == 0)
+            return d;
+    return NULL;
+}
+
+static const opt_def *find_short(const opt_def *defs, char c)
+{
+    for (const opt_def *d = defs; d->name != NULL; d++)
+        if (d->short_name != 0 && d->short_name == c)
+            return d;
+    return NULL;
+}
+
+/* "unknown option --file", with the nearest long option as a hint. */
+static snap_rc unknown_long(const opt_def *defs, const char *name, size_t len, snap_err *err)
+{
+    size_t n = 0;
+    const char **names, *near;
+
+    while (defs[n].name != NULL)
+        n++;
+    names = xcalloc(n + 1, sizeof *names);
+    for (size_t i = 0; i < n; i++)
+        names[i] = defs[i].name;
+    near = opts_nearest(name, len, names, n);
+    err_set(err, SNAP_EUSAGE, 0, "unknown option --%.*s", (int)len, name);
+    if (near != NULL)
+        err_hint(err, "did you mean --%s? (long options are never abbreviated)", near);
+    else
+        err_hint(err, "see --help");
+    free(names);
+    return SNAP_EUSAGE;
+}
+
+static void push(opts *out, const opt_def *d, const char *value)
+{
+    out->vals[out->nvals].def = d;
+    out->vals[out->nvals++].value = value;
+}
+
+/* One "--name", "--name=value" or "--name value"; *i moves past a separate value. */
+static snap_rc parse_long(const opt_def *defs, int argc, char **argv, int *i, opts *out, snap_err *err)
+{
+    const char *name = argv[*i] + 2, *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const opt_def *d = find_long(defs, name, len);
+
+    if (d == NULL)
+        return unknown_long(defs, name, len, err);
+    if (d->arg == NULL && eq != NULL) {
+        err_set(err, SNAP_EUSAGE, 0, "option --%s takes no value", d->name);
+        err_hint(err, "see --help");
+        return SNAP_EUSAGE;
+    }
+    if (d->arg != NULL && eq == NULL && *i + 1 >= argc) {
+        err_set(err, SNAP_EUSAGE, 0, "option --%s needs a value", d->name);
+        err_hint(err, "see --help");
+        return SNAP_EUSAGE;
+    }
+    push(out, d, d->arg == NULL ? NULL : eq != NULL ? eq + 1 : argv[++*i]);
+    return SNAP_OK;
+}
+
+/* "-q", "-qv", "-j4", "-j 4". */
+static snap_rc parse_short(const opt_def *defs, int argc, char **argv, int *i, opts *out, snap_err *err)
+{
+    for (const char *p = argv[*i] + 1; *p; p++) {
+        const opt_def *d = find_short(defs, *p);
+        if (d == NULL) {
+            err_set(err, SNAP_EUSAGE, 0, "unknown option -%c", *p);
+            err_hint(err, "see --help");
+            return SNAP_EUSAGE;
+        }
+        if (d->arg == NULL) {
+            push(out, d, NULL);
+            continue;
+        }
+        if (p[1] == '\0' && *i + 1 >= argc) {
+            err_set(err, SNAP_EUSAGE, 0, "option -%c needs a value", *p);
+            err_hint(err, "see --help");
+            return SNAP_EUSAGE;
+        }
+        push(out, d, p[1] != '\0' ? p + 1 : argv[++*i]);
+        break;
+    }
+    return SNAP_OK;
+}
+
 snap_rc opts_parse(const opt_def *defs, int argc, char **argv, opts *out, snap_err *err)
 {
     size_t n = 0;
-    struct option *lo;
-    char shorts[128] = "+";
-    int c, idx;
+    bool words_only = false;
+    snap_rc rc = SNAP_OK;
 
     memset(out, 0, sizeof *out);
     while (defs[n].name != NULL)
         n++;
-    lo = xcalloc(n + 1, sizeof *lo);
-    /* A leading '-' makes getopt return words in place, so options may follow them. */
-    shorts[0] = '-';
-    for (size_t i = 0; i < n; i++) {
-        lo[i].name = defs[i].name;
-        lo[i].has_arg = defs[i].arg ? required_argument : no_argument;
-        lo[i].val = 256 + (int)i;
-        if (defs[i].short_name) {
-            size_t l = strlen(shorts);
-            shorts[l] = defs[i].short_name;
-            shorts[l + 1] = '\0';
-            if (defs[i].arg)
-                strcat(shorts, ":");
-        }
-    }
     out->vals = xcalloc((size_t)argc + n + 1, sizeof *out->vals);
     out->words = xcalloc((size_t)argc + 1, sizeof *out->words);
-    opterr = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, shorts, lo, &idx)) != -1) {
-        const opt_def *d = NULL;
-        if (c == 1) {
-            out->words[out->nwords++] = optarg;
-            continue;
-        }
-        if (c == '?' || c == ':') {
-            free(lo);
-            if (optopt >= 256 || (optopt > 0 && optopt < 128 && strchr(shorts, optopt)))
-                err_set(err, SNAP_EUSAGE, 0, "option %s needs a value", argv[optind - 1]);
-            else
-                err_set(err, SNAP_EUSAGE, 0, "unknown option %s", argv[optind - 1]);
-            err_hint(err, "see --help");
-            return SNAP_EUSAGE;
-        }
-        if (c >= 256)
-            d = &defs[c - 256];
+    /* Options may follow words; "--" ends the options; a long option is matched whole. */
+    for (int i = 1; i < argc && rc == SNAP_OK; i++) {
+        const char *a = argv[i];
+        if (words_only || a[0] != '-' || a[1] == '\0')
+            out->words[out->nwords++] = argv[i];
+        else if (strcmp(a, "--") == 0)
+            words_only = true;
+        else if (a[1] == '-')
+            rc = parse_long(defs, argc, argv, &i, out, err);
         else
-            for (size_t i = 0; i < n && d == NULL; i++)
-                if (defs[i].short_name == c)
-                    d = &defs[i];
-        out->vals[out->nvals].def = d;
-        out->vals[out->nvals++].value = d->arg ? optarg : NULL;
+            rc = parse_short(defs, argc, argv, &i, out, err);
     }
-    for (; optind < argc; optind++)
-        out->words[out->nwords++] = argv[optind];
+    if (rc != SNAP_OK)
+        return rc;
     /* Environment variables stand in for flags not given. */
     for (size_t i = 0; i < n; i++) {
         const char *v;
         if (defs[i].env == NULL || opts_has(out, defs[i].name) || (v = getenv(defs[i].env)) == NULL || !v[0])
             continue;
-        out->vals[out->nvals].def = &defs[i];
-        out->vals[out->nvals++].value = defs[i].arg ? v : NULL;
+        push(out, &defs[i], defs[i].arg ? v : NULL);
     }
-    free(lo);
     return SNAP_OK;
 }
 
@@ -117,23 +220,55 @@ const char **opts_all(const opts *o, const char *name, size_t *n)
     return v;
 }
 
-void opts_help(FILE *f, const char *usage, const opt_def *defs)
+bool opts_in_scope(const opt_def *d, const char *cmd)
 {
-    fprintf(f, "%s\nOptions:\n", usage);
-    for (const opt_def *d = defs; d->name != NULL; d++) {
-        char left[64];
-        if (d->short_name)
-            snprintf(left, sizeof left, "-%c, --%s%s%s", d->short_name, d->name, d->arg ? " " : "",
-                     d->arg ? d->arg : "");
-        else
-            snprintf(left, sizeof left, "    --%s%s%s", d->name, d->arg ? " " : "", d->arg ? d->arg : "");
-        fprintf(f, "  %-30s %s", left, d->help);
-        if (d->env)
-            fprintf(f, " [$%s]", d->env);
-        if (d->cmds)
-            fprintf(f, " (%s)", d->cmds);
-        fputc('\n', f);
+    size_t len = strlen(cmd);
+
+    if (d->cmds == NULL)
+        return true;
+    for (const char *p = d->cmds; (p = strstr(p, cmd)) != NULL; p += len)
+        if ((p == d->cmds || p[-1] == ' ') && (p[len] == '\0' || p[len] == ' '))
+            return true;
+    return false;
+}
+
+static void help_line(FILE *f, const opt_def *d, bool scope)
+{
+    char left[64];
+
+    if (d->short_name)
+        snprintf(left, sizeof left, "-%c, --%s%s%s", d->short_name, d->name, d->arg ? " " : "", d->arg ? d->arg : "");
+    else
+        snprintf(left, sizeof left, "    --%s%s%s", d->name, d->arg ? " " : "", d->arg ? d->arg : "");
+    fprintf(f, "  %-30s %s", left, d->help);
+    if (d->env)
+        fprintf(f, " [$%s]", d->env);
+    if (scope && d->cmds)
+        fprintf(f, " (%s)", d->cmds);
+    fputc('\n', f);
+}
+
+void opts_help(FILE *f, const opt_def *defs, const char *cmd)
+{
+    bool header = false;
+
+    if (cmd == NULL) {
+        fputs("Options:\n", f);
+        for (const opt_def *d = defs; d->name != NULL; d++)
+            help_line(f, d, true);
+        return;
     }
+    for (const opt_def *d = defs; d->name != NULL; d++)
+        if (d->cmds != NULL && opts_in_scope(d, cmd)) {
+            if (!header)
+                fputs("Options:\n", f);
+            header = true;
+            help_line(f, d, false);
+        }
+    fputs("Common options:\n", f);
+    for (const opt_def *d = defs; d->name != NULL; d++)
+        if (d->cmds == NULL)
+            help_line(f, d, false);
 }
 
 /* The one flag a signal handler may touch: async-signal-safe by its type. */
@@ -369,4 +504,20 @@ bool cli_ask(const char *question)
     if (fgets(line, sizeof line, stdin) == NULL)
         return false;
     return line[0] == 'y' || line[0] == 'Y';
+}
+
+snap_rc cli_confirm(const cli *c, const char *question, const char *action, snap_err *err)
+{
+    if (c->ctx.assume_yes)
+        return SNAP_OK;
+    if (!isatty(STDIN_FILENO)) {
+        err_set(err, SNAP_EUSAGE, 0, "refusing to %s without confirmation", action);
+        err_hint(err, "stdin is not a terminal: pass --yes");
+        return SNAP_EUSAGE;
+    }
+    if (cli_ask(question))
+        return SNAP_OK;
+    err_set(err, CLI_DECLINED, 0, "%s cancelled; nothing was changed", action);
+    err_hint(err, "answer y to go ahead, or pass --yes");
+    return CLI_DECLINED;
 }

@@ -17,7 +17,7 @@ typedef struct opt_def {
     const char *arg;  /* metavar, NULL for a switch */
     const char *env;  /* environment variable used when the flag is absent, or NULL */
     const char *help;
-    const char *cmds; /* sub-commands it applies to, for --help ("create list"), NULL: all */
+    const char *cmds; /* the commands (or modes) it applies to ("create list"), NULL: every one */
 } opt_def;
 
 typedef struct opt_val {
@@ -33,7 +33,11 @@ typedef struct opts {
     util_strv owned; /* values copied out of argv before it was scrubbed */
 } opts;
 
-/* Options may come before or after the words. Unknown options are usage errors. */
+/*
+ * Options may come before or after the words, and "--" ends them. A long option matches
+ * only its whole name (never an abbreviation); an unknown one is a usage error whose hint
+ * names the nearest option ("did you mean --files?").
+ */
 snap_rc opts_parse(const opt_def *defs, int argc, char **argv, opts *out, snap_err *err);
 void opts_free(opts *o);
 
@@ -45,7 +49,13 @@ void opts_each(const opts *o, const char *name, void (*fn)(const char *value, vo
 /* Every value of a repeatable option, in order, as an array the caller frees (not the strings). */
 const char **opts_all(const opts *o, const char *name, size_t *n);
 
-void opts_help(FILE *f, const char *usage, const opt_def *defs);
+/* The nearest of names to word (len bytes): a name it begins, else one within a small edit
+ * distance; NULL when none is near. For "did you mean" hints. */
+const char *opts_nearest(const char *word, size_t len, const char *const *names, size_t n);
+/* Whether an option applies to cmd (a command of snap, a mode of revert). */
+bool opts_in_scope(const opt_def *d, const char *cmd);
+/* The options of cmd, then the common ones; with cmd NULL, every option and its scope. */
+void opts_help(FILE *f, const opt_def *defs, const char *cmd);
 
 /* Shared by both tools: context, config and store from the common options. */
 typedef struct cli {
@@ -74,5 +84,15 @@ json_t *cli_error_json(const snap_err *err);
 int cli_fail(const cli *c, const snap_err *err);
 /* Asks a yes/no question on the terminal; false when there is no terminal. */
 bool cli_ask(const char *question);
+
+/*
+ * The exit code of every declined prompt (delete, prune, revert): a usage error, like a
+ * prompt that cannot be asked because stdin is not a terminal. Nothing was changed.
+ */
+#define CLI_DECLINED SNAP_EUSAGE
+
+/* SNAP_OK with --yes or when the user answers y; else SNAP_EUSAGE without a terminal,
+ * CLI_DECLINED when the answer is no ("ACTION cancelled; nothing was changed"). */
+snap_rc cli_confirm(const cli *c, const char *question, const char *action, snap_err *err);
 
 #endif

@@ -14,33 +14,47 @@ static const opt_def options[] = {
     {"json", 0, NULL, NULL, "print the plan and the result as JSON on stdout", NULL},
     {"quiet", 'q', NULL, NULL, "print only errors", NULL},
     {"verbose", 'v', NULL, NULL, "print more about each step", NULL},
-    {"no-progress", 0, NULL, NULL, "never draw progress, even on a terminal", NULL},
-    {"jobs", 'j', "N", "SNAP_JOBS", "parallel workers (default: CPUs, at most 4)", NULL},
-    {"only", 'o', "COMPONENT", NULL, "revert only this component (repeatable; `snap show` lists them)", NULL},
-    {"to", 0, "TARGET", NULL, "restore into a new path or database beside the original, never touching it", NULL},
-    {"dry-run", 'n', NULL, NULL, "print the plan and change nothing", NULL},
-    {"yes", 'y', NULL, NULL, "do not ask for confirmation (required without a terminal)", NULL},
-    {"no-safety-snapshot", 0, NULL, NULL, "do not capture the current state first", NULL},
-    {"drop-old", 0, NULL, NULL, "remove the displaced state after success instead of keeping it", NULL},
-    {"mode", 0, "MODE", NULL, "PostgreSQL: swap (default) or transaction", NULL},
-    {"pin", 0, NULL, NULL, "images: write every image reference as name@sha256:...", NULL},
-    {"images-lock", 0, "FILE", NULL, "images: write the references and digests as JSON to FILE", NULL},
-    {"require-images", 0, NULL, NULL, "images: fail when a recorded digest is gone from its registry", NULL},
-    {"allow-external-symlinks", 0, NULL, NULL, "files: restore symlinks that point outside the target", NULL},
+    {"no-progress", 0, NULL, NULL, "never draw progress, even on a terminal", "revert"},
+    {"jobs", 'j', "N", "SNAP_JOBS", "parallel workers (default: CPUs, at most 4)", "revert"},
+    {"only", 'o', "COMPONENT", NULL, "revert only this component (repeatable; `snap show` lists them)", "revert"},
+    {"to", 0, "TARGET", NULL, "restore into a new path or database beside the original, never touching it", "revert"},
+    {"dry-run", 'n', NULL, NULL, "print the plan and change nothing", "revert"},
+    {"yes", 'y', NULL, NULL, "do not ask for confirmation (required without a terminal)", "revert"},
+    {"no-safety-snapshot", 0, NULL, NULL, "do not capture the current state first", "revert"},
+    {"drop-old", 0, NULL, NULL, "remove the displaced state after success instead of keeping it", "revert"},
+    {"mode", 0, "MODE", NULL, "PostgreSQL: swap (default) or transaction", "revert"},
+    {"pin", 0, NULL, NULL, "images: write every image reference as name@sha256:...", "revert"},
+    {"images-lock", 0, "FILE", NULL, "images: write the references and digests as JSON to FILE", "revert"},
+    {"require-images", 0, NULL, NULL, "images: fail when a recorded digest is gone from its registry", "revert"},
+    {"allow-external-symlinks", 0, NULL, NULL, "files: restore symlinks that point outside the target", "revert"},
     {"allow-special-files", 0, NULL, NULL,
-     "files: restore device nodes, FIFOs and set-id files from a snapshot that is not authenticated", NULL},
-    {"recover", 0, NULL, NULL, "finish or roll back a revert that was interrupted", NULL},
+     "files: restore device nodes, FIFOs and set-id files from a snapshot that is not authenticated", "revert"},
+    {"recover", 0, NULL, NULL, "finish or roll back a revert that was interrupted", "recover"},
     {"help", 'h', NULL, NULL, "show this help", NULL},
     {"version", 'V', NULL, NULL, "show the version", NULL},
     {NULL, 0, NULL, NULL, NULL, NULL},
 };
 
-static const char usage[] =
-    "usage: revert NAME [--only COMPONENT]... [--to TARGET] [--dry-run] [--yes] [--no-safety-snapshot]\n"
-    "                   [--drop-old] [--json] [--store URL] [--config FILE]\n"
-    "       revert --recover [--store URL]\n"
-    "Exit codes: 0 reverted, 2 usage, 3 not found, 4 conflict, 5 verification failed (nothing changed),\n"
-    "6 unreachable or denied, 7 cut-over failed and rolled back, 8 recovery needed, 130 interrupted.";
+/* The two modes, as `revert --help` and `revert [--recover] --help` show them. */
+static const char usage_revert[] =
+    "revert NAME [--only COMPONENT]... [--to TARGET] [--dry-run] [--yes] [--no-safety-snapshot]\n"
+    "                   [--drop-old] [--json] [--store URL] [--config FILE]";
+static const char usage_recover[] = "revert --recover [--store URL]";
+static const char exit_codes[] =
+    "Exit codes: 0 reverted, 2 usage or the prompt declined, 3 not found, 4 conflict,\n"
+    "5 verification failed (nothing changed), 6 unreachable or denied, 7 cut-over failed and rolled back,\n"
+    "8 recovery needed, 130 interrupted.\n";
+
+/* The usage of one mode ("revert", "recover") with its options alone, or (NULL) of both. */
+static void print_usage(FILE *f, const char *mode)
+{
+    if (mode == NULL)
+        fprintf(f, "usage: %s\n       %s\n", usage_revert, usage_recover);
+    else
+        fprintf(f, "usage: %s\n", strcmp(mode, "recover") == 0 ? usage_recover : usage_revert);
+    fputs(exit_codes, f);
+    opts_help(f, options, mode);
+}
 
 static void print_list(FILE *f, const json_t *plan, const char *kind, char mark)
 {
@@ -100,11 +114,14 @@ static bool any_refused(const json_t *res)
     return false;
 }
 
+/* arg: a bool set when the answer is no, so that the exit code is CLI_DECLINED. */
 static bool confirm(const json_t *plan, void *arg)
 {
-    (void)arg;
+    bool *declined = arg;
+
     print_plan(plan, stderr);
-    return cli_ask("revert these targets now?");
+    *declined = !cli_ask("revert these targets now?");
+    return !*declined;
 }
 
 static int run_recover(cli *c, stg *store)
@@ -144,7 +161,7 @@ int main(int argc, char **argv)
     char *url;
     const char *v;
     int code;
-    bool recover;
+    bool recover, declined = false;
     snap_rc rc = cli_init(&c, "revert", options, argc, argv, &err);
 
     if (rc != SNAP_OK) {
@@ -158,7 +175,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (opts_has(&c.o, "help")) {
-        opts_help(stdout, usage, options);
+        print_usage(stdout, opts_has(&c.o, "recover") ? "recover" : c.o.nwords > 0 ? "revert" : NULL);
         cli_free(&c);
         return 0;
     }
@@ -236,8 +253,11 @@ int main(int argc, char **argv)
         .no_safety_snapshot = opts_has(&c.o, "no-safety-snapshot"),
         .drop_old = opts_has(&c.o, "drop-old"),
         .confirm = isatty(STDIN_FILENO) ? confirm : NULL,
+        .confirm_arg = &declined,
     };
     rc = rst_revert(&c.ctx, store, &req, &res, &err);
+    if (rc != SNAP_OK && declined) /* "revert cancelled; nothing was changed" */
+        rc = err.code = CLI_DECLINED;
     free(only);
     if (rc == SNAP_OK && req.dry_run && !c.ctx.json)
         print_plan(res, stdout);

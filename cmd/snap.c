@@ -18,7 +18,7 @@ static const opt_def options[] = {
     {"json", 0, NULL, NULL, "print the result as JSON on stdout", NULL},
     {"quiet", 'q', NULL, NULL, "print only errors", NULL},
     {"verbose", 'v', NULL, NULL, "print more about each step", NULL},
-    {"no-progress", 0, NULL, NULL, "never draw progress, even on a terminal", NULL},
+    {"no-progress", 0, NULL, NULL, "never draw progress, even on a terminal", "create verify"},
     {"jobs", 'j', "N", "SNAP_JOBS", "parallel workers (default: CPUs, at most 4)", "create"},
     {"files", 0, "PATH", NULL, "capture a file or directory (repeatable)", "create"},
     {"pg", 0, "DSN", NULL, "capture a PostgreSQL database (repeatable)", "create"},
@@ -41,16 +41,81 @@ static const opt_def options[] = {
     {NULL, 0, NULL, NULL, NULL, NULL},
 };
 
-static const char usage[] =
-    "usage: snap create NAME [--files PATH]... [--pg DSN]... [--mysql DSN]... [--images PATH]...\n"
-    "                        [--label KEY=VALUE]... [--note TEXT] [--json]\n"
-    "       snap list   [--label KEY=VALUE]... [--json]\n"
-    "       snap show   NAME [--json]\n"
-    "       snap verify NAME [--json]\n"
-    "       snap delete NAME [--yes]\n"
-    "       snap prune  (--keep-last N | --keep-within DURATION) [--label KEY=VALUE]... [--dry-run] [--yes]\n"
-    "       snap gc     [--dry-run] [--min-age DURATION]\n"
-    "Every command takes --store URL and --config FILE. Exit codes: see snap(1).";
+/* The commands: the words that follow each, and its synopsis for usage and help. */
+typedef struct command {
+    const char *name;
+    size_t nargs;
+    const char *synopsis;
+} command;
+
+static const command commands[] = {
+    {"create", 1,
+     "NAME [--files PATH]... [--pg DSN]... [--mysql DSN]... [--images PATH]...\n"
+     "                        [--label KEY=VALUE]... [--note TEXT] [--json]"},
+    {"list", 0, "[--label KEY=VALUE]... [--json]"},
+    {"show", 1, "NAME [--json]"},
+    {"verify", 1, "NAME [--json]"},
+    {"delete", 1, "NAME [--yes]"},
+    {"prune", 0, "(--keep-last N | --keep-within DURATION) [--label KEY=VALUE]... [--dry-run] [--yes]"},
+    {"gc", 0, "[--dry-run] [--min-age DURATION]"},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static snap_rc unknown_command(const char *word, snap_err *err)
+{
+    const char *names[NCOMMANDS + 1], *near;
+
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        names[i] = commands[i].name;
+    names[NCOMMANDS] = "help";
+    near = opts_nearest(word, strlen(word), names, NCOMMANDS + 1);
+    err_set(err, SNAP_EUSAGE, 0, "unknown command '%s'", word);
+    if (near != NULL)
+        err_hint(err, "did you mean '%s'?", near);
+    else
+        err_hint(err, "see snap --help");
+    return SNAP_EUSAGE;
+}
+
+/* The usage of one command with its options alone, or (k NULL) of every command and option. */
+static void print_usage(FILE *f, const command *k)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (k == NULL || k == &commands[i])
+            fprintf(f, "%s snap %-*s %s\n", k != NULL || i == 0 ? "usage:" : "      ", k != NULL ? 0 : 6,
+                   commands[i].name, commands[i].synopsis);
+    fputs("Every command takes --store URL and --config FILE. Exit codes: see snap(1).\n", f);
+    opts_help(f, options, k != NULL ? k->name : NULL);
+}
+
+/* snap --help, snap help [COMMAND], snap COMMAND --help; bare `snap` is a usage error. */
+static int cmd_help(cli *c)
+{
+    const char *topic = c->o.nwords > 0 ? c->o.words[0] : NULL;
+    const command *k = NULL;
+    snap_err err;
+
+    if (topic == NULL && !opts_has(&c->o, "help")) {
+        print_usage(stderr, NULL);
+        return SNAP_EUSAGE;
+    }
+    if (topic != NULL && strcmp(topic, "help") == 0)
+        topic = c->o.nwords > 1 ? c->o.words[1] : NULL;
+    if (topic != NULL && (k = find_command(topic)) == NULL) {
+        unknown_command(topic, &err);
+        return cli_fail(c, &err);
+    }
+    print_usage(stdout, k);
+    return 0;
+}
 
 /* An ad-hoc source is named after its path or database; a taken name gets -2, -3 ... */
 static void add_source(cfg *c, const char *type, const char *key, const char *value, const char *base)
@@ -415,20 +480,13 @@ static int cmd_delete(cli *c, stg *store, const char *name)
 
     if (rc != SNAP_OK)
         return cli_fail(c, &err);
-    if (!c->ctx.assume_yes) {
-        char q[256];
-        snprintf(q, sizeof q, "delete snapshot %s?", name);
-        if (!isatty(STDIN_FILENO)) {
-            err_set(&err, SNAP_EUSAGE, 0, "refusing to delete %s without confirmation", name);
-            err_hint(&err, "stdin is not a terminal: pass --yes");
-            cat_manifest_free(m);
-            return cli_fail(c, &err);
-        }
-        if (!cli_ask(q)) {
-            cat_manifest_free(m);
-            util_fprintf_esc(stderr, "snap: nothing deleted\n");
-            return 1;
-        }
+    char *q = xasprintf("delete snapshot %s?", name), *action = xasprintf("delete snapshot %s", name);
+    rc = cli_confirm(c, q, action, &err);
+    free(q);
+    free(action);
+    if (rc != SNAP_OK) {
+        cat_manifest_free(m);
+        return cli_fail(c, &err);
     }
     rc = cat_delete(store, m, &err);
     cat_manifest_free(m);
@@ -476,9 +534,9 @@ static int cmd_prune(cli *c, stg *store)
         err_hint(&err, "give --keep-last N or --keep-within DURATION");
         return cli_fail(c, &err);
     }
-    if (!dry && !c->ctx.assume_yes && !cli_ask("delete the snapshots the policy does not keep?")) {
-        err_set(&err, SNAP_EUSAGE, 0, "refusing to prune without confirmation");
-        err_hint(&err, "pass --yes, or --dry-run to see what would go");
+    if (!dry && cli_confirm(c, "delete the snapshots the policy does not keep?", "prune", &err) != SNAP_OK) {
+        if (!isatty(STDIN_FILENO)) /* not asked, rather than declined */
+            err_hint(&err, "stdin is not a terminal: pass --yes, or --dry-run to see what would go");
         return cli_fail(c, &err);
     }
     labels = opts_all(&c->o, "label", &nlabels);
@@ -559,29 +617,26 @@ int main(int argc, char **argv)
         return 0;
     }
     cmd = c.o.nwords > 0 ? c.o.words[0] : NULL;
-    if (opts_has(&c.o, "help") || cmd == NULL || strcmp(cmd, "help") == 0) {
-        bool asked = cmd != NULL || opts_has(&c.o, "help");
-        opts_help(asked ? stdout : stderr, usage, options);
+    if (cmd == NULL || opts_has(&c.o, "help") || strcmp(cmd, "help") == 0) {
+        code = cmd_help(&c);
         cli_free(&c);
-        return asked ? 0 : SNAP_EUSAGE;
+        return code;
     }
-    bool needs_name = !strcmp(cmd, "create") || !strcmp(cmd, "show") || !strcmp(cmd, "verify") ||
-                      !strcmp(cmd, "delete");
-    bool known = needs_name || !strcmp(cmd, "list") || !strcmp(cmd, "prune") || !strcmp(cmd, "gc");
-    size_t want = needs_name ? 2 : 1;
-    if (!known || c.o.nwords != want) {
-        if (!known)
-            err_set(&err, SNAP_EUSAGE, 0, "unknown command '%s'", cmd);
-        else if (c.o.nwords < want)
+    const command *k = find_command(cmd);
+    if (k == NULL || c.o.nwords != k->nargs + 1) {
+        if (k == NULL)
+            unknown_command(cmd, &err);
+        else if (c.o.nwords < k->nargs + 1)
             err_set(&err, SNAP_EUSAGE, 0, "snap %s needs a snapshot name", cmd);
         else
-            err_set(&err, SNAP_EUSAGE, 0, "unexpected argument '%s'", c.o.words[want]);
-        err_hint(&err, "see snap --help");
+            err_set(&err, SNAP_EUSAGE, 0, "unexpected argument '%s'", c.o.words[k->nargs + 1]);
+        if (k != NULL)
+            err_hint(&err, "see snap help %s", cmd);
         code = cli_fail(&c, &err);
         cli_free(&c);
         return code;
     }
-    if (needs_name)
+    if (k->nargs > 0)
         name = c.o.words[1];
     rc = cli_store_url(&c, &url, &err);
     if (rc == SNAP_OK)
