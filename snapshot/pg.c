@@ -17,6 +17,7 @@
 
 #include "../engines/pg_client.h"
 #include "snapshot.h"
+#include "../common/pool.h"
 #include "../common/util.h"
 
 #define DEFAULT_CHUNK (32ULL << 20)
@@ -55,17 +56,14 @@ typedef struct pg_cap {
     size_t nlobs;
     uint64_t lo_bytes;
 
-    pthread_mutex_t lock;
-    size_t next;
-    bool failed;
-    snap_err err; /* the first worker error */
+    pthread_mutex_t lock; /* the tables' counts */
 } pg_cap;
 
 typedef struct pg_worker {
     pg_cap *cap;
+    pool *pool;
     arc_writer *w;
     PGconn *conn;
-    pthread_t thread;
     char *buf;
     size_t len;
     uint64_t since_cut;
@@ -426,26 +424,6 @@ static void plan_items(pg_cap *cap)
 
 /* ---- workers ---- */
 
-static void fail_shared(pg_cap *cap, const snap_err *e)
-{
-    pthread_mutex_lock(&cap->lock);
-    if (!cap->failed) {
-        cap->failed = true;
-        cap->err = *e;
-    }
-    pthread_mutex_unlock(&cap->lock);
-}
-
-static bool shared_failed(pg_cap *cap)
-{
-    bool f;
-
-    pthread_mutex_lock(&cap->lock);
-    f = cap->failed;
-    pthread_mutex_unlock(&cap->lock);
-    return f;
-}
-
 /* Writes the buffered rows as one entry; closes the part once it holds a chunk. */
 static snap_rc flush_entry(pg_worker *wk, const char *path, snap_err *err)
 {
@@ -514,8 +492,10 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
             entries++;
             rc = flush_entry(wk, path, err);
             free(path);
-            if (rc == SNAP_OK && (shared_failed(cap) || ctx_interrupted(cap->ctx, err)))
-                rc = shared_failed(cap) ? err_set(err, SNAP_EFAIL, 0, "stopped") : SNAP_EINTR;
+            if (rc == SNAP_OK && ctx_interrupted(cap->ctx, err))
+                rc = SNAP_EINTR;
+            else if (rc == SNAP_OK && pool_stopping(wk->pool))
+                rc = err_set(err, SNAP_EFAIL, 0, "stopped");
             if (rc != SNAP_OK) {
                 /* stop the server sending the rest; drain what is in flight */
                 PGcancel *cc = PQgetCancel(wk->conn);
@@ -631,37 +611,47 @@ static snap_rc worker_begin(pg_worker *wk, snap_err *err)
     return rc;
 }
 
-static void *worker_main(void *arg)
+/* The capture's pool: the workers copy the items while the leader dumps the schema. */
+typedef struct pg_run {
+    pg_cap *cap;
+    pg_worker *workers;
+    PGconn *conn; /* the leader's */
+    const pat_list *schemas, *excl;
+    arc_writer *lw;
+} pg_run;
+
+/* One item on one worker; the worker connects, in the exported snapshot, at its first. */
+static snap_rc copy_item(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
-    pg_worker *wk = arg;
-    pg_cap *cap = wk->cap;
-    snap_err err;
+    pg_run *run = arg;
+    pg_worker *wk = &run->workers[worker];
+    pg_item *it = &run->cap->items[job];
     snap_rc rc;
 
-    err_clear(&err);
-    wk->buf = xmalloc(cap->chunk);
-    rc = worker_begin(wk, &err);
-    while (rc == SNAP_OK) {
-        pg_item *it = NULL;
-        pthread_mutex_lock(&cap->lock);
-        if (!cap->failed && cap->next < cap->nitems)
-            it = &cap->items[cap->next++];
-        pthread_mutex_unlock(&cap->lock);
-        if (it == NULL)
-            break;
-        rc = it->kind == ITEM_LOBS ? copy_lobs(wk, &err) : copy_table(wk, it, &err);
-        if (rc == SNAP_OK && ctx_interrupted(cap->ctx, &err))
-            rc = SNAP_EINTR;
-    }
-    if (rc == SNAP_OK)
-        rc = arc_writer_finish(wk->w, &err);
-    if (rc != SNAP_OK)
-        fail_shared(cap, &err);
+    wk->pool = p;
+    if (wk->buf == NULL)
+        wk->buf = xmalloc(run->cap->chunk);
+    if (wk->conn == NULL && (rc = worker_begin(wk, err)) != SNAP_OK)
+        return rc;
+    rc = it->kind == ITEM_LOBS ? copy_lobs(wk, err) : copy_table(wk, it, err);
+    if (rc == SNAP_OK && ctx_interrupted(run->cap->ctx, err))
+        rc = SNAP_EINTR;
+    return rc;
+}
+
+/* A worker's last part, unless the capture is failing anyway; then its connection. */
+static snap_rc worker_done(pool *p, void *arg, size_t worker, snap_err *err)
+{
+    pg_worker *wk = &((pg_run *)arg)->workers[worker];
+    snap_rc rc = SNAP_OK;
+
+    if (!pool_stopping(p))
+        rc = arc_writer_finish(wk->w, err);
     free(wk->buf);
     wk->buf = NULL;
     PQfinish(wk->conn);
     wk->conn = NULL;
-    return NULL;
+    return rc;
 }
 
 /* ---- the leader ---- */
@@ -724,6 +714,18 @@ out:
     free(snap_arg);
     free(argv);
     free(tool);
+    return rc;
+}
+
+/* the DDL, in the same snapshot, while the workers copy */
+static snap_rc lead_schema(pool *p, void *arg, snap_err *err)
+{
+    pg_run *run = arg;
+    snap_rc rc = dump_schema(run->cap, run->conn, run->schemas, run->excl, run->lw, err);
+
+    (void)p;
+    if (rc == SNAP_OK)
+        rc = arc_writer_finish(run->lw, err);
     return rc;
 }
 
@@ -897,27 +899,14 @@ static snap_rc capture(snp_capture *c, snap_err *err)
             goto out;
         nwriters++;
     }
-    for (size_t i = 0; i < nworkers; i++)
-        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
-            snap_err e;
-            err_set(&e, SNAP_EFAIL, 0, "cannot start a worker thread");
-            fail_shared(&cap, &e);
-            nworkers = i;
-            break;
-        }
-    /* the DDL, in the same snapshot, while the workers copy */
-    rc = dump_schema(&cap, conn, &schemas, &excl, lw, err);
-    if (rc == SNAP_OK)
-        rc = arc_writer_finish(lw, err);
-    if (rc != SNAP_OK)
-        fail_shared(&cap, err);
-    for (size_t i = 0; i < nworkers; i++)
-        pthread_join(workers[i].thread, NULL);
-    if (cap.failed) {
-        *err = cap.err;
-        rc = err->code != SNAP_OK ? err->code : SNAP_EFAIL;
-        goto out;
+    {
+        pg_run run = {.cap = &cap, .workers = workers, .conn = conn, .schemas = &schemas, .excl = &excl, .lw = lw};
+        pool_spec spec = {.workers = nworkers, .njobs = cap.nitems, .job = copy_item, .done = worker_done,
+                          .lead = lead_schema, .arg = &run};
+        rc = pool_run_spec(cap.ctx, &spec, err);
     }
+    if (rc != SNAP_OK)
+        goto out;
     /* still the same server and the snapshot still held: nothing restarted under us */
     rc = pg_exec(conn, "COMMIT", err);
     if (rc != SNAP_OK) {
