@@ -22,6 +22,7 @@
 #include "../catalog/arc.h"
 #include "../engines/pg_client.h"
 #include "restore.h"
+#include "../common/pool.h"
 #include "../common/util.h"
 
 #define NAMEDATALEN_MAX 63
@@ -698,11 +699,10 @@ typedef struct pg_load {
     const char *db;        /* where the workers connect */
     size_t skip_part;      /* the schema part */
     size_t nparts;
-    pthread_mutex_t lock;
-    size_t next;
-    bool failed;
-    snap_err err;
+    pthread_mutex_t lock; /* the counts */
     uint64_t lo_count;
+    PGconn **conns;       /* per worker of the pool that runs */
+    char **bufs;
 } pg_load;
 
 /* "data/000012/..." -> 12 */
@@ -842,48 +842,39 @@ static snap_rc load_part(pg_load *L, PGconn *c, size_t part, char *buf, snap_err
     return rc;
 }
 
-typedef struct load_worker {
-    pg_load *L;
-    pthread_t thread;
-} load_worker;
-
-static void *load_main(void *arg)
+/* One part on one worker; the worker connects at its first part. */
+static snap_rc load_job(pool *p, void *arg, size_t worker, size_t part, snap_err *err)
 {
-    load_worker *w = arg;
-    pg_load *L = w->L;
-    PGconn *c = NULL;
-    char *buf = xmalloc(IO_CHUNK);
-    snap_err err;
+    pg_load *L = arg;
     snap_rc rc;
 
-    err_clear(&err);
-    rc = connect_db(L->t, L->db, &c, &err);
-    /* the cut-over commits synchronously, which flushes everything before it */
-    if (rc == SNAP_OK)
-        rc = pg_exec(c, "SET synchronous_commit = off", &err);
-    while (rc == SNAP_OK) {
-        size_t part = SIZE_MAX;
-        pthread_mutex_lock(&L->lock);
-        while (!L->failed && L->next < L->nparts && L->next == L->skip_part)
-            L->next++;
-        if (!L->failed && L->next < L->nparts)
-            part = L->next++;
-        pthread_mutex_unlock(&L->lock);
-        if (part == SIZE_MAX)
-            break;
-        rc = load_part(L, c, part, buf, &err);
+    (void)p;
+    if (part == L->skip_part)
+        return SNAP_OK;
+    if (L->conns[worker] == NULL) {
+        L->bufs[worker] = xmalloc(IO_CHUNK);
+        rc = connect_db(L->t, L->db, &L->conns[worker], err);
+        /* the cut-over commits synchronously, which flushes everything before it */
+        if (rc == SNAP_OK)
+            rc = pg_exec(L->conns[worker], "SET synchronous_commit = off", err);
+        if (rc != SNAP_OK)
+            return rc;
     }
-    if (rc != SNAP_OK) {
-        pthread_mutex_lock(&L->lock);
-        if (!L->failed) {
-            L->failed = true;
-            L->err = err;
-        }
-        pthread_mutex_unlock(&L->lock);
-    }
-    PQfinish(c);
-    free(buf);
-    return NULL;
+    return load_part(L, L->conns[worker], part, L->bufs[worker], err);
+}
+
+/* Ends a worker's connection, on its own thread. */
+static snap_rc load_done(pool *p, void *arg, size_t worker, snap_err *err)
+{
+    pg_load *L = arg;
+
+    (void)p;
+    (void)err;
+    PQfinish(L->conns[worker]);
+    L->conns[worker] = NULL;
+    free(L->bufs[worker]);
+    L->bufs[worker] = NULL;
+    return SNAP_OK;
 }
 
 static void load_init(pg_load *L, rst_target *t, const char *db, size_t skip_part)
@@ -938,47 +929,38 @@ static snap_rc check_counts(pg_load *L, snap_err *err)
 typedef struct analyze_pool {
     pg_load *L;
     size_t *order;
-    size_t next;
-    pthread_mutex_t lock;
-    bool failed;
-    snap_err err;
+    PGconn **conns; /* per worker */
 } analyze_pool;
 
-static void *analyze_main(void *arg)
+static snap_rc analyze_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
     analyze_pool *A = arg;
-    PGconn *c = NULL;
-    snap_err err;
+    json_t *tj = json_array_get(A->L->tables, A->order[job]);
+    char *sch, *nam;
     snap_rc rc;
 
-    err_clear(&err);
-    rc = connect_db(A->L->t, A->L->db, &c, &err);
-    while (rc == SNAP_OK) {
-        size_t i = SIZE_MAX;
-        pthread_mutex_lock(&A->lock);
-        if (!A->failed && A->next < A->L->ntables)
-            i = A->order[A->next++];
-        pthread_mutex_unlock(&A->lock);
-        if (i == SIZE_MAX)
-            break;
-        json_t *tj = json_array_get(A->L->tables, i);
-        char *sch = pg_ident(c, jstr(tj, "schema")), *nam = pg_ident(c, jstr(tj, "name"));
-        rc = execf(c, &err, NULL, "ANALYZE %s.%s", sch, nam);
-        if (rc != SNAP_OK)
-            err_prefix(&err, "cannot analyze %s.%s", sch, nam);
-        free(sch);
-        free(nam);
-    }
-    if (rc != SNAP_OK) {
-        pthread_mutex_lock(&A->lock);
-        if (!A->failed) {
-            A->failed = true;
-            A->err = err;
-        }
-        pthread_mutex_unlock(&A->lock);
-    }
-    PQfinish(c);
-    return NULL;
+    (void)p;
+    if (A->conns[worker] == NULL && (rc = connect_db(A->L->t, A->L->db, &A->conns[worker], err)) != SNAP_OK)
+        return rc;
+    sch = pg_ident(A->conns[worker], jstr(tj, "schema"));
+    nam = pg_ident(A->conns[worker], jstr(tj, "name"));
+    rc = execf(A->conns[worker], err, NULL, "ANALYZE %s.%s", sch, nam);
+    if (rc != SNAP_OK)
+        err_prefix(err, "cannot analyze %s.%s", sch, nam);
+    free(sch);
+    free(nam);
+    return rc;
+}
+
+static snap_rc analyze_done(pool *p, void *arg, size_t worker, snap_err *err)
+{
+    analyze_pool *A = arg;
+
+    (void)p;
+    (void)err;
+    PQfinish(A->conns[worker]);
+    A->conns[worker] = NULL;
+    return SNAP_OK;
 }
 
 typedef struct table_size {
@@ -995,42 +977,29 @@ static int by_bytes_desc(const void *a, const void *b)
 static snap_rc analyze_tables(pg_load *L, int jobs, snap_err *err)
 {
     analyze_pool A = {.L = L};
-    size_t n = (size_t)(jobs > 0 ? jobs : 1), started = 0;
-    pthread_t *th;
+    size_t n = (size_t)(jobs > 0 ? jobs : 1);
+    table_size *ts;
+    pool_spec spec = {.workers = n, .njobs = L->ntables, .job = analyze_job, .done = analyze_done, .arg = &A};
+    snap_rc rc;
 
     if (L->ntables == 0)
         return SNAP_OK;
-    {
-        table_size *ts = xcalloc(L->ntables, sizeof *ts);
-        for (size_t i = 0; i < L->ntables; i++) {
-            ts[i].bytes = json_integer_value(json_object_get(json_array_get(L->tables, i), "bytes"));
-            ts[i].i = i;
-        }
-        qsort(ts, L->ntables, sizeof *ts, by_bytes_desc);
-        A.order = xcalloc(L->ntables, sizeof *A.order);
-        for (size_t i = 0; i < L->ntables; i++)
-            A.order[i] = ts[i].i;
-        free(ts);
+    /* biggest first */
+    ts = xcalloc(L->ntables, sizeof *ts);
+    for (size_t i = 0; i < L->ntables; i++) {
+        ts[i].bytes = json_integer_value(json_object_get(json_array_get(L->tables, i), "bytes"));
+        ts[i].i = i;
     }
-    pthread_mutex_init(&A.lock, NULL);
-    if (n > L->ntables)
-        n = L->ntables;
-    th = xcalloc(n, sizeof *th);
-    for (size_t i = 0; i < n; i++)
-        if (pthread_create(&th[i], NULL, analyze_main, &A) == 0)
-            started++;
-    for (size_t i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    free(th);
+    qsort(ts, L->ntables, sizeof *ts, by_bytes_desc);
+    A.order = xcalloc(L->ntables, sizeof *A.order);
+    for (size_t i = 0; i < L->ntables; i++)
+        A.order[i] = ts[i].i;
+    free(ts);
+    A.conns = xcalloc(n, sizeof *A.conns);
+    rc = pool_run_spec(rst_ctx(L->t), &spec, err);
+    free(A.conns);
     free(A.order);
-    pthread_mutex_destroy(&A.lock);
-    if (started == 0)
-        return err_set(err, SNAP_EFAIL, 0, "cannot start a thread");
-    if (A.failed) {
-        *err = A.err;
-        return err->code;
-    }
-    return SNAP_OK;
+    return rc;
 }
 
 /* ---- database-level properties ---- */
@@ -1239,30 +1208,17 @@ out:
 static snap_rc parallel_load(pg_load *L, int jobs, snap_err *err)
 {
     size_t n = (size_t)(jobs > 0 ? jobs : 1);
-    load_worker *w;
-    size_t started = 0;
+    pool_spec spec = {.workers = n, .njobs = L->nparts, .job = load_job, .done = load_done, .arg = L};
+    snap_rc rc;
 
-    if (n > L->nparts)
-        n = L->nparts ? L->nparts : 1;
-    w = xcalloc(n, sizeof *w);
-    for (size_t i = 0; i < n; i++) {
-        w[i].L = L;
-        if (pthread_create(&w[i].thread, NULL, load_main, &w[i]) != 0)
-            break;
-        started++;
-    }
-    if (started == 0) {
-        free(w);
-        return err_set(err, SNAP_EFAIL, 0, "cannot start a loading thread");
-    }
-    for (size_t i = 0; i < started; i++)
-        pthread_join(w[i].thread, NULL);
-    free(w);
-    if (L->failed) {
-        *err = L->err;
-        return err->code != SNAP_OK ? err->code : SNAP_EFAIL;
-    }
-    return SNAP_OK;
+    L->conns = xcalloc(n, sizeof *L->conns);
+    L->bufs = xcalloc(n, sizeof *L->bufs);
+    rc = pool_run_spec(rst_ctx(L->t), &spec, err);
+    free(L->conns);
+    free(L->bufs);
+    L->conns = NULL;
+    L->bufs = NULL;
+    return rc;
 }
 
 static snap_rc stage_swap(rst_target *t, snap_err *err)
