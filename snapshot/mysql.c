@@ -29,6 +29,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "../common/pool.h"
 #include "../common/util.h"
 #include "../engines/my_client.h"
 #include "snapshot.h"
@@ -72,10 +73,7 @@ typedef struct my_cap {
     size_t ntables;
     my_item *items;
     size_t nitems;
-    pthread_mutex_t mu;
-    size_t next; /* next item to take */
-    bool failed;
-    snap_err first_err;
+    pthread_mutex_t mu; /* the tables' counts */
 } my_cap;
 
 typedef struct my_worker {
@@ -84,10 +82,7 @@ typedef struct my_worker {
     arc_writer *w;
     char *buf;
     size_t len, cap_bytes;
-    snap_rc rc;
-    snap_err err;
-    pthread_t thread;
-    bool started;
+    pool *pool;
 } my_worker;
 
 static void table_free(my_table *t)
@@ -560,8 +555,12 @@ static snap_rc dump_item(my_worker *w, const my_item *it, snap_err *err)
             rc = flush_chunk(w, t, it->range, &piece, err);
             if (rc != SNAP_OK)
                 goto out;
-            if (ctx_interrupted(cap->ctx, err) || cap->failed) {
-                rc = cap->failed ? SNAP_EFAIL : SNAP_EINTR;
+            if (ctx_interrupted(cap->ctx, err)) {
+                rc = SNAP_EINTR;
+                goto out;
+            }
+            if (pool_stopping(w->pool)) {
+                rc = err_set(err, SNAP_EFAIL, 0, "stopped");
                 goto out;
             }
         }
@@ -591,34 +590,26 @@ out:
     return rc;
 }
 
-static void *worker_main(void *arg)
-{
-    my_worker *w = arg;
-    my_cap *cap = w->cap;
+/* The capture's pool: one item on one worker, each with its connection and writer. */
+typedef struct my_run {
+    my_cap *cap;
+    my_worker *workers;
+} my_run;
 
-    for (;;) {
-        size_t i;
-        pthread_mutex_lock(&cap->mu);
-        if (cap->failed || cap->next >= cap->nitems) {
-            pthread_mutex_unlock(&cap->mu);
-            break;
-        }
-        i = cap->next++;
-        pthread_mutex_unlock(&cap->mu);
-        w->rc = dump_item(w, &cap->items[i], &w->err);
-        if (w->rc != SNAP_OK) {
-            pthread_mutex_lock(&cap->mu);
-            if (!cap->failed) {
-                cap->failed = true;
-                cap->first_err = w->err;
-            }
-            pthread_mutex_unlock(&cap->mu);
-            break;
-        }
-    }
-    if (w->rc == SNAP_OK)
-        w->rc = arc_writer_finish(w->w, &w->err);
-    return NULL;
+static snap_rc dump_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
+{
+    my_run *run = arg;
+
+    run->workers[worker].pool = p;
+    return dump_item(&run->workers[worker], &run->cap->items[job], err);
+}
+
+/* A worker's last part, unless the capture is failing anyway. */
+static snap_rc dump_done(pool *p, void *arg, size_t worker, snap_err *err)
+{
+    my_run *run = arg;
+
+    return pool_stopping(p) ? SNAP_OK : arc_writer_finish(run->workers[worker].w, err);
 }
 
 static int cmp_size_desc(const void *a, const void *b)
@@ -994,34 +985,13 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
         if (rc != SNAP_OK)
             goto out;
     }
-    for (size_t i = 0; i < nworkers; i++) {
-        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
-            rc = err_sys(err, SNAP_EFAIL, "cannot start a worker thread");
-            pthread_mutex_lock(&cap.mu);
-            cap.failed = true;
-            pthread_mutex_unlock(&cap.mu);
-            break;
-        }
-        workers[i].started = true;
+    {
+        my_run run = {.cap = &cap, .workers = workers};
+        pool_spec spec = {.workers = nworkers, .njobs = cap.nitems, .job = dump_job, .done = dump_done, .arg = &run};
+        rc = pool_run_spec(cap.ctx, &spec, err);
     }
-    for (size_t i = 0; i < nworkers; i++)
-        if (workers[i].started) {
-            pthread_join(workers[i].thread, NULL);
-            workers[i].started = false;
-        }
     if (rc != SNAP_OK)
         goto out;
-    if (cap.failed) {
-        *err = cap.first_err;
-        rc = err->code;
-        goto out;
-    }
-    for (size_t i = 0; i < nworkers; i++)
-        if (workers[i].rc != SNAP_OK) {
-            *err = workers[i].err;
-            rc = workers[i].rc;
-            goto out;
-        }
 
     /* the manifest: positions, counters, row counts, what was consistent only under lock */
     json_object_set_new(info, "flavour", json_string(mariadb ? "mariadb" : "mysql"));
