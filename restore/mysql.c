@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "../catalog/arc.h"
+#include "../common/pool.h"
 #include "../common/util.h"
 
 #define SCHEMA_MAX (256u << 20)
@@ -907,9 +908,8 @@ typedef struct ld_shared {
     ld_table *tables;
     size_t ntables;
     pthread_mutex_t mu;
-    size_t next_part, nparts, next_alter;
-    bool failed;
-    snap_err first_err;
+    size_t nparts;
+    struct ld_worker *workers;
 } ld_shared;
 
 typedef struct ld_worker {
@@ -918,10 +918,6 @@ typedef struct ld_worker {
     arc_reader *r;
     bool read_failed;
     snap_err read_err;
-    snap_rc rc;
-    snap_err err;
-    pthread_t th;
-    bool started;
 } ld_worker;
 
 static int infile_init(void **ptr, const char *filename, void *userdata)
@@ -1200,72 +1196,29 @@ static snap_rc load_part(ld_worker *w, size_t part, snap_err *err)
     return rc;
 }
 
-static void *ld_main(void *arg)
+/* Loads one part (part 0 holds the schema: job j is part j + 1). */
+static snap_rc load_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
-    ld_worker *w = arg;
-    ld_shared *sh = w->sh;
+    ld_shared *sh = arg;
 
-    w->rc = SNAP_OK;
-    for (;;) {
-        size_t i;
-        pthread_mutex_lock(&sh->mu);
-        if (sh->failed) {
-            pthread_mutex_unlock(&sh->mu);
-            break;
-        }
-        if (sh->next_part < sh->nparts) {
-            i = sh->next_part++;
-        } else {
-            pthread_mutex_unlock(&sh->mu);
-            break;
-        }
-        pthread_mutex_unlock(&sh->mu);
-        w->rc = load_part(w, i, &w->err);
-        if (w->rc != SNAP_OK)
-            break;
-    }
-    if (w->rc != SNAP_OK) {
-        pthread_mutex_lock(&sh->mu);
-        if (!sh->failed) {
-            sh->failed = true;
-            sh->first_err = w->err;
-        }
-        pthread_mutex_unlock(&sh->mu);
-    }
-    return NULL;
+    (void)p;
+    return load_part(&sh->workers[worker], job + 1, err);
 }
 
-static void *alter_main(void *arg)
+/* Adds the held-back indexes of one table. */
+static snap_rc alter_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
-    ld_worker *w = arg;
-    ld_shared *sh = w->sh;
+    ld_shared *sh = arg;
+    char *what;
+    snap_rc rc;
 
-    w->rc = SNAP_OK;
-    for (;;) {
-        size_t i;
-        pthread_mutex_lock(&sh->mu);
-        while (sh->next_alter < sh->ntables && sh->tables[sh->next_alter].alter == NULL)
-            sh->next_alter++;
-        if (sh->failed || sh->next_alter >= sh->ntables) {
-            pthread_mutex_unlock(&sh->mu);
-            break;
-        }
-        i = sh->next_alter++;
-        pthread_mutex_unlock(&sh->mu);
-        char *what = xasprintf("add the indexes of %s", sh->tables[i].name);
-        w->rc = my_exec(w->m, &w->err, what, sh->tables[i].alter);
-        free(what);
-        if (w->rc != SNAP_OK) {
-            pthread_mutex_lock(&sh->mu);
-            if (!sh->failed) {
-                sh->failed = true;
-                sh->first_err = w->err;
-            }
-            pthread_mutex_unlock(&sh->mu);
-            break;
-        }
-    }
-    return NULL;
+    (void)p;
+    if (sh->tables[job].alter == NULL)
+        return SNAP_OK;
+    what = xasprintf("add the indexes of %s", sh->tables[job].name);
+    rc = my_exec(sh->workers[worker].m, err, what, sh->tables[job].alter);
+    free(what);
+    return rc;
 }
 
 /*
@@ -1407,7 +1360,6 @@ static snap_rc my_stage(rst_target *t, snap_err *err)
 
     /* data, in parallel: one reader per part */
     sh.nparts = cat_component_nparts(rst_component(t));
-    sh.next_part = 1; /* part 0 holds the schema */
     sh.use_insert = json_is_string(json_object_get(R.state, "load"));
     nworkers = R.ctx->jobs > 0 ? (size_t)R.ctx->jobs : 1;
     if (nworkers > 64)
@@ -1431,27 +1383,13 @@ static snap_rc my_stage(rst_target *t, snap_err *err)
         sh.bar = prg_new(label, cat_component_bytes(rst_component(t)), R.ctx->progress);
         free(label);
     }
+    sh.workers = workers;
     for (int phase = 0; phase < 2; phase++) {
-        for (i = 0; i < nworkers; i++) {
-            if (pthread_create(&workers[i].th, NULL, phase == 0 ? ld_main : alter_main, &workers[i]) != 0) {
-                pthread_mutex_lock(&sh.mu);
-                sh.failed = true;
-                err_sys(&sh.first_err, SNAP_EFAIL, "cannot start a worker thread");
-                pthread_mutex_unlock(&sh.mu);
-                break;
-            }
-            workers[i].started = true;
-        }
-        for (i = 0; i < nworkers; i++)
-            if (workers[i].started) {
-                pthread_join(workers[i].th, NULL);
-                workers[i].started = false;
-            }
-        if (sh.failed) {
-            *err = sh.first_err;
-            rc = err->code ? err->code : SNAP_EFAIL;
+        pool_spec spec = {.workers = nworkers, .njobs = phase == 0 ? (sh.nparts > 0 ? sh.nparts - 1 : 0) : sh.ntables,
+                          .job = phase == 0 ? load_job : alter_job, .arg = &sh};
+        rc = pool_run_spec(R.ctx, &spec, err);
+        if (rc != SNAP_OK)
             goto out;
-        }
         if (phase == 0) {
             prg_free(sh.bar);
             sh.bar = NULL;
