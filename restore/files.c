@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../catalog/arc.h"
+#include "../common/pool.h"
 #include "../common/util.h"
 #include "restore.h"
 #include "restore_int.h"
@@ -428,9 +429,6 @@ typedef struct stage {
     bool allow_external, allow_special, owner;
     prg_bar *bar;
     pthread_mutex_t mu;
-    size_t next_part;
-    bool failed;
-    snap_err err;
     uint64_t files, dirs, links, bytes;
     sroot *roots;
     size_t nroots;
@@ -445,16 +443,6 @@ typedef struct stage {
     uid_t uid;
     gid_t gid;
 } stage;
-
-static void stage_fail(stage *s, const snap_err *e)
-{
-    pthread_mutex_lock(&s->mu);
-    if (!s->failed) {
-        s->failed = true;
-        s->err = *e;
-    }
-    pthread_mutex_unlock(&s->mu);
-}
 
 static snap_rc refuse(snap_err *err, const char *name, const char *why)
 {
@@ -887,8 +875,10 @@ out:
     return rc;
 }
 
-static snap_rc extract_part(stage *s, size_t p, snap_err *err)
+/* Extracts one part, on a worker of the stage's pool. */
+static snap_rc extract_part(pool *pl, void *arg, size_t worker, size_t p, snap_err *err)
 {
+    stage *s = arg;
     const char *key, *sha;
     uint64_t size, entries, seen = 0;
     struct archive_entry *e;
@@ -897,7 +887,8 @@ static snap_rc extract_part(stage *s, size_t p, snap_err *err)
 
     cat_component_part(rst_component(s->t), p, &key, &size, &sha, &entries);
     rc = arc_reader_open(rst_store(s->t), key, size, sha, s->ctx, s->bar, &ar, err);
-    while (rc == SNAP_OK && !s->failed) {
+    (void)worker;
+    while (rc == SNAP_OK && !pool_stopping(pl)) {
         rc = arc_reader_next(ar, &e, err);
         if (rc != SNAP_OK || e == NULL)
             break;
@@ -919,25 +910,6 @@ static snap_rc extract_part(stage *s, size_t p, snap_err *err)
         rc = err_set(err, SNAP_EVERIFY, 0, "part %s has %llu entries, the manifest says %llu", key,
                      (unsigned long long)seen, (unsigned long long)entries);
     return rc;
-}
-
-static void *stage_worker(void *arg)
-{
-    stage *s = arg;
-    size_t nparts = cat_component_nparts(rst_component(s->t));
-
-    for (;;) {
-        size_t p;
-        snap_err e;
-        pthread_mutex_lock(&s->mu);
-        p = s->next_part++;
-        pthread_mutex_unlock(&s->mu);
-        if (p >= nparts || s->failed)
-            break;
-        if (extract_part(s, p, &e) != SNAP_OK)
-            stage_fail(s, &e);
-    }
-    return NULL;
 }
 
 static snap_rc check_stats(stage *s, snap_err *err)
@@ -1200,7 +1172,6 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
     size_t nparts = cat_component_nparts(c), nthreads;
     int jobs = rst_ctx(t)->jobs > 0 ? rst_ctx(t)->jobs : 1;
     stage s = {0};
-    pthread_t th[64];
     const json_t *r;
     uint64_t raw = 0;
     snap_rc rc = SNAP_OK;
@@ -1223,22 +1194,9 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
     if (rc != SNAP_OK)
         goto out;
     s.bar = prg_new(rst_component_name(t), raw, s.ctx->progress);
-    nthreads = nparts < (size_t)jobs ? nparts : (size_t)jobs;
-    if (nthreads > sizeof th / sizeof th[0])
-        nthreads = sizeof th / sizeof th[0];
-    if (nthreads <= 1) {
-        stage_worker(&s);
-    } else {
-        for (i = 0; i < nthreads; i++)
-            pthread_create(&th[i], NULL, stage_worker, &s);
-        for (i = 0; i < nthreads; i++)
-            pthread_join(th[i], NULL);
-    }
+    nthreads = (size_t)jobs > 64 ? 64 : (size_t)jobs;
+    rc = pool_run(s.ctx, nthreads, nparts, extract_part, &s, err);
     prg_free(s.bar);
-    if (s.failed) {
-        *err = s.err;
-        rc = err->code;
-    }
     /*
      * A later name of a symlink is made as a symlink of its own, so that it is judged
      * from where it is. Then every symlink is judged, and the counts checked, before
