@@ -796,18 +796,238 @@ static snap_rc capture_absent(my_cap *cap, snap_err *err)
     return rc;
 }
 
+/* The source's settings: sizes of parts and ranges, how long to wait for the lock. */
+typedef struct my_opts {
+    uint64_t chunk, split;
+    long lock_timeout, guard;
+} my_opts;
+
+static snap_rc read_options(snp_capture *c, my_opts *o, snap_err *err)
+{
+    const char *v;
+
+    o->chunk = DEFAULT_CHUNK;
+    o->split = DEFAULT_SPLIT;
+    o->lock_timeout = 10;
+    o->guard = 60;
+    if ((v = snp_source_get(c, "chunk_size")) != NULL && (!cfg_parse_size(v, &o->chunk) || o->chunk < 4096))
+        return err_set(err, SNAP_EUSAGE, 0, "source %s: chunk_size is not a size of 4k or more: %s",
+                       snp_source_name(c), v);
+    if ((v = snp_source_get(c, "split_size")) != NULL && (!cfg_parse_size(v, &o->split) || o->split < 4096))
+        return err_set(err, SNAP_EUSAGE, 0, "source %s: split_size is not a size of 4k or more: %s",
+                       snp_source_name(c), v);
+    if ((v = snp_source_get(c, "lock_wait_timeout")) != NULL) {
+        int64_t s;
+        if (!cfg_parse_duration(v, &s) || s < 1)
+            return err_set(err, SNAP_EUSAGE, 0, "source %s: lock_wait_timeout is not a duration: %s",
+                           snp_source_name(c), v);
+        o->lock_timeout = (long)s;
+    }
+    if ((v = snp_source_get(c, "long_query_guard")) != NULL) {
+        int64_t sec;
+        if (!cfg_parse_duration(v, &sec) || sec < 1)
+            return err_set(err, SNAP_EUSAGE, 0, "source %s: long_query_guard is not a duration: %s",
+                           snp_source_name(c), v);
+        o->guard = (long)sec;
+    }
+    return SNAP_OK;
+}
+
+/* Parses the dsn and names the source in the manifest, its password left out. */
+static snap_rc open_dsn(my_cap *cap, const char *dsn_s, snap_err *err)
+{
+    char *redacted;
+    snap_rc rc = my_dsn_parse(dsn_s, &cap->dsn, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (my_dsn_db(cap->dsn) != NULL && !util_utf8_valid(my_dsn_db(cap->dsn))) {
+        /* the manifest and the schema document hold it as UTF-8, as the server does */
+        rc = err_set(err, SNAP_EUSAGE, 0, "[source %s]: the database name is not valid UTF-8",
+                     snp_source_name(cap->c));
+        err_hint(err, "MySQL names are UTF-8 (utf8mb4): give the name in UTF-8");
+        return rc;
+    }
+    redacted = my_dsn_redacted(cap->dsn);
+    cat_component_set_source(snp_component(cap->c), redacted);
+    free(redacted);
+    return SNAP_OK;
+}
+
+/* Every worker connects before the lock, so that the lock is held only for statements. */
+static snap_rc open_workers(my_cap *cap, uint64_t split, my_worker **out, size_t *nout, snap_err *err)
+{
+    size_t nworkers = cap->ctx->jobs > 0 ? (size_t)cap->ctx->jobs : 1, items = 0;
+    my_worker *workers;
+    snap_rc rc = SNAP_OK;
+
+    /* no more workers than work items: a table, or each range of a big one */
+    for (size_t i = 0; i < cap->ntables; i++) {
+        uint64_t n = cap->tables[i].pk && cap->tables[i].data_length > split ? cap->tables[i].data_length / split + 1
+                                                                              : 1;
+        items += n > MAX_RANGES ? MAX_RANGES : (size_t)n;
+    }
+    if (nworkers > items && items > 0)
+        nworkers = items;
+    if (nworkers > 64)
+        nworkers = 64;
+    if (nworkers == 0)
+        nworkers = 1;
+    workers = xcalloc(nworkers, sizeof *workers);
+    *out = workers;
+    *nout = nworkers;
+    for (size_t i = 0; i < nworkers && rc == SNAP_OK; i++) {
+        workers[i].cap = cap;
+        rc = my_connect(cap->dsn, my_dsn_db(cap->dsn), &workers[i].m, err);
+        if (rc == SNAP_OK)
+            rc = my_exec(workers[i].m, err, "set the worker session",
+                         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+        if (rc == SNAP_OK)
+            rc = my_exec(workers[i].m, err, "set the worker session",
+                         "SET character_set_results = NULL, SESSION net_write_timeout = 600");
+    }
+    return rc;
+}
+
+/*
+ * The consistent point: under the global read lock every worker and the leader start
+ * their snapshot, and the leader reads the binary log position and the counters. The
+ * lock is released before this returns, also on an error.
+ */
+static snap_rc take_consistent_point(my_cap *cap, my_worker *workers, size_t nworkers, const my_opts *o,
+                                     bool mariadb, uint64_t *lock_ms, snap_err *err)
+{
+    const char *name = snp_source_name(cap->c);
+    uint64_t t0;
+    snap_rc rc = my_execf(cap->main, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %ld",
+                          o->lock_timeout);
+
+    if (rc == SNAP_OK)
+        rc = long_query_guard(cap, o->guard, name, err);
+    if (rc != SNAP_OK)
+        return rc;
+    t0 = util_now_ms();
+    rc = my_exec(cap->main, err, "take the global read lock (FLUSH TABLES WITH READ LOCK)",
+                 "FLUSH TABLES WITH READ LOCK");
+    if (rc != SNAP_OK) {
+        if (mysql_errno(cap->main) == ER_SPECIFIC_ACCESS_DENIED_ERROR)
+            err_hint(err, "the consistent point of parallel workers needs the RELOAD "
+                          "privilege: GRANT RELOAD ON *.* TO the user of the dsn");
+        else if (mysql_errno(cap->main) == ER_LOCK_WAIT_TIMEOUT)
+            err_hint(err, "a long query or lock blocked the global read lock; retry, or raise "
+                          "lock_wait_timeout in [source %s]", name);
+        return rc;
+    }
+    util_failpoint("snap-mysql-locked");
+    for (size_t i = 0; i < nworkers && rc == SNAP_OK; i++)
+        rc = my_exec(workers[i].m, err, "start the consistent snapshot",
+                     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+    if (rc == SNAP_OK)
+        rc = my_exec(cap->main, err, "start the consistent snapshot",
+                     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+    if (rc == SNAP_OK) {
+        read_positions(cap, cat_component_info(snp_component(cap->c)), mariadb);
+        rc = read_auto_increment(cap, err);
+    }
+    if (rc != SNAP_OK) {
+        snap_err ignore;
+        my_exec(cap->main, &ignore, "", "UNLOCK TABLES");
+        return rc;
+    }
+    rc = my_exec(cap->main, err, "release the global read lock", "UNLOCK TABLES");
+    if (rc != SNAP_OK)
+        return rc;
+    *lock_ms = util_now_ms() - t0;
+    log_debug(cap->ctx, "%s: global read lock held %" PRIu64 " ms", name, *lock_ms);
+    return SNAP_OK;
+}
+
+/* The schema alone in the first part: revert reads it before any data. */
+static snap_rc write_schema(my_cap *cap, json_t **schema, snap_err *err)
+{
+    arc_writer *w = NULL;
+    char *text = NULL;
+    snap_rc rc = my_exec(cap->main, err, "set the session", "SET NAMES utf8mb4");
+
+    if (rc == SNAP_OK)
+        rc = capture_schema(cap, schema, err);
+    if (rc != SNAP_OK)
+        return rc;
+    text = json_dumps(*schema, JSON_INDENT(1) | JSON_SORT_KEYS);
+    if (text == NULL)
+        return err_set(err, SNAP_EFAIL, ENOMEM, "cannot encode the schema");
+    rc = snp_writer_new(cap->c, &w, err);
+    if (rc == SNAP_OK)
+        rc = arc_write_buffer(w, MY_SCHEMA_ENTRY, text, strlen(text), 0600, time(NULL), err);
+    if (rc == SNAP_OK)
+        rc = arc_writer_finish(w, err);
+    arc_writer_free(w);
+    free(text);
+    return rc;
+}
+
+/* The data: each item on a worker of the pool, with the worker's connection and writer. */
+static snap_rc dump_data(my_cap *cap, my_worker *workers, size_t nworkers, snap_err *err)
+{
+    my_run run = {.cap = cap, .workers = workers};
+    pool_spec spec = {.workers = nworkers, .njobs = cap->nitems, .job = dump_job, .done = dump_done, .arg = &run};
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < nworkers && rc == SNAP_OK; i++)
+        rc = snp_writer_new(cap->c, &workers[i].w, err);
+    if (rc == SNAP_OK)
+        rc = pool_run_spec(cap->ctx, &spec, err);
+    return rc;
+}
+
+/* The manifest: positions, counters, row counts, what was consistent only under lock. */
+static void record_manifest(my_cap *cap, const json_t *schema, bool mariadb, uint64_t lock_ms)
+{
+    json_t *info = cat_component_info(snp_component(cap->c)), *stats = cat_component_stats(snp_component(cap->c));
+    json_t *rows_obj = json_object(), *ai_obj = json_object(), *nontx = json_array();
+    uint64_t total_rows = 0;
+
+    json_object_set_new(info, "flavour", json_string(mariadb ? "mariadb" : "mysql"));
+    json_object_set_new(info, "server_version", json_string(mysql_get_server_info(cap->main)));
+    json_object_set_new(info, "database", json_string(my_dsn_db(cap->dsn)));
+    json_object_set_new(info, "lock_ms", json_integer((json_int_t)lock_ms));
+    json_object_set_new(info, "format", json_integer(MY_FORMAT));
+    for (size_t i = 0; i < cap->ntables; i++) {
+        my_table *t = &cap->tables[i];
+        json_object_set_new(rows_obj, t->name, json_integer((json_int_t)t->rows));
+        total_rows += t->rows;
+        if (t->auto_increment)
+            json_object_set_new(ai_obj, t->name, json_integer(strtoll(t->auto_increment, NULL, 10)));
+        if (!t->transactional)
+            json_array_append_new(nontx, json_string(t->name));
+    }
+    json_object_set_new(info, "auto_increment", ai_obj);
+    json_object_set_new(info, "non_transactional", nontx);
+    json_object_set_new(info, "objects",
+                        json_pack("{s:I,s:I,s:I,s:I,s:I}", "tables", (json_int_t)cap->ntables,
+                                  "views", (json_int_t)json_array_size(json_object_get(schema, "views")),
+                                  "triggers", (json_int_t)json_array_size(json_object_get(schema, "triggers")),
+                                  "routines", (json_int_t)json_array_size(json_object_get(schema, "routines")),
+                                  "events", (json_int_t)json_array_size(json_object_get(schema, "events"))));
+    json_object_set_new(stats, "tables", json_integer((json_int_t)cap->ntables));
+    json_object_set_new(stats, "rows", json_integer((json_int_t)total_rows));
+    json_object_set_new(stats, "table_rows", rows_obj);
+    if (json_array_size(nontx) > 0)
+        log_warn(cap->ctx, "%s: %zu table(s) are not transactional (%s ...) and are consistent "
+                           "only if nobody wrote to them during the snap",
+                 snp_source_name(cap->c), json_array_size(nontx), json_string_value(json_array_get(nontx, 0)));
+}
+
 static snap_rc my_capture(snp_capture *c, snap_err *err)
 {
     my_cap cap;
+    my_opts o;
     my_worker *workers = NULL;
     size_t nworkers = 0;
-    arc_writer *schema_w = NULL;
-    json_t *schema = NULL, *info, *stats, *rows_obj, *ai_obj, *nontx;
-    const char *dsn_s = snp_source_get(c, "dsn"), *v;
-    uint64_t chunk = DEFAULT_CHUNK, split = DEFAULT_SPLIT, lock_ms = 0, total_rows = 0;
-    long lock_timeout = 10, guard = 60;
-    bool locked = false, mariadb;
-    char *redacted = NULL, *text = NULL;
+    json_t *schema = NULL;
+    const char *dsn_s = snp_source_get(c, "dsn");
+    uint64_t lock_ms = 0;
+    bool mariadb;
     snap_rc rc;
 
     memset(&cap, 0, sizeof cap);
@@ -819,46 +1039,12 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
         err_hint(err, "set dsn = mysql://user@host:port/db in [source %s]", snp_source_name(c));
         goto out;
     }
-    if ((v = snp_source_get(c, "chunk_size")) != NULL && (!cfg_parse_size(v, &chunk) || chunk < 4096)) {
-        rc = err_set(err, SNAP_EUSAGE, 0, "source %s: chunk_size is not a size of 4k or more: %s",
-                     snp_source_name(c), v);
-        goto out;
-    }
-    if ((v = snp_source_get(c, "split_size")) != NULL && (!cfg_parse_size(v, &split) || split < 4096)) {
-        rc = err_set(err, SNAP_EUSAGE, 0, "source %s: split_size is not a size of 4k or more: %s",
-                     snp_source_name(c), v);
-        goto out;
-    }
-    if ((v = snp_source_get(c, "lock_wait_timeout")) != NULL) {
-        int64_t s;
-        if (!cfg_parse_duration(v, &s) || s < 1) {
-            rc = err_set(err, SNAP_EUSAGE, 0, "source %s: lock_wait_timeout is not a duration: %s",
-                         snp_source_name(c), v);
-            goto out;
-        }
-        lock_timeout = (long)s;
-    }
-    if ((v = snp_source_get(c, "long_query_guard")) != NULL) {
-        int64_t sec;
-        if (!cfg_parse_duration(v, &sec) || sec < 1) {
-            rc = err_set(err, SNAP_EUSAGE, 0, "source %s: long_query_guard is not a duration: %s",
-                         snp_source_name(c), v);
-            goto out;
-        }
-        guard = (long)sec;
-    }
-    cap.chunk = chunk;
-    rc = my_dsn_parse(dsn_s, &cap.dsn, err);
+    rc = read_options(c, &o, err);
+    if (rc == SNAP_OK)
+        rc = open_dsn(&cap, dsn_s, err);
     if (rc != SNAP_OK)
         goto out;
-    if (my_dsn_db(cap.dsn) != NULL && !util_utf8_valid(my_dsn_db(cap.dsn))) {
-        /* the manifest and the schema document hold it as UTF-8, as the server does */
-        rc = err_set(err, SNAP_EUSAGE, 0, "[source %s]: the database name is not valid UTF-8", snp_source_name(c));
-        err_hint(err, "MySQL names are UTF-8 (utf8mb4): give the name in UTF-8");
-        goto out;
-    }
-    redacted = my_dsn_redacted(cap.dsn);
-    cat_component_set_source(snp_component(c), redacted);
+    cap.chunk = o.chunk;
 
     rc = my_connect(cap.dsn, my_dsn_db(cap.dsn), &cap.main, err);
     if (rc == SNAP_ENOTFOUND && snp_allow_missing(c)) {
@@ -872,183 +1058,40 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
     }
     mariadb = my_is_mariadb(cap.main);
     rc = list_tables(&cap, err);
-    if (rc != SNAP_OK)
-        goto out;
-
-    /* every worker connects before the lock, so the lock is held only for statements */
-    nworkers = cap.ctx->jobs > 0 ? (size_t)cap.ctx->jobs : 1;
-    {
-        /* no more workers than work items: a table, or each range of a big one */
-        size_t items = 0;
-        for (size_t i = 0; i < cap.ntables; i++) {
-            uint64_t n = cap.tables[i].pk && cap.tables[i].data_length > split
-                             ? cap.tables[i].data_length / split + 1
-                             : 1;
-            items += n > MAX_RANGES ? MAX_RANGES : (size_t)n;
-        }
-        if (nworkers > items && items > 0)
-            nworkers = items;
-    }
-    if (nworkers > 64)
-        nworkers = 64;
-    if (nworkers == 0)
-        nworkers = 1;
-    workers = xcalloc(nworkers, sizeof *workers);
-    for (size_t i = 0; i < nworkers; i++) {
-        workers[i].cap = &cap;
-        rc = my_connect(cap.dsn, my_dsn_db(cap.dsn), &workers[i].m, err);
-        if (rc == SNAP_OK)
-            rc = my_exec(workers[i].m, err, "set the worker session",
-                         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-        if (rc == SNAP_OK)
-            rc = my_exec(workers[i].m, err, "set the worker session",
-                         "SET character_set_results = NULL, SESSION net_write_timeout = 600");
-        if (rc != SNAP_OK)
-            goto out;
-    }
-
-    rc = my_execf(cap.main, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %ld",
-                  lock_timeout);
-    if (rc != SNAP_OK)
-        goto out;
-    rc = long_query_guard(&cap, guard, snp_source_name(c), err);
-    if (rc != SNAP_OK)
-        goto out;
-    uint64_t t0 = util_now_ms();
-    rc = my_exec(cap.main, err, "take the global read lock (FLUSH TABLES WITH READ LOCK)",
-                 "FLUSH TABLES WITH READ LOCK");
-    if (rc != SNAP_OK) {
-        if (mysql_errno(cap.main) == ER_SPECIFIC_ACCESS_DENIED_ERROR)
-            err_hint(err, "the consistent point of parallel workers needs the RELOAD "
-                          "privilege: GRANT RELOAD ON *.* TO the user of the dsn");
-        else if (mysql_errno(cap.main) == ER_LOCK_WAIT_TIMEOUT)
-            err_hint(err, "a long query or lock blocked the global read lock; retry, or raise "
-                          "lock_wait_timeout in [source %s]", snp_source_name(c));
-        goto out;
-    }
-    locked = true;
-    util_failpoint("snap-mysql-locked");
-    for (size_t i = 0; i < nworkers; i++) {
-        rc = my_exec(workers[i].m, err, "start the consistent snapshot",
-                     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
-        if (rc != SNAP_OK)
-            goto out;
-    }
-    rc = my_exec(cap.main, err, "start the consistent snapshot",
-                 "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
-    if (rc != SNAP_OK)
-        goto out;
-    info = cat_component_info(snp_component(c));
-    read_positions(&cap, info, mariadb);
-    rc = read_auto_increment(&cap, err);
-    if (rc != SNAP_OK)
-        goto out;
-    rc = my_exec(cap.main, err, "release the global read lock", "UNLOCK TABLES");
-    if (rc != SNAP_OK)
-        goto out;
-    locked = false;
-    lock_ms = util_now_ms() - t0;
-    log_debug(cap.ctx, "%s: global read lock held %" PRIu64 " ms", snp_source_name(c), lock_ms);
-
-    rc = my_exec(cap.main, err, "set the session", "SET NAMES utf8mb4");
-    if (rc != SNAP_OK)
-        goto out;
-    rc = capture_schema(&cap, &schema, err);
-    if (rc != SNAP_OK)
-        goto out;
-    text = json_dumps(schema, JSON_INDENT(1) | JSON_SORT_KEYS);
-    if (text == NULL) {
-        rc = err_set(err, SNAP_EFAIL, ENOMEM, "cannot encode the schema");
-        goto out;
-    }
-    /* The schema alone in the first part: revert reads it before any data. */
-    rc = snp_writer_new(c, &schema_w, err);
     if (rc == SNAP_OK)
-        rc = arc_write_buffer(schema_w, MY_SCHEMA_ENTRY, text, strlen(text), 0600, time(NULL), err);
+        rc = open_workers(&cap, o.split, &workers, &nworkers, err);
     if (rc == SNAP_OK)
-        rc = arc_writer_finish(schema_w, err);
-    arc_writer_free(schema_w);
-    schema_w = NULL;
+        rc = take_consistent_point(&cap, workers, nworkers, &o, mariadb, &lock_ms, err);
+    if (rc == SNAP_OK)
+        rc = write_schema(&cap, &schema, err);
     if (rc != SNAP_OK)
         goto out;
 
     qsort(cap.tables, cap.ntables, sizeof *cap.tables, cmp_size_desc);
-    rc = plan_items(&cap, split, err);
+    rc = plan_items(&cap, o.split, err);
     if (rc != SNAP_OK)
         goto out;
     /* the planning read ends; the workers keep their own snapshots */
     my_exec(cap.main, err, "end the planning transaction", "COMMIT");
     util_failpoint("snap-mysql-before-data");
 
-    for (size_t i = 0; i < nworkers; i++) {
-        rc = snp_writer_new(c, &workers[i].w, err);
-        if (rc != SNAP_OK)
-            goto out;
-    }
-    {
-        my_run run = {.cap = &cap, .workers = workers};
-        pool_spec spec = {.workers = nworkers, .njobs = cap.nitems, .job = dump_job, .done = dump_done, .arg = &run};
-        rc = pool_run_spec(cap.ctx, &spec, err);
-    }
+    rc = dump_data(&cap, workers, nworkers, err);
     if (rc != SNAP_OK)
         goto out;
-
-    /* the manifest: positions, counters, row counts, what was consistent only under lock */
-    json_object_set_new(info, "flavour", json_string(mariadb ? "mariadb" : "mysql"));
-    json_object_set_new(info, "server_version", json_string(mysql_get_server_info(cap.main)));
-    json_object_set_new(info, "database", json_string(my_dsn_db(cap.dsn)));
-    json_object_set_new(info, "lock_ms", json_integer((json_int_t)lock_ms));
-    json_object_set_new(info, "format", json_integer(MY_FORMAT));
-    stats = cat_component_stats(snp_component(c));
-    rows_obj = json_object();
-    ai_obj = json_object();
-    nontx = json_array();
-    for (size_t i = 0; i < cap.ntables; i++) {
-        my_table *t = &cap.tables[i];
-        json_object_set_new(rows_obj, t->name, json_integer((json_int_t)t->rows));
-        total_rows += t->rows;
-        if (t->auto_increment)
-            json_object_set_new(ai_obj, t->name, json_integer(strtoll(t->auto_increment, NULL, 10)));
-        if (!t->transactional)
-            json_array_append_new(nontx, json_string(t->name));
-    }
-    json_object_set_new(info, "auto_increment", ai_obj);
-    json_object_set_new(info, "non_transactional", nontx);
-    json_object_set_new(info, "objects",
-                        json_pack("{s:I,s:I,s:I,s:I,s:I}", "tables", (json_int_t)cap.ntables,
-                                  "views", (json_int_t)json_array_size(json_object_get(schema, "views")),
-                                  "triggers", (json_int_t)json_array_size(json_object_get(schema, "triggers")),
-                                  "routines", (json_int_t)json_array_size(json_object_get(schema, "routines")),
-                                  "events", (json_int_t)json_array_size(json_object_get(schema, "events"))));
-    json_object_set_new(stats, "tables", json_integer((json_int_t)cap.ntables));
-    json_object_set_new(stats, "rows", json_integer((json_int_t)total_rows));
-    json_object_set_new(stats, "table_rows", rows_obj);
-    if (json_array_size(nontx) > 0)
-        log_warn(cap.ctx, "%s: %zu table(s) are not transactional (%s ...) and are consistent "
-                          "only if nobody wrote to them during the snap",
-                 snp_source_name(c), json_array_size(nontx),
-                 json_string_value(json_array_get(nontx, 0)));
-    rc = SNAP_OK;
+    record_manifest(&cap, schema, mariadb, lock_ms);
 out:
-    if (locked) {
-        snap_err ignore;
-        my_exec(cap.main, &ignore, "", "UNLOCK TABLES");
-    }
     for (size_t i = 0; i < nworkers; i++) {
         arc_writer_free(workers[i].w);
         mysql_close(workers[i].m);
         free(workers[i].buf);
     }
     free(workers);
-    arc_writer_free(schema_w);
     mysql_close(cap.main);
     for (size_t i = 0; i < cap.ntables; i++)
         table_free(&cap.tables[i]);
     free(cap.tables);
     free(cap.items);
     my_dsn_free(cap.dsn);
-    free(redacted);
-    free(text);
     json_decref(schema);
     pthread_mutex_destroy(&cap.mu);
     return rc;
