@@ -622,14 +622,220 @@ static snap_rc check_privs(MYSQL *m, const char *grantee, const char *schema,
     return rc;
 }
 
+/* A name already taken: a previous revert's leftovers, or someone else's schema; and an
+ * abandoned staging schema of an earlier revert, which holds space and a name. */
+static snap_rc check_names_free(MYSQL *m, const char *live, const char *staging, const char *old, snap_err *err)
+{
+    const char *names[] = {staging, old};
+    char *pat, *lit, *sql, *esc = xmalloc(2 * strlen(live) + 1);
+    size_t n = 0;
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < 2; i++) {
+        bool taken = schema_exists(m, names[i], err, &rc);
+        if (rc != SNAP_OK)
+            goto out;
+        if (taken) {
+            rc = err_set(err, SNAP_ECONFLICT, 0, "schema %s already exists on the server", names[i]);
+            err_hint(err, "a previous revert may have left it: run `revert --recover`, or drop "
+                          "it if nothing needs it");
+            goto out;
+        }
+    }
+    for (const char *p = live; *p; p++) {
+        if (*p == '_' || *p == '%' || *p == '\\')
+            esc[n++] = '\\';
+        esc[n++] = *p;
+    }
+    esc[n] = '\0';
+    pat = xasprintf("%s\\_\\_revert\\_%%", esc);
+    lit = my_literal(m, pat);
+    sql = xasprintf("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s "
+                    "LIMIT 1",
+                    lit);
+    rc = my_query(m, err, "look for staging leftovers", sql, &r);
+    free(sql);
+    free(lit);
+    free(pat);
+    if (rc == SNAP_OK && (row = mysql_fetch_row(r)) != NULL) {
+        rc = err_set(err, SNAP_ECONFLICT, 0, "staging schema %s already exists on the server", row[0]);
+        err_hint(err, "an interrupted revert left it: run `revert --recover`; if that finds "
+                      "nothing, no revert uses it: DROP DATABASE `%s`. Nothing was changed",
+                 row[0]);
+    }
+out:
+    mysql_free_result(r);
+    free(esc);
+    return rc;
+}
+
+/* --to restores into a new or empty schema. */
+static snap_rc check_to_empty(MYSQL *m, const char *live, snap_err *err)
+{
+    json_t *tabs;
+    snap_rc rc = base_tables(m, live, &tabs, err);
+
+    if (rc == SNAP_OK && json_array_size(tabs) > 0) {
+        rc = err_set(err, SNAP_ECONFLICT, 0, "schema %s already exists and holds tables", live);
+        err_hint(err, "--to restores into a new or empty schema: choose another name");
+    }
+    json_decref(tabs);
+    return rc;
+}
+
+/* LOAD DATA LOCAL needs the server's consent; without it, the exact, slower path (multi-row
+ * INSERT of binary string literals) unless [revert] mysql_require_local_infile. Gives the
+ * current user (caller frees). */
+static snap_rc check_load_path(rst_target *t, MYSQL *m, char **user, snap_err *err)
+{
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    snap_rc rc = my_query(m, err, "read local_infile", "SELECT @@GLOBAL.local_infile, CURRENT_USER()", &r);
+
+    if (rc != SNAP_OK)
+        return rc;
+    row = mysql_fetch_row(r);
+    if (row == NULL || row[0] == NULL || strcmp(row[0], "1") != 0) {
+        const char *strict = rst_option(t, "mysql_require_local_infile");
+        if (strict != NULL && strcmp(strict, "true") == 0) {
+            rc = err_set(err, SNAP_EUNREACH, 0, "the server has local_infile disabled, which fast loading needs");
+            err_hint(err, "SET GLOBAL local_infile = 1 on the server (or local-infile = 1 in its "
+                          "configuration) and run the revert again; nothing was changed");
+            mysql_free_result(r);
+            return rc;
+        }
+        json_object_set_new(rst_state(t), "load", json_string("insert"));
+    }
+    *user = xstrdup(row != NULL && row[1] != NULL ? row[1] : "");
+    mysql_free_result(r);
+    return SNAP_OK;
+}
+
+/* Privileges: every step's, named before anything changes. */
+static snap_rc check_privileges(MYSQL *m, const char *cu, const char *live, const char *staging, const char *old,
+                                json_t *plan, snap_err *err)
+{
+    const char *at = strrchr(cu, '@');
+    char *grantee = at ? xasprintf("'%.*s'@'%s'", (int)(at - cu), cu, at + 1) : xasprintf("'%s'", cu);
+    static const char *const need_stage[] = {"CREATE", "DROP", "ALTER", "INSERT", "SELECT", "INDEX", "REFERENCES"};
+    static const char *const need_old[] = {"CREATE", "DROP", "ALTER", "INSERT"};
+    static const char *const need_live[] = {"CREATE", "DROP", "ALTER", "INSERT", "SELECT",
+                                            "TRIGGER", "CREATE VIEW", "CREATE ROUTINE",
+                                            "ALTER ROUTINE", "EVENT"};
+    json_t *missing = json_array();
+    snap_rc rc = check_privs(m, grantee, staging, need_stage, 7, missing, err);
+
+    if (rc == SNAP_OK)
+        rc = check_privs(m, grantee, old, need_old, 4, missing, err);
+    if (rc == SNAP_OK)
+        rc = check_privs(m, grantee, live, need_live, 10, missing, err);
+    if (rc == SNAP_OK && json_array_size(missing) > 0) {
+        size_t i;
+        json_t *v;
+        char msg[512] = "";
+        json_array_foreach(missing, i, v) {
+            if (strlen(msg) + strlen(json_string_value(v)) + 3 >= sizeof msg)
+                break;
+            if (i)
+                strcat(msg, ", ");
+            strcat(msg, json_string_value(v));
+        }
+        rc = err_set(err, SNAP_EUNREACH, 0, "%s lacks privileges the revert needs: %s", grantee, msg);
+        err_hint(err, "grant them (for example GRANT ALL ON `%s%%`.* TO %s) and run the revert "
+                      "again; nothing was changed",
+                 live, grantee);
+        json_object_set_new(plan, "missing_privileges", missing);
+    } else {
+        json_decref(missing);
+    }
+    free(grantee);
+    return rc;
+}
+
+/* The plan for a person: what moves atomically, what does not, what stays. */
+static json_t *plan_notes(const json_t *plan, const json_t *info, const json_t *state, const json_t *schema,
+                          const json_t *outside, const char *staging, const char *old)
+{
+    json_t *notes = json_array(), *nontx = json_object_get(info, "non_transactional");
+    char *s = xasprintf("%zu table(s), %" PRId64 " row(s): staged in %s, switched by one "
+                        "RENAME TABLE; the tables now live stay in %s",
+                        json_array_size(json_object_get(schema, "tables")),
+                        (int64_t)json_integer_value(json_object_get(plan, "rows")), staging, old);
+
+    json_array_append_new(notes, json_string(s));
+    free(s);
+    for (size_t k = 0; k < 4; k++) {
+        json_t *arr = json_object_get(outside, kinds_order[k]), *v;
+        size_t i;
+        char *list = NULL;
+        json_array_foreach(arr, i, v) {
+            char *n = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", json_string_value(v));
+            free(list);
+            list = n;
+        }
+        if (list != NULL) {
+            s = xasprintf("%s recreated outside the atomic switch: %s", kinds_order[k], list);
+            json_array_append_new(notes, json_string(s));
+            free(s);
+            free(list);
+        }
+    }
+    if (json_array_size(nontx) > 0) {
+        s = xasprintf("%zu table(s) of the snapshot are not transactional and were consistent "
+                      "only if nobody wrote to them during the snap",
+                      json_array_size(nontx));
+        json_array_append_new(notes, json_string(s));
+        free(s);
+    }
+    if (json_is_string(json_object_get(state, "load")))
+        json_array_append_new(notes, json_string(
+            "the server has local_infile off: data is loaded by INSERT statements, which is "
+            "slower (SET GLOBAL local_infile = 1 for LOAD DATA)"));
+    return notes;
+}
+
+/* What the plan shows: names, counts, the actions, and what is outside the atomic switch. */
+static void describe_plan(rst_target *t, const json_t *schema, const char *target, const char *live,
+                          const char *staging, const char *old, bool live_exists)
+{
+    json_t *plan = rst_plan(t), *outside = json_object();
+
+    for (size_t k = 0; k < 4; k++) {
+        json_t *names_arr = json_array(), *arr = json_object_get(schema, kinds_order[k]), *o;
+        size_t i;
+        json_array_foreach(arr, i, o) json_array_append(names_arr, json_object_get(o, "name"));
+        json_object_set_new(outside, kinds_order[k], names_arr);
+    }
+    json_object_set_new(plan, "target", json_string(target));
+    json_object_set_new(plan, "schema", json_string(live));
+    json_object_set_new(plan, "staging", json_string(staging));
+    json_object_set_new(plan, "displaced", json_string(old));
+    json_object_set_new(plan, "tables", json_integer((json_int_t)json_array_size(json_object_get(schema, "tables"))));
+    json_object_set(plan, "rows", json_object_get(cat_component_stats(component(t)), "rows"));
+    json_object_set_new(plan, "outside_atomic_switch", outside);
+    json_object_set_new(plan, "actions",
+                        json_pack("[s,s,s,s,s]", "create the staging schema and load it",
+                                  "check row counts and checksums",
+                                  "drop live triggers and views",
+                                  "RENAME TABLE every live table to the displaced schema and every "
+                                  "staged table into the live one, in one statement",
+                                  "create the snapshot's triggers, views, routines and events"));
+    if (!live_exists)
+        json_object_set_new(plan, "creates_schema", json_true());
+    json_object_set_new(plan, "action", json_string(rst_to(t) ? "restore-beside" : "swap"));
+    json_object_set_new(plan, "notes", plan_notes(plan, cat_component_info(component(t)), rst_state(t), schema,
+                                                  outside, staging, old));
+}
+
 static snap_rc my_plan(rst_target *t, snap_err *err)
 {
     my_rst R;
-    json_t *state = rst_state(t), *plan = rst_plan(t), *info, *schema = NULL, *missing, *outside;
+    json_t *state = rst_state(t), *info, *schema = NULL;
     const char *db, *to = rst_to(t);
-    char sid[16], *live = NULL, *staging = NULL, *old = NULL, *redacted = NULL, *lock = NULL;
-    MYSQL_RES *r = NULL;
-    MYSQL_ROW row;
+    char sid[16], *live = NULL, *staging = NULL, *old = NULL, *redacted = NULL, *lock = NULL, *user = NULL;
+    bool live_exists;
     snap_rc rc;
 
     info = cat_component_info(component(t));
@@ -655,205 +861,27 @@ static snap_rc my_plan(rst_target *t, snap_err *err)
         err_hint(err, "MySQL schema names hold 64 characters; revert with --to SHORTER_NAME");
         goto out;
     }
-
-    /* a name already taken: a previous revert's leftovers, or someone else's schema */
-    const char *names[] = {staging, old};
-    for (size_t i = 0; i < 2; i++) {
-        bool taken = schema_exists(R.m, names[i], err, &rc);
-        if (rc != SNAP_OK)
-            goto out;
-        if (taken) {
-            rc = err_set(err, SNAP_ECONFLICT, 0, "schema %s already exists on the server",
-                         names[i]);
-            err_hint(err, "a previous revert may have left it: run `revert --recover`, or drop "
-                          "it if nothing needs it");
-            goto out;
-        }
-    }
-    /* an abandoned staging schema of an earlier revert holds space and a name: say so */
-    {
-        char *pat = xstrdup(live), *lit, *sql;
-        size_t n = 0;
-        char *esc = xmalloc(2 * strlen(pat) + 1);
-        for (const char *p = pat; *p; p++) {
-            if (*p == '_' || *p == '%' || *p == '\\')
-                esc[n++] = '\\';
-            esc[n++] = *p;
-        }
-        esc[n] = '\0';
-        free(pat);
-        pat = xasprintf("%s\\_\\_revert\\_%%", esc);
-        free(esc);
-        lit = my_literal(R.m, pat);
-        sql = xasprintf("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s "
-                        "LIMIT 1", lit);
-        rc = my_query(R.m, err, "look for staging leftovers", sql, &r);
-        free(sql);
-        free(lit);
-        free(pat);
-        if (rc != SNAP_OK)
-            goto out;
-        if ((row = mysql_fetch_row(r)) != NULL) {
-            rc = err_set(err, SNAP_ECONFLICT, 0, "staging schema %s already exists on the server", row[0]);
-            err_hint(err, "an interrupted revert left it: run `revert --recover`; if that finds "
-                          "nothing, no revert uses it: DROP DATABASE `%s`. Nothing was changed",
-                     row[0]);
-            goto out;
-        }
-        mysql_free_result(r);
-        r = NULL;
-    }
-    bool live_exists = schema_exists(R.m, live, err, &rc);
+    rc = check_names_free(R.m, live, staging, old, err);
     if (rc != SNAP_OK)
         goto out;
-    if (to != NULL && live_exists) {
-        json_t *tabs;
-        rc = base_tables(R.m, live, &tabs, err);
-        if (rc == SNAP_OK && json_array_size(tabs) > 0) {
-            rc = err_set(err, SNAP_ECONFLICT, 0, "schema %s already exists and holds tables", live);
-            err_hint(err, "--to restores into a new or empty schema: choose another name");
-        }
-        json_decref(tabs);
-        if (rc != SNAP_OK)
-            goto out;
-    }
-
-    /* LOAD DATA LOCAL needs the server's consent */
-    rc = my_query(R.m, err, "read local_infile", "SELECT @@GLOBAL.local_infile, CURRENT_USER()", &r);
+    live_exists = schema_exists(R.m, live, err, &rc);
+    if (rc == SNAP_OK && to != NULL && live_exists)
+        rc = check_to_empty(R.m, live, err);
+    if (rc == SNAP_OK)
+        rc = check_load_path(t, R.m, &user, err);
+    if (rc == SNAP_OK)
+        rc = check_privileges(R.m, user, live, staging, old, rst_plan(t), err);
+    if (rc == SNAP_OK)
+        rc = read_schema(t, &schema, err);
     if (rc != SNAP_OK)
         goto out;
-    row = mysql_fetch_row(r);
-    if (row == NULL || row[0] == NULL || strcmp(row[0], "1") != 0) {
-        const char *strict = rst_option(t, "mysql_require_local_infile");
-        if (strict != NULL && strcmp(strict, "true") == 0) {
-            rc = err_set(err, SNAP_EUNREACH, 0,
-                         "the server has local_infile disabled, which fast loading needs");
-            err_hint(err, "SET GLOBAL local_infile = 1 on the server (or local-infile = 1 in its "
-                          "configuration) and run the revert again; nothing was changed");
-            goto out;
-        }
-        /* the exact, slower path: multi-row INSERT of binary string literals */
-        json_object_set_new(state, "load", json_string("insert"));
-    }
-
-    /* privileges: every step's, named before anything changes */
-    {
-        const char *cu = row[1] ? row[1] : "";
-        const char *at = strrchr(cu, '@');
-        char *grantee = at ? xasprintf("'%.*s'@'%s'", (int)(at - cu), cu, at + 1)
-                           : xasprintf("'%s'", cu);
-        static const char *const need_stage[] = {"CREATE", "DROP", "ALTER", "INSERT", "SELECT",
-                                                 "INDEX", "REFERENCES"};
-        static const char *const need_old[] = {"CREATE", "DROP", "ALTER", "INSERT"};
-        static const char *const need_live[] = {"CREATE", "DROP", "ALTER", "INSERT", "SELECT",
-                                                "TRIGGER", "CREATE VIEW", "CREATE ROUTINE",
-                                                "ALTER ROUTINE", "EVENT"};
-        missing = json_array();
-        rc = check_privs(R.m, grantee, staging, need_stage, 7, missing, err);
-        if (rc == SNAP_OK)
-            rc = check_privs(R.m, grantee, old, need_old, 4, missing, err);
-        if (rc == SNAP_OK)
-            rc = check_privs(R.m, grantee, live, need_live, 10, missing, err);
-        if (rc == SNAP_OK && json_array_size(missing) > 0) {
-            size_t i;
-            json_t *v;
-            char msg[512] = "";
-            json_array_foreach(missing, i, v) {
-                if (strlen(msg) + strlen(json_string_value(v)) + 3 >= sizeof msg)
-                    break;
-                if (i)
-                    strcat(msg, ", ");
-                strcat(msg, json_string_value(v));
-            }
-            rc = err_set(err, SNAP_EUNREACH, 0, "%s lacks privileges the revert needs: %s",
-                         grantee, msg);
-            err_hint(err, "grant them (for example GRANT ALL ON `%s%%`.* TO %s) and run the revert "
-                          "again; nothing was changed",
-                     live, grantee);
-            json_object_set_new(plan, "missing_privileges", missing);
-        } else {
-            json_decref(missing);
-        }
-        free(grantee);
-        if (rc != SNAP_OK)
-            goto out;
-    }
-    mysql_free_result(r);
-    r = NULL;
-
-    rc = read_schema(t, &schema, err);
-    if (rc != SNAP_OK)
-        goto out;
-    outside = json_object();
-    for (size_t k = 0; k < 4; k++) {
-        json_t *names_arr = json_array(), *arr = json_object_get(schema, kinds_order[k]), *o;
-        size_t i;
-        json_array_foreach(arr, i, o) json_array_append(names_arr, json_object_get(o, "name"));
-        json_object_set_new(outside, kinds_order[k], names_arr);
-    }
     my_dsn_set_db(R.dsn, live);
     free(redacted);
     redacted = my_dsn_redacted(R.dsn);
-    json_object_set_new(plan, "target", json_string(redacted));
-    json_object_set_new(plan, "schema", json_string(live));
-    json_object_set_new(plan, "staging", json_string(staging));
-    json_object_set_new(plan, "displaced", json_string(old));
-    json_object_set_new(plan, "tables", json_integer((json_int_t)json_array_size(json_object_get(schema, "tables"))));
-    json_object_set(plan, "rows", json_object_get(cat_component_stats(component(t)), "rows"));
-    json_object_set_new(plan, "outside_atomic_switch", outside);
-    json_object_set_new(plan, "actions",
-                        json_pack("[s,s,s,s,s]", "create the staging schema and load it",
-                                  "check row counts and checksums",
-                                  "drop live triggers and views",
-                                  "RENAME TABLE every live table to the displaced schema and every "
-                                  "staged table into the live one, in one statement",
-                                  "create the snapshot's triggers, views, routines and events"));
-    if (!live_exists)
-        json_object_set_new(plan, "creates_schema", json_true());
-    json_object_set_new(plan, "action", json_string(to ? "restore-beside" : "swap"));
-    {
-        /* the plan for a person: what moves atomically, what does not, what stays */
-        json_t *notes = json_array(), *nontx = json_object_get(info, "non_transactional");
-        char *s = xasprintf("%zu table(s), %" PRId64 " row(s): staged in %s, switched by one "
-                            "RENAME TABLE; the tables now live stay in %s",
-                            json_array_size(json_object_get(schema, "tables")),
-                            (int64_t)json_integer_value(json_object_get(plan, "rows")), staging, old);
-        json_array_append_new(notes, json_string(s));
-        free(s);
-        for (size_t k = 0; k < 4; k++) {
-            json_t *arr = json_object_get(outside, kinds_order[k]), *v;
-            size_t i;
-            char *list = NULL;
-            json_array_foreach(arr, i, v) {
-                char *n = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", json_string_value(v));
-                free(list);
-                list = n;
-            }
-            if (list != NULL) {
-                s = xasprintf("%s recreated outside the atomic switch: %s", kinds_order[k], list);
-                json_array_append_new(notes, json_string(s));
-                free(s);
-                free(list);
-            }
-        }
-        if (json_array_size(nontx) > 0) {
-            s = xasprintf("%zu table(s) of the snapshot are not transactional and were consistent "
-                          "only if nobody wrote to them during the snap",
-                          json_array_size(nontx));
-            json_array_append_new(notes, json_string(s));
-            free(s);
-        }
-        if (json_is_string(json_object_get(state, "load")))
-            json_array_append_new(notes, json_string(
-                "the server has local_infile off: data is loaded by INSERT statements, which is "
-                "slower (SET GLOBAL local_infile = 1 for LOAD DATA)"));
-        json_object_set_new(plan, "notes", notes);
-    }
+    describe_plan(t, schema, redacted, live, staging, old, live_exists);
     lock = xasprintf("mysql:%s", redacted);
     rst_set_lock_key(t, lock);
-    rc = SNAP_OK;
 out:
-    mysql_free_result(r);
     json_decref(schema);
     if (R.m != NULL || R.dsn != NULL)
         rst_close(&R);
@@ -862,6 +890,7 @@ out:
     free(old);
     free(redacted);
     free(lock);
+    free(user);
     return rc;
 }
 
