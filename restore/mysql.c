@@ -939,6 +939,7 @@ typedef struct ld_shared {
     pthread_mutex_t mu;
     size_t nparts;
     struct ld_worker *workers;
+    size_t nworkers;
 } ld_shared;
 
 typedef struct ld_worker {
@@ -1310,62 +1311,49 @@ static char *split_create(const char *name, const char *create, json_t *tables, 
     return out;
 }
 
-static snap_rc my_stage(rst_target *t, snap_err *err)
+/* What recovery needs to finish or undo the switch without the store, journaled. */
+static snap_rc journal_objects(rst_target *t, my_rst *R, json_t *schema, snap_err *err)
 {
-    my_rst R;
-    json_t *schema = NULL, *tables, *o, *stats;
-    ld_shared sh;
-    ld_worker *workers = NULL;
-    size_t nworkers = 0, i;
-    char *qs = NULL;
-    snap_rc rc;
+    json_t *names = json_array(), *objs = json_object(), *o;
+    size_t i;
 
-    memset(&sh, 0, sizeof sh);
-    pthread_mutex_init(&sh.mu, NULL);
-    rc = rst_open(t, &R, err);
-    if (rc != SNAP_OK)
-        goto out_nolock;
-    sh.R = &R;
-    rc = read_schema(t, &schema, err);
-    if (rc != SNAP_OK)
-        goto out;
-    tables = json_object_get(schema, "tables");
-    /* what recovery needs to finish or undo the switch without the store */
-    json_t *names = json_array();
-    json_array_foreach(tables, i, o) json_array_append(names, json_object_get(o, "name"));
-    json_object_set_new(R.state, "tables", names);
-    json_t *objs = json_object();
+    json_array_foreach(json_object_get(schema, "tables"), i, o) json_array_append(names, json_object_get(o, "name"));
+    json_object_set_new(R->state, "tables", names);
     for (size_t k = 0; k < 4; k++)
         json_object_set(objs, kinds_order[k], json_object_get(schema, kinds_order[k]));
-    json_object_set_new(R.state, "objects", objs);
-    json_object_set(R.state, "charset", json_object_get(schema, "charset"));
-    json_object_set(R.state, "collation", json_object_get(schema, "collation"));
-    json_object_set_new(R.state, "phase", json_string("staging"));
-    rc = rst_journal_save(t, err);
-    if (rc != SNAP_OK)
-        goto out;
+    json_object_set_new(R->state, "objects", objs);
+    json_object_set(R->state, "charset", json_object_get(schema, "charset"));
+    json_object_set(R->state, "collation", json_object_get(schema, "collation"));
+    json_object_set_new(R->state, "phase", json_string("staging"));
+    return rst_journal_save(t, err);
+}
 
-    qs = my_ident(R.staging);
-    {
-        const char *cs = json_string_value(json_object_get(schema, "charset"));
-        const char *coll = json_string_value(json_object_get(schema, "collation"));
-        rc = my_execf(R.m, err, "create the staging schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s",
-                      qs, charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"));
+/* The staging schema, in the snapshot's character set, and its tables (their plain
+ * secondary indexes held back for after the load). */
+static snap_rc create_staging(my_rst *R, json_t *schema, ld_shared *sh, snap_err *err)
+{
+    json_t *tables = json_object_get(schema, "tables"), *o;
+    const char *cs = json_string_value(json_object_get(schema, "charset"));
+    const char *coll = json_string_value(json_object_get(schema, "collation"));
+    char *qs = my_ident(R->staging);
+    size_t i;
+    snap_rc rc = my_execf(R->m, err, "create the staging schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s",
+                          qs, charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"));
+
+    if (rc == SNAP_OK) {
+        util_failpoint("revert-mysql-staging-created");
+        rc = my_execf(R->m, err, "use the staging schema", "USE %s", qs);
     }
+    free(qs);
     if (rc != SNAP_OK)
-        goto out;
-    util_failpoint("revert-mysql-staging-created");
-    rc = my_execf(R.m, err, "use the staging schema", "USE %s", qs);
-    if (rc != SNAP_OK)
-        goto out;
-
-    sh.ntables = json_array_size(tables);
-    sh.tables = xcalloc(sh.ntables + 1, sizeof *sh.tables);
+        return rc;
+    sh->ntables = json_array_size(tables);
+    sh->tables = xcalloc(sh->ntables + 1, sizeof *sh->tables);
     json_array_foreach(tables, i, o) {
-        ld_table *lt = &sh.tables[i];
+        ld_table *lt = &sh->tables[i];
         json_t *cols = json_object_get(o, "columns"), *c;
         size_t j;
-        char *list = xstrdup("(");
+        char *list = xstrdup("("), *create, *what;
         lt->name = json_string_value(json_object_get(o, "name"));
         lt->path = json_string_value(json_object_get(o, "path"));
         json_array_foreach(cols, j, c) {
@@ -1374,104 +1362,141 @@ static snap_rc my_stage(rst_target *t, snap_err *err)
             free(list);
             list = n;
         }
-        char *n = xasprintf("%s)", list);
+        lt->cols = xasprintf("%s)", list);
         free(list);
-        lt->cols = n;
-        char *create = split_create(lt->name, json_string_value(json_object_get(o, "create")),
-                                    tables, &lt->alter);
-        char *what = xasprintf("create table %s", lt->name);
-        rc = my_exec(R.m, err, what, create);
+        create = split_create(lt->name, json_string_value(json_object_get(o, "create")), tables, &lt->alter);
+        what = xasprintf("create table %s", lt->name);
+        rc = my_exec(R->m, err, what, create);
         free(what);
         free(create);
         if (rc != SNAP_OK)
-            goto out;
+            return rc;
     }
+    return SNAP_OK;
+}
 
-    /* data, in parallel: one reader per part */
-    sh.nparts = cat_component_nparts(rst_component(t));
-    sh.use_insert = json_is_string(json_object_get(R.state, "load"));
-    nworkers = R.ctx->jobs > 0 ? (size_t)R.ctx->jobs : 1;
-    if (nworkers > 64)
-        nworkers = 64;
-    workers = xcalloc(nworkers, sizeof *workers);
-    for (i = 0; i < nworkers; i++) {
-        workers[i].sh = &sh;
-        rc = my_connect(R.dsn, R.staging, &workers[i].m, err);
+/* One loading connection per worker, into the staging schema. */
+static snap_rc open_loaders(my_rst *R, ld_shared *sh, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    sh->nworkers = R->ctx->jobs > 0 ? (size_t)R->ctx->jobs : 1;
+    if (sh->nworkers > 64)
+        sh->nworkers = 64;
+    sh->workers = xcalloc(sh->nworkers, sizeof *sh->workers);
+    for (size_t i = 0; i < sh->nworkers && rc == SNAP_OK; i++) {
+        sh->workers[i].sh = sh;
+        rc = my_connect(R->dsn, R->staging, &sh->workers[i].m, err);
         if (rc == SNAP_OK)
-            rc = my_exec(workers[i].m, err, "set the loading session",
+            rc = my_exec(sh->workers[i].m, err, "set the loading session",
                          "SET SESSION foreign_key_checks = 0, SESSION unique_checks = 0, "
                          "SESSION sql_mode = '" LOAD_SQL_MODE "'");
-        if (rc != SNAP_OK)
-            goto out;
-        mysql_set_local_infile_handler(workers[i].m, infile_init, infile_read, infile_end,
-                                       infile_error, &workers[i]);
+        if (rc == SNAP_OK)
+            mysql_set_local_infile_handler(sh->workers[i].m, infile_init, infile_read, infile_end, infile_error,
+                                           &sh->workers[i]);
     }
-    uint64_t t_load = util_now_ms();
-    {
-        char *label = xasprintf("stage %s", R.live);
-        sh.bar = prg_new(label, cat_component_bytes(rst_component(t)), R.ctx->progress);
-        free(label);
-    }
-    sh.workers = workers;
-    for (int phase = 0; phase < 2; phase++) {
-        pool_spec spec = {.workers = nworkers, .njobs = phase == 0 ? (sh.nparts > 0 ? sh.nparts - 1 : 0) : sh.ntables,
-                          .job = phase == 0 ? load_job : alter_job, .arg = &sh};
-        rc = pool_run_spec(R.ctx, &spec, err);
-        if (rc != SNAP_OK)
-            goto out;
-        if (phase == 0) {
-            prg_free(sh.bar);
-            sh.bar = NULL;
-            log_debug(R.ctx, "%s: data loaded in %" PRIu64 " ms", R.live, util_now_ms() - t_load);
-            t_load = util_now_ms();
-            util_failpoint("revert-mysql-loaded");
-        } else {
-            log_debug(R.ctx, "%s: held-back indexes built in %" PRIu64 " ms", R.live,
-                      util_now_ms() - t_load);
-        }
-    }
+    return rc;
+}
 
-    /* the recorded row counts: what was loaded and what the staged tables hold */
-    stats = json_object_get(cat_component_stats(component(t)), "table_rows");
-    for (i = 0; i < sh.ntables; i++) {
-        ld_table *lt = &sh.tables[i];
+/* The data, in parallel (one reader per part; part 0 holds the schema), then the
+ * held-back indexes, in parallel too. */
+static snap_rc load_data(rst_target *t, my_rst *R, ld_shared *sh, snap_err *err)
+{
+    uint64_t t_load = util_now_ms();
+    char *label = xasprintf("stage %s", R->live);
+    pool_spec load = {.workers = sh->nworkers, .njobs = sh->nparts > 0 ? sh->nparts - 1 : 0, .job = load_job,
+                      .arg = sh};
+    pool_spec alter = {.workers = sh->nworkers, .njobs = sh->ntables, .job = alter_job, .arg = sh};
+    snap_rc rc;
+
+    sh->bar = prg_new(label, cat_component_bytes(rst_component(t)), R->ctx->progress);
+    free(label);
+    rc = pool_run_spec(R->ctx, &load, err);
+    prg_free(sh->bar);
+    sh->bar = NULL;
+    if (rc != SNAP_OK)
+        return rc;
+    log_debug(R->ctx, "%s: data loaded in %" PRIu64 " ms", R->live, util_now_ms() - t_load);
+    t_load = util_now_ms();
+    util_failpoint("revert-mysql-loaded");
+    rc = pool_run_spec(R->ctx, &alter, err);
+    if (rc == SNAP_OK)
+        log_debug(R->ctx, "%s: held-back indexes built in %" PRIu64 " ms", R->live, util_now_ms() - t_load);
+    return rc;
+}
+
+/* The recorded row counts: what was loaded and what the staged tables hold. */
+static snap_rc check_row_counts(rst_target *t, my_rst *R, const ld_shared *sh, snap_err *err)
+{
+    json_t *stats = json_object_get(cat_component_stats(component(t)), "table_rows");
+
+    for (size_t i = 0; i < sh->ntables; i++) {
+        const ld_table *lt = &sh->tables[i];
         json_t *want = json_object_get(stats, lt->name);
         char *tid = my_ident(lt->name), *sql = xasprintf("SELECT COUNT(*) FROM %s", tid);
         MYSQL_RES *r;
         MYSQL_ROW row;
         uint64_t have = 0;
-        rc = my_query(R.m, err, "count the staged rows", sql, &r);
+        snap_rc rc = my_query(R->m, err, "count the staged rows", sql, &r);
         free(sql);
         free(tid);
         if (rc != SNAP_OK)
-            goto out;
+            return rc;
         if ((row = mysql_fetch_row(r)) != NULL)
             have = strtoull(row[0], NULL, 10);
         mysql_free_result(r);
         if (want == NULL || (uint64_t)json_integer_value(want) != have || lt->loaded != have) {
-            rc = err_set(err, SNAP_EVERIFY, 0,
-                         "table %s: the snapshot recorded %" PRId64 " rows, %" PRIu64
-                         " were loaded and the staged table holds %" PRIu64,
-                         lt->name, want ? (int64_t)json_integer_value(want) : (int64_t)-1,
-                         lt->loaded, have);
+            err_set(err, SNAP_EVERIFY, 0,
+                    "table %s: the snapshot recorded %" PRId64 " rows, %" PRIu64
+                    " were loaded and the staged table holds %" PRIu64,
+                    lt->name, want ? (int64_t)json_integer_value(want) : (int64_t)-1, lt->loaded, have);
             err_hint(err, "the snapshot is damaged or incomplete; nothing live was changed");
-            goto out;
+            return SNAP_EVERIFY;
         }
     }
-    json_object_set_new(R.state, "phase", json_string("staged"));
-    rc = rst_journal_save(t, err);
-out:
-    for (i = 0; i < nworkers; i++)
-        mysql_close(workers[i].m);
-    free(workers);
-    for (i = 0; i < sh.ntables; i++) {
+    return SNAP_OK;
+}
+
+static snap_rc my_stage(rst_target *t, snap_err *err)
+{
+    my_rst R;
+    json_t *schema = NULL;
+    ld_shared sh;
+    snap_rc rc;
+
+    memset(&sh, 0, sizeof sh);
+    pthread_mutex_init(&sh.mu, NULL);
+    rc = rst_open(t, &R, err);
+    if (rc != SNAP_OK)
+        goto out_nolock;
+    sh.R = &R;
+    sh.nparts = cat_component_nparts(rst_component(t));
+    sh.use_insert = json_is_string(json_object_get(R.state, "load"));
+    rc = read_schema(t, &schema, err);
+    if (rc == SNAP_OK)
+        rc = journal_objects(t, &R, schema, err);
+    if (rc == SNAP_OK)
+        rc = create_staging(&R, schema, &sh, err);
+    if (rc == SNAP_OK)
+        rc = open_loaders(&R, &sh, err);
+    if (rc == SNAP_OK)
+        rc = load_data(t, &R, &sh, err);
+    if (rc == SNAP_OK)
+        rc = check_row_counts(t, &R, &sh, err);
+    if (rc == SNAP_OK) {
+        json_object_set_new(R.state, "phase", json_string("staged"));
+        rc = rst_journal_save(t, err);
+    }
+    for (size_t i = 0; i < sh.nworkers; i++)
+        mysql_close(sh.workers[i].m);
+    free(sh.workers);
+    for (size_t i = 0; i < sh.ntables; i++) {
         free((char *)(uintptr_t)sh.tables[i].cols);
         free(sh.tables[i].alter);
     }
     free(sh.tables);
     prg_free(sh.bar);
     json_decref(schema);
-    free(qs);
     rst_close(&R);
 out_nolock:
     pthread_mutex_destroy(&sh.mu);
