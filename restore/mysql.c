@@ -1565,12 +1565,133 @@ static snap_rc create_all_objects(MYSQL *m, const char *db, json_t *objs, bool b
     return rc;
 }
 
+/* Before the switch: what is live now (created if it is not there), the displaced schema
+ * in the live one's defaults, and the phase "switching", journaled. */
+static snap_rc prepare_switch(rst_target *t, my_rst *R, json_t **live_tables, json_t **live_objs, snap_err *err)
+{
+    char *qo, *lit, *sql;
+    MYSQL_RES *r;
+    MYSQL_ROW row;
+    snap_rc rc = SNAP_OK;
+    bool exists = schema_exists(R->m, R->live, err, &rc);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (exists) {
+        rc = base_tables(R->m, R->live, live_tables, err);
+        if (rc == SNAP_OK)
+            rc = live_objects(R->m, R->live, live_objs, err);
+        if (rc != SNAP_OK)
+            return rc;
+    } else {
+        const char *cs = state_str(R->state, "charset"), *coll = state_str(R->state, "collation");
+        char *ql = my_ident(R->live);
+        *live_tables = json_array();
+        *live_objs = json_object();
+        rc = my_execf(R->m, err, "create the schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s", ql,
+                      charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"));
+        free(ql);
+        if (rc != SNAP_OK)
+            return rc;
+        json_object_set_new(R->state, "created_live", json_true());
+    }
+    json_object_set(R->state, "live_tables", *live_tables);
+    json_object_set(R->state, "live_objects", *live_objs);
+    qo = my_ident(R->old);
+    lit = my_literal(R->m, R->live);
+    sql = xasprintf("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+                    "information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                    lit);
+    rc = my_query(R->m, err, "read the schema defaults", sql, &r);
+    if (rc == SNAP_OK) {
+        row = mysql_fetch_row(r);
+        rc = my_execf(R->m, err, "create the displaced schema",
+                      "CREATE DATABASE IF NOT EXISTS %s CHARACTER SET %s COLLATE %s", qo,
+                      row ? row[0] : "utf8mb4", row ? row[1] : "utf8mb4_general_ci");
+        mysql_free_result(r);
+    }
+    free(sql);
+    free(lit);
+    free(qo);
+    if (rc != SNAP_OK)
+        return rc;
+    json_object_set_new(R->state, "phase", json_string("switching"));
+    return rst_journal_save(t, err);
+}
+
+/* A long transaction on a live table must not stall the switch (and every query queued
+ * behind its pending lock): wait a bounded time, then fail and roll back. */
+static snap_rc set_lock_wait(rst_target *t, my_rst *R, snap_err *err)
+{
+    const char *v = rst_option(t, "lock_wait_timeout");
+    int64_t secs = 10;
+
+    if (v != NULL && (!cfg_parse_duration(v, &secs) || secs < 1))
+        return err_set(err, SNAP_EUSAGE, 0, "[revert] lock_wait_timeout is not a duration: %s", v);
+    return my_execf(R->m, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %lld", (long long)secs);
+}
+
+/* The one RENAME TABLE, unless a run before a crash made it: tables with triggers cannot
+ * move to another schema and views do not move at all, so those go first. */
+static snap_rc switch_tables(my_rst *R, json_t *tables, json_t *live_tables, json_t *live_objs, uint64_t *t_rename,
+                             snap_err *err)
+{
+    size_t in_staging = 0;
+    bool renamed;
+    uint64_t r0;
+    snap_rc rc = count_in(R->m, R->staging, tables, &in_staging, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    renamed = json_array_size(tables) > 0 ? in_staging == 0 : json_is_true(json_object_get(R->state, "renamed"));
+    if (renamed)
+        return SNAP_OK;
+    rc = drop_objects(R->m, R->live, live_objs, "triggers", err);
+    if (rc == SNAP_OK)
+        rc = drop_objects(R->m, R->live, live_objs, "views", err);
+    if (rc == SNAP_OK) {
+        r0 = util_now_ms();
+        rc = rename_all(R->m, R->live, R->old, live_tables, R->staging, R->live, tables, err);
+        *t_rename = util_now_ms() - r0;
+    }
+    if (rc != SNAP_OK && mysql_errno(R->m) == ER_LOCK_WAIT_TIMEOUT)
+        err_hint(err, "a transaction or lock held a live table longer than "
+                      "lock_wait_timeout; the switch is rolled back, retry when it ends");
+    return rc;
+}
+
+/* Reports exactly what was not switched in the one statement, and for how long. */
+static void report_cutover(rst_target *t, my_rst *R, json_t *tables, json_t *objs, uint64_t t_rename,
+                           uint64_t window)
+{
+    json_t *plan = rst_plan(t), *outside = json_array();
+    size_t n = 0;
+
+    for (size_t k = 0; k < 4; k++) {
+        json_t *arr = json_object_get(objs, kinds_order[k]), *o;
+        size_t i;
+        json_array_foreach(arr, i, o) {
+            char *s = xasprintf("%.*s %s", (int)strlen(kinds_order[k]) - 1, kinds_order[k],
+                                json_string_value(json_object_get(o, "name")));
+            json_array_append_new(outside, json_string(s));
+            free(s);
+            n++;
+        }
+    }
+    json_object_set_new(plan, "cutover",
+                        json_pack("{s:I,s:I,s:I,s:o}", "tables", (json_int_t)json_array_size(tables), "rename_ms",
+                                  (json_int_t)t_rename, "window_ms", (json_int_t)window, "not_in_atomic_switch",
+                                  outside));
+    log_info(R->ctx, "%s: RENAME TABLE switched %zu table(s) in %" PRIu64 " ms; %zu trigger(s), "
+                     "view(s), routine(s) and event(s) were switched outside it, within %" PRIu64 " ms",
+             R->live, json_array_size(tables), t_rename, n, window);
+}
+
 static snap_rc my_cutover(rst_target *t, snap_err *err)
 {
     my_rst R;
     json_t *tables, *live_tables = NULL, *objs, *live_objs = NULL;
     const char *phase;
-    size_t in_staging = 0;
     uint64_t t0, t_rename = 0, t_end;
     snap_rc rc = rst_open(t, &R, err);
 
@@ -1585,98 +1706,20 @@ static snap_rc my_cutover(rst_target *t, snap_err *err)
     }
     if (strcmp(phase, "switched") == 0)
         goto out; /* done before a crash */
-    if (strcmp(phase, "switching") != 0) {
-        bool exists = schema_exists(R.m, R.live, err, &rc);
-        if (rc != SNAP_OK)
-            goto out;
-        if (exists) {
-            rc = base_tables(R.m, R.live, &live_tables, err);
-            if (rc == SNAP_OK)
-                rc = live_objects(R.m, R.live, &live_objs, err);
-            if (rc != SNAP_OK)
-                goto out;
-        } else {
-            live_tables = json_array();
-            live_objs = json_object();
-            const char *cs = state_str(R.state, "charset"), *coll = state_str(R.state, "collation");
-            char *ql = my_ident(R.live);
-            rc = my_execf(R.m, err, "create the schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s",
-                          ql, charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"));
-            free(ql);
-            if (rc != SNAP_OK)
-                goto out;
-            json_object_set_new(R.state, "created_live", json_true());
-        }
-        json_object_set(R.state, "live_tables", live_tables);
-        json_object_set(R.state, "live_objects", live_objs);
-        {
-            char *qo = my_ident(R.old), *ql = my_ident(R.live);
-            MYSQL_RES *r;
-            MYSQL_ROW row;
-            char *lit = my_literal(R.m, R.live);
-            char *sql = xasprintf("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
-                                  "information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", lit);
-            rc = my_query(R.m, err, "read the schema defaults", sql, &r);
-            if (rc == SNAP_OK) {
-                row = mysql_fetch_row(r);
-                rc = my_execf(R.m, err, "create the displaced schema",
-                              "CREATE DATABASE IF NOT EXISTS %s CHARACTER SET %s COLLATE %s", qo,
-                              row ? row[0] : "utf8mb4", row ? row[1] : "utf8mb4_general_ci");
-                mysql_free_result(r);
-            }
-            free(sql);
-            free(lit);
-            free(qo);
-            free(ql);
-            if (rc != SNAP_OK)
-                goto out;
-        }
-        json_object_set_new(R.state, "phase", json_string("switching"));
-        rc = rst_journal_save(t, err);
-        if (rc != SNAP_OK)
-            goto out;
-    }
-    /* a long transaction on a live table must not stall the switch (and every query queued
-     * behind its pending lock): wait a bounded time, then fail and roll back */
-    {
-        const char *v = rst_option(t, "lock_wait_timeout");
-        int64_t secs = 10;
-        if (v != NULL && (!cfg_parse_duration(v, &secs) || secs < 1)) {
-            rc = err_set(err, SNAP_EUSAGE, 0, "[revert] lock_wait_timeout is not a duration: %s", v);
-            goto out;
-        }
-        rc = my_execf(R.m, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %lld",
-                      (long long)secs);
-        if (rc != SNAP_OK)
-            goto out;
-    }
+    if (strcmp(phase, "switching") != 0)
+        rc = prepare_switch(t, &R, &live_tables, &live_objs, err);
+    if (rc == SNAP_OK)
+        rc = set_lock_wait(t, &R, err);
+    if (rc != SNAP_OK)
+        goto out;
     live_tables = live_tables ? live_tables : json_incref(json_object_get(R.state, "live_tables"));
     live_objs = live_objs ? live_objs : json_incref(json_object_get(R.state, "live_objects"));
     util_failpoint("revert-mysql-before-rename");
 
     t0 = util_now_ms();
-    rc = count_in(R.m, R.staging, tables, &in_staging, err);
+    rc = switch_tables(&R, tables, live_tables, live_objs, &t_rename, err);
     if (rc != SNAP_OK)
         goto out;
-    bool renamed = json_array_size(tables) > 0 ? in_staging == 0
-                                               : json_is_true(json_object_get(R.state, "renamed"));
-    if (!renamed) {
-        /* tables with triggers cannot move to another schema; views do not move at all */
-        rc = drop_objects(R.m, R.live, live_objs, "triggers", err);
-        if (rc == SNAP_OK)
-            rc = drop_objects(R.m, R.live, live_objs, "views", err);
-        if (rc == SNAP_OK) {
-            uint64_t r0 = util_now_ms();
-            rc = rename_all(R.m, R.live, R.old, live_tables, R.staging, R.live, tables, err);
-            t_rename = util_now_ms() - r0;
-        }
-        if (rc != SNAP_OK) {
-            if (mysql_errno(R.m) == ER_LOCK_WAIT_TIMEOUT)
-                err_hint(err, "a transaction or lock held a live table longer than "
-                              "lock_wait_timeout; the switch is rolled back, retry when it ends");
-            goto out;
-        }
-    }
     json_object_set_new(R.state, "renamed", json_true());
     util_failpoint("revert-mysql-after-rename");
     /* routines and events do not move: replace them in place */
@@ -1692,31 +1735,7 @@ static snap_rc my_cutover(rst_target *t, snap_err *err)
     rc = rst_journal_save(t, err);
     if (rc != SNAP_OK)
         goto out;
-
-    /* report exactly what was not switched in the one statement, and for how long */
-    {
-        json_t *plan = rst_plan(t), *outside = json_array();
-        size_t n = 0;
-        for (size_t k = 0; k < 4; k++) {
-            json_t *arr = json_object_get(objs, kinds_order[k]), *o;
-            size_t i;
-            json_array_foreach(arr, i, o) {
-                char *s = xasprintf("%.*s %s", (int)strlen(kinds_order[k]) - 1, kinds_order[k],
-                                    json_string_value(json_object_get(o, "name")));
-                json_array_append_new(outside, json_string(s));
-                free(s);
-                n++;
-            }
-        }
-        json_object_set_new(plan, "cutover",
-                            json_pack("{s:I,s:I,s:I,s:o}", "tables", (json_int_t)json_array_size(tables),
-                                      "rename_ms", (json_int_t)t_rename, "window_ms",
-                                      (json_int_t)(t_end - t0), "not_in_atomic_switch", outside));
-        log_info(R.ctx, "%s: RENAME TABLE switched %zu table(s) in %" PRIu64 " ms; %zu trigger(s), "
-                        "view(s), routine(s) and event(s) were switched outside it, within %" PRIu64
-                        " ms",
-                 R.live, json_array_size(tables), t_rename, n, t_end - t0);
-    }
+    report_cutover(t, &R, tables, objs, t_rename, t_end - t0);
     /* the displaced schema as a complete undo: its triggers, views and routines beside its
      * tables (events stay out: they would run there) */
     create_all_objects(R.m, R.old, live_objs, true, false, R.ctx, err);
