@@ -298,150 +298,134 @@ static snap_rc list_names(my_cap *cap, const char *what, const char *sql, json_t
     return SNAP_OK;
 }
 
-/* The whole schema document: database defaults, tables, views, triggers, routines, events. */
-static snap_rc capture_schema(my_cap *cap, json_t **out, snap_err *err)
+/* The database's defaults: character set, collation, sql_mode. */
+static snap_rc schema_defaults(my_cap *cap, json_t *doc, snap_err *err)
 {
-    json_t *doc = json_object(), *arr;
     MYSQL_RES *r = NULL;
     MYSQL_ROW row;
-    snap_rc rc;
+    snap_rc rc = my_query(cap->main, err, "read the schema defaults",
+                          "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME, @@sql_mode "
+                          "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()",
+                          &r);
 
-    *out = NULL;
-    json_object_set_new(doc, "format", json_integer(MY_FORMAT));
-    json_object_set_new(doc, "database", json_string(my_dsn_db(cap->dsn)));
-    rc = my_query(cap->main, err, "read the schema defaults",
-                  "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME, @@sql_mode "
-                  "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()",
-                  &r);
     if (rc != SNAP_OK)
-        goto fail;
+        return rc;
     if ((row = mysql_fetch_row(r)) != NULL) {
         json_object_set_new(doc, "charset", json_string(row[0]));
         json_object_set_new(doc, "collation", json_string(row[1]));
         json_object_set_new(doc, "sql_mode", json_string(row[2] ? row[2] : ""));
     }
     mysql_free_result(r);
-    r = NULL;
+    return SNAP_OK;
+}
 
-    arr = json_array();
+/* Each table's CREATE (with the AUTO_INCREMENT read under the lock), engine and columns. */
+static snap_rc schema_tables(my_cap *cap, json_t *doc, snap_err *err)
+{
+    json_t *arr = json_array();
+
     json_object_set_new(doc, "tables", arr);
     for (size_t i = 0; i < cap->ntables; i++) {
         my_table *t = &cap->tables[i];
         json_t *o = json_object(), *cols = json_array();
         static const char *const c[] = {"Create Table"}, *const k[] = {"create"};
+        char *patched;
+        snap_rc rc;
         json_array_append_new(arr, o);
         json_object_set_new(o, "name", json_string(t->name));
         json_object_set_new(o, "engine", json_string(t->engine));
+        json_object_set_new(o, "columns", cols);
         rc = show_create(cap, "TABLE", t->name, c, k, 1, o, err);
         if (rc != SNAP_OK)
-            goto fail;
-        char *patched = patch_auto_increment(json_string_value(json_object_get(o, "create")),
-                                             t->auto_increment);
+            return rc;
+        patched = patch_auto_increment(json_string_value(json_object_get(o, "create")), t->auto_increment);
         json_object_set_new(o, "create", json_string(patched));
         free(patched);
         if (t->auto_increment)
             json_object_set_new(o, "auto_increment", json_string(t->auto_increment));
         for (size_t j = 0; j < t->ncols; j++)
             json_array_append_new(cols, json_string(t->cols[j]));
-        json_object_set_new(o, "columns", cols);
         json_object_set_new(o, "path", json_string(t->enc));
     }
+    return SNAP_OK;
+}
 
+/* One kind of object: the names a query lists, then SHOW CREATE of each. */
+typedef struct obj_kind {
+    const char *key, *what, *sql, *type_key, *show; /* show NULL: a routine, by its type */
+    const char *cols[6], *keys[6];
+    size_t n;
+} obj_kind;
+
+static const obj_kind obj_kinds[] = {
     /* views, in the order the server lists them; the restore retries on dependencies */
-    arr = json_array();
-    json_object_set_new(doc, "views", arr);
-    rc = list_names(cap, "list views",
-                    "SELECT TABLE_NAME FROM information_schema.VIEWS "
-                    "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME",
-                    arr, NULL, err);
-    if (rc != SNAP_OK)
-        goto fail;
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        json_t *o = json_array_get(arr, i);
-        static const char *const c[] = {"Create View", "character_set_client",
-                                        "collation_connection"};
-        static const char *const k[] = {"create", "character_set_client",
-                                        "collation_connection"};
-        rc = show_create(cap, "VIEW", json_string_value(json_object_get(o, "name")), c, k, 3, o,
-                         err);
-        if (rc != SNAP_OK)
-            goto fail;
-    }
-
+    {"views", "list views",
+     "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME", NULL,
+     "VIEW", {"Create View", "character_set_client", "collation_connection"},
+     {"create", "character_set_client", "collation_connection"}, 3},
     /* triggers, in their action order per table */
-    arr = json_array();
-    json_object_set_new(doc, "triggers", arr);
-    rc = list_names(cap, "list triggers",
-                    "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
-                    "WHERE TRIGGER_SCHEMA = DATABASE() "
-                    "ORDER BY EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER",
-                    arr, "table", err);
-    if (rc != SNAP_OK)
-        goto fail;
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        json_t *o = json_array_get(arr, i);
-        static const char *const c[] = {"SQL Original Statement", "sql_mode",
-                                        "character_set_client", "collation_connection",
-                                        "Database Collation"};
-        static const char *const k[] = {"create", "sql_mode", "character_set_client",
-                                        "collation_connection", "collation_database"};
-        rc = show_create(cap, "TRIGGER", json_string_value(json_object_get(o, "name")), c, k, 5,
-                         o, err);
-        if (rc != SNAP_OK)
-            goto fail;
-    }
-
+    {"triggers", "list triggers",
+     "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
+     "WHERE TRIGGER_SCHEMA = DATABASE() "
+     "ORDER BY EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER",
+     "table", "TRIGGER",
+     {"SQL Original Statement", "sql_mode", "character_set_client", "collation_connection", "Database Collation"},
+     {"create", "sql_mode", "character_set_client", "collation_connection", "collation_database"}, 5},
     /* procedures and functions */
-    arr = json_array();
-    json_object_set_new(doc, "routines", arr);
-    rc = list_names(cap, "list routines",
-                    "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
-                    "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
-                    arr, "type", err);
-    if (rc != SNAP_OK)
-        goto fail;
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        json_t *o = json_array_get(arr, i);
-        bool proc = strcmp(json_string_value(json_object_get(o, "type")), "PROCEDURE") == 0;
-        const char *c[] = {proc ? "Create Procedure" : "Create Function", "sql_mode",
-                           "character_set_client", "collation_connection",
-                           "Database Collation"};
-        static const char *const k[] = {"create", "sql_mode", "character_set_client",
-                                        "collation_connection", "collation_database"};
-        rc = show_create(cap, proc ? "PROCEDURE" : "FUNCTION",
-                         json_string_value(json_object_get(o, "name")), c, k, 5, o, err);
-        if (rc != SNAP_OK)
-            goto fail;
-    }
+    {"routines", "list routines",
+     "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
+     "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
+     "type", NULL, {NULL, "sql_mode", "character_set_client", "collation_connection", "Database Collation"},
+     {"create", "sql_mode", "character_set_client", "collation_connection", "collation_database"}, 5},
+    {"events", "list events",
+     "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE() ORDER BY EVENT_NAME", NULL,
+     "EVENT", {"Create Event", "sql_mode", "time_zone", "character_set_client", "collation_connection",
+               "Database Collation"},
+     {"create", "sql_mode", "time_zone", "character_set_client", "collation_connection", "collation_database"}, 6},
+};
 
-    /* events */
-    arr = json_array();
-    json_object_set_new(doc, "events", arr);
-    rc = list_names(cap, "list events",
-                    "SELECT EVENT_NAME FROM information_schema.EVENTS "
-                    "WHERE EVENT_SCHEMA = DATABASE() ORDER BY EVENT_NAME",
-                    arr, NULL, err);
-    if (rc != SNAP_OK)
-        goto fail;
-    for (size_t i = 0; i < json_array_size(arr); i++) {
+static snap_rc schema_objects(my_cap *cap, const obj_kind *kind, json_t *doc, snap_err *err)
+{
+    json_t *arr = json_array();
+    snap_rc rc;
+
+    json_object_set_new(doc, kind->key, arr);
+    rc = list_names(cap, kind->what, kind->sql, arr, kind->type_key, err);
+    for (size_t i = 0; rc == SNAP_OK && i < json_array_size(arr); i++) {
         json_t *o = json_array_get(arr, i);
-        static const char *const c[] = {"Create Event", "sql_mode", "time_zone",
-                                        "character_set_client", "collation_connection",
-                                        "Database Collation"};
-        static const char *const k[] = {"create", "sql_mode", "time_zone",
-                                        "character_set_client", "collation_connection",
-                                        "collation_database"};
-        rc = show_create(cap, "EVENT", json_string_value(json_object_get(o, "name")), c, k, 6, o,
+        const char *cols[6], *show = kind->show;
+        memcpy(cols, kind->cols, sizeof cols);
+        if (show == NULL) {
+            bool proc = strcmp(json_string_value(json_object_get(o, "type")), "PROCEDURE") == 0;
+            cols[0] = proc ? "Create Procedure" : "Create Function";
+            show = proc ? "PROCEDURE" : "FUNCTION";
+        }
+        rc = show_create(cap, show, json_string_value(json_object_get(o, "name")), cols, kind->keys, kind->n, o,
                          err);
-        if (rc != SNAP_OK)
-            goto fail;
+    }
+    return rc;
+}
+
+/* The whole schema document: database defaults, tables, views, triggers, routines, events. */
+static snap_rc capture_schema(my_cap *cap, json_t **out, snap_err *err)
+{
+    json_t *doc = json_object();
+    snap_rc rc;
+
+    *out = NULL;
+    json_object_set_new(doc, "format", json_integer(MY_FORMAT));
+    json_object_set_new(doc, "database", json_string(my_dsn_db(cap->dsn)));
+    rc = schema_defaults(cap, doc, err);
+    if (rc == SNAP_OK)
+        rc = schema_tables(cap, doc, err);
+    for (size_t k = 0; rc == SNAP_OK && k < sizeof obj_kinds / sizeof obj_kinds[0]; k++)
+        rc = schema_objects(cap, &obj_kinds[k], doc, err);
+    if (rc != SNAP_OK) {
+        json_decref(doc);
+        return rc;
     }
     *out = doc;
     return SNAP_OK;
-fail:
-    mysql_free_result(r);
-    json_decref(doc);
-    return rc;
 }
 
 /* ---- data ---- */
