@@ -746,6 +746,74 @@ static snap_rc locate(stage *s, const char *name, bool dir, size_t *root, const 
     return rst_files_locate_int(roots(s->t), name, dir, root, rel, err);
 }
 
+/* A symlink waits until every one is judged, from where it is (see files_stage). */
+static snap_rc defer_symlink(stage *s, struct archive_entry *e, size_t root, const char *rel, const char *name,
+                             snap_err *err)
+{
+    const char *target = archive_entry_symlink(e);
+    uid_t uid;
+    gid_t gid;
+
+    if (target == NULL || target[0] == '\0')
+        return refuse(err, name, "a symlink without a target");
+    uid = entry_uid(s, e);
+    gid = entry_gid(s, e);
+    pthread_mutex_lock(&s->mu);
+    s->syms = xrealloc(s->syms, (s->nsyms + 1) * sizeof *s->syms);
+    s->syms[s->nsyms++] = (sym_todo){root, xstrdup(rel), xstrdup(target), xstrdup(name), uid, gid,
+                                    {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                     {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}}};
+    s->links++;
+    pthread_mutex_unlock(&s->mu);
+    return SNAP_OK;
+}
+
+/* A directory (or the one already there). Owner, mode and times wait for the end: until
+ * then the staged tree is root's alone, and entries created inside would change the times. */
+static snap_rc make_dir(stage *s, int dfd, const char *base, struct archive_entry *e, size_t root, const char *rel,
+                        const char *name, snap_err *err)
+{
+    struct stat st;
+    uid_t uid;
+    gid_t gid;
+    int fd;
+
+    if (mkdirat(dfd, base, 0700) != 0 &&
+        !(errno == EEXIST && fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)))
+        return err_sys(err, SNAP_EFAIL, "cannot create directory %s", name);
+    if ((fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return err_sys(err, SNAP_EFAIL, "cannot open directory %s", name);
+    uid = entry_uid(s, e);
+    gid = entry_gid(s, e);
+    set_meta(s, fd, e);
+    close(fd);
+    pthread_mutex_lock(&s->mu);
+    s->dirs_meta = xrealloc(s->dirs_meta, (s->ndirs + 1) * sizeof *s->dirs_meta);
+    s->dirs_meta[s->ndirs++] = (dir_meta){root, xstrdup(rel),
+                                          {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                           {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}},
+                                          archive_entry_perm(e) & 07777, uid, gid, 0, 0};
+    archive_entry_fflags(e, &s->dirs_meta[s->ndirs - 1].fset, &s->dirs_meta[s->ndirs - 1].fclear);
+    pthread_mutex_unlock(&s->mu);
+    return SNAP_OK;
+}
+
+/* A device node, FIFO or socket (allowed by the caller), with its owner, mode and times. */
+static snap_rc make_node(stage *s, int dfd, const char *base, struct archive_entry *e, const char *name,
+                         snap_err *err)
+{
+    struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                             {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+
+    if (mknodat(dfd, base, archive_entry_filetype(e) | 0600, archive_entry_rdev(e)) != 0)
+        return err_sys(err, SNAP_EFAIL, "cannot create %s", name);
+    if (s->owner)
+        fchownat(dfd, base, entry_uid(s, e), entry_gid(s, e), AT_SYMLINK_NOFOLLOW);
+    fchmodat(dfd, base, archive_entry_perm(e) & 07777, 0);
+    utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW);
+    return SNAP_OK;
+}
+
 /* Creates one entry of a part beneath its root. */
 static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, snap_err *err)
 {
@@ -789,20 +857,7 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
         }
     }
     if (type == AE_IFLNK && hl == NULL) {
-        const char *target = archive_entry_symlink(e);
-        if (target == NULL || target[0] == '\0') {
-            rc = refuse(err, name, "a symlink without a target");
-            goto out;
-        }
-        uid_t uid = entry_uid(s, e);
-        gid_t gid = entry_gid(s, e);
-        pthread_mutex_lock(&s->mu);
-        s->syms = xrealloc(s->syms, (s->nsyms + 1) * sizeof *s->syms);
-        s->syms[s->nsyms++] = (sym_todo){root, xstrdup(rel), xstrdup(target), xstrdup(name), uid, gid,
-                                        {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
-                                         {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}}};
-        s->links++;
-        pthread_mutex_unlock(&s->mu);
+        rc = defer_symlink(s, e, root, rel, name, err);
         goto out;
     }
     if ((dfd = open_parent(s, root, rel, true, name, &base, err)) < 0) {
@@ -819,38 +874,9 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
         else if ((rc = write_data(ar, fd, e, &bytes, err)) == SNAP_OK)
             set_meta(s, fd, e);
     } else if (type == AE_IFDIR) {
-        struct stat st;
-        if (mkdirat(dfd, base, 0700) != 0 &&
-            !(errno == EEXIST && fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)))
-            rc = err_sys(err, SNAP_EFAIL, "cannot create directory %s", name);
-        else if ((fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-            rc = err_sys(err, SNAP_EFAIL, "cannot open directory %s", name);
-        else {
-            /* Owner, mode and times wait for the end: until then the staged tree is root's
-             * alone, and entries created inside would change the times. */
-            uid_t uid = entry_uid(s, e);
-            gid_t gid = entry_gid(s, e);
-            set_meta(s, fd, e);
-            pthread_mutex_lock(&s->mu);
-            s->dirs_meta = xrealloc(s->dirs_meta, (s->ndirs + 1) * sizeof *s->dirs_meta);
-            s->dirs_meta[s->ndirs++] = (dir_meta){root, xstrdup(rel),
-                                                  {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
-                                                   {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}},
-                                                  archive_entry_perm(e) & 07777, uid, gid, 0, 0};
-            archive_entry_fflags(e, &s->dirs_meta[s->ndirs - 1].fset, &s->dirs_meta[s->ndirs - 1].fclear);
-            pthread_mutex_unlock(&s->mu);
-        }
+        rc = make_dir(s, dfd, base, e, root, rel, name, err);
     } else if (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK) {
-        struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
-                                 {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
-        if (mknodat(dfd, base, type | 0600, archive_entry_rdev(e)) != 0)
-            rc = err_sys(err, SNAP_EFAIL, "cannot create %s", name);
-        else {
-            if (s->owner)
-                fchownat(dfd, base, entry_uid(s, e), entry_gid(s, e), AT_SYMLINK_NOFOLLOW);
-            fchmodat(dfd, base, archive_entry_perm(e) & 07777, 0);
-            utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW);
-        }
+        rc = make_node(s, dfd, base, e, name, err);
     } else {
         rc = refuse(err, name, "an entry of an unknown type");
     }
