@@ -8,7 +8,7 @@
 
 struct pool {
     const snap_ctx *ctx;
-    pool_job_fn fn;
+    const pool_spec *spec;
     void *arg;
     size_t njobs, next;
     bool failed;
@@ -57,47 +57,71 @@ static bool take(pool *p, size_t *job)
     return ok;
 }
 
+/* The first error wins: the pool stops taking jobs. */
+static void fail(pool *p, const snap_err *e)
+{
+    pthread_mutex_lock(&p->mu);
+    if (!p->failed) {
+        p->failed = true;
+        p->first = *e;
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void *work(void *arg)
 {
     pool_worker *w = arg;
     pool *p = w->p;
     size_t job;
+    snap_err e;
 
     while (take(p, &job)) {
-        snap_err e;
         err_clear(&e);
-        if (p->fn(p, p->arg, w->index, job, &e) != SNAP_OK) {
-            pthread_mutex_lock(&p->mu);
-            if (!p->failed) {
-                p->failed = true;
-                p->first = e;
-            }
-            pthread_mutex_unlock(&p->mu);
-        }
+        if (p->spec->job(p, p->arg, w->index, job, &e) != SNAP_OK)
+            fail(p, &e);
     }
+    err_clear(&e);
+    if (p->spec->done != NULL && p->spec->done(p, p->arg, w->index, &e) != SNAP_OK)
+        fail(p, &e);
     return NULL;
 }
 
 snap_rc pool_run(const snap_ctx *ctx, size_t workers, size_t njobs, pool_job_fn fn, void *arg, snap_err *err)
 {
-    pool p = {.ctx = ctx, .fn = fn, .arg = arg, .njobs = njobs};
+    pool_spec spec = {.workers = workers, .njobs = njobs, .job = fn, .arg = arg};
+
+    return pool_run_spec(ctx, &spec, err);
+}
+
+snap_rc pool_run_spec(const snap_ctx *ctx, const pool_spec *spec, snap_err *err)
+{
+    pool p = {.ctx = ctx, .spec = spec, .arg = spec->arg, .njobs = spec->njobs};
+    size_t workers = spec->workers, first = spec->lead != NULL ? 0 : 1, started = 0;
     pool_worker *w;
 
-    if (njobs == 0)
+    if (spec->njobs == 0 && spec->lead == NULL)
         return SNAP_OK;
     if (workers == 0)
         workers = 1;
-    if (workers > njobs)
-        workers = njobs;
+    if (workers > spec->njobs)
+        workers = spec->njobs;
     pthread_mutex_init(&p.mu, NULL);
-    w = xcalloc(workers, sizeof *w);
+    w = xcalloc(workers ? workers : 1, sizeof *w);
     for (size_t i = 0; i < workers; i++) {
         w[i].p = &p;
         w[i].index = i;
-        w[i].started = i > 0 && pthread_create(&w[i].th, NULL, work, &w[i]) == 0;
+        w[i].started = i >= first && pthread_create(&w[i].th, NULL, work, &w[i]) == 0;
+        started += w[i].started;
     }
-    work(&w[0]); /* the calling thread is worker 0 */
-    for (size_t i = 1; i < workers; i++)
+    if (spec->lead != NULL) {
+        snap_err e;
+        err_clear(&e);
+        if (spec->lead(&p, p.arg, &e) != SNAP_OK)
+            fail(&p, &e);
+    }
+    if (workers > 0 && (spec->lead == NULL || started == 0))
+        work(&w[0]); /* the calling thread is worker 0, or takes over when no thread started */
+    for (size_t i = 0; i < workers; i++)
         if (w[i].started)
             pthread_join(w[i].th, NULL);
     free(w);

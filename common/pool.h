@@ -22,6 +22,23 @@ typedef snap_rc (*pool_job_fn)(pool *p, void *arg, size_t worker, size_t job, sn
  */
 snap_rc pool_run(const snap_ctx *ctx, size_t workers, size_t njobs, pool_job_fn fn, void *arg, snap_err *err);
 
+/* A pool with a leader and a last step per worker (see pool_run_spec). */
+typedef struct pool_spec {
+    size_t workers, njobs;
+    pool_job_fn job;
+    /* Optional: on each worker's thread after its last job, also when the pool is
+     * stopping (pool_stopping tells); its error counts as a job's. Ends what a worker
+     * kept for its jobs: its last archive part, its connection. */
+    snap_rc (*done)(pool *p, void *arg, size_t worker, snap_err *err);
+    /* Optional: the leader's own work, on the calling thread while the workers run (all
+     * of them on threads of their own); its error stops the pool as a job's does. */
+    snap_rc (*lead)(pool *p, void *arg, snap_err *err);
+    void *arg;
+} pool_spec;
+
+/* pool_run with a leader and a last step per worker; the same rules otherwise. */
+snap_rc pool_run_spec(const snap_ctx *ctx, const pool_spec *spec, snap_err *err);
+
 /* True once a job failed or the command was interrupted: a long job may stop early. */
 bool pool_stopping(const pool *p);
 

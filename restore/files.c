@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../catalog/arc.h"
+#include "../common/pool.h"
 #include "../common/util.h"
 #include "restore.h"
 #include "restore_int.h"
@@ -428,9 +429,6 @@ typedef struct stage {
     bool allow_external, allow_special, owner;
     prg_bar *bar;
     pthread_mutex_t mu;
-    size_t next_part;
-    bool failed;
-    snap_err err;
     uint64_t files, dirs, links, bytes;
     sroot *roots;
     size_t nroots;
@@ -445,16 +443,6 @@ typedef struct stage {
     uid_t uid;
     gid_t gid;
 } stage;
-
-static void stage_fail(stage *s, const snap_err *e)
-{
-    pthread_mutex_lock(&s->mu);
-    if (!s->failed) {
-        s->failed = true;
-        s->err = *e;
-    }
-    pthread_mutex_unlock(&s->mu);
-}
 
 static snap_rc refuse(snap_err *err, const char *name, const char *why)
 {
@@ -758,6 +746,74 @@ static snap_rc locate(stage *s, const char *name, bool dir, size_t *root, const 
     return rst_files_locate_int(roots(s->t), name, dir, root, rel, err);
 }
 
+/* A symlink waits until every one is judged, from where it is (see files_stage). */
+static snap_rc defer_symlink(stage *s, struct archive_entry *e, size_t root, const char *rel, const char *name,
+                             snap_err *err)
+{
+    const char *target = archive_entry_symlink(e);
+    uid_t uid;
+    gid_t gid;
+
+    if (target == NULL || target[0] == '\0')
+        return refuse(err, name, "a symlink without a target");
+    uid = entry_uid(s, e);
+    gid = entry_gid(s, e);
+    pthread_mutex_lock(&s->mu);
+    s->syms = xrealloc(s->syms, (s->nsyms + 1) * sizeof *s->syms);
+    s->syms[s->nsyms++] = (sym_todo){root, xstrdup(rel), xstrdup(target), xstrdup(name), uid, gid,
+                                    {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                     {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}}};
+    s->links++;
+    pthread_mutex_unlock(&s->mu);
+    return SNAP_OK;
+}
+
+/* A directory (or the one already there). Owner, mode and times wait for the end: until
+ * then the staged tree is root's alone, and entries created inside would change the times. */
+static snap_rc make_dir(stage *s, int dfd, const char *base, struct archive_entry *e, size_t root, const char *rel,
+                        const char *name, snap_err *err)
+{
+    struct stat st;
+    uid_t uid;
+    gid_t gid;
+    int fd;
+
+    if (mkdirat(dfd, base, 0700) != 0 &&
+        !(errno == EEXIST && fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)))
+        return err_sys(err, SNAP_EFAIL, "cannot create directory %s", name);
+    if ((fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return err_sys(err, SNAP_EFAIL, "cannot open directory %s", name);
+    uid = entry_uid(s, e);
+    gid = entry_gid(s, e);
+    set_meta(s, fd, e);
+    close(fd);
+    pthread_mutex_lock(&s->mu);
+    s->dirs_meta = xrealloc(s->dirs_meta, (s->ndirs + 1) * sizeof *s->dirs_meta);
+    s->dirs_meta[s->ndirs++] = (dir_meta){root, xstrdup(rel),
+                                          {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                                           {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}},
+                                          archive_entry_perm(e) & 07777, uid, gid, 0, 0};
+    archive_entry_fflags(e, &s->dirs_meta[s->ndirs - 1].fset, &s->dirs_meta[s->ndirs - 1].fclear);
+    pthread_mutex_unlock(&s->mu);
+    return SNAP_OK;
+}
+
+/* A device node, FIFO or socket (allowed by the caller), with its owner, mode and times. */
+static snap_rc make_node(stage *s, int dfd, const char *base, struct archive_entry *e, const char *name,
+                         snap_err *err)
+{
+    struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
+                             {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+
+    if (mknodat(dfd, base, archive_entry_filetype(e) | 0600, archive_entry_rdev(e)) != 0)
+        return err_sys(err, SNAP_EFAIL, "cannot create %s", name);
+    if (s->owner)
+        fchownat(dfd, base, entry_uid(s, e), entry_gid(s, e), AT_SYMLINK_NOFOLLOW);
+    fchmodat(dfd, base, archive_entry_perm(e) & 07777, 0);
+    utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW);
+    return SNAP_OK;
+}
+
 /* Creates one entry of a part beneath its root. */
 static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, snap_err *err)
 {
@@ -801,20 +857,7 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
         }
     }
     if (type == AE_IFLNK && hl == NULL) {
-        const char *target = archive_entry_symlink(e);
-        if (target == NULL || target[0] == '\0') {
-            rc = refuse(err, name, "a symlink without a target");
-            goto out;
-        }
-        uid_t uid = entry_uid(s, e);
-        gid_t gid = entry_gid(s, e);
-        pthread_mutex_lock(&s->mu);
-        s->syms = xrealloc(s->syms, (s->nsyms + 1) * sizeof *s->syms);
-        s->syms[s->nsyms++] = (sym_todo){root, xstrdup(rel), xstrdup(target), xstrdup(name), uid, gid,
-                                        {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
-                                         {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}}};
-        s->links++;
-        pthread_mutex_unlock(&s->mu);
+        rc = defer_symlink(s, e, root, rel, name, err);
         goto out;
     }
     if ((dfd = open_parent(s, root, rel, true, name, &base, err)) < 0) {
@@ -831,38 +874,9 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
         else if ((rc = write_data(ar, fd, e, &bytes, err)) == SNAP_OK)
             set_meta(s, fd, e);
     } else if (type == AE_IFDIR) {
-        struct stat st;
-        if (mkdirat(dfd, base, 0700) != 0 &&
-            !(errno == EEXIST && fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)))
-            rc = err_sys(err, SNAP_EFAIL, "cannot create directory %s", name);
-        else if ((fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-            rc = err_sys(err, SNAP_EFAIL, "cannot open directory %s", name);
-        else {
-            /* Owner, mode and times wait for the end: until then the staged tree is root's
-             * alone, and entries created inside would change the times. */
-            uid_t uid = entry_uid(s, e);
-            gid_t gid = entry_gid(s, e);
-            set_meta(s, fd, e);
-            pthread_mutex_lock(&s->mu);
-            s->dirs_meta = xrealloc(s->dirs_meta, (s->ndirs + 1) * sizeof *s->dirs_meta);
-            s->dirs_meta[s->ndirs++] = (dir_meta){root, xstrdup(rel),
-                                                  {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
-                                                   {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}},
-                                                  archive_entry_perm(e) & 07777, uid, gid, 0, 0};
-            archive_entry_fflags(e, &s->dirs_meta[s->ndirs - 1].fset, &s->dirs_meta[s->ndirs - 1].fclear);
-            pthread_mutex_unlock(&s->mu);
-        }
+        rc = make_dir(s, dfd, base, e, root, rel, name, err);
     } else if (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK) {
-        struct timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
-                                 {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
-        if (mknodat(dfd, base, type | 0600, archive_entry_rdev(e)) != 0)
-            rc = err_sys(err, SNAP_EFAIL, "cannot create %s", name);
-        else {
-            if (s->owner)
-                fchownat(dfd, base, entry_uid(s, e), entry_gid(s, e), AT_SYMLINK_NOFOLLOW);
-            fchmodat(dfd, base, archive_entry_perm(e) & 07777, 0);
-            utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW);
-        }
+        rc = make_node(s, dfd, base, e, name, err);
     } else {
         rc = refuse(err, name, "an entry of an unknown type");
     }
@@ -887,8 +901,10 @@ out:
     return rc;
 }
 
-static snap_rc extract_part(stage *s, size_t p, snap_err *err)
+/* Extracts one part, on a worker of the stage's pool. */
+static snap_rc extract_part(pool *pl, void *arg, size_t worker, size_t p, snap_err *err)
 {
+    stage *s = arg;
     const char *key, *sha;
     uint64_t size, entries, seen = 0;
     struct archive_entry *e;
@@ -897,7 +913,8 @@ static snap_rc extract_part(stage *s, size_t p, snap_err *err)
 
     cat_component_part(rst_component(s->t), p, &key, &size, &sha, &entries);
     rc = arc_reader_open(rst_store(s->t), key, size, sha, s->ctx, s->bar, &ar, err);
-    while (rc == SNAP_OK && !s->failed) {
+    (void)worker;
+    while (rc == SNAP_OK && !pool_stopping(pl)) {
         rc = arc_reader_next(ar, &e, err);
         if (rc != SNAP_OK || e == NULL)
             break;
@@ -919,25 +936,6 @@ static snap_rc extract_part(stage *s, size_t p, snap_err *err)
         rc = err_set(err, SNAP_EVERIFY, 0, "part %s has %llu entries, the manifest says %llu", key,
                      (unsigned long long)seen, (unsigned long long)entries);
     return rc;
-}
-
-static void *stage_worker(void *arg)
-{
-    stage *s = arg;
-    size_t nparts = cat_component_nparts(rst_component(s->t));
-
-    for (;;) {
-        size_t p;
-        snap_err e;
-        pthread_mutex_lock(&s->mu);
-        p = s->next_part++;
-        pthread_mutex_unlock(&s->mu);
-        if (p >= nparts || s->failed)
-            break;
-        if (extract_part(s, p, &e) != SNAP_OK)
-            stage_fail(s, &e);
-    }
-    return NULL;
 }
 
 static snap_rc check_stats(stage *s, snap_err *err)
@@ -1200,7 +1198,6 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
     size_t nparts = cat_component_nparts(c), nthreads;
     int jobs = rst_ctx(t)->jobs > 0 ? rst_ctx(t)->jobs : 1;
     stage s = {0};
-    pthread_t th[64];
     const json_t *r;
     uint64_t raw = 0;
     snap_rc rc = SNAP_OK;
@@ -1223,22 +1220,9 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
     if (rc != SNAP_OK)
         goto out;
     s.bar = prg_new(rst_component_name(t), raw, s.ctx->progress);
-    nthreads = nparts < (size_t)jobs ? nparts : (size_t)jobs;
-    if (nthreads > sizeof th / sizeof th[0])
-        nthreads = sizeof th / sizeof th[0];
-    if (nthreads <= 1) {
-        stage_worker(&s);
-    } else {
-        for (i = 0; i < nthreads; i++)
-            pthread_create(&th[i], NULL, stage_worker, &s);
-        for (i = 0; i < nthreads; i++)
-            pthread_join(th[i], NULL);
-    }
+    nthreads = (size_t)jobs > 64 ? 64 : (size_t)jobs;
+    rc = pool_run(s.ctx, nthreads, nparts, extract_part, &s, err);
     prg_free(s.bar);
-    if (s.failed) {
-        *err = s.err;
-        rc = err->code;
-    }
     /*
      * A later name of a symlink is made as a symlink of its own, so that it is judged
      * from where it is. Then every symlink is judged, and the counts checked, before

@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "../catalog/arc.h"
+#include "../common/pool.h"
 #include "../common/util.h"
 
 #define SCHEMA_MAX (256u << 20)
@@ -621,14 +622,220 @@ static snap_rc check_privs(MYSQL *m, const char *grantee, const char *schema,
     return rc;
 }
 
+/* A name already taken: a previous revert's leftovers, or someone else's schema; and an
+ * abandoned staging schema of an earlier revert, which holds space and a name. */
+static snap_rc check_names_free(MYSQL *m, const char *live, const char *staging, const char *old, snap_err *err)
+{
+    const char *names[] = {staging, old};
+    char *pat, *lit, *sql, *esc = xmalloc(2 * strlen(live) + 1);
+    size_t n = 0;
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < 2; i++) {
+        bool taken = schema_exists(m, names[i], err, &rc);
+        if (rc != SNAP_OK)
+            goto out;
+        if (taken) {
+            rc = err_set(err, SNAP_ECONFLICT, 0, "schema %s already exists on the server", names[i]);
+            err_hint(err, "a previous revert may have left it: run `revert --recover`, or drop "
+                          "it if nothing needs it");
+            goto out;
+        }
+    }
+    for (const char *p = live; *p; p++) {
+        if (*p == '_' || *p == '%' || *p == '\\')
+            esc[n++] = '\\';
+        esc[n++] = *p;
+    }
+    esc[n] = '\0';
+    pat = xasprintf("%s\\_\\_revert\\_%%", esc);
+    lit = my_literal(m, pat);
+    sql = xasprintf("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s "
+                    "LIMIT 1",
+                    lit);
+    rc = my_query(m, err, "look for staging leftovers", sql, &r);
+    free(sql);
+    free(lit);
+    free(pat);
+    if (rc == SNAP_OK && (row = mysql_fetch_row(r)) != NULL) {
+        rc = err_set(err, SNAP_ECONFLICT, 0, "staging schema %s already exists on the server", row[0]);
+        err_hint(err, "an interrupted revert left it: run `revert --recover`; if that finds "
+                      "nothing, no revert uses it: DROP DATABASE `%s`. Nothing was changed",
+                 row[0]);
+    }
+out:
+    mysql_free_result(r);
+    free(esc);
+    return rc;
+}
+
+/* --to restores into a new or empty schema. */
+static snap_rc check_to_empty(MYSQL *m, const char *live, snap_err *err)
+{
+    json_t *tabs;
+    snap_rc rc = base_tables(m, live, &tabs, err);
+
+    if (rc == SNAP_OK && json_array_size(tabs) > 0) {
+        rc = err_set(err, SNAP_ECONFLICT, 0, "schema %s already exists and holds tables", live);
+        err_hint(err, "--to restores into a new or empty schema: choose another name");
+    }
+    json_decref(tabs);
+    return rc;
+}
+
+/* LOAD DATA LOCAL needs the server's consent; without it, the exact, slower path (multi-row
+ * INSERT of binary string literals) unless [revert] mysql_require_local_infile. Gives the
+ * current user (caller frees). */
+static snap_rc check_load_path(rst_target *t, MYSQL *m, char **user, snap_err *err)
+{
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    snap_rc rc = my_query(m, err, "read local_infile", "SELECT @@GLOBAL.local_infile, CURRENT_USER()", &r);
+
+    if (rc != SNAP_OK)
+        return rc;
+    row = mysql_fetch_row(r);
+    if (row == NULL || row[0] == NULL || strcmp(row[0], "1") != 0) {
+        const char *strict = rst_option(t, "mysql_require_local_infile");
+        if (strict != NULL && strcmp(strict, "true") == 0) {
+            rc = err_set(err, SNAP_EUNREACH, 0, "the server has local_infile disabled, which fast loading needs");
+            err_hint(err, "SET GLOBAL local_infile = 1 on the server (or local-infile = 1 in its "
+                          "configuration) and run the revert again; nothing was changed");
+            mysql_free_result(r);
+            return rc;
+        }
+        json_object_set_new(rst_state(t), "load", json_string("insert"));
+    }
+    *user = xstrdup(row != NULL && row[1] != NULL ? row[1] : "");
+    mysql_free_result(r);
+    return SNAP_OK;
+}
+
+/* Privileges: every step's, named before anything changes. */
+static snap_rc check_privileges(MYSQL *m, const char *cu, const char *live, const char *staging, const char *old,
+                                json_t *plan, snap_err *err)
+{
+    const char *at = strrchr(cu, '@');
+    char *grantee = at ? xasprintf("'%.*s'@'%s'", (int)(at - cu), cu, at + 1) : xasprintf("'%s'", cu);
+    static const char *const need_stage[] = {"CREATE", "DROP", "ALTER", "INSERT", "SELECT", "INDEX", "REFERENCES"};
+    static const char *const need_old[] = {"CREATE", "DROP", "ALTER", "INSERT"};
+    static const char *const need_live[] = {"CREATE", "DROP", "ALTER", "INSERT", "SELECT",
+                                            "TRIGGER", "CREATE VIEW", "CREATE ROUTINE",
+                                            "ALTER ROUTINE", "EVENT"};
+    json_t *missing = json_array();
+    snap_rc rc = check_privs(m, grantee, staging, need_stage, 7, missing, err);
+
+    if (rc == SNAP_OK)
+        rc = check_privs(m, grantee, old, need_old, 4, missing, err);
+    if (rc == SNAP_OK)
+        rc = check_privs(m, grantee, live, need_live, 10, missing, err);
+    if (rc == SNAP_OK && json_array_size(missing) > 0) {
+        size_t i;
+        json_t *v;
+        char msg[512] = "";
+        json_array_foreach(missing, i, v) {
+            if (strlen(msg) + strlen(json_string_value(v)) + 3 >= sizeof msg)
+                break;
+            if (i)
+                strcat(msg, ", ");
+            strcat(msg, json_string_value(v));
+        }
+        rc = err_set(err, SNAP_EUNREACH, 0, "%s lacks privileges the revert needs: %s", grantee, msg);
+        err_hint(err, "grant them (for example GRANT ALL ON `%s%%`.* TO %s) and run the revert "
+                      "again; nothing was changed",
+                 live, grantee);
+        json_object_set_new(plan, "missing_privileges", missing);
+    } else {
+        json_decref(missing);
+    }
+    free(grantee);
+    return rc;
+}
+
+/* The plan for a person: what moves atomically, what does not, what stays. */
+static json_t *plan_notes(const json_t *plan, const json_t *info, const json_t *state, const json_t *schema,
+                          const json_t *outside, const char *staging, const char *old)
+{
+    json_t *notes = json_array(), *nontx = json_object_get(info, "non_transactional");
+    char *s = xasprintf("%zu table(s), %" PRId64 " row(s): staged in %s, switched by one "
+                        "RENAME TABLE; the tables now live stay in %s",
+                        json_array_size(json_object_get(schema, "tables")),
+                        (int64_t)json_integer_value(json_object_get(plan, "rows")), staging, old);
+
+    json_array_append_new(notes, json_string(s));
+    free(s);
+    for (size_t k = 0; k < 4; k++) {
+        json_t *arr = json_object_get(outside, kinds_order[k]), *v;
+        size_t i;
+        char *list = NULL;
+        json_array_foreach(arr, i, v) {
+            char *n = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", json_string_value(v));
+            free(list);
+            list = n;
+        }
+        if (list != NULL) {
+            s = xasprintf("%s recreated outside the atomic switch: %s", kinds_order[k], list);
+            json_array_append_new(notes, json_string(s));
+            free(s);
+            free(list);
+        }
+    }
+    if (json_array_size(nontx) > 0) {
+        s = xasprintf("%zu table(s) of the snapshot are not transactional and were consistent "
+                      "only if nobody wrote to them during the snap",
+                      json_array_size(nontx));
+        json_array_append_new(notes, json_string(s));
+        free(s);
+    }
+    if (json_is_string(json_object_get(state, "load")))
+        json_array_append_new(notes, json_string(
+            "the server has local_infile off: data is loaded by INSERT statements, which is "
+            "slower (SET GLOBAL local_infile = 1 for LOAD DATA)"));
+    return notes;
+}
+
+/* What the plan shows: names, counts, the actions, and what is outside the atomic switch. */
+static void describe_plan(rst_target *t, const json_t *schema, const char *target, const char *live,
+                          const char *staging, const char *old, bool live_exists)
+{
+    json_t *plan = rst_plan(t), *outside = json_object();
+
+    for (size_t k = 0; k < 4; k++) {
+        json_t *names_arr = json_array(), *arr = json_object_get(schema, kinds_order[k]), *o;
+        size_t i;
+        json_array_foreach(arr, i, o) json_array_append(names_arr, json_object_get(o, "name"));
+        json_object_set_new(outside, kinds_order[k], names_arr);
+    }
+    json_object_set_new(plan, "target", json_string(target));
+    json_object_set_new(plan, "schema", json_string(live));
+    json_object_set_new(plan, "staging", json_string(staging));
+    json_object_set_new(plan, "displaced", json_string(old));
+    json_object_set_new(plan, "tables", json_integer((json_int_t)json_array_size(json_object_get(schema, "tables"))));
+    json_object_set(plan, "rows", json_object_get(cat_component_stats(component(t)), "rows"));
+    json_object_set_new(plan, "outside_atomic_switch", outside);
+    json_object_set_new(plan, "actions",
+                        json_pack("[s,s,s,s,s]", "create the staging schema and load it",
+                                  "check row counts and checksums",
+                                  "drop live triggers and views",
+                                  "RENAME TABLE every live table to the displaced schema and every "
+                                  "staged table into the live one, in one statement",
+                                  "create the snapshot's triggers, views, routines and events"));
+    if (!live_exists)
+        json_object_set_new(plan, "creates_schema", json_true());
+    json_object_set_new(plan, "action", json_string(rst_to(t) ? "restore-beside" : "swap"));
+    json_object_set_new(plan, "notes", plan_notes(plan, cat_component_info(component(t)), rst_state(t), schema,
+                                                  outside, staging, old));
+}
+
 static snap_rc my_plan(rst_target *t, snap_err *err)
 {
     my_rst R;
-    json_t *state = rst_state(t), *plan = rst_plan(t), *info, *schema = NULL, *missing, *outside;
+    json_t *state = rst_state(t), *info, *schema = NULL;
     const char *db, *to = rst_to(t);
-    char sid[16], *live = NULL, *staging = NULL, *old = NULL, *redacted = NULL, *lock = NULL;
-    MYSQL_RES *r = NULL;
-    MYSQL_ROW row;
+    char sid[16], *live = NULL, *staging = NULL, *old = NULL, *redacted = NULL, *lock = NULL, *user = NULL;
+    bool live_exists;
     snap_rc rc;
 
     info = cat_component_info(component(t));
@@ -654,205 +861,27 @@ static snap_rc my_plan(rst_target *t, snap_err *err)
         err_hint(err, "MySQL schema names hold 64 characters; revert with --to SHORTER_NAME");
         goto out;
     }
-
-    /* a name already taken: a previous revert's leftovers, or someone else's schema */
-    const char *names[] = {staging, old};
-    for (size_t i = 0; i < 2; i++) {
-        bool taken = schema_exists(R.m, names[i], err, &rc);
-        if (rc != SNAP_OK)
-            goto out;
-        if (taken) {
-            rc = err_set(err, SNAP_ECONFLICT, 0, "schema %s already exists on the server",
-                         names[i]);
-            err_hint(err, "a previous revert may have left it: run `revert --recover`, or drop "
-                          "it if nothing needs it");
-            goto out;
-        }
-    }
-    /* an abandoned staging schema of an earlier revert holds space and a name: say so */
-    {
-        char *pat = xstrdup(live), *lit, *sql;
-        size_t n = 0;
-        char *esc = xmalloc(2 * strlen(pat) + 1);
-        for (const char *p = pat; *p; p++) {
-            if (*p == '_' || *p == '%' || *p == '\\')
-                esc[n++] = '\\';
-            esc[n++] = *p;
-        }
-        esc[n] = '\0';
-        free(pat);
-        pat = xasprintf("%s\\_\\_revert\\_%%", esc);
-        free(esc);
-        lit = my_literal(R.m, pat);
-        sql = xasprintf("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s "
-                        "LIMIT 1", lit);
-        rc = my_query(R.m, err, "look for staging leftovers", sql, &r);
-        free(sql);
-        free(lit);
-        free(pat);
-        if (rc != SNAP_OK)
-            goto out;
-        if ((row = mysql_fetch_row(r)) != NULL) {
-            rc = err_set(err, SNAP_ECONFLICT, 0, "staging schema %s already exists on the server", row[0]);
-            err_hint(err, "an interrupted revert left it: run `revert --recover`; if that finds "
-                          "nothing, no revert uses it: DROP DATABASE `%s`. Nothing was changed",
-                     row[0]);
-            goto out;
-        }
-        mysql_free_result(r);
-        r = NULL;
-    }
-    bool live_exists = schema_exists(R.m, live, err, &rc);
+    rc = check_names_free(R.m, live, staging, old, err);
     if (rc != SNAP_OK)
         goto out;
-    if (to != NULL && live_exists) {
-        json_t *tabs;
-        rc = base_tables(R.m, live, &tabs, err);
-        if (rc == SNAP_OK && json_array_size(tabs) > 0) {
-            rc = err_set(err, SNAP_ECONFLICT, 0, "schema %s already exists and holds tables", live);
-            err_hint(err, "--to restores into a new or empty schema: choose another name");
-        }
-        json_decref(tabs);
-        if (rc != SNAP_OK)
-            goto out;
-    }
-
-    /* LOAD DATA LOCAL needs the server's consent */
-    rc = my_query(R.m, err, "read local_infile", "SELECT @@GLOBAL.local_infile, CURRENT_USER()", &r);
+    live_exists = schema_exists(R.m, live, err, &rc);
+    if (rc == SNAP_OK && to != NULL && live_exists)
+        rc = check_to_empty(R.m, live, err);
+    if (rc == SNAP_OK)
+        rc = check_load_path(t, R.m, &user, err);
+    if (rc == SNAP_OK)
+        rc = check_privileges(R.m, user, live, staging, old, rst_plan(t), err);
+    if (rc == SNAP_OK)
+        rc = read_schema(t, &schema, err);
     if (rc != SNAP_OK)
         goto out;
-    row = mysql_fetch_row(r);
-    if (row == NULL || row[0] == NULL || strcmp(row[0], "1") != 0) {
-        const char *strict = rst_option(t, "mysql_require_local_infile");
-        if (strict != NULL && strcmp(strict, "true") == 0) {
-            rc = err_set(err, SNAP_EUNREACH, 0,
-                         "the server has local_infile disabled, which fast loading needs");
-            err_hint(err, "SET GLOBAL local_infile = 1 on the server (or local-infile = 1 in its "
-                          "configuration) and run the revert again; nothing was changed");
-            goto out;
-        }
-        /* the exact, slower path: multi-row INSERT of binary string literals */
-        json_object_set_new(state, "load", json_string("insert"));
-    }
-
-    /* privileges: every step's, named before anything changes */
-    {
-        const char *cu = row[1] ? row[1] : "";
-        const char *at = strrchr(cu, '@');
-        char *grantee = at ? xasprintf("'%.*s'@'%s'", (int)(at - cu), cu, at + 1)
-                           : xasprintf("'%s'", cu);
-        static const char *const need_stage[] = {"CREATE", "DROP", "ALTER", "INSERT", "SELECT",
-                                                 "INDEX", "REFERENCES"};
-        static const char *const need_old[] = {"CREATE", "DROP", "ALTER", "INSERT"};
-        static const char *const need_live[] = {"CREATE", "DROP", "ALTER", "INSERT", "SELECT",
-                                                "TRIGGER", "CREATE VIEW", "CREATE ROUTINE",
-                                                "ALTER ROUTINE", "EVENT"};
-        missing = json_array();
-        rc = check_privs(R.m, grantee, staging, need_stage, 7, missing, err);
-        if (rc == SNAP_OK)
-            rc = check_privs(R.m, grantee, old, need_old, 4, missing, err);
-        if (rc == SNAP_OK)
-            rc = check_privs(R.m, grantee, live, need_live, 10, missing, err);
-        if (rc == SNAP_OK && json_array_size(missing) > 0) {
-            size_t i;
-            json_t *v;
-            char msg[512] = "";
-            json_array_foreach(missing, i, v) {
-                if (strlen(msg) + strlen(json_string_value(v)) + 3 >= sizeof msg)
-                    break;
-                if (i)
-                    strcat(msg, ", ");
-                strcat(msg, json_string_value(v));
-            }
-            rc = err_set(err, SNAP_EUNREACH, 0, "%s lacks privileges the revert needs: %s",
-                         grantee, msg);
-            err_hint(err, "grant them (for example GRANT ALL ON `%s%%`.* TO %s) and run the revert "
-                          "again; nothing was changed",
-                     live, grantee);
-            json_object_set_new(plan, "missing_privileges", missing);
-        } else {
-            json_decref(missing);
-        }
-        free(grantee);
-        if (rc != SNAP_OK)
-            goto out;
-    }
-    mysql_free_result(r);
-    r = NULL;
-
-    rc = read_schema(t, &schema, err);
-    if (rc != SNAP_OK)
-        goto out;
-    outside = json_object();
-    for (size_t k = 0; k < 4; k++) {
-        json_t *names_arr = json_array(), *arr = json_object_get(schema, kinds_order[k]), *o;
-        size_t i;
-        json_array_foreach(arr, i, o) json_array_append(names_arr, json_object_get(o, "name"));
-        json_object_set_new(outside, kinds_order[k], names_arr);
-    }
     my_dsn_set_db(R.dsn, live);
     free(redacted);
     redacted = my_dsn_redacted(R.dsn);
-    json_object_set_new(plan, "target", json_string(redacted));
-    json_object_set_new(plan, "schema", json_string(live));
-    json_object_set_new(plan, "staging", json_string(staging));
-    json_object_set_new(plan, "displaced", json_string(old));
-    json_object_set_new(plan, "tables", json_integer((json_int_t)json_array_size(json_object_get(schema, "tables"))));
-    json_object_set(plan, "rows", json_object_get(cat_component_stats(component(t)), "rows"));
-    json_object_set_new(plan, "outside_atomic_switch", outside);
-    json_object_set_new(plan, "actions",
-                        json_pack("[s,s,s,s,s]", "create the staging schema and load it",
-                                  "check row counts and checksums",
-                                  "drop live triggers and views",
-                                  "RENAME TABLE every live table to the displaced schema and every "
-                                  "staged table into the live one, in one statement",
-                                  "create the snapshot's triggers, views, routines and events"));
-    if (!live_exists)
-        json_object_set_new(plan, "creates_schema", json_true());
-    json_object_set_new(plan, "action", json_string(to ? "restore-beside" : "swap"));
-    {
-        /* the plan for a person: what moves atomically, what does not, what stays */
-        json_t *notes = json_array(), *nontx = json_object_get(info, "non_transactional");
-        char *s = xasprintf("%zu table(s), %" PRId64 " row(s): staged in %s, switched by one "
-                            "RENAME TABLE; the tables now live stay in %s",
-                            json_array_size(json_object_get(schema, "tables")),
-                            (int64_t)json_integer_value(json_object_get(plan, "rows")), staging, old);
-        json_array_append_new(notes, json_string(s));
-        free(s);
-        for (size_t k = 0; k < 4; k++) {
-            json_t *arr = json_object_get(outside, kinds_order[k]), *v;
-            size_t i;
-            char *list = NULL;
-            json_array_foreach(arr, i, v) {
-                char *n = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", json_string_value(v));
-                free(list);
-                list = n;
-            }
-            if (list != NULL) {
-                s = xasprintf("%s recreated outside the atomic switch: %s", kinds_order[k], list);
-                json_array_append_new(notes, json_string(s));
-                free(s);
-                free(list);
-            }
-        }
-        if (json_array_size(nontx) > 0) {
-            s = xasprintf("%zu table(s) of the snapshot are not transactional and were consistent "
-                          "only if nobody wrote to them during the snap",
-                          json_array_size(nontx));
-            json_array_append_new(notes, json_string(s));
-            free(s);
-        }
-        if (json_is_string(json_object_get(state, "load")))
-            json_array_append_new(notes, json_string(
-                "the server has local_infile off: data is loaded by INSERT statements, which is "
-                "slower (SET GLOBAL local_infile = 1 for LOAD DATA)"));
-        json_object_set_new(plan, "notes", notes);
-    }
+    describe_plan(t, schema, redacted, live, staging, old, live_exists);
     lock = xasprintf("mysql:%s", redacted);
     rst_set_lock_key(t, lock);
-    rc = SNAP_OK;
 out:
-    mysql_free_result(r);
     json_decref(schema);
     if (R.m != NULL || R.dsn != NULL)
         rst_close(&R);
@@ -861,6 +890,7 @@ out:
     free(old);
     free(redacted);
     free(lock);
+    free(user);
     return rc;
 }
 
@@ -907,9 +937,9 @@ typedef struct ld_shared {
     ld_table *tables;
     size_t ntables;
     pthread_mutex_t mu;
-    size_t next_part, nparts, next_alter;
-    bool failed;
-    snap_err first_err;
+    size_t nparts;
+    struct ld_worker *workers;
+    size_t nworkers;
 } ld_shared;
 
 typedef struct ld_worker {
@@ -918,10 +948,6 @@ typedef struct ld_worker {
     arc_reader *r;
     bool read_failed;
     snap_err read_err;
-    snap_rc rc;
-    snap_err err;
-    pthread_t th;
-    bool started;
 } ld_worker;
 
 static int infile_init(void **ptr, const char *filename, void *userdata)
@@ -1200,72 +1226,29 @@ static snap_rc load_part(ld_worker *w, size_t part, snap_err *err)
     return rc;
 }
 
-static void *ld_main(void *arg)
+/* Loads one part (part 0 holds the schema: job j is part j + 1). */
+static snap_rc load_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
-    ld_worker *w = arg;
-    ld_shared *sh = w->sh;
+    ld_shared *sh = arg;
 
-    w->rc = SNAP_OK;
-    for (;;) {
-        size_t i;
-        pthread_mutex_lock(&sh->mu);
-        if (sh->failed) {
-            pthread_mutex_unlock(&sh->mu);
-            break;
-        }
-        if (sh->next_part < sh->nparts) {
-            i = sh->next_part++;
-        } else {
-            pthread_mutex_unlock(&sh->mu);
-            break;
-        }
-        pthread_mutex_unlock(&sh->mu);
-        w->rc = load_part(w, i, &w->err);
-        if (w->rc != SNAP_OK)
-            break;
-    }
-    if (w->rc != SNAP_OK) {
-        pthread_mutex_lock(&sh->mu);
-        if (!sh->failed) {
-            sh->failed = true;
-            sh->first_err = w->err;
-        }
-        pthread_mutex_unlock(&sh->mu);
-    }
-    return NULL;
+    (void)p;
+    return load_part(&sh->workers[worker], job + 1, err);
 }
 
-static void *alter_main(void *arg)
+/* Adds the held-back indexes of one table. */
+static snap_rc alter_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
-    ld_worker *w = arg;
-    ld_shared *sh = w->sh;
+    ld_shared *sh = arg;
+    char *what;
+    snap_rc rc;
 
-    w->rc = SNAP_OK;
-    for (;;) {
-        size_t i;
-        pthread_mutex_lock(&sh->mu);
-        while (sh->next_alter < sh->ntables && sh->tables[sh->next_alter].alter == NULL)
-            sh->next_alter++;
-        if (sh->failed || sh->next_alter >= sh->ntables) {
-            pthread_mutex_unlock(&sh->mu);
-            break;
-        }
-        i = sh->next_alter++;
-        pthread_mutex_unlock(&sh->mu);
-        char *what = xasprintf("add the indexes of %s", sh->tables[i].name);
-        w->rc = my_exec(w->m, &w->err, what, sh->tables[i].alter);
-        free(what);
-        if (w->rc != SNAP_OK) {
-            pthread_mutex_lock(&sh->mu);
-            if (!sh->failed) {
-                sh->failed = true;
-                sh->first_err = w->err;
-            }
-            pthread_mutex_unlock(&sh->mu);
-            break;
-        }
-    }
-    return NULL;
+    (void)p;
+    if (sh->tables[job].alter == NULL)
+        return SNAP_OK;
+    what = xasprintf("add the indexes of %s", sh->tables[job].name);
+    rc = my_exec(sh->workers[worker].m, err, what, sh->tables[job].alter);
+    free(what);
+    return rc;
 }
 
 /*
@@ -1328,62 +1311,49 @@ static char *split_create(const char *name, const char *create, json_t *tables, 
     return out;
 }
 
-static snap_rc my_stage(rst_target *t, snap_err *err)
+/* What recovery needs to finish or undo the switch without the store, journaled. */
+static snap_rc journal_objects(rst_target *t, my_rst *R, json_t *schema, snap_err *err)
 {
-    my_rst R;
-    json_t *schema = NULL, *tables, *o, *stats;
-    ld_shared sh;
-    ld_worker *workers = NULL;
-    size_t nworkers = 0, i;
-    char *qs = NULL;
-    snap_rc rc;
+    json_t *names = json_array(), *objs = json_object(), *o;
+    size_t i;
 
-    memset(&sh, 0, sizeof sh);
-    pthread_mutex_init(&sh.mu, NULL);
-    rc = rst_open(t, &R, err);
-    if (rc != SNAP_OK)
-        goto out_nolock;
-    sh.R = &R;
-    rc = read_schema(t, &schema, err);
-    if (rc != SNAP_OK)
-        goto out;
-    tables = json_object_get(schema, "tables");
-    /* what recovery needs to finish or undo the switch without the store */
-    json_t *names = json_array();
-    json_array_foreach(tables, i, o) json_array_append(names, json_object_get(o, "name"));
-    json_object_set_new(R.state, "tables", names);
-    json_t *objs = json_object();
+    json_array_foreach(json_object_get(schema, "tables"), i, o) json_array_append(names, json_object_get(o, "name"));
+    json_object_set_new(R->state, "tables", names);
     for (size_t k = 0; k < 4; k++)
         json_object_set(objs, kinds_order[k], json_object_get(schema, kinds_order[k]));
-    json_object_set_new(R.state, "objects", objs);
-    json_object_set(R.state, "charset", json_object_get(schema, "charset"));
-    json_object_set(R.state, "collation", json_object_get(schema, "collation"));
-    json_object_set_new(R.state, "phase", json_string("staging"));
-    rc = rst_journal_save(t, err);
-    if (rc != SNAP_OK)
-        goto out;
+    json_object_set_new(R->state, "objects", objs);
+    json_object_set(R->state, "charset", json_object_get(schema, "charset"));
+    json_object_set(R->state, "collation", json_object_get(schema, "collation"));
+    json_object_set_new(R->state, "phase", json_string("staging"));
+    return rst_journal_save(t, err);
+}
 
-    qs = my_ident(R.staging);
-    {
-        const char *cs = json_string_value(json_object_get(schema, "charset"));
-        const char *coll = json_string_value(json_object_get(schema, "collation"));
-        rc = my_execf(R.m, err, "create the staging schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s",
-                      qs, charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"));
+/* The staging schema, in the snapshot's character set, and its tables (their plain
+ * secondary indexes held back for after the load). */
+static snap_rc create_staging(my_rst *R, json_t *schema, ld_shared *sh, snap_err *err)
+{
+    json_t *tables = json_object_get(schema, "tables"), *o;
+    const char *cs = json_string_value(json_object_get(schema, "charset"));
+    const char *coll = json_string_value(json_object_get(schema, "collation"));
+    char *qs = my_ident(R->staging);
+    size_t i;
+    snap_rc rc = my_execf(R->m, err, "create the staging schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s",
+                          qs, charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"));
+
+    if (rc == SNAP_OK) {
+        util_failpoint("revert-mysql-staging-created");
+        rc = my_execf(R->m, err, "use the staging schema", "USE %s", qs);
     }
+    free(qs);
     if (rc != SNAP_OK)
-        goto out;
-    util_failpoint("revert-mysql-staging-created");
-    rc = my_execf(R.m, err, "use the staging schema", "USE %s", qs);
-    if (rc != SNAP_OK)
-        goto out;
-
-    sh.ntables = json_array_size(tables);
-    sh.tables = xcalloc(sh.ntables + 1, sizeof *sh.tables);
+        return rc;
+    sh->ntables = json_array_size(tables);
+    sh->tables = xcalloc(sh->ntables + 1, sizeof *sh->tables);
     json_array_foreach(tables, i, o) {
-        ld_table *lt = &sh.tables[i];
+        ld_table *lt = &sh->tables[i];
         json_t *cols = json_object_get(o, "columns"), *c;
         size_t j;
-        char *list = xstrdup("(");
+        char *list = xstrdup("("), *create, *what;
         lt->name = json_string_value(json_object_get(o, "name"));
         lt->path = json_string_value(json_object_get(o, "path"));
         json_array_foreach(cols, j, c) {
@@ -1392,119 +1362,141 @@ static snap_rc my_stage(rst_target *t, snap_err *err)
             free(list);
             list = n;
         }
-        char *n = xasprintf("%s)", list);
+        lt->cols = xasprintf("%s)", list);
         free(list);
-        lt->cols = n;
-        char *create = split_create(lt->name, json_string_value(json_object_get(o, "create")),
-                                    tables, &lt->alter);
-        char *what = xasprintf("create table %s", lt->name);
-        rc = my_exec(R.m, err, what, create);
+        create = split_create(lt->name, json_string_value(json_object_get(o, "create")), tables, &lt->alter);
+        what = xasprintf("create table %s", lt->name);
+        rc = my_exec(R->m, err, what, create);
         free(what);
         free(create);
         if (rc != SNAP_OK)
-            goto out;
+            return rc;
     }
+    return SNAP_OK;
+}
 
-    /* data, in parallel: one reader per part */
-    sh.nparts = cat_component_nparts(rst_component(t));
-    sh.next_part = 1; /* part 0 holds the schema */
-    sh.use_insert = json_is_string(json_object_get(R.state, "load"));
-    nworkers = R.ctx->jobs > 0 ? (size_t)R.ctx->jobs : 1;
-    if (nworkers > 64)
-        nworkers = 64;
-    workers = xcalloc(nworkers, sizeof *workers);
-    for (i = 0; i < nworkers; i++) {
-        workers[i].sh = &sh;
-        rc = my_connect(R.dsn, R.staging, &workers[i].m, err);
+/* One loading connection per worker, into the staging schema. */
+static snap_rc open_loaders(my_rst *R, ld_shared *sh, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    sh->nworkers = R->ctx->jobs > 0 ? (size_t)R->ctx->jobs : 1;
+    if (sh->nworkers > 64)
+        sh->nworkers = 64;
+    sh->workers = xcalloc(sh->nworkers, sizeof *sh->workers);
+    for (size_t i = 0; i < sh->nworkers && rc == SNAP_OK; i++) {
+        sh->workers[i].sh = sh;
+        rc = my_connect(R->dsn, R->staging, &sh->workers[i].m, err);
         if (rc == SNAP_OK)
-            rc = my_exec(workers[i].m, err, "set the loading session",
+            rc = my_exec(sh->workers[i].m, err, "set the loading session",
                          "SET SESSION foreign_key_checks = 0, SESSION unique_checks = 0, "
                          "SESSION sql_mode = '" LOAD_SQL_MODE "'");
-        if (rc != SNAP_OK)
-            goto out;
-        mysql_set_local_infile_handler(workers[i].m, infile_init, infile_read, infile_end,
-                                       infile_error, &workers[i]);
+        if (rc == SNAP_OK)
+            mysql_set_local_infile_handler(sh->workers[i].m, infile_init, infile_read, infile_end, infile_error,
+                                           &sh->workers[i]);
     }
-    uint64_t t_load = util_now_ms();
-    {
-        char *label = xasprintf("stage %s", R.live);
-        sh.bar = prg_new(label, cat_component_bytes(rst_component(t)), R.ctx->progress);
-        free(label);
-    }
-    for (int phase = 0; phase < 2; phase++) {
-        for (i = 0; i < nworkers; i++) {
-            if (pthread_create(&workers[i].th, NULL, phase == 0 ? ld_main : alter_main, &workers[i]) != 0) {
-                pthread_mutex_lock(&sh.mu);
-                sh.failed = true;
-                err_sys(&sh.first_err, SNAP_EFAIL, "cannot start a worker thread");
-                pthread_mutex_unlock(&sh.mu);
-                break;
-            }
-            workers[i].started = true;
-        }
-        for (i = 0; i < nworkers; i++)
-            if (workers[i].started) {
-                pthread_join(workers[i].th, NULL);
-                workers[i].started = false;
-            }
-        if (sh.failed) {
-            *err = sh.first_err;
-            rc = err->code ? err->code : SNAP_EFAIL;
-            goto out;
-        }
-        if (phase == 0) {
-            prg_free(sh.bar);
-            sh.bar = NULL;
-            log_debug(R.ctx, "%s: data loaded in %" PRIu64 " ms", R.live, util_now_ms() - t_load);
-            t_load = util_now_ms();
-            util_failpoint("revert-mysql-loaded");
-        } else {
-            log_debug(R.ctx, "%s: held-back indexes built in %" PRIu64 " ms", R.live,
-                      util_now_ms() - t_load);
-        }
-    }
+    return rc;
+}
 
-    /* the recorded row counts: what was loaded and what the staged tables hold */
-    stats = json_object_get(cat_component_stats(component(t)), "table_rows");
-    for (i = 0; i < sh.ntables; i++) {
-        ld_table *lt = &sh.tables[i];
+/* The data, in parallel (one reader per part; part 0 holds the schema), then the
+ * held-back indexes, in parallel too. */
+static snap_rc load_data(rst_target *t, my_rst *R, ld_shared *sh, snap_err *err)
+{
+    uint64_t t_load = util_now_ms();
+    char *label = xasprintf("stage %s", R->live);
+    pool_spec load = {.workers = sh->nworkers, .njobs = sh->nparts > 0 ? sh->nparts - 1 : 0, .job = load_job,
+                      .arg = sh};
+    pool_spec alter = {.workers = sh->nworkers, .njobs = sh->ntables, .job = alter_job, .arg = sh};
+    snap_rc rc;
+
+    sh->bar = prg_new(label, cat_component_bytes(rst_component(t)), R->ctx->progress);
+    free(label);
+    rc = pool_run_spec(R->ctx, &load, err);
+    prg_free(sh->bar);
+    sh->bar = NULL;
+    if (rc != SNAP_OK)
+        return rc;
+    log_debug(R->ctx, "%s: data loaded in %" PRIu64 " ms", R->live, util_now_ms() - t_load);
+    t_load = util_now_ms();
+    util_failpoint("revert-mysql-loaded");
+    rc = pool_run_spec(R->ctx, &alter, err);
+    if (rc == SNAP_OK)
+        log_debug(R->ctx, "%s: held-back indexes built in %" PRIu64 " ms", R->live, util_now_ms() - t_load);
+    return rc;
+}
+
+/* The recorded row counts: what was loaded and what the staged tables hold. */
+static snap_rc check_row_counts(rst_target *t, my_rst *R, const ld_shared *sh, snap_err *err)
+{
+    json_t *stats = json_object_get(cat_component_stats(component(t)), "table_rows");
+
+    for (size_t i = 0; i < sh->ntables; i++) {
+        const ld_table *lt = &sh->tables[i];
         json_t *want = json_object_get(stats, lt->name);
         char *tid = my_ident(lt->name), *sql = xasprintf("SELECT COUNT(*) FROM %s", tid);
         MYSQL_RES *r;
         MYSQL_ROW row;
         uint64_t have = 0;
-        rc = my_query(R.m, err, "count the staged rows", sql, &r);
+        snap_rc rc = my_query(R->m, err, "count the staged rows", sql, &r);
         free(sql);
         free(tid);
         if (rc != SNAP_OK)
-            goto out;
+            return rc;
         if ((row = mysql_fetch_row(r)) != NULL)
             have = strtoull(row[0], NULL, 10);
         mysql_free_result(r);
         if (want == NULL || (uint64_t)json_integer_value(want) != have || lt->loaded != have) {
-            rc = err_set(err, SNAP_EVERIFY, 0,
-                         "table %s: the snapshot recorded %" PRId64 " rows, %" PRIu64
-                         " were loaded and the staged table holds %" PRIu64,
-                         lt->name, want ? (int64_t)json_integer_value(want) : (int64_t)-1,
-                         lt->loaded, have);
+            err_set(err, SNAP_EVERIFY, 0,
+                    "table %s: the snapshot recorded %" PRId64 " rows, %" PRIu64
+                    " were loaded and the staged table holds %" PRIu64,
+                    lt->name, want ? (int64_t)json_integer_value(want) : (int64_t)-1, lt->loaded, have);
             err_hint(err, "the snapshot is damaged or incomplete; nothing live was changed");
-            goto out;
+            return SNAP_EVERIFY;
         }
     }
-    json_object_set_new(R.state, "phase", json_string("staged"));
-    rc = rst_journal_save(t, err);
-out:
-    for (i = 0; i < nworkers; i++)
-        mysql_close(workers[i].m);
-    free(workers);
-    for (i = 0; i < sh.ntables; i++) {
+    return SNAP_OK;
+}
+
+static snap_rc my_stage(rst_target *t, snap_err *err)
+{
+    my_rst R;
+    json_t *schema = NULL;
+    ld_shared sh;
+    snap_rc rc;
+
+    memset(&sh, 0, sizeof sh);
+    pthread_mutex_init(&sh.mu, NULL);
+    rc = rst_open(t, &R, err);
+    if (rc != SNAP_OK)
+        goto out_nolock;
+    sh.R = &R;
+    sh.nparts = cat_component_nparts(rst_component(t));
+    sh.use_insert = json_is_string(json_object_get(R.state, "load"));
+    rc = read_schema(t, &schema, err);
+    if (rc == SNAP_OK)
+        rc = journal_objects(t, &R, schema, err);
+    if (rc == SNAP_OK)
+        rc = create_staging(&R, schema, &sh, err);
+    if (rc == SNAP_OK)
+        rc = open_loaders(&R, &sh, err);
+    if (rc == SNAP_OK)
+        rc = load_data(t, &R, &sh, err);
+    if (rc == SNAP_OK)
+        rc = check_row_counts(t, &R, &sh, err);
+    if (rc == SNAP_OK) {
+        json_object_set_new(R.state, "phase", json_string("staged"));
+        rc = rst_journal_save(t, err);
+    }
+    for (size_t i = 0; i < sh.nworkers; i++)
+        mysql_close(sh.workers[i].m);
+    free(sh.workers);
+    for (size_t i = 0; i < sh.ntables; i++) {
         free((char *)(uintptr_t)sh.tables[i].cols);
         free(sh.tables[i].alter);
     }
     free(sh.tables);
     prg_free(sh.bar);
     json_decref(schema);
-    free(qs);
     rst_close(&R);
 out_nolock:
     pthread_mutex_destroy(&sh.mu);
@@ -1573,12 +1565,133 @@ static snap_rc create_all_objects(MYSQL *m, const char *db, json_t *objs, bool b
     return rc;
 }
 
+/* Before the switch: what is live now (created if it is not there), the displaced schema
+ * in the live one's defaults, and the phase "switching", journaled. */
+static snap_rc prepare_switch(rst_target *t, my_rst *R, json_t **live_tables, json_t **live_objs, snap_err *err)
+{
+    char *qo, *lit, *sql;
+    MYSQL_RES *r;
+    MYSQL_ROW row;
+    snap_rc rc = SNAP_OK;
+    bool exists = schema_exists(R->m, R->live, err, &rc);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (exists) {
+        rc = base_tables(R->m, R->live, live_tables, err);
+        if (rc == SNAP_OK)
+            rc = live_objects(R->m, R->live, live_objs, err);
+        if (rc != SNAP_OK)
+            return rc;
+    } else {
+        const char *cs = state_str(R->state, "charset"), *coll = state_str(R->state, "collation");
+        char *ql = my_ident(R->live);
+        *live_tables = json_array();
+        *live_objs = json_object();
+        rc = my_execf(R->m, err, "create the schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s", ql,
+                      charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"));
+        free(ql);
+        if (rc != SNAP_OK)
+            return rc;
+        json_object_set_new(R->state, "created_live", json_true());
+    }
+    json_object_set(R->state, "live_tables", *live_tables);
+    json_object_set(R->state, "live_objects", *live_objs);
+    qo = my_ident(R->old);
+    lit = my_literal(R->m, R->live);
+    sql = xasprintf("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+                    "information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                    lit);
+    rc = my_query(R->m, err, "read the schema defaults", sql, &r);
+    if (rc == SNAP_OK) {
+        row = mysql_fetch_row(r);
+        rc = my_execf(R->m, err, "create the displaced schema",
+                      "CREATE DATABASE IF NOT EXISTS %s CHARACTER SET %s COLLATE %s", qo,
+                      row ? row[0] : "utf8mb4", row ? row[1] : "utf8mb4_general_ci");
+        mysql_free_result(r);
+    }
+    free(sql);
+    free(lit);
+    free(qo);
+    if (rc != SNAP_OK)
+        return rc;
+    json_object_set_new(R->state, "phase", json_string("switching"));
+    return rst_journal_save(t, err);
+}
+
+/* A long transaction on a live table must not stall the switch (and every query queued
+ * behind its pending lock): wait a bounded time, then fail and roll back. */
+static snap_rc set_lock_wait(rst_target *t, my_rst *R, snap_err *err)
+{
+    const char *v = rst_option(t, "lock_wait_timeout");
+    int64_t secs = 10;
+
+    if (v != NULL && (!cfg_parse_duration(v, &secs) || secs < 1))
+        return err_set(err, SNAP_EUSAGE, 0, "[revert] lock_wait_timeout is not a duration: %s", v);
+    return my_execf(R->m, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %lld", (long long)secs);
+}
+
+/* The one RENAME TABLE, unless a run before a crash made it: tables with triggers cannot
+ * move to another schema and views do not move at all, so those go first. */
+static snap_rc switch_tables(my_rst *R, json_t *tables, json_t *live_tables, json_t *live_objs, uint64_t *t_rename,
+                             snap_err *err)
+{
+    size_t in_staging = 0;
+    bool renamed;
+    uint64_t r0;
+    snap_rc rc = count_in(R->m, R->staging, tables, &in_staging, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    renamed = json_array_size(tables) > 0 ? in_staging == 0 : json_is_true(json_object_get(R->state, "renamed"));
+    if (renamed)
+        return SNAP_OK;
+    rc = drop_objects(R->m, R->live, live_objs, "triggers", err);
+    if (rc == SNAP_OK)
+        rc = drop_objects(R->m, R->live, live_objs, "views", err);
+    if (rc == SNAP_OK) {
+        r0 = util_now_ms();
+        rc = rename_all(R->m, R->live, R->old, live_tables, R->staging, R->live, tables, err);
+        *t_rename = util_now_ms() - r0;
+    }
+    if (rc != SNAP_OK && mysql_errno(R->m) == ER_LOCK_WAIT_TIMEOUT)
+        err_hint(err, "a transaction or lock held a live table longer than "
+                      "lock_wait_timeout; the switch is rolled back, retry when it ends");
+    return rc;
+}
+
+/* Reports exactly what was not switched in the one statement, and for how long. */
+static void report_cutover(rst_target *t, my_rst *R, json_t *tables, json_t *objs, uint64_t t_rename,
+                           uint64_t window)
+{
+    json_t *plan = rst_plan(t), *outside = json_array();
+    size_t n = 0;
+
+    for (size_t k = 0; k < 4; k++) {
+        json_t *arr = json_object_get(objs, kinds_order[k]), *o;
+        size_t i;
+        json_array_foreach(arr, i, o) {
+            char *s = xasprintf("%.*s %s", (int)strlen(kinds_order[k]) - 1, kinds_order[k],
+                                json_string_value(json_object_get(o, "name")));
+            json_array_append_new(outside, json_string(s));
+            free(s);
+            n++;
+        }
+    }
+    json_object_set_new(plan, "cutover",
+                        json_pack("{s:I,s:I,s:I,s:o}", "tables", (json_int_t)json_array_size(tables), "rename_ms",
+                                  (json_int_t)t_rename, "window_ms", (json_int_t)window, "not_in_atomic_switch",
+                                  outside));
+    log_info(R->ctx, "%s: RENAME TABLE switched %zu table(s) in %" PRIu64 " ms; %zu trigger(s), "
+                     "view(s), routine(s) and event(s) were switched outside it, within %" PRIu64 " ms",
+             R->live, json_array_size(tables), t_rename, n, window);
+}
+
 static snap_rc my_cutover(rst_target *t, snap_err *err)
 {
     my_rst R;
     json_t *tables, *live_tables = NULL, *objs, *live_objs = NULL;
     const char *phase;
-    size_t in_staging = 0;
     uint64_t t0, t_rename = 0, t_end;
     snap_rc rc = rst_open(t, &R, err);
 
@@ -1593,98 +1706,20 @@ static snap_rc my_cutover(rst_target *t, snap_err *err)
     }
     if (strcmp(phase, "switched") == 0)
         goto out; /* done before a crash */
-    if (strcmp(phase, "switching") != 0) {
-        bool exists = schema_exists(R.m, R.live, err, &rc);
-        if (rc != SNAP_OK)
-            goto out;
-        if (exists) {
-            rc = base_tables(R.m, R.live, &live_tables, err);
-            if (rc == SNAP_OK)
-                rc = live_objects(R.m, R.live, &live_objs, err);
-            if (rc != SNAP_OK)
-                goto out;
-        } else {
-            live_tables = json_array();
-            live_objs = json_object();
-            const char *cs = state_str(R.state, "charset"), *coll = state_str(R.state, "collation");
-            char *ql = my_ident(R.live);
-            rc = my_execf(R.m, err, "create the schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s",
-                          ql, charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"));
-            free(ql);
-            if (rc != SNAP_OK)
-                goto out;
-            json_object_set_new(R.state, "created_live", json_true());
-        }
-        json_object_set(R.state, "live_tables", live_tables);
-        json_object_set(R.state, "live_objects", live_objs);
-        {
-            char *qo = my_ident(R.old), *ql = my_ident(R.live);
-            MYSQL_RES *r;
-            MYSQL_ROW row;
-            char *lit = my_literal(R.m, R.live);
-            char *sql = xasprintf("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
-                                  "information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", lit);
-            rc = my_query(R.m, err, "read the schema defaults", sql, &r);
-            if (rc == SNAP_OK) {
-                row = mysql_fetch_row(r);
-                rc = my_execf(R.m, err, "create the displaced schema",
-                              "CREATE DATABASE IF NOT EXISTS %s CHARACTER SET %s COLLATE %s", qo,
-                              row ? row[0] : "utf8mb4", row ? row[1] : "utf8mb4_general_ci");
-                mysql_free_result(r);
-            }
-            free(sql);
-            free(lit);
-            free(qo);
-            free(ql);
-            if (rc != SNAP_OK)
-                goto out;
-        }
-        json_object_set_new(R.state, "phase", json_string("switching"));
-        rc = rst_journal_save(t, err);
-        if (rc != SNAP_OK)
-            goto out;
-    }
-    /* a long transaction on a live table must not stall the switch (and every query queued
-     * behind its pending lock): wait a bounded time, then fail and roll back */
-    {
-        const char *v = rst_option(t, "lock_wait_timeout");
-        int64_t secs = 10;
-        if (v != NULL && (!cfg_parse_duration(v, &secs) || secs < 1)) {
-            rc = err_set(err, SNAP_EUSAGE, 0, "[revert] lock_wait_timeout is not a duration: %s", v);
-            goto out;
-        }
-        rc = my_execf(R.m, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %lld",
-                      (long long)secs);
-        if (rc != SNAP_OK)
-            goto out;
-    }
+    if (strcmp(phase, "switching") != 0)
+        rc = prepare_switch(t, &R, &live_tables, &live_objs, err);
+    if (rc == SNAP_OK)
+        rc = set_lock_wait(t, &R, err);
+    if (rc != SNAP_OK)
+        goto out;
     live_tables = live_tables ? live_tables : json_incref(json_object_get(R.state, "live_tables"));
     live_objs = live_objs ? live_objs : json_incref(json_object_get(R.state, "live_objects"));
     util_failpoint("revert-mysql-before-rename");
 
     t0 = util_now_ms();
-    rc = count_in(R.m, R.staging, tables, &in_staging, err);
+    rc = switch_tables(&R, tables, live_tables, live_objs, &t_rename, err);
     if (rc != SNAP_OK)
         goto out;
-    bool renamed = json_array_size(tables) > 0 ? in_staging == 0
-                                               : json_is_true(json_object_get(R.state, "renamed"));
-    if (!renamed) {
-        /* tables with triggers cannot move to another schema; views do not move at all */
-        rc = drop_objects(R.m, R.live, live_objs, "triggers", err);
-        if (rc == SNAP_OK)
-            rc = drop_objects(R.m, R.live, live_objs, "views", err);
-        if (rc == SNAP_OK) {
-            uint64_t r0 = util_now_ms();
-            rc = rename_all(R.m, R.live, R.old, live_tables, R.staging, R.live, tables, err);
-            t_rename = util_now_ms() - r0;
-        }
-        if (rc != SNAP_OK) {
-            if (mysql_errno(R.m) == ER_LOCK_WAIT_TIMEOUT)
-                err_hint(err, "a transaction or lock held a live table longer than "
-                              "lock_wait_timeout; the switch is rolled back, retry when it ends");
-            goto out;
-        }
-    }
     json_object_set_new(R.state, "renamed", json_true());
     util_failpoint("revert-mysql-after-rename");
     /* routines and events do not move: replace them in place */
@@ -1700,31 +1735,7 @@ static snap_rc my_cutover(rst_target *t, snap_err *err)
     rc = rst_journal_save(t, err);
     if (rc != SNAP_OK)
         goto out;
-
-    /* report exactly what was not switched in the one statement, and for how long */
-    {
-        json_t *plan = rst_plan(t), *outside = json_array();
-        size_t n = 0;
-        for (size_t k = 0; k < 4; k++) {
-            json_t *arr = json_object_get(objs, kinds_order[k]), *o;
-            size_t i;
-            json_array_foreach(arr, i, o) {
-                char *s = xasprintf("%.*s %s", (int)strlen(kinds_order[k]) - 1, kinds_order[k],
-                                    json_string_value(json_object_get(o, "name")));
-                json_array_append_new(outside, json_string(s));
-                free(s);
-                n++;
-            }
-        }
-        json_object_set_new(plan, "cutover",
-                            json_pack("{s:I,s:I,s:I,s:o}", "tables", (json_int_t)json_array_size(tables),
-                                      "rename_ms", (json_int_t)t_rename, "window_ms",
-                                      (json_int_t)(t_end - t0), "not_in_atomic_switch", outside));
-        log_info(R.ctx, "%s: RENAME TABLE switched %zu table(s) in %" PRIu64 " ms; %zu trigger(s), "
-                        "view(s), routine(s) and event(s) were switched outside it, within %" PRIu64
-                        " ms",
-                 R.live, json_array_size(tables), t_rename, n, t_end - t0);
-    }
+    report_cutover(t, &R, tables, objs, t_rename, t_end - t0);
     /* the displaced schema as a complete undo: its triggers, views and routines beside its
      * tables (events stay out: they would run there) */
     create_all_objects(R.m, R.old, live_objs, true, false, R.ctx, err);

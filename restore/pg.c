@@ -22,6 +22,7 @@
 #include "../catalog/arc.h"
 #include "../engines/pg_client.h"
 #include "restore.h"
+#include "../common/pool.h"
 #include "../common/util.h"
 
 #define NAMEDATALEN_MAX 63
@@ -364,30 +365,19 @@ static snap_rc pg_check_state(const json_t *st, snap_err *err)
     return SNAP_OK;
 }
 
-static snap_rc pg_plan(rst_target *t, snap_err *err)
+/* The mode, and what the snapshot allows of it; no connection to an unauthenticated
+ * manifest's server (restore.c refuses first). */
+static snap_rc check_mode(rst_target *t, const json_t *info, bool *tx, snap_err *err)
 {
-    json_t *info = info_of(t), *st = rst_state(t), *plan = rst_plan(t), *notes = json_array();
-    json_t *stats = cat_component_stats((cat_component *)(uintptr_t)rst_component(t));
-    const char *mode = rst_option(t, "mode"), *to = rst_to(t);
-    const char *db = jstr(info, "database_name");
-    char *where = NULL, *staged = NULL, *displaced = NULL, *suffix, *lock = NULL, *tool = NULL;
-    PGconn *c = NULL;
-    PGresult *res = NULL;
-    int major;
-    bool tx;
-    snap_rc rc;
+    const char *mode = rst_option(t, "mode"), *to = rst_to(t), *db = jstr(info, "database_name");
 
-    json_object_set_new(plan, "notes", notes);
-    rc = pg_check_info(t, err);
-    if (rc != SNAP_OK)
-        return rc;
     if (mode != NULL && strcmp(mode, "swap") != 0 && strcmp(mode, "transaction") != 0) {
         err_set(err, SNAP_EUSAGE, 0, "unknown --mode '%s'", mode);
         err_hint(err, "PostgreSQL reverts with --mode swap (the default) or --mode transaction");
         return SNAP_EUSAGE;
     }
-    tx = mode != NULL && strcmp(mode, "transaction") == 0;
-    if (tx && to != NULL) {
+    *tx = mode != NULL && strcmp(mode, "transaction") == 0;
+    if (*tx && to != NULL) {
         err_set(err, SNAP_EUSAGE, 0, "--mode transaction reverts the live database in place and cannot take --to");
         err_hint(err, "drop --to, or restore beside with the default mode");
         return SNAP_EUSAGE;
@@ -395,38 +385,174 @@ static snap_rc pg_plan(rst_target *t, snap_err *err)
     if (!*db)
         return err_set(err, SNAP_EVERIFY, 0, "component %s lacks its database name", rst_component_name(t));
     /* A snapshot of part of a database cannot replace all of it. */
-    if (to == NULL && !tx && (json_array_size(json_object_get(info, "schemas")) > 0 ||
-                              json_array_size(json_object_get(info, "exclude_tables")) > 0)) {
+    if (to == NULL && !*tx && (json_array_size(json_object_get(info, "schemas")) > 0 ||
+                               json_array_size(json_object_get(info, "exclude_tables")) > 0)) {
         err_set(err, SNAP_EUSAGE, 0, "snapshot %s captured part of database %s (--pg-schema or --pg-exclude-table): "
                 "swapping it in would lose the rest", cat_manifest_name(rst_manifest(t)), db);
         err_hint(err, "revert with --mode transaction, which replaces only the captured schemas, or restore a copy "
                       "with --to NAME");
         return SNAP_EUSAGE;
     }
-    if (tx && json_array_size(json_object_get(info, "exclude_tables")) > 0) {
+    if (*tx && json_array_size(json_object_get(info, "exclude_tables")) > 0) {
         err_set(err, SNAP_EUSAGE, 0, "snapshot %s left out tables (--pg-exclude-table): reverting the schemas in "
                 "place would drop the excluded tables", cat_manifest_name(rst_manifest(t)));
         err_hint(err, "restore a copy with --to NAME and move what you need from it");
         return SNAP_EUSAGE;
     }
-    /* The server an unauthenticated manifest names gets no connection (restore.c refuses first). */
     if (configured_dsn(t) == NULL && !rst_trusted(t))
         return err_set(err, SNAP_EVERIFY, 0, "component %s: the snapshot is not authenticated and no [source %s] "
                        "names its server", rst_component_name(t), rst_component_name(t));
-    set_str(st, "dsn", cat_component_source(rst_component(t)) ? cat_component_source(rst_component(t)) : "");
-    set_str(st, "mode", tx ? "transaction" : to ? "to" : "swap");
-    set_str(st, "live", to ? to : db);
+    return SNAP_OK;
+}
 
-    /* the archive's schema needs a pg_restore at least as new as the pg_dump that wrote it */
-    rc = pg_tool_find(rst_option(t, "pg_bindir"), "pg_restore", &tool, &major, err);
-    if (rc == SNAP_OK && major < json_integer_value(json_object_get(info, "pg_dump_major"))) {
+/* The archive's schema needs a pg_restore at least as new as the pg_dump that wrote it. */
+static snap_rc check_pg_restore(rst_target *t, const json_t *info, snap_err *err)
+{
+    char *tool = NULL;
+    int major;
+    json_int_t want = json_integer_value(json_object_get(info, "pg_dump_major"));
+    snap_rc rc = pg_tool_find(rst_option(t, "pg_bindir"), "pg_restore", &tool, &major, err);
+
+    if (rc == SNAP_OK && major < want) {
         err_set(err, SNAP_EFAIL, 0, "%s is version %d; the snapshot's schema was written by pg_dump %lld", tool, major,
-                (long long)json_integer_value(json_object_get(info, "pg_dump_major")));
+                (long long)want);
         err_hint(err, "install the client programs of PostgreSQL %lld or newer, or set [revert] pg_bindir",
-                 (long long)json_integer_value(json_object_get(info, "pg_dump_major")));
+                 (long long)want);
         rc = SNAP_EFAIL;
     }
     free(tool);
+    return rc;
+}
+
+/* The user's rights: CREATE in the database for a transaction, CREATEDB for a swap. */
+static snap_rc check_create_rights(PGconn *c, bool tx, const char *db, json_t *notes, snap_err *err)
+{
+    PGresult *res = NULL;
+    snap_rc rc = pg_query(c, "SELECT r.rolsuper, r.rolcreatedb OR r.rolsuper, current_user,"
+                             " has_database_privilege(current_database(), 'CREATE') FROM pg_catalog.pg_roles r"
+                             " WHERE r.rolname = current_user", 0, NULL, &res, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (tx && strcmp(PQgetvalue(res, 0, 0), "t") != 0 && strcmp(PQgetvalue(res, 0, 3), "t") != 0) {
+        rc = err_set(err, SNAP_EUNREACH, 0, "user %s may not create schemas in database %s", PQgetvalue(res, 0, 2), db);
+        err_hint(err, "GRANT CREATE ON DATABASE to the user, or revert as the database's owner");
+    } else if (tx) {
+        json_array_append_new(notes, json_string("one transaction drops and recreates the captured schemas; "
+                                                 "readers of those tables wait for its commit"));
+    } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+        rc = err_set(err, SNAP_EUNREACH, 0, "user %s may not create databases (no CREATEDB), which swap mode needs",
+                     PQgetvalue(res, 0, 2));
+        err_hint(err, "use --mode transaction, which restores inside the live database, or GRANT CREATEDB");
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* The staging database's name, free; and --to's, which must be new. */
+static snap_rc plan_staging(rst_target *t, PGconn *c, const char *db, char **staged, snap_err *err)
+{
+    const char *to = rst_to(t);
+    char *suffix = xasprintf("__revert_%s", id_token(cat_manifest_id(rst_manifest(t))));
+    unsigned long oid;
+    snap_rc rc;
+
+    *staged = db_with_suffix(to ? to : db, suffix);
+    free(suffix);
+    set_str(rst_state(t), "staged", *staged);
+    set_str(rst_plan(t), "staging", *staged);
+    rc = db_oid(c, *staged, &oid, err);
+    if (rc == SNAP_OK && oid != 0) {
+        rc = err_set(err, SNAP_ECONFLICT, 0, "staging database %s already exists", *staged);
+        err_hint(err, "a revert to this snapshot is running or was interrupted: `revert --recover` removes "
+                      "what an interrupted one left; otherwise DROP DATABASE %s", *staged);
+    }
+    if (rc == SNAP_OK && to != NULL) {
+        rc = db_oid(c, to, &oid, err);
+        if (rc == SNAP_OK && oid != 0) {
+            rc = err_set(err, SNAP_ECONFLICT, 0, "database %s exists; --to restores into a new database only", to);
+            err_hint(err, "choose a name that is not taken, or drop that database first");
+        }
+    }
+    return rc;
+}
+
+/* A swap renames the live database: its owner may, and its sessions end at the cut-over. */
+static snap_rc plan_swap(rst_target *t, PGconn *c, const char *db, const char *staged, json_t *notes,
+                         snap_err *err)
+{
+    json_t *st = rst_state(t), *plan = rst_plan(t);
+    json_t *stats = cat_component_stats((cat_component *)(uintptr_t)rst_component(t));
+    char *suffix = xasprintf("__pre_revert_%s", id_token(rst_revert_id(t)));
+    char *displaced = db_with_suffix(db, suffix), *n;
+    PGresult *res = NULL;
+    unsigned long oid;
+    json_int_t ns;
+    snap_rc rc;
+
+    free(suffix);
+    set_str(st, "displaced", displaced);
+    set_str(plan, "displaced", displaced);
+    rc = db_oid(c, db, &oid, err);
+    if (rc != SNAP_OK)
+        goto out;
+    json_object_set_new(st, "live_oid", json_integer((json_int_t)oid));
+    rc = pg_query(c, "SELECT datallowconn, pg_catalog.pg_has_role(datdba, 'MEMBER') OR"
+                     " (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)"
+                     " FROM pg_catalog.pg_database WHERE datname = current_database()", 0, NULL, &res, err);
+    if (rc != SNAP_OK)
+        goto out;
+    json_object_set_new(st, "allow_connections", json_boolean(strcmp(PQgetvalue(res, 0, 0), "t") == 0));
+    if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+        rc = err_set(err, SNAP_EUNREACH, 0, "user %s does not own database %s and cannot rename it", PQuser(c), db);
+        err_hint(err, "revert as the database's owner or a superuser, or use --mode transaction");
+        goto out;
+    }
+    rc = check_blockers(c, db, plan, err);
+    if (rc != SNAP_OK)
+        goto out;
+    ns = json_integer_value(json_object_get(plan, "sessions"));
+    n = xasprintf("%lld tables, %lld rows restored into %s, then swapped in by renaming",
+                  (long long)json_integer_value(json_object_get(stats, "tables")),
+                  (long long)json_integer_value(json_object_get(stats, "rows")), staged);
+    json_array_append_new(notes, json_string(n));
+    free(n);
+    if (ns > 0) {
+        n = xasprintf("%lld session%s on %s will be ended at the cut-over", (long long)ns, ns == 1 ? "" : "s", db);
+        json_array_append_new(notes, json_string(n));
+        free(n);
+    }
+    n = xasprintf("the live database is renamed %s and kept as the instant undo "
+                  "(--drop-old removes it)", displaced);
+    json_array_append_new(notes, json_string(n));
+    free(n);
+out:
+    PQclear(res);
+    free(displaced);
+    return rc;
+}
+
+static snap_rc pg_plan(rst_target *t, snap_err *err)
+{
+    json_t *info = info_of(t), *st = rst_state(t), *plan = rst_plan(t), *notes = json_array();
+    json_t *stats = cat_component_stats((cat_component *)(uintptr_t)rst_component(t));
+    const char *to = rst_to(t);
+    const char *db = jstr(info, "database_name");
+    char *where = NULL, *staged = NULL, *lock = NULL;
+    PGconn *c = NULL;
+    bool tx;
+    snap_rc rc;
+
+    json_object_set_new(plan, "notes", notes);
+    rc = pg_check_info(t, err);
+    if (rc == SNAP_OK)
+        rc = check_mode(t, info, &tx, err);
+    if (rc != SNAP_OK)
+        return rc;
+    set_str(st, "dsn", cat_component_source(rst_component(t)) ? cat_component_source(rst_component(t)) : "");
+    set_str(st, "mode", tx ? "transaction" : to ? "to" : "swap");
+    set_str(st, "live", to ? to : db);
+    rc = check_pg_restore(t, info, err);
     if (rc != SNAP_OK)
         return rc;
 
@@ -449,108 +575,17 @@ static snap_rc pg_plan(rst_target *t, snap_err *err)
     rst_set_lock_key(t, lock);
 
     rc = check_roles(t, c, plan, err);
-    if (rc != SNAP_OK)
-        goto out;
-    rc = pg_query(c, "SELECT r.rolsuper, r.rolcreatedb OR r.rolsuper, current_user,"
-                     " has_database_privilege(current_database(), 'CREATE') FROM pg_catalog.pg_roles r"
-                     " WHERE r.rolname = current_user", 0, NULL, &res, err);
-    if (rc != SNAP_OK)
-        goto out;
-    if (tx) {
-        if (strcmp(PQgetvalue(res, 0, 0), "t") != 0 && strcmp(PQgetvalue(res, 0, 3), "t") != 0) {
-            rc = err_set(err, SNAP_EUNREACH, 0, "user %s may not create schemas in database %s", PQgetvalue(res, 0, 2),
-                         db);
-            err_hint(err, "GRANT CREATE ON DATABASE to the user, or revert as the database's owner");
-            goto out;
-        }
-        json_array_append_new(notes, json_string("one transaction drops and recreates the captured schemas; "
-                                                   "readers of those tables wait for its commit"));
-        goto out;
-    }
-    if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-        rc = err_set(err, SNAP_EUNREACH, 0, "user %s may not create databases (no CREATEDB), which swap mode needs",
-                     PQgetvalue(res, 0, 2));
-        err_hint(err, "use --mode transaction, which restores inside the live database, or GRANT CREATEDB");
-        goto out;
-    }
-    suffix = xasprintf("__revert_%s", id_token(cat_manifest_id(rst_manifest(t))));
-    staged = db_with_suffix(to ? to : db, suffix);
-    free(suffix);
-    set_str(st, "staged", staged);
-    set_str(plan, "staging", staged);
-    {
-        unsigned long oid;
-        rc = db_oid(c, staged, &oid, err);
-        if (rc == SNAP_OK && oid != 0) {
-            rc = err_set(err, SNAP_ECONFLICT, 0, "staging database %s already exists", staged);
-            err_hint(err, "a revert to this snapshot is running or was interrupted: `revert --recover` removes "
-                          "what an interrupted one left; otherwise DROP DATABASE %s", staged);
-        }
-        if (rc == SNAP_OK && to != NULL) {
-            rc = db_oid(c, to, &oid, err);
-            if (rc == SNAP_OK && oid != 0) {
-                rc = err_set(err, SNAP_ECONFLICT, 0, "database %s exists; --to restores into a new database only", to);
-                err_hint(err, "choose a name that is not taken, or drop that database first");
-            }
-        }
-        if (rc != SNAP_OK)
-            goto out;
-    }
-    if (to == NULL) {
-        unsigned long oid;
-        suffix = xasprintf("__pre_revert_%s", id_token(rst_revert_id(t)));
-        displaced = db_with_suffix(db, suffix);
-        free(suffix);
-        set_str(st, "displaced", displaced);
-        set_str(plan, "displaced", displaced);
-        rc = db_oid(c, db, &oid, err);
-        if (rc != SNAP_OK)
-            goto out;
-        json_object_set_new(st, "live_oid", json_integer((json_int_t)oid));
-        PQclear(res);
-        res = NULL;
-        rc = pg_query(c, "SELECT datallowconn, pg_catalog.pg_has_role(datdba, 'MEMBER') OR"
-                         " (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)"
-                         " FROM pg_catalog.pg_database WHERE datname = current_database()", 0, NULL, &res, err);
-        if (rc != SNAP_OK)
-            goto out;
-        json_object_set_new(st, "allow_connections", json_boolean(strcmp(PQgetvalue(res, 0, 0), "t") == 0));
-        if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-            rc = err_set(err, SNAP_EUNREACH, 0, "user %s does not own database %s and cannot rename it",
-                         PQuser(c), db);
-            err_hint(err, "revert as the database's owner or a superuser, or use --mode transaction");
-            goto out;
-        }
-        rc = check_blockers(c, db, plan, err);
-        if (rc != SNAP_OK)
-            goto out;
-        {
-            json_int_t ns = json_integer_value(json_object_get(plan, "sessions"));
-            char *n = xasprintf("%lld tables, %lld rows restored into %s, then swapped in by renaming",
-                                (long long)json_integer_value(json_object_get(stats, "tables")),
-                                (long long)json_integer_value(json_object_get(stats, "rows")), staged);
-            json_array_append_new(notes, json_string(n));
-            free(n);
-            if (ns > 0) {
-                n = xasprintf("%lld session%s on %s will be ended at the cut-over", (long long)ns,
-                              ns == 1 ? "" : "s", db);
-                json_array_append_new(notes, json_string(n));
-                free(n);
-            }
-            n = xasprintf("the live database is renamed %s and kept as the instant undo "
-                          "(--drop-old removes it)", displaced);
-            json_array_append_new(notes, json_string(n));
-            free(n);
-        }
-    }
-out:
-    if (rc != SNAP_OK && where != NULL && strstr(err->msg, where) == NULL)
+    if (rc == SNAP_OK)
+        rc = check_create_rights(c, tx, db, notes, err);
+    if (rc == SNAP_OK && !tx)
+        rc = plan_staging(t, c, db, &staged, err);
+    if (rc == SNAP_OK && !tx && to == NULL)
+        rc = plan_swap(t, c, db, staged, notes, err);
+    if (rc != SNAP_OK && strstr(err->msg, where) == NULL)
         err_prefix(err, "postgres %s", where);
-    PQclear(res);
     PQfinish(c);
     free(where);
     free(staged);
-    free(displaced);
     free(lock);
     return rc;
 }
@@ -698,11 +733,10 @@ typedef struct pg_load {
     const char *db;        /* where the workers connect */
     size_t skip_part;      /* the schema part */
     size_t nparts;
-    pthread_mutex_t lock;
-    size_t next;
-    bool failed;
-    snap_err err;
+    pthread_mutex_t lock; /* the counts */
     uint64_t lo_count;
+    PGconn **conns;       /* per worker of the pool that runs */
+    char **bufs;
 } pg_load;
 
 /* "data/000012/..." -> 12 */
@@ -842,48 +876,39 @@ static snap_rc load_part(pg_load *L, PGconn *c, size_t part, char *buf, snap_err
     return rc;
 }
 
-typedef struct load_worker {
-    pg_load *L;
-    pthread_t thread;
-} load_worker;
-
-static void *load_main(void *arg)
+/* One part on one worker; the worker connects at its first part. */
+static snap_rc load_job(pool *p, void *arg, size_t worker, size_t part, snap_err *err)
 {
-    load_worker *w = arg;
-    pg_load *L = w->L;
-    PGconn *c = NULL;
-    char *buf = xmalloc(IO_CHUNK);
-    snap_err err;
+    pg_load *L = arg;
     snap_rc rc;
 
-    err_clear(&err);
-    rc = connect_db(L->t, L->db, &c, &err);
-    /* the cut-over commits synchronously, which flushes everything before it */
-    if (rc == SNAP_OK)
-        rc = pg_exec(c, "SET synchronous_commit = off", &err);
-    while (rc == SNAP_OK) {
-        size_t part = SIZE_MAX;
-        pthread_mutex_lock(&L->lock);
-        while (!L->failed && L->next < L->nparts && L->next == L->skip_part)
-            L->next++;
-        if (!L->failed && L->next < L->nparts)
-            part = L->next++;
-        pthread_mutex_unlock(&L->lock);
-        if (part == SIZE_MAX)
-            break;
-        rc = load_part(L, c, part, buf, &err);
+    (void)p;
+    if (part == L->skip_part)
+        return SNAP_OK;
+    if (L->conns[worker] == NULL) {
+        L->bufs[worker] = xmalloc(IO_CHUNK);
+        rc = connect_db(L->t, L->db, &L->conns[worker], err);
+        /* the cut-over commits synchronously, which flushes everything before it */
+        if (rc == SNAP_OK)
+            rc = pg_exec(L->conns[worker], "SET synchronous_commit = off", err);
+        if (rc != SNAP_OK)
+            return rc;
     }
-    if (rc != SNAP_OK) {
-        pthread_mutex_lock(&L->lock);
-        if (!L->failed) {
-            L->failed = true;
-            L->err = err;
-        }
-        pthread_mutex_unlock(&L->lock);
-    }
-    PQfinish(c);
-    free(buf);
-    return NULL;
+    return load_part(L, L->conns[worker], part, L->bufs[worker], err);
+}
+
+/* Ends a worker's connection, on its own thread. */
+static snap_rc load_done(pool *p, void *arg, size_t worker, snap_err *err)
+{
+    pg_load *L = arg;
+
+    (void)p;
+    (void)err;
+    PQfinish(L->conns[worker]);
+    L->conns[worker] = NULL;
+    free(L->bufs[worker]);
+    L->bufs[worker] = NULL;
+    return SNAP_OK;
 }
 
 static void load_init(pg_load *L, rst_target *t, const char *db, size_t skip_part)
@@ -938,47 +963,38 @@ static snap_rc check_counts(pg_load *L, snap_err *err)
 typedef struct analyze_pool {
     pg_load *L;
     size_t *order;
-    size_t next;
-    pthread_mutex_t lock;
-    bool failed;
-    snap_err err;
+    PGconn **conns; /* per worker */
 } analyze_pool;
 
-static void *analyze_main(void *arg)
+static snap_rc analyze_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
     analyze_pool *A = arg;
-    PGconn *c = NULL;
-    snap_err err;
+    json_t *tj = json_array_get(A->L->tables, A->order[job]);
+    char *sch, *nam;
     snap_rc rc;
 
-    err_clear(&err);
-    rc = connect_db(A->L->t, A->L->db, &c, &err);
-    while (rc == SNAP_OK) {
-        size_t i = SIZE_MAX;
-        pthread_mutex_lock(&A->lock);
-        if (!A->failed && A->next < A->L->ntables)
-            i = A->order[A->next++];
-        pthread_mutex_unlock(&A->lock);
-        if (i == SIZE_MAX)
-            break;
-        json_t *tj = json_array_get(A->L->tables, i);
-        char *sch = pg_ident(c, jstr(tj, "schema")), *nam = pg_ident(c, jstr(tj, "name"));
-        rc = execf(c, &err, NULL, "ANALYZE %s.%s", sch, nam);
-        if (rc != SNAP_OK)
-            err_prefix(&err, "cannot analyze %s.%s", sch, nam);
-        free(sch);
-        free(nam);
-    }
-    if (rc != SNAP_OK) {
-        pthread_mutex_lock(&A->lock);
-        if (!A->failed) {
-            A->failed = true;
-            A->err = err;
-        }
-        pthread_mutex_unlock(&A->lock);
-    }
-    PQfinish(c);
-    return NULL;
+    (void)p;
+    if (A->conns[worker] == NULL && (rc = connect_db(A->L->t, A->L->db, &A->conns[worker], err)) != SNAP_OK)
+        return rc;
+    sch = pg_ident(A->conns[worker], jstr(tj, "schema"));
+    nam = pg_ident(A->conns[worker], jstr(tj, "name"));
+    rc = execf(A->conns[worker], err, NULL, "ANALYZE %s.%s", sch, nam);
+    if (rc != SNAP_OK)
+        err_prefix(err, "cannot analyze %s.%s", sch, nam);
+    free(sch);
+    free(nam);
+    return rc;
+}
+
+static snap_rc analyze_done(pool *p, void *arg, size_t worker, snap_err *err)
+{
+    analyze_pool *A = arg;
+
+    (void)p;
+    (void)err;
+    PQfinish(A->conns[worker]);
+    A->conns[worker] = NULL;
+    return SNAP_OK;
 }
 
 typedef struct table_size {
@@ -995,42 +1011,29 @@ static int by_bytes_desc(const void *a, const void *b)
 static snap_rc analyze_tables(pg_load *L, int jobs, snap_err *err)
 {
     analyze_pool A = {.L = L};
-    size_t n = (size_t)(jobs > 0 ? jobs : 1), started = 0;
-    pthread_t *th;
+    size_t n = (size_t)(jobs > 0 ? jobs : 1);
+    table_size *ts;
+    pool_spec spec = {.workers = n, .njobs = L->ntables, .job = analyze_job, .done = analyze_done, .arg = &A};
+    snap_rc rc;
 
     if (L->ntables == 0)
         return SNAP_OK;
-    {
-        table_size *ts = xcalloc(L->ntables, sizeof *ts);
-        for (size_t i = 0; i < L->ntables; i++) {
-            ts[i].bytes = json_integer_value(json_object_get(json_array_get(L->tables, i), "bytes"));
-            ts[i].i = i;
-        }
-        qsort(ts, L->ntables, sizeof *ts, by_bytes_desc);
-        A.order = xcalloc(L->ntables, sizeof *A.order);
-        for (size_t i = 0; i < L->ntables; i++)
-            A.order[i] = ts[i].i;
-        free(ts);
+    /* biggest first */
+    ts = xcalloc(L->ntables, sizeof *ts);
+    for (size_t i = 0; i < L->ntables; i++) {
+        ts[i].bytes = json_integer_value(json_object_get(json_array_get(L->tables, i), "bytes"));
+        ts[i].i = i;
     }
-    pthread_mutex_init(&A.lock, NULL);
-    if (n > L->ntables)
-        n = L->ntables;
-    th = xcalloc(n, sizeof *th);
-    for (size_t i = 0; i < n; i++)
-        if (pthread_create(&th[i], NULL, analyze_main, &A) == 0)
-            started++;
-    for (size_t i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    free(th);
+    qsort(ts, L->ntables, sizeof *ts, by_bytes_desc);
+    A.order = xcalloc(L->ntables, sizeof *A.order);
+    for (size_t i = 0; i < L->ntables; i++)
+        A.order[i] = ts[i].i;
+    free(ts);
+    A.conns = xcalloc(n, sizeof *A.conns);
+    rc = pool_run_spec(rst_ctx(L->t), &spec, err);
+    free(A.conns);
     free(A.order);
-    pthread_mutex_destroy(&A.lock);
-    if (started == 0)
-        return err_set(err, SNAP_EFAIL, 0, "cannot start a thread");
-    if (A.failed) {
-        *err = A.err;
-        return err->code;
-    }
-    return SNAP_OK;
+    return rc;
 }
 
 /* ---- database-level properties ---- */
@@ -1239,30 +1242,17 @@ out:
 static snap_rc parallel_load(pg_load *L, int jobs, snap_err *err)
 {
     size_t n = (size_t)(jobs > 0 ? jobs : 1);
-    load_worker *w;
-    size_t started = 0;
+    pool_spec spec = {.workers = n, .njobs = L->nparts, .job = load_job, .done = load_done, .arg = L};
+    snap_rc rc;
 
-    if (n > L->nparts)
-        n = L->nparts ? L->nparts : 1;
-    w = xcalloc(n, sizeof *w);
-    for (size_t i = 0; i < n; i++) {
-        w[i].L = L;
-        if (pthread_create(&w[i].thread, NULL, load_main, &w[i]) != 0)
-            break;
-        started++;
-    }
-    if (started == 0) {
-        free(w);
-        return err_set(err, SNAP_EFAIL, 0, "cannot start a loading thread");
-    }
-    for (size_t i = 0; i < started; i++)
-        pthread_join(w[i].thread, NULL);
-    free(w);
-    if (L->failed) {
-        *err = L->err;
-        return err->code != SNAP_OK ? err->code : SNAP_EFAIL;
-    }
-    return SNAP_OK;
+    L->conns = xcalloc(n, sizeof *L->conns);
+    L->bufs = xcalloc(n, sizeof *L->bufs);
+    rc = pool_run_spec(rst_ctx(L->t), &spec, err);
+    free(L->conns);
+    free(L->bufs);
+    L->conns = NULL;
+    L->bufs = NULL;
+    return rc;
 }
 
 static snap_rc stage_swap(rst_target *t, snap_err *err)

@@ -136,73 +136,85 @@ static char *img_meta_name(const char *digest)
                      colon + 1);
 }
 
-static snap_rc images_capture(snp_capture *c, snap_err *err)
+/* One capture of images: what it reads, finds and resolves, phase by phase. */
+typedef struct img_cap {
+    snp_capture *c;
+    snap_ctx *ctx;
+    util_strv raw, roots, exclude, insecure;
+    seen_list scanned;
+    img_scan *scan;
+    reg_client *client;
+    uref *u; /* each distinct reference once */
+    size_t nu, nfiles;
+    reg_job *jobs;
+    size_t njobs;
+    bool allow_unresolved;
+    int workers;
+} img_cap;
+
+/* The source's settings and its roots, each once and absolute. */
+static snap_rc read_roots(img_cap *ic, snap_err *err)
 {
-    snap_ctx *ctx = snp_ctx(c);
-    cat_component *comp = snp_component(c);
-    util_strv raw = {0}, roots = {0}, exclude = {0}, insecure = {0};
-    seen_list scanned = {0};
-    img_scan *scan = img_scan_new();
-    reg_client *client = NULL;
-    uref *u = NULL;
-    size_t nu = 0, nfiles = 0, failed = 0;
-    reg_job *jobs = NULL;
-    size_t njobs = 0;
-    arc_writer *w = NULL;
-    bool allow_unresolved = false;
-    int workers = 8;
-
-    img_scan_set_ctx(scan, ctx);
     char section[300];
-    json_t *list = json_array(), *summary = json_array(), *regs = json_array();
-    snap_rc rc = SNAP_OK;
+    snap_rc rc;
 
-    snprintf(section, sizeof section, "source %s", snp_source_name(c));
-    snp_source_each(c, "manifests", one_value, &raw);
-    snp_source_each(c, "exclude", split_words, &exclude);
-    snp_source_each(c, "insecure_registries", split_words, &insecure);
-    rc = cfg_get_bool(ctx->cfg, section, "allow_unresolved", false, &allow_unresolved, err);
-    if (rc == SNAP_OK && raw.n == 0) {
-        rc = err_set(err, SNAP_EUSAGE, 0, "[source %s] names no manifests", snp_source_name(c));
+    snprintf(section, sizeof section, "source %s", snp_source_name(ic->c));
+    snp_source_each(ic->c, "manifests", one_value, &ic->raw);
+    snp_source_each(ic->c, "exclude", split_words, &ic->exclude);
+    snp_source_each(ic->c, "insecure_registries", split_words, &ic->insecure);
+    rc = cfg_get_bool(ic->ctx->cfg, section, "allow_unresolved", false, &ic->allow_unresolved, err);
+    if (rc == SNAP_OK && ic->raw.n == 0) {
+        rc = err_set(err, SNAP_EUSAGE, 0, "[source %s] names no manifests", snp_source_name(ic->c));
         err_hint(err, "add `manifests = deploy/k8s` to the section, or use --images PATH");
     }
-    for (size_t i = 0; rc == SNAP_OK && i < raw.n; i++) {
+    for (size_t i = 0; rc == SNAP_OK && i < ic->raw.n; i++) {
         char *abs;
-        rc = util_abspath_err(raw.v[i], &abs, err);
-        for (size_t j = 0; j < roots.n && abs != NULL; j++)
-            if (strcmp(roots.v[j], abs) == 0) {
+        rc = util_abspath_err(ic->raw.v[i], &abs, err);
+        for (size_t j = 0; j < ic->roots.n && abs != NULL; j++)
+            if (strcmp(ic->roots.v[j], abs) == 0) {
                 free(abs);
                 abs = NULL;
             }
         if (abs != NULL)
-            util_strv_push(&roots, abs);
+            util_strv_push(&ic->roots, abs);
     }
+    return rc;
+}
 
-    /* 1. Find every reference; a YAML error names file and line and stops the snap. */
-    for (size_t i = 0; rc == SNAP_OK && i < roots.n; i++) {
+/* 1. Finds every reference; a YAML error names file and line and stops the snap. */
+static snap_rc find_references(img_cap *ic, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; rc == SNAP_OK && i < ic->roots.n; i++) {
         char **files;
         size_t n;
-        rc = img_yaml_files(roots.v[i], (const char *const *)exclude.v, exclude.n, &files, &n, err);
+        rc = img_yaml_files(ic->roots.v[i], (const char *const *)ic->exclude.v, ic->exclude.n, &files, &n, err);
         for (size_t k = 0; k < n; k++) {
             if (rc == SNAP_OK)
-                rc = scan_one(scan, files[k], &scanned, err);
+                rc = scan_one(ic->scan, files[k], &ic->scanned, err);
             else
                 free(files[k]);
         }
         free(files);
-        nfiles += n;
-        if (rc == SNAP_OK && ctx_interrupted(ctx, err))
+        ic->nfiles += n;
+        if (rc == SNAP_OK && ctx_interrupted(ic->ctx, err))
             rc = SNAP_EINTR;
     }
-    if (rc != SNAP_OK)
-        goto out;
-    log_debug(ctx, "%s: %zu image references in %zu manifest files", snp_source_name(c),
-              img_scan_count(scan), nfiles);
+    if (rc == SNAP_OK)
+        log_debug(ic->ctx, "%s: %zu image references in %zu manifest files", snp_source_name(ic->c),
+                  img_scan_count(ic->scan), ic->nfiles);
+    return rc;
+}
 
-    /* 2. Each distinct reference once. */
-    u = xcalloc(img_scan_count(scan) + 1, sizeof *u);
-    for (size_t i = 0; i < img_scan_count(scan); i++) {
-        const img_found *f = img_scan_get(scan, i);
+/* 2. Each distinct reference once, parsed; a resolve job for each that parses. */
+static void distinct_references(img_cap *ic)
+{
+    uref *u = xcalloc(img_scan_count(ic->scan) + 1, sizeof *u);
+    size_t nu = 0;
+
+    for (size_t i = 0; i < img_scan_count(ic->scan); i++) {
+        const img_found *f = img_scan_get(ic->scan, i);
         bool seen = false;
         for (size_t k = 0; k < nu && !seen; k++)
             seen = strcmp(u[k].written, f->value) == 0;
@@ -213,7 +225,7 @@ static snap_rc images_capture(snp_capture *c, snap_err *err)
         nu++;
     }
     qsort(u, nu, sizeof *u, uref_cmp);
-    jobs = xcalloc(nu + 1, sizeof *jobs);
+    ic->jobs = xcalloc(nu + 1, sizeof *ic->jobs);
     for (size_t i = 0; i < nu; i++) {
         snap_err perr = {0};
         if (img_ref_parse(u[i].written, &u[i].ref, &perr) != SNAP_OK) {
@@ -222,174 +234,220 @@ static snap_rc images_capture(snp_capture *c, snap_err *err)
             where_prefix(&u[i].job.err, u[i].first);
             continue;
         }
-        jobs[njobs].ref = u[i].ref;
-        jobs[njobs].op = REG_RESOLVE;
-        njobs++;
+        ic->jobs[ic->njobs].ref = u[i].ref;
+        ic->jobs[ic->njobs].op = REG_RESOLVE;
+        ic->njobs++;
     }
+    ic->u = u;
+    ic->nu = nu;
+}
 
-    /* 3. Ask the registries, in parallel. */
-    if (njobs > 0) {
-        uint64_t t0 = util_now_ms();
-        rc = client_for(c, &client, &workers, err);
-        if (rc != SNAP_OK)
-            goto out;
-        reg_run(client, jobs, njobs, workers);
-        log_debug(ctx, "%s: resolved %zu references in %llu ms with %d workers",
-                  snp_source_name(c), njobs, (unsigned long long)(util_now_ms() - t0), workers);
-        if (ctx_interrupted(ctx, err)) {
-            rc = SNAP_EINTR;
-            goto out;
+/* 3. Asks the registries, in parallel; each answer goes back to its reference. */
+static snap_rc ask_registries(img_cap *ic, snap_err *err)
+{
+    uint64_t t0 = util_now_ms();
+    snap_rc rc;
+
+    if (ic->njobs == 0)
+        return SNAP_OK;
+    rc = client_for(ic->c, &ic->client, &ic->workers, err);
+    if (rc != SNAP_OK)
+        return rc;
+    reg_run(ic->client, ic->jobs, ic->njobs, ic->workers);
+    log_debug(ic->ctx, "%s: resolved %zu references in %llu ms with %d workers", snp_source_name(ic->c), ic->njobs,
+              (unsigned long long)(util_now_ms() - t0), ic->workers);
+    if (ctx_interrupted(ic->ctx, err))
+        return SNAP_EINTR;
+    for (size_t i = 0, k = 0; i < ic->nu; i++)
+        if (ic->u[i].ref != NULL) {
+            ic->u[i].job = ic->jobs[k];
+            memset(&ic->jobs[k], 0, sizeof ic->jobs[k]);
+            k++;
+            if (ic->u[i].job.rc != SNAP_OK)
+                where_prefix(&ic->u[i].job.err, ic->u[i].first);
         }
-        for (size_t i = 0, k = 0; i < nu; i++)
-            if (u[i].ref != NULL) {
-                u[i].job = jobs[k];
-                memset(&jobs[k], 0, sizeof jobs[k]);
-                k++;
-                if (u[i].job.rc != SNAP_OK)
-                    where_prefix(&u[i].job.err, u[i].first);
-            }
-    }
-    for (size_t i = 0; i < nu; i++) {
-        if (u[i].job.rc == SNAP_OK)
+    return SNAP_OK;
+}
+
+/* The first unresolved reference stops the snap, unless --allow-unresolved. */
+static snap_rc judge_unresolved(img_cap *ic, snap_err *err)
+{
+    size_t failed = 0;
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < ic->nu; i++) {
+        const reg_job *j = &ic->u[i].job;
+        if (j->rc == SNAP_OK)
             continue;
-        if (u[i].job.rc == SNAP_EINTR) {
-            *err = u[i].job.err;
-            rc = SNAP_EINTR;
-            goto out;
+        if (j->rc == SNAP_EINTR) {
+            *err = j->err;
+            return SNAP_EINTR;
         }
-        if (allow_unresolved) {
-            log_warn(ctx, "%s; recording the tag alone (--allow-unresolved)", u[i].job.err.msg);
+        if (ic->allow_unresolved) {
+            log_warn(ic->ctx, "%s; recording the tag alone (--allow-unresolved)", j->err.msg);
         } else if (failed++ == 0) {
-            *err = u[i].job.err;
+            *err = j->err;
             rc = err->code;
         } else {
-            log_warn(ctx, "also: %s", u[i].job.err.msg);
+            log_warn(ic->ctx, "also: %s", j->err.msg);
         }
     }
-    if (rc != SNAP_OK) {
-        if (failed > 1)
-            err_hint(err, "%zu image references could not be resolved (see above); "
-                          "--allow-unresolved records their tags alone", failed);
-        goto out;
-    }
+    if (rc != SNAP_OK && failed > 1)
+        err_hint(err, "%zu image references could not be resolved (see above); "
+                      "--allow-unresolved records their tags alone", failed);
+    return rc;
+}
 
-    /* 4. The manifest files themselves, byte for byte, as the files source does. */
-    rc = snp_files_capture_paths(c, (const char *const *)roots.v, roots.n,
-                                 (const char *const *)exclude.v, exclude.n, err);
-    if (rc != SNAP_OK)
-        goto out;
-
-    /* The references must be those of the bytes just captured: a file edited meanwhile
-     * would be given back with references nobody resolved. */
-    for (size_t i = 0; rc == SNAP_OK && i < scanned.n; i++) {
+/* The references must be those of the bytes just captured: a file edited meanwhile
+ * would be given back with references nobody resolved. */
+static snap_rc check_unchanged(img_cap *ic, snap_err *err)
+{
+    for (size_t i = 0; i < ic->scanned.n; i++) {
         struct stat st;
-        if (stat(scanned.v[i].path, &st) != 0 || !same_file(&st, &scanned.v[i].st)) {
-            rc = err_set(err, SNAP_ECONFLICT, 0, "%s changed while it was captured", scanned.v[i].path);
+        if (stat(ic->scanned.v[i].path, &st) != 0 || !same_file(&st, &ic->scanned.v[i].st)) {
+            err_set(err, SNAP_ECONFLICT, 0, "%s changed while it was captured", ic->scanned.v[i].path);
             err_hint(err, "run snap again once the deployment manifests are settled; nothing was committed");
+            return SNAP_ECONFLICT;
         }
     }
-    if (rc != SNAP_OK)
-        goto out;
+    return SNAP_OK;
+}
 
-    /* 5. The registry's manifest of every digest, in the same archive, beside the files. */
-    rc = snp_writer_new(c, &w, err);
-    size_t ndigests = 0;
-    for (size_t i = 0; rc == SNAP_OK && i < nu; i++) {
+/* 5. The registry's manifest of every digest, in the same archive, beside the files. */
+static snap_rc write_digests(img_cap *ic, size_t *ndigests, snap_err *err)
+{
+    arc_writer *w = NULL;
+    snap_rc rc = snp_writer_new(ic->c, &w, err);
+
+    *ndigests = 0;
+    for (size_t i = 0; rc == SNAP_OK && i < ic->nu; i++) {
+        const reg_job *j = &ic->u[i].job;
         bool dup = false;
-        if (u[i].job.manifest == NULL)
+        char *name;
+        if (j->manifest == NULL)
             continue;
         for (size_t k = 0; k < i && !dup; k++)
-            dup = u[k].job.manifest != NULL && strcmp(u[k].job.resolved, u[i].job.resolved) == 0;
+            dup = ic->u[k].job.manifest != NULL && strcmp(ic->u[k].job.resolved, j->resolved) == 0;
         if (dup)
             continue;
-        char *name = img_meta_name(u[i].job.resolved);
-        rc = arc_write_buffer(w, name, u[i].job.manifest, u[i].job.manifest_len, 0644,
-                              time(NULL), err);
+        name = img_meta_name(j->resolved);
+        rc = arc_write_buffer(w, name, j->manifest, j->manifest_len, 0644, time(NULL), err);
         free(name);
-        ndigests++;
+        (*ndigests)++;
     }
     if (rc == SNAP_OK)
         rc = arc_writer_finish(w, err);
-    if (rc != SNAP_OK)
-        goto out;
+    arc_writer_free(w);
+    return rc;
+}
 
-    /* 6. What revert, show and the lock file need: one record per place an image is named. */
-    for (size_t i = 0; i < img_scan_count(scan); i++) {
-        const img_found *f = img_scan_get(scan, i);
-        uref *x = uref_find(u, nu, f->value);
-        json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "file", f->file, "line", (json_int_t)f->line,
-                              "where", f->where, "image", f->value);
+/* 6. What revert, show and the lock file need: one record per place an image is named. */
+static void record_images(img_cap *ic, size_t ndigests)
+{
+    cat_component *comp = snp_component(ic->c);
+    json_t *list = json_array(), *summary = json_array(), *regs = json_array(), *ins = json_array();
+    json_t *info = cat_component_info(comp);
+    char *src = xasprintf("images:");
+
+    for (size_t i = 0; i < img_scan_count(ic->scan); i++) {
+        const img_found *f = img_scan_get(ic->scan, i);
+        uref *x = uref_find(ic->u, ic->nu, f->value);
+        json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "file", f->file, "line", (json_int_t)f->line, "where",
+                              f->where, "image", f->value);
         char *base = util_basename(f->file);
         if (x->ref != NULL)
             json_object_set_new(o, "name", json_string(img_ref_canonical(x->ref)));
         if (x->job.rc == SNAP_OK) {
             json_object_set_new(o, "digest", json_string(x->job.resolved));
             json_object_set_new(o, "media_type", json_string(x->job.media_type));
-            json_array_append_new(summary, json_sprintf("%s  %s  (%s:%lu)", f->value,
-                                                        x->job.resolved, base, f->line));
+            json_array_append_new(summary,
+                                  json_sprintf("%s  %s  (%s:%lu)", f->value, x->job.resolved, base, f->line));
         } else {
             json_object_set_new(o, "digest", json_null());
             json_object_set_new(o, "unresolved", json_string(x->job.err.msg));
-            json_array_append_new(summary, json_sprintf("%s  unresolved  (%s:%lu)", f->value,
-                                                        base, f->line));
+            json_array_append_new(summary, json_sprintf("%s  unresolved  (%s:%lu)", f->value, base, f->line));
         }
         free(base);
         json_array_append_new(list, o);
     }
-    for (size_t i = 0; i < nu; i++) {
+    for (size_t i = 0; i < ic->nu; i++) {
         bool dup = false;
         size_t k;
         json_t *r;
-        if (u[i].ref == NULL)
+        if (ic->u[i].ref == NULL)
             continue;
         json_array_foreach(regs, k, r)
-            dup = dup || strcmp(json_string_value(r), img_ref_domain(u[i].ref)) == 0;
+            dup = dup || strcmp(json_string_value(r), img_ref_domain(ic->u[i].ref)) == 0;
         if (!dup)
-            json_array_append_new(regs, json_string(img_ref_domain(u[i].ref)));
+            json_array_append_new(regs, json_string(img_ref_domain(ic->u[i].ref)));
     }
-    json_t *info = cat_component_info(comp), *ins = json_array();
-    for (size_t i = 0; i < insecure.n; i++)
-        json_array_append_new(ins, json_string(insecure.v[i]));
-    json_object_set(info, "images", list);
-    json_object_set(info, "registries", regs);
+    for (size_t i = 0; i < ic->insecure.n; i++)
+        json_array_append_new(ins, json_string(ic->insecure.v[i]));
+    json_object_set_new(info, "images", list);
+    json_object_set_new(info, "registries", regs);
     json_object_set_new(info, "insecure_registries", ins);
-    json_object_set(info, "summary", summary);
-    json_object_set_new(cat_component_stats(comp), "images",
-                        json_integer((json_int_t)img_scan_count(scan)));
+    json_object_set_new(info, "summary", summary);
+    json_object_set_new(cat_component_stats(comp), "images", json_integer((json_int_t)img_scan_count(ic->scan)));
     json_object_set_new(cat_component_stats(comp), "digests", json_integer((json_int_t)ndigests));
-    json_object_set_new(cat_component_stats(comp), "manifest_files", json_integer((json_int_t)nfiles));
-    {
-        char *src = xasprintf("images:");
-        for (size_t i = 0; i < roots.n; i++) {
-            char *tmp = xasprintf("%s%s%s", src, i ? " " : "", roots.v[i]);
-            free(src);
-            src = tmp;
-        }
-        cat_component_set_source(comp, src);
+    json_object_set_new(cat_component_stats(comp), "manifest_files", json_integer((json_int_t)ic->nfiles));
+    for (size_t i = 0; i < ic->roots.n; i++) {
+        char *tmp = xasprintf("%s%s%s", src, i ? " " : "", ic->roots.v[i]);
         free(src);
+        src = tmp;
     }
+    cat_component_set_source(comp, src);
+    free(src);
+}
+
+static void img_cap_free(img_cap *ic)
+{
+    for (size_t i = 0; i < ic->nu; i++) {
+        img_ref_free(ic->u[i].ref);
+        reg_job_clear(&ic->u[i].job);
+    }
+    for (size_t i = 0; i < ic->njobs; i++)
+        reg_job_clear(&ic->jobs[i]);
+    free(ic->jobs);
+    free(ic->u);
+    reg_client_free(ic->client);
+    img_scan_free(ic->scan);
+    util_strv_free(&ic->raw);
+    util_strv_free(&ic->roots);
+    util_strv_free(&ic->exclude);
+    util_strv_free(&ic->insecure);
+    for (size_t i = 0; i < ic->scanned.n; i++)
+        free(ic->scanned.v[i].path);
+    free(ic->scanned.v);
+}
+
+static snap_rc images_capture(snp_capture *c, snap_err *err)
+{
+    img_cap ic = {.c = c, .ctx = snp_ctx(c), .scan = img_scan_new(), .workers = 8};
+    size_t ndigests = 0;
+    snap_rc rc;
+
+    img_scan_set_ctx(ic.scan, ic.ctx);
+    rc = read_roots(&ic, err);
+    if (rc == SNAP_OK)
+        rc = find_references(&ic, err);
+    if (rc != SNAP_OK)
+        goto out;
+    distinct_references(&ic);
+    rc = ask_registries(&ic, err);
+    if (rc == SNAP_OK)
+        rc = judge_unresolved(&ic, err);
+    /* 4. The manifest files themselves, byte for byte, as the files source does. */
+    if (rc == SNAP_OK)
+        rc = snp_files_capture_paths(c, (const char *const *)ic.roots.v, ic.roots.n,
+                                     (const char *const *)ic.exclude.v, ic.exclude.n, err);
+    if (rc == SNAP_OK)
+        rc = check_unchanged(&ic, err);
+    if (rc == SNAP_OK)
+        rc = write_digests(&ic, &ndigests, err);
+    if (rc == SNAP_OK)
+        record_images(&ic, ndigests);
 out:
-    arc_writer_free(w);
-    for (size_t i = 0; i < nu; i++) {
-        img_ref_free(u[i].ref);
-        reg_job_clear(&u[i].job);
-    }
-    for (size_t i = 0; i < njobs; i++)
-        reg_job_clear(&jobs[i]);
-    free(jobs);
-    free(u);
-    reg_client_free(client);
-    img_scan_free(scan);
-    json_decref(list);
-    json_decref(summary);
-    json_decref(regs);
-    util_strv_free(&raw);
-    util_strv_free(&roots);
-    util_strv_free(&exclude);
-    util_strv_free(&insecure);
-    for (size_t i = 0; i < scanned.n; i++)
-        free(scanned.v[i].path);
-    free(scanned.v);
+    img_cap_free(&ic);
     return rc;
 }
 

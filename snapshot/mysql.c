@@ -29,6 +29,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "../common/pool.h"
 #include "../common/util.h"
 #include "../engines/my_client.h"
 #include "snapshot.h"
@@ -72,10 +73,7 @@ typedef struct my_cap {
     size_t ntables;
     my_item *items;
     size_t nitems;
-    pthread_mutex_t mu;
-    size_t next; /* next item to take */
-    bool failed;
-    snap_err first_err;
+    pthread_mutex_t mu; /* the tables' counts */
 } my_cap;
 
 typedef struct my_worker {
@@ -84,10 +82,7 @@ typedef struct my_worker {
     arc_writer *w;
     char *buf;
     size_t len, cap_bytes;
-    snap_rc rc;
-    snap_err err;
-    pthread_t thread;
-    bool started;
+    pool *pool;
 } my_worker;
 
 static void table_free(my_table *t)
@@ -303,150 +298,134 @@ static snap_rc list_names(my_cap *cap, const char *what, const char *sql, json_t
     return SNAP_OK;
 }
 
-/* The whole schema document: database defaults, tables, views, triggers, routines, events. */
-static snap_rc capture_schema(my_cap *cap, json_t **out, snap_err *err)
+/* The database's defaults: character set, collation, sql_mode. */
+static snap_rc schema_defaults(my_cap *cap, json_t *doc, snap_err *err)
 {
-    json_t *doc = json_object(), *arr;
     MYSQL_RES *r = NULL;
     MYSQL_ROW row;
-    snap_rc rc;
+    snap_rc rc = my_query(cap->main, err, "read the schema defaults",
+                          "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME, @@sql_mode "
+                          "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()",
+                          &r);
 
-    *out = NULL;
-    json_object_set_new(doc, "format", json_integer(MY_FORMAT));
-    json_object_set_new(doc, "database", json_string(my_dsn_db(cap->dsn)));
-    rc = my_query(cap->main, err, "read the schema defaults",
-                  "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME, @@sql_mode "
-                  "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()",
-                  &r);
     if (rc != SNAP_OK)
-        goto fail;
+        return rc;
     if ((row = mysql_fetch_row(r)) != NULL) {
         json_object_set_new(doc, "charset", json_string(row[0]));
         json_object_set_new(doc, "collation", json_string(row[1]));
         json_object_set_new(doc, "sql_mode", json_string(row[2] ? row[2] : ""));
     }
     mysql_free_result(r);
-    r = NULL;
+    return SNAP_OK;
+}
 
-    arr = json_array();
+/* Each table's CREATE (with the AUTO_INCREMENT read under the lock), engine and columns. */
+static snap_rc schema_tables(my_cap *cap, json_t *doc, snap_err *err)
+{
+    json_t *arr = json_array();
+
     json_object_set_new(doc, "tables", arr);
     for (size_t i = 0; i < cap->ntables; i++) {
         my_table *t = &cap->tables[i];
         json_t *o = json_object(), *cols = json_array();
         static const char *const c[] = {"Create Table"}, *const k[] = {"create"};
+        char *patched;
+        snap_rc rc;
         json_array_append_new(arr, o);
         json_object_set_new(o, "name", json_string(t->name));
         json_object_set_new(o, "engine", json_string(t->engine));
+        json_object_set_new(o, "columns", cols);
         rc = show_create(cap, "TABLE", t->name, c, k, 1, o, err);
         if (rc != SNAP_OK)
-            goto fail;
-        char *patched = patch_auto_increment(json_string_value(json_object_get(o, "create")),
-                                             t->auto_increment);
+            return rc;
+        patched = patch_auto_increment(json_string_value(json_object_get(o, "create")), t->auto_increment);
         json_object_set_new(o, "create", json_string(patched));
         free(patched);
         if (t->auto_increment)
             json_object_set_new(o, "auto_increment", json_string(t->auto_increment));
         for (size_t j = 0; j < t->ncols; j++)
             json_array_append_new(cols, json_string(t->cols[j]));
-        json_object_set_new(o, "columns", cols);
         json_object_set_new(o, "path", json_string(t->enc));
     }
+    return SNAP_OK;
+}
 
+/* One kind of object: the names a query lists, then SHOW CREATE of each. */
+typedef struct obj_kind {
+    const char *key, *what, *sql, *type_key, *show; /* show NULL: a routine, by its type */
+    const char *cols[6], *keys[6];
+    size_t n;
+} obj_kind;
+
+static const obj_kind obj_kinds[] = {
     /* views, in the order the server lists them; the restore retries on dependencies */
-    arr = json_array();
-    json_object_set_new(doc, "views", arr);
-    rc = list_names(cap, "list views",
-                    "SELECT TABLE_NAME FROM information_schema.VIEWS "
-                    "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME",
-                    arr, NULL, err);
-    if (rc != SNAP_OK)
-        goto fail;
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        json_t *o = json_array_get(arr, i);
-        static const char *const c[] = {"Create View", "character_set_client",
-                                        "collation_connection"};
-        static const char *const k[] = {"create", "character_set_client",
-                                        "collation_connection"};
-        rc = show_create(cap, "VIEW", json_string_value(json_object_get(o, "name")), c, k, 3, o,
-                         err);
-        if (rc != SNAP_OK)
-            goto fail;
-    }
-
+    {"views", "list views",
+     "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME", NULL,
+     "VIEW", {"Create View", "character_set_client", "collation_connection"},
+     {"create", "character_set_client", "collation_connection"}, 3},
     /* triggers, in their action order per table */
-    arr = json_array();
-    json_object_set_new(doc, "triggers", arr);
-    rc = list_names(cap, "list triggers",
-                    "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
-                    "WHERE TRIGGER_SCHEMA = DATABASE() "
-                    "ORDER BY EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER",
-                    arr, "table", err);
-    if (rc != SNAP_OK)
-        goto fail;
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        json_t *o = json_array_get(arr, i);
-        static const char *const c[] = {"SQL Original Statement", "sql_mode",
-                                        "character_set_client", "collation_connection",
-                                        "Database Collation"};
-        static const char *const k[] = {"create", "sql_mode", "character_set_client",
-                                        "collation_connection", "collation_database"};
-        rc = show_create(cap, "TRIGGER", json_string_value(json_object_get(o, "name")), c, k, 5,
-                         o, err);
-        if (rc != SNAP_OK)
-            goto fail;
-    }
-
+    {"triggers", "list triggers",
+     "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
+     "WHERE TRIGGER_SCHEMA = DATABASE() "
+     "ORDER BY EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER",
+     "table", "TRIGGER",
+     {"SQL Original Statement", "sql_mode", "character_set_client", "collation_connection", "Database Collation"},
+     {"create", "sql_mode", "character_set_client", "collation_connection", "collation_database"}, 5},
     /* procedures and functions */
-    arr = json_array();
-    json_object_set_new(doc, "routines", arr);
-    rc = list_names(cap, "list routines",
-                    "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
-                    "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
-                    arr, "type", err);
-    if (rc != SNAP_OK)
-        goto fail;
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        json_t *o = json_array_get(arr, i);
-        bool proc = strcmp(json_string_value(json_object_get(o, "type")), "PROCEDURE") == 0;
-        const char *c[] = {proc ? "Create Procedure" : "Create Function", "sql_mode",
-                           "character_set_client", "collation_connection",
-                           "Database Collation"};
-        static const char *const k[] = {"create", "sql_mode", "character_set_client",
-                                        "collation_connection", "collation_database"};
-        rc = show_create(cap, proc ? "PROCEDURE" : "FUNCTION",
-                         json_string_value(json_object_get(o, "name")), c, k, 5, o, err);
-        if (rc != SNAP_OK)
-            goto fail;
-    }
+    {"routines", "list routines",
+     "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
+     "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
+     "type", NULL, {NULL, "sql_mode", "character_set_client", "collation_connection", "Database Collation"},
+     {"create", "sql_mode", "character_set_client", "collation_connection", "collation_database"}, 5},
+    {"events", "list events",
+     "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE() ORDER BY EVENT_NAME", NULL,
+     "EVENT", {"Create Event", "sql_mode", "time_zone", "character_set_client", "collation_connection",
+               "Database Collation"},
+     {"create", "sql_mode", "time_zone", "character_set_client", "collation_connection", "collation_database"}, 6},
+};
 
-    /* events */
-    arr = json_array();
-    json_object_set_new(doc, "events", arr);
-    rc = list_names(cap, "list events",
-                    "SELECT EVENT_NAME FROM information_schema.EVENTS "
-                    "WHERE EVENT_SCHEMA = DATABASE() ORDER BY EVENT_NAME",
-                    arr, NULL, err);
-    if (rc != SNAP_OK)
-        goto fail;
-    for (size_t i = 0; i < json_array_size(arr); i++) {
+static snap_rc schema_objects(my_cap *cap, const obj_kind *kind, json_t *doc, snap_err *err)
+{
+    json_t *arr = json_array();
+    snap_rc rc;
+
+    json_object_set_new(doc, kind->key, arr);
+    rc = list_names(cap, kind->what, kind->sql, arr, kind->type_key, err);
+    for (size_t i = 0; rc == SNAP_OK && i < json_array_size(arr); i++) {
         json_t *o = json_array_get(arr, i);
-        static const char *const c[] = {"Create Event", "sql_mode", "time_zone",
-                                        "character_set_client", "collation_connection",
-                                        "Database Collation"};
-        static const char *const k[] = {"create", "sql_mode", "time_zone",
-                                        "character_set_client", "collation_connection",
-                                        "collation_database"};
-        rc = show_create(cap, "EVENT", json_string_value(json_object_get(o, "name")), c, k, 6, o,
+        const char *cols[6], *show = kind->show;
+        memcpy(cols, kind->cols, sizeof cols);
+        if (show == NULL) {
+            bool proc = strcmp(json_string_value(json_object_get(o, "type")), "PROCEDURE") == 0;
+            cols[0] = proc ? "Create Procedure" : "Create Function";
+            show = proc ? "PROCEDURE" : "FUNCTION";
+        }
+        rc = show_create(cap, show, json_string_value(json_object_get(o, "name")), cols, kind->keys, kind->n, o,
                          err);
-        if (rc != SNAP_OK)
-            goto fail;
+    }
+    return rc;
+}
+
+/* The whole schema document: database defaults, tables, views, triggers, routines, events. */
+static snap_rc capture_schema(my_cap *cap, json_t **out, snap_err *err)
+{
+    json_t *doc = json_object();
+    snap_rc rc;
+
+    *out = NULL;
+    json_object_set_new(doc, "format", json_integer(MY_FORMAT));
+    json_object_set_new(doc, "database", json_string(my_dsn_db(cap->dsn)));
+    rc = schema_defaults(cap, doc, err);
+    if (rc == SNAP_OK)
+        rc = schema_tables(cap, doc, err);
+    for (size_t k = 0; rc == SNAP_OK && k < sizeof obj_kinds / sizeof obj_kinds[0]; k++)
+        rc = schema_objects(cap, &obj_kinds[k], doc, err);
+    if (rc != SNAP_OK) {
+        json_decref(doc);
+        return rc;
     }
     *out = doc;
     return SNAP_OK;
-fail:
-    mysql_free_result(r);
-    json_decref(doc);
-    return rc;
 }
 
 /* ---- data ---- */
@@ -560,8 +539,12 @@ static snap_rc dump_item(my_worker *w, const my_item *it, snap_err *err)
             rc = flush_chunk(w, t, it->range, &piece, err);
             if (rc != SNAP_OK)
                 goto out;
-            if (ctx_interrupted(cap->ctx, err) || cap->failed) {
-                rc = cap->failed ? SNAP_EFAIL : SNAP_EINTR;
+            if (ctx_interrupted(cap->ctx, err)) {
+                rc = SNAP_EINTR;
+                goto out;
+            }
+            if (pool_stopping(w->pool)) {
+                rc = err_set(err, SNAP_EFAIL, 0, "stopped");
                 goto out;
             }
         }
@@ -591,34 +574,26 @@ out:
     return rc;
 }
 
-static void *worker_main(void *arg)
-{
-    my_worker *w = arg;
-    my_cap *cap = w->cap;
+/* The capture's pool: one item on one worker, each with its connection and writer. */
+typedef struct my_run {
+    my_cap *cap;
+    my_worker *workers;
+} my_run;
 
-    for (;;) {
-        size_t i;
-        pthread_mutex_lock(&cap->mu);
-        if (cap->failed || cap->next >= cap->nitems) {
-            pthread_mutex_unlock(&cap->mu);
-            break;
-        }
-        i = cap->next++;
-        pthread_mutex_unlock(&cap->mu);
-        w->rc = dump_item(w, &cap->items[i], &w->err);
-        if (w->rc != SNAP_OK) {
-            pthread_mutex_lock(&cap->mu);
-            if (!cap->failed) {
-                cap->failed = true;
-                cap->first_err = w->err;
-            }
-            pthread_mutex_unlock(&cap->mu);
-            break;
-        }
-    }
-    if (w->rc == SNAP_OK)
-        w->rc = arc_writer_finish(w->w, &w->err);
-    return NULL;
+static snap_rc dump_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
+{
+    my_run *run = arg;
+
+    run->workers[worker].pool = p;
+    return dump_item(&run->workers[worker], &run->cap->items[job], err);
+}
+
+/* A worker's last part, unless the capture is failing anyway. */
+static snap_rc dump_done(pool *p, void *arg, size_t worker, snap_err *err)
+{
+    my_run *run = arg;
+
+    return pool_stopping(p) ? SNAP_OK : arc_writer_finish(run->workers[worker].w, err);
 }
 
 static int cmp_size_desc(const void *a, const void *b)
@@ -805,18 +780,238 @@ static snap_rc capture_absent(my_cap *cap, snap_err *err)
     return rc;
 }
 
+/* The source's settings: sizes of parts and ranges, how long to wait for the lock. */
+typedef struct my_opts {
+    uint64_t chunk, split;
+    long lock_timeout, guard;
+} my_opts;
+
+static snap_rc read_options(snp_capture *c, my_opts *o, snap_err *err)
+{
+    const char *v;
+
+    o->chunk = DEFAULT_CHUNK;
+    o->split = DEFAULT_SPLIT;
+    o->lock_timeout = 10;
+    o->guard = 60;
+    if ((v = snp_source_get(c, "chunk_size")) != NULL && (!cfg_parse_size(v, &o->chunk) || o->chunk < 4096))
+        return err_set(err, SNAP_EUSAGE, 0, "source %s: chunk_size is not a size of 4k or more: %s",
+                       snp_source_name(c), v);
+    if ((v = snp_source_get(c, "split_size")) != NULL && (!cfg_parse_size(v, &o->split) || o->split < 4096))
+        return err_set(err, SNAP_EUSAGE, 0, "source %s: split_size is not a size of 4k or more: %s",
+                       snp_source_name(c), v);
+    if ((v = snp_source_get(c, "lock_wait_timeout")) != NULL) {
+        int64_t s;
+        if (!cfg_parse_duration(v, &s) || s < 1)
+            return err_set(err, SNAP_EUSAGE, 0, "source %s: lock_wait_timeout is not a duration: %s",
+                           snp_source_name(c), v);
+        o->lock_timeout = (long)s;
+    }
+    if ((v = snp_source_get(c, "long_query_guard")) != NULL) {
+        int64_t sec;
+        if (!cfg_parse_duration(v, &sec) || sec < 1)
+            return err_set(err, SNAP_EUSAGE, 0, "source %s: long_query_guard is not a duration: %s",
+                           snp_source_name(c), v);
+        o->guard = (long)sec;
+    }
+    return SNAP_OK;
+}
+
+/* Parses the dsn and names the source in the manifest, its password left out. */
+static snap_rc open_dsn(my_cap *cap, const char *dsn_s, snap_err *err)
+{
+    char *redacted;
+    snap_rc rc = my_dsn_parse(dsn_s, &cap->dsn, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (my_dsn_db(cap->dsn) != NULL && !util_utf8_valid(my_dsn_db(cap->dsn))) {
+        /* the manifest and the schema document hold it as UTF-8, as the server does */
+        rc = err_set(err, SNAP_EUSAGE, 0, "[source %s]: the database name is not valid UTF-8",
+                     snp_source_name(cap->c));
+        err_hint(err, "MySQL names are UTF-8 (utf8mb4): give the name in UTF-8");
+        return rc;
+    }
+    redacted = my_dsn_redacted(cap->dsn);
+    cat_component_set_source(snp_component(cap->c), redacted);
+    free(redacted);
+    return SNAP_OK;
+}
+
+/* Every worker connects before the lock, so that the lock is held only for statements. */
+static snap_rc open_workers(my_cap *cap, uint64_t split, my_worker **out, size_t *nout, snap_err *err)
+{
+    size_t nworkers = cap->ctx->jobs > 0 ? (size_t)cap->ctx->jobs : 1, items = 0;
+    my_worker *workers;
+    snap_rc rc = SNAP_OK;
+
+    /* no more workers than work items: a table, or each range of a big one */
+    for (size_t i = 0; i < cap->ntables; i++) {
+        uint64_t n = cap->tables[i].pk && cap->tables[i].data_length > split ? cap->tables[i].data_length / split + 1
+                                                                              : 1;
+        items += n > MAX_RANGES ? MAX_RANGES : (size_t)n;
+    }
+    if (nworkers > items && items > 0)
+        nworkers = items;
+    if (nworkers > 64)
+        nworkers = 64;
+    if (nworkers == 0)
+        nworkers = 1;
+    workers = xcalloc(nworkers, sizeof *workers);
+    *out = workers;
+    *nout = nworkers;
+    for (size_t i = 0; i < nworkers && rc == SNAP_OK; i++) {
+        workers[i].cap = cap;
+        rc = my_connect(cap->dsn, my_dsn_db(cap->dsn), &workers[i].m, err);
+        if (rc == SNAP_OK)
+            rc = my_exec(workers[i].m, err, "set the worker session",
+                         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+        if (rc == SNAP_OK)
+            rc = my_exec(workers[i].m, err, "set the worker session",
+                         "SET character_set_results = NULL, SESSION net_write_timeout = 600");
+    }
+    return rc;
+}
+
+/*
+ * The consistent point: under the global read lock every worker and the leader start
+ * their snapshot, and the leader reads the binary log position and the counters. The
+ * lock is released before this returns, also on an error.
+ */
+static snap_rc take_consistent_point(my_cap *cap, my_worker *workers, size_t nworkers, const my_opts *o,
+                                     bool mariadb, uint64_t *lock_ms, snap_err *err)
+{
+    const char *name = snp_source_name(cap->c);
+    uint64_t t0;
+    snap_rc rc = my_execf(cap->main, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %ld",
+                          o->lock_timeout);
+
+    if (rc == SNAP_OK)
+        rc = long_query_guard(cap, o->guard, name, err);
+    if (rc != SNAP_OK)
+        return rc;
+    t0 = util_now_ms();
+    rc = my_exec(cap->main, err, "take the global read lock (FLUSH TABLES WITH READ LOCK)",
+                 "FLUSH TABLES WITH READ LOCK");
+    if (rc != SNAP_OK) {
+        if (mysql_errno(cap->main) == ER_SPECIFIC_ACCESS_DENIED_ERROR)
+            err_hint(err, "the consistent point of parallel workers needs the RELOAD "
+                          "privilege: GRANT RELOAD ON *.* TO the user of the dsn");
+        else if (mysql_errno(cap->main) == ER_LOCK_WAIT_TIMEOUT)
+            err_hint(err, "a long query or lock blocked the global read lock; retry, or raise "
+                          "lock_wait_timeout in [source %s]", name);
+        return rc;
+    }
+    util_failpoint("snap-mysql-locked");
+    for (size_t i = 0; i < nworkers && rc == SNAP_OK; i++)
+        rc = my_exec(workers[i].m, err, "start the consistent snapshot",
+                     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+    if (rc == SNAP_OK)
+        rc = my_exec(cap->main, err, "start the consistent snapshot",
+                     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+    if (rc == SNAP_OK) {
+        read_positions(cap, cat_component_info(snp_component(cap->c)), mariadb);
+        rc = read_auto_increment(cap, err);
+    }
+    if (rc != SNAP_OK) {
+        snap_err ignore;
+        my_exec(cap->main, &ignore, "", "UNLOCK TABLES");
+        return rc;
+    }
+    rc = my_exec(cap->main, err, "release the global read lock", "UNLOCK TABLES");
+    if (rc != SNAP_OK)
+        return rc;
+    *lock_ms = util_now_ms() - t0;
+    log_debug(cap->ctx, "%s: global read lock held %" PRIu64 " ms", name, *lock_ms);
+    return SNAP_OK;
+}
+
+/* The schema alone in the first part: revert reads it before any data. */
+static snap_rc write_schema(my_cap *cap, json_t **schema, snap_err *err)
+{
+    arc_writer *w = NULL;
+    char *text = NULL;
+    snap_rc rc = my_exec(cap->main, err, "set the session", "SET NAMES utf8mb4");
+
+    if (rc == SNAP_OK)
+        rc = capture_schema(cap, schema, err);
+    if (rc != SNAP_OK)
+        return rc;
+    text = json_dumps(*schema, JSON_INDENT(1) | JSON_SORT_KEYS);
+    if (text == NULL)
+        return err_set(err, SNAP_EFAIL, ENOMEM, "cannot encode the schema");
+    rc = snp_writer_new(cap->c, &w, err);
+    if (rc == SNAP_OK)
+        rc = arc_write_buffer(w, MY_SCHEMA_ENTRY, text, strlen(text), 0600, time(NULL), err);
+    if (rc == SNAP_OK)
+        rc = arc_writer_finish(w, err);
+    arc_writer_free(w);
+    free(text);
+    return rc;
+}
+
+/* The data: each item on a worker of the pool, with the worker's connection and writer. */
+static snap_rc dump_data(my_cap *cap, my_worker *workers, size_t nworkers, snap_err *err)
+{
+    my_run run = {.cap = cap, .workers = workers};
+    pool_spec spec = {.workers = nworkers, .njobs = cap->nitems, .job = dump_job, .done = dump_done, .arg = &run};
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < nworkers && rc == SNAP_OK; i++)
+        rc = snp_writer_new(cap->c, &workers[i].w, err);
+    if (rc == SNAP_OK)
+        rc = pool_run_spec(cap->ctx, &spec, err);
+    return rc;
+}
+
+/* The manifest: positions, counters, row counts, what was consistent only under lock. */
+static void record_manifest(my_cap *cap, const json_t *schema, bool mariadb, uint64_t lock_ms)
+{
+    json_t *info = cat_component_info(snp_component(cap->c)), *stats = cat_component_stats(snp_component(cap->c));
+    json_t *rows_obj = json_object(), *ai_obj = json_object(), *nontx = json_array();
+    uint64_t total_rows = 0;
+
+    json_object_set_new(info, "flavour", json_string(mariadb ? "mariadb" : "mysql"));
+    json_object_set_new(info, "server_version", json_string(mysql_get_server_info(cap->main)));
+    json_object_set_new(info, "database", json_string(my_dsn_db(cap->dsn)));
+    json_object_set_new(info, "lock_ms", json_integer((json_int_t)lock_ms));
+    json_object_set_new(info, "format", json_integer(MY_FORMAT));
+    for (size_t i = 0; i < cap->ntables; i++) {
+        my_table *t = &cap->tables[i];
+        json_object_set_new(rows_obj, t->name, json_integer((json_int_t)t->rows));
+        total_rows += t->rows;
+        if (t->auto_increment)
+            json_object_set_new(ai_obj, t->name, json_integer(strtoll(t->auto_increment, NULL, 10)));
+        if (!t->transactional)
+            json_array_append_new(nontx, json_string(t->name));
+    }
+    json_object_set_new(info, "auto_increment", ai_obj);
+    json_object_set_new(info, "non_transactional", nontx);
+    json_object_set_new(info, "objects",
+                        json_pack("{s:I,s:I,s:I,s:I,s:I}", "tables", (json_int_t)cap->ntables,
+                                  "views", (json_int_t)json_array_size(json_object_get(schema, "views")),
+                                  "triggers", (json_int_t)json_array_size(json_object_get(schema, "triggers")),
+                                  "routines", (json_int_t)json_array_size(json_object_get(schema, "routines")),
+                                  "events", (json_int_t)json_array_size(json_object_get(schema, "events"))));
+    json_object_set_new(stats, "tables", json_integer((json_int_t)cap->ntables));
+    json_object_set_new(stats, "rows", json_integer((json_int_t)total_rows));
+    json_object_set_new(stats, "table_rows", rows_obj);
+    if (json_array_size(nontx) > 0)
+        log_warn(cap->ctx, "%s: %zu table(s) are not transactional (%s ...) and are consistent "
+                           "only if nobody wrote to them during the snap",
+                 snp_source_name(cap->c), json_array_size(nontx), json_string_value(json_array_get(nontx, 0)));
+}
+
 static snap_rc my_capture(snp_capture *c, snap_err *err)
 {
     my_cap cap;
+    my_opts o;
     my_worker *workers = NULL;
     size_t nworkers = 0;
-    arc_writer *schema_w = NULL;
-    json_t *schema = NULL, *info, *stats, *rows_obj, *ai_obj, *nontx;
-    const char *dsn_s = snp_source_get(c, "dsn"), *v;
-    uint64_t chunk = DEFAULT_CHUNK, split = DEFAULT_SPLIT, lock_ms = 0, total_rows = 0;
-    long lock_timeout = 10, guard = 60;
-    bool locked = false, mariadb;
-    char *redacted = NULL, *text = NULL;
+    json_t *schema = NULL;
+    const char *dsn_s = snp_source_get(c, "dsn");
+    uint64_t lock_ms = 0;
+    bool mariadb;
     snap_rc rc;
 
     memset(&cap, 0, sizeof cap);
@@ -828,46 +1023,12 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
         err_hint(err, "set dsn = mysql://user@host:port/db in [source %s]", snp_source_name(c));
         goto out;
     }
-    if ((v = snp_source_get(c, "chunk_size")) != NULL && (!cfg_parse_size(v, &chunk) || chunk < 4096)) {
-        rc = err_set(err, SNAP_EUSAGE, 0, "source %s: chunk_size is not a size of 4k or more: %s",
-                     snp_source_name(c), v);
-        goto out;
-    }
-    if ((v = snp_source_get(c, "split_size")) != NULL && (!cfg_parse_size(v, &split) || split < 4096)) {
-        rc = err_set(err, SNAP_EUSAGE, 0, "source %s: split_size is not a size of 4k or more: %s",
-                     snp_source_name(c), v);
-        goto out;
-    }
-    if ((v = snp_source_get(c, "lock_wait_timeout")) != NULL) {
-        int64_t s;
-        if (!cfg_parse_duration(v, &s) || s < 1) {
-            rc = err_set(err, SNAP_EUSAGE, 0, "source %s: lock_wait_timeout is not a duration: %s",
-                         snp_source_name(c), v);
-            goto out;
-        }
-        lock_timeout = (long)s;
-    }
-    if ((v = snp_source_get(c, "long_query_guard")) != NULL) {
-        int64_t sec;
-        if (!cfg_parse_duration(v, &sec) || sec < 1) {
-            rc = err_set(err, SNAP_EUSAGE, 0, "source %s: long_query_guard is not a duration: %s",
-                         snp_source_name(c), v);
-            goto out;
-        }
-        guard = (long)sec;
-    }
-    cap.chunk = chunk;
-    rc = my_dsn_parse(dsn_s, &cap.dsn, err);
+    rc = read_options(c, &o, err);
+    if (rc == SNAP_OK)
+        rc = open_dsn(&cap, dsn_s, err);
     if (rc != SNAP_OK)
         goto out;
-    if (my_dsn_db(cap.dsn) != NULL && !util_utf8_valid(my_dsn_db(cap.dsn))) {
-        /* the manifest and the schema document hold it as UTF-8, as the server does */
-        rc = err_set(err, SNAP_EUSAGE, 0, "[source %s]: the database name is not valid UTF-8", snp_source_name(c));
-        err_hint(err, "MySQL names are UTF-8 (utf8mb4): give the name in UTF-8");
-        goto out;
-    }
-    redacted = my_dsn_redacted(cap.dsn);
-    cat_component_set_source(snp_component(c), redacted);
+    cap.chunk = o.chunk;
 
     rc = my_connect(cap.dsn, my_dsn_db(cap.dsn), &cap.main, err);
     if (rc == SNAP_ENOTFOUND && snp_allow_missing(c)) {
@@ -881,204 +1042,40 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
     }
     mariadb = my_is_mariadb(cap.main);
     rc = list_tables(&cap, err);
-    if (rc != SNAP_OK)
-        goto out;
-
-    /* every worker connects before the lock, so the lock is held only for statements */
-    nworkers = cap.ctx->jobs > 0 ? (size_t)cap.ctx->jobs : 1;
-    {
-        /* no more workers than work items: a table, or each range of a big one */
-        size_t items = 0;
-        for (size_t i = 0; i < cap.ntables; i++) {
-            uint64_t n = cap.tables[i].pk && cap.tables[i].data_length > split
-                             ? cap.tables[i].data_length / split + 1
-                             : 1;
-            items += n > MAX_RANGES ? MAX_RANGES : (size_t)n;
-        }
-        if (nworkers > items && items > 0)
-            nworkers = items;
-    }
-    if (nworkers > 64)
-        nworkers = 64;
-    if (nworkers == 0)
-        nworkers = 1;
-    workers = xcalloc(nworkers, sizeof *workers);
-    for (size_t i = 0; i < nworkers; i++) {
-        workers[i].cap = &cap;
-        rc = my_connect(cap.dsn, my_dsn_db(cap.dsn), &workers[i].m, err);
-        if (rc == SNAP_OK)
-            rc = my_exec(workers[i].m, err, "set the worker session",
-                         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-        if (rc == SNAP_OK)
-            rc = my_exec(workers[i].m, err, "set the worker session",
-                         "SET character_set_results = NULL, SESSION net_write_timeout = 600");
-        if (rc != SNAP_OK)
-            goto out;
-    }
-
-    rc = my_execf(cap.main, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %ld",
-                  lock_timeout);
-    if (rc != SNAP_OK)
-        goto out;
-    rc = long_query_guard(&cap, guard, snp_source_name(c), err);
-    if (rc != SNAP_OK)
-        goto out;
-    uint64_t t0 = util_now_ms();
-    rc = my_exec(cap.main, err, "take the global read lock (FLUSH TABLES WITH READ LOCK)",
-                 "FLUSH TABLES WITH READ LOCK");
-    if (rc != SNAP_OK) {
-        if (mysql_errno(cap.main) == ER_SPECIFIC_ACCESS_DENIED_ERROR)
-            err_hint(err, "the consistent point of parallel workers needs the RELOAD "
-                          "privilege: GRANT RELOAD ON *.* TO the user of the dsn");
-        else if (mysql_errno(cap.main) == ER_LOCK_WAIT_TIMEOUT)
-            err_hint(err, "a long query or lock blocked the global read lock; retry, or raise "
-                          "lock_wait_timeout in [source %s]", snp_source_name(c));
-        goto out;
-    }
-    locked = true;
-    util_failpoint("snap-mysql-locked");
-    for (size_t i = 0; i < nworkers; i++) {
-        rc = my_exec(workers[i].m, err, "start the consistent snapshot",
-                     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
-        if (rc != SNAP_OK)
-            goto out;
-    }
-    rc = my_exec(cap.main, err, "start the consistent snapshot",
-                 "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
-    if (rc != SNAP_OK)
-        goto out;
-    info = cat_component_info(snp_component(c));
-    read_positions(&cap, info, mariadb);
-    rc = read_auto_increment(&cap, err);
-    if (rc != SNAP_OK)
-        goto out;
-    rc = my_exec(cap.main, err, "release the global read lock", "UNLOCK TABLES");
-    if (rc != SNAP_OK)
-        goto out;
-    locked = false;
-    lock_ms = util_now_ms() - t0;
-    log_debug(cap.ctx, "%s: global read lock held %" PRIu64 " ms", snp_source_name(c), lock_ms);
-
-    rc = my_exec(cap.main, err, "set the session", "SET NAMES utf8mb4");
-    if (rc != SNAP_OK)
-        goto out;
-    rc = capture_schema(&cap, &schema, err);
-    if (rc != SNAP_OK)
-        goto out;
-    text = json_dumps(schema, JSON_INDENT(1) | JSON_SORT_KEYS);
-    if (text == NULL) {
-        rc = err_set(err, SNAP_EFAIL, ENOMEM, "cannot encode the schema");
-        goto out;
-    }
-    /* The schema alone in the first part: revert reads it before any data. */
-    rc = snp_writer_new(c, &schema_w, err);
     if (rc == SNAP_OK)
-        rc = arc_write_buffer(schema_w, MY_SCHEMA_ENTRY, text, strlen(text), 0600, time(NULL), err);
+        rc = open_workers(&cap, o.split, &workers, &nworkers, err);
     if (rc == SNAP_OK)
-        rc = arc_writer_finish(schema_w, err);
-    arc_writer_free(schema_w);
-    schema_w = NULL;
+        rc = take_consistent_point(&cap, workers, nworkers, &o, mariadb, &lock_ms, err);
+    if (rc == SNAP_OK)
+        rc = write_schema(&cap, &schema, err);
     if (rc != SNAP_OK)
         goto out;
 
     qsort(cap.tables, cap.ntables, sizeof *cap.tables, cmp_size_desc);
-    rc = plan_items(&cap, split, err);
+    rc = plan_items(&cap, o.split, err);
     if (rc != SNAP_OK)
         goto out;
     /* the planning read ends; the workers keep their own snapshots */
     my_exec(cap.main, err, "end the planning transaction", "COMMIT");
     util_failpoint("snap-mysql-before-data");
 
-    for (size_t i = 0; i < nworkers; i++) {
-        rc = snp_writer_new(c, &workers[i].w, err);
-        if (rc != SNAP_OK)
-            goto out;
-    }
-    for (size_t i = 0; i < nworkers; i++) {
-        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
-            rc = err_sys(err, SNAP_EFAIL, "cannot start a worker thread");
-            pthread_mutex_lock(&cap.mu);
-            cap.failed = true;
-            pthread_mutex_unlock(&cap.mu);
-            break;
-        }
-        workers[i].started = true;
-    }
-    for (size_t i = 0; i < nworkers; i++)
-        if (workers[i].started) {
-            pthread_join(workers[i].thread, NULL);
-            workers[i].started = false;
-        }
+    rc = dump_data(&cap, workers, nworkers, err);
     if (rc != SNAP_OK)
         goto out;
-    if (cap.failed) {
-        *err = cap.first_err;
-        rc = err->code;
-        goto out;
-    }
-    for (size_t i = 0; i < nworkers; i++)
-        if (workers[i].rc != SNAP_OK) {
-            *err = workers[i].err;
-            rc = workers[i].rc;
-            goto out;
-        }
-
-    /* the manifest: positions, counters, row counts, what was consistent only under lock */
-    json_object_set_new(info, "flavour", json_string(mariadb ? "mariadb" : "mysql"));
-    json_object_set_new(info, "server_version", json_string(mysql_get_server_info(cap.main)));
-    json_object_set_new(info, "database", json_string(my_dsn_db(cap.dsn)));
-    json_object_set_new(info, "lock_ms", json_integer((json_int_t)lock_ms));
-    json_object_set_new(info, "format", json_integer(MY_FORMAT));
-    stats = cat_component_stats(snp_component(c));
-    rows_obj = json_object();
-    ai_obj = json_object();
-    nontx = json_array();
-    for (size_t i = 0; i < cap.ntables; i++) {
-        my_table *t = &cap.tables[i];
-        json_object_set_new(rows_obj, t->name, json_integer((json_int_t)t->rows));
-        total_rows += t->rows;
-        if (t->auto_increment)
-            json_object_set_new(ai_obj, t->name, json_integer(strtoll(t->auto_increment, NULL, 10)));
-        if (!t->transactional)
-            json_array_append_new(nontx, json_string(t->name));
-    }
-    json_object_set_new(info, "auto_increment", ai_obj);
-    json_object_set_new(info, "non_transactional", nontx);
-    json_object_set_new(info, "objects",
-                        json_pack("{s:I,s:I,s:I,s:I,s:I}", "tables", (json_int_t)cap.ntables,
-                                  "views", (json_int_t)json_array_size(json_object_get(schema, "views")),
-                                  "triggers", (json_int_t)json_array_size(json_object_get(schema, "triggers")),
-                                  "routines", (json_int_t)json_array_size(json_object_get(schema, "routines")),
-                                  "events", (json_int_t)json_array_size(json_object_get(schema, "events"))));
-    json_object_set_new(stats, "tables", json_integer((json_int_t)cap.ntables));
-    json_object_set_new(stats, "rows", json_integer((json_int_t)total_rows));
-    json_object_set_new(stats, "table_rows", rows_obj);
-    if (json_array_size(nontx) > 0)
-        log_warn(cap.ctx, "%s: %zu table(s) are not transactional (%s ...) and are consistent "
-                          "only if nobody wrote to them during the snap",
-                 snp_source_name(c), json_array_size(nontx),
-                 json_string_value(json_array_get(nontx, 0)));
-    rc = SNAP_OK;
+    record_manifest(&cap, schema, mariadb, lock_ms);
 out:
-    if (locked) {
-        snap_err ignore;
-        my_exec(cap.main, &ignore, "", "UNLOCK TABLES");
-    }
     for (size_t i = 0; i < nworkers; i++) {
         arc_writer_free(workers[i].w);
         mysql_close(workers[i].m);
         free(workers[i].buf);
     }
     free(workers);
-    arc_writer_free(schema_w);
     mysql_close(cap.main);
     for (size_t i = 0; i < cap.ntables; i++)
         table_free(&cap.tables[i]);
     free(cap.tables);
     free(cap.items);
     my_dsn_free(cap.dsn);
-    free(redacted);
-    free(text);
     json_decref(schema);
     pthread_mutex_destroy(&cap.mu);
     return rc;

@@ -17,6 +17,7 @@
 
 #include "../engines/pg_client.h"
 #include "snapshot.h"
+#include "../common/pool.h"
 #include "../common/util.h"
 
 #define DEFAULT_CHUNK (32ULL << 20)
@@ -55,17 +56,14 @@ typedef struct pg_cap {
     size_t nlobs;
     uint64_t lo_bytes;
 
-    pthread_mutex_t lock;
-    size_t next;
-    bool failed;
-    snap_err err; /* the first worker error */
+    pthread_mutex_t lock; /* the tables' counts */
 } pg_cap;
 
 typedef struct pg_worker {
     pg_cap *cap;
+    pool *pool;
     arc_writer *w;
     PGconn *conn;
-    pthread_t thread;
     char *buf;
     size_t len;
     uint64_t since_cut;
@@ -426,26 +424,6 @@ static void plan_items(pg_cap *cap)
 
 /* ---- workers ---- */
 
-static void fail_shared(pg_cap *cap, const snap_err *e)
-{
-    pthread_mutex_lock(&cap->lock);
-    if (!cap->failed) {
-        cap->failed = true;
-        cap->err = *e;
-    }
-    pthread_mutex_unlock(&cap->lock);
-}
-
-static bool shared_failed(pg_cap *cap)
-{
-    bool f;
-
-    pthread_mutex_lock(&cap->lock);
-    f = cap->failed;
-    pthread_mutex_unlock(&cap->lock);
-    return f;
-}
-
 /* Writes the buffered rows as one entry; closes the part once it holds a chunk. */
 static snap_rc flush_entry(pg_worker *wk, const char *path, snap_err *err)
 {
@@ -514,8 +492,10 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
             entries++;
             rc = flush_entry(wk, path, err);
             free(path);
-            if (rc == SNAP_OK && (shared_failed(cap) || ctx_interrupted(cap->ctx, err)))
-                rc = shared_failed(cap) ? err_set(err, SNAP_EFAIL, 0, "stopped") : SNAP_EINTR;
+            if (rc == SNAP_OK && ctx_interrupted(cap->ctx, err))
+                rc = SNAP_EINTR;
+            else if (rc == SNAP_OK && pool_stopping(wk->pool))
+                rc = err_set(err, SNAP_EFAIL, 0, "stopped");
             if (rc != SNAP_OK) {
                 /* stop the server sending the rest; drain what is in flight */
                 PGcancel *cc = PQgetCancel(wk->conn);
@@ -631,37 +611,47 @@ static snap_rc worker_begin(pg_worker *wk, snap_err *err)
     return rc;
 }
 
-static void *worker_main(void *arg)
+/* The capture's pool: the workers copy the items while the leader dumps the schema. */
+typedef struct pg_run {
+    pg_cap *cap;
+    pg_worker *workers;
+    PGconn *conn; /* the leader's */
+    const pat_list *schemas, *excl;
+    arc_writer *lw;
+} pg_run;
+
+/* One item on one worker; the worker connects, in the exported snapshot, at its first. */
+static snap_rc copy_item(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
-    pg_worker *wk = arg;
-    pg_cap *cap = wk->cap;
-    snap_err err;
+    pg_run *run = arg;
+    pg_worker *wk = &run->workers[worker];
+    pg_item *it = &run->cap->items[job];
     snap_rc rc;
 
-    err_clear(&err);
-    wk->buf = xmalloc(cap->chunk);
-    rc = worker_begin(wk, &err);
-    while (rc == SNAP_OK) {
-        pg_item *it = NULL;
-        pthread_mutex_lock(&cap->lock);
-        if (!cap->failed && cap->next < cap->nitems)
-            it = &cap->items[cap->next++];
-        pthread_mutex_unlock(&cap->lock);
-        if (it == NULL)
-            break;
-        rc = it->kind == ITEM_LOBS ? copy_lobs(wk, &err) : copy_table(wk, it, &err);
-        if (rc == SNAP_OK && ctx_interrupted(cap->ctx, &err))
-            rc = SNAP_EINTR;
-    }
-    if (rc == SNAP_OK)
-        rc = arc_writer_finish(wk->w, &err);
-    if (rc != SNAP_OK)
-        fail_shared(cap, &err);
+    wk->pool = p;
+    if (wk->buf == NULL)
+        wk->buf = xmalloc(run->cap->chunk);
+    if (wk->conn == NULL && (rc = worker_begin(wk, err)) != SNAP_OK)
+        return rc;
+    rc = it->kind == ITEM_LOBS ? copy_lobs(wk, err) : copy_table(wk, it, err);
+    if (rc == SNAP_OK && ctx_interrupted(run->cap->ctx, err))
+        rc = SNAP_EINTR;
+    return rc;
+}
+
+/* A worker's last part, unless the capture is failing anyway; then its connection. */
+static snap_rc worker_done(pool *p, void *arg, size_t worker, snap_err *err)
+{
+    pg_worker *wk = &((pg_run *)arg)->workers[worker];
+    snap_rc rc = SNAP_OK;
+
+    if (!pool_stopping(p))
+        rc = arc_writer_finish(wk->w, err);
     free(wk->buf);
     wk->buf = NULL;
     PQfinish(wk->conn);
     wk->conn = NULL;
-    return NULL;
+    return rc;
 }
 
 /* ---- the leader ---- */
@@ -727,6 +717,18 @@ out:
     return rc;
 }
 
+/* the DDL, in the same snapshot, while the workers copy */
+static snap_rc lead_schema(pool *p, void *arg, snap_err *err)
+{
+    pg_run *run = arg;
+    snap_rc rc = dump_schema(run->cap, run->conn, run->schemas, run->excl, run->lw, err);
+
+    (void)p;
+    if (rc == SNAP_OK)
+        rc = arc_writer_finish(run->lw, err);
+    return rc;
+}
+
 /* pg_dump must be at least the server's major version to dump it faithfully. */
 static snap_rc check_pg_dump(pg_cap *cap, json_t *info, snap_err *err)
 {
@@ -749,50 +751,231 @@ static snap_rc check_pg_dump(pg_cap *cap, json_t *info, snap_err *err)
     return rc;
 }
 
-static snap_rc capture(snp_capture *c, snap_err *err)
+/* The dsn (named in the manifest without its password) and the sizes of the parts. */
+static snap_rc read_options(pg_cap *cap, snap_err *err)
 {
-    pg_cap cap = {0};
-    PGconn *conn = NULL;
-    PGresult *res = NULL;
-    pat_list schemas = {0}, excl = {0};
-    static const char *const schema_keys[] = {"schema", "pg_schema", "pg-schema", NULL};
-    static const char *const excl_keys[] = {"exclude_table", "pg_exclude_table", "pg-exclude-table", NULL};
-    char *redacted = NULL, *scope = NULL, *seq_sql = NULL, *meta_txt = NULL, *where = NULL;
-    size_t seq_len = 0, nseq = 0, nworkers = 0, nwriters = 0;
-    pg_worker *workers = NULL;
-    arc_writer *lw = NULL;
-    cat_component *comp = snp_component(c);
-    json_t *info = cat_component_info(comp), *stats = cat_component_stats(comp), *tables, *meta;
-    uint64_t total_rows = 0, total_bytes = 0;
+    snp_capture *c = cap->c;
+    char *redacted;
     snap_rc rc;
 
-    cap.c = c;
-    cap.ctx = snp_ctx(c);
-    cap.dsn = snp_source_get(c, "dsn");
-    if (cap.dsn == NULL)
-        cap.dsn = ""; /* libpq's defaults: PG* variables, the service file */
-    pthread_mutex_init(&cap.lock, NULL);
-    redacted = pg_redact_dsn(cap.dsn);
+    cap->dsn = snp_source_get(c, "dsn");
+    if (cap->dsn == NULL)
+        cap->dsn = ""; /* libpq's defaults: PG* variables, the service file */
+    redacted = pg_redact_dsn(cap->dsn);
     if (redacted == NULL) {
         rc = err_set(err, SNAP_EUSAGE, 0, "invalid postgres dsn");
         err_hint(err, "use postgresql://user@host:port/dbname or key=value pairs (host=... dbname=...);"
                       " a '/', '@', '?' or '#' in a URI's password must be %%-encoded, or better,"
                       " leave the password to ~/.pgpass or PGPASSWORD");
-        goto out;
+        return rc;
     }
-    cat_component_set_source(comp, redacted);
-    rc = cfg_get_size(cap.ctx->cfg, "snap", "pg_chunk_size", DEFAULT_CHUNK, &cap.chunk, err);
+    cat_component_set_source(snp_component(c), redacted);
+    free(redacted);
+    rc = cfg_get_size(cap->ctx->cfg, "snap", "pg_chunk_size", DEFAULT_CHUNK, &cap->chunk, err);
     if (rc == SNAP_OK && snp_source_get(c, "chunk_size") != NULL &&
-        !cfg_parse_size(snp_source_get(c, "chunk_size"), &cap.chunk))
+        !cfg_parse_size(snp_source_get(c, "chunk_size"), &cap->chunk))
         rc = err_set(err, SNAP_EUSAGE, 0, "[source %s] chunk_size is not a size", snp_source_name(c));
     /*
      * A TID range scan costs the server about twice a plain COPY per row (PostgreSQL 15):
      * splitting big tables pays only with more cores than the table count can use.
      */
     if (rc == SNAP_OK)
-        rc = cfg_get_bool(cap.ctx->cfg, "snap", "pg_split_tables", false, &cap.split, err);
-    if (rc == SNAP_OK && cap.chunk < 65536)
+        rc = cfg_get_bool(cap->ctx->cfg, "snap", "pg_split_tables", false, &cap->split, err);
+    if (rc == SNAP_OK && cap->chunk < 65536)
         rc = err_set(err, SNAP_EUSAGE, 0, "the postgres chunk size must be at least 64K");
+    return rc;
+}
+
+/* The consistent point: a snapshot exported for the workers, and what the manifest says of
+ * the server. Names a SQL_ASCII server or the command line hands us may not be UTF-8: the
+ * manifest cannot hold them, and a field that is left out fails the revert later. */
+static snap_rc export_snapshot(pg_cap *cap, PGconn *conn, const char *where, const pat_list *schemas,
+                               const pat_list *excl, json_t *info, snap_err *err)
+{
+    PGresult *res = NULL;
+    bool bad = false;
+    json_t *js, *jx;
+    snap_rc rc = pg_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
+
+    if (rc == SNAP_OK)
+        rc = pg_query(conn,
+                      "SELECT pg_catalog.pg_export_snapshot(), current_database(),"
+                      " current_setting('server_version'), pg_catalog.pg_is_in_recovery(),"
+                      " CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()"
+                      " ELSE pg_catalog.pg_current_wal_lsn() END::text, current_user",
+                      0, NULL, &res, err);
+    if (rc != SNAP_OK) {
+        err_prefix(err, "cannot export a snapshot on %s", where);
+        PQclear(res);
+        return rc;
+    }
+    snprintf(cap->snapshot, sizeof cap->snapshot, "%s", PQgetvalue(res, 0, 0));
+    js = json_array();
+    jx = json_array();
+    json_object_set_new(info, "server_version", cat_json_text(PQgetvalue(res, 0, 2), &bad));
+    json_object_set_new(info, "server_version_num", json_integer(cap->server_num));
+    json_object_set_new(info, "database_name", cat_json_text(PQgetvalue(res, 0, 1), &bad));
+    json_object_set_new(info, "standby", json_boolean(strcmp(PQgetvalue(res, 0, 3), "t") == 0));
+    json_object_set_new(info, "wal_lsn", cat_json_text(PQgetvalue(res, 0, 4), &bad));
+    json_object_set_new(info, "user", cat_json_text(PQgetvalue(res, 0, 5), &bad));
+    for (size_t i = 0; i < schemas->n; i++)
+        json_array_append_new(js, cat_json_text(schemas->v[i], &bad));
+    for (size_t i = 0; i < excl->n; i++)
+        json_array_append_new(jx, cat_json_text(excl->v[i], &bad));
+    json_object_set_new(info, "schemas", js);
+    json_object_set_new(info, "exclude_tables", jx);
+    PQclear(res);
+    if (bad) {
+        rc = err_set(err, SNAP_EUSAGE, 0, "%s: the database name, user or a schema pattern is not valid UTF-8",
+                     where);
+        err_hint(err, "the manifest holds names as UTF-8: rename the database or user, or give patterns in UTF-8");
+        return rc;
+    }
+    log_debug(cap->ctx, "postgres %s: snapshot %s", where, cap->snapshot);
+    return SNAP_OK;
+}
+
+/* What the snapshot holds: tables (locked against DDL), the database, roles, sequences,
+ * large objects; then the items the workers copy. */
+static snap_rc read_catalog(pg_cap *cap, PGconn *conn, const pat_list *schemas, const pat_list *excl, json_t *info,
+                            char **seq_sql, size_t *seq_len, size_t *nseq, snap_err *err)
+{
+    char *scope = scope_sql(conn, schemas, excl, "n.nspname", "c.relname");
+    snap_rc rc = read_tables(cap, conn, scope, err);
+
+    if (rc == SNAP_OK)
+        rc = lock_tables(cap, conn, err);
+    if (rc == SNAP_OK)
+        rc = read_database(cap, conn, info, err);
+    if (rc == SNAP_OK)
+        rc = read_roles(conn, info, err);
+    if (rc == SNAP_OK)
+        rc = read_sequences(conn, scope, seq_sql, seq_len, nseq, err);
+    if (rc == SNAP_OK && schemas->n == 0) /* pg_dump leaves large objects out of a schema-scoped dump too */
+        rc = read_lobs(cap, conn, err);
+    if (rc == SNAP_OK)
+        plan_items(cap);
+    free(scope);
+    return rc;
+}
+
+/* The leader's part comes first: the revert reads the schema before any data. */
+static snap_rc write_meta(pg_cap *cap, arc_writer *lw, json_t *info, const char *seq_sql, size_t seq_len,
+                          snap_err *err)
+{
+    json_t *meta = json_pack("{s:i, s:s, s:O, s:O, s:O}", "format", 1, "snapshot", cap->snapshot, "server_version",
+                             json_object_get(info, "server_version"), "database",
+                             json_object_get(info, "database_name"), "wal_lsn", json_object_get(info, "wal_lsn"));
+    char *meta_txt = json_dumps(meta, JSON_INDENT(2));
+    snap_rc rc;
+
+    json_decref(meta);
+    rc = arc_write_buffer(lw, PG_META_ENTRY, meta_txt, strlen(meta_txt), 0644, time(NULL), err);
+    if (rc == SNAP_OK)
+        rc = arc_write_buffer(lw, PG_SEQ_ENTRY, seq_sql, seq_len, 0644, time(NULL), err);
+    free(meta_txt);
+    return rc;
+}
+
+/* The data on the workers, each with a writer of its own, while the leader dumps the DDL. */
+static snap_rc copy_data(pg_cap *cap, PGconn *conn, const pat_list *schemas, const pat_list *excl, arc_writer *lw,
+                         snap_err *err)
+{
+    size_t nworkers = (size_t)(cap->ctx->jobs > 0 ? cap->ctx->jobs : 1), nwriters = 0;
+    pg_worker *workers;
+    snap_rc rc = SNAP_OK;
+
+    if (nworkers > cap->nitems)
+        nworkers = cap->nitems;
+    workers = xcalloc(nworkers ? nworkers : 1, sizeof *workers);
+    for (size_t i = 0; i < nworkers && rc == SNAP_OK; i++) {
+        workers[i].cap = cap;
+        rc = snp_writer_new(cap->c, &workers[i].w, err);
+        if (rc == SNAP_OK)
+            nwriters++;
+    }
+    if (rc == SNAP_OK) {
+        pg_run run = {.cap = cap, .workers = workers, .conn = conn, .schemas = schemas, .excl = excl, .lw = lw};
+        pool_spec spec = {.workers = nworkers, .njobs = cap->nitems, .job = copy_item, .done = worker_done,
+                          .lead = lead_schema, .arg = &run};
+        rc = pool_run_spec(cap->ctx, &spec, err);
+    }
+    for (size_t i = 0; i < nwriters; i++)
+        arc_writer_free(workers[i].w);
+    free(workers);
+    return rc;
+}
+
+/* The tables and counts in the manifest. */
+static snap_rc record_tables(pg_cap *cap, json_t *info, json_t *stats, size_t nseq, const char *where,
+                             snap_err *err)
+{
+    json_t *tables = json_array();
+    uint64_t total_rows = 0, total_bytes = 0;
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < cap->ntables; i++) {
+        pg_table *t = &cap->tables[i];
+        json_t *tj = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)i, "schema", t->schema, "name",
+                               t->name, "columns", t->cols, "rows", (json_int_t)t->rows, "bytes",
+                               (json_int_t)t->bytes);
+        if (tj == NULL && rc == SNAP_OK) { /* a name that is not UTF-8: the table would be lost */
+            rc = err_set(err, SNAP_EUSAGE, 0, "%s: the name of table %zu or of its columns is not valid UTF-8",
+                         where, i);
+            err_hint(err, "the manifest holds names as UTF-8: rename the table, or leave it out with "
+                          "--pg-exclude-table");
+        }
+        json_array_append_new(tables, tj);
+        total_rows += t->rows;
+        total_bytes += t->bytes;
+    }
+    json_object_set_new(info, "tables", tables);
+    if (rc != SNAP_OK)
+        return rc;
+    json_object_set_new(info, "chunk_size", json_integer((json_int_t)cap->chunk));
+    json_object_set_new(stats, "tables", json_integer((json_int_t)cap->ntables));
+    json_object_set_new(stats, "rows", json_integer((json_int_t)total_rows));
+    json_object_set_new(stats, "bytes", json_integer((json_int_t)total_bytes));
+    json_object_set_new(stats, "sequences", json_integer((json_int_t)nseq));
+    json_object_set_new(stats, "large_objects", json_integer((json_int_t)cap->nlobs));
+    log_debug(cap->ctx, "postgres %s: %zu tables, %llu rows", where, cap->ntables, (unsigned long long)total_rows);
+    return SNAP_OK;
+}
+
+static void cap_free(pg_cap *cap)
+{
+    for (size_t i = 0; i < cap->ntables; i++) {
+        free(cap->tables[i].schema);
+        free(cap->tables[i].name);
+        free(cap->tables[i].qname);
+        free(cap->tables[i].cols);
+    }
+    free(cap->tables);
+    free(cap->items);
+    for (size_t i = 0; i < cap->nlobs; i++)
+        free(cap->lobs[i]);
+    free(cap->lobs);
+    pthread_mutex_destroy(&cap->lock);
+}
+
+static snap_rc capture(snp_capture *c, snap_err *err)
+{
+    pg_cap cap = {0};
+    PGconn *conn = NULL;
+    pat_list schemas = {0}, excl = {0};
+    static const char *const schema_keys[] = {"schema", "pg_schema", "pg-schema", NULL};
+    static const char *const excl_keys[] = {"exclude_table", "pg_exclude_table", "pg-exclude-table", NULL};
+    char *seq_sql = NULL, *where = NULL;
+    size_t seq_len = 0, nseq = 0;
+    arc_writer *lw = NULL;
+    cat_component *comp = snp_component(c);
+    json_t *info = cat_component_info(comp);
+    snap_rc rc;
+
+    cap.c = c;
+    cap.ctx = snp_ctx(c);
+    pthread_mutex_init(&cap.lock, NULL);
+    rc = read_options(&cap, err);
     if (rc != SNAP_OK)
         goto out;
     source_patterns(c, schema_keys, &schemas);
@@ -809,176 +992,34 @@ static snap_rc capture(snp_capture *c, snap_err *err)
         goto out;
     }
     rc = check_pg_dump(&cap, info, err);
+    if (rc == SNAP_OK)
+        rc = export_snapshot(&cap, conn, where, &schemas, &excl, info, err);
+    if (rc == SNAP_OK)
+        rc = read_catalog(&cap, conn, &schemas, &excl, info, &seq_sql, &seq_len, &nseq, err);
+    if (rc == SNAP_OK)
+        rc = snp_writer_new(c, &lw, err);
+    if (rc == SNAP_OK)
+        rc = write_meta(&cap, lw, info, seq_sql, seq_len, err);
+    if (rc == SNAP_OK)
+        rc = copy_data(&cap, conn, &schemas, &excl, lw, err);
     if (rc != SNAP_OK)
         goto out;
-
-    /* the consistent point */
-    rc = pg_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
-    if (rc == SNAP_OK)
-        rc = pg_query(conn,
-                      "SELECT pg_catalog.pg_export_snapshot(), current_database(),"
-                      " current_setting('server_version'), pg_catalog.pg_is_in_recovery(),"
-                      " CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()"
-                      " ELSE pg_catalog.pg_current_wal_lsn() END::text, current_user",
-                      0, NULL, &res, err);
-    if (rc != SNAP_OK) {
-        err_prefix(err, "cannot export a snapshot on %s", where);
-        goto out;
-    }
-    snprintf(cap.snapshot, sizeof cap.snapshot, "%s", PQgetvalue(res, 0, 0));
-    {
-        /* Names a SQL_ASCII server or the command line hands us may not be UTF-8: the
-         * manifest cannot hold them, and a field that is left out fails the revert later. */
-        bool bad = false;
-        json_t *js = json_array(), *jx = json_array();
-        json_object_set_new(info, "server_version", cat_json_text(PQgetvalue(res, 0, 2), &bad));
-        json_object_set_new(info, "server_version_num", json_integer(cap.server_num));
-        json_object_set_new(info, "database_name", cat_json_text(PQgetvalue(res, 0, 1), &bad));
-        json_object_set_new(info, "standby", json_boolean(strcmp(PQgetvalue(res, 0, 3), "t") == 0));
-        json_object_set_new(info, "wal_lsn", cat_json_text(PQgetvalue(res, 0, 4), &bad));
-        json_object_set_new(info, "user", cat_json_text(PQgetvalue(res, 0, 5), &bad));
-        for (size_t i = 0; i < schemas.n; i++)
-            json_array_append_new(js, cat_json_text(schemas.v[i], &bad));
-        for (size_t i = 0; i < excl.n; i++)
-            json_array_append_new(jx, cat_json_text(excl.v[i], &bad));
-        json_object_set_new(info, "schemas", js);
-        json_object_set_new(info, "exclude_tables", jx);
-        if (bad) {
-            rc = err_set(err, SNAP_EUSAGE, 0, "%s: the database name, user or a schema pattern is not valid UTF-8",
-                         where);
-            err_hint(err, "the manifest holds names as UTF-8: rename the database or user, or give patterns in UTF-8");
-        }
-    }
-    PQclear(res);
-    res = NULL;
-    if (rc != SNAP_OK)
-        goto out;
-    log_debug(cap.ctx, "postgres %s: snapshot %s", where, cap.snapshot);
-
-    scope = scope_sql(conn, &schemas, &excl, "n.nspname", "c.relname");
-    rc = read_tables(&cap, conn, scope, err);
-    if (rc == SNAP_OK)
-        rc = lock_tables(&cap, conn, err);
-    if (rc == SNAP_OK)
-        rc = read_database(&cap, conn, info, err);
-    if (rc == SNAP_OK)
-        rc = read_roles(conn, info, err);
-    if (rc == SNAP_OK)
-        rc = read_sequences(conn, scope, &seq_sql, &seq_len, &nseq, err);
-    if (rc == SNAP_OK && schemas.n == 0) /* pg_dump leaves large objects out of a schema-scoped dump too */
-        rc = read_lobs(&cap, conn, err);
-    if (rc != SNAP_OK)
-        goto out;
-    plan_items(&cap);
-
-    /* The leader's part comes first: the revert reads the schema before any data. */
-    rc = snp_writer_new(c, &lw, err);
-    if (rc != SNAP_OK)
-        goto out;
-    meta = json_pack("{s:i, s:s, s:O, s:O, s:O}", "format", 1, "snapshot", cap.snapshot, "server_version",
-                     json_object_get(info, "server_version"), "database", json_object_get(info, "database_name"),
-                     "wal_lsn", json_object_get(info, "wal_lsn"));
-    meta_txt = json_dumps(meta, JSON_INDENT(2));
-    json_decref(meta);
-    rc = arc_write_buffer(lw, PG_META_ENTRY, meta_txt, strlen(meta_txt), 0644, time(NULL), err);
-    if (rc == SNAP_OK)
-        rc = arc_write_buffer(lw, PG_SEQ_ENTRY, seq_sql, seq_len, 0644, time(NULL), err);
-    if (rc != SNAP_OK)
-        goto out;
-
-    nworkers = (size_t)(cap.ctx->jobs > 0 ? cap.ctx->jobs : 1);
-    if (nworkers > cap.nitems)
-        nworkers = cap.nitems;
-    workers = xcalloc(nworkers ? nworkers : 1, sizeof *workers);
-    for (size_t i = 0; i < nworkers; i++) {
-        workers[i].cap = &cap;
-        rc = snp_writer_new(c, &workers[i].w, err);
-        if (rc != SNAP_OK)
-            goto out;
-        nwriters++;
-    }
-    for (size_t i = 0; i < nworkers; i++)
-        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
-            snap_err e;
-            err_set(&e, SNAP_EFAIL, 0, "cannot start a worker thread");
-            fail_shared(&cap, &e);
-            nworkers = i;
-            break;
-        }
-    /* the DDL, in the same snapshot, while the workers copy */
-    rc = dump_schema(&cap, conn, &schemas, &excl, lw, err);
-    if (rc == SNAP_OK)
-        rc = arc_writer_finish(lw, err);
-    if (rc != SNAP_OK)
-        fail_shared(&cap, err);
-    for (size_t i = 0; i < nworkers; i++)
-        pthread_join(workers[i].thread, NULL);
-    if (cap.failed) {
-        *err = cap.err;
-        rc = err->code != SNAP_OK ? err->code : SNAP_EFAIL;
-        goto out;
-    }
     /* still the same server and the snapshot still held: nothing restarted under us */
     rc = pg_exec(conn, "COMMIT", err);
     if (rc != SNAP_OK) {
         err_prefix(err, "the snapshot's transaction on %s ended early", where);
         goto out;
     }
-
-    tables = json_array();
-    for (size_t i = 0; i < cap.ntables; i++) {
-        pg_table *t = &cap.tables[i];
-        json_t *tj = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)i, "schema", t->schema, "name",
-                               t->name, "columns", t->cols, "rows", (json_int_t)t->rows, "bytes",
-                               (json_int_t)t->bytes);
-        if (tj == NULL && rc == SNAP_OK) { /* a name that is not UTF-8: the table would be lost */
-            rc = err_set(err, SNAP_EUSAGE, 0, "%s: the name of table %zu or of its columns is not valid UTF-8",
-                         where, i);
-            err_hint(err, "the manifest holds names as UTF-8: rename the table, or leave it out with "
-                          "--pg-exclude-table");
-        }
-        json_array_append_new(tables, tj);
-        total_rows += t->rows;
-        total_bytes += t->bytes;
-    }
-    json_object_set_new(info, "tables", tables);
-    if (rc != SNAP_OK)
-        goto out;
-    json_object_set_new(info, "chunk_size", json_integer((json_int_t)cap.chunk));
-    json_object_set_new(stats, "tables", json_integer((json_int_t)cap.ntables));
-    json_object_set_new(stats, "rows", json_integer((json_int_t)total_rows));
-    json_object_set_new(stats, "bytes", json_integer((json_int_t)total_bytes));
-    json_object_set_new(stats, "sequences", json_integer((json_int_t)nseq));
-    json_object_set_new(stats, "large_objects", json_integer((json_int_t)cap.nlobs));
-    log_debug(cap.ctx, "postgres %s: %zu tables, %llu rows", where, cap.ntables, (unsigned long long)total_rows);
-
+    rc = record_tables(&cap, info, cat_component_stats(comp), nseq, where, err);
 out:
     if (rc != SNAP_OK && where != NULL && strstr(err->msg, where) == NULL)
         err_prefix(err, "postgres %s", where);
-    for (size_t i = 0; i < nwriters; i++)
-        arc_writer_free(workers[i].w);
-    free(workers);
     arc_writer_free(lw);
-    PQclear(res);
     PQfinish(conn);
-    for (size_t i = 0; i < cap.ntables; i++) {
-        free(cap.tables[i].schema);
-        free(cap.tables[i].name);
-        free(cap.tables[i].qname);
-        free(cap.tables[i].cols);
-    }
-    free(cap.tables);
-    free(cap.items);
-    for (size_t i = 0; i < cap.nlobs; i++)
-        free(cap.lobs[i]);
-    free(cap.lobs);
-    pthread_mutex_destroy(&cap.lock);
+    cap_free(&cap);
     pat_free(&schemas);
     pat_free(&excl);
-    free(redacted);
-    free(scope);
     free(seq_sql);
-    free(meta_txt);
     free(where);
     return rc;
 }
