@@ -1038,14 +1038,140 @@ static snap_rc create_journal_file(journal *j, snap_err *err)
     return SNAP_OK;
 }
 
+/* What the result says of the revert before it starts: snapshot, ids, the store. */
+static void describe(json_t *res, const rst_request *req, const cat_manifest *m, const journal *j, stg *store)
+{
+    json_t *desc = json_object();
+
+    json_object_set_new(res, "snapshot", json_string(req->name));
+    json_object_set_new(res, "snapshot_id", json_string(cat_manifest_id(m)));
+    json_object_set_new(res, "revert_id", json_deep_copy(json_object_get(j->doc, "revert_id")));
+    json_object_set_new(res, "dry_run", json_boolean(req->dry_run));
+    stg_describe(store, desc);
+    json_object_set_new(res, "store", desc);
+}
+
+/* Steps 0 and 1: every target named locally or by an authenticated manifest, every part
+ * present, every target reachable; the plan lists them all. Nothing changes. */
+static snap_rc plan_all(snap_ctx *ctx, stg *store, const rst_request *req, journal *j, json_t *plans,
+                        snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < j->n; i++) {
+        snap_err e;
+        snap_rc r = check_named(j->targets[i], rc == SNAP_OK ? err : &e);
+        if (rc == SNAP_OK)
+            rc = r;
+    }
+    if (rc != SNAP_OK) {
+        for (size_t i = 0; i < j->n; i++)
+            json_array_append(plans, j->targets[i]->plan);
+        return rc;
+    }
+    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {
+        rst_target *t = j->targets[i];
+        t->detail = req->dry_run || !ctx->assume_yes;
+        rc = check_parts(store, t->comp, err);
+        if (rc == SNAP_OK)
+            rc = t->drv->plan(t, err);
+        json_array_append(plans, t->plan);
+    }
+    return rc;
+}
+
+/* The targets' locks, then the user's word (a prompt, or --yes). */
+static snap_rc lock_and_confirm(snap_ctx *ctx, const rst_request *req, journal *j, json_t *res, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++)
+        rc = lock_target(j->targets[i], err);
+    if (rc != SNAP_OK || ctx->assume_yes)
+        return rc;
+    if (req->confirm == NULL) {
+        err_set(err, SNAP_EUSAGE, 0, "refusing to change live targets without confirmation");
+        err_hint(err, "stdin is not a terminal: pass --yes, or --dry-run to see the plan");
+        return SNAP_EUSAGE;
+    }
+    if (!req->confirm(res, req->confirm_arg))
+        return err_set(err, SNAP_EFAIL, 0, "revert cancelled; nothing was changed");
+    return SNAP_OK;
+}
+
+/* Step 3: stage and verify beside the live targets. On failure nothing live changed and
+ * the staging is discarded; *keep_journal is set when it could not be, so that
+ * `revert --recover` removes it later. */
+static snap_rc stage_all(snap_ctx *ctx, journal *j, bool *keep_journal, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    util_failpoint("stage-begin");
+    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {
+        log_info(ctx, "staging %s", j->targets[i]->name);
+        rc = j->targets[i]->drv->stage(j->targets[i], err);
+        if (rc == SNAP_OK)
+            rc = journal_save(j, err);
+        if (rc == SNAP_OK && ctx_interrupted(ctx, err))
+            rc = SNAP_EINTR;
+    }
+    util_failpoint("stage-end");
+    if (rc == SNAP_OK && ctx_interrupted(ctx, err))
+        rc = SNAP_EINTR; /* the last chance to stop with nothing changed */
+    if (rc != SNAP_OK && !discard_all(j)) {
+        *keep_journal = true;
+        err_hint(err, "nothing live changed; run `revert --recover` to remove the staging left behind");
+    }
+    return rc;
+}
+
+/* Step 4: the cut-over, journaled; signals wait until it is done. */
+static snap_rc cutover_phase(journal *j, json_t *res, snap_err *err)
+{
+    sigset_t oldmask;
+    snap_rc rc;
+
+    block_signals(true, &oldmask);
+    rc = journal_phase(j, "cutover", err);
+    util_failpoint("cutover-begin");
+    if (rc == SNAP_OK)
+        rc = cutover_all(j, res, err);
+    if (rc == SNAP_OK)
+        rc = journal_phase(j, "finish", err);
+    block_signals(false, &oldmask);
+    return rc;
+}
+
+/* Step 5: keep (or drop) the displaced state, record the revert in the store. */
+static void finish_all(snap_ctx *ctx, stg *store, const rst_request *req, journal *j, json_t *res,
+                       const drv_set *extra)
+{
+    snap_err e;
+    json_t *rec;
+
+    for (size_t i = 0; i < j->n; i++)
+        if (j->targets[i]->drv->finish(j->targets[i], req->drop_old, &e) != SNAP_OK)
+            log_warn(ctx, "%s: %s", j->targets[i]->name, e.msg);
+    json_object_set_new(res, "status", json_string("reverted"));
+    if (!req->drop_old && req->to == NULL && keep_undo(j, &e) != SNAP_OK)
+        log_warn(ctx, "could not record the displaced state for later removal: %s", e.msg);
+    rec = json_deep_copy(res);
+    json_object_set_new(rec, "host", json_deep_copy(json_object_get(j->doc, "host")));
+    json_object_set_new(rec, "started", json_deep_copy(json_object_get(j->doc, "started")));
+    if (cat_record_revert(store, json_string_value(json_object_get(j->doc, "revert_id")), rec, &e) != SNAP_OK)
+        log_warn(ctx, "could not record the revert in the store: %s", e.msg);
+    json_decref(rec);
+    expire_undo(ctx, store, extra);
+}
+
 static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const drv_set *extra,
                       json_t **result, snap_err *err)
 {
     cat_manifest *m = NULL;
     journal *j = xcalloc(1, sizeof *j);
     json_t *res = json_object(), *plans = json_array();
-    sigset_t oldmask;
-    bool leased = false, journaled = false, trusted = false;
+    bool leased = false, journaled = false, trusted = false, keep_journal = false;
+    const char *revert_id;
     snap_rc rc;
 
     j->fd = -1;
@@ -1063,134 +1189,36 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
         rc = build_targets(ctx, store, req, m, trusted, j, err);
     if (rc != SNAP_OK)
         goto out;
-    json_object_set_new(res, "snapshot", json_string(req->name));
-    json_object_set_new(res, "snapshot_id", json_string(cat_manifest_id(m)));
-    json_object_set_new(res, "revert_id", json_deep_copy(json_object_get(j->doc, "revert_id")));
-    json_object_set_new(res, "dry_run", json_boolean(req->dry_run));
-    {
-        json_t *desc = json_object();
-        stg_describe(store, desc);
-        json_object_set_new(res, "store", desc);
-    }
-
-    /* 0. Every target named locally or by an authenticated manifest; the plan lists them all. */
-    for (size_t i = 0; i < j->n; i++) {
-        snap_err e;
-        snap_rc r = check_named(j->targets[i], rc == SNAP_OK ? err : &e);
-        if (rc == SNAP_OK)
-            rc = r;
-    }
-    if (rc != SNAP_OK) {
-        for (size_t i = 0; i < j->n; i++)
-            json_array_append(plans, j->targets[i]->plan);
-        goto out;
-    }
-
-    /* 1. Plan: every part present, every target reachable, nothing changed. */
-    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {
-        rst_target *t = j->targets[i];
-        t->detail = req->dry_run || !ctx->assume_yes;
-        rc = check_parts(store, t->comp, err);
-        if (rc == SNAP_OK)
-            rc = t->drv->plan(t, err);
-        json_array_append(plans, t->plan);
-    }
+    describe(res, req, m, j, store);
+    revert_id = json_string_value(json_object_get(j->doc, "revert_id"));
+    rc = plan_all(ctx, store, req, j, plans, err);
     if (rc != SNAP_OK || req->dry_run)
         goto out;
-    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++)
-        rc = lock_target(j->targets[i], err);
-    if (rc != SNAP_OK)
-        goto out;
-    if (!ctx->assume_yes) {
-        if (req->confirm == NULL) {
-            rc = err_set(err, SNAP_EUSAGE, 0, "refusing to change live targets without confirmation");
-            err_hint(err, "stdin is not a terminal: pass --yes, or --dry-run to see the plan");
-            goto out;
-        }
-        if (!req->confirm(res, req->confirm_arg)) {
-            rc = err_set(err, SNAP_EFAIL, 0, "revert cancelled; nothing was changed");
-            goto out;
-        }
-    }
-    rc = cat_lease_take(store, req->name, json_string_value(json_object_get(j->doc, "revert_id")), err);
+    rc = lock_and_confirm(ctx, req, j, res, err);
+    if (rc == SNAP_OK)
+        rc = cat_lease_take(store, req->name, revert_id, err);
     if (rc != SNAP_OK)
         goto out;
     leased = true;
-
     /* 2. Safety snapshot of the live state, so that this revert can be reverted. */
-    if (!req->no_safety_snapshot && req->to == NULL) {
-        rc = safety_snapshot(ctx, store, j, req->name,
-                             json_string_value(json_object_get(j->doc, "revert_id")), res, err);
-        if (rc != SNAP_OK)
-            goto out;
-    }
-
-    /* 3. Stage and verify beside the live targets. */
-    rc = create_journal_file(j, err);
+    if (!req->no_safety_snapshot && req->to == NULL)
+        rc = safety_snapshot(ctx, store, j, req->name, revert_id, res, err);
+    if (rc == SNAP_OK)
+        rc = create_journal_file(j, err);
     if (rc != SNAP_OK)
         goto out;
     journaled = true;
-    util_failpoint("stage-begin");
-    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {
-        log_info(ctx, "staging %s", j->targets[i]->name);
-        rc = j->targets[i]->drv->stage(j->targets[i], err);
-        if (rc == SNAP_OK)
-            rc = journal_save(j, err);
-        if (rc == SNAP_OK && ctx_interrupted(ctx, err))
-            rc = SNAP_EINTR;
+    rc = stage_all(ctx, j, &keep_journal, err);
+    if (rc == SNAP_OK) {
+        rc = cutover_phase(j, res, err);
+        keep_journal = rc == SNAP_ERECOVER;
     }
-    util_failpoint("stage-end");
-    if (rc == SNAP_OK && ctx_interrupted(ctx, err))
-        rc = SNAP_EINTR; /* the last chance to stop with nothing changed */
     if (rc != SNAP_OK) {
-        /* Nothing live changed. Staging that cannot be removed now (a server gone away)
-         * keeps its journal, so that `revert --recover` removes it later. */
-        if (!discard_all(j)) {
-            journaled = false;
-            err_hint(err, "nothing live changed; run `revert --recover` to remove the staging left behind");
-        }
+        journaled = !keep_journal;
         goto out;
     }
-
-    /* 4. Cut-over, journaled; signals wait until it is done. */
-    block_signals(true, &oldmask);
-    rc = journal_phase(j, "cutover", err);
-    util_failpoint("cutover-begin");
-    if (rc == SNAP_OK)
-        rc = cutover_all(j, res, err);
-    if (rc == SNAP_OK)
-        rc = journal_phase(j, "finish", err);
-    block_signals(false, &oldmask);
-    if (rc == SNAP_ERECOVER) {
-        journaled = false; /* keep it */
-        goto out;
-    }
-    if (rc != SNAP_OK)
-        goto out;
     util_failpoint("finish-begin");
-
-    /* 5. Finish: keep (or drop) the displaced state, record the revert. */
-    for (size_t i = 0; i < j->n; i++) {
-        snap_err e;
-        if (j->targets[i]->drv->finish(j->targets[i], req->drop_old, &e) != SNAP_OK)
-            log_warn(ctx, "%s: %s", j->targets[i]->name, e.msg);
-    }
-    json_object_set_new(res, "status", json_string("reverted"));
-    if (!req->drop_old && req->to == NULL) {
-        snap_err e;
-        if (keep_undo(j, &e) != SNAP_OK)
-            log_warn(ctx, "could not record the displaced state for later removal: %s", e.msg);
-    }
-    {
-        snap_err e;
-        json_t *rec = json_deep_copy(res);
-        json_object_set_new(rec, "host", json_deep_copy(json_object_get(j->doc, "host")));
-        json_object_set_new(rec, "started", json_deep_copy(json_object_get(j->doc, "started")));
-        if (cat_record_revert(store, json_string_value(json_object_get(j->doc, "revert_id")), rec, &e) != SNAP_OK)
-            log_warn(ctx, "could not record the revert in the store: %s", e.msg);
-        json_decref(rec);
-    }
-    expire_undo(ctx, store, extra);
+    finish_all(ctx, store, req, j, res, extra);
 out:
     if (journaled)
         journal_remove(j);
