@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <mysqld_error.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,150 +93,168 @@ static snap_rc dsn_bad(snap_err *err, const char *why)
     return SNAP_EUSAGE;
 }
 
-snap_rc my_dsn_parse(const char *dsn, my_dsn **out, snap_err *err)
+/* user[:password]@ before the host; the last '@' before the path ends it (a password may
+ * hold '@'). Advances *p past it; returns what is wrong, or NULL. */
+static const char *parse_userinfo(my_dsn *d, const char **p, const char *slash)
 {
-    my_dsn *d;
-    const char *p, *at, *slash, *q, *hostend;
+    const char *at = NULL, *colon;
 
-    *out = NULL;
-    if (strncmp(dsn, "mysql://", 8) != 0 && strncmp(dsn, "mariadb://", 10) != 0)
-        return dsn_bad(err, "it must start with mysql://");
-    p = strchr(dsn, ':') + 3;
-    d = xcalloc(1, sizeof *d);
-    slash = strchr(p, '/');
-    if (slash == NULL) {
-        my_dsn_free(d);
-        return dsn_bad(err, "no database after the host");
-    }
-    /* the last '@' before the path separates the user info (a password may hold '@') */
-    at = NULL;
-    for (const char *s = p; s < slash; s++)
+    for (const char *s = *p; s < slash; s++)
         if (*s == '@')
             at = s;
-    if (at != NULL) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon != NULL) {
-            d->user = pct_decode(p, (size_t)(colon - p));
-            d->password = pct_decode(colon + 1, (size_t)(at - colon - 1));
-            if (d->password == NULL) {
-                my_dsn_free(d);
-                return dsn_bad(err, "bad %-escape in the password");
-            }
-        } else {
-            d->user = pct_decode(p, (size_t)(at - p));
-        }
-        if (d->user == NULL) {
-            my_dsn_free(d);
-            return dsn_bad(err, "bad %-escape in the user");
-        }
-        p = at + 1;
+    if (at == NULL)
+        return NULL;
+    colon = memchr(*p, ':', (size_t)(at - *p));
+    if (colon != NULL) {
+        d->user = pct_decode(*p, (size_t)(colon - *p));
+        d->password = pct_decode(colon + 1, (size_t)(at - colon - 1));
+        if (d->password == NULL)
+            return "bad %-escape in the password";
+    } else {
+        d->user = pct_decode(*p, (size_t)(at - *p));
     }
-    hostend = slash;
-    if (*p == '[') { /* [v6]:port */
+    if (d->user == NULL)
+        return "bad %-escape in the user";
+    *p = at + 1;
+    return NULL;
+}
+
+/* host, [v6] or nothing, then :port, up to the path. */
+static const char *parse_hostport(my_dsn *d, const char *p, const char *slash)
+{
+    if (*p == '[') {
         const char *rb = memchr(p, ']', (size_t)(slash - p));
-        if (rb == NULL) {
-            my_dsn_free(d);
-            return dsn_bad(err, "unclosed [ in the host");
-        }
+        if (rb == NULL)
+            return "unclosed [ in the host";
         d->host = pct_decode(p + 1, (size_t)(rb - p - 1));
         p = rb + 1;
     } else {
-        const char *colon = memchr(p, ':', (size_t)(slash - p));
-        if (colon != NULL)
-            hostend = colon;
+        const char *colon = memchr(p, ':', (size_t)(slash - p)), *hostend = colon ? colon : slash;
         d->host = pct_decode(p, (size_t)(hostend - p));
         p = hostend;
     }
     if (*p == ':') {
         char *end;
         unsigned long port = strtoul(p + 1, &end, 10);
-        if (end != slash || port == 0 || port > 65535) {
-            my_dsn_free(d);
-            return dsn_bad(err, "the port is not a number from 1 to 65535");
-        }
+        if (end != slash || port == 0 || port > 65535)
+            return "the port is not a number from 1 to 65535";
         d->port = (unsigned)port;
     }
     if (d->host != NULL && d->host[0] == '\0') {
         free(d->host);
         d->host = NULL;
     }
-    q = strchr(slash + 1, '?');
-    d->db = pct_decode(slash + 1, q ? (size_t)(q - slash - 1) : strlen(slash + 1));
-    if (d->db == NULL || d->db[0] == '\0') {
-        my_dsn_free(d);
-        return dsn_bad(err, "no database name after the host");
+    return NULL;
+}
+
+/* Where a query option goes, or NULL when unknown; connect-timeout is set here. */
+static char **option_slot(my_dsn *d, const char *name, const char *val, bool *done)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } keys[] = {
+        {"socket", offsetof(my_dsn, socket)},           {"ssl-mode", offsetof(my_dsn, ssl_mode)},
+        {"sslmode", offsetof(my_dsn, ssl_mode)},        {"ssl-ca", offsetof(my_dsn, ssl_ca)},
+        {"ssl-cert", offsetof(my_dsn, ssl_cert)},       {"ssl-key", offsetof(my_dsn, ssl_key)},
+        {"defaults-file", offsetof(my_dsn, defaults_file)},
+        {"defaults-group", offsetof(my_dsn, defaults_group)},
+        {"password", offsetof(my_dsn, password)},       {"pwd", offsetof(my_dsn, password)},
+    };
+
+    *done = false;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(name, keys[i].name) == 0)
+            return (char **)(void *)((char *)d + keys[i].off);
+    if (strcmp(name, "connect-timeout") == 0) {
+        d->connect_timeout = (unsigned)strtoul(val, NULL, 10);
+        *done = true;
     }
+    return NULL;
+}
+
+/* ?key=value&... after the database; keys and values may be %-encoded. */
+static snap_rc parse_query(my_dsn *d, const char *q, snap_err *err)
+{
     while (q != NULL && *q != '\0') {
         const char *key = q + 1, *amp = strchr(key, '&'), *eq;
         size_t len = amp ? (size_t)(amp - key) : strlen(key);
-        char *val, *name, **slot = NULL;
+        char *val, *name, **slot;
+        bool done;
 
         q = amp;
         if (len == 0)
             continue;
         eq = memchr(key, '=', len);
-        if (eq == NULL) {
-            my_dsn_free(d);
+        if (eq == NULL)
             return dsn_bad(err, "a query option lacks '='");
-        }
         val = pct_decode(eq + 1, len - (size_t)(eq + 1 - key));
-        name = pct_decode(key, (size_t)(eq - key)); /* keys may be %-encoded too, as values are */
+        name = pct_decode(key, (size_t)(eq - key));
         if (val == NULL || name == NULL) {
             free(val);
             free(name);
-            my_dsn_free(d);
             return dsn_bad(err, "bad %-escape in a query option");
         }
-#define KEY(k) (strcmp(name, k) == 0)
-        if (KEY("socket"))
-            slot = &d->socket;
-        else if (KEY("ssl-mode") || KEY("sslmode"))
-            slot = &d->ssl_mode;
-        else if (KEY("ssl-ca"))
-            slot = &d->ssl_ca;
-        else if (KEY("ssl-cert"))
-            slot = &d->ssl_cert;
-        else if (KEY("ssl-key"))
-            slot = &d->ssl_key;
-        else if (KEY("defaults-file"))
-            slot = &d->defaults_file;
-        else if (KEY("defaults-group"))
-            slot = &d->defaults_group;
-        else if (KEY("password") || KEY("pwd"))
-            slot = &d->password;
-        else if (KEY("connect-timeout")) {
-            d->connect_timeout = (unsigned)strtoul(val, NULL, 10);
-            free(val);
-            free(name);
-            continue;
-        }
-#undef KEY
+        slot = option_slot(d, name, val, &done);
+        free(name);
         if (slot == NULL) {
-            err_set(err, SNAP_EUSAGE, 0, "invalid mysql dsn: unknown option %.*s",
-                    (int)(eq - key), key);
+            free(val);
+            if (done)
+                continue;
+            err_set(err, SNAP_EUSAGE, 0, "invalid mysql dsn: unknown option %.*s", (int)(eq - key), key);
             err_hint(err, "known options: socket, ssl-mode, ssl-ca, ssl-cert, ssl-key, "
                           "defaults-file, defaults-group, password, connect-timeout");
-            free(val);
-            free(name);
-            my_dsn_free(d);
             return SNAP_EUSAGE;
         }
-        free(name);
         free(*slot);
         *slot = val;
     }
-    if (d->ssl_mode != NULL) {
-        static const char *const modes[] = {"disabled", "preferred", "required", "verify_ca",
-                                            "verify_identity"};
-        bool ok = false;
-        for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
-            if (strcasecmp(d->ssl_mode, modes[i]) == 0)
-                ok = true;
-        if (!ok) {
-            my_dsn_free(d);
-            return dsn_bad(err, "ssl-mode is one of disabled, preferred, required, verify_ca, "
-                                "verify_identity");
-        }
+    return SNAP_OK;
+}
+
+static bool ssl_mode_known(const char *mode)
+{
+    static const char *const modes[] = {"disabled", "preferred", "required", "verify_ca", "verify_identity"};
+
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (strcasecmp(mode, modes[i]) == 0)
+            return true;
+    return false;
+}
+
+snap_rc my_dsn_parse(const char *dsn, my_dsn **out, snap_err *err)
+{
+    my_dsn *d;
+    const char *p, *slash, *q, *why = NULL;
+    snap_rc rc;
+
+    *out = NULL;
+    if (strncmp(dsn, "mysql://", 8) != 0 && strncmp(dsn, "mariadb://", 10) != 0)
+        return dsn_bad(err, "it must start with mysql://");
+    p = strchr(dsn, ':') + 3;
+    slash = strchr(p, '/');
+    if (slash == NULL)
+        return dsn_bad(err, "no database after the host");
+    d = xcalloc(1, sizeof *d);
+    why = parse_userinfo(d, &p, slash);
+    if (why == NULL)
+        why = parse_hostport(d, p, slash);
+    if (why == NULL) {
+        q = strchr(slash + 1, '?');
+        d->db = pct_decode(slash + 1, q ? (size_t)(q - slash - 1) : strlen(slash + 1));
+        if (d->db == NULL || d->db[0] == '\0')
+            why = "no database name after the host";
+    }
+    if (why != NULL) {
+        my_dsn_free(d);
+        return dsn_bad(err, why);
+    }
+    rc = parse_query(d, q, err);
+    if (rc == SNAP_OK && d->ssl_mode != NULL && !ssl_mode_known(d->ssl_mode))
+        rc = dsn_bad(err, "ssl-mode is one of disabled, preferred, required, verify_ca, verify_identity");
+    if (rc != SNAP_OK) {
+        my_dsn_free(d);
+        return rc;
     }
     *out = d;
     return SNAP_OK;
