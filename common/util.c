@@ -614,24 +614,154 @@ char *util_escape(const char *s)
     return b.p;
 }
 
+/* One printf conversion specification, as written and as understood. */
+typedef struct conv_spec {
+    char text[64];
+    size_t n;
+    int width, prec;
+    bool left;
+    enum { L_NONE, L_H, L_HH, L_L, L_LL, L_Z, L_J, L_T, L_BIG } len;
+    char conv;
+} conv_spec;
+
+/* Reads the specification after a '%' at *p (flags, width, precision, length, conversion),
+ * taking the arguments of '*' from ap; false when the format ends inside it. */
+static bool read_spec(const char **p, conv_spec *c, va_list *ap)
+{
+    const char *q = *p;
+
+    memset(c, 0, sizeof *c);
+    c->width = c->prec = -1;
+    c->text[c->n++] = '%';
+    while (*q != '\0' && strchr("-+ #0", *q) != NULL && c->n < 16) {
+        c->left = c->left || *q == '-';
+        c->text[c->n++] = *q++;
+    }
+    if (*q == '*') {
+        c->width = va_arg(*ap, int);
+        q++;
+        c->n += (size_t)snprintf(c->text + c->n, sizeof c->text - c->n, "%d", c->width);
+        if (c->width < 0) {
+            c->left = true;
+            c->width = -c->width;
+        }
+    } else {
+        if (*q >= '0' && *q <= '9')
+            c->width = 0;
+        while (*q >= '0' && *q <= '9' && c->n < 40) {
+            c->width = c->width * 10 + (*q - '0');
+            c->text[c->n++] = *q++;
+        }
+    }
+    if (*q == '.') {
+        c->text[c->n++] = *q++;
+        c->prec = 0;
+        if (*q == '*') {
+            c->prec = va_arg(*ap, int);
+            q++;
+            c->n += (size_t)snprintf(c->text + c->n, sizeof c->text - c->n, "%d", c->prec < 0 ? 0 : c->prec);
+        } else {
+            while (*q >= '0' && *q <= '9' && c->n < 50) {
+                c->prec = c->prec * 10 + (*q - '0');
+                c->text[c->n++] = *q++;
+            }
+        }
+    }
+    for (;; q++) {
+        if (*q == 'h') c->len = c->len == L_H ? L_HH : L_H;
+        else if (*q == 'l') c->len = c->len == L_L ? L_LL : L_L;
+        else if (*q == 'z') c->len = L_Z;
+        else if (*q == 'j') c->len = L_J;
+        else if (*q == 't') c->len = L_T;
+        else if (*q == 'L') c->len = L_BIG;
+        else break;
+        if (c->n < 60)
+            c->text[c->n++] = *q;
+    }
+    c->conv = *q;
+    if (c->conv == '\0')
+        return false;
+    *p = q + 1;
+    c->text[c->n++] = c->conv;
+    c->text[c->n] = '\0';
+    return true;
+}
+
+/* %s or %c: the argument escaped, then padded as the specification says (widths count
+ * bytes, as printf's do). */
+static void put_text_arg(tbuf *b, const conv_spec *c, va_list *ap)
+{
+    tbuf e = {0};
+
+    tb_add(&e, "", 0);
+    if (c->conv == 'c') {
+        char ch = (char)va_arg(*ap, int);
+        tb_escape(&e, &ch, 1);
+    } else {
+        const char *s = va_arg(*ap, const char *);
+        if (s == NULL)
+            s = "(null)";
+        tb_escape(&e, s, c->prec >= 0 ? strnlen(s, (size_t)c->prec) : strlen(s));
+    }
+    if (!c->left)
+        for (size_t k = e.n; c->width > 0 && k < (size_t)c->width; k++)
+            tb_add(b, " ", 1);
+    tb_add(b, e.p, e.n);
+    if (c->left)
+        for (size_t k = e.n; c->width > 0 && k < (size_t)c->width; k++)
+            tb_add(b, " ", 1);
+    free(e.p);
+}
+
+/* Any other conversion, handed to snprintf with its own argument. */
+static void put_other_arg(tbuf *b, const conv_spec *c, va_list *ap)
+{
+    char tmp[512];
+    int k;
+
+    switch (c->conv) {
+    case 'd': case 'i': case 'u': case 'x': case 'X': case 'o':
+        switch (c->len) {
+        case L_L: k = snprintf(tmp, sizeof tmp, c->text, va_arg(*ap, long)); break;
+        case L_LL: k = snprintf(tmp, sizeof tmp, c->text, va_arg(*ap, long long)); break;
+        case L_Z: k = snprintf(tmp, sizeof tmp, c->text, va_arg(*ap, size_t)); break;
+        case L_J: k = snprintf(tmp, sizeof tmp, c->text, va_arg(*ap, intmax_t)); break;
+        case L_T: k = snprintf(tmp, sizeof tmp, c->text, va_arg(*ap, ptrdiff_t)); break;
+        default: k = snprintf(tmp, sizeof tmp, c->text, va_arg(*ap, int)); break;
+        }
+        break;
+    case 'f': case 'F': case 'e': case 'E': case 'g': case 'G': case 'a': case 'A':
+        if (c->len == L_BIG)
+            k = snprintf(tmp, sizeof tmp, c->text, va_arg(*ap, long double));
+        else
+            k = snprintf(tmp, sizeof tmp, c->text, va_arg(*ap, double));
+        break;
+    case 'p':
+        k = snprintf(tmp, sizeof tmp, c->text, va_arg(*ap, void *));
+        break;
+    default: /* not a conversion we know: print it as it was written */
+        k = snprintf(tmp, sizeof tmp, "%s", c->text);
+        break;
+    }
+    if (k > 0)
+        tb_add(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
+}
+
 /*
  * printf, one conversion at a time: each conversion specification is copied and handed
- * to snprintf with its own argument, except %s and %c, whose argument is escaped first
- * and then padded as the specification says (widths count bytes, as printf's do).
+ * to snprintf with its own argument, except %s and %c, whose argument is escaped first.
  */
 char *util_vasprintf_esc(const char *fmt, va_list ap)
 {
     tbuf b = {0};
     const char *p = fmt;
+    va_list args;
 
+    va_copy(args, ap);
     tb_add(&b, "", 0);
     while (*p != '\0') {
         const char *pct = strchr(p, '%');
-        char spec[64], conv, tmp[512];
-        size_t sn = 0;
-        int width = -1, prec = -1;
-        bool left = false;
-        enum { L_NONE, L_H, L_HH, L_L, L_LL, L_Z, L_J, L_T, L_BIG } len = L_NONE;
+        conv_spec c;
 
         if (pct == NULL) {
             tb_add(&b, p, strlen(p));
@@ -642,113 +772,15 @@ char *util_vasprintf_esc(const char *fmt, va_list ap)
         if (*p == '%') {
             tb_add(&b, "%", 1);
             p++;
-            continue;
-        }
-        spec[sn++] = '%';
-        while (*p != '\0' && strchr("-+ #0", *p) != NULL && sn < 16) {
-            left = left || *p == '-';
-            spec[sn++] = *p++;
-        }
-        if (*p == '*') {
-            width = va_arg(ap, int);
-            p++;
-            sn += (size_t)snprintf(spec + sn, sizeof spec - sn, "%d", width);
-            if (width < 0) {
-                left = true;
-                width = -width;
-            }
+        } else if (!read_spec(&p, &c, &args)) {
+            break;
+        } else if (c.conv == 's' || c.conv == 'c') {
+            put_text_arg(&b, &c, &args);
         } else {
-            if (*p >= '0' && *p <= '9')
-                width = 0;
-            while (*p >= '0' && *p <= '9' && sn < 40) {
-                width = width * 10 + (*p - '0');
-                spec[sn++] = *p++;
-            }
+            put_other_arg(&b, &c, &args);
         }
-        if (*p == '.') {
-            spec[sn++] = *p++;
-            prec = 0;
-            if (*p == '*') {
-                prec = va_arg(ap, int);
-                p++;
-                sn += (size_t)snprintf(spec + sn, sizeof spec - sn, "%d", prec < 0 ? 0 : prec);
-            } else {
-                while (*p >= '0' && *p <= '9' && sn < 50) {
-                    prec = prec * 10 + (*p - '0');
-                    spec[sn++] = *p++;
-                }
-            }
-        }
-        for (;;) {
-            if (*p == 'h') len = len == L_H ? L_HH : L_H;
-            else if (*p == 'l') len = len == L_L ? L_LL : L_L;
-            else if (*p == 'z') len = L_Z;
-            else if (*p == 'j') len = L_J;
-            else if (*p == 't') len = L_T;
-            else if (*p == 'L') len = L_BIG;
-            else break;
-            if (sn < 60)
-                spec[sn++] = *p;
-            p++;
-        }
-        conv = *p;
-        if (conv == '\0')
-            break;
-        p++;
-        spec[sn++] = conv;
-        spec[sn] = '\0';
-        if (conv == 's' || conv == 'c') {
-            tbuf e = {0};
-            size_t shown;
-            tb_add(&e, "", 0);
-            if (conv == 'c') {
-                char ch = (char)va_arg(ap, int);
-                tb_escape(&e, &ch, 1);
-            } else {
-                const char *s = va_arg(ap, const char *);
-                if (s == NULL)
-                    s = "(null)";
-                tb_escape(&e, s, prec >= 0 ? strnlen(s, (size_t)prec) : strlen(s));
-            }
-            shown = e.n;
-            if (!left)
-                for (size_t k = shown; width > 0 && k < (size_t)width; k++)
-                    tb_add(&b, " ", 1);
-            tb_add(&b, e.p, e.n);
-            if (left)
-                for (size_t k = shown; width > 0 && k < (size_t)width; k++)
-                    tb_add(&b, " ", 1);
-            free(e.p);
-            continue;
-        }
-        int k;
-        switch (conv) {
-        case 'd': case 'i': case 'u': case 'x': case 'X': case 'o':
-            switch (len) {
-            case L_L: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, long)); break;
-            case L_LL: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, long long)); break;
-            case L_Z: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, size_t)); break;
-            case L_J: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, intmax_t)); break;
-            case L_T: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, ptrdiff_t)); break;
-            default: k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, int)); break;
-            }
-            break;
-        case 'f': case 'F': case 'e': case 'E': case 'g': case 'G': case 'a': case 'A':
-            if (len == L_BIG)
-                k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, long double));
-            else
-                k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, double));
-            break;
-        case 'p':
-            k = snprintf(tmp, sizeof tmp, spec, va_arg(ap, void *));
-            break;
-        default: /* not a conversion we know: print it as it was written */
-            k = snprintf(tmp, sizeof tmp, "%s", spec);
-            break;
-        }
-        if (k > 0)
-            tb_add(&b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
     }
+    va_end(args);
     return b.p;
 }
 
