@@ -150,25 +150,137 @@ static int run_recover(cli *c, stg *store)
     return 0;
 }
 
+/* One snapshot name, or none with --recover. */
+static snap_rc check_words(const cli *c, bool recover, snap_err *err)
+{
+    if (recover && c->o.nwords != 0)
+        err_set(err, SNAP_EUSAGE, 0, "--recover takes no snapshot name");
+    else if (!recover && c->o.nwords == 0)
+        err_set(err, SNAP_EUSAGE, 0, "revert needs a snapshot name");
+    else if (!recover && c->o.nwords > 1)
+        err_set(err, SNAP_EUSAGE, 0, "unexpected argument '%s'", c->o.words[1]);
+    else
+        return SNAP_OK;
+    err_hint(err, "see revert --help");
+    return SNAP_EUSAGE;
+}
+
+/* Engine options reach the drivers through [revert]. */
+static void pass_engine_options(cli *c)
+{
+    static const struct {
+        const char *flag, *key;
+    } valued[] = {{"mode", "mode"}, {"images-lock", "images_lock"}},
+      flags[] = {{"pin", "pin"},
+                 {"require-images", "require_images"},
+                 {"allow-external-symlinks", "allow_external_symlinks"},
+                 {"allow-special-files", "allow_special_files"}};
+    const char *v;
+
+    for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
+        if ((v = opts_get(&c->o, valued[i].flag)) != NULL)
+            cfg_set(c->cfg, "revert", valued[i].key, v);
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (opts_has(&c->o, flags[i].flag))
+            cfg_set(c->cfg, "revert", flags[i].key, "true");
+}
+
+/* --to is recorded in the journal and the plan as a JSON string, and a relative one is
+ * a path under the current directory (or a database name): it must be UTF-8, and the
+ * current directory must exist, so that it never becomes "/". */
+static snap_rc check_to(const char *v, snap_err *err)
+{
+    char *abs;
+
+    if (v == NULL)
+        return SNAP_OK;
+    if (!util_utf8_valid(v)) {
+        err_set(err, SNAP_EUSAGE, 0, "--to %s is not valid UTF-8", v);
+        err_hint(err, "restore beside under a name in UTF-8, then rename it");
+        return SNAP_EUSAGE;
+    }
+    if (v[0] == '/')
+        return SNAP_OK;
+    if (util_abspath_err(v, &abs, err) != SNAP_OK) {
+        err_hint(err, "give --to as an absolute path, or run from a directory that exists");
+        return SNAP_EUSAGE;
+    }
+    free(abs);
+    return SNAP_OK;
+}
+
+/* What a finished revert says on a terminal. */
+static void print_done(const json_t *res, const char *name)
+{
+    json_t *safety = json_object_get(res, "safety_snapshot");
+    size_t n = json_array_size(json_object_get(res, "targets"));
+
+    util_fprintf_esc(stdout, "reverted %zu component%s to %s; cut-over took %.1f ms\n", n, n == 1 ? "" : "s", name,
+                     json_real_value(json_object_get(res, "cutover_ms")));
+    if (safety != NULL)
+        util_fprintf_esc(stdout, "the state before is snapshot %s: `revert %s` undoes this revert\n",
+                         json_string_value(safety), json_string_value(safety));
+}
+
+static int run_revert(cli *c, stg *store)
+{
+    snap_err err;
+    size_t nonly = 0;
+    const char **only = opts_all(&c->o, "only", &nonly);
+    json_t *res = NULL;
+    bool declined = false;
+    int code = 0;
+    rst_request req = {
+        .name = c->o.words[0],
+        .only = only,
+        .nonly = nonly,
+        .to = opts_get(&c->o, "to"),
+        .dry_run = opts_has(&c->o, "dry-run"),
+        .no_safety_snapshot = opts_has(&c->o, "no-safety-snapshot"),
+        .drop_old = opts_has(&c->o, "drop-old"),
+        .confirm = isatty(STDIN_FILENO) ? confirm : NULL,
+        .confirm_arg = &declined,
+    };
+    snap_rc rc = rst_revert(&c->ctx, store, &req, &res, &err);
+
+    if (rc != SNAP_OK && declined) /* "revert cancelled; nothing was changed" */
+        rc = err.code = CLI_DECLINED;
+    free(only);
+    if (rc == SNAP_OK && req.dry_run && !c->ctx.json)
+        print_plan(res, stdout);
+    /* A refused target: the plan shows every target and what each asked for. */
+    if (rc == SNAP_EVERIFY && !c->ctx.json && c->ctx.verbosity >= 0 && any_refused(res))
+        print_plan(res, stderr);
+    if (c->ctx.json && res != NULL) {
+        if (rc != SNAP_OK) {
+            json_t *e = cli_error_json(&err);
+            json_object_set(res, "error", json_object_get(e, "error"));
+            json_decref(e);
+        }
+        cli_print_json(res);
+    }
+    if (rc != SNAP_OK) {
+        log_error(&c->ctx, &err);
+        code = (int)rc;
+    } else if (!req.dry_run && !c->ctx.json && c->ctx.verbosity >= 0) {
+        print_done(res, req.name);
+    }
+    json_decref(res);
+    return code;
+}
+
 int main(int argc, char **argv)
 {
     cli c;
     snap_err err;
     stg *store = NULL;
-    const char **only = NULL;
-    size_t nonly = 0;
-    json_t *res = NULL;
-    char *url;
-    const char *v;
+    char *url = NULL;
     int code;
-    bool recover, declined = false;
+    bool recover;
     snap_rc rc = cli_init(&c, "revert", options, argc, argv, &err);
 
-    if (rc != SNAP_OK) {
-        code = cli_fail(&c, &err);
-        cli_free(&c);
-        return code;
-    }
+    if (rc != SNAP_OK)
+        goto fail;
     if (opts_has(&c.o, "version")) {
         util_fprintf_esc(stdout, "revert %s\n", SNAP_VERSION);
         cli_free(&c);
@@ -180,116 +292,29 @@ int main(int argc, char **argv)
         return 0;
     }
     recover = opts_has(&c.o, "recover");
-    if ((recover && c.o.nwords != 0) || (!recover && c.o.nwords != 1)) {
-        if (recover)
-            err_set(&err, SNAP_EUSAGE, 0, "--recover takes no snapshot name");
-        else if (c.o.nwords == 0)
-            err_set(&err, SNAP_EUSAGE, 0, "revert needs a snapshot name");
-        else
-            err_set(&err, SNAP_EUSAGE, 0, "unexpected argument '%s'", c.o.words[1]);
-        err_hint(&err, "see revert --help");
-        code = cli_fail(&c, &err);
-        cli_free(&c);
-        return code;
-    }
-    /* Engine options reach the drivers through [revert]. */
-    if ((v = opts_get(&c.o, "mode")) != NULL)
-        cfg_set(c.cfg, "revert", "mode", v);
-    if ((v = opts_get(&c.o, "images-lock")) != NULL)
-        cfg_set(c.cfg, "revert", "images_lock", v);
-    if (opts_has(&c.o, "pin"))
-        cfg_set(c.cfg, "revert", "pin", "true");
-    if (opts_has(&c.o, "require-images"))
-        cfg_set(c.cfg, "revert", "require_images", "true");
-    if (opts_has(&c.o, "allow-external-symlinks"))
-        cfg_set(c.cfg, "revert", "allow_external_symlinks", "true");
-    if (opts_has(&c.o, "allow-special-files"))
-        cfg_set(c.cfg, "revert", "allow_special_files", "true");
-
+    rc = check_words(&c, recover, &err);
+    if (rc != SNAP_OK)
+        goto fail;
+    pass_engine_options(&c);
     rc = cli_store_url(&c, &url, &err);
     if (rc == SNAP_OK)
         rc = stg_open(url, false, &c.ctx, &store, &err);
     free(url);
-    if (rc != SNAP_OK && !(recover && rc == SNAP_ENOTFOUND)) {
-        code = cli_fail(&c, &err);
-        cli_free(&c);
-        return code;
-    }
+    if (rc != SNAP_OK && !(recover && rc == SNAP_ENOTFOUND))
+        goto fail;
     if (recover) {
         code = run_recover(&c, store);
-        stg_free(store);
-        cli_free(&c);
-        return code;
-    }
-    if ((v = opts_get(&c.o, "to")) != NULL && !util_utf8_valid(v)) {
-        /* the journal and the plan record it as a JSON string: it could not be recovered */
-        err_set(&err, SNAP_EUSAGE, 0, "--to %s is not valid UTF-8", v);
-        err_hint(&err, "restore beside under a name in UTF-8, then rename it");
-        code = cli_fail(&c, &err);
-        stg_free(store);
-        cli_free(&c);
-        return code;
-    }
-    if (v != NULL && v[0] != '/') {
-        char *abs;
-        /* A relative --to is a path under the current directory, or a database name; when
-         * the current directory is gone it cannot be the first, and must not become "/". */
-        if (util_abspath_err(v, &abs, &err) != SNAP_OK) {
-            err_hint(&err, "give --to as an absolute path, or run from a directory that exists");
-            code = cli_fail(&c, &err);
-            stg_free(store);
-            cli_free(&c);
-            return code;
-        }
-        free(abs);
-    }
-    only = opts_all(&c.o, "only", &nonly);
-    rst_request req = {
-        .name = c.o.words[0],
-        .only = only,
-        .nonly = nonly,
-        .to = opts_get(&c.o, "to"),
-        .dry_run = opts_has(&c.o, "dry-run"),
-        .no_safety_snapshot = opts_has(&c.o, "no-safety-snapshot"),
-        .drop_old = opts_has(&c.o, "drop-old"),
-        .confirm = isatty(STDIN_FILENO) ? confirm : NULL,
-        .confirm_arg = &declined,
-    };
-    rc = rst_revert(&c.ctx, store, &req, &res, &err);
-    if (rc != SNAP_OK && declined) /* "revert cancelled; nothing was changed" */
-        rc = err.code = CLI_DECLINED;
-    free(only);
-    if (rc == SNAP_OK && req.dry_run && !c.ctx.json)
-        print_plan(res, stdout);
-    /* A refused target: the plan shows every target and what each asked for. */
-    if (rc == SNAP_EVERIFY && !c.ctx.json && c.ctx.verbosity >= 0 && any_refused(res))
-        print_plan(res, stderr);
-    if (c.ctx.json && res != NULL) {
-        if (rc != SNAP_OK)
-        {
-            json_t *e = cli_error_json(&err);
-            json_object_set(res, "error", json_object_get(e, "error"));
-            json_decref(e);
-        }
-        cli_print_json(res);
-    }
-    if (rc != SNAP_OK) {
-        log_error(&c.ctx, &err);
-        code = (int)rc;
     } else {
-        code = 0;
-        if (!req.dry_run && !c.ctx.json && c.ctx.verbosity >= 0) {
-            json_t *safety = json_object_get(res, "safety_snapshot");
-            util_fprintf_esc(stdout, "reverted %zu component%s to %s; cut-over took %.1f ms\n",
-                   json_array_size(json_object_get(res, "targets")),
-                   json_array_size(json_object_get(res, "targets")) == 1 ? "" : "s", req.name,
-                   json_real_value(json_object_get(res, "cutover_ms")));
-            if (safety != NULL)
-                util_fprintf_esc(stdout, "the state before is snapshot %s: `revert %s` undoes this revert\n", json_string_value(safety),
-                       json_string_value(safety));
-        }
+        rc = check_to(opts_get(&c.o, "to"), &err);
+        if (rc != SNAP_OK)
+            goto fail;
+        code = run_revert(&c, store);
     }
-    json_decref(res);
+    stg_free(store);
+    cli_free(&c);
+    return code;
+fail:
+    code = cli_fail(&c, &err);
     stg_free(store);
     cli_free(&c);
     return code;
