@@ -31,10 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/http.h"
 #include "../common/util.h"
 #include "sigv4.h"
 #include "storage_int.h"
@@ -72,9 +72,8 @@ typedef struct s3_drv {
     uint64_t part_size, download_chunk;
     long upload_conc, download_conc, retries, timeout, list_max_keys, list_max_pages;
 
-    pthread_mutex_t lock; /* guards idle and check */
-    CURL **idle;          /* easy handles kept for their live connections */
-    size_t nidle, capidle;
+    pthread_mutex_t lock; /* guards check */
+    http_pool *curls;     /* easy handles kept for their live connections */
     s3_check check;
     s3_check check_forced; /* from [store] create_only_check, UNKNOWN for auto */
 } s3_drv;
@@ -120,27 +119,6 @@ static void md5_base64(const void *buf, size_t len, char out[25], char hexout[33
             snprintf(hexout + 2 * i, 3, "%02x", d[i]);
 }
 
-static void sleep_ms(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* Exponential backoff with jitter: half the window fixed, half random. */
-static uint64_t backoff_ms(int attempt)
-{
-    uint64_t win = S3_RETRY_BASE_MS << (attempt < 10 ? attempt : 10);
-    uint32_t r = 0;
-
-    if (win > S3_RETRY_CAP_MS)
-        win = S3_RETRY_CAP_MS;
-    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-        r = (uint32_t)util_now_ns();
-    return win / 2 + r % (win / 2 + 1);
-}
-
 static char *okey_of(const s3_drv *d, const char *key)
 {
     return xasprintf("%s%s", d->prefix, key);
@@ -171,10 +149,10 @@ bad:
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 
-/* Both libraries want their global set-up done once, before any thread uses them. */
+/* libxml2 wants its global set-up done once, before any thread uses it (libcurl's is
+ * http_global_init's). */
 static void global_init(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     xmlInitParser();
 }
 
@@ -231,35 +209,6 @@ static time_t parse_s3_time(const char *s)
     if (end == NULL)
         return 0;
     return timegm(&tm);
-}
-
-/* ---------------------------------------------------------------- connections */
-
-static CURL *handle_get(s3_drv *d)
-{
-    CURL *h = NULL;
-
-    pthread_mutex_lock(&d->lock);
-    if (d->nidle > 0)
-        h = d->idle[--d->nidle];
-    pthread_mutex_unlock(&d->lock);
-    if (h == NULL) {
-        h = curl_easy_init();
-        if (h == NULL)
-            abort();
-    }
-    return h;
-}
-
-static void handle_put(s3_drv *d, CURL *h)
-{
-    pthread_mutex_lock(&d->lock);
-    if (d->nidle == d->capidle) {
-        d->capidle = d->capidle ? d->capidle * 2 : 8;
-        d->idle = xrealloc(d->idle, d->capidle * sizeof *d->idle);
-    }
-    d->idle[d->nidle++] = h;
-    pthread_mutex_unlock(&d->lock);
 }
 
 /* ---------------------------------------------------------------- one request */
@@ -350,56 +299,33 @@ static size_t write_body(char *src, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static void header_value(const char *line, size_t n, size_t skip, char *out, size_t cap)
-{
-    const char *v = line + skip;
-    size_t len = n - skip;
-
-    while (len > 0 && (*v == ' ' || *v == '\t')) {
-        v++;
-        len--;
-    }
-    while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
-        len--;
-    if (len >= cap)
-        len = cap - 1;
-    memcpy(out, v, len);
-    out[len] = '\0';
-}
-
 static size_t read_header(char *line, size_t size, size_t nmemb, void *arg)
 {
     s3_req *q = arg;
-    size_t n = size * nmemb;
-    char tmp[64];
+    size_t n = size * nmemb, vl;
+    const char *v;
+    char tmp[128];
 
-    if (n > 5 && strncmp(line, "HTTP/", 5) == 0) {
+    if (http_status_line(line, n, &q->status)) {
         /* A new response (after 100 Continue, say): reset what the previous one said. */
         q->etag[0] = '\0';
         q->have_length = q->have_total = false;
-        /* curl's header lines are not NUL-terminated: read the status from a copy. */
-        const char *sp = memchr(line, ' ', n);
-        tmp[0] = '\0';
-        if (sp != NULL)
-            header_value(line, n, (size_t)(sp - line) + 1, tmp, sizeof tmp);
-        q->status = strtol(tmp, NULL, 10);
-    } else if (n > 5 && strncasecmp(line, "ETag:", 5) == 0) {
-        header_value(line, n, 5, q->etag, sizeof q->etag);
-    } else if (n > 15 && strncasecmp(line, "Content-Length:", 15) == 0) {
-        header_value(line, n, 15, tmp, sizeof tmp);
+    } else if (http_header(line, n, "ETag", &v, &vl)) {
+        http_copy(v, vl, q->etag, sizeof q->etag);
+    } else if (http_header(line, n, "Content-Length", &v, &vl)) {
+        http_copy(v, vl, tmp, sizeof tmp);
         q->content_length = strtoull(tmp, NULL, 10);
         q->have_length = true;
-    } else if (n > 14 && strncasecmp(line, "Content-Range:", 14) == 0) {
-        char cr[128];
+    } else if (http_header(line, n, "Content-Range", &v, &vl)) {
         const char *slash;
-        header_value(line, n, 14, cr, sizeof cr);
-        slash = strrchr(cr, '/');
+        http_copy(v, vl, tmp, sizeof tmp);
+        slash = strrchr(tmp, '/');
         if (slash != NULL && slash[1] >= '0' && slash[1] <= '9') {
             q->range_total = strtoull(slash + 1, NULL, 10);
             q->have_total = true;
         }
-    } else if (n > 19 && strncasecmp(line, "x-amz-bucket-region:", 20) == 0) {
-        header_value(line, n, 20, q->bucket_region, sizeof q->bucket_region);
+    } else if (http_header(line, n, "x-amz-bucket-region", &v, &vl)) {
+        http_copy(v, vl, q->bucket_region, sizeof q->bucket_region);
     }
     return n;
 }
@@ -420,25 +346,9 @@ static int progress_cb(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
 
 static bool retryable(const s3_req *q)
 {
-    switch (q->curl_rc) {
-    case CURLE_OK:
-        break;
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_WEIRD_SERVER_REPLY:
-    case CURLE_SEND_FAIL_REWIND:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return true;
-    default:
-        return false;
-    }
-    if (q->status >= 500 || q->status == 429)
+    if (q->curl_rc != CURLE_OK)
+        return http_transport_retryable(q->curl_rc);
+    if (q->status >= 500 || http_status_retryable(q->status))
         return true;
     return strcmp(q->err_code, "SlowDown") == 0 || strcmp(q->err_code, "RequestTimeout") == 0 ||
            strcmp(q->err_code, "InternalError") == 0 ||
@@ -550,28 +460,21 @@ static void attempt(s3_drv *d, CURL *h, s3_req *q, const char *url, const char *
     if (l == NULL)
         abort();
 
-    curl_easy_reset(h);
+    http_opts ho = {.http_1_1 = true,
+                    .connect_timeout_ms = (d->timeout < 10 ? d->timeout : 10L) * 1000L,
+                    .low_speed_time = d->timeout,
+                    .tls_no_verify = !d->tls_verify,
+                    .ca_file = d->ca_file,
+                    .errbuf = q->curl_msg,
+                    .progress = progress_cb,
+                    .progress_arg = q};
+    http_setup(h, &ho);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, l);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, q->curl_msg);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, d->timeout < 10 ? d->timeout : 10L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, d->timeout);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, d->tls_verify ? 1L : 0L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, d->tls_verify ? 2L : 0L);
-    if (d->ca_file != NULL)
-        curl_easy_setopt(h, CURLOPT_CAINFO, d->ca_file);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, read_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, q);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, q);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, q);
     if (strcmp(q->method, "HEAD") == 0) {
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (strcmp(q->method, "PUT") == 0 || strcmp(q->method, "POST") == 0) {
@@ -709,7 +612,7 @@ static snap_rc request(s3_drv *d, s3_req *q, long ok_also, snap_err *err)
     char hash[65];
     char *enc = q->okey ? sigv4_uri_encode(q->okey, true) : NULL;
     char *cpath, *url;
-    CURL *h = handle_get(d);
+    CURL *h = http_pool_get(d->curls);
     snap_rc rc;
 
     q->drv = d;
@@ -740,18 +643,17 @@ static snap_rc request(s3_drv *d, s3_req *q, long ok_also, snap_err *err)
             rc = fail(d, q, err);
             break;
         }
-        uint64_t ms = backoff_ms(q->attempts - 1);
+        uint64_t ms = http_backoff_ms(q->attempts - 1, S3_RETRY_BASE_MS, S3_RETRY_CAP_MS);
         log_debug(d->ctx, "s3 %s %s: %s, retrying in %llu ms", q->method,
                   q->okey ? q->okey : d->bucket,
                   q->curl_rc ? curl_easy_strerror(q->curl_rc) : (q->err_code[0] ? q->err_code : "error"),
                   (unsigned long long)ms);
-        /* Wait in slices, so SIGINT does not sit out a long backoff. */
-        for (uint64_t slept = 0; slept < ms && (q->cleanup || !interrupted(d)); slept += 50)
-            sleep_ms(ms - slept < 50 ? ms - slept : 50);
+        /* An interrupt ends the wait; the next turn of the loop reports it. */
+        http_wait(d->ctx, ms, q->cleanup);
     }
     if (q->body_sha256 == hash)
         q->body_sha256 = NULL;
-    handle_put(d, h);
+    http_pool_put(d->curls, h);
     free(enc);
     free(cpath);
     free(url);
@@ -1134,8 +1036,14 @@ static snap_rc s3_open(const char *url, bool create, snap_ctx *ctx, void **out, 
     uint64_t u;
 
     (void)create; /* buckets are made by their owners; a missing one is SNAP_ENOTFOUND */
+    rc = http_global_init(err);
+    if (rc != SNAP_OK) {
+        free(d);
+        return rc;
+    }
     pthread_once(&global_once, global_init);
     pthread_mutex_init(&d->lock, NULL);
+    d->curls = http_pool_new();
     d->ctx = ctx;
     if (strncmp(rest, "s3://", 5) == 0)
         rest += 5;
@@ -1289,9 +1197,7 @@ static void s3_free(void *drv)
 
     if (d == NULL)
         return;
-    for (size_t i = 0; i < d->nidle; i++)
-        curl_easy_cleanup(d->idle[i]);
-    free(d->idle);
+    http_pool_free(d->curls);
     if (d->secret_key != NULL)
         OPENSSL_cleanse(d->secret_key, strlen(d->secret_key));
     if (d->session_token != NULL)
