@@ -33,7 +33,7 @@ static void global_init(void)
 /* ---------------------------------------------------------------- simple object calls */
 
 snap_rc s3_head_object(s3_drv *d, const char *okey, uint64_t *size, char *etag, size_t cap,
-                           snap_err *err)
+                       snap_err *err)
 {
     s3_req q = {.method = "HEAD", .okey = okey};
     snap_rc rc = s3_request(d, &q, 0, err);
@@ -49,7 +49,7 @@ snap_rc s3_head_object(s3_drv *d, const char *okey, uint64_t *size, char *etag, 
 }
 
 snap_rc s3_put_object(s3_drv *d, const char *okey, const void *buf, size_t len,
-                          bool if_none_match, int *attempts, snap_err *err)
+                      bool if_none_match, int *attempts, snap_err *err)
 {
     char md5[25];
     s3_req q = {.method = "PUT", .okey = okey, .body = buf, .body_len = len,
@@ -175,7 +175,7 @@ snap_rc s3_conflict(s3_drv *d, const char *okey, snap_err *err)
 
 /* A create-only PUT of a whole object. */
 snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t len,
-                               snap_err *err)
+                           snap_err *err)
 {
     snap_rc rc;
     int attempts = 0;

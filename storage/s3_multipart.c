@@ -38,7 +38,7 @@ struct s3_writer {
 };
 
 snap_rc s3_writer_open(void *drv, const char *key, unsigned flags, void **out,
-                              snap_err *err)
+                       snap_err *err)
 {
     s3_drv *d = drv;
     s3_writer *w;
@@ -54,7 +54,6 @@ snap_rc s3_writer_open(void *drv, const char *key, unsigned flags, void **out,
     *out = w;
     return SNAP_OK;
 }
-
 
 /*
  * CreateMultipartUpload is the one request that is not idempotent: when an attempt

@@ -157,7 +157,7 @@ void s3_reader_free(void *rp)
 }
 
 snap_rc s3_reader_open(void *drv, const char *key, uint64_t off, uint64_t len, void **out,
-                              snap_err *err)
+                       snap_err *err)
 {
     s3_drv *d = drv;
     s3_reader *r;

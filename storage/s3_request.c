@@ -7,7 +7,6 @@
 
 /* ---------------------------------------------------------------- small helpers */
 
-
 void s3_buf_add(s3_buf *b, const void *s, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
@@ -70,7 +69,6 @@ bad:
 
 /* ---------------------------------------------------------------- XML */
 
-
 xmlDoc *s3_xml_parse(const char *buf, size_t len)
 {
     if (buf == NULL || len == 0 || len > INT32_MAX)
@@ -127,7 +125,6 @@ time_t s3_parse_time(const char *s)
 }
 
 /* ---------------------------------------------------------------- one request */
-
 
 typedef struct body_cursor {
     const unsigned char *start, *p;
