@@ -20,10 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/http.h"
+#include "../common/pool.h"
 #include "../common/util.h"
 
 #define TOKEN_MAX ((size_t)1 << 20)
 #define ATTEMPTS 6
+#define BACKOFF_BASE_MS 400 /* 200 ms to 400 ms before the second attempt, and so on */
+#define BACKOFF_CAP_MS 8000
 #define TOKEN_SLACK 10 /* seconds: a token that expires this soon is fetched anew */
 
 typedef struct cred {
@@ -74,7 +78,6 @@ struct reg_client {
     size_t nhosts;
     token **tokens;
     size_t ntokens;
-    size_t next_job;
 };
 
 typedef struct resp {
@@ -92,14 +95,6 @@ typedef struct worker {
     CURL *h;
     char errbuf[CURL_ERROR_SIZE];
 } worker;
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static void resp_reset(resp *r)
 {
@@ -535,42 +530,28 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
     resp *r = arg;
     size_t n = size * nitems, vl;
     const char *v;
+    long status;
 
-    if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+    if (http_status_line(buf, n, &status)) {
         /* A new response (after a redirect or 100): forget the previous headers. */
         r->digest[0] = '\0';
         free(r->ctype);
         free(r->challenge);
         r->ctype = r->challenge = NULL;
-        return n;
-    }
-    v = memchr(buf, ':', n);
-    if (v == NULL)
-        return n;
-    size_t kl = (size_t)(v - buf);
-    v++;
-    while (v < buf + n && (*v == ' ' || *v == '\t'))
-        v++;
-    vl = (size_t)(buf + n - v);
-    while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
-        vl--;
-    if (kl == 21 && strncasecmp(buf, "docker-content-digest", kl) == 0) {
-        if (vl < sizeof r->digest) {
-            memcpy(r->digest, v, vl);
-            r->digest[vl] = '\0';
-        }
-    } else if (kl == 12 && strncasecmp(buf, "content-type", kl) == 0) {
+    } else if (http_header(buf, n, "docker-content-digest", &v, &vl)) {
+        if (vl < sizeof r->digest)
+            http_copy(v, vl, r->digest, sizeof r->digest);
+    } else if (http_header(buf, n, "content-type", &v, &vl)) {
         size_t tl = 0;
-        while (tl < vl && v[tl] != ';' && v[tl] != '\r' && v[tl] != '\n') /* not NUL-terminated */
+        while (tl < vl && v[tl] != ';')
             tl++;
+        while (tl > 0 && (v[tl - 1] == ' ' || v[tl - 1] == '\t'))
+            tl--;
         free(r->ctype);
         r->ctype = strndup(v, tl);
         if (r->ctype == NULL)
             abort();
-        size_t t = strlen(r->ctype);
-        while (t > 0 && r->ctype[t - 1] == ' ')
-            r->ctype[--t] = '\0';
-    } else if (kl == 16 && strncasecmp(buf, "www-authenticate", kl) == 0 && r->challenge == NULL &&
+    } else if (http_header(buf, n, "www-authenticate", &v, &vl) && r->challenge == NULL &&
                ((vl >= 6 && strncasecmp(v, "bearer", 6) == 0) ||
                 (vl >= 5 && strncasecmp(v, "basic", 5) == 0))) {
         r->challenge = strndup(v, vl);
@@ -646,23 +627,16 @@ static CURLcode perform(worker *wk, const char *url, bool head, bool plain_ok, b
 
     resp_reset(r);
     r->max = max;
-    curl_easy_reset(wk->h);
-    wk->errbuf[0] = '\0';
+    http_opts ho = {.protocols = plain_ok ? "http,https" : "https",
+                    .follow_redirects = true,
+                    .timeout_ms = c->opts.timeout_ms > 0 ? c->opts.timeout_ms : 30000L,
+                    .connect_timeout_ms = c->opts.connect_timeout_ms,
+                    .tls_no_verify = insecure_tls,
+                    .errbuf = wk->errbuf,
+                    .progress = on_progress,
+                    .progress_arg = c};
+    http_setup(wk->h, &ho);
     curl_easy_setopt(wk->h, CURLOPT_URL, url);
-    curl_easy_setopt(wk->h, CURLOPT_ERRORBUFFER, wk->errbuf);
-    curl_easy_setopt(wk->h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(wk->h, CURLOPT_USERAGENT, "snap/" SNAP_VERSION);
-    curl_easy_setopt(wk->h, CURLOPT_PROTOCOLS_STR, plain_ok ? "http,https" : "https");
-    curl_easy_setopt(wk->h, CURLOPT_REDIR_PROTOCOLS_STR, plain_ok ? "http,https" : "https");
-    curl_easy_setopt(wk->h, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(wk->h, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(wk->h, CURLOPT_TIMEOUT_MS, c->opts.timeout_ms > 0 ? c->opts.timeout_ms : 30000L);
-    curl_easy_setopt(wk->h, CURLOPT_CONNECTTIMEOUT_MS,
-                     c->opts.connect_timeout_ms > 0 ? c->opts.connect_timeout_ms : 10000L);
-    if (insecure_tls) {
-        curl_easy_setopt(wk->h, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(wk->h, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
     if (head)
         curl_easy_setopt(wk->h, CURLOPT_NOBODY, 1L);
     else
@@ -684,9 +658,6 @@ static CURLcode perform(worker *wk, const char *url, bool head, bool plain_ok, b
     curl_easy_setopt(wk->h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(wk->h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(wk->h, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(wk->h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(wk->h, CURLOPT_XFERINFODATA, c);
-    curl_easy_setopt(wk->h, CURLOPT_NOPROGRESS, 0L);
     cc = curl_easy_perform(wk->h);
     curl_easy_getinfo(wk->h, CURLINFO_RESPONSE_CODE, &r->status);
     /* The credentials must not outlive the request in the handle. */
@@ -973,7 +944,6 @@ static snap_rc manifest_request(worker *wk, const img_ref *ref, const char *refe
     char *scope = xasprintf("repository:%s:pull", img_ref_path(ref));
     const cred *cr = cred_find(c, domain);
     bool sent_token = false, sent_basic = false, renew = false, retried_transport = false;
-    unsigned backoff_ms = 200;
     snap_rc rc = SNAP_OK;
 
     for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
@@ -1023,8 +993,7 @@ static snap_rc manifest_request(worker *wk, const img_ref *ref, const char *refe
         if (cc != CURLE_OK) {
             if (fallback)
                 continue;
-            if (!retried_transport && (cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR ||
-                                       cc == CURLE_GOT_NOTHING)) {
+            if (!retried_transport && http_connection_broken(cc)) {
                 retried_transport = true;
                 continue;
             }
@@ -1070,10 +1039,11 @@ static snap_rc manifest_request(worker *wk, const img_ref *ref, const char *refe
             }
             goto out;
         }
-        if ((r->status == 429 || r->status == 502 || r->status == 503 || r->status == 504) &&
-            attempt + 1 < ATTEMPTS) {
-            usleep(backoff_ms * 1000u);
-            backoff_ms *= 2;
+        if (r->status != 500 && http_status_retryable(r->status) && attempt + 1 < ATTEMPTS) {
+            if (!http_wait(c->ctx, http_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS), false)) {
+                rc = err_set(err, SNAP_EINTR, 0, "interrupted");
+                goto out;
+            }
             continue;
         }
         break;
@@ -1200,68 +1170,56 @@ void reg_job_clear(reg_job *j)
     err_clear(&j->err);
 }
 
-typedef struct pool_arg {
+typedef struct run_arg {
     reg_client *c;
     reg_job *jobs;
-    size_t n;
-} pool_arg;
+    worker *wks; /* one per pool worker, each with its own connections */
+    bool *ran;
+} run_arg;
 
-static void *pool_main(void *arg)
+/* Each job keeps its own result, so that one image's failure does not stop the others. */
+static snap_rc run_one(pool *p, void *arg, size_t worker_ix, size_t job, snap_err *err)
 {
-    pool_arg *pa = arg;
-    reg_client *c = pa->c;
-    worker wk = {.c = c};
+    run_arg *ra = arg;
+    worker *wk = &ra->wks[worker_ix];
+    reg_job *j = &ra->jobs[job];
 
-    wk.h = curl_easy_init();
-    for (;;) {
-        size_t i;
-        pthread_mutex_lock(&c->mu);
-        i = c->next_job++;
-        pthread_mutex_unlock(&c->mu);
-        if (i >= pa->n)
-            break;
-        reg_job *j = &pa->jobs[i];
-        if (wk.h == NULL) {
-            j->rc = err_set(&j->err, SNAP_EFAIL, ENOMEM, "cannot start an HTTP client");
-            continue;
-        }
-        if (c->ctx != NULL && c->ctx->interrupted != NULL && *c->ctx->interrupted) {
-            j->rc = err_set(&j->err, SNAP_EINTR, 0, "interrupted");
-            continue;
-        }
-        run_job(&wk, j);
+    (void)p, (void)err;
+    ra->ran[job] = true;
+    if (wk->h == NULL)
+        wk->h = curl_easy_init();
+    if (wk->h == NULL) {
+        j->rc = err_set(&j->err, SNAP_EFAIL, ENOMEM, "cannot start an HTTP client");
+        return SNAP_OK;
     }
-    curl_easy_cleanup(wk.h);
-    return NULL;
+    run_job(wk, j);
+    return SNAP_OK;
 }
 
 void reg_run(reg_client *c, reg_job *jobs, size_t n, int workers)
 {
-    pool_arg pa = {.c = c, .jobs = jobs, .n = n};
-    pthread_t *t;
-    size_t nt, started = 0;
+    size_t nt = workers < 1 ? 1 : (size_t)workers;
+    run_arg ra = {.c = c, .jobs = jobs};
+    snap_err e;
 
     if (n == 0)
         return;
-    c->next_job = 0;
-    nt = workers < 1 ? 1 : (size_t)workers;
     if (nt > n)
         nt = n;
-    if (nt == 1) {
-        pool_main(&pa);
-        return;
-    }
-    t = xcalloc(nt, sizeof *t);
+    ra.wks = xcalloc(nt, sizeof *ra.wks);
+    ra.ran = xcalloc(n, sizeof *ra.ran);
     for (size_t i = 0; i < nt; i++)
-        if (pthread_create(&t[i], NULL, pool_main, &pa) == 0)
-            started++;
-        else
-            break;
-    if (started == 0)
-        pool_main(&pa);
-    for (size_t i = 0; i < started; i++)
-        pthread_join(t[i], NULL);
-    free(t);
+        ra.wks[i].c = c;
+    err_clear(&e);
+    pool_run(c->ctx, nt, n, run_one, &ra, &e);
+    /* The pool stops taking jobs on an interrupt: those it never ran say so. */
+    for (size_t i = 0; i < n; i++)
+        if (!ra.ran[i])
+            jobs[i].rc = err_set(&jobs[i].err, SNAP_EINTR, 0, "interrupted");
+    for (size_t i = 0; i < nt; i++)
+        curl_easy_cleanup(ra.wks[i].h);
+    free(ra.wks);
+    free(ra.ran);
 }
 
 snap_rc reg_client_new(const reg_opts *opts, const snap_ctx *ctx, reg_client **out,
@@ -1271,10 +1229,9 @@ snap_rc reg_client_new(const reg_opts *opts, const snap_ctx *ctx, reg_client **o
     snap_rc rc;
 
     *out = NULL;
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK)
-        return err_set(err, SNAP_EFAIL, 0, "cannot initialise libcurl: %s",
-                       curl_easy_strerror(curl_init_rc));
+    rc = http_global_init(err);
+    if (rc != SNAP_OK)
+        return rc;
     c = xcalloc(1, sizeof *c);
     if (opts != NULL)
         c->opts = *opts;
