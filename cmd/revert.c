@@ -177,17 +177,17 @@ int main(int argc, char **argv)
     }
     /* Engine options reach the drivers through [revert]. */
     if ((v = opts_get(&c.o, "mode")) != NULL)
-        cfg_set(c.cfg, "revert", "mode", v);
+        cfg_set_from(c.cfg, "revert", "mode", v, "flag --mode");
     if ((v = opts_get(&c.o, "images-lock")) != NULL)
-        cfg_set(c.cfg, "revert", "images_lock", v);
+        cfg_set_from(c.cfg, "revert", "images_lock", v, "flag --images-lock");
     if (opts_has(&c.o, "pin"))
-        cfg_set(c.cfg, "revert", "pin", "true");
+        cfg_set_from(c.cfg, "revert", "pin", "true", "flag --pin");
     if (opts_has(&c.o, "require-images"))
-        cfg_set(c.cfg, "revert", "require_images", "true");
+        cfg_set_from(c.cfg, "revert", "require_images", "true", "flag --require-images");
     if (opts_has(&c.o, "allow-external-symlinks"))
-        cfg_set(c.cfg, "revert", "allow_external_symlinks", "true");
+        cfg_set_from(c.cfg, "revert", "allow_external_symlinks", "true", "flag --allow-external-symlinks");
     if (opts_has(&c.o, "allow-special-files"))
-        cfg_set(c.cfg, "revert", "allow_special_files", "true");
+        cfg_set_from(c.cfg, "revert", "allow_special_files", "true", "flag --allow-special-files");
 
     rc = cli_store_url(&c, &url, &err);
     if (rc == SNAP_OK)
