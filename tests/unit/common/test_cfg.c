@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -232,6 +234,28 @@ static void table_is_sound(void **state)
     }
 }
 
+/* Reading a key nobody declared is a bug of the program: it stops at once. */
+static void undeclared_read_aborts(void **state)
+{
+    int status = 0;
+    pid_t pid;
+
+    (void)state;
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        cfg *c = cfg_new();
+        freopen("/dev/null", "w", stderr);
+        (void)cfg_get(c, "store", "urll");
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    assert_non_null(cfg_key_find("source web", "dsn"));
+    assert_null(cfg_key_find("store", "dsn"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +267,7 @@ int main(void)
         cmocka_unit_test(declared_keys_only),
         cmocka_unit_test(layering_and_origin),
         cmocka_unit_test(table_is_sound),
+        cmocka_unit_test(undeclared_read_aborts),
     };
     return cmocka_run_group_tests_name("cfg", tests, NULL, NULL);
 }
