@@ -448,10 +448,10 @@ static const char *source_type(const cfg *file, const cfg *before, const char *s
     return it ? it->value : NULL;
 }
 
-static snap_rc check_item(const cfg *file, const cfg *before, cfg_item *it, snap_err *err)
+static snap_rc check_item(cfg_item *it, snap_err *err)
 {
     const cfg_key *k = cfg_key_find(it->section, it->key);
-    const char *type, *hint;
+    const char *hint;
     bool b;
 
     if (k == NULL) {
@@ -462,13 +462,8 @@ static snap_rc check_item(const cfg *file, const cfg *before, cfg_item *it, snap
             err_hint(err, "`snap config keys` lists every key; see snap.conf(5)");
         return SNAP_EUSAGE;
     }
-    type = strncmp(it->section, "source ", 7) == 0 ? source_type(file, before, it->section) : NULL;
-    if (k->types != NULL && type != NULL && word_in("files postgres mysql images", type) && !word_in(k->types, type)) {
-        err_set(err, SNAP_EUSAGE, 0, "config file %s: key '%s' does not apply to a source of type %s", it->origin,
-                it->key, type);
-        err_hint(err, "'%s' is a key of: %s", it->key, k->types);
-        return SNAP_EUSAGE;
-    }
+    /* A key of another source type (a dsn under a files source) is declared and left
+     * unused: one file may describe a source whose type changes. */
     if (cfg_check_value(k, it->value, err) != SNAP_OK) {
         err_prefix(err, "config file %s: [%s]", it->origin, it->section);
         return SNAP_EUSAGE;
@@ -539,7 +534,7 @@ snap_rc cfg_load_file(cfg *c, const char *path, snap_err *err)
     snap_rc rc = parse_file(path, file, err);
 
     for (size_t i = 0; rc == SNAP_OK && i < file->n; i++)
-        rc = check_item(file, c, &file->items[i], err);
+        rc = check_item(&file->items[i], err);
     if (rc != SNAP_OK)
         goto out;
     /* Layering: what this file sets replaces what earlier files set. */
@@ -607,6 +602,8 @@ static bool key_applies(const cfg_key *k, const char *section, const cfg *c)
 
     if (!section_matches(k->section, section))
         return false;
+    if (last_item(c, section, k->name) != NULL) /* set, even if this type ignores it */
+        return true;
     if (k->types == NULL || strncmp(section, "source ", 7) != 0)
         return true;
     type = source_type(c, NULL, section);

@@ -43,10 +43,6 @@ test_unknown_key_names_file_line_and_near_key() {
     refused "$T/c4"
     expect_err "unknown key 'flavour'"
     expect_no_err "did you mean"
-    # a key of another source type
-    conf "$T/c5" "[source web]\ntype = files\npath = $T/data\ndsn = host=x\n"
-    refused "$T/c5"
-    expect_err "$T/c5:4: key 'dsn' does not apply to a source of type files"
 }
 
 test_unknown_section_is_refused() {

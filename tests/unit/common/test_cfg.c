@@ -171,8 +171,6 @@ static void declared_keys_only(void **state)
     assert_int_equal(load_text("[store]\nurl = /a\n\n[sorce web]\ntype = files\n", c, &err), SNAP_EUSAGE);
     assert_non_null(strstr(err.msg, ":4: unknown section [sorce web]"));
     assert_non_null(strstr(err.hint, "did you mean [source web]?"));
-    assert_int_equal(load_text("[source w]\ntype = files\ndsn = x\n", c, &err), SNAP_EUSAGE);
-    assert_non_null(strstr(err.msg, "does not apply to a source of type files"));
     assert_int_equal(load_text("[revert]\nallow_external_symlinks = maybe\n", c, &err), SNAP_EUSAGE);
     assert_non_null(strstr(err.msg, ":2: [revert]: allow_external_symlinks = maybe: expected a boolean"));
     assert_int_equal(load_text("[revert]\nkeep_old = 7x\n", c, &err), SNAP_EUSAGE);
