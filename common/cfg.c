@@ -114,6 +114,22 @@ bool cfg_parse_bool(const char *s, bool *out)
     return false;
 }
 
+/* "expected a, b or c" from the values "a b c". */
+static snap_rc enum_error(const cfg_key *k, const char *v, snap_err *err)
+{
+    char list[256] = "";
+    const char *last = strrchr(k->values, ' ');
+    size_t n = last ? (size_t)(last - k->values) : 0;
+
+    for (const char *p = k->values; last != NULL && p < k->values + n;) {
+        size_t w = strcspn(p, " ");
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%.*s", list[0] ? ", " : "", (int)w, p);
+        p += w + 1;
+    }
+    return err_set(err, SNAP_EUSAGE, 0, "%s = %s: expected %s%s%s", k->name, v, list, last ? " or " : "",
+                   last ? last + 1 : k->values);
+}
+
 snap_rc cfg_check_value(const cfg_key *k, const char *v, snap_err *err)
 {
     bool b;
@@ -160,7 +176,7 @@ snap_rc cfg_check_value(const cfg_key *k, const char *v, snap_err *err)
     case CFG_ENUM:
         if (word_in(k->values, v))
             return SNAP_OK;
-        return err_set(err, SNAP_EUSAGE, 0, "%s = %s: expected one of: %s", k->name, v, k->values);
+        return enum_error(k, v, err);
     }
     return SNAP_OK;
 }

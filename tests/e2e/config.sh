@@ -77,7 +77,7 @@ test_bad_boolean_duration_size_list_enum() {
     expect_err "$T/c:4: [source web]: exclude = *.tmp,*.bak: list items are separated by spaces"
     conf "$T/c" '[revert]\nmode = fast\n'
     expect_rc 2 "$REVERT" p1 --config "$T/c" --store "$ST" --yes
-    expect_err "mode = fast: expected one of: swap transaction"
+    expect_err "mode = fast: expected swap or transaction"
     # a bad value in the environment is named by its variable
     conf "$T/c" '[snap]\n'
     SNAP_JOBS=lots expect_rc 2 "$SNAP" config check --config "$T/c"
