@@ -80,9 +80,10 @@ demo: all
 	scripts/demo
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0644 docs/snap.1 docs/revert.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 docs/snap.conf.5 $(DESTDIR)$(MANDIR)/man5/
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -394,13 +394,21 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
     rc = cfg_find_and_load(c->cfg, opts_get(&c->o, "config"), err);
     if (rc == SNAP_ENOTFOUND) /* a config file named but missing is a usage error */
         rc = err->code = SNAP_EUSAGE;
+    if (rc == SNAP_OK)
+        rc = cfg_apply_env(c->cfg, err);
     if (rc != SNAP_OK)
         return rc;
+    for (size_t i = 0; i < cfg_file_count(c->cfg); i++)
+        log_debug(&c->ctx, "config file: %s", cfg_file_name(c->cfg, i));
+    if (cfg_file_count(c->cfg) == 0)
+        log_debug(&c->ctx, "config file: none (defaults apply)");
+    if ((v = opts_get(&c->o, "store")) != NULL && v != getenv("SNAP_STORE"))
+        cfg_set_from(c->cfg, "store", "url", v, "flag --store");
     c->ctx.json = opts_has(&c->o, "json");
     c->ctx.progress = isatty(STDERR_FILENO) && c->ctx.verbosity >= 0 && !opts_has(&c->o, "no-progress");
     c->ctx.assume_yes = opts_has(&c->o, "yes");
     if ((v = opts_get(&c->o, "jobs")) != NULL)
-        cfg_set(c->cfg, "snap", "jobs", v);
+        cfg_set_from(c->cfg, "snap", "jobs", v, v == getenv("SNAP_JOBS") ? "environment $SNAP_JOBS" : "flag --jobs");
     rc = cfg_get_int(c->cfg, "snap", "jobs", 0, 0, 64, &jobs, err);
     if (rc != SNAP_OK)
         return rc;

@@ -169,20 +169,20 @@ static snap_rc check_words(const cli *c, bool recover, snap_err *err)
 static void pass_engine_options(cli *c)
 {
     static const struct {
-        const char *flag, *key;
-    } valued[] = {{"mode", "mode"}, {"images-lock", "images_lock"}},
-      flags[] = {{"pin", "pin"},
-                 {"require-images", "require_images"},
-                 {"allow-external-symlinks", "allow_external_symlinks"},
-                 {"allow-special-files", "allow_special_files"}};
+        const char *flag, *key, *origin;
+    } valued[] = {{"mode", "mode", "flag --mode"}, {"images-lock", "images_lock", "flag --images-lock"}},
+      flags[] = {{"pin", "pin", "flag --pin"},
+                 {"require-images", "require_images", "flag --require-images"},
+                 {"allow-external-symlinks", "allow_external_symlinks", "flag --allow-external-symlinks"},
+                 {"allow-special-files", "allow_special_files", "flag --allow-special-files"}};
     const char *v;
 
     for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
         if ((v = opts_get(&c->o, valued[i].flag)) != NULL)
-            cfg_set(c->cfg, "revert", valued[i].key, v);
+            cfg_set_from(c->cfg, "revert", valued[i].key, v, valued[i].origin);
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (opts_has(&c->o, flags[i].flag))
-            cfg_set(c->cfg, "revert", flags[i].key, "true");
+            cfg_set_from(c->cfg, "revert", flags[i].key, "true", flags[i].origin);
 }
 
 /* --to is recorded in the journal and the plan as a JSON string, and a relative one is

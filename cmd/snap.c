@@ -58,6 +58,7 @@ static const command commands[] = {
     {"delete", 1, "NAME [--yes]"},
     {"prune", 0, "(--keep-last N | --keep-within DURATION) [--label KEY=VALUE]... [--dry-run] [--yes]"},
     {"gc", 0, "[--dry-run] [--min-age DURATION]"},
+    {"config", 1, "(check | show [--json])"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -293,9 +294,9 @@ static int cmd_create(cli *c, stg *store, const char *name)
         apply_to_type(NULL, &u);
     }
     if ((v = opts_get(&c->o, "zstd-level")) != NULL)
-        cfg_set(c->cfg, "snap", "zstd_level", v);
+        cfg_set_from(c->cfg, "snap", "zstd_level", v, "flag --zstd-level");
     if ((v = opts_get(&c->o, "part-size")) != NULL)
-        cfg_set(c->cfg, "snap", "part_size", v);
+        cfg_set_from(c->cfg, "snap", "part_size", v, "flag --part-size");
     labels = opts_all(&c->o, "label", &nlabels);
     snp_request req = {.name = name, .note = opts_get(&c->o, "note"), .labels = labels, .nlabels = nlabels};
     rc = snp_create(&c->ctx, store, &req, &m, &err);
@@ -596,6 +597,50 @@ static int cmd_gc(cli *c, stg *store)
     return 0;
 }
 
+/*
+ * snap config check: the files in force load and pass the declared keys (cli_init has
+ * refused them otherwise, exit 2); no store is opened. snap config show: every setting
+ * and where it came from. snap config keys: the declared table, for the docs check.
+ */
+static int cmd_config(cli *c)
+{
+    const char *sub = c->o.nwords > 1 ? c->o.words[1] : "";
+    snap_err err;
+
+    if (c->o.nwords > 2) {
+        err_set(&err, SNAP_EUSAGE, 0, "unexpected argument '%s'", c->o.words[2]);
+        err_hint(&err, "see snap --help");
+        return cli_fail(c, &err);
+    }
+    if (strcmp(sub, "check") == 0) {
+        if (c->ctx.json) {
+            json_t *files = json_array();
+            for (size_t i = 0; i < cfg_file_count(c->cfg); i++)
+                json_array_append_new(files, json_string(cfg_file_name(c->cfg, i)));
+            json_t *doc = json_pack("{s:b, s:o}", "ok", 1, "files", files);
+            cli_print_json(doc);
+            json_decref(doc);
+        } else if (c->ctx.verbosity >= 0) {
+            for (size_t i = 0; i < cfg_file_count(c->cfg); i++)
+                util_fprintf_esc(stdout, "%s: ok\n", cfg_file_name(c->cfg, i));
+            if (cfg_file_count(c->cfg) == 0)
+                util_fprintf_esc(stdout, "no config file: the defaults apply\n");
+        }
+        return 0;
+    }
+    if (strcmp(sub, "show") == 0) {
+        cfg_show(c->cfg, c->ctx.json, stdout);
+        return 0;
+    }
+    if (strcmp(sub, "keys") == 0) { /* not in --help: for the documentation check */
+        cfg_print_keys(stdout);
+        return 0;
+    }
+    err_set(&err, SNAP_EUSAGE, 0, sub[0] ? "unknown config command '%s'" : "snap config needs a command%s", sub);
+    err_hint(&err, "snap config check [--config FILE], or snap config show [--json]");
+    return cli_fail(c, &err);
+}
+
 int main(int argc, char **argv)
 {
     cli c;
@@ -619,6 +664,11 @@ int main(int argc, char **argv)
     cmd = c.o.nwords > 0 ? c.o.words[0] : NULL;
     if (cmd == NULL || opts_has(&c.o, "help") || strcmp(cmd, "help") == 0) {
         code = cmd_help(&c);
+        cli_free(&c);
+        return code;
+    }
+    if (strcmp(cmd, "config") == 0) {
+        code = cmd_config(&c);
         cli_free(&c);
         return code;
     }

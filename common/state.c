@@ -13,11 +13,12 @@
 
 char *state_dir(const cfg *c)
 {
-    const char *s = c != NULL ? cfg_get(c, "revert", "state_dir") : NULL;
+    /* Precedence as everywhere: the environment, then the file (see docs/config.md). */
+    const char *s = getenv("SNAP_STATE_DIR");
     const char *home;
 
-    if (s == NULL)
-        s = getenv("SNAP_STATE_DIR");
+    if ((s == NULL || s[0] == '\0') && c != NULL)
+        s = cfg_get(c, "revert", "state_dir");
     if (s != NULL && s[0] != '\0')
         return util_abspath(s);
     if (geteuid() == 0)

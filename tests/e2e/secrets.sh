@@ -188,7 +188,7 @@ test_pg_silent_server_times_out() {
     [ $((SECONDS - t0)) -le 8 ] || fail "revert took $((SECONDS - t0)) s"
     printf '[snap]\nconnect_timeout = soon\n' >"$T/bad.conf"
     expect_rc 2 "$SNAP" create p3 --pg "postgresql://secuser@$HP/$DB" --store "$STORE" --config "$T/bad.conf"
-    expect_err "connect_timeout is not a duration"
+    expect_err "bad.conf:2: [snap]: connect_timeout = soon: expected a duration"
 }
 
 test_mysql_silent_server_times_out() {

@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const char *name = cfg_source_name(c, i);
             snprintf(section, sizeof section, "source %s", name);
             (void)cfg_get(c, section, "type");
-            const char *v = cfg_get(c, section, "keep_within");
+            const char *v = cfg_get(c, section, "registry_timeout");
             if (v != NULL)
                 (void)cfg_parse_duration(v, &secs);
         }

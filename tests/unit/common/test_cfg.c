@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -68,7 +70,7 @@ static void load_and_layer(void **state)
     char path[] = "/tmp/snap-cfg-XXXXXX";
     int fd = mkstemp(path);
     const char text[] = "[store]\nurl = /a\n[source app]\ntype = files\npath = /x y\npath = /z\n"
-                        "[source db]\ntype = postgres\n[snap]\njobs = 9x\n";
+                        "[source db]\ntype = postgres\n[snap]\njobs = 9\n";
     cfg *c = cfg_new();
     snap_err err;
     long jobs;
@@ -86,6 +88,7 @@ static void load_and_layer(void **state)
     assert_int_equal(n, 2);
     cfg_set(c, "store", "url", "/b"); /* a flag beats the file */
     assert_string_equal(cfg_get(c, "store", "url"), "/b");
+    cfg_set(c, "snap", "jobs", "9x");
     assert_int_equal(cfg_get_int(c, "snap", "jobs", 1, 1, 64, &jobs, &err), SNAP_EUSAGE);
     assert_non_null(strstr(err.msg, "[snap] jobs = 9x"));
     cfg_free(c);
@@ -119,7 +122,7 @@ static void long_line_is_refused(void **state)
     snap_err err;
 
     (void)state;
-    snprintf(text, sizeof text, "[revert]\nnote = %0190d mode = transaction\n", 0);
+    snprintf(text, sizeof text, "[revert]\nurl = %0190d mode = transaction\n", 0);
     assert_true(write(fd, text, strlen(text)) > 0);
     close(fd);
     assert_int_equal(cfg_load_file(c, path, &err), SNAP_EUSAGE);
@@ -130,13 +133,125 @@ static void long_line_is_refused(void **state)
     /* 198 characters and the newline still fit */
     c = cfg_new();
     fd = open(path, O_WRONLY | O_TRUNC);
-    snprintf(text, sizeof text, "[a]\nk = %0194d\n", 0);
+    snprintf(text, sizeof text, "[store]\nurl=%0194d\n", 0);
     assert_true(write(fd, text, strlen(text)) > 0);
     close(fd);
     assert_int_equal(cfg_load_file(c, path, &err), SNAP_OK);
-    assert_int_equal(strlen(cfg_get(c, "a", "k")), 194);
+    assert_int_equal(strlen(cfg_get(c, "store", "url")), 194);
     cfg_free(c);
     unlink(path);
+}
+
+static snap_rc load_text(const char *text, cfg *c, snap_err *err)
+{
+    char path[] = "/tmp/snap-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    snap_rc rc;
+
+    assert_true(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    rc = cfg_load_file(c, path, err);
+    unlink(path);
+    return rc;
+}
+
+/* Unknown keys and sections, and bad values, are refused with file:line and a near name. */
+static void declared_keys_only(void **state)
+{
+    cfg *c = cfg_new();
+    snap_err err;
+    bool b = false;
+
+    (void)state;
+    assert_int_equal(load_text("[store]\nurll = /a\n", c, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, ":2: unknown key 'urll' in [store]"));
+    assert_non_null(strstr(err.hint, "did you mean 'url'?"));
+    assert_int_equal(load_text("[snap]\nzstd_levl = 3\n", c, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.hint, "'zstd_level'"));
+    assert_int_equal(load_text("[store]\nurl = /a\n\n[sorce web]\ntype = files\n", c, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, ":4: unknown section [sorce web]"));
+    assert_non_null(strstr(err.hint, "did you mean [source web]?"));
+    assert_int_equal(load_text("[revert]\nallow_external_symlinks = maybe\n", c, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, ":2: [revert]: allow_external_symlinks = maybe: expected a boolean"));
+    assert_int_equal(load_text("[revert]\nkeep_old = 7x\n", c, &err), SNAP_EUSAGE);
+    assert_int_equal(load_text("[snap]\npart_size = 12Q\n", c, &err), SNAP_EUSAGE);
+    assert_int_equal(load_text("[source w]\ntype = files\nexclude = a,b\n", c, &err), SNAP_EUSAGE);
+    assert_int_equal(load_text("[source w]\ntype = rsync\n", c, &err), SNAP_EUSAGE);
+    assert_int_equal(cfg_file_count(c), 0); /* nothing of a refused file is kept */
+    /* one boolean syntax, stored as one spelling so that every reader agrees */
+    assert_int_equal(load_text("[revert]\nallow_external_symlinks = YES\npin = Off\n", c, &err), SNAP_OK);
+    assert_string_equal(cfg_get(c, "revert", "allow_external_symlinks"), "true");
+    assert_string_equal(cfg_get(c, "revert", "pin"), "false");
+    assert_true(cfg_parse_bool("on", &b) && b);
+    assert_true(cfg_parse_bool("0", &b) && !b);
+    assert_false(cfg_parse_bool("maybe", &b));
+    assert_false(cfg_parse_bool("", &b));
+    cfg_free(c);
+}
+
+/* A later file replaces the keys it sets; origins name file:line, then the environment. */
+static void layering_and_origin(void **state)
+{
+    cfg *c = cfg_new();
+    snap_err err;
+
+    (void)state;
+    assert_int_equal(load_text("[snap]\nzstd_level = 5\njobs = 2\n[source a]\ntype = files\npath = /x\npath = /y\n",
+                               c, &err), SNAP_OK);
+    assert_int_equal(load_text("[snap]\nzstd_level = 7\n[source a]\npath = /z\n", c, &err), SNAP_OK);
+    assert_string_equal(cfg_get(c, "snap", "zstd_level"), "7");
+    assert_string_equal(cfg_get(c, "snap", "jobs"), "2");
+    assert_non_null(strstr(cfg_origin(c, "snap", "zstd_level"), ":2"));
+    assert_string_equal(cfg_origin(c, "snap", "zstd_threads"), "default");
+    setenv("SNAP_JOBS", "3", 1);
+    assert_int_equal(cfg_apply_env(c, &err), SNAP_OK);
+    assert_string_equal(cfg_get(c, "snap", "jobs"), "3");
+    assert_string_equal(cfg_origin(c, "snap", "jobs"), "environment $SNAP_JOBS");
+    setenv("SNAP_JOBS", "lots", 1);
+    assert_int_equal(cfg_apply_env(c, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, "$SNAP_JOBS"));
+    unsetenv("SNAP_JOBS");
+    cfg_free(c);
+}
+
+/* Every key of the table has a type, a doc line and sane bounds; names are unique. */
+static void table_is_sound(void **state)
+{
+    size_t n;
+    const cfg_key *k = cfg_keys(&n);
+
+    (void)state;
+    assert_true(n > 40);
+    for (size_t i = 0; i < n; i++) {
+        assert_non_null(k[i].doc);
+        assert_non_null(k[i].def);
+        assert_true(k[i].type != CFG_ENUM || k[i].values != NULL);
+        assert_true(k[i].type != CFG_INT || k[i].min <= k[i].max);
+        for (size_t j = i + 1; j < n; j++)
+            assert_false(strcmp(k[i].section, k[j].section) == 0 && strcmp(k[i].name, k[j].name) == 0);
+    }
+}
+
+/* Reading a key nobody declared is a bug of the program: it stops at once. */
+static void undeclared_read_aborts(void **state)
+{
+    int status = 0;
+    pid_t pid;
+
+    (void)state;
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        cfg *c = cfg_new();
+        freopen("/dev/null", "w", stderr);
+        (void)cfg_get(c, "store", "urll");
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    assert_non_null(cfg_key_find("source web", "dsn"));
+    assert_null(cfg_key_find("store", "dsn"));
 }
 
 int main(void)
@@ -147,6 +262,10 @@ int main(void)
         cmocka_unit_test(load_and_layer),
         cmocka_unit_test(syntax_error_names_line),
         cmocka_unit_test(long_line_is_refused),
+        cmocka_unit_test(declared_keys_only),
+        cmocka_unit_test(layering_and_origin),
+        cmocka_unit_test(table_is_sound),
+        cmocka_unit_test(undeclared_read_aborts),
     };
     return cmocka_run_group_tests_name("cfg", tests, NULL, NULL);
 }

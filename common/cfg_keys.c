@@ -1,0 +1,123 @@
+/* cfg_keys.c: every configuration key the tools read, with its type, default and meaning. */
+#include "cfg.h"
+
+/* Sections: "store", "snap", "revert", and "source *" for [source NAME], where `types`
+ * names the source types ("files postgres") a key applies to (NULL: every type). */
+#define K(sec, types, name, type, min, max, values, def, secret, env, doc) \
+    {sec, types, name, type, min, max, values, def, secret, env, doc}
+
+static const cfg_key keys[] = {
+    /* [store] */
+    K("store", NULL, "url", CFG_STRING, 0, 0, NULL, "/var/lib/snap/store (root), else ~/.local/share/snap/store", false,
+      "SNAP_STORE", "the store: a directory, file://PATH or s3://BUCKET/PREFIX"),
+    K("store", NULL, "auth_key_file", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "a shared key file that authenticates manifests (else one under the state directory)"),
+    K("store", NULL, "endpoint", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "S3: the endpoint URL of an S3-compatible service (http:// or https://, host and port only)"),
+    K("store", NULL, "region", CFG_STRING, 0, 0, NULL, "$AWS_REGION, $AWS_DEFAULT_REGION, the profile's, us-east-1",
+      false, NULL, "S3: the region used for signing"),
+    K("store", NULL, "profile", CFG_STRING, 0, 0, NULL, "$AWS_PROFILE, else default", false, NULL,
+      "S3: the profile of ~/.aws/credentials and ~/.aws/config"),
+    K("store", NULL, "ca_file", CFG_STRING, 0, 0, NULL, "", false, NULL, "S3: a PEM file of CA certificates to trust"),
+    K("store", NULL, "path_style", CFG_BOOL, 0, 0, NULL, "true with endpoint, else false", false, NULL,
+      "S3: address the bucket in the path rather than the host name"),
+    K("store", NULL, "tls_verify", CFG_BOOL, 0, 0, NULL, "true", false, NULL, "S3: verify the server's certificate"),
+    K("store", NULL, "create_only_check", CFG_ENUM, 0, 0, "auto if-none-match head-then-put", "auto", false, NULL,
+      "S3: how a write that must not replace an object is made"),
+    K("store", NULL, "sse", CFG_ENUM, 0, 0, "AES256 aws:kms", "", false, NULL, "S3: server-side encryption"),
+    K("store", NULL, "sse_kms_key_id", CFG_STRING, 0, 0, NULL, "", false, NULL, "S3: the KMS key of sse = aws:kms"),
+    K("store", NULL, "storage_class", CFG_STRING, 0, 0, NULL, "", false, NULL, "S3: the storage class of new objects"),
+    K("store", NULL, "part_size", CFG_SIZE, 1, 0, NULL, "16M", false, NULL, "S3: the size of one multipart upload part"),
+    K("store", NULL, "download_chunk", CFG_SIZE, 1, 0, NULL, "8M", false, NULL, "S3: the size of one ranged read"),
+    K("store", NULL, "upload_concurrency", CFG_INT, 1, 64, NULL, "4", false, NULL, "S3: parts uploaded at once"),
+    K("store", NULL, "download_concurrency", CFG_INT, 1, 64, NULL, "4", false, NULL, "S3: ranges read at once"),
+    K("store", NULL, "retries", CFG_INT, 0, 50, NULL, "5", false, NULL, "S3: retries of a failed request"),
+    K("store", NULL, "timeout", CFG_INT, 1, 3600, NULL, "60", false, NULL, "S3: seconds one request may take"),
+    K("store", NULL, "list_max_keys", CFG_INT, 1, 1000, NULL, "1000", false, NULL, "S3: keys asked for per listing page"),
+    K("store", NULL, "list_max_pages", CFG_INT, 1, 10000000, NULL, "100000", false, NULL,
+      "S3: listing pages read before giving up"),
+
+    /* [snap] */
+    K("snap", NULL, "jobs", CFG_INT, 0, 64, NULL, "0 (CPUs, at most 4)", false, "SNAP_JOBS", "parallel workers"),
+    K("snap", NULL, "zstd_level", CFG_INT, 1, 19, NULL, "3", false, NULL, "zstd compression level"),
+    K("snap", NULL, "zstd_threads", CFG_INT, 1, 64, NULL, "2", false, NULL, "zstd threads per archive"),
+    K("snap", NULL, "part_size", CFG_SIZE, 1, 0, NULL, "256M", false, NULL, "close an archive part after this many bytes"),
+    K("snap", NULL, "pg_chunk_size", CFG_SIZE, 1, 0, NULL, "32M", false, NULL,
+      "PostgreSQL: archive entry size held in memory per worker"),
+    K("snap", NULL, "pg_split_tables", CFG_BOOL, 0, 0, NULL, "false", false, NULL,
+      "PostgreSQL: read large tables as several ranges"),
+    K("snap", NULL, "connect_timeout", CFG_DURATION, 1, 86400, NULL, "libpq's and the client's own", false,
+      "SNAP_CONNECT_TIMEOUT", "database connection timeout (also sets $PGCONNECT_TIMEOUT)"),
+
+    /* [revert] */
+    K("revert", NULL, "state_dir", CFG_STRING, 0, 0, NULL, "/var/lib/snap (root), else $XDG_STATE_HOME/snap", false,
+      "SNAP_STATE_DIR", "the journal, locks, keys and displaced state"),
+    K("revert", NULL, "keep_old", CFG_DURATION, 0, 0, NULL, "7d", false, NULL,
+      "displaced state older than this is removed by later reverts"),
+    K("revert", NULL, "mode", CFG_ENUM, 0, 0, "swap transaction", "swap", false, NULL, "PostgreSQL: how a database is put back"),
+    K("revert", NULL, "images_lock", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "images: write the references and digests as JSON to this file"),
+    K("revert", NULL, "pin", CFG_BOOL, 0, 0, NULL, "false", false, NULL, "images: write every reference as name@sha256:..."),
+    K("revert", NULL, "require_images", CFG_BOOL, 0, 0, NULL, "false", false, NULL,
+      "images: fail when a recorded digest is gone from its registry"),
+    K("revert", NULL, "allow_external_symlinks", CFG_BOOL, 0, 0, NULL, "false", false, NULL,
+      "files: restore symlinks that point outside the target"),
+    K("revert", NULL, "allow_special_files", CFG_BOOL, 0, 0, NULL, "false", false, NULL,
+      "files: restore device nodes, FIFOs and set-id files from an unauthenticated snapshot"),
+    K("revert", NULL, "check_free_space", CFG_BOOL, 0, 0, NULL, "true", false, NULL,
+      "files: refuse to stage without room for the data"),
+    K("revert", NULL, "lock_wait_timeout", CFG_DURATION, 1, 0, NULL, "10s", false, NULL,
+      "MySQL: how long the switch may wait for a table lock"),
+    K("revert", NULL, "mysql_require_local_infile", CFG_BOOL, 0, 0, NULL, "false", false, NULL,
+      "MySQL: fail rather than load rows slowly when LOCAL INFILE is off"),
+    K("revert", NULL, "pg_bindir", CFG_STRING, 0, 0, NULL, "$SNAP_PG_BINDIR, else $PATH", false, NULL,
+      "PostgreSQL: the directory of pg_restore"),
+    K("revert", NULL, "pg_maintenance_db", CFG_STRING, 0, 0, NULL, "postgres", false, NULL,
+      "PostgreSQL: the database connected to while another is renamed"),
+    K("revert", NULL, "pg_maintenance_work_mem", CFG_STRING, 0, 0, NULL, "the server's", false, NULL,
+      "PostgreSQL: maintenance_work_mem while indexes are built (a server value such as 1GB)"),
+
+    /* [source NAME] */
+    K("source *", NULL, "type", CFG_ENUM, 0, 0, "files postgres mysql images", "(required)", false, NULL,
+      "the kind of source"),
+    K("source *", "files", "path", CFG_STRING, 0, 0, NULL, "", false, NULL, "a file or directory (repeatable)"),
+    K("source *", "files", "paths", CFG_LIST, 0, 0, NULL, "", false, NULL, "files or directories"),
+    K("source *", "files images", "exclude", CFG_LIST, 0, 0, NULL, "", false, NULL,
+      "globs left out (images: relative to each manifests path)"),
+    K("source *", "images", "manifests", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "a manifest file or directory (repeatable)"),
+    K("source *", "images", "allow_unresolved", CFG_BOOL, 0, 0, NULL, "false", false, NULL,
+      "record a tag alone when its registry cannot resolve it"),
+    K("source *", "images", "insecure_registries", CFG_LIST, 0, 0, NULL, "", false, NULL,
+      "registries spoken to over plain HTTP or unverified TLS"),
+    K("source *", "images", "token_hosts", CFG_LIST, 0, 0, NULL, "", false, NULL,
+      "token services on another host that may receive the credentials"),
+    K("source *", "images", "registry_jobs", CFG_INT, 1, 64, NULL, "8", false, NULL, "registry look-ups in flight at once"),
+    K("source *", "images", "registry_timeout", CFG_DURATION, 1, 0, NULL, "30s", false, NULL, "one registry request"),
+    K("source *", "images", "docker_config", CFG_STRING, 0, 0, NULL, "$DOCKER_CONFIG, else ~/.docker", false, NULL,
+      "the directory of config.json with registry credentials"),
+    K("source *", "postgres mysql", "dsn", CFG_STRING, 0, 0, NULL, "", true, NULL,
+      "the database to capture (a libpq DSN, or mysql://USER@HOST:PORT/DB)"),
+    K("source *", "postgres", "schema", CFG_LIST, 0, 0, NULL, "every schema", false, NULL, "schemas captured (patterns)"),
+    K("source *", "postgres", "pg_schema", CFG_LIST, 0, 0, NULL, "", false, NULL, "the same as schema"),
+    K("source *", "postgres", "pg-schema", CFG_LIST, 0, 0, NULL, "", false, NULL, "the same as schema"),
+    K("source *", "postgres", "exclude_table", CFG_LIST, 0, 0, NULL, "", false, NULL, "tables left out (patterns)"),
+    K("source *", "postgres", "pg_exclude_table", CFG_LIST, 0, 0, NULL, "", false, NULL, "the same as exclude_table"),
+    K("source *", "postgres", "pg-exclude-table", CFG_LIST, 0, 0, NULL, "", false, NULL, "the same as exclude_table"),
+    K("source *", "postgres", "pg_bindir", CFG_STRING, 0, 0, NULL, "$SNAP_PG_BINDIR, else $PATH", false, NULL,
+      "the directory of pg_dump"),
+    K("source *", "postgres mysql", "chunk_size", CFG_SIZE, 4096, 0, NULL, "[snap] pg_chunk_size; MySQL 8M", false, NULL,
+      "archive entry size held in memory per worker"),
+    K("source *", "mysql", "split_size", CFG_SIZE, 4096, 0, NULL, "64M", false, NULL,
+      "tables larger than this are read as primary-key ranges"),
+    K("source *", "mysql", "lock_wait_timeout", CFG_DURATION, 1, 0, NULL, "10s", false, NULL,
+      "how long FLUSH TABLES WITH READ LOCK may wait"),
+    K("source *", "mysql", "long_query_guard", CFG_DURATION, 1, 0, NULL, "60s", false, NULL,
+      "refuse when a statement has run this long"),
+};
+
+const cfg_key *cfg_keys(size_t *n)
+{
+    *n = sizeof keys / sizeof keys[0];
+    return keys;
+}
