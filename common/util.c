@@ -70,6 +70,22 @@ void util_strv_push(util_strv *s, char *owned)
     s->v[s->n++] = owned;
 }
 
+bool util_strv_add_words(const char *value, void *strv)
+{
+    char *copy = xstrdup(value), *save = NULL;
+
+    for (char *tok = strtok_r(copy, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save))
+        util_strv_push(strv, xstrdup(tok));
+    free(copy);
+    return true;
+}
+
+bool util_strv_add_one(const char *value, void *strv)
+{
+    util_strv_push(strv, xstrdup(value));
+    return true;
+}
+
 void util_strv_free(util_strv *s)
 {
     for (size_t i = 0; i < s->n; i++)

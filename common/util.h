@@ -24,6 +24,10 @@ typedef struct util_strv {
     size_t n, cap;
 } util_strv;
 void util_strv_push(util_strv *s, char *owned);
+/* Callbacks for cfg_each and friends, arg a util_strv: every word of value, split on white
+ * space (the one list rule of the configuration), or value whole (a key of one path). */
+bool util_strv_add_words(const char *value, void *strv);
+bool util_strv_add_one(const char *value, void *strv);
 void util_strv_free(util_strv *s); /* frees the strings too; leaves an empty list */
 
 /* mkdir -p with mode for created directories. */

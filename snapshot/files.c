@@ -379,31 +379,14 @@ snap_rc snp_files_capture_paths(snp_capture *c, const char *const *paths, size_t
     return rc;
 }
 
-/* `paths` and `exclude` hold several, split on white space; `path` holds one, spaces and all. */
-static bool split_words(const char *value, void *arg)
-{
-    char *copy = xstrdup(value), *save = NULL;
-
-    for (char *tok = strtok_r(copy, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save))
-        util_strv_push(arg, xstrdup(tok));
-    free(copy);
-    return true;
-}
-
-static bool one_value(const char *value, void *arg)
-{
-    util_strv_push(arg, xstrdup(value));
-    return true;
-}
-
 static snap_rc files_capture(snp_capture *c, snap_err *err)
 {
     util_strv raw = {0}, paths = {0}, exclude = {0};
     snap_rc rc = SNAP_OK;
 
-    snp_source_each(c, "paths", split_words, &raw);
-    snp_source_each(c, "path", one_value, &raw);
-    snp_source_each(c, "exclude", split_words, &exclude);
+    snp_source_each(c, "paths", util_strv_add_words, &raw);
+    snp_source_each(c, "path", util_strv_add_one, &raw);
+    snp_source_each(c, "exclude", util_strv_add_words, &exclude);
     if (raw.n == 0) {
         err_set(err, SNAP_EUSAGE, 0, "[source %s] names no paths", snp_source_name(c));
         err_hint(err, "add `paths = /etc/app /srv/app/config` to the section");

@@ -13,22 +13,6 @@
 #include "../common/util.h"
 #include "snapshot.h"
 
-static bool split_words(const char *value, void *arg)
-{
-    char *copy = xstrdup(value), *save = NULL;
-
-    for (char *tok = strtok_r(copy, " \t\n,", &save); tok; tok = strtok_r(NULL, " \t\n,", &save))
-        util_strv_push(arg, xstrdup(tok));
-    free(copy);
-    return true;
-}
-
-static bool one_value(const char *value, void *arg)
-{
-    util_strv_push(arg, xstrdup(value));
-    return true;
-}
-
 /* The files scanned, with what stat said before reading them. */
 typedef struct seen_file {
     char *path;
@@ -106,10 +90,10 @@ static snap_rc client_for(snp_capture *c, reg_client **out, int *jobs, snap_err 
         err_hint(err, "write it as 30s, 2m ...");
         return SNAP_EUSAGE;
     }
-    snp_source_each(c, "insecure_registries", split_words, &insecure);
+    snp_source_each(c, "insecure_registries", util_strv_add_words, &insecure);
     o.insecure = (const char *const *)insecure.v;
     o.ninsecure = insecure.n;
-    snp_source_each(c, "token_hosts", split_words, &token_hosts);
+    snp_source_each(c, "token_hosts", util_strv_add_words, &token_hosts);
     o.token_hosts = (const char *const *)token_hosts.v;
     o.ntoken_hosts = token_hosts.n;
     o.docker_config = snp_source_get(c, "docker_config");
@@ -159,9 +143,9 @@ static snap_rc read_roots(img_cap *ic, snap_err *err)
     snap_rc rc;
 
     snprintf(section, sizeof section, "source %s", snp_source_name(ic->c));
-    snp_source_each(ic->c, "manifests", one_value, &ic->raw);
-    snp_source_each(ic->c, "exclude", split_words, &ic->exclude);
-    snp_source_each(ic->c, "insecure_registries", split_words, &ic->insecure);
+    snp_source_each(ic->c, "manifests", util_strv_add_one, &ic->raw);
+    snp_source_each(ic->c, "exclude", util_strv_add_words, &ic->exclude);
+    snp_source_each(ic->c, "insecure_registries", util_strv_add_words, &ic->insecure);
     rc = cfg_get_bool(ic->ctx->cfg, section, "allow_unresolved", false, &ic->allow_unresolved, err);
     if (rc == SNAP_OK && ic->raw.n == 0) {
         rc = err_set(err, SNAP_EUSAGE, 0, "[source %s] names no manifests", snp_source_name(ic->c));
