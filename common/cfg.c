@@ -333,6 +333,20 @@ void cfg_each(const cfg *c, const char *section, const char *key,
                 return;
 }
 
+void cfg_copy_section(cfg *dst, const cfg *src, const char *from, const char *to, const char *const *except)
+{
+    if (src == NULL)
+        return;
+    for (size_t i = 0; i < src->n; i++) {
+        const char *key = src->items[i].key;
+        bool skip = strcmp(src->items[i].section, from) != 0;
+        for (size_t k = 0; !skip && except != NULL && except[k] != NULL; k++)
+            skip = strcmp(except[k], key) == 0;
+        if (!skip)
+            cfg_add(dst, to, key, src->items[i].value);
+    }
+}
+
 size_t cfg_source_count(const cfg *c)
 {
     return c ? c->nsources : 0;

@@ -99,6 +99,11 @@ void cfg_add(cfg *c, const char *section, const char *key, const char *value);
 void cfg_each(const cfg *c, const char *section, const char *key,
               bool (*fn)(const char *value, void *arg), void *arg);
 
+/* Adds every value of src's section `from` to dst's section `to`, in order, but for the
+ * keys named in except (NULL-terminated, or NULL): how a derived configuration (the
+ * safety snapshot's) keeps every setting the user gave. */
+void cfg_copy_section(cfg *dst, const cfg *src, const char *from, const char *to, const char *const *except);
+
 /* The names of "[source NAME]" sections, in file order; returns how many. */
 size_t cfg_source_count(const cfg *c);
 const char *cfg_source_name(const cfg *c, size_t i);

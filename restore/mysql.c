@@ -906,6 +906,10 @@ static snap_rc my_safety_source(rst_target *t, cfg *c, const char *section, snap
     snap_rc rc = target_dsn(t, &d, err);
 
     if (rc == SNAP_OK) {
+        /* The source's own settings (chunk_size, split_size, long_query_guard ...), but
+         * for what names the live target. */
+        static const char *const named[] = {"type", "dsn", NULL};
+        cfg_copy_section(c, ctx->cfg, src, section, named);
         cfg_set(c, section, "type", "mysql");
         if (configured != NULL && strcmp(my_dsn_db(d), live) == 0) {
             cfg_set(c, section, "dsn", configured);

@@ -595,14 +595,22 @@ static snap_rc pg_safety_source(rst_target *t, cfg *c, const char *section, snap
     json_t *info = info_of(t), *v;
     size_t i;
 
+    /* The source's own settings (pg_bindir ...), but for what names the live target and
+     * its scope, which come from the snapshot being reverted. */
+    static const char *const named[] = {"type", "dsn", "schema", "exclude_table", "pg_schema", "pg-schema",
+                                        "pg_exclude_table", "pg-exclude-table", NULL};
+    char *src = xasprintf("source %s", rst_component_name(t));
+
     (void)err;
+    cfg_copy_section(c, rst_ctx(t)->cfg, src, section, named);
+    free(src);
     cfg_set(c, section, "type", "postgres");
     cfg_set(c, section, "dsn", target_dsn(t));
     json_array_foreach(json_object_get(info, "schemas"), i, v)
         cfg_add(c, section, "schema", json_string_value(v));
     json_array_foreach(json_object_get(info, "exclude_tables"), i, v)
         cfg_add(c, section, "exclude_table", json_string_value(v));
-    if (rst_option(t, "pg_bindir") != NULL)
+    if (cfg_get(c, section, "pg_bindir") == NULL && rst_option(t, "pg_bindir") != NULL)
         cfg_set(c, section, "pg_bindir", rst_option(t, "pg_bindir"));
     return SNAP_OK;
 }

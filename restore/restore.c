@@ -808,16 +808,12 @@ static snap_rc safety_snapshot(snap_ctx *ctx, stg *store, journal *j, const char
                        .locks_held = true /* lock_target took them */};
     snap_rc rc = SNAP_OK;
 
-    /* The capture settings of the user's config apply to the safety snapshot too. */
-    static const char *const keys[] = {"zstd_level", "zstd_threads", "part_size", "jobs"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (cfg_get(ctx->cfg, "snap", keys[i]) != NULL)
-            cfg_set(c, "snap", keys[i], cfg_get(ctx->cfg, "snap", keys[i]));
-    /* ... and so do the keys it is signed with. */
-    if (cfg_get(ctx->cfg, "revert", "state_dir") != NULL)
-        cfg_set(c, "revert", "state_dir", cfg_get(ctx->cfg, "revert", "state_dir"));
-    if (cfg_get(ctx->cfg, "store", "auth_key_file") != NULL)
-        cfg_set(c, "store", "auth_key_file", cfg_get(ctx->cfg, "store", "auth_key_file"));
+    /* Every setting of the user's config applies to the safety snapshot too: capture
+     * ([snap]), the keys it is signed with ([store], [revert] state_dir), and each
+     * source's own keys, which its driver copies before it names the live target. */
+    cfg_copy_section(c, ctx->cfg, "snap", "snap", NULL);
+    cfg_copy_section(c, ctx->cfg, "store", "store", NULL);
+    cfg_copy_section(c, ctx->cfg, "revert", "revert", NULL);
     for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {
         rst_target *t = j->targets[i];
         char *section = xasprintf("source %s", t->name);

@@ -224,6 +224,31 @@ CONF
     my "$DB" -e "SHOW CREATE TABLE big" | grep -q 'KEY `ka`' || fail "secondary index missing"
 }
 
+# The safety snapshot takes every setting of the source: with chunk_size = 1M, its copy
+# of a 3.5 MB table is cut into several entries (the default, 8M, would make one).
+test_safety_snapshot_uses_the_source_settings() {
+    newdb
+    my "$DB" -e "CREATE TABLE t (id INT PRIMARY KEY, s CHAR(64) NOT NULL);
+        INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_100000"
+    cat >snap.conf <<CONF
+[source shop]
+type = mysql
+dsn = $DSN
+chunk_size = 1M
+CONF
+    expect_rc 0 "$SNAP" create s --config snap.conf --store "$T/store"
+    my "$DB" -e "DELETE FROM t WHERE id % 10 = 0"
+    expect_rc 0 "$REVERT" s --config snap.conf --store "$T/store" --yes --drop-old --json
+    safety=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["safety_snapshot"])' "$T/out")
+    [ "$(my -N "$DB" -e "SELECT COUNT(*) FROM t")" = 100000 ] || fail "not reverted"
+    expect_rc 0 "$SNAP" show "$safety" --store "$T/store" --json
+    parts=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+print(" ".join(p["key"] for c in d["components"] for p in c["parts"]))' "$T/out")
+    n=0
+    for p in $parts; do n=$((n + $(tar --zstd -tf "$T/store/$p" | { grep -c '^data/t/' || true; }))); done
+    [ "$n" -ge 3 ] || fail "the safety snapshot's table came in $n entries: chunk_size did not reach it"
+}
+
 # ---- bad input: a clear error and nothing lost ----
 
 test_unreachable_server() {

@@ -127,6 +127,30 @@ test_drop_old_removes_the_displaced_database() {
     [ -z "$(dbs_like "${db}__")" ] || fail "leftover databases: $(dbs_like "${db}__")"
 }
 
+# The safety snapshot takes every setting of the source: here a pg_bindir of its own, whose
+# pg_dump leaves a trace, so that the capture before the cut-over is seen to use it.
+test_safety_snapshot_uses_the_source_settings() {
+    pg_setup
+    db=$(db_name safetycfg)
+    make_small "$db"
+    real=$(dirname "$(command -v pg_dump)")
+    [ -x /usr/lib/postgresql/15/bin/pg_dump ] && real=/usr/lib/postgresql/15/bin
+    mkdir -p "$T/bin"
+    for p in pg_dump pg_restore psql; do
+        printf '#!/bin/sh\necho "$0" >>%s/used\nexec %s/%s "$@"\n' "$T" "$real" "$p" >"$T/bin/$p"
+        chmod 755 "$T/bin/$p"
+    done
+    printf '[source %s]\ntype = postgres\ndsn = dbname=%s\npg_bindir = %s/bin\n' "$db" "$db" "$T" >"$T/c.conf"
+    expect_rc 0 "$SNAP" create p1 --config "$T/c.conf" --store "$STORE"
+    rm -f "$T/used"
+    q -d "$db" -c "DELETE FROM notes"
+    expect_rc 0 "$REVERT" p1 --config "$T/c.conf" --store "$STORE" --yes --json
+    safety=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["safety_snapshot"])' "$T/out")
+    grep -q "$T/bin/pg_dump" "$T/used" || fail "the safety snapshot did not use the source's pg_bindir"
+    expect_rc 0 "$SNAP" show "$safety" --store "$STORE" --json
+    [ "$(q -d "$db" -c 'SELECT count(*) FROM notes')" = 500 ] || fail "notes not restored"
+}
+
 test_cutover_ends_sessions_and_is_fast() {
     pg_setup
     db=$(db_name sessions)
