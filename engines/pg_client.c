@@ -502,7 +502,9 @@ static char *debian_newest(const char *tool)
 snap_rc pg_tool_find(const char *bindir, const char *tool, char **path, int *major, snap_err *err)
 {
     char *p = NULL, out[256];
-    const char *dir = bindir && *bindir ? bindir : getenv("SNAP_PG_BINDIR");
+    const char *from_env = getenv("SNAP_PG_BINDIR");
+    /* The one precedence rule: the environment beats the file. */
+    const char *dir = from_env && *from_env ? from_env : bindir;
     int fd, null_fd, status;
     snap_rc rc = SNAP_OK;
 

@@ -60,8 +60,9 @@ char *pg_ident(PGconn *conn, const char *s);
 char *pg_literal(PGconn *conn, const char *s);
 
 /*
- * A PostgreSQL client program (pg_dump, pg_restore): the path in bindir when given (a
- * source's pg_bindir, else $SNAP_PG_BINDIR), else found on PATH; and its major version
+ * A PostgreSQL client program (pg_dump, pg_restore): in $SNAP_PG_BINDIR when set (the
+ * environment beats the file), else in bindir when given (the configuration's pg_bindir),
+ * else Debian's newest or the one found on PATH; and its major version
  * from --version. SNAP_ENOTFOUND when it is missing.
  */
 snap_rc pg_tool_find(const char *bindir, const char *tool, char **path, int *major, snap_err *err);
