@@ -151,6 +151,20 @@ test_safety_snapshot_uses_the_source_settings() {
     [ "$(q -d "$db" -c 'SELECT count(*) FROM notes')" = 500 ] || fail "notes not restored"
 }
 
+# One precedence rule: $SNAP_PG_BINDIR (environment) beats pg_bindir (file).
+test_environment_beats_the_config_for_pg_bindir() {
+    pg_setup
+    db=$(db_name bindirenv)
+    make_small "$db"
+    real=$(dirname "$(command -v pg_dump)")
+    [ -x /usr/lib/postgresql/15/bin/pg_dump ] && real=/usr/lib/postgresql/15/bin
+    printf '[source %s]\ntype = postgres\ndsn = dbname=%s\npg_bindir = %s/nowhere\n' "$db" "$db" "$T" >"$T/c.conf"
+    run "$SNAP" create p0 --config "$T/c.conf" --store "$STORE"
+    [ "$RC" != 0 ] || fail "a pg_bindir without pg_dump was not used"
+    expect_err "$T/nowhere"
+    SNAP_PG_BINDIR=$real expect_rc 0 "$SNAP" create p1 --config "$T/c.conf" --store "$STORE"
+}
+
 test_cutover_ends_sessions_and_is_fast() {
     pg_setup
     db=$(db_name sessions)
