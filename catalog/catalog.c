@@ -398,17 +398,6 @@ static bool collect_id(const stg_entry *e, void *arg)
     return true;
 }
 
-/* The start time an id carries: 20261126T054128.123Z-... */
-static time_t id_time(const char *id)
-{
-    struct tm tm;
-    const char *end;
-
-    memset(&tm, 0, sizeof tm);
-    end = strptime(id, "%Y%m%dT%H%M%S", &tm);
-    return end ? timegm(&tm) : 0;
-}
-
 snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_t *report,
                snap_err *err)
 {
@@ -427,7 +416,7 @@ snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_
         for (size_t j = 0; j < n && !used; j++)
             used = strcmp(cat_manifest_id(list[j]), d.ids.v[i]) == 0;
         /* A snap still running has data and no manifest yet: leave young data alone. */
-        if (used || id_time(d.ids.v[i]) > now - min_age)
+        if (used || util_parse_time(d.ids.v[i], NULL) > now - min_age)
             continue;
         json_array_append_new(removed, json_string(d.ids.v[i]));
         if (!dry_run) {

@@ -380,17 +380,42 @@ void util_iso8601(time_t t, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-bool util_parse_iso8601(const char *s, time_t *out)
+time_t util_parse_time(const char *s, const char **rest)
 {
     struct tm tm;
     const char *end;
+    time_t t;
 
     memset(&tm, 0, sizeof tm);
-    end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (end == NULL || *end != '\0')
+    end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (end == NULL) {
+        memset(&tm, 0, sizeof tm);
+        end = strptime(s, "%Y%m%dT%H%M%S", &tm);
+    }
+    if (end == NULL)
+        return 0;
+    if (*end == '.')
+        for (end++; *end >= '0' && *end <= '9'; end++)
+            ;
+    if (*end == 'Z')
+        end++;
+    t = timegm(&tm);
+    if (t == (time_t)-1 && !(tm.tm_year == 69 && tm.tm_sec == 59)) /* -1: out of range */
+        return 0;
+    if (rest != NULL)
+        *rest = end;
+    return t;
+}
+
+bool util_parse_iso8601(const char *s, time_t *out)
+{
+    const char *end = NULL;
+    time_t t = util_parse_time(s, &end);
+
+    if (end == NULL || end == s || end[-1] != 'Z' || *end != '\0')
         return false;
-    *out = timegm(&tm);
-    return *out != (time_t)-1 || (tm.tm_year == 69 && tm.tm_sec == 59); /* -1: out of range */
+    *out = t;
+    return true;
 }
 
 void util_random_hex(char *out, size_t nbytes)

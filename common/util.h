@@ -71,6 +71,12 @@ uint64_t util_now_ms(void);
 uint64_t util_now_ns(void);
 /* 2026-11-26T05:41:28Z */
 void util_iso8601(time_t t, char out[32]);
+/* The one time parser: a UTC time at the start of s, in ISO 8601's extended form
+ * (2026-11-26T05:41:28, as S3 and our manifests write it) or basic form (20261126T054128,
+ * as snapshot ids begin), with optional fractional seconds and a final Z. Returns 0 when s
+ * starts with no such time; *rest (may be NULL) is what follows it. */
+time_t util_parse_time(const char *s, const char **rest);
+/* The whole of s is such a time, ending in Z. */
 bool util_parse_iso8601(const char *s, time_t *out);
 
 /* n random bytes as 2n lowercase hex digits (out holds 2n+1). */

@@ -685,7 +685,7 @@ static snap_rc s3_cleanup(void *drv, int64_t max_age, bool dry_run, unsigned *n,
             s3_xml_text(c, "Key", key, sizeof key);
             s3_xml_text(c, "UploadId", id, sizeof id);
             s3_xml_text(c, "Initiated", init, sizeof init);
-            time_t t = s3_parse_time(init);
+            time_t t = util_parse_time(init, NULL);
             if (t == 0 || now - t < max_age)
                 continue; /* young, or of unknown age: it may be a running snap's */
             (*n)++;

@@ -122,7 +122,6 @@ bool s3_xml_is(const xmlNode *n, const char *name);
 xmlNode *s3_xml_child(const xmlNode *n, const char *name);
 const char *s3_xml_text(const xmlNode *n, const char *name, char *out, size_t cap);
 char *s3_xml_text_dup(const xmlNode *n, const char *name);
-time_t s3_parse_time(const char *s);
 bool s3_interrupted(const s3_drv *d);
 snap_rc s3_fail(s3_drv *d, const s3_req *q, snap_err *err);
 snap_rc s3_request(s3_drv *d, s3_req *q, long ok_also, snap_err *err);

@@ -116,7 +116,7 @@ static void list_end(void *ctx, const xmlChar *name, const xmlChar *prefix, cons
             list_entry *e = &pg->v[pg->n++];
             e->key = xstrdup(pg->key);
             e->size = strtoull(pg->size, NULL, 10);
-            e->mtime = s3_parse_time(pg->mtime);
+            e->mtime = util_parse_time(pg->mtime, NULL);
         }
     }
     pg->depth--;

@@ -111,19 +111,6 @@ char *s3_xml_text_dup(const xmlNode *n, const char *name)
     return s;
 }
 
-/* "2026-11-26T05:53:58.123Z" (S3 listings carry milliseconds). */
-time_t s3_parse_time(const char *s)
-{
-    struct tm tm;
-    const char *end;
-
-    memset(&tm, 0, sizeof tm);
-    end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (end == NULL)
-        return 0;
-    return timegm(&tm);
-}
-
 /* ---------------------------------------------------------------- one request */
 
 typedef struct body_cursor {

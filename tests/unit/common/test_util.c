@@ -180,6 +180,23 @@ static void abspath_without_cwd(void **state)
     close(here);
 }
 
+static void one_time_parser(void **state)
+{
+    const char *rest = NULL;
+    time_t t;
+
+    (void)state;
+    assert_int_equal(util_parse_time("2026-11-26T05:53:58.123Z", &rest), 1795672438);
+    assert_string_equal(rest, "");
+    assert_int_equal(util_parse_time("20261126T055358.123Z-1a2b3c4d", &rest), 1795672438);
+    assert_string_equal(rest, "-1a2b3c4d");
+    assert_int_equal(util_parse_time("yesterday", NULL), 0);
+    assert_true(util_parse_iso8601("2026-11-26T05:53:58Z", &t));
+    assert_int_equal(t, 1795672438);
+    assert_false(util_parse_iso8601("2026-11-26T05:53:58", &t)); /* no zone */
+    assert_false(util_parse_iso8601("2026-11-26T05:53:58Zjunk", &t));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +207,7 @@ int main(void)
         cmocka_unit_test(escape),
         cmocka_unit_test(printf_escapes_arguments_only),
         cmocka_unit_test(abspath_without_cwd),
+        cmocka_unit_test(one_time_parser),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
