@@ -61,6 +61,48 @@ char *xasprintf(const char *fmt, ...)
     return p;
 }
 
+bool util_buf_add(util_buf *b, const void *s, size_t n)
+{
+    if (b->max != 0 && (n > b->max || b->len > b->max - n))
+        return false;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        b->p = xrealloc(b->p, cap);
+        b->cap = cap;
+    }
+    if (n > 0)
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return true;
+}
+
+bool util_buf_adds(util_buf *b, const char *s)
+{
+    return util_buf_add(b, s, strlen(s));
+}
+
+bool util_buf_addc(util_buf *b, char c)
+{
+    return util_buf_add(b, &c, 1);
+}
+
+char *util_buf_take(util_buf *b)
+{
+    char *p = b->p != NULL ? b->p : xstrdup("");
+
+    memset(b, 0, sizeof *b);
+    return p;
+}
+
+void util_buf_free(util_buf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
 void util_strv_push(util_strv *s, char *owned)
 {
     if (s->n == s->cap) {
@@ -567,44 +609,27 @@ bool util_utf8_valid(const char *s)
     return true;
 }
 
-/* A growable text buffer. */
-typedef struct tbuf {
-    char *p;
-    size_t n, cap;
-} tbuf;
-
-static void tb_add(tbuf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void tb_hex(tbuf *b, unsigned char c)
+static void tb_hex(util_buf *b, unsigned char c)
 {
     char x[8];
     snprintf(x, sizeof x, "\\x%02x", c);
-    tb_add(b, x, 4);
+    util_buf_add(b, x, 4);
 }
 
 char *util_utf8_lossless(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
-    tbuf b = {0};
+    util_buf b = {0};
     uint32_t cp;
 
-    tb_add(&b, "", 0);
+    util_buf_add(&b, "", 0);
     while (*p != '\0') {
         size_t n = utf8_seq(p, &cp);
         if (n == 0) {
             tb_hex(&b, *p++);
             continue;
         }
-        tb_add(&b, (const char *)p, n);
+        util_buf_add(&b, (const char *)p, n);
         p += n;
     }
     return b.p;
@@ -617,7 +642,7 @@ static bool unsafe_cp(uint32_t c)
            (c >= 0x2028 && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069) || c == 0xfeff;
 }
 
-static void tb_escape(tbuf *b, const char *s, size_t len)
+static void tb_escape(util_buf *b, const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     uint32_t cp;
@@ -627,19 +652,19 @@ static void tb_escape(tbuf *b, const char *s, size_t len)
         if (n == 0 || p + n > end) {
             tb_hex(b, *p++);
         } else if (!unsafe_cp(cp)) {
-            tb_add(b, (const char *)p, n);
+            util_buf_add(b, (const char *)p, n);
             p += n;
         } else if (cp < 0x80) {
             static const char *const named[] = {['\n'] = "\\n", ['\t'] = "\\t", ['\r'] = "\\r"};
             if (cp < sizeof named / sizeof named[0] && named[cp] != NULL)
-                tb_add(b, named[cp], 2);
+                util_buf_add(b, named[cp], 2);
             else
                 tb_hex(b, (unsigned char)cp);
             p += n;
         } else {
             char x[16];
             int k = snprintf(x, sizeof x, "\\u{%04x}", (unsigned)cp);
-            tb_add(b, x, (size_t)k);
+            util_buf_add(b, x, (size_t)k);
             p += n;
         }
     }
@@ -647,9 +672,9 @@ static void tb_escape(tbuf *b, const char *s, size_t len)
 
 char *util_escape(const char *s)
 {
-    tbuf b = {0};
+    util_buf b = {0};
 
-    tb_add(&b, "", 0);
+    util_buf_add(&b, "", 0);
     if (s != NULL)
         tb_escape(&b, s, strlen(s));
     return b.p;
@@ -730,11 +755,11 @@ static bool read_spec(const char **p, conv_spec *c, va_list *ap)
 
 /* %s or %c: the argument escaped, then padded as the specification says (widths count
  * bytes, as printf's do). */
-static void put_text_arg(tbuf *b, const conv_spec *c, va_list *ap)
+static void put_text_arg(util_buf *b, const conv_spec *c, va_list *ap)
 {
-    tbuf e = {0};
+    util_buf e = {0};
 
-    tb_add(&e, "", 0);
+    util_buf_add(&e, "", 0);
     if (c->conv == 'c') {
         char ch = (char)va_arg(*ap, int);
         tb_escape(&e, &ch, 1);
@@ -745,17 +770,17 @@ static void put_text_arg(tbuf *b, const conv_spec *c, va_list *ap)
         tb_escape(&e, s, c->prec >= 0 ? strnlen(s, (size_t)c->prec) : strlen(s));
     }
     if (!c->left)
-        for (size_t k = e.n; c->width > 0 && k < (size_t)c->width; k++)
-            tb_add(b, " ", 1);
-    tb_add(b, e.p, e.n);
+        for (size_t k = e.len; c->width > 0 && k < (size_t)c->width; k++)
+            util_buf_add(b, " ", 1);
+    util_buf_add(b, e.p, e.len);
     if (c->left)
-        for (size_t k = e.n; c->width > 0 && k < (size_t)c->width; k++)
-            tb_add(b, " ", 1);
+        for (size_t k = e.len; c->width > 0 && k < (size_t)c->width; k++)
+            util_buf_add(b, " ", 1);
     free(e.p);
 }
 
 /* Any other conversion, handed to snprintf with its own argument. */
-static void put_other_arg(tbuf *b, const conv_spec *c, va_list *ap)
+static void put_other_arg(util_buf *b, const conv_spec *c, va_list *ap)
 {
     char tmp[512];
     int k;
@@ -785,7 +810,7 @@ static void put_other_arg(tbuf *b, const conv_spec *c, va_list *ap)
         break;
     }
     if (k > 0)
-        tb_add(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
+        util_buf_add(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
 }
 
 /*
@@ -794,24 +819,24 @@ static void put_other_arg(tbuf *b, const conv_spec *c, va_list *ap)
  */
 char *util_vasprintf_esc(const char *fmt, va_list ap)
 {
-    tbuf b = {0};
+    util_buf b = {0};
     const char *p = fmt;
     va_list args;
 
     va_copy(args, ap);
-    tb_add(&b, "", 0);
+    util_buf_add(&b, "", 0);
     while (*p != '\0') {
         const char *pct = strchr(p, '%');
         conv_spec c;
 
         if (pct == NULL) {
-            tb_add(&b, p, strlen(p));
+            util_buf_add(&b, p, strlen(p));
             break;
         }
-        tb_add(&b, p, (size_t)(pct - p));
+        util_buf_add(&b, p, (size_t)(pct - p));
         p = pct + 1;
         if (*p == '%') {
-            tb_add(&b, "%", 1);
+            util_buf_add(&b, "%", 1);
             p++;
         } else if (!read_spec(&p, &c, &args)) {
             break;

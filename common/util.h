@@ -19,6 +19,20 @@ char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* A growable list of strings it owns. */
+/* The one growable buffer: bytes, always NUL-terminated, with a hard limit per use
+ * (max, 0 for none) beyond which util_buf_add refuses and appends nothing. */
+typedef struct util_buf {
+    char *p;
+    size_t len, cap, max;
+} util_buf;
+
+bool util_buf_add(util_buf *b, const void *s, size_t n);
+bool util_buf_adds(util_buf *b, const char *s);
+bool util_buf_addc(util_buf *b, char c);
+/* The text (caller frees; "" when nothing was added); the buffer is empty again. */
+char *util_buf_take(util_buf *b);
+void util_buf_free(util_buf *b);
+
 typedef struct util_strv {
     char **v;
     size_t n, cap;

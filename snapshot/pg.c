@@ -71,70 +71,45 @@ typedef struct pg_worker {
 
 /* ---- name patterns ---- */
 
-static void sb_add(char **s, size_t *len, size_t *cap, const char *add, size_t n)
-{
-    while (*len + n + 1 > *cap)
-        *s = xrealloc(*s, *cap = *cap ? *cap * 2 : 64);
-    memcpy(*s + *len, add, n);
-    *len += n;
-    (*s)[*len] = '\0';
-}
-
-typedef struct pat_list {
-    char **v;
-    size_t n;
-} pat_list;
-
+/* A value may hold several patterns separated by spaces or commas (as the command line
+ * has always taken them). */
 static bool pat_add(const char *value, void *arg)
 {
-    pat_list *l = arg;
-    /* a value may hold several patterns separated by spaces or commas */
     char *copy = xstrdup(value), *save = NULL;
 
-    for (char *t = strtok_r(copy, " ,", &save); t != NULL; t = strtok_r(NULL, " ,", &save)) {
-        l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
-        l->v[l->n++] = xstrdup(t);
-    }
+    for (char *t = strtok_r(copy, " ,", &save); t != NULL; t = strtok_r(NULL, " ,", &save))
+        util_strv_push(arg, xstrdup(t));
     free(copy);
     return true;
 }
 
-static void pat_free(pat_list *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
-}
-
 /* The configured patterns: the key as the command line writes it, and its variants. */
-static void source_patterns(const snp_capture *c, const char *const *keys, pat_list *out)
+static void source_patterns(const snp_capture *c, const char *const *keys, util_strv *out)
 {
     for (const char *const *k = keys; *k != NULL; k++)
         snp_source_each(c, *k, pat_add, out);
 }
 
 /* SQL: "AND (...)" restricting nspname/relname to the scope (schemas in, tables out). */
-static char *scope_sql(PGconn *conn, const pat_list *schemas, const pat_list *excl, const char *nsp,
+static char *scope_sql(PGconn *conn, const util_strv *schemas, const util_strv *excl, const char *nsp,
                        const char *rel)
 {
-    char *s = NULL;
-    size_t len = 0, cap = 0;
+    util_buf s = {0};
 
-    sb_add(&s, &len, &cap, "", 0);
     if (schemas->n > 0) {
-        sb_add(&s, &len, &cap, " AND (false", 11);
+        util_buf_adds(&s, " AND (false");
         for (size_t i = 0; i < schemas->n; i++) {
             char *sre, *nre, *lit, *piece;
             pg_pattern_regex(schemas->v[i], &sre, &nre);
             lit = pg_literal(conn, nre); /* a schema pattern's own name part */
             piece = xasprintf(" OR %s ~ %s", nsp, lit);
-            sb_add(&s, &len, &cap, piece, strlen(piece));
+            util_buf_adds(&s, piece);
             free(piece);
             free(lit);
             free(sre);
             free(nre);
         }
-        sb_add(&s, &len, &cap, ")", 1);
+        util_buf_adds(&s, ")");
     }
     for (size_t i = 0; i < excl->n; i++) {
         char *sre, *nre, *slit = NULL, *nlit, *piece;
@@ -146,14 +121,14 @@ static char *scope_sql(PGconn *conn, const pat_list *schemas, const pat_list *ex
         } else {
             piece = xasprintf(" AND NOT (%s ~ %s)", rel, nlit);
         }
-        sb_add(&s, &len, &cap, piece, strlen(piece));
+        util_buf_adds(&s, piece);
         free(piece);
         free(slit);
         free(nlit);
         free(sre);
         free(nre);
     }
-    return s;
+    return util_buf_take(&s);
 }
 
 /* ---- the leader's catalog reads ---- */
@@ -202,23 +177,19 @@ static snap_rc read_tables(pg_cap *cap, PGconn *conn, const char *scope, snap_er
 /* Locks the tables against DROP and ALTER while the snap runs, as pg_dump does. */
 static snap_rc lock_tables(pg_cap *cap, PGconn *conn, snap_err *err)
 {
-    char *s = NULL;
-    size_t len = 0, scap = 0;
+    util_buf s = {0};
     snap_rc rc = SNAP_OK;
 
     for (size_t i = 0; i < cap->ntables && rc == SNAP_OK; i++) {
-        if (len == 0)
-            sb_add(&s, &len, &scap, "LOCK TABLE ONLY ", 16);
-        else
-            sb_add(&s, &len, &scap, ", ", 2);
-        sb_add(&s, &len, &scap, cap->tables[i].qname, strlen(cap->tables[i].qname));
+        util_buf_adds(&s, s.len == 0 ? "LOCK TABLE ONLY " : ", ");
+        util_buf_adds(&s, cap->tables[i].qname);
         if ((i + 1) % 500 == 0 || i + 1 == cap->ntables) {
-            sb_add(&s, &len, &scap, " IN ACCESS SHARE MODE", 21);
-            rc = pg_exec(conn, s, err);
-            len = 0;
+            util_buf_adds(&s, " IN ACCESS SHARE MODE");
+            rc = pg_exec(conn, s.p, err);
+            s.len = 0;
         }
     }
-    free(s);
+    util_buf_free(&s);
     if (rc != SNAP_OK)
         err_prefix(err, "cannot lock the tables");
     return rc;
@@ -233,7 +204,7 @@ static snap_rc read_sequences(PGconn *conn, const char *scope, char **out, size_
                           " WHERE c.relkind = 'S' AND %s%s ORDER BY 1",
                           NOT_SYSTEM_NSP, scope);
     PGresult *res, *v;
-    size_t cap = 0;
+    util_buf b = {0};
     snap_rc rc = pg_query(conn, sql, 0, NULL, &res, err);
 
     free(sql);
@@ -244,7 +215,6 @@ static snap_rc read_sequences(PGconn *conn, const char *scope, char **out, size_
         err_prefix(err, "cannot list sequences");
         return rc;
     }
-    sb_add(out, outlen, &cap, "", 0);
     for (int i = 0; i < PQntuples(res) && rc == SNAP_OK; i++) {
         const char *q = PQgetvalue(res, i, 0);
         char *lit, *line;
@@ -258,13 +228,15 @@ static snap_rc read_sequences(PGconn *conn, const char *scope, char **out, size_
         lit = pg_literal(conn, q);
         line = xasprintf("SELECT pg_catalog.setval(%s, %s, %s);\n", lit, PQgetvalue(v, 0, 0),
                          strcmp(PQgetvalue(v, 0, 1), "t") == 0 ? "true" : "false");
-        sb_add(out, outlen, &cap, line, strlen(line));
+        util_buf_adds(&b, line);
         free(line);
         free(lit);
         PQclear(v);
         (*count)++;
     }
     PQclear(res);
+    *outlen = b.len;
+    *out = util_buf_take(&b);
     return rc;
 }
 
@@ -616,7 +588,7 @@ typedef struct pg_run {
     pg_cap *cap;
     pg_worker *workers;
     PGconn *conn; /* the leader's */
-    const pat_list *schemas, *excl;
+    const util_strv *schemas, *excl;
     arc_writer *lw;
 } pg_run;
 
@@ -656,7 +628,7 @@ static snap_rc worker_done(pool *p, void *arg, size_t worker, snap_err *err)
 
 /* ---- the leader ---- */
 
-static snap_rc dump_schema(pg_cap *cap, PGconn *conn, const pat_list *schemas, const pat_list *excl,
+static snap_rc dump_schema(pg_cap *cap, PGconn *conn, const util_strv *schemas, const util_strv *excl,
                            arc_writer *w, snap_err *err)
 {
     const char *bindir = snp_source_get(cap->c, "pg_bindir");
@@ -789,8 +761,8 @@ static snap_rc read_options(pg_cap *cap, snap_err *err)
 /* The consistent point: a snapshot exported for the workers, and what the manifest says of
  * the server. Names a SQL_ASCII server or the command line hands us may not be UTF-8: the
  * manifest cannot hold them, and a field that is left out fails the revert later. */
-static snap_rc export_snapshot(pg_cap *cap, PGconn *conn, const char *where, const pat_list *schemas,
-                               const pat_list *excl, json_t *info, snap_err *err)
+static snap_rc export_snapshot(pg_cap *cap, PGconn *conn, const char *where, const util_strv *schemas,
+                               const util_strv *excl, json_t *info, snap_err *err)
 {
     PGresult *res = NULL;
     bool bad = false;
@@ -837,7 +809,7 @@ static snap_rc export_snapshot(pg_cap *cap, PGconn *conn, const char *where, con
 
 /* What the snapshot holds: tables (locked against DDL), the database, roles, sequences,
  * large objects; then the items the workers copy. */
-static snap_rc read_catalog(pg_cap *cap, PGconn *conn, const pat_list *schemas, const pat_list *excl, json_t *info,
+static snap_rc read_catalog(pg_cap *cap, PGconn *conn, const util_strv *schemas, const util_strv *excl, json_t *info,
                             char **seq_sql, size_t *seq_len, size_t *nseq, snap_err *err)
 {
     char *scope = scope_sql(conn, schemas, excl, "n.nspname", "c.relname");
@@ -878,7 +850,7 @@ static snap_rc write_meta(pg_cap *cap, arc_writer *lw, json_t *info, const char 
 }
 
 /* The data on the workers, each with a writer of its own, while the leader dumps the DDL. */
-static snap_rc copy_data(pg_cap *cap, PGconn *conn, const pat_list *schemas, const pat_list *excl, arc_writer *lw,
+static snap_rc copy_data(pg_cap *cap, PGconn *conn, const util_strv *schemas, const util_strv *excl, arc_writer *lw,
                          snap_err *err)
 {
     size_t nworkers = (size_t)(cap->ctx->jobs > 0 ? cap->ctx->jobs : 1), nwriters = 0;
@@ -962,7 +934,7 @@ static snap_rc capture(snp_capture *c, snap_err *err)
 {
     pg_cap cap = {0};
     PGconn *conn = NULL;
-    pat_list schemas = {0}, excl = {0};
+    util_strv schemas = {0}, excl = {0};
     static const char *const schema_keys[] = {"schema", "pg_schema", "pg-schema", NULL};
     static const char *const excl_keys[] = {"exclude_table", "pg_exclude_table", "pg-exclude-table", NULL};
     char *seq_sql = NULL, *where = NULL;
@@ -1017,8 +989,8 @@ out:
     arc_writer_free(lw);
     PQfinish(conn);
     cap_free(&cap);
-    pat_free(&schemas);
-    pat_free(&excl);
+    util_strv_free(&schemas);
+    util_strv_free(&excl);
     free(seq_sql);
     free(where);
     return rc;

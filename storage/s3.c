@@ -76,7 +76,7 @@ static snap_rc s3_delete_object(s3_drv *d, const char *okey, snap_err *err)
 }
 
 /* GET of a whole object into memory, at most max bytes. */
-static snap_rc s3_get_small(s3_drv *d, const char *okey, size_t max, s3_buf *out, snap_err *err)
+static snap_rc s3_get_small(s3_drv *d, const char *okey, size_t max, util_buf *out, snap_err *err)
 {
     s3_req q = {.method = "GET", .okey = okey};
     snap_rc rc = s3_request(d, &q, 0, err);
@@ -180,7 +180,7 @@ snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t 
     snap_rc rc;
     int attempts = 0;
     char md5hex[33], etag[128];
-    s3_buf back = {0};
+    util_buf back = {0};
 
     if ((rc = probe_create_only(d, err)) != SNAP_OK)
         return rc;
@@ -213,7 +213,7 @@ snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t 
     if (back.len != len || (len > 0 && memcmp(back.p, buf, len) != 0))
         rc = err_set(err, SNAP_ECONFLICT, 0,
                      "s3://%s/%s was written by another writer at the same time", d->bucket, okey);
-    s3_buf_free(&back);
+    util_buf_free(&back);
     return rc;
 }
 

@@ -65,11 +65,6 @@ typedef struct s3_drv {
     s3_check check_forced; /* from [store] create_only_check, UNKNOWN for auto */
 } s3_drv;
 
-typedef struct s3_buf {
-    char *p;
-    size_t len, cap;
-} s3_buf;
-
 typedef struct s3_req s3_req;
 
 struct s3_req {
@@ -98,7 +93,7 @@ struct s3_req {
     long status;
     CURLcode curl_rc;
     char curl_msg[CURL_ERROR_SIZE];
-    s3_buf resp;
+    util_buf resp;
     char etag[128];
     char bucket_region[64];
     uint64_t content_length;
@@ -112,8 +107,6 @@ struct s3_req {
 
 
 /* s3_request.c */
-void s3_buf_add(s3_buf *b, const void *s, size_t n);
-void s3_buf_free(s3_buf *b);
 void s3_md5(const void *buf, size_t len, char out[25], char hexout[33]);
 char *s3_okey(const s3_drv *d, const char *key);
 snap_rc s3_check_key(const char *key, snap_err *err);

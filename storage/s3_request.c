@@ -7,26 +7,6 @@
 
 /* ---------------------------------------------------------------- small helpers */
 
-void s3_buf_add(s3_buf *b, const void *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->p = xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void s3_buf_free(s3_buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
 void s3_md5(const void *buf, size_t len, char out[25], char hexout[33])
 {
     unsigned char d[16];
@@ -155,7 +135,7 @@ static size_t write_body(char *src, size_t size, size_t nmemb, void *arg)
         return q->sink(src, n, q->sink_arg);
     if (q->resp.len + n > 64 * MIB) /* no listing or error is this large */
         return 0;
-    s3_buf_add(&q->resp, src, n);
+    util_buf_add(&q->resp, src, n);
     return n;
 }
 
@@ -250,11 +230,11 @@ void s3_parse_response_int(const char *buf, size_t len, long *status, char code[
         if (blank)
             break;
     }
-    s3_buf_add(&q.resp, buf, len);
+    util_buf_add(&q.resp, buf, len);
     parse_error_body(&q);
     *status = q.status;
     snprintf(code, 64, "%s", q.err_code);
-    s3_buf_free(&q.resp);
+    util_buf_free(&q.resp);
 }
 
 static struct curl_slist *add_header(struct curl_slist *l, sigv4_header *h, size_t *n,
@@ -283,7 +263,7 @@ static void attempt(s3_drv *d, CURL *h, s3_req *q, const char *url, const char *
     body_cursor cur = {q->body, q->body, q->body_len, q->body_len};
     char *auth, *line;
 
-    s3_buf_free(&q->resp);
+    util_buf_free(&q->resp);
     q->status = 0;
     q->etag[0] = q->bucket_region[0] = q->err_code[0] = q->err_msg[0] = q->curl_msg[0] = '\0';
     q->have_length = q->have_total = false;
@@ -522,5 +502,5 @@ snap_rc s3_request(s3_drv *d, s3_req *q, long ok_also, snap_err *err)
 
 void s3_req_done(s3_req *q)
 {
-    s3_buf_free(&q->resp);
+    util_buf_free(&q->resp);
 }

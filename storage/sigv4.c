@@ -9,43 +9,6 @@
 
 #include "../common/util.h"
 
-/* A growing string: the canonical request is built piece by piece. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->p = xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_add(sbuf *b, const char *s)
-{
-    sb_addn(b, s, strlen(s));
-}
-
-static void sb_addc(sbuf *b, char c)
-{
-    sb_addn(b, &c, 1);
-}
-
-static char *sb_take(sbuf *b)
-{
-    if (b->p == NULL)
-        return xstrdup("");
-    return b->p;
-}
-
 static void hex(const unsigned char *d, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
@@ -94,17 +57,17 @@ static bool unreserved(unsigned char c)
 char *sigv4_uri_encode(const char *s, bool keep_slash)
 {
     static const char digits[] = "0123456789ABCDEF";
-    sbuf b = {0};
+    util_buf b = {0};
 
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (unreserved(*p) || (keep_slash && *p == '/')) {
-            sb_addc(&b, (char)*p);
+            util_buf_addc(&b, (char)*p);
         } else {
             char e[3] = {'%', digits[*p >> 4], digits[*p & 15]};
-            sb_addn(&b, e, 3);
+            util_buf_add(&b, e, 3);
         }
     }
-    return sb_take(&b);
+    return util_buf_take(&b);
 }
 
 typedef struct enc_param {
@@ -122,7 +85,7 @@ static int cmp_param(const void *a, const void *b)
 char *sigv4_query(const sigv4_param *p, size_t n)
 {
     enc_param *e = xcalloc(n ? n : 1, sizeof *e);
-    sbuf b = {0};
+    util_buf b = {0};
 
     for (size_t i = 0; i < n; i++) {
         e[i].name = sigv4_uri_encode(p[i].name, false);
@@ -131,15 +94,15 @@ char *sigv4_query(const sigv4_param *p, size_t n)
     qsort(e, n, sizeof *e, cmp_param);
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
-            sb_addc(&b, '&');
-        sb_add(&b, e[i].name);
-        sb_addc(&b, '=');
-        sb_add(&b, e[i].value);
+            util_buf_addc(&b, '&');
+        util_buf_adds(&b, e[i].name);
+        util_buf_addc(&b, '=');
+        util_buf_adds(&b, e[i].value);
         free(e[i].name);
         free(e[i].value);
     }
     free(e);
-    return sb_take(&b);
+    return util_buf_take(&b);
 }
 
 typedef struct canon_header {
@@ -185,42 +148,42 @@ static void free_headers(canon_header *h, size_t n)
     free(h);
 }
 
-static void add_signed_headers(sbuf *b, const canon_header *h, size_t n)
+static void add_signed_headers(util_buf *b, const canon_header *h, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
-            sb_addc(b, ';');
-        sb_add(b, h[i].name);
+            util_buf_addc(b, ';');
+        util_buf_adds(b, h[i].name);
     }
 }
 
 char *sigv4_signed_headers(const sigv4_request *r)
 {
     canon_header *h = canon_headers(r);
-    sbuf b = {0};
+    util_buf b = {0};
 
     add_signed_headers(&b, h, r->nheaders);
     free_headers(h, r->nheaders);
-    return sb_take(&b);
+    return util_buf_take(&b);
 }
 
 char *sigv4_canonical_request(const sigv4_request *r)
 {
     canon_header *h = canon_headers(r);
-    sbuf b = {0};
+    util_buf b = {0};
 
-    sb_add(&b, r->method);
-    sb_addc(&b, '\n');
-    sb_add(&b, r->path && r->path[0] ? r->path : "/");
-    sb_addc(&b, '\n');
-    sb_add(&b, r->query ? r->query : "");
-    sb_addc(&b, '\n');
+    util_buf_adds(&b, r->method);
+    util_buf_addc(&b, '\n');
+    util_buf_adds(&b, r->path && r->path[0] ? r->path : "/");
+    util_buf_addc(&b, '\n');
+    util_buf_adds(&b, r->query ? r->query : "");
+    util_buf_addc(&b, '\n');
     for (size_t i = 0; i < r->nheaders; i++) {
         /* Sequential blanks inside a value become one, as the specification asks. */
         bool blank = false;
 
-        sb_add(&b, h[i].name);
-        sb_addc(&b, ':');
+        util_buf_adds(&b, h[i].name);
+        util_buf_addc(&b, ':');
         for (size_t j = 0; j < h[i].vlen; j++) {
             char c = h[i].value[j];
             if (c == ' ' || c == '\t') {
@@ -228,18 +191,18 @@ char *sigv4_canonical_request(const sigv4_request *r)
                 continue;
             }
             if (blank)
-                sb_addc(&b, ' ');
+                util_buf_addc(&b, ' ');
             blank = false;
-            sb_addc(&b, c);
+            util_buf_addc(&b, c);
         }
-        sb_addc(&b, '\n');
+        util_buf_addc(&b, '\n');
     }
-    sb_addc(&b, '\n');
+    util_buf_addc(&b, '\n');
     add_signed_headers(&b, h, r->nheaders);
-    sb_addc(&b, '\n');
-    sb_add(&b, r->payload_hash);
+    util_buf_addc(&b, '\n');
+    util_buf_adds(&b, r->payload_hash);
     free_headers(h, r->nheaders);
-    return sb_take(&b);
+    return util_buf_take(&b);
 }
 
 char *sigv4_string_to_sign(const sigv4_request *r, const char *canonical_request)
