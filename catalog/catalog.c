@@ -95,34 +95,13 @@ snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err)
     return rc;
 }
 
-typedef struct names {
-    char **v;
-    size_t n, cap;
-} names;
-
-static void names_add(names *l, const char *s)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 32;
-        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
-    }
-    l->v[l->n++] = xstrdup(s);
-}
-
-static void names_free(names *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
-}
-
 static bool collect_manifest(const stg_entry *e, void *arg)
 {
     size_t n = strlen(e->key);
 
     if (n > 13 && strcmp(e->key + n - 5, ".json") == 0 && strchr(e->key + 8, '/') == NULL) {
         char *name = strndup(e->key + 8, n - 13); /* catalog/ NAME .json */
-        names_add(arg, name);
+        util_strv_push(arg, xstrdup(name));
         free(name);
     }
     return true;
@@ -136,7 +115,7 @@ static int by_time(const void *a, const void *b)
 
 snap_rc cat_list(stg *s, cat_manifest ***out, size_t *n, snap_err *err)
 {
-    names l = {0};
+    util_strv l = {0};
     cat_manifest **v;
     size_t k = 0;
     snap_rc rc = stg_list(s, "catalog/", collect_manifest, &l, err);
@@ -144,7 +123,7 @@ snap_rc cat_list(stg *s, cat_manifest ***out, size_t *n, snap_err *err)
     *out = NULL;
     *n = 0;
     if (rc != SNAP_OK) {
-        names_free(&l);
+        util_strv_free(&l);
         return rc;
     }
     v = xcalloc(l.n + 1, sizeof *v);
@@ -158,11 +137,11 @@ snap_rc cat_list(stg *s, cat_manifest ***out, size_t *n, snap_err *err)
         else {
             *err = e;
             cat_list_free(v, k);
-            names_free(&l);
+            util_strv_free(&l);
             return rc;
         }
     }
-    names_free(&l);
+    util_strv_free(&l);
     qsort(v, k, sizeof *v, by_time);
     *out = v;
     *n = k;
@@ -374,7 +353,7 @@ snap_rc cat_prune(stg *s, const cat_retention *policy, const char *const *labels
 }
 
 typedef struct data_ids {
-    names ids;
+    util_strv ids;
     uint64_t bytes;
 } data_ids;
 
@@ -392,7 +371,7 @@ static bool collect_id(const stg_entry *e, void *arg)
         for (size_t i = 0; i < d->ids.n && !seen; i++)
             seen = strcmp(d->ids.v[i], s) == 0;
         if (!seen)
-            names_add(&d->ids, s);
+            util_strv_push(&d->ids, xstrdup(s));
     }
     free(s);
     return true;
@@ -432,7 +411,7 @@ snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_
     json_object_set_new(report, "unfinished_uploads", json_integer(temps));
     json_object_set_new(report, "dry_run", json_boolean(dry_run));
     cat_list_free(list, n);
-    names_free(&d.ids);
+    util_strv_free(&d.ids);
     return rc;
 }
 

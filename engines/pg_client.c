@@ -642,29 +642,19 @@ out:
     return rc;
 }
 
-static void sb_add(char **s, size_t *len, size_t *cap, const char *add, size_t n)
-{
-    while (*len + n + 1 > *cap)
-        *s = xrealloc(*s, *cap = *cap ? *cap * 2 : 64);
-    memcpy(*s + *len, add, n);
-    *len += n;
-    (*s)[*len] = '\0';
-}
-
 void pg_pattern_regex(const char *pattern, char **schema_re, char **name_re)
 {
-    char *part[2] = {NULL, NULL};
-    size_t len[2] = {0, 0}, cap[2] = {0, 0};
+    util_buf part[2] = {{0}, {0}};
     int cur = 0;
     bool quoted = false;
 
     for (int i = 0; i < 2; i++)
-        sb_add(&part[i], &len[i], &cap[i], "^(", 2);
+        util_buf_adds(&part[i], "^(");
     for (const char *p = pattern; *p; p++) {
         char ch = *p;
         if (ch == '"') {
             if (quoted && p[1] == '"') {
-                sb_add(&part[cur], &len[cur], &cap[cur], "\"", 1);
+                util_buf_addc(&part[cur], '"');
                 p++;
             } else {
                 quoted = !quoted;
@@ -672,25 +662,25 @@ void pg_pattern_regex(const char *pattern, char **schema_re, char **name_re)
         } else if (!quoted && ch == '.' && cur == 0) {
             cur = 1;
         } else if (!quoted && ch == '*') {
-            sb_add(&part[cur], &len[cur], &cap[cur], ".*", 2);
+            util_buf_adds(&part[cur], ".*");
         } else if (!quoted && ch == '?') {
-            sb_add(&part[cur], &len[cur], &cap[cur], ".", 1);
+            util_buf_adds(&part[cur], ".");
         } else {
             char lower = quoted ? ch : (char)tolower((unsigned char)ch);
             if (strchr("|*+?()[]{}.^$\\", lower) != NULL)
-                sb_add(&part[cur], &len[cur], &cap[cur], "\\", 1);
-            sb_add(&part[cur], &len[cur], &cap[cur], &lower, 1);
+                util_buf_adds(&part[cur], "\\");
+            util_buf_addc(&part[cur], lower);
         }
     }
     for (int i = 0; i < 2; i++)
-        sb_add(&part[i], &len[i], &cap[i], ")$", 2);
+        util_buf_adds(&part[i], ")$");
     if (cur == 1) {
-        *schema_re = part[0];
-        *name_re = part[1];
+        *schema_re = util_buf_take(&part[0]);
+        *name_re = util_buf_take(&part[1]);
     } else {
         *schema_re = NULL;
-        *name_re = part[0];
-        free(part[1]);
+        *name_re = util_buf_take(&part[0]);
+        util_buf_free(&part[1]);
     }
 }
 
