@@ -85,8 +85,7 @@ typedef struct resp {
     char digest[IMG_DIGEST_MAX + 1];
     char *ctype;
     char *challenge; /* the WWW-Authenticate we understand (Bearer or Basic) */
-    char *body;
-    size_t len, cap, max;
+    util_buf body; /* with its limit: the largest answer this request takes */
     bool too_big;
 } resp;
 
@@ -100,7 +99,7 @@ static void resp_reset(resp *r)
 {
     free(r->ctype);
     free(r->challenge);
-    free(r->body);
+    util_buf_free(&r->body);
     memset(r, 0, sizeof *r);
 }
 
@@ -588,19 +587,10 @@ static size_t on_body(char *buf, size_t size, size_t nitems, void *arg)
     resp *r = arg;
     size_t n = size * nitems;
 
-    if (r->len + n > r->max) {
+    if (!util_buf_add(&r->body, buf, n)) {
         r->too_big = true;
         return 0;
     }
-    if (r->len + n + 1 > r->cap) {
-        r->cap = (r->len + n + 1) * 2;
-        if (r->cap > r->max + 1)
-            r->cap = r->max + 1;
-        r->body = xrealloc(r->body, r->cap);
-    }
-    memcpy(r->body + r->len, buf, n);
-    r->len += n;
-    r->body[r->len] = '\0';
     return n;
 }
 
@@ -626,7 +616,7 @@ static CURLcode perform(worker *wk, const char *url, bool head, bool plain_ok, b
     char *acc = NULL;
 
     resp_reset(r);
-    r->max = max;
+    r->body.max = max;
     http_opts ho = {.protocols = plain_ok ? "http,https" : "https",
                     .follow_redirects = true,
                     .timeout_ms = c->opts.timeout_ms > 0 ? c->opts.timeout_ms : 30000L,
@@ -833,14 +823,14 @@ static snap_rc token_fetch(worker *wk, const host_view *hv, const char *api, con
                      image, domain, r.status);
         goto out;
     }
-    if (!reg_parse_token_int(r.body ? r.body : "", r.len, value, ttl)) {
+    if (!reg_parse_token_int(r.body.p ? r.body.p : "", r.body.len, value, ttl)) {
         rc = err_set(err, SNAP_EFAIL, 0, "image %s: the token service of registry %s sent no token",
                      image, domain);
         goto out;
     }
 out:
-    if (r.body != NULL)
-        OPENSSL_cleanse(r.body, r.len);
+    if (r.body.p != NULL)
+        OPENSSL_cleanse(r.body.p, r.body.len);
     resp_reset(&r);
     curl_free(rhost);
     curl_free(rscheme);
@@ -1128,12 +1118,12 @@ static void run_job(worker *wk, reg_job *j)
         } else {
             char hex[65];
             util_sha256 *sh = util_sha256_new();
-            util_sha256_update(sh, r.body ? r.body : "", r.len);
+            util_sha256_update(sh, r.body.p ? r.body.p : "", r.body.len);
             util_sha256_final(sh, hex);
             snprintf(j->resolved, sizeof j->resolved, "sha256:%s", hex);
         }
     }
-    if (!hash_matches(j->resolved, r.body ? r.body : "", r.len)) {
+    if (!hash_matches(j->resolved, r.body.p ? r.body.p : "", r.body.len)) {
         j->rc = err_set(&j->err, SNAP_EVERIFY, 0,
                         "image %s: the manifest registry %s sent does not match digest %s", image,
                         domain, j->resolved);
@@ -1141,7 +1131,7 @@ static void run_job(worker *wk, reg_job *j)
         goto out;
     }
     json_error_t jerr;
-    doc = json_loadb(r.body ? r.body : "", r.len, 0, &jerr);
+    doc = json_loadb(r.body.p ? r.body.p : "", r.body.len, 0, &jerr);
     if (!json_is_object(doc)) {
         j->rc = err_set(&j->err, SNAP_EFAIL, 0, "image %s: the manifest from registry %s is not a JSON object",
                         image, domain);
@@ -1149,9 +1139,8 @@ static void run_job(worker *wk, reg_job *j)
     }
     const char *mt = json_string_value(json_object_get(doc, "mediaType"));
     j->media_type = xstrdup(mt != NULL ? mt : r.ctype != NULL ? r.ctype : "");
-    j->manifest = r.body ? r.body : xstrdup("");
-    j->manifest_len = r.len;
-    r.body = NULL;
+    j->manifest_len = r.body.len;
+    j->manifest = util_buf_take(&r.body);
 out:
     json_decref(doc);
     resp_reset(&r);
