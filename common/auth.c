@@ -30,17 +30,6 @@ struct auth_keyring {
     size_t n;
 };
 
-static void to_hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 auth_keyring *auth_keyring_new(void)
 {
     return xcalloc(1, sizeof(auth_keyring));
@@ -85,7 +74,7 @@ void auth_key_id(const unsigned char *key, size_t len, char id[AUTH_KEY_ID_LEN +
 
     if (EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL) != 1)
         abort();
-    to_hex(md, mdlen, hex);
+    util_hex(md, mdlen, hex);
     memcpy(id, hex, AUTH_KEY_ID_LEN);
     id[AUTH_KEY_ID_LEN] = '\0';
 }
@@ -97,7 +86,7 @@ void auth_hmac_hex(const unsigned char *key, size_t keylen, const void *msg, siz
 
     if (HMAC(EVP_sha256(), key, (int)keylen, msg, len, md, &mdlen) == NULL || mdlen != 32)
         abort();
-    to_hex(md, mdlen, hex);
+    util_hex(md, mdlen, hex);
 }
 
 char *auth_canonical(const json_t *doc)

@@ -496,14 +496,25 @@ void util_sha256_update(util_sha256 *h, const void *buf, size_t len)
     EVP_DigestUpdate(h->md, buf, len);
 }
 
+void util_hex(const void *bytes, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *b = bytes;
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 void util_sha256_final(util_sha256 *h, char hex[65])
 {
     unsigned char d[32];
     unsigned int n = 0;
 
     EVP_DigestFinal_ex(h->md, d, &n);
-    for (unsigned i = 0; i < 32; i++)
-        sprintf(hex + 2 * i, "%02x", d[i]);
+    util_hex(d, 32, hex);
     util_sha256_free(h);
 }
 

@@ -93,6 +93,8 @@ time_t util_parse_time(const char *s, const char **rest);
 /* The whole of s is such a time, ending in Z. */
 bool util_parse_iso8601(const char *s, time_t *out);
 
+/* n bytes as 2n lowercase hex digits; out holds 2n+1. */
+void util_hex(const void *bytes, size_t n, char *out);
 /* n random bytes as 2n lowercase hex digits (out holds 2n+1). */
 void util_random_hex(char *out, size_t nbytes);
 

@@ -9,17 +9,6 @@
 
 #include "../common/util.h"
 
-static void hex(const unsigned char *d, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[d[i] >> 4];
-        out[2 * i + 1] = digits[d[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 void sigv4_sha256_hex(const void *buf, size_t len, char out[65])
 {
     unsigned char d[32];
@@ -27,7 +16,7 @@ void sigv4_sha256_hex(const void *buf, size_t len, char out[65])
 
     if (EVP_Digest(buf, len, d, &n, EVP_sha256(), NULL) != 1 || n != 32)
         abort(); /* only fails when OpenSSL is out of memory */
-    hex(d, 32, out);
+    util_hex(d, 32, out);
 }
 
 static void hmac(const void *key, size_t keylen, const char *msg, unsigned char out[32])
@@ -241,7 +230,7 @@ void sigv4_signature(const sigv4_request *r, const char *secret, char out[65])
     snprintf(date8, sizeof date8, "%.8s", r->amz_date);
     sigv4_signing_key(secret, date8, r->region, r->service, key);
     hmac(key, 32, sts, sig);
-    hex(sig, 32, out);
+    util_hex(sig, 32, out);
     OPENSSL_cleanse(key, sizeof key);
     free(creq);
     free(sts);
