@@ -396,9 +396,10 @@ snap_rc pg_query(PGconn *conn, const char *sql, int nparams, const char *const *
     return err->code;
 }
 
-char *pg_ident(PGconn *conn, const char *s)
+/* libpq's quoted text in our allocator's memory (it fails only when out of memory). */
+static char *from_libpq(char *q)
 {
-    char *q = PQescapeIdentifier(conn, s, strlen(s)), *r;
+    char *r;
 
     if (q == NULL)
         abort();
@@ -407,15 +408,14 @@ char *pg_ident(PGconn *conn, const char *s)
     return r;
 }
 
+char *pg_ident(PGconn *conn, const char *s)
+{
+    return from_libpq(PQescapeIdentifier(conn, s, strlen(s)));
+}
+
 char *pg_literal(PGconn *conn, const char *s)
 {
-    char *q = PQescapeLiteral(conn, s, strlen(s)), *r;
-
-    if (q == NULL)
-        abort();
-    r = xstrdup(q);
-    PQfreemem(q);
-    return r;
+    return from_libpq(PQescapeLiteral(conn, s, strlen(s)));
 }
 
 int pg_tmpfile(char **path, snap_err *err)

@@ -705,6 +705,15 @@ bool reg_parse_token_int(const char *body, size_t len, char **value, long *ttl)
     return ok;
 }
 
+/* A registry that asked for credentials this host does not have for it. */
+static snap_rc no_credentials(const char *image, const char *domain, snap_err *err)
+{
+    err_set(err, SNAP_EUNREACH, 0, "image %s: registry %s requires credentials", image, domain);
+    err_hint(err, "log in with `docker login %s` (or set DOCKER_CONFIG to a directory whose config.json has them)",
+             domain);
+    return SNAP_EUNREACH;
+}
+
 /* Whether hostport (host[:port], IPv6 in brackets) names host, whatever the port. */
 static bool same_host(const char *hostport, const char *name)
 {
@@ -811,10 +820,7 @@ static snap_rc token_fetch(worker *wk, const host_view *hv, const char *api, con
                          "host, which gets no credentials", image, hp, domain);
             err_hint(err, "if %s is truly the token service of %s, name it in token_hosts", hp, domain);
         } else {
-            rc = err_set(err, SNAP_EUNREACH, 0, "image %s: registry %s requires credentials",
-                         image, domain);
-            err_hint(err, "log in with `docker login %s` (or set DOCKER_CONFIG to a directory "
-                          "whose config.json has them)", domain);
+            rc = no_credentials(image, domain, err);
         }
         goto out;
     }
@@ -1022,10 +1028,7 @@ static snap_rc manifest_request(worker *wk, const img_ref *ref, const char *refe
                 err_hint(err, "log in again with `docker login %s`, or fix its entry in %s",
                          domain, cr->source);
             } else {
-                rc = err_set(err, SNAP_EUNREACH, 0, "image %s: registry %s requires credentials",
-                             image, domain);
-                err_hint(err, "log in with `docker login %s` (or set DOCKER_CONFIG to a directory "
-                              "whose config.json has them)", domain);
+                rc = no_credentials(image, domain, err);
             }
             goto out;
         }
