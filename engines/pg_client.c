@@ -396,7 +396,7 @@ snap_rc pg_query(PGconn *conn, const char *sql, int nparams, const char *const *
     return err->code;
 }
 
-/* libpq's quoted text in our allocator's memory (it fails only when out of memory). */
+/* libpq's quoted text, copied into our allocator's memory. */
 static char *from_libpq(char *q)
 {
     char *r;
