@@ -369,11 +369,22 @@ static snap_rc trusted_entry(const char *path, const char *what, const char *of,
     return SNAP_OK;
 }
 
+/* Every directory above path, up to /: if another user could rename or replace one, they
+ * could swap what the path leads to between our check and our open. */
 static snap_rc trusted_place(const char *path, const char *what, const char *of, snap_rc code, snap_err *err)
 {
     char *dir = util_dirname(path);
-    snap_rc rc = trusted_entry(dir, what, of, true, code, err);
+    snap_rc rc = SNAP_OK;
 
+    while (rc == SNAP_OK) {
+        char *up;
+        rc = trusted_entry(dir, what, of, true, code, err);
+        if (strcmp(dir, "/") == 0 || strcmp(dir, ".") == 0)
+            break;
+        up = util_dirname(dir);
+        free(dir);
+        dir = up;
+    }
     free(dir);
     return rc;
 }

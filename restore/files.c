@@ -75,12 +75,28 @@ static bool option_on(rst_target *t, const char *key)
     return v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0);
 }
 
-/* Device nodes, FIFOs, sockets and set-user/group-ID files: restored only when trusted. */
+/* File capabilities (security.capability) make a program as powerful as set-user-ID root. */
+static bool has_capabilities(struct archive_entry *e)
+{
+    const char *name;
+    const void *value;
+    size_t size;
+    bool found = false;
+
+    archive_entry_xattr_reset(e);
+    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK)
+        found = found || (name != NULL && strcmp(name, "security.capability") == 0);
+    archive_entry_xattr_reset(e);
+    return found;
+}
+
+/* Device nodes, FIFOs, sockets, set-user/group-ID files and files with capabilities:
+ * restored only when trusted. */
 static bool is_special(struct archive_entry *e)
 {
     mode_t type = archive_entry_filetype(e);
     return type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK ||
-           (type == AE_IFREG && (archive_entry_perm(e) & (S_ISUID | S_ISGID)) != 0);
+           (type == AE_IFREG && (archive_entry_perm(e) & (S_ISUID | S_ISGID)) != 0) || has_capabilities(e);
 }
 
 static bool special_allowed(rst_target *t)
@@ -587,6 +603,13 @@ static void set_fflags(stage *s, int fd, const char *name, unsigned long set, un
 {
     int flags = 0;
 
+    /* Immutable and append-only would stop the cut-over and the removal of what this
+     * revert stages or displaces: only a trusted snapshot may ask for them. */
+    if (!s->allow_special && (set & (FS_IMMUTABLE_FL | FS_APPEND_FL)) != 0) {
+        log_warn(s->ctx, "%s: not restoring its immutable or append-only flag (the snapshot is not authenticated; "
+                         "--allow-special-files restores it)", name);
+        set &= ~(unsigned long)(FS_IMMUTABLE_FL | FS_APPEND_FL);
+    }
     if (set == 0 && clear == 0)
         return;
     if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0)
@@ -728,6 +751,8 @@ snap_rc rst_files_locate_int(const json_t *rts, const char *name, bool dir, size
     r = root_of(rts, name, &rest);
     if (r == NULL)
         return refuse(err, name, "it is outside the captured paths");
+    if (rget(r, "type") != NULL && strcmp(rget(r, "type"), "absent") == 0)
+        return refuse(err, name, "the manifest says its root did not exist");
     for (*root = 0; json_array_get(rts, *root) != r; (*root)++)
         ;
     if (*rest == '/')
@@ -809,7 +834,7 @@ static snap_rc make_node(stage *s, int dfd, const char *base, struct archive_ent
         return err_sys(err, SNAP_EFAIL, "cannot create %s", name);
     if (s->owner)
         fchownat(dfd, base, entry_uid(s, e), entry_gid(s, e), AT_SYMLINK_NOFOLLOW);
-    fchmodat(dfd, base, archive_entry_perm(e) & 07777, 0);
+    fchmodat(dfd, base, archive_entry_perm(e) & 07777, AT_SYMLINK_NOFOLLOW); /* never through a link */
     utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW);
     return SNAP_OK;
 }
@@ -829,7 +854,9 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
         return rc;
     if (is_special(e) && !s->allow_special) {
         err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': %s", name,
-                type == AE_IFREG ? "a set-user-ID or set-group-ID file" : "a device node, FIFO or socket");
+                type != AE_IFREG       ? "a device node, FIFO or socket"
+                : has_capabilities(e)  ? "a file with capabilities (security.capability)"
+                                       : "a set-user-ID or set-group-ID file");
         err_hint(err, "the snapshot is not authenticated; pass --allow-special-files if it is trusted and "
                       "such files are expected; nothing was changed");
         return SNAP_EVERIFY;
@@ -1096,8 +1123,11 @@ static snap_rc make_links(stage *s, snap_err *err)
             continue; /* made as a symlink */
         int tfd = open_parent(s, l->troot, l->trel, false, l->target, &tbase, err);
         int dfd = tfd >= 0 ? open_parent(s, l->root, l->rel, true, l->name, &base, err) : -1;
+        struct stat st;
         if (tfd < 0 || dfd < 0)
             rc = err->code;
+        else if (fstatat(tfd, tbase, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+            rc = refuse(err, l->name, "a hard link to a symlink that was not judged"); /* never: they are made as symlinks */
         else if (linkat(tfd, tbase, dfd, base, 0) != 0)
             rc = err_sys(err, errno == ENOENT ? SNAP_EVERIFY : SNAP_EFAIL, "cannot link %s to %s", l->name,
                          l->target);
@@ -1228,28 +1258,32 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
      * from where it is. Then every symlink is judged, and the counts checked, before
      * any link is made.
      */
+    /* Until none is left: a link to a link to a symlink is a symlink too. */
+    for (size_t nmore = 1; nmore > 0 && rc == SNAP_OK;) {
+        sym_todo *more = xcalloc(s.ntodo + 1, sizeof *more);
+        if (s.nsyms > 0)
+            qsort(s.syms, s.nsyms, sizeof *s.syms, sym_cmp);
+        nmore = 0;
+        for (i = 0; i < s.ntodo; i++) {
+            link_todo *l = &s.todo[i];
+            const sym_todo *first = l->rel != NULL ? sym_get(&s, l->troot, l->trel) : NULL;
+            if (first == NULL)
+                continue;
+            more[nmore] = *first;
+            more[nmore].root = l->root;
+            more[nmore].rel = l->rel;
+            more[nmore].name = l->name;
+            more[nmore++].target = xstrdup(first->target);
+            l->rel = l->name = NULL; /* now the symlink's */
+        }
+        s.syms = xrealloc(s.syms, (s.nsyms + nmore + 1) * sizeof *s.syms);
+        if (nmore > 0)
+            memcpy(s.syms + s.nsyms, more, nmore * sizeof *more);
+        s.nsyms += nmore;
+        free(more);
+    }
     if (s.nsyms > 0)
         qsort(s.syms, s.nsyms, sizeof *s.syms, sym_cmp);
-    sym_todo *more = xcalloc(s.ntodo + 1, sizeof *more);
-    size_t nmore = 0;
-    for (i = 0; i < s.ntodo && rc == SNAP_OK; i++) {
-        link_todo *l = &s.todo[i];
-        const sym_todo *first = sym_get(&s, l->troot, l->trel);
-        if (first == NULL)
-            continue;
-        more[nmore] = *first;
-        more[nmore].root = l->root;
-        more[nmore].rel = l->rel;
-        more[nmore].name = l->name;
-        more[nmore++].target = xstrdup(first->target);
-        l->rel = l->name = NULL; /* now the symlink's */
-    }
-    s.syms = xrealloc(s.syms, (s.nsyms + nmore + 1) * sizeof *s.syms);
-    if (nmore > 0)
-        memcpy(s.syms + s.nsyms, more, nmore * sizeof *more);
-    s.nsyms += nmore;
-    free(more);
-    qsort(s.syms, s.nsyms, sizeof *s.syms, sym_cmp);
     for (i = 0; i < s.nsyms && rc == SNAP_OK && !s.allow_external; i++) {
         if (!sym_inside(&s, s.syms[i].root, s.syms[i].rel)) {
             rc = err_set(err, SNAP_EVERIFY, 0, "refusing symlink /%s -> %s: it points outside %s", s.syms[i].name,

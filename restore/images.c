@@ -59,7 +59,9 @@ static snap_rc client_for(rst_target *t, reg_client **out, int *workers, snap_er
 {
     snap_ctx *ctx = rst_ctx(t);
     char *section = xasprintf("source %s", rst_component_name(t));
-    json_t *ins = json_deep_copy(json_object_get(info_of(t), "insecure_registries"));
+    /* Registries reached without TLS checks: the configuration's, and the snapshot's own
+     * only when it is authenticated, since they decide where credentials may go. */
+    json_t *ins = rst_trusted(t) ? json_deep_copy(json_object_get(info_of(t), "insecure_registries")) : NULL;
     const char **v = NULL, **tv = NULL;
     json_t *toks = json_array();
     reg_opts o = {0};

@@ -654,7 +654,9 @@ typedef struct path_match {
 static bool match_path(const char *value, void *arg)
 {
     path_match *pm = arg;
-    char *abs = util_abspath(value);
+    /* Only an absolute path names a target: a relative one would depend on where revert
+     * runs, so a manifest could make it name any directory of that name. */
+    char *abs = value[0] == '/' ? util_abspath(value) : NULL;
 
     pm->found = abs != NULL && strcmp(abs, pm->path) == 0;
     free(abs);

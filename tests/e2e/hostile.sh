@@ -122,6 +122,35 @@ J
     unchanged
 }
 
+# A link to a link to a symlink: the symlink's third name must be judged from where it is.
+case_hardlink_chain_to_symlink() {
+    setup "$1"
+    craft <<J
+[{"name": "$R", "type": "dir"}, {"name": "$R/a", "type": "dir"},
+ {"name": "$R/a/s", "type": "symlink", "target": "../sib/secret"},
+ {"name": "$R/a/l1", "type": "hardlink", "target": "$R/a/s"},
+ {"name": "$R/l2", "type": "hardlink", "target": "$R/a/l1"}]
+J
+    before
+    revert_p1 5
+    expect_err "refusing symlink /$R/l2 -> ../sib/secret: it points outside $LIVE"
+    unchanged
+}
+
+# File capabilities make a program as strong as set-user-ID root.
+case_capabilities() {
+    setup "$1"
+    craft <<J
+[{"name": "$R", "type": "dir"},
+ {"name": "$R/tool", "type": "file", "data": "#!/bin/sh\n", "mode": 493,
+  "pax": {"LIBARCHIVE.xattr.security.capability": "AQAAAoAAAAAAAAAAAAAAAAAAAAA="}}]
+J
+    before
+    revert_p1 5
+    expect_err "refusing archive entry '$R/tool': a file with capabilities (security.capability)"
+    unchanged
+}
+
 case_absolute_and_dotdot() {
     setup "$1"
     craft <<J
@@ -238,7 +267,43 @@ J
 EOF2
 }
 
-for c in symlink_chain symlink_chain_dot_name hardlink_later hardlinked_symlink absolute_and_dotdot external_symlink_and_deferred_link \
+# A root the manifest calls absent holds nothing: an entry for it would be left behind,
+# outside the tree, wherever the staging put it.
+test_entry_of_an_absent_root_is_refused() {
+    setup inplace
+    craft <<J
+[{"name": "$R", "type": "file", "data": "planted", "mode": 438}]
+J
+    python3 - "$ST/catalog/p1.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m.pop("auth", None)
+m["components"][0]["info"]["roots"][0]["type"] = "absent"
+json.dump(m, open(sys.argv[1], "w"))
+PY
+    before
+    revert_p1 5
+    expect_err "the manifest says its root did not exist"
+    unchanged
+}
+
+# Immutable and append-only flags from a snapshot that is not authenticated would block
+# the cut-over and the removal of the staged or displaced tree: they are not restored.
+test_immutable_flag_from_an_unauthenticated_snapshot_is_dropped() {
+    setup inplace
+    craft <<J
+[{"name": "$R", "type": "dir"},
+ {"name": "$R/f", "type": "file", "data": "v2", "pax": {"SCHILY.fflags": "schg"}}]
+J
+    revert_p1 0 --drop-old
+    expect_err "not restoring its immutable or append-only flag"
+    [ "$(cat "$LIVE/f")" = v2 ] || fail "the file was not restored"
+    ! lsattr -d "$LIVE/f" 2>/dev/null | cut -d' ' -f1 | grep -q i || fail "$LIVE/f is immutable"
+    rm -f "$LIVE/f" || fail "the restored file cannot be removed"
+}
+
+for c in symlink_chain symlink_chain_dot_name hardlink_later hardlinked_symlink hardlink_chain_to_symlink capabilities \
+    absolute_and_dotdot external_symlink_and_deferred_link \
     write_into_live_tree special_files malformed_roots; do
     for m in inplace to images; do
         eval "test_${c}_$m() { case_$c $m; }"

@@ -194,6 +194,18 @@ test_config_dev_null_is_no_config() {
     expect_err "may be written by group or others"
 }
 
+# Every directory above a config file counts: another user who owns one of them could swap
+# the directory below it between our check and our open.
+test_config_under_a_directory_another_user_owns_higher_up_is_refused() {
+    setup
+    mkdir -p "$T/g/p"
+    chown "$OTHER:" "$T/g"
+    printf '[store]\nurl = %s\n' "$ST" >"$T/g/p/c.conf"
+    chmod 600 "$T/g/p/c.conf"
+    expect_rc 2 "$SNAP" list --config "$T/g/p/c.conf"
+    expect_err "is in $T/g, which is owned by uid"
+}
+
 test_store_another_user_could_write_is_refused() {
     setup
     mkdir -p "$T/theirs" && chown "$OTHER:" "$T/theirs" && chmod 0700 "$T/theirs"

@@ -106,6 +106,19 @@ EOF
     return 0
 }
 
+# A relative path in the configuration names no target: it would depend on where revert
+# runs, and a manifest could then name that directory anywhere.
+test_relative_config_path_names_no_target() {
+    setup
+    expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/data/app"
+    edit_manifest "$ST/catalog/p1.json" "m['components'][0]['info']['roots'][0]['path'] = '$T/data/other'"
+    printf '[source app]\ntype = files\npaths = other\n' >"$T/rel.conf"
+    before=$(listing "$T/data")
+    (cd "$T/data" && expect_rc 5 "$REVERT" p1 --config "$T/rel.conf" --store "$ST" --yes)
+    expect_err "component app asks to replace $T/data/other"
+    [ "$(listing "$T/data")" = "$before" ] || fail "something changed"
+}
+
 # Images: the manifests path of an unauthenticated manifest is not a target either.
 test_images_manifests_path_edited_is_refused() {
     setup

@@ -5,7 +5,8 @@
 
 ENTRIES is a JSON list; each item has "name" (the stored name, as the tar entry is
 named), "type" (dir, file, symlink, hardlink, fifo, chr, blk), and as fits "data",
-"target" (symlink or hard-link target), "mode" (an int), "rdev" ([major, minor]).
+"target" (symlink or hard-link target), "mode" (an int), "rdev" ([major, minor]), "pax"
+(extra pax headers, such as LIBARCHIVE.xattr.NAME or SCHILY.fflags).
 The part is written as a pax tar (python's tarfile), compressed with the zstd CLI, put in
 place of the component's parts, and the manifest gets its size, SHA-256, entry count and
 stats (as a revert counts them), so that only the crafted content is hostile.
@@ -52,6 +53,8 @@ def build_tar(entries, path):
                 i.devmajor, i.devminor = e.get("rdev", [0, 0])
             else:
                 raise SystemExit("unknown type " + kind)
+            if "pax" in e:  # extra pax headers: xattrs, file flags
+                i.pax_headers = dict(e["pax"])
             tf.addfile(i, io.BytesIO(data) if data is not None else None)
     return stats
 
