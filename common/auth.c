@@ -224,6 +224,8 @@ snap_rc auth_key_file_read(const char *path, unsigned char **key, size_t *len, s
         goto out;
     }
     rc = check_key_file(path, &st, err);
+    if (rc == SNAP_OK) /* and every directory above it: nobody else may rename it away */
+        rc = util_check_trusted(path, "key file", SNAP_EUSAGE, err);
     if (rc != SNAP_OK)
         goto out;
     if (st.st_size < AUTH_KEY_MIN || st.st_size > AUTH_KEY_MAX) {

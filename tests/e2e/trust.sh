@@ -268,6 +268,12 @@ test_key_file_open_to_others_is_refused() {
     chmod 644 "$SNAP_STATE_DIR/host.key"
     expect_rc 2 "$SNAP" create p2 --store "$ST" --files "$T/data/app"
     expect_err "host.key is open to other users"
+    # in a directory others may write, where the key could be renamed away or replaced
+    chmod 600 "$SNAP_STATE_DIR/host.key"
+    mkdir -p "$T/keys" && chmod 777 "$T/keys" && mv "$T/shared.key" "$T/keys/"
+    printf '[store]\nauth_key_file = %s\n' "$T/keys/shared.key" >"$T/shared.conf"
+    expect_rc 2 "$SNAP" -c "$T/shared.conf" create p3 --store "$ST" --files "$T/data/app"
+    expect_err "is in $T/keys, which group or others may write"
 }
 
 # Manifests of the earlier format carry no signature: they stay readable, and revert
