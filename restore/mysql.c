@@ -952,6 +952,9 @@ typedef struct ld_worker {
     arc_reader *r;
     bool read_failed;
     snap_err read_err;
+    util_buf held; /* the entry being loaded, when it is held for a retry */
+    size_t held_off;
+    bool from_held;
 } ld_worker;
 
 static int infile_init(void **ptr, const char *filename, void *userdata)
@@ -966,6 +969,12 @@ static int infile_read(void *ptr, char *buf, unsigned int len)
     ld_worker *w = ptr;
     size_t got = 0;
 
+    if (w->from_held) {
+        got = w->held.len - w->held_off < len ? w->held.len - w->held_off : len;
+        memcpy(buf, w->held.p + w->held_off, got);
+        w->held_off += got;
+        return (int)got;
+    }
     if (arc_reader_data(w->r, buf, len, &got, &w->read_err) != SNAP_OK) {
         w->read_failed = true;
         return -1;
@@ -1141,21 +1150,61 @@ out:
     return rc;
 }
 
-static snap_rc load_entry(ld_worker *w, ld_table *lt, snap_err *err)
+/* An entry of at most this many bytes is held in memory while it loads, so that a load
+ * that InnoDB chose as a deadlock victim (and rolled back whole) can run again. Entries
+ * are chunk_size bytes and a row at most, so memory stays jobs x chunk_size. */
+#define LOAD_HOLD_MAX (256u << 20)
+#define LOAD_TRIES 5
+
+/* The entry's bytes into w->held; false (nothing held) when it is larger than we keep. */
+static snap_rc hold_entry(ld_worker *w, int64_t size, bool *held, snap_err *err)
+{
+    char buf[65536];
+    size_t got;
+    snap_rc rc;
+
+    *held = false;
+    w->held.len = 0;
+    if (size < 0 || (uint64_t)size > LOAD_HOLD_MAX)
+        return SNAP_OK;
+    while ((rc = arc_reader_data(w->r, buf, sizeof buf, &got, err)) == SNAP_OK && got > 0)
+        util_buf_add(&w->held, buf, got);
+    *held = rc == SNAP_OK;
+    return rc;
+}
+
+static snap_rc load_entry(ld_worker *w, ld_table *lt, int64_t size, snap_err *err)
 {
     char *tid = my_ident(lt->name);
     char *sql = xasprintf("LOAD DATA LOCAL INFILE 'snap.tsv' INTO TABLE %s CHARACTER SET binary "
                           "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' %s",
                           tid, lt->cols);
     snap_rc rc = SNAP_OK;
+    bool held = false;
+    int ok;
 
     if (w->sh->use_insert) {
         free(sql);
         free(tid);
         return insert_entry(w, lt, err);
     }
+    rc = hold_entry(w, size, &held, err);
+    if (rc != SNAP_OK)
+        goto out;
     w->read_failed = false;
-    if (mysql_real_query(w->m, sql, strlen(sql)) != 0) {
+    w->from_held = held;
+    for (int tries = 1;; tries++) {
+        unsigned code;
+        w->held_off = 0;
+        ok = mysql_real_query(w->m, sql, strlen(sql)) == 0;
+        code = ok ? 0 : mysql_errno(w->m);
+        if (ok || !held || tries == LOAD_TRIES || (code != ER_LOCK_DEADLOCK && code != ER_LOCK_WAIT_TIMEOUT))
+            break;
+        log_debug(w->sh->R->ctx, "load table %s: %s; again (%d)", lt->name, mysql_error(w->m), tries);
+        usleep((useconds_t)(100000 * tries));
+    }
+    w->from_held = false;
+    if (!ok) {
         if (w->read_failed) {
             *err = w->read_err;
             rc = err->code != SNAP_OK ? err->code : SNAP_EVERIFY;
@@ -1211,7 +1260,7 @@ static snap_rc load_part(ld_worker *w, size_t part, snap_err *err)
                          path, key);
             break;
         }
-        rc = load_entry(w, lt, err);
+        rc = load_entry(w, lt, archive_entry_size_is_set(e) ? archive_entry_size(e) : -1, err);
         if (rc != SNAP_OK)
             break;
         if (ctx_interrupted(sh->R->ctx, err)) {
@@ -1491,8 +1540,10 @@ static snap_rc my_stage(rst_target *t, snap_err *err)
         json_object_set_new(R.state, "phase", json_string("staged"));
         rc = rst_journal_save(t, err);
     }
-    for (size_t i = 0; i < sh.nworkers; i++)
+    for (size_t i = 0; i < sh.nworkers; i++) {
         mysql_close(sh.workers[i].m);
+        util_buf_free(&sh.workers[i].held);
+    }
     free(sh.workers);
     for (size_t i = 0; i < sh.ntables; i++) {
         free((char *)(uintptr_t)sh.tables[i].cols);
