@@ -119,6 +119,23 @@ test_relative_config_path_names_no_target() {
     [ "$(listing "$T/data")" = "$before" ] || fail "something changed"
 }
 
+# A store written by snap 0.1.0 (tests/e2e/fixtures/store-0.1.0, from before manifests were
+# signed) stays readable: listed, verified, restored beside with --to; its live target is
+# not replaced on its word alone.
+test_store_of_the_previous_version_stays_readable() {
+    setup
+    cp -r "$T_ROOT/tests/e2e/fixtures/store-0.1.0" "$T/old"
+    expect_rc 0 "$SNAP" list --store "$T/old" --json
+    expect_out '"v010"'
+    expect_rc 0 "$SNAP" verify v010 --store "$T/old"
+    expect_rc 0 "$REVERT" v010 --store "$T/old" --to "$T/restored" --yes
+    [ "$(cat "$T/restored/main.conf")" = "listen 80" ] || fail "main.conf not restored"
+    [ "$(cat "$T/restored/conf.d/a.conf")" = x ] || fail "conf.d/a.conf not restored"
+    [ "$(readlink "$T/restored/current.conf")" = main.conf ] || fail "the symlink not restored"
+    expect_rc 5 "$REVERT" v010 --store "$T/old" --yes
+    expect_err "is not authenticated"
+}
+
 # Images: the manifests path of an unauthenticated manifest is not a target either.
 test_images_manifests_path_edited_is_refused() {
     setup
