@@ -481,7 +481,7 @@ json_t *cli_error_json(const snap_err *err)
      * hold them, so they are written as \xNN rather than losing the whole document. */
     char *msg = util_utf8_lossless(err->msg), *hint = util_utf8_lossless(err->hint);
     json_t *doc = json_pack("{s:{s:i, s:s, s:s, s:s}}", "error", "exit_code", (int)err->code, "code",
-                            err_code_name(err->code), "message", msg, "hint", hint);
+                            err_json_code(err), "message", msg, "hint", hint);
 
     if (doc == NULL)
         abort(); /* only out of memory: every string above is UTF-8 */

@@ -11,6 +11,7 @@ static void vset(snap_err *err, snap_rc code, int sys_errno, const char *fmt, va
     err->sys_errno = sys_errno;
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     err->hint[0] = '\0';
+    err->kind = NULL;
 }
 
 snap_rc err_set(snap_err *err, snap_rc code, int sys_errno, const char *fmt, ...)
@@ -76,6 +77,19 @@ void err_prefix(snap_err *err, const char *fmt, ...)
 void err_clear(snap_err *err)
 {
     memset(err, 0, sizeof *err);
+}
+
+snap_rc err_kind(snap_err *err, const char *kind)
+{
+    if (err == NULL)
+        return SNAP_EFAIL;
+    err->kind = kind;
+    return err->code;
+}
+
+const char *err_json_code(const snap_err *err)
+{
+    return err->kind != NULL ? err->kind : err_code_name(err->code);
 }
 
 snap_rc err_from_errno(int e)

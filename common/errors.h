@@ -26,6 +26,7 @@ typedef struct snap_err {
     int sys_errno;  /* errno at the failure, 0 if none */
     char msg[768];  /* lowercase, no final period, no secrets */
     char hint[384]; /* what to do next, or empty */
+    const char *kind; /* a finer, documented JSON code within the class (static string), or NULL */
 } snap_err;
 
 /* Sets code, errno and message; returns code so callers can `return err_set(...)`. */
@@ -43,6 +44,16 @@ void err_hint(snap_err *err, const char *fmt, ...) __attribute__((format(printf,
 void err_prefix(snap_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void err_clear(snap_err *err);
+
+/*
+ * Names what went wrong more finely than the exit code does ("name_exists" and "locked"
+ * both exit 4). kind must be a string literal; it is the JSON error code (docs/json.md).
+ * Returns err->code so callers can `return err_kind(err, "locked")` after err_set.
+ */
+snap_rc err_kind(snap_err *err, const char *kind);
+
+/* The JSON error code: the kind when one was set, else the class of the exit code. */
+const char *err_json_code(const snap_err *err);
 
 /* The result class an errno value maps to (EACCES -> SNAP_EUNREACH, ENOENT -> SNAP_ENOTFOUND ...). */
 snap_rc err_from_errno(int e);
