@@ -829,3 +829,104 @@ snap_rc cfg_get_bool(const cfg *c, const char *section, const char *key, bool de
     return SNAP_OK;
 }
 
+
+/* ---- typed reads: type, range and default from the table ------------------------- */
+
+static const cfg_key *typed_key(const char *section, const char *key, cfg_type t)
+{
+    const cfg_key *k = cfg_key_find(section, key);
+
+    if (k == NULL || k->type != t) {
+        fprintf(stderr, "internal error: configuration key [%s] %s is not declared as a %s in common/cfg_keys.c\n",
+                section, key, cfg_type_name(t));
+        abort();
+    }
+    return k;
+}
+
+/* The value to parse: the last one set, else the table's default when it is a value of
+ * the key's type, else NULL (the caller's derived default stands). */
+static snap_rc typed_value(const cfg *c, const char *section, const cfg_key *k, const char **out,
+                           snap_err *err)
+{
+    const char *v = c ? cfg_get(c, section, k->name) : NULL;
+
+    *out = NULL;
+    if (v == NULL) {
+        if (k->def != NULL && k->def[0] != '\0' && cfg_check_value(k, k->def, NULL) == SNAP_OK)
+            *out = k->def;
+        return SNAP_OK;
+    }
+    if (cfg_check_value(k, v, err) != SNAP_OK) {
+        const char *origin = cfg_origin(c, section, k->name);
+        if (strcmp(origin, "default") != 0 && strchr(origin, ':') != NULL)
+            err_prefix(err, "config file %s: [%s]", origin, section);
+        else
+            err_prefix(err, "%s: [%s]", origin, section);
+        return SNAP_EUSAGE;
+    }
+    *out = v;
+    return SNAP_OK;
+}
+
+snap_rc cfg_int(const cfg *c, const char *section, const char *key, long *out, snap_err *err)
+{
+    const char *v;
+    snap_rc rc = typed_value(c, section, typed_key(section, key, CFG_INT), &v, err);
+
+    if (rc == SNAP_OK && v != NULL)
+        *out = strtol(v, NULL, 10); /* checked against the range already */
+    return rc;
+}
+
+snap_rc cfg_size(const cfg *c, const char *section, const char *key, uint64_t *out, snap_err *err)
+{
+    const char *v;
+    snap_rc rc = typed_value(c, section, typed_key(section, key, CFG_SIZE), &v, err);
+
+    if (rc == SNAP_OK && v != NULL)
+        (void)cfg_parse_size(v, out);
+    return rc;
+}
+
+snap_rc cfg_bool(const cfg *c, const char *section, const char *key, bool *out, snap_err *err)
+{
+    const char *v;
+    snap_rc rc = typed_value(c, section, typed_key(section, key, CFG_BOOL), &v, err);
+
+    if (rc == SNAP_OK && v != NULL)
+        (void)cfg_parse_bool(v, out);
+    return rc;
+}
+
+snap_rc cfg_duration(const cfg *c, const char *section, const char *key, int64_t *out, snap_err *err)
+{
+    const char *v;
+    snap_rc rc = typed_value(c, section, typed_key(section, key, CFG_DURATION), &v, err);
+
+    if (rc == SNAP_OK && v != NULL)
+        (void)cfg_parse_duration(v, out);
+    return rc;
+}
+
+snap_rc cfg_str(const cfg *c, const char *section, const char *key, const char **out, snap_err *err)
+{
+    const cfg_key *k = cfg_key_find(section, key);
+
+    if (k == NULL || (k->type != CFG_STRING && k->type != CFG_ENUM))
+        (void)typed_key(section, key, CFG_STRING); /* aborts */
+    if (k->type == CFG_STRING) { /* a string's table default is a description */
+        *out = cfg_get(c, section, key);
+        return SNAP_OK;
+    }
+    return typed_value(c, section, k, out, err);
+}
+
+void cfg_list(const cfg *c, const char *section, const char *key, struct util_strv *out)
+{
+    const cfg_key *k = cfg_key_find(section, key);
+
+    if (k == NULL || (k->type != CFG_LIST && k->type != CFG_STRING))
+        (void)typed_key(section, key, CFG_LIST); /* aborts */
+    cfg_each(c, section, key, k->type == CFG_LIST ? util_strv_add_words : util_strv_add_one, out);
+}

@@ -116,6 +116,29 @@ snap_rc cfg_get_size(const cfg *c, const char *section, const char *key, uint64_
 snap_rc cfg_get_bool(const cfg *c, const char *section, const char *key, bool def, bool *out,
                      snap_err *err);
 
+/*
+ * Typed reads of the declared keys. The type, the range and the default come from the
+ * table (cfg_keys.c), never from the caller; section "source NAME" finds the keys of
+ * "source *". A default the table writes as a value of the key's type ("16M", "7d",
+ * "true", an enum's word) is what an unset key gives; a default the table only describes
+ * (derived at run time: "true with endpoint", "$PATH", "the server's") leaves *out as the
+ * caller set it. A value that does not parse or is out of range (a flag's, or one set by
+ * the program) is SNAP_EUSAGE naming where it came from, the section and the key:
+ * "config file FILE:LINE: [source db]: chunk_size = 12: expected a size of at least 4096
+ * bytes". Reading a key as another type than its declared one is a programming error.
+ */
+snap_rc cfg_int(const cfg *c, const char *section, const char *key, long *out, snap_err *err);
+snap_rc cfg_size(const cfg *c, const char *section, const char *key, uint64_t *out, snap_err *err);
+snap_rc cfg_bool(const cfg *c, const char *section, const char *key, bool *out, snap_err *err);
+snap_rc cfg_duration(const cfg *c, const char *section, const char *key, int64_t *out, snap_err *err);
+/* A string or enum: the value, else the table's default when it is a value (an enum's
+ * word), else NULL. Owned by c. */
+snap_rc cfg_str(const cfg *c, const char *section, const char *key, const char **out, snap_err *err);
+/* Every item of a list key (each value split on white space) or of a repeatable string key
+ * (each value whole), in file order, appended to out (a util_strv). */
+struct util_strv;
+void cfg_list(const cfg *c, const char *section, const char *key, struct util_strv *out);
+
 /* One boolean syntax everywhere: true/false, yes/no, on/off, 1/0, in any case. */
 bool cfg_parse_bool(const char *s, bool *out);
 

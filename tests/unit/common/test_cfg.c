@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "../../../common/cfg.h"
+#include "../../../common/util.h"
 
 static void sizes(void **state)
 {
@@ -254,6 +255,96 @@ static void undeclared_read_aborts(void **state)
     assert_null(cfg_key_find("store", "dsn"));
 }
 
+/* The typed reads take the default and the range from the table, not from the caller. */
+static void typed_reads_use_the_table(void **state)
+{
+    cfg *c = cfg_new();
+    snap_err err;
+    long n = -1;
+    uint64_t size = 0;
+    bool b = false;
+    int64_t secs = 0;
+    const char *s = NULL;
+    util_strv words = {0};
+
+    (void)state;
+    /* unset: the table's defaults */
+    assert_int_equal(cfg_int(c, "snap", "zstd_level", &n, &err), SNAP_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(cfg_size(c, "store", "part_size", &size, &err), SNAP_OK);
+    assert_int_equal(size, 16ULL << 20);
+    assert_int_equal(cfg_size(c, "source db", "split_size", &size, &err), SNAP_OK);
+    assert_int_equal(size, 64ULL << 20);
+    assert_int_equal(cfg_bool(c, "store", "tls_verify", &b, &err), SNAP_OK);
+    assert_true(b);
+    assert_int_equal(cfg_duration(c, "revert", "keep_old", &secs, &err), SNAP_OK);
+    assert_int_equal(secs, 7 * 86400);
+    assert_int_equal(cfg_str(c, "revert", "mode", &s, &err), SNAP_OK);
+    assert_string_equal(s, "swap");
+    /* a default the table only describes leaves the caller's derived one */
+    b = false;
+    assert_int_equal(cfg_bool(c, "store", "path_style", &b, &err), SNAP_OK);
+    assert_false(b);
+    n = 0;
+    assert_int_equal(cfg_int(c, "snap", "jobs", &n, &err), SNAP_OK);
+    assert_int_equal(n, 0);
+    /* set values, read through the same parse */
+    assert_int_equal(load_text("[snap]\nzstd_level = 19\n[source db]\ntype = postgres\nchunk_size = 64K\n"
+                               "schema = a b\nschema = c\n[source f]\ntype = files\npath = /x y\npath = /z\n",
+                               c, &err), SNAP_OK);
+    assert_int_equal(cfg_int(c, "snap", "zstd_level", &n, &err), SNAP_OK);
+    assert_int_equal(n, 19);
+    assert_int_equal(cfg_size(c, "source db", "chunk_size", &size, &err), SNAP_OK);
+    assert_int_equal(size, 64 << 10);
+    cfg_list(c, "source db", "schema", &words);
+    assert_int_equal(words.n, 3);
+    assert_string_equal(words.v[2], "c");
+    util_strv_free(&words);
+    cfg_list(c, "source f", "path", &words);
+    assert_int_equal(words.n, 2);
+    assert_string_equal(words.v[0], "/x y");
+    util_strv_free(&words);
+    /* out of the table's range: refused, naming where the value came from and the key */
+    cfg_set_from(c, "snap", "zstd_level", "20", "/etc/snap/snap.conf:7");
+    n = 5;
+    assert_int_equal(cfg_int(c, "snap", "zstd_level", &n, &err), SNAP_EUSAGE);
+    assert_int_equal(n, 5);
+    assert_non_null(strstr(err.msg, "config file /etc/snap/snap.conf:7: [snap]: zstd_level = 20"));
+    assert_non_null(strstr(err.msg, "from 1 to 19"));
+    cfg_set_from(c, "source db", "chunk_size", "4095", "flag --chunk-size");
+    assert_int_equal(cfg_size(c, "source db", "chunk_size", &size, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, "flag --chunk-size: [source db]: chunk_size = 4095"));
+    assert_non_null(strstr(err.msg, "at least 4096"));
+    cfg_set_from(c, "revert", "lock_wait_timeout", "0s", "x.conf:2");
+    assert_int_equal(cfg_duration(c, "revert", "lock_wait_timeout", &secs, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, "x.conf:2"));
+    cfg_set_from(c, "revert", "mode", "rename", "x.conf:3");
+    assert_int_equal(cfg_str(c, "revert", "mode", &s, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, "x.conf:3: [revert]: mode = rename: expected swap or transaction"));
+    cfg_free(c);
+}
+
+/* Reading a key as another type than its declared one is a bug of the program. */
+static void typed_read_of_wrong_type_aborts(void **state)
+{
+    int status = 0;
+    pid_t pid;
+
+    (void)state;
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        cfg *c = cfg_new();
+        long n;
+        freopen("/dev/null", "w", stderr);
+        (void)cfg_int(c, "store", "part_size", &n, NULL);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +357,8 @@ int main(void)
         cmocka_unit_test(layering_and_origin),
         cmocka_unit_test(table_is_sound),
         cmocka_unit_test(undeclared_read_aborts),
+        cmocka_unit_test(typed_reads_use_the_table),
+        cmocka_unit_test(typed_read_of_wrong_type_aborts),
     };
     return cmocka_run_group_tests_name("cfg", tests, NULL, NULL);
 }
