@@ -287,17 +287,12 @@ static void on_signal(int sig)
  */
 static snap_rc export_connect_timeout(const cfg *conf, snap_err *err)
 {
-    const char *v = cfg_get(conf, "snap", "connect_timeout");
-    int64_t secs;
+    int64_t secs = 0; /* the table: "libpq's and the client's own" */
     char num[24];
+    snap_rc rc = cfg_duration(conf, "snap", "connect_timeout", &secs, err);
 
-    if (v == NULL)
-        return SNAP_OK;
-    if (!cfg_parse_duration(v, &secs) || secs < 1 || secs > 86400) {
-        err_set(err, SNAP_EUSAGE, 0, "connect_timeout is not a duration from 1s to 1d: %s", v);
-        err_hint(err, "write it as 10s, 2m or 1h in [snap]");
-        return SNAP_EUSAGE;
-    }
+    if (rc != SNAP_OK || secs == 0)
+        return rc;
     snprintf(num, sizeof num, "%lld", (long long)secs);
     setenv("SNAP_CONNECT_TIMEOUT", num, 0);
     setenv("PGCONNECT_TIMEOUT", getenv("SNAP_CONNECT_TIMEOUT"), 0);
@@ -409,7 +404,7 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
     c->ctx.assume_yes = opts_has(&c->o, "yes");
     if ((v = opts_get(&c->o, "jobs")) != NULL)
         cfg_set_from(c->cfg, "snap", "jobs", v, v == getenv("SNAP_JOBS") ? "environment $SNAP_JOBS" : "flag --jobs");
-    rc = cfg_get_int(c->cfg, "snap", "jobs", 0, 0, 64, &jobs, err);
+    rc = cfg_int(c->cfg, "snap", "jobs", &jobs, err); /* unset: 0, "CPUs, at most 4" */
     if (rc != SNAP_OK)
         return rc;
     if (jobs == 0) {

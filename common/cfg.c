@@ -155,9 +155,13 @@ snap_rc cfg_check_value(const cfg_key *k, const char *v, snap_err *err)
         return err_set(err, SNAP_EUSAGE, 0, "%s = %s: expected a whole number from %lld to %lld", k->name, v,
                        k->min, k->max);
     case CFG_SIZE:
-        if (cfg_parse_size(v, &size) && size >= (uint64_t)k->min)
+        if (cfg_parse_size(v, &size) && size >= (uint64_t)k->min && (k->max == 0 || size <= (uint64_t)k->max))
             return SNAP_OK;
-        err_set(err, SNAP_EUSAGE, 0, "%s = %s: expected a size of at least %lld bytes", k->name, v, k->min);
+        if (k->max != 0)
+            err_set(err, SNAP_EUSAGE, 0, "%s = %s: expected a size from %lld to %lld bytes", k->name, v, k->min,
+                    k->max);
+        else
+            err_set(err, SNAP_EUSAGE, 0, "%s = %s: expected a size of at least %lld bytes", k->name, v, k->min);
         err_hint(err, "write a size such as 4096, 64K, 64M or 1G");
         return SNAP_EUSAGE;
     case CFG_DURATION:
@@ -779,56 +783,6 @@ bool cfg_parse_duration(const char *s, int64_t *seconds)
     *seconds = (int64_t)v * mul;
     return true;
 }
-
-snap_rc cfg_get_int(const cfg *c, const char *section, const char *key, long def, long min,
-                    long max, long *out, snap_err *err)
-{
-    const char *s = cfg_get(c, section, key);
-    char *end;
-    long v;
-
-    if (s == NULL) {
-        *out = def;
-        return SNAP_OK;
-    }
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-        return err_set(err, SNAP_EUSAGE, 0, "[%s] %s = %s: expected a whole number from %ld to %ld",
-                       section, key, s, min, max);
-    *out = v;
-    return SNAP_OK;
-}
-
-snap_rc cfg_get_size(const cfg *c, const char *section, const char *key, uint64_t def,
-                     uint64_t *out, snap_err *err)
-{
-    const char *s = cfg_get(c, section, key);
-
-    if (s == NULL) {
-        *out = def;
-        return SNAP_OK;
-    }
-    if (!cfg_parse_size(s, out))
-        return err_set(err, SNAP_EUSAGE, 0, "[%s] %s = %s: expected a size such as 64M or 1G",
-                       section, key, s);
-    return SNAP_OK;
-}
-
-snap_rc cfg_get_bool(const cfg *c, const char *section, const char *key, bool def, bool *out,
-                     snap_err *err)
-{
-    const char *s = cfg_get(c, section, key);
-
-    if (s == NULL) {
-        *out = def;
-        return SNAP_OK;
-    }
-    if (!cfg_parse_bool(s, out))
-        return err_set(err, SNAP_EUSAGE, 0, "[%s] %s = %s: expected true or false", section, key, s);
-    return SNAP_OK;
-}
-
 
 /* ---- typed reads: type, range and default from the table ------------------------- */
 

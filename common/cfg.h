@@ -17,7 +17,7 @@ typedef enum cfg_type {
     CFG_STRING,   /* any text */
     CFG_BOOL,     /* true/false, yes/no, on/off, 1/0, any case (cfg_parse_bool) */
     CFG_INT,      /* a whole number from min to max */
-    CFG_SIZE,     /* 4096, 64K, 64M, 1G, 1T (KiB, MB ... too), at least min */
+    CFG_SIZE,     /* 4096, 64K, 64M, 1G, 1T (KiB, MB ... too), from min to max (max 0: no bound) */
     CFG_DURATION, /* 90s, 15m, 12h, 7d, 2w; from min to max seconds (max 0: no bound) */
     CFG_LIST,     /* words separated by white space (never commas); the key may repeat */
     CFG_ENUM,     /* one of the space-separated `values` */
@@ -107,14 +107,6 @@ void cfg_copy_section(cfg *dst, const cfg *src, const char *from, const char *to
 /* The names of "[source NAME]" sections, in file order; returns how many. */
 size_t cfg_source_count(const cfg *c);
 const char *cfg_source_name(const cfg *c, size_t i);
-
-/* Typed getters; a value that does not parse is a usage error naming the key. */
-snap_rc cfg_get_int(const cfg *c, const char *section, const char *key, long def, long min,
-                    long max, long *out, snap_err *err);
-snap_rc cfg_get_size(const cfg *c, const char *section, const char *key, uint64_t def,
-                     uint64_t *out, snap_err *err); /* 64M, 1G, 4096 */
-snap_rc cfg_get_bool(const cfg *c, const char *section, const char *key, bool def, bool *out,
-                     snap_err *err);
 
 /*
  * Typed reads of the declared keys. The type, the range and the default come from the

@@ -69,11 +69,6 @@ static const json_t *root_of(const json_t *rts, const char *name, const char **r
 
 /* ---- plan ------------------------------------------------------------------------- */
 
-static bool option_on(rst_target *t, const char *key)
-{
-    const char *v = rst_option(t, key);
-    return v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0);
-}
 
 /* File capabilities (security.capability) make a program as powerful as set-user-ID root. */
 static bool has_capabilities(struct archive_entry *e)
@@ -101,7 +96,7 @@ static bool is_special(struct archive_entry *e)
 
 static bool special_allowed(rst_target *t)
 {
-    return rst_trusted(t) || option_on(t, "allow_special_files");
+    return rst_trusted(t) || rst_options(t)->allow_special_files;
 }
 
 /* The plan warns about special files, and says whether they would be restored. */
@@ -237,13 +232,10 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
 static snap_rc check_space(rst_target *t, const char *dir, snap_err *err)
 {
     struct statvfs vfs;
-    bool check = true;
+    bool check = rst_options(t)->check_free_space;
     uint64_t need = (uint64_t)json_integer_value(
         json_object_get(cat_component_stats((cat_component *)(uintptr_t)rst_component(t)), "bytes"));
-    const char *opt = rst_option(t, "check_free_space");
 
-    if (opt != NULL && (strcmp(opt, "false") == 0 || strcmp(opt, "no") == 0 || strcmp(opt, "0") == 0))
-        check = false;
     if (!check || statvfs(dir, &vfs) != 0)
         return SNAP_OK;
     uint64_t have = (uint64_t)vfs.f_bavail * vfs.f_frsize;
@@ -1235,7 +1227,7 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
 
     s.t = t;
     s.ctx = rst_ctx(t);
-    s.allow_external = option_on(t, "allow_external_symlinks");
+    s.allow_external = rst_options(t)->allow_external_symlinks;
     s.allow_special = special_allowed(t);
     s.owner = geteuid() == 0;
     pthread_mutex_init(&s.mu, NULL);

@@ -12,6 +12,7 @@
 #include "../engines/image_ref.h"
 #include "../engines/registry.h"
 #include "../common/util.h"
+#include "../engines/source_opts.h"
 #include "restore.h"
 
 #define MANIFEST_FILE_MAX ((size_t)64 << 20)
@@ -21,11 +22,6 @@ static json_t *info_of(rst_target *t)
     return cat_component_info((cat_component *)(uintptr_t)rst_component(t));
 }
 
-static bool option_true(rst_target *t, const char *key)
-{
-    const char *v = rst_option(t, key);
-    return v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0);
-}
 
 /* The recorded digest of a reference as written, or NULL. */
 static const char *recorded_digest(json_t *images, const char *written)
@@ -44,17 +40,6 @@ static const char *recorded_digest(json_t *images, const char *written)
 
 /* ---- registry checks -------------------------------------------------------------- */
 
-static bool push_word(const char *value, void *arg)
-{
-    json_t *a = arg;
-    char *copy = xstrdup(value), *save = NULL;
-
-    for (char *w = strtok_r(copy, " \t\n,", &save); w; w = strtok_r(NULL, " \t\n,", &save))
-        json_array_append_new(a, json_string(w));
-    free(copy);
-    return true;
-}
-
 static snap_rc client_for(rst_target *t, reg_client **out, int *workers, snap_err *err)
 {
     snap_ctx *ctx = rst_ctx(t);
@@ -62,47 +47,40 @@ static snap_rc client_for(rst_target *t, reg_client **out, int *workers, snap_er
     /* Registries reached without TLS checks: the configuration's, and the snapshot's own
      * only when it is authenticated, since they decide where credentials may go. */
     json_t *ins = rst_trusted(t) ? json_deep_copy(json_object_get(info_of(t), "insecure_registries")) : NULL;
-    const char **v = NULL, **tv = NULL;
-    json_t *toks = json_array();
+    const char **v = NULL;
     reg_opts o = {0};
-    int64_t secs = 30;
-    long jobs = 8;
-    const char *s;
-    snap_rc rc;
+    src_opts so;
+    snap_rc rc = src_opts_parse(ctx->cfg, section, &so, err);
     size_t i;
     json_t *x;
 
+    free(section);
+    if (rc != SNAP_OK) {
+        json_decref(ins);
+        return rc;
+    }
     if (!json_is_array(ins)) {
         json_decref(ins);
         ins = json_array();
     }
-    cfg_each(ctx->cfg, section, "insecure_registries", push_word, ins);
+    for (i = 0; i < so.insecure_registries.n; i++)
+        json_array_append_new(ins, json_string(so.insecure_registries.v[i]));
     v = xcalloc(json_array_size(ins) + 1, sizeof *v);
     json_array_foreach(ins, i, x)
         v[i] = json_string_value(x);
     o.insecure = v;
     o.ninsecure = json_array_size(ins);
     /* token_hosts come from the local configuration only, never from the manifest */
-    cfg_each(ctx->cfg, section, "token_hosts", push_word, toks);
-    tv = xcalloc(json_array_size(toks) + 1, sizeof *tv);
-    json_array_foreach(toks, i, x)
-        tv[i] = json_string_value(x);
-    o.token_hosts = tv;
-    o.ntoken_hosts = json_array_size(toks);
-    o.docker_config = cfg_get(ctx->cfg, section, "docker_config");
-    if ((s = cfg_get(ctx->cfg, section, "registry_timeout")) != NULL)
-        cfg_parse_duration(s, &secs);
-    o.timeout_ms = secs > 0 ? (long)secs * 1000 : 30000;
+    o.token_hosts = (const char *const *)so.token_hosts.v;
+    o.ntoken_hosts = so.token_hosts.n;
+    o.docker_config = so.docker_config;
+    o.timeout_ms = so.registry_timeout > 0 ? (long)so.registry_timeout * 1000 : 30000;
     o.connect_timeout_ms = o.timeout_ms < 10000 ? o.timeout_ms : 10000;
-    rc = cfg_get_int(ctx->cfg, section, "registry_jobs", 8, 1, 64, &jobs, err);
-    if (rc == SNAP_OK)
-        rc = reg_client_new(&o, ctx, out, err);
-    *workers = (int)jobs;
+    *workers = (int)so.registry_jobs;
+    rc = reg_client_new(&o, ctx, out, err);
     free(v);
-    free(tv);
     json_decref(ins);
-    json_decref(toks);
-    free(section);
+    src_opts_free(&so);
     return rc;
 }
 
@@ -113,7 +91,7 @@ static snap_rc client_for(rst_target *t, reg_client **out, int *workers, snap_er
 static snap_rc check_registries(rst_target *t, json_t *distinct, snap_err *err)
 {
     snap_ctx *ctx = rst_ctx(t);
-    bool require = option_true(t, "require_images");
+    bool require = rst_options(t)->require_images;
     size_t n = json_array_size(distinct), nj = 0, i;
     reg_job *jobs = xcalloc(2 * n + 1, sizeof *jobs);
     img_ref **refs = xcalloc(n + 1, sizeof *refs);
@@ -174,7 +152,7 @@ static snap_rc check_registries(rst_target *t, json_t *distinct, snap_err *err)
             }
         } else if (j->rc == SNAP_OK && j->resolved[0] != '\0') {
             json_object_set_new(o, "now", json_string(j->resolved));
-            if (strcmp(j->resolved, d) != 0 && !option_true(t, "pin"))
+            if (strcmp(j->resolved, d) != 0 && !rst_options(t)->pin)
                 log_warn(ctx, "image %s: the tag moved since the snapshot (now %s, recorded %s); "
                               "without --pin the reverted manifests pull the new image",
                          img, j->resolved, d);
@@ -308,13 +286,13 @@ static void plan_notes(rst_target *t, json_t *distinct)
             present++;
         if (d != NULL && now != NULL && strcmp(now, d) != 0)
             json_array_append_new(notes, json_sprintf("image %s: the tag moved to %s since the snapshot%s",
-                                                      img, now, option_true(t, "pin") ? "; --pin gives back the recorded digest" : ""));
+                                                      img, now, rst_options(t)->pin ? "; --pin gives back the recorded digest" : ""));
     }
     json_array_append_new(notes, json_sprintf("%zu image%s, %zu digest%s present in the registries; %s",
                                               json_array_size(distinct),
                                               json_array_size(distinct) == 1 ? "" : "s", present,
                                               present == 1 ? "" : "s",
-                                              option_true(t, "pin") ? "--pin writes them as name@digest"
+                                              rst_options(t)->pin ? "--pin writes them as name@digest"
                                                                     : "written as they were (--pin writes name@digest)"));
 }
 
@@ -358,7 +336,7 @@ static snap_rc images_check_info(rst_target *t, snap_err *err)
 static snap_rc images_plan(rst_target *t, snap_err *err)
 {
     json_t *plan = rst_plan(t), *distinct;
-    const char *lock = rst_option(t, "images_lock");
+    const char *lock = rst_options(t)->images_lock;
     snap_rc rc = images_check_info(t, err);
 
     if (rc == SNAP_OK)
@@ -367,7 +345,7 @@ static snap_rc images_plan(rst_target *t, snap_err *err)
         return rc;
     distinct = distinct_images(t);
     rc = check_registries(t, distinct, err);
-    json_object_set_new(plan, "pin", json_boolean(option_true(t, "pin")));
+    json_object_set_new(plan, "pin", json_boolean(rst_options(t)->pin));
     json_object_set(plan, "images", distinct);
     if (rc == SNAP_OK)
         plan_notes(t, distinct);
@@ -505,7 +483,7 @@ static snap_rc images_stage(rst_target *t, snap_err *err)
 {
     snap_rc rc = rst_files_driver.stage(t, err);
 
-    if (rc == SNAP_OK && option_true(t, "pin"))
+    if (rc == SNAP_OK && rst_options(t)->pin)
         rc = pin_staged(t, err);
     return rc;
 }

@@ -698,8 +698,7 @@ static snap_rc check_load_path(rst_target *t, MYSQL *m, char **user, snap_err *e
         return rc;
     row = mysql_fetch_row(r);
     if (row == NULL || row[0] == NULL || strcmp(row[0], "1") != 0) {
-        const char *strict = rst_option(t, "mysql_require_local_infile");
-        if (strict != NULL && strcmp(strict, "true") == 0) {
+        if (rst_options(t)->mysql_require_local_infile) {
             rc = err_set(err, SNAP_EUNREACH, 0, "the server has local_infile disabled, which fast loading needs");
             err_hint(err, "SET GLOBAL local_infile = 1 on the server (or local-infile = 1 in its "
                           "configuration) and run the revert again; nothing was changed");
@@ -1678,12 +1677,8 @@ static snap_rc prepare_switch(rst_target *t, my_rst *R, json_t **live_tables, js
  * behind its pending lock): wait a bounded time, then fail and roll back. */
 static snap_rc set_lock_wait(rst_target *t, my_rst *R, snap_err *err)
 {
-    const char *v = rst_option(t, "lock_wait_timeout");
-    int64_t secs = 10;
-
-    if (v != NULL && (!cfg_parse_duration(v, &secs) || secs < 1))
-        return err_set(err, SNAP_EUSAGE, 0, "[revert] lock_wait_timeout is not a duration: %s", v);
-    return my_execf(R->m, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %lld", (long long)secs);
+    return my_execf(R->m, err, "set lock_wait_timeout", "SET SESSION lock_wait_timeout = %lld",
+                    (long long)rst_options(t)->lock_wait_timeout);
 }
 
 /* The one RENAME TABLE, unless a run before a crash made it: tables with triggers cannot

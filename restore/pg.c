@@ -97,7 +97,7 @@ static snap_rc connect_db(rst_target *t, const char *db, PGconn **out, snap_err 
 static snap_rc connect_maintenance(rst_target *t, PGconn **out, snap_err *err)
 {
     json_t *st = rst_state(t);
-    const char *opt = rst_option(t, "pg_maintenance_db");
+    const char *opt = rst_options(t)->pg_maintenance_db;
     const char *cands[] = {opt, "postgres", "template1"};
     snap_rc rc = SNAP_ENOTFOUND;
 
@@ -369,7 +369,7 @@ static snap_rc pg_check_state(const json_t *st, snap_err *err)
  * manifest's server (restore.c refuses first). */
 static snap_rc check_mode(rst_target *t, const json_t *info, bool *tx, snap_err *err)
 {
-    const char *mode = rst_option(t, "mode"), *to = rst_to(t), *db = jstr(info, "database_name");
+    const char *mode = rst_options(t)->mode, *to = rst_to(t), *db = jstr(info, "database_name");
 
     if (mode != NULL && strcmp(mode, "swap") != 0 && strcmp(mode, "transaction") != 0) {
         err_set(err, SNAP_EUSAGE, 0, "unknown --mode '%s'", mode);
@@ -411,7 +411,7 @@ static snap_rc check_pg_restore(rst_target *t, const json_t *info, snap_err *err
     char *tool = NULL;
     int major;
     json_int_t want = json_integer_value(json_object_get(info, "pg_dump_major"));
-    snap_rc rc = pg_tool_find(rst_option(t, "pg_bindir"), "pg_restore", &tool, &major, err);
+    snap_rc rc = pg_tool_find(rst_options(t)->pg_bindir, "pg_restore", &tool, &major, err);
 
     if (rc == SNAP_OK && major < want) {
         err_set(err, SNAP_EFAIL, 0, "%s is version %d; the snapshot's schema was written by pg_dump %lld", tool, major,
@@ -610,8 +610,8 @@ static snap_rc pg_safety_source(rst_target *t, cfg *c, const char *section, snap
         cfg_add(c, section, "schema", json_string_value(v));
     json_array_foreach(json_object_get(info, "exclude_tables"), i, v)
         cfg_add(c, section, "exclude_table", json_string_value(v));
-    if (cfg_get(c, section, "pg_bindir") == NULL && rst_option(t, "pg_bindir") != NULL)
-        cfg_set(c, section, "pg_bindir", rst_option(t, "pg_bindir"));
+    if (cfg_get(c, section, "pg_bindir") == NULL && rst_options(t)->pg_bindir != NULL)
+        cfg_set(c, section, "pg_bindir", rst_options(t)->pg_bindir);
     return SNAP_OK;
 }
 
@@ -1200,7 +1200,7 @@ static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const ch
     char *argv[10], *dumpcopy = xstrdup(dump);
     size_t n = 0;
     int major;
-    snap_rc rc = pg_tool_find(rst_option(t, "pg_bindir"), "pg_restore", &tool, &major, err);
+    snap_rc rc = pg_tool_find(rst_options(t)->pg_bindir, "pg_restore", &tool, &major, err);
 
     if (rc != SNAP_OK)
         goto out;
@@ -1228,7 +1228,7 @@ static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const ch
     argv[n] = NULL;
     {
         /* index builds sort: give them the memory a restore deserves ([revert] pg_maintenance_work_mem) */
-        const char *mwm = rst_option(t, "pg_maintenance_work_mem");
+        const char *mwm = rst_options(t)->pg_maintenance_work_mem;
         char *opt;
         if (mwm != NULL && (!*mwm || strpbrk(mwm, " \t\\'\"") != NULL)) {
             rc = err_set(err, SNAP_EUSAGE, 0, "[revert] pg_maintenance_work_mem must be one value such as 512MB");

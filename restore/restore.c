@@ -48,6 +48,9 @@ struct rst_target {
     bool switched;
     bool detail;
     bool trusted; /* the manifest verified with a key this host holds */
+    rst_opts opts;
+    snap_rc opts_rc; /* a bad [revert] value, reported when the plan is made */
+    snap_err opts_err;
 };
 
 struct journal {
@@ -95,10 +98,28 @@ const char *rst_revert_id(const rst_target *t)
     return json_string_value(json_object_get(t->j->doc, "revert_id"));
 }
 
-const char *rst_option(const rst_target *t, const char *key)
+snap_rc rst_opts_parse(const cfg *c, rst_opts *o, snap_err *err)
 {
-    return cfg_get(t->ctx->cfg, "revert", key);
+    snap_rc rc;
+
+    memset(o, 0, sizeof *o);
+    if ((rc = cfg_str(c, "revert", "mode", &o->mode, err)) != SNAP_OK ||
+        (rc = cfg_str(c, "revert", "images_lock", &o->images_lock, err)) != SNAP_OK ||
+        (rc = cfg_str(c, "revert", "pg_bindir", &o->pg_bindir, err)) != SNAP_OK ||
+        (rc = cfg_str(c, "revert", "pg_maintenance_db", &o->pg_maintenance_db, err)) != SNAP_OK ||
+        (rc = cfg_str(c, "revert", "pg_maintenance_work_mem", &o->pg_maintenance_work_mem, err)) != SNAP_OK ||
+        (rc = cfg_bool(c, "revert", "pin", &o->pin, err)) != SNAP_OK ||
+        (rc = cfg_bool(c, "revert", "require_images", &o->require_images, err)) != SNAP_OK ||
+        (rc = cfg_bool(c, "revert", "allow_external_symlinks", &o->allow_external_symlinks, err)) != SNAP_OK ||
+        (rc = cfg_bool(c, "revert", "allow_special_files", &o->allow_special_files, err)) != SNAP_OK ||
+        (rc = cfg_bool(c, "revert", "check_free_space", &o->check_free_space, err)) != SNAP_OK ||
+        (rc = cfg_bool(c, "revert", "mysql_require_local_infile", &o->mysql_require_local_infile, err)) != SNAP_OK ||
+        (rc = cfg_duration(c, "revert", "lock_wait_timeout", &o->lock_wait_timeout, err)) != SNAP_OK)
+        return rc;
+    return cfg_duration(c, "revert", "keep_old", &o->keep_old, err);
 }
+
+const rst_opts *rst_options(const rst_target *t) { return &t->opts; }
 
 void rst_set_lock_key(rst_target *t, const char *key)
 {
@@ -229,6 +250,9 @@ static rst_target *target_new(journal *j, snap_ctx *ctx, stg *store, const rst_d
     t->ctx = ctx;
     t->store = store;
     t->j = j;
+    t->opts_rc = rst_opts_parse(ctx->cfg, &t->opts, &t->opts_err);
+    if (t->opts_rc != SNAP_OK) /* the table's defaults, for a recovery that must finish */
+        (void)rst_opts_parse(NULL, &t->opts, NULL);
     t->name = xstrdup(name);
     t->plan = json_pack("{s:s, s:s}", "component", name, "type", drv->type);
     t->state = json_object();
@@ -606,6 +630,10 @@ static snap_rc build_targets(snap_ctx *ctx, stg *store, const rst_request *req,
             return SNAP_EFAIL;
         }
         t = target_new(j, ctx, store, drv, cat_component_name(c));
+        if (t->opts_rc != SNAP_OK) {
+            *err = t->opts_err;
+            return t->opts_rc;
+        }
         t->m = m;
         t->comp = c;
         t->trusted = trusted;
@@ -916,15 +944,14 @@ static snap_rc cutover_all(journal *j, json_t *result, snap_err *err)
 /* Drops displaced state older than [revert] keep_old (default 7d) recorded by earlier reverts. */
 static void expire_undo(snap_ctx *ctx, stg *store, const drv_set *extra)
 {
-    const char *s = cfg_get(ctx->cfg, "revert", "keep_old");
-    int64_t keep = 7 * 86400;
+    int64_t keep = 0;
     char *dir;
     DIR *d;
     struct dirent *de;
     snap_err err;
 
-    if (s != NULL && !cfg_parse_duration(s, &keep)) {
-        log_warn(ctx, "[revert] keep_old = %s is not a duration; keeping displaced state", s);
+    if (cfg_duration(ctx->cfg, "revert", "keep_old", &keep, &err) != SNAP_OK) {
+        log_warn(ctx, "%s; keeping displaced state", err.msg);
         return;
     }
     if (state_subdir(ctx->cfg, "undo", &dir, &err) != SNAP_OK)

@@ -49,8 +49,22 @@ const char *rst_revert_id(const rst_target *t);
 bool rst_trusted(const rst_target *t);
 /* --to, or NULL. */
 const char *rst_to(const rst_target *t);
-/* A [revert] option set by a flag or the config (mode, pin, images_lock ...), or NULL. */
-const char *rst_option(const rst_target *t, const char *key);
+/* The [revert] options (flags, environment, file, the table's defaults), typed. */
+typedef struct rst_opts {
+    const char *mode;        /* PostgreSQL: "swap" or "transaction" */
+    const char *images_lock; /* NULL: none */
+    bool pin, require_images;
+    bool allow_external_symlinks, allow_special_files, check_free_space;
+    bool mysql_require_local_infile;
+    int64_t lock_wait_timeout, keep_old; /* seconds */
+    const char *pg_bindir, *pg_maintenance_db, *pg_maintenance_work_mem; /* NULL: not set */
+} rst_opts;
+
+/* Parses [revert] of c once; a bad value is SNAP_EUSAGE naming where it came from. */
+snap_rc rst_opts_parse(const cfg *c, rst_opts *o, snap_err *err);
+/* The options this revert runs with (parsed when the target was made; a bad value fails
+ * the plan before anything changes). */
+const rst_opts *rst_options(const rst_target *t);
 /* True when the plan should list what changes in detail (--dry-run, or a prompt). */
 bool rst_plan_detail(const rst_target *t);
 /* The plan of this target: an object the driver fills (target, actions, checks). */

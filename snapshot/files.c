@@ -381,19 +381,18 @@ snap_rc snp_files_capture_paths(snp_capture *c, const char *const *paths, size_t
 
 static snap_rc files_capture(snp_capture *c, snap_err *err)
 {
-    util_strv raw = {0}, paths = {0}, exclude = {0};
+    const src_opts *so = snp_opts(c);
+    const util_strv *raw = &so->paths, *exclude = &so->exclude;
+    util_strv paths = {0};
     snap_rc rc = SNAP_OK;
 
-    snp_source_each(c, "paths", util_strv_add_words, &raw);
-    snp_source_each(c, "path", util_strv_add_one, &raw);
-    snp_source_each(c, "exclude", util_strv_add_words, &exclude);
-    if (raw.n == 0) {
+    if (raw->n == 0) {
         err_set(err, SNAP_EUSAGE, 0, "[source %s] names no paths", snp_source_name(c));
         err_hint(err, "add `paths = /etc/app /srv/app/config` to the section");
         rc = SNAP_EUSAGE;
     }
-    for (size_t i = 0; i < raw.n; i++) {
-        char *abs = util_abspath(raw.v[i]);
+    for (size_t i = 0; i < raw->n; i++) {
+        char *abs = util_abspath(raw->v[i]);
         for (size_t j = 0; j < paths.n && abs != NULL; j++)
             if (strcmp(paths.v[j], abs) == 0) {
                 free(abs);
@@ -404,10 +403,8 @@ static snap_rc files_capture(snp_capture *c, snap_err *err)
     }
     if (rc == SNAP_OK)
         rc = snp_files_capture_paths(c, (const char *const *)paths.v, paths.n,
-                                     (const char *const *)exclude.v, exclude.n, err);
-    util_strv_free(&raw);
+                                     (const char *const *)exclude->v, exclude->n, err);
     util_strv_free(&paths);
-    util_strv_free(&exclude);
     return rc;
 }
 

@@ -71,39 +71,18 @@ static uref *uref_find(uref *u, size_t n, const char *written)
 
 static snap_rc client_for(snp_capture *c, reg_client **out, int *jobs, snap_err *err)
 {
-    snap_ctx *ctx = snp_ctx(c);
-    util_strv insecure = {0}, token_hosts = {0};
+    const src_opts *so = snp_opts(c);
     reg_opts o = {0};
-    int64_t secs = 30;
-    long njobs = 8;
-    const char *v;
-    char section[300];
-    snap_rc rc;
 
-    snprintf(section, sizeof section, "source %s", snp_source_name(c));
-    rc = cfg_get_int(ctx->cfg, section, "registry_jobs", 8, 1, 64, &njobs, err);
-    if (rc != SNAP_OK)
-        return rc;
-    if ((v = snp_source_get(c, "registry_timeout")) != NULL && !cfg_parse_duration(v, &secs)) {
-        err_set(err, SNAP_EUSAGE, 0, "[source %s] registry_timeout = %s is not a duration",
-                snp_source_name(c), v);
-        err_hint(err, "write it as 30s, 2m ...");
-        return SNAP_EUSAGE;
-    }
-    snp_source_each(c, "insecure_registries", util_strv_add_words, &insecure);
-    o.insecure = (const char *const *)insecure.v;
-    o.ninsecure = insecure.n;
-    snp_source_each(c, "token_hosts", util_strv_add_words, &token_hosts);
-    o.token_hosts = (const char *const *)token_hosts.v;
-    o.ntoken_hosts = token_hosts.n;
-    o.docker_config = snp_source_get(c, "docker_config");
-    o.timeout_ms = secs > 0 ? (long)secs * 1000 : 30000;
+    o.insecure = (const char *const *)so->insecure_registries.v;
+    o.ninsecure = so->insecure_registries.n;
+    o.token_hosts = (const char *const *)so->token_hosts.v;
+    o.ntoken_hosts = so->token_hosts.n;
+    o.docker_config = so->docker_config;
+    o.timeout_ms = so->registry_timeout > 0 ? (long)so->registry_timeout * 1000 : 30000;
     o.connect_timeout_ms = o.timeout_ms < 10000 ? o.timeout_ms : 10000;
-    rc = reg_client_new(&o, ctx, out, err);
-    util_strv_free(&insecure);
-    util_strv_free(&token_hosts);
-    *jobs = (int)njobs;
-    return rc;
+    *jobs = (int)so->registry_jobs;
+    return reg_client_new(&o, snp_ctx(c), out, err);
 }
 
 static void where_prefix(snap_err *err, const img_found *f)
@@ -136,18 +115,23 @@ typedef struct img_cap {
     int workers;
 } img_cap;
 
+static void copy_strv(util_strv *to, const util_strv *from)
+{
+    for (size_t i = 0; i < from->n; i++)
+        util_strv_add_one(from->v[i], to);
+}
+
 /* The source's settings and its roots, each once and absolute. */
 static snap_rc read_roots(img_cap *ic, snap_err *err)
 {
-    char section[300];
-    snap_rc rc;
+    const src_opts *so = snp_opts(ic->c);
+    snap_rc rc = SNAP_OK;
 
-    snprintf(section, sizeof section, "source %s", snp_source_name(ic->c));
-    snp_source_each(ic->c, "manifests", util_strv_add_one, &ic->raw);
-    snp_source_each(ic->c, "exclude", util_strv_add_words, &ic->exclude);
-    snp_source_each(ic->c, "insecure_registries", util_strv_add_words, &ic->insecure);
-    rc = cfg_get_bool(ic->ctx->cfg, section, "allow_unresolved", false, &ic->allow_unresolved, err);
-    if (rc == SNAP_OK && ic->raw.n == 0) {
+    copy_strv(&ic->raw, &so->manifests);
+    copy_strv(&ic->exclude, &so->exclude);
+    copy_strv(&ic->insecure, &so->insecure_registries);
+    ic->allow_unresolved = so->allow_unresolved;
+    if (ic->raw.n == 0) {
         rc = err_set(err, SNAP_EUSAGE, 0, "[source %s] names no manifests", snp_source_name(ic->c));
         err_hint(err, "add `manifests = deploy/k8s` to the section, or use --images PATH");
     }

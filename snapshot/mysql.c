@@ -37,8 +37,7 @@
 /* ------------------------------------------------------------------------------------ */
 /* Capture                                                                              */
 
-#define DEFAULT_CHUNK (8u << 20)
-#define DEFAULT_SPLIT (64u << 20)
+#define DEFAULT_CHUNK (8u << 20) /* the table: "[snap] pg_chunk_size; MySQL 8M" */
 #define MAX_RANGES 256
 
 typedef struct my_table {
@@ -788,32 +787,13 @@ typedef struct my_opts {
 
 static snap_rc read_options(snp_capture *c, my_opts *o, snap_err *err)
 {
-    const char *v;
+    const src_opts *so = snp_opts(c);
 
-    o->chunk = DEFAULT_CHUNK;
-    o->split = DEFAULT_SPLIT;
-    o->lock_timeout = 10;
-    o->guard = 60;
-    if ((v = snp_source_get(c, "chunk_size")) != NULL && (!cfg_parse_size(v, &o->chunk) || o->chunk < 4096))
-        return err_set(err, SNAP_EUSAGE, 0, "source %s: chunk_size is not a size of 4k or more: %s",
-                       snp_source_name(c), v);
-    if ((v = snp_source_get(c, "split_size")) != NULL && (!cfg_parse_size(v, &o->split) || o->split < 4096))
-        return err_set(err, SNAP_EUSAGE, 0, "source %s: split_size is not a size of 4k or more: %s",
-                       snp_source_name(c), v);
-    if ((v = snp_source_get(c, "lock_wait_timeout")) != NULL) {
-        int64_t s;
-        if (!cfg_parse_duration(v, &s) || s < 1)
-            return err_set(err, SNAP_EUSAGE, 0, "source %s: lock_wait_timeout is not a duration: %s",
-                           snp_source_name(c), v);
-        o->lock_timeout = (long)s;
-    }
-    if ((v = snp_source_get(c, "long_query_guard")) != NULL) {
-        int64_t sec;
-        if (!cfg_parse_duration(v, &sec) || sec < 1)
-            return err_set(err, SNAP_EUSAGE, 0, "source %s: long_query_guard is not a duration: %s",
-                           snp_source_name(c), v);
-        o->guard = (long)sec;
-    }
+    (void)err; /* checked against the table when parsed */
+    o->chunk = so->chunk_size != 0 ? so->chunk_size : DEFAULT_CHUNK;
+    o->split = so->split_size;
+    o->lock_timeout = (long)so->lock_wait_timeout;
+    o->guard = (long)so->long_query_guard;
     return SNAP_OK;
 }
 
@@ -1009,7 +989,7 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
     my_worker *workers = NULL;
     size_t nworkers = 0;
     json_t *schema = NULL;
-    const char *dsn_s = snp_source_get(c, "dsn");
+    const char *dsn_s = snp_opts(c)->dsn;
     uint64_t lock_ms = 0;
     bool mariadb;
     snap_rc rc;

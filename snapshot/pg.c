@@ -20,7 +20,6 @@
 #include "../common/pool.h"
 #include "../common/util.h"
 
-#define DEFAULT_CHUNK (32ULL << 20)
 #define BLOCK 8192ULL
 
 typedef struct pg_table {
@@ -84,10 +83,10 @@ static bool pat_add(const char *value, void *arg)
 }
 
 /* The configured patterns: the key as the command line writes it, and its variants. */
-static void source_patterns(const snp_capture *c, const char *const *keys, util_strv *out)
+static void source_patterns(const util_strv *words, util_strv *out)
 {
-    for (const char *const *k = keys; *k != NULL; k++)
-        snp_source_each(c, *k, pat_add, out);
+    for (size_t i = 0; i < words->n; i++)
+        pat_add(words->v[i], out);
 }
 
 /* SQL: "AND (...)" restricting nspname/relname to the scope (schemas in, tables out). */
@@ -631,7 +630,7 @@ static snap_rc worker_done(pool *p, void *arg, size_t worker, snap_err *err)
 static snap_rc dump_schema(pg_cap *cap, PGconn *conn, const util_strv *schemas, const util_strv *excl,
                            arc_writer *w, snap_err *err)
 {
-    const char *bindir = snp_source_get(cap->c, "pg_bindir");
+    const char *bindir = snp_opts(cap->c)->pg_bindir;
     char *tool = NULL, *snap_arg = NULL, **argv = NULL;
     size_t n = 0;
     int major, fd = -1;
@@ -706,7 +705,7 @@ static snap_rc check_pg_dump(pg_cap *cap, json_t *info, snap_err *err)
 {
     char *tool = NULL;
     int major;
-    snap_rc rc = pg_tool_find(snp_source_get(cap->c, "pg_bindir"), "pg_dump", &tool, &major, err);
+    snap_rc rc = pg_tool_find(snp_opts(cap->c)->pg_bindir, "pg_dump", &tool, &major, err);
 
     if (rc != SNAP_OK)
         return rc;
@@ -730,7 +729,7 @@ static snap_rc read_options(pg_cap *cap, snap_err *err)
     char *redacted;
     snap_rc rc;
 
-    cap->dsn = snp_source_get(c, "dsn");
+    cap->dsn = snp_opts(c)->dsn;
     if (cap->dsn == NULL)
         cap->dsn = ""; /* libpq's defaults: PG* variables, the service file */
     redacted = pg_redact_dsn(cap->dsn);
@@ -743,16 +742,15 @@ static snap_rc read_options(pg_cap *cap, snap_err *err)
     }
     cat_component_set_source(snp_component(c), redacted);
     free(redacted);
-    rc = cfg_get_size(cap->ctx->cfg, "snap", "pg_chunk_size", DEFAULT_CHUNK, &cap->chunk, err);
-    if (rc == SNAP_OK && snp_source_get(c, "chunk_size") != NULL &&
-        !cfg_parse_size(snp_source_get(c, "chunk_size"), &cap->chunk))
-        rc = err_set(err, SNAP_EUSAGE, 0, "[source %s] chunk_size is not a size", snp_source_name(c));
+    rc = cfg_size(cap->ctx->cfg, "snap", "pg_chunk_size", &cap->chunk, err);
+    if (snp_opts(c)->chunk_size != 0)
+        cap->chunk = snp_opts(c)->chunk_size;
     /*
      * A TID range scan costs the server about twice a plain COPY per row (PostgreSQL 15):
      * splitting big tables pays only with more cores than the table count can use.
      */
     if (rc == SNAP_OK)
-        rc = cfg_get_bool(cap->ctx->cfg, "snap", "pg_split_tables", false, &cap->split, err);
+        rc = cfg_bool(cap->ctx->cfg, "snap", "pg_split_tables", &cap->split, err);
     if (rc == SNAP_OK && cap->chunk < 65536)
         rc = err_set(err, SNAP_EUSAGE, 0, "the postgres chunk size must be at least 64K");
     return rc;
@@ -935,8 +933,6 @@ static snap_rc capture(snp_capture *c, snap_err *err)
     pg_cap cap = {0};
     PGconn *conn = NULL;
     util_strv schemas = {0}, excl = {0};
-    static const char *const schema_keys[] = {"schema", "pg_schema", "pg-schema", NULL};
-    static const char *const excl_keys[] = {"exclude_table", "pg_exclude_table", "pg-exclude-table", NULL};
     char *seq_sql = NULL, *where = NULL;
     size_t seq_len = 0, nseq = 0;
     arc_writer *lw = NULL;
@@ -950,8 +946,8 @@ static snap_rc capture(snp_capture *c, snap_err *err)
     rc = read_options(&cap, err);
     if (rc != SNAP_OK)
         goto out;
-    source_patterns(c, schema_keys, &schemas);
-    source_patterns(c, excl_keys, &excl);
+    source_patterns(&snp_opts(c)->schema, &schemas);
+    source_patterns(&snp_opts(c)->exclude_table, &excl);
 
     rc = pg_connect(cap.dsn, NULL, &conn, err);
     if (rc != SNAP_OK)

@@ -19,6 +19,7 @@ struct snp_capture {
     cat_component *comp;
     arc_parts *parts;
     arc_opts opts;
+    src_opts src;
     bool allow_missing;
     bool locks_held;
 };
@@ -39,15 +40,7 @@ bool snp_locks_held(const snp_capture *c) { return c->locks_held; }
 cat_component *snp_component(const snp_capture *c) { return c->comp; }
 prg_bar *snp_progress(const snp_capture *c) { return c->opts.progress; }
 
-const char *snp_source_get(const snp_capture *c, const char *key)
-{
-    return cfg_get(c->ctx->cfg, c->section, key);
-}
-
-void snp_source_each(const snp_capture *c, const char *key, bool (*fn)(const char *, void *), void *arg)
-{
-    cfg_each(c->ctx->cfg, c->section, key, fn, arg);
-}
+const src_opts *snp_opts(const snp_capture *c) { return &c->src; }
 
 snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err)
 {
@@ -57,14 +50,12 @@ snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err)
 static snap_rc archive_opts(const snap_ctx *ctx, arc_opts *o, snap_err *err)
 {
     long level = 0, threads = 0;
-    snap_rc rc = cfg_get_int(ctx->cfg, "snap", "zstd_level", 3, 1, 19, &level, err);
+    snap_rc rc = cfg_int(ctx->cfg, "snap", "zstd_level", &level, err);
 
     if (rc == SNAP_OK)
-        rc = cfg_get_int(ctx->cfg, "snap", "zstd_threads", 2, 1, 64, &threads, err);
+        rc = cfg_int(ctx->cfg, "snap", "zstd_threads", &threads, err);
     if (rc == SNAP_OK)
-        rc = cfg_get_size(ctx->cfg, "snap", "part_size", 256ULL << 20, &o->part_size, err);
-    if (rc == SNAP_OK && o->part_size < 4096)
-        rc = err_set(err, SNAP_EUSAGE, 0, "[snap] part_size must be at least 4K");
+        rc = cfg_size(ctx->cfg, "snap", "part_size", &o->part_size, err);
     o->zstd_level = (int)level;
     o->zstd_threads = (int)threads;
     return rc;
@@ -105,13 +96,16 @@ static snap_rc check_labels(const snp_request *req, snap_err *err)
 /* Runs one source into its component of m. */
 static snap_rc capture_source(snp_capture *c, cat_manifest *m, snap_err *err)
 {
-    const char *type = snp_source_get(c, "type");
+    const char *type;
     const snp_driver *drv;
     char *prefix;
     snap_rc rc = cat_name_check("source", c->name, err);
 
+    if (rc == SNAP_OK)
+        rc = src_opts_parse(c->ctx->cfg, c->section, &c->src, err);
     if (rc != SNAP_OK)
         return rc;
+    type = c->src.type;
     if (type == NULL || (drv = snp_driver_find(type)) == NULL) {
         if (type == NULL)
             err_set(err, SNAP_EUSAGE, 0, "[source %s] has no type", c->name);
@@ -197,6 +191,7 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
         c.name = cfg_source_name(ctx->cfg, i);
         c.section = xasprintf("source %s", c.name);
         rc = capture_source(&c, m, err);
+        src_opts_free(&c.src);
         free(c.section);
     }
     prg_free(c.opts.progress);

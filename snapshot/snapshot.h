@@ -8,6 +8,7 @@
 #include "../catalog/arc.h"
 #include "../common/ctx.h"
 #include "../engines/engines.h"
+#include "../engines/source_opts.h"
 #include "../storage/storage.h"
 
 typedef struct snp_request {
@@ -40,10 +41,9 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
 typedef struct snp_capture snp_capture;
 
 const char *snp_source_name(const snp_capture *c);
-/* A key of the [source NAME] section (after flags and environment), or NULL. */
-const char *snp_source_get(const snp_capture *c, const char *key);
-void snp_source_each(const snp_capture *c, const char *key,
-                     bool (*fn)(const char *value, void *arg), void *arg);
+/* The typed options of the [source NAME] section (after flags and environment), parsed
+ * once before the driver runs. */
+const src_opts *snp_opts(const snp_capture *c);
 snap_ctx *snp_ctx(const snp_capture *c);
 stg *snp_store(const snp_capture *c);
 bool snp_allow_missing(const snp_capture *c);

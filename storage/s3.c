@@ -323,7 +323,8 @@ static snap_rc parse_endpoint(s3_drv *d, const cfg *c, snap_err *err)
     }
 
     /* Path-style by default for custom endpoints (MinIO, RGW), virtual-hosted on AWS. */
-    if ((rc = cfg_get_bool(c, "store", "path_style", ep != NULL, &d->path_style, err)) != SNAP_OK)
+    d->path_style = ep != NULL; /* the table: "true with endpoint, else false" */
+    if ((rc = cfg_bool(c, "store", "path_style", &d->path_style, err)) != SNAP_OK)
         goto out;
     if (d->path_style) {
         d->host = xstrdup(hostport);
@@ -346,7 +347,7 @@ static snap_rc parse_object_opts(s3_drv *d, const cfg *c, snap_err *err)
 {
     snap_rc rc;
 
-    if ((rc = cfg_get_bool(c, "store", "tls_verify", true, &d->tls_verify, err)) != SNAP_OK)
+    if ((rc = cfg_bool(c, "store", "tls_verify", &d->tls_verify, err)) != SNAP_OK)
         return rc;
     if (opt(c, "ca_file") != NULL)
         d->ca_file = xstrdup(opt(c, "ca_file"));
@@ -383,26 +384,16 @@ static snap_rc parse_limits(s3_drv *d, const cfg *c, snap_err *err)
     snap_rc rc;
     uint64_t u;
 
-    if ((rc = cfg_get_size(c, "store", "part_size", 16 * MIB, &d->part_size, err)) != SNAP_OK)
+    if ((rc = cfg_size(c, "store", "part_size", &d->part_size, err)) ||
+        (rc = cfg_size(c, "store", "download_chunk", &u, err)) ||
+        (rc = cfg_int(c, "store", "upload_concurrency", &d->upload_conc, err)) ||
+        (rc = cfg_int(c, "store", "download_concurrency", &d->download_conc, err)) ||
+        (rc = cfg_int(c, "store", "retries", &d->retries, err)) ||
+        (rc = cfg_int(c, "store", "timeout", &d->timeout, err)) ||
+        (rc = cfg_int(c, "store", "list_max_keys", &d->list_max_keys, err)) ||
+        (rc = cfg_int(c, "store", "list_max_pages", &d->list_max_pages, err)))
         return rc;
-    if (d->part_size < S3_MIN_PART || d->part_size > S3_MAX_PART) {
-        rc = err_set(err, SNAP_EUSAGE, 0, "[store] part_size: expected 5M to 5G");
-        return rc;
-    }
-    if ((rc = cfg_get_size(c, "store", "download_chunk", 8 * MIB, &u, err)) != SNAP_OK)
-        return rc;
-    if (u < 64 * 1024 || u > 1024 * MIB) {
-        rc = err_set(err, SNAP_EUSAGE, 0, "[store] download_chunk: expected 64K to 1G");
-        return rc;
-    }
     d->download_chunk = u;
-    if ((rc = cfg_get_int(c, "store", "upload_concurrency", 4, 1, 64, &d->upload_conc, err)) ||
-        (rc = cfg_get_int(c, "store", "download_concurrency", 4, 1, 64, &d->download_conc, err)) ||
-        (rc = cfg_get_int(c, "store", "retries", 5, 0, 50, &d->retries, err)) ||
-        (rc = cfg_get_int(c, "store", "timeout", 60, 1, 3600, &d->timeout, err)) ||
-        (rc = cfg_get_int(c, "store", "list_max_keys", 1000, 1, 1000, &d->list_max_keys, err)) ||
-        (rc = cfg_get_int(c, "store", "list_max_pages", 100000, 1, 10000000, &d->list_max_pages, err)))
-        return rc;
 
     if (opt(c, "create_only_check") != NULL) {
         const char *v = opt(c, "create_only_check");

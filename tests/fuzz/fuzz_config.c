@@ -22,6 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     long l;
     uint64_t u;
     bool b;
+    int64_t d;
     int64_t secs;
     size_t n = 0;
 
@@ -33,9 +34,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     if (cfg_load_file(c, path, &err) == SNAP_OK) {
         (void)cfg_get(c, "store", "url");
-        (void)cfg_get_int(c, "snap", "zstd_level", 3, 1, 19, &l, &err);
-        (void)cfg_get_size(c, "snap", "part_size", 1, &u, &err);
-        (void)cfg_get_bool(c, "revert", "keep_old", false, &b, &err);
+        (void)cfg_int(c, "snap", "zstd_level", &l, &err);
+        (void)cfg_size(c, "snap", "part_size", &u, &err);
+        (void)cfg_bool(c, "revert", "pin", &b, &err);
+        (void)cfg_duration(c, "revert", "keep_old", &d, &err);
         cfg_each(c, "source app", "path", count, &n);
         for (size_t i = 0; i < cfg_source_count(c); i++) {
             char section[300];

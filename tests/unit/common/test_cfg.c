@@ -90,8 +90,8 @@ static void load_and_layer(void **state)
     cfg_set(c, "store", "url", "/b"); /* a flag beats the file */
     assert_string_equal(cfg_get(c, "store", "url"), "/b");
     cfg_set(c, "snap", "jobs", "9x");
-    assert_int_equal(cfg_get_int(c, "snap", "jobs", 1, 1, 64, &jobs, &err), SNAP_EUSAGE);
-    assert_non_null(strstr(err.msg, "[snap] jobs = 9x"));
+    assert_int_equal(cfg_int(c, "snap", "jobs", &jobs, &err), SNAP_EUSAGE);
+    assert_non_null(strstr(err.msg, "[snap]: jobs = 9x"));
     cfg_free(c);
     unlink(path);
 }
