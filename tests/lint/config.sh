@@ -53,12 +53,12 @@ test_check_catches_a_missing_key() {
     expect_err "docs/snap.conf.5 lacks [snap] zstd_level"
 }
 
-# Every key read by name in the code (cfg_*, snp_source_*, rst_option, s3's opt) is declared:
+# Every key read by name in the code (cfg_* typed reads and the rest, s3's opt) is declared:
 # reading an undeclared one aborts at run time.
 test_code_reads_only_declared_keys() {
     local bad=0 key
     declared | cut -f2 | sort -u >"$T/names"
-    grep -rhoE '(cfg_(get|get_int|get_size|get_bool|set|set_from|add|each)\([^,]+, *("[^"]+"|[a-z_>.-]+), *"[a-z_-]+"|(snp_source_get|snp_source_each|rst_option|option_on|option_true)\([^,]+, *"[a-z_-]+"|[^_a-z]opt\(c, *"[a-z_-]+")' \
+    grep -rhoE '(cfg_(get|int|size|bool|duration|str|list|set|set_from|add|each)\([^,]+, *("[^"]+"|[a-z_>.-]+), *"[a-z_-]+"|[^_a-z]opt\(c, *"[a-z_-]+")' \
         "$T_ROOT"/common "$T_ROOT"/storage "$T_ROOT"/catalog "$T_ROOT"/engines "$T_ROOT"/snapshot \
         "$T_ROOT"/restore "$T_ROOT"/cmd --include='*.c' | grep -oE '"[a-z_-]+"\)?$|"[a-z_-]+"$' |
         tr -d '")' | sort -u >"$T/read"
