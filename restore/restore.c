@@ -691,17 +691,6 @@ static bool match_path(const char *value, void *arg)
     return !pm->found;
 }
 
-static bool match_words(const char *value, void *arg)
-{
-    char *copy = xstrdup(value), *save = NULL;
-    bool more = true;
-
-    for (char *w = strtok_r(copy, " \t", &save); w != NULL && more; w = strtok_r(NULL, " \t", &save))
-        more = match_path(w, arg);
-    free(copy);
-    return more;
-}
-
 /* Does a [source NAME] of this type (files: paths, path; images: manifests) name path? */
 static bool path_configured(const cfg *c, const char *type, const char *path)
 {
@@ -709,15 +698,12 @@ static bool path_configured(const cfg *c, const char *type, const char *path)
 
     for (size_t i = 0; c != NULL && i < cfg_source_count(c) && !pm.found; i++) {
         char *section = xasprintf("source %s", cfg_source_name(c, i));
-        const char *st = cfg_get(c, section, "type");
-        if (st != NULL && strcmp(st, type) == 0) {
-            if (strcmp(type, "images") == 0) {
-                cfg_each(c, section, "manifests", match_path, &pm);
-            } else {
-                cfg_each(c, section, "paths", match_words, &pm);
-                if (!pm.found)
-                    cfg_each(c, section, "path", match_path, &pm);
-            }
+        src_opts so;
+        if (src_opts_parse(c, section, &so, NULL) == SNAP_OK) {
+            const util_strv *l = strcmp(type, "images") == 0 ? &so.manifests : &so.paths;
+            for (size_t k = 0; so.type != NULL && strcmp(so.type, type) == 0 && k < l->n && !pm.found; k++)
+                (void)match_path(l->v[k], &pm);
+            src_opts_free(&so);
         }
         free(section);
     }
