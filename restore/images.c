@@ -42,45 +42,37 @@ static const char *recorded_digest(json_t *images, const char *written)
 
 static snap_rc client_for(rst_target *t, reg_client **out, int *workers, snap_err *err)
 {
-    snap_ctx *ctx = rst_ctx(t);
-    char *section = xasprintf("source %s", rst_component_name(t));
     /* Registries reached without TLS checks: the configuration's, and the snapshot's own
      * only when it is authenticated, since they decide where credentials may go. */
     json_t *ins = rst_trusted(t) ? json_deep_copy(json_object_get(info_of(t), "insecure_registries")) : NULL;
     const char **v = NULL;
     reg_opts o = {0};
-    src_opts so;
-    snap_rc rc = src_opts_parse(ctx->cfg, section, &so, err);
+    const src_opts *so = rst_source(t);
+    snap_rc rc;
     size_t i;
     json_t *x;
 
-    free(section);
-    if (rc != SNAP_OK) {
-        json_decref(ins);
-        return rc;
-    }
     if (!json_is_array(ins)) {
         json_decref(ins);
         ins = json_array();
     }
-    for (i = 0; i < so.insecure_registries.n; i++)
-        json_array_append_new(ins, json_string(so.insecure_registries.v[i]));
+    for (i = 0; i < so->insecure_registries.n; i++)
+        json_array_append_new(ins, json_string(so->insecure_registries.v[i]));
     v = xcalloc(json_array_size(ins) + 1, sizeof *v);
     json_array_foreach(ins, i, x)
         v[i] = json_string_value(x);
     o.insecure = v;
     o.ninsecure = json_array_size(ins);
     /* token_hosts come from the local configuration only, never from the manifest */
-    o.token_hosts = (const char *const *)so.token_hosts.v;
-    o.ntoken_hosts = so.token_hosts.n;
-    o.docker_config = so.docker_config;
-    o.timeout_ms = so.registry_timeout > 0 ? (long)so.registry_timeout * 1000 : 30000;
+    o.token_hosts = (const char *const *)so->token_hosts.v;
+    o.ntoken_hosts = so->token_hosts.n;
+    o.docker_config = so->docker_config;
+    o.timeout_ms = so->registry_timeout > 0 ? (long)so->registry_timeout * 1000 : 30000;
     o.connect_timeout_ms = o.timeout_ms < 10000 ? o.timeout_ms : 10000;
-    *workers = (int)so.registry_jobs;
-    rc = reg_client_new(&o, ctx, out, err);
+    *workers = (int)so->registry_jobs;
+    rc = reg_client_new(&o, rst_ctx(t), out, err);
     free(v);
     json_decref(ins);
-    src_opts_free(&so);
     return rc;
 }
 

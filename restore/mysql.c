@@ -71,14 +71,10 @@ static void rst_close(my_rst *R)
  * or the manifest (redacted: the password then comes from MYSQL_PWD or ~/.my.cnf). */
 static snap_rc target_dsn(rst_target *t, my_dsn **out, snap_err *err)
 {
-    snap_ctx *ctx = rst_ctx(t);
-    char *section = xasprintf("source %s", rst_component_name(t));
-    const char *dsn = NULL, *type = ctx->cfg ? cfg_get(ctx->cfg, section, "type") : NULL;
+    const src_opts *so = rst_source(t);
+    const char *dsn = so->type != NULL && strcmp(so->type, "mysql") == 0 ? so->dsn : NULL;
     snap_rc rc;
 
-    if (type != NULL && strcmp(type, "mysql") == 0)
-        dsn = cfg_get(ctx->cfg, section, "dsn");
-    free(section);
     if (dsn == NULL)
         dsn = state_str(rst_state(t), "dsn");
     /* The manifest's server only when the manifest is authenticated (restore.c refuses first). */
@@ -900,7 +896,7 @@ static snap_rc my_safety_source(rst_target *t, cfg *c, const char *section, snap
     my_dsn *d = NULL;
     snap_ctx *ctx = rst_ctx(t);
     char *src = xasprintf("source %s", rst_component_name(t));
-    const char *configured = ctx->cfg ? cfg_get(ctx->cfg, src, "dsn") : NULL;
+    const char *configured = rst_source(t)->dsn;
     const char *live = state_str(rst_state(t), "live");
     snap_rc rc = target_dsn(t, &d, err);
 

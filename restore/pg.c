@@ -49,12 +49,9 @@ static void set_str(json_t *o, const char *key, const char *v)
 /* The DSN of a [source NAME] of type postgres for this component, or NULL. */
 static const char *configured_dsn(rst_target *t)
 {
-    char *section = xasprintf("source %s", rst_component_name(t));
-    const char *type = cfg_get(rst_ctx(t)->cfg, section, "type");
-    const char *dsn = type != NULL && strcmp(type, "postgres") == 0 ? cfg_get(rst_ctx(t)->cfg, section, "dsn") : NULL;
+    const src_opts *so = rst_source(t);
 
-    free(section);
-    return dsn;
+    return so->type != NULL && strcmp(so->type, "postgres") == 0 ? so->dsn : NULL;
 }
 
 /* The DSN: the config's [source NAME] when it names one, else the snapshot's (redacted),

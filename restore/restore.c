@@ -49,6 +49,7 @@ struct rst_target {
     bool detail;
     bool trusted; /* the manifest verified with a key this host holds */
     rst_opts opts;
+    src_opts src;    /* [source NAME] of this component */
     snap_rc opts_rc; /* a bad [revert] value, reported when the plan is made */
     snap_err opts_err;
 };
@@ -120,6 +121,7 @@ snap_rc rst_opts_parse(const cfg *c, rst_opts *o, snap_err *err)
 }
 
 const rst_opts *rst_options(const rst_target *t) { return &t->opts; }
+const src_opts *rst_source(const rst_target *t) { return &t->src; }
 
 void rst_set_lock_key(rst_target *t, const char *key)
 {
@@ -222,6 +224,7 @@ static void target_free(rst_target *t)
     util_strv_free(&t->lock_keys);
     json_decref(t->plan);
     json_decref(t->state);
+    src_opts_free(&t->src);
     free(t->name);
     free(t->to);
     free(t);
@@ -245,6 +248,7 @@ static rst_target *target_new(journal *j, snap_ctx *ctx, stg *store, const rst_d
                               const char *name)
 {
     rst_target *t = xcalloc(1, sizeof *t);
+    char *section;
 
     t->drv = drv;
     t->ctx = ctx;
@@ -253,6 +257,12 @@ static rst_target *target_new(journal *j, snap_ctx *ctx, stg *store, const rst_d
     t->opts_rc = rst_opts_parse(ctx->cfg, &t->opts, &t->opts_err);
     if (t->opts_rc != SNAP_OK) /* the table's defaults, for a recovery that must finish */
         (void)rst_opts_parse(NULL, &t->opts, NULL);
+    section = xasprintf("source %s", name);
+    if (t->opts_rc == SNAP_OK)
+        t->opts_rc = src_opts_parse(ctx->cfg, section, &t->src, &t->opts_err);
+    else
+        (void)src_opts_parse(ctx->cfg, section, &t->src, NULL);
+    free(section);
     t->name = xstrdup(name);
     t->plan = json_pack("{s:s, s:s}", "component", name, "type", drv->type);
     t->state = json_object();
@@ -760,7 +770,7 @@ static snap_rc check_named(rst_target *t, snap_err *err)
                      requested, t->name, type, strcmp(type, "images") == 0 ? "manifests" : "paths");
         }
     } else if (strcmp(type, "postgres") == 0 || strcmp(type, "mysql") == 0) {
-        const char *ctype = cfg_get(c, section, "type"), *dsn = cfg_get(c, section, "dsn");
+        const char *ctype = t->src.type, *dsn = t->src.dsn;
         const char *src = cat_component_source(t->comp);
         const char *db = json_string_value(json_object_get(info, strcmp(type, "postgres") == 0 ? "database_name"
                                                                                                  : "database"));

@@ -8,6 +8,7 @@
 #include "../catalog/catalog.h"
 #include "../common/ctx.h"
 #include "../engines/engines.h"
+#include "../engines/source_opts.h"
 #include "../storage/storage.h"
 
 typedef struct rst_request {
@@ -59,6 +60,11 @@ typedef struct rst_opts {
     int64_t lock_wait_timeout, keep_old; /* seconds */
     const char *pg_bindir, *pg_maintenance_db, *pg_maintenance_work_mem; /* NULL: not set */
 } rst_opts;
+
+/* The typed options of this component's [source NAME] (all unset when the configuration
+ * has none), parsed with the target: what names the live target (type, dsn) and the
+ * settings its safety snapshot and registry checks use. */
+const src_opts *rst_source(const rst_target *t);
 
 /* Parses [revert] of c once; a bad value is SNAP_EUSAGE naming where it came from. */
 snap_rc rst_opts_parse(const cfg *c, rst_opts *o, snap_err *err);

@@ -785,16 +785,15 @@ typedef struct my_opts {
     long lock_timeout, guard;
 } my_opts;
 
-static snap_rc read_options(snp_capture *c, my_opts *o, snap_err *err)
+/* From the source's typed options, checked against the table when they were parsed. */
+static void read_options(snp_capture *c, my_opts *o)
 {
     const src_opts *so = snp_opts(c);
 
-    (void)err; /* checked against the table when parsed */
     o->chunk = so->chunk_size != 0 ? so->chunk_size : DEFAULT_CHUNK;
     o->split = so->split_size;
     o->lock_timeout = (long)so->lock_wait_timeout;
     o->guard = (long)so->long_query_guard;
-    return SNAP_OK;
 }
 
 /* Parses the dsn and names the source in the manifest, its password left out. */
@@ -1003,9 +1002,8 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
         err_hint(err, "set dsn = mysql://user@host:port/db in [source %s]", snp_source_name(c));
         goto out;
     }
-    rc = read_options(c, &o, err);
-    if (rc == SNAP_OK)
-        rc = open_dsn(&cap, dsn_s, err);
+    read_options(c, &o);
+    rc = open_dsn(&cap, dsn_s, err);
     if (rc != SNAP_OK)
         goto out;
     cap.chunk = o.chunk;
