@@ -7,6 +7,7 @@
 
 #include "../catalog/catalog.h"
 #include "../common/ctx.h"
+#include "../common/progress.h"
 #include "../engines/engines.h"
 #include "../storage/storage.h"
 
@@ -51,6 +52,9 @@ bool rst_trusted(const rst_target *t);
 const char *rst_to(const rst_target *t);
 /* A [revert] option set by a flag or the config (mode, pin, images_lock ...), or NULL. */
 const char *rst_option(const rst_target *t, const char *key);
+/* The progress of this target while it stages (total: the component's stored bytes), for a
+ * driver that reads its parts itself (arc_reader_open); NULL outside stage. */
+prg_bar *rst_progress(const rst_target *t);
 /* True when the plan should list what changes in detail (--dry-run, or a prompt). */
 bool rst_plan_detail(const rst_target *t);
 /* The plan of this target: an object the driver fills (target, actions, checks). */
