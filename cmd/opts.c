@@ -385,8 +385,12 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
     c->ctx.cfg = c->cfg;
     c->ctx.interrupted = &interrupted;
     rc = opts_parse(defs, argc, argv, &c->o, err);
-    if (rc != SNAP_OK)
+    if (rc != SNAP_OK) {
+        /* the usage error is a JSON document too when --json was among the options */
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+            c->ctx.json = c->ctx.json || strcmp(argv[i], "--json") == 0;
         return rc;
+    }
     c->ctx.verbosity = opts_has(&c->o, "quiet") ? -1 : opts_has(&c->o, "verbose") ? 1 : 0;
     hide_secrets(c, argc, argv);
     if (opts_has(&c->o, "help") || opts_has(&c->o, "version"))
