@@ -286,56 +286,6 @@ static void print_created(const cli *c, stg *store, const cat_manifest *m, uint6
     }
 }
 
-/*
- * --if-absent: *out is the committed snapshot when name holds the same sources, NULL when
- * name is free; SNAP_ECONFLICT (name_exists) when it holds other sources.
- */
-static snap_rc find_same(const cli *c, stg *store, const char *name, cat_manifest **out, snap_err *err)
-{
-    bool exists = false;
-    cat_manifest *m = NULL;
-    char why[600];
-    snap_rc rc = cat_name_check("snapshot", name, err);
-
-    *out = NULL;
-    if (rc == SNAP_OK && cfg_source_count(c->cfg) > 0) /* none: snp_create says so */
-        rc = cat_exists(store, name, &exists, err);
-    if (rc != SNAP_OK || !exists)
-        return rc;
-    rc = cat_load(store, name, &m, err);
-    if (rc != SNAP_OK)
-        return rc;
-    if (snp_same_sources(&c->ctx, m, why, sizeof why)) {
-        *out = m;
-        return SNAP_OK;
-    }
-    cat_manifest_free(m);
-    err_set(err, SNAP_ECONFLICT, 0, "snapshot %s exists with other sources: %s", name, why);
-    err_hint(err, "choose another name, or `snap delete %s` first", name);
-    return err_kind(err, "name_exists");
-}
-
-/* --if-absent, else a new capture; *existed when the snapshot was there already. */
-static snap_rc create_or_find(cli *c, stg *store, const snp_request *req, cat_manifest **m, bool *existed,
-                              snap_err *err)
-{
-    bool if_absent = opts_has(&c->o, "if-absent");
-    snap_rc rc = if_absent ? find_same(c, store, req->name, m, err) : SNAP_OK;
-
-    *existed = *m != NULL;
-    if (rc != SNAP_OK || *existed)
-        return rc;
-    rc = snp_create(&c->ctx, store, req, m, err);
-    /* Another runner committed it in the meantime: the same question again. */
-    if (rc == SNAP_ECONFLICT && if_absent && err->kind != NULL && strcmp(err->kind, "name_exists") == 0) {
-        rc = find_same(c, store, req->name, m, err);
-        *existed = *m != NULL;
-        if (rc == SNAP_OK && !*existed)
-            rc = err_set(err, SNAP_ECONFLICT, 0, "snapshot %s was created and removed while snap ran", req->name);
-    }
-    return rc;
-}
-
 static int cmd_create(cli *c, stg *store, const char *name)
 {
     bool existed = false;
@@ -374,7 +324,8 @@ static int cmd_create(cli *c, stg *store, const char *name)
         cfg_set_from(c->cfg, "snap", "part_size", v, "flag --part-size");
     labels = opts_all(&c->o, "label", &nlabels);
     snp_request req = {.name = name, .note = opts_get(&c->o, "note"), .labels = labels, .nlabels = nlabels};
-    rc = create_or_find(c, store, &req, &m, &existed, &err);
+    rc = opts_has(&c->o, "if-absent") ? snp_create_if_absent(&c->ctx, store, &req, &m, &existed, &err)
+                                      : snp_create(&c->ctx, store, &req, &m, &err);
     free(labels);
     if (rc != SNAP_OK)
         return cli_fail(c, &err);

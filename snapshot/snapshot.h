@@ -48,6 +48,15 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
  */
 bool snp_same_sources(const snap_ctx *ctx, const cat_manifest *m, char *why, size_t n);
 
+/*
+ * snap create --if-absent, retry-safe: when req->name is committed with the same sources,
+ * *out is that snapshot and *existed is set, nothing is captured; when it holds other
+ * sources, SNAP_ECONFLICT (kind name_exists) saying the first difference; else snp_create
+ * (and when another runner commits the name first, the same question again).
+ */
+snap_rc snp_create_if_absent(snap_ctx *ctx, stg *store, const snp_request *req, cat_manifest **out,
+                             bool *existed, snap_err *err);
+
 /* What a source driver gets: one source becoming one component. */
 typedef struct snp_capture snp_capture;
 

@@ -104,3 +104,51 @@ bool snp_same_sources(const snap_ctx *ctx, const cat_manifest *m, char *why, siz
     }
     return same;
 }
+
+/* *out is the committed snapshot when name holds the same sources, NULL when name is free;
+ * SNAP_ECONFLICT (name_exists) when it holds other sources. */
+static snap_rc find_same(const snap_ctx *ctx, stg *store, const char *name, cat_manifest **out, snap_err *err)
+{
+    bool exists = false;
+    cat_manifest *m = NULL;
+    char why[600];
+    snap_rc rc = cat_name_check("snapshot", name, err);
+
+    *out = NULL;
+    if (rc == SNAP_OK && cfg_source_count(ctx->cfg) > 0) /* none: snp_create says so */
+        rc = cat_exists(store, name, &exists, err);
+    if (rc != SNAP_OK || !exists)
+        return rc;
+    rc = cat_load(store, name, &m, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (snp_same_sources(ctx, m, why, sizeof why)) {
+        *out = m;
+        return SNAP_OK;
+    }
+    cat_manifest_free(m);
+    err_set(err, SNAP_ECONFLICT, 0, "snapshot %s exists with other sources: %s", name, why);
+    err_hint(err, "choose another name, or `snap delete %s` first", name);
+    return err_kind(err, "name_exists");
+}
+
+snap_rc snp_create_if_absent(snap_ctx *ctx, stg *store, const snp_request *req, cat_manifest **out,
+                             bool *existed, snap_err *err)
+{
+    snap_rc rc = find_same(ctx, store, req->name, out, err);
+
+    *existed = *out != NULL;
+    if (rc != SNAP_OK || *existed)
+        return rc;
+    rc = snp_create(ctx, store, req, out, err);
+    /* Another runner committed it in the meantime: the same question again. */
+    if (rc == SNAP_ECONFLICT && err->kind != NULL && strcmp(err->kind, "name_exists") == 0) {
+        rc = find_same(ctx, store, req->name, out, err);
+        *existed = *out != NULL;
+        if (rc == SNAP_OK && !*existed) {
+            rc = err_set(err, SNAP_ECONFLICT, 0, "snapshot %s was created and removed while snap ran", req->name);
+            err_hint(err, "run the command again");
+        }
+    }
+    return rc;
+}
