@@ -138,6 +138,10 @@ test_a_held_lock_is_locked_and_names_its_holder() {
     expect_err "held by pid $pid on host $(hostname) since "
     run "$SNAP" create p2 --store "$ST" --files "$T/app" --json
     error_is 4 locked
+    expect_err "held by pid $pid on host $(hostname) since "
+    # the snapshot itself is leased by the revert
+    run "$SNAP" delete p1 --store "$ST" --yes --json
+    error_is 4 locked
     wait $pid || fail "the first revert failed: $(cat "$T/first.err")"
 }
 
