@@ -23,6 +23,7 @@ snap_rc cat_commit(stg *s, const cat_manifest *m, snap_err *err)
     if (rc == SNAP_ECONFLICT) {
         err_set(err, SNAP_ECONFLICT, 0, "snapshot %s already exists", cat_manifest_name(m));
         err_hint(err, "choose another name, or `snap delete %s` first", cat_manifest_name(m));
+        err_kind(err, "name_exists");
     }
     free(text);
     free(key);
@@ -170,6 +171,7 @@ static snap_rc delete_entry(stg *s, const cat_manifest *m, bool keep_data, snap_
 
     if (rc == SNAP_OK && held) {
         rc = err_set(err, SNAP_ECONFLICT, 0, "snapshot %s is in use by a revert", cat_manifest_name(m));
+        err_kind(err, "locked");
         err_hint(err, "wait for the revert to finish; a lease older than a day no longer counts");
     }
     /* The catalog entry goes first: from then on the snapshot does not exist, and
@@ -214,7 +216,7 @@ snap_rc cat_verify(stg *s, const cat_manifest *m, const snap_ctx *ctx, json_t *r
                    snap_err *err)
 {
     snap_rc worst = SNAP_OK;
-    prg_bar *bar = prg_new("verify", cat_manifest_bytes(m), ctx->progress);
+    prg_bar *bar = prg_new(ctx, "verify", cat_manifest_bytes(m));
     unsigned bad = 0;
 
     for (size_t i = 0; i < cat_manifest_ncomponents(m); i++) {

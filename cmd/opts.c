@@ -380,8 +380,12 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
     c->ctx.cfg = c->cfg;
     c->ctx.interrupted = &interrupted;
     rc = opts_parse(defs, argc, argv, &c->o, err);
-    if (rc != SNAP_OK)
+    if (rc != SNAP_OK) {
+        /* the usage error is a JSON document too when --json was among the options */
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+            c->ctx.json = c->ctx.json || strcmp(argv[i], "--json") == 0;
         return rc;
+    }
     c->ctx.verbosity = opts_has(&c->o, "quiet") ? -1 : opts_has(&c->o, "verbose") ? 1 : 0;
     hide_secrets(c, argc, argv);
     if (opts_has(&c->o, "help") || opts_has(&c->o, "version"))
@@ -424,8 +428,27 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
     return SNAP_OK;
 }
 
+snap_rc cli_events_open(cli *c, const char *command, snap_err *err)
+{
+    const char *path = opts_get(&c->o, "events");
+
+    if (path == NULL || c->ctx.events != NULL)
+        return SNAP_OK;
+    return evt_open(path, command, &c->ctx.events, err);
+}
+
+int cli_events_end(const cli *c, int code, const snap_err *err)
+{
+    if (c->ctx.events != NULL)
+        evt_emit(c->ctx.events, "end",
+                 json_pack("{s:i, s:s?}", "exit_code", code, "code", code != 0 ? err_json_code(err) : NULL));
+    return code;
+}
+
 void cli_free(cli *c)
 {
+    evt_free(c->ctx.events);
+    c->ctx.events = NULL;
     opts_free(&c->o);
     cfg_free(c->cfg);
 }
@@ -475,8 +498,8 @@ json_t *cli_error_json(const snap_err *err)
     /* A message may quote bytes that are not UTF-8 (a name, a server's text): JSON cannot
      * hold them, so they are written as \xNN rather than losing the whole document. */
     char *msg = util_utf8_lossless(err->msg), *hint = util_utf8_lossless(err->hint);
-    json_t *doc = json_pack("{s:{s:i, s:s, s:s, s:s}}", "error", "exit_code", (int)err->code, "code",
-                            err_json_code(err), "message", msg, "hint", hint);
+    json_t *doc = json_pack("{s:i, s:{s:i, s:s, s:s, s:s}}", "format", JSON_FORMAT_ERROR, "error", "exit_code",
+                            (int)err->code, "code", err_json_code(err), "message", msg, "hint", hint);
 
     if (doc == NULL)
         abort(); /* only out of memory: every string above is UTF-8 */
@@ -485,9 +508,18 @@ json_t *cli_error_json(const snap_err *err)
     return doc;
 }
 
+void cli_add_error(json_t *doc, const snap_err *err)
+{
+    json_t *e = cli_error_json(err);
+
+    json_object_set(doc, "error", json_object_get(e, "error"));
+    json_decref(e);
+}
+
 int cli_fail(const cli *c, const snap_err *err)
 {
     log_error(&c->ctx, err);
+    cli_events_end(c, (int)err->code, err);
     if (c->ctx.json) {
         json_t *doc = cli_error_json(err);
         cli_print_json(doc);

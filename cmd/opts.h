@@ -76,12 +76,37 @@ void cli_free(cli *c);
 /* The store URL: --store, $SNAP_STORE, [store] url, else the default local directory
  * (root: /var/lib/snap/store; others: under $XDG_DATA_HOME or $HOME, never /tmp). */
 snap_rc cli_store_url(const cli *c, char **url, snap_err *err);
+/*
+ * The "format" of each --json document (docs/json.md, docs/schema/): a change of shape or
+ * meaning gets a new number. create and show print the manifest, whose format is its own.
+ * The error document is at 2 since its codes became the underscore names (not_found ...);
+ * list and prune at 2 since they became objects (they were bare arrays).
+ */
+#define JSON_FORMAT_ERROR 2
+#define JSON_FORMAT_LIST 2
+#define JSON_FORMAT_PRUNE 2
+#define JSON_FORMAT_VERIFY 1
+#define JSON_FORMAT_DELETE 1
+#define JSON_FORMAT_GC 1
+#define JSON_FORMAT_CONFIG_CHECK 1
+#define JSON_FORMAT_REVERT 1
+#define JSON_FORMAT_RECOVER 1
+
 /* Prints a JSON document to stdout. */
 void cli_print_json(const json_t *doc);
 /* {"error": {exit_code, code, message, hint}}, valid JSON whatever bytes err holds. */
 json_t *cli_error_json(const snap_err *err);
-/* Reports err on stderr (and as JSON on stdout with --json); returns the exit code. */
+/* Sets doc's "error" to the error object of cli_error_json: a result that says why it failed. */
+void cli_add_error(json_t *doc, const snap_err *err);
+/* Reports err on stderr (and as JSON on stdout with --json, and as the "end" event with
+ * --events); returns the exit code. */
 int cli_fail(const cli *c, const snap_err *err);
+/* --events FILE: opens the sink of command ("snap create", "revert") into c->ctx.events
+ * (freed by cli_free); does nothing without the option. */
+snap_rc cli_events_open(cli *c, const char *command, snap_err *err);
+/* The last event line: {"event": "end", "exit_code", "code": the JSON error code or null};
+ * returns code. err is read only when code is not 0. */
+int cli_events_end(const cli *c, int code, const snap_err *err);
 /* Asks a yes/no question on the terminal; false when there is no terminal. */
 bool cli_ask(const char *question);
 

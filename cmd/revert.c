@@ -29,6 +29,7 @@ static const opt_def options[] = {
     {"allow-external-symlinks", 0, NULL, NULL, "files: restore symlinks that point outside the target", "revert"},
     {"allow-special-files", 0, NULL, NULL,
      "files: restore device nodes, FIFOs and set-id files from a snapshot that is not authenticated", "revert"},
+    {"events", 0, "FILE", NULL, "write progress events as JSON lines to FILE (- for stderr)", "revert"},
     {"recover", 0, NULL, NULL, "finish or roll back a revert that was interrupted", "recover"},
     {"help", 'h', NULL, NULL, "show this help", NULL},
     {"version", 'V', NULL, NULL, "show the version", NULL},
@@ -38,7 +39,7 @@ static const opt_def options[] = {
 /* The two modes, as `revert --help` and `revert [--recover] --help` show them. */
 static const char usage_revert[] =
     "revert NAME [--only COMPONENT]... [--to TARGET] [--dry-run] [--yes] [--no-safety-snapshot]\n"
-    "                   [--drop-old] [--json] [--store URL] [--config FILE]";
+    "                   [--drop-old] [--events FILE] [--json] [--store URL] [--config FILE]";
 static const char usage_recover[] = "revert --recover [--store URL]";
 static const char exit_codes[] =
     "Exit codes: 0 reverted, 2 usage or the prompt declined, 3 not found, 4 conflict,\n"
@@ -130,11 +131,11 @@ static int run_recover(cli *c, stg *store)
     snap_err err;
     snap_rc rc = rst_recover(&c->ctx, store, &res, &err);
 
+    if (res != NULL)
+        json_object_set_new(res, "format", json_integer(JSON_FORMAT_RECOVER));
     if (rc != SNAP_OK && c->ctx.json && res != NULL) {
         /* what was recovered, and the error: one document */
-        json_t *e = cli_error_json(&err);
-        json_object_set(res, "error", json_object_get(e, "error"));
-        json_decref(e);
+        cli_add_error(res, &err);
         log_error(&c->ctx, &err);
         cli_print_json(res);
         json_decref(res);
@@ -252,11 +253,9 @@ static int run_revert(cli *c, stg *store)
     if (rc == SNAP_EVERIFY && !c->ctx.json && c->ctx.verbosity >= 0 && any_refused(res))
         print_plan(res, stderr);
     if (c->ctx.json && res != NULL) {
-        if (rc != SNAP_OK) {
-            json_t *e = cli_error_json(&err);
-            json_object_set(res, "error", json_object_get(e, "error"));
-            json_decref(e);
-        }
+        json_object_set_new(res, "format", json_integer(JSON_FORMAT_REVERT));
+        if (rc != SNAP_OK)
+            cli_add_error(res, &err);
         cli_print_json(res);
     }
     if (rc != SNAP_OK) {
@@ -266,7 +265,7 @@ static int run_revert(cli *c, stg *store)
         print_done(res, req.name);
     }
     json_decref(res);
-    return code;
+    return cli_events_end(c, code, &err);
 }
 
 int main(int argc, char **argv)
@@ -296,6 +295,12 @@ int main(int argc, char **argv)
     if (rc != SNAP_OK)
         goto fail;
     pass_engine_options(&c);
+    if (!recover) {
+        rc = cli_events_open(&c, "revert", &err);
+        evt_set_snapshot(c.ctx.events, c.o.words[0]);
+        if (rc != SNAP_OK)
+            goto fail;
+    }
     rc = cli_store_url(&c, &url, &err);
     if (rc == SNAP_OK)
         rc = stg_open(url, false, &c.ctx, &store, &err);

@@ -31,6 +31,8 @@ static const opt_def options[] = {
     {"part-size", 0, "SIZE", NULL, "close a part after this many bytes (default 256M)", "create"},
     {"label", 'l', "KEY=VALUE", NULL, "set a label; with list and prune, select by label (repeatable)", "create list prune"},
     {"note", 0, "TEXT", NULL, "a free-form note kept in the manifest", "create"},
+    {"if-absent", 0, NULL, NULL, "when NAME exists with the same sources, print it and exit 0 (a retry)", "create"},
+    {"events", 0, "FILE", NULL, "write progress events as JSON lines to FILE (- for stderr)", "create"},
     {"yes", 'y', NULL, NULL, "do not ask for confirmation", "delete prune"},
     {"dry-run", 'n', NULL, NULL, "say what would be removed, remove nothing", "prune gc"},
     {"keep-last", 0, "N", NULL, "keep the N newest snapshots", "prune"},
@@ -51,7 +53,7 @@ typedef struct command {
 static const command commands[] = {
     {"create", 1,
      "NAME [--files PATH]... [--pg DSN]... [--mysql DSN]... [--images PATH]...\n"
-     "                        [--label KEY=VALUE]... [--note TEXT] [--json]"},
+     "                        [--label KEY=VALUE]... [--note TEXT] [--if-absent] [--events FILE] [--json]"},
     {"list", 0, "[--label KEY=VALUE]... [--json]"},
     {"show", 1, "NAME [--json]"},
     {"verify", 1, "NAME [--json]"},
@@ -262,8 +264,31 @@ static void print_summary(const cat_manifest *m, double secs)
            cat_manifest_ncomponents(m), cat_manifest_ncomponents(m) == 1 ? "" : "s", size, secs);
 }
 
+/* What create prints: the manifest with the store, the time taken and whether it existed
+ * (--if-absent found it committed with the same sources); the document's format is the
+ * manifest's. */
+static void print_created(const cli *c, stg *store, const cat_manifest *m, uint64_t t0, bool existed)
+{
+    if (c->ctx.json) {
+        json_t *doc = json_deep_copy(cat_manifest_json(m));
+        json_t *desc = json_object();
+        stg_describe(store, desc); /* url, driver, store id, the create-only check in force */
+        json_object_set_new(doc, "store", desc);
+        json_object_set_new(doc, "seconds", json_real((double)(util_now_ms() - t0) / 1000.0));
+        json_object_set_new(doc, "existed", json_boolean(existed));
+        cli_print_json(doc);
+        json_decref(doc);
+    } else if (c->ctx.verbosity >= 0) {
+        if (existed)
+            util_fprintf_esc(stdout, "snapshot %s exists with the same sources; nothing was captured\n",
+                             cat_manifest_name(m));
+        print_summary(m, (double)(util_now_ms() - t0) / 1000.0);
+    }
+}
+
 static int cmd_create(cli *c, stg *store, const char *name)
 {
+    bool existed = false;
     size_t nlabels;
     const char **labels;
     adhoc a = {.c = c->cfg};
@@ -299,23 +324,14 @@ static int cmd_create(cli *c, stg *store, const char *name)
         cfg_set_from(c->cfg, "snap", "part_size", v, "flag --part-size");
     labels = opts_all(&c->o, "label", &nlabels);
     snp_request req = {.name = name, .note = opts_get(&c->o, "note"), .labels = labels, .nlabels = nlabels};
-    rc = snp_create(&c->ctx, store, &req, &m, &err);
+    rc = opts_has(&c->o, "if-absent") ? snp_create_if_absent(&c->ctx, store, &req, &m, &existed, &err)
+                                      : snp_create(&c->ctx, store, &req, &m, &err);
     free(labels);
     if (rc != SNAP_OK)
         return cli_fail(c, &err);
-    if (c->ctx.json) {
-        json_t *doc = json_deep_copy(cat_manifest_json(m));
-        json_t *desc = json_object();
-        stg_describe(store, desc); /* url, driver, store id, the create-only check in force */
-        json_object_set_new(doc, "store", desc);
-        json_object_set_new(doc, "seconds", json_real((double)(util_now_ms() - t0) / 1000.0));
-        cli_print_json(doc);
-        json_decref(doc);
-    } else if (c->ctx.verbosity >= 0) {
-        print_summary(m, (double)(util_now_ms() - t0) / 1000.0);
-    }
+    print_created(c, store, m, t0, existed);
     cat_manifest_free(m);
-    return 0;
+    return cli_events_end(c, 0, NULL);
 }
 
 static void print_labels(const cat_manifest *m)
@@ -380,9 +396,13 @@ static int cmd_list(cli *c, stg *store)
         }
         putchar('\n');
     }
-    if (c->ctx.json)
-        cli_print_json(arr);
-    json_decref(arr);
+    if (c->ctx.json) {
+        json_t *doc = json_pack("{s:i, s:o}", "format", JSON_FORMAT_LIST, "snapshots", arr);
+        cli_print_json(doc);
+        json_decref(doc);
+    } else {
+        json_decref(arr);
+    }
     free(labels);
     cat_list_free(list, n);
     return 0;
@@ -452,7 +472,10 @@ static int cmd_verify(cli *c, stg *store, const char *name)
     }
     rc = cat_verify(store, m, &c->ctx, report, &err);
     if (c->ctx.json) {
-        json_t *doc = json_pack("{s:s, s:b, s:O}", "snapshot", name, "intact", rc == SNAP_OK, "parts", report);
+        json_t *doc = json_pack("{s:i, s:s, s:b, s:O}", "format", JSON_FORMAT_VERIFY, "snapshot", name, "intact",
+                                rc == SNAP_OK, "parts", report);
+        if (rc != SNAP_OK) /* why it is not intact, as an error document says it */
+            cli_add_error(doc, &err);
         cli_print_json(doc);
         json_decref(doc);
     } else {
@@ -494,7 +517,7 @@ static int cmd_delete(cli *c, stg *store, const char *name)
     if (rc != SNAP_OK)
         return cli_fail(c, &err);
     if (c->ctx.json) {
-        json_t *doc = json_pack("{s:s, s:b}", "snapshot", name, "deleted", 1);
+        json_t *doc = json_pack("{s:i, s:s, s:b}", "format", JSON_FORMAT_DELETE, "snapshot", name, "deleted", 1);
         cli_print_json(doc);
         json_decref(doc);
     } else if (c->ctx.verbosity >= 0) {
@@ -545,7 +568,11 @@ static int cmd_prune(cli *c, stg *store)
     rc = cat_prune(store, &policy, labels, nlabels, dry, &c->ctx, report, &err);
     free(labels);
     if (c->ctx.json) {
-        cli_print_json(report);
+        json_t *doc = json_pack("{s:i, s:b, s:O}", "format", JSON_FORMAT_PRUNE, "dry_run", dry, "snapshots", report);
+        if (rc != SNAP_OK)
+            cli_add_error(doc, &err);
+        cli_print_json(doc);
+        json_decref(doc);
     } else if (c->ctx.verbosity >= 0) {
         json_array_foreach(report, i, r)
             util_fprintf_esc(stdout, "%-14s %s\n", json_string_value(json_object_get(r, "action")),
@@ -582,6 +609,7 @@ static int cmd_gc(cli *c, stg *store)
         return cli_fail(c, &err);
     }
     if (c->ctx.json) {
+        json_object_set_new(report, "format", json_integer(JSON_FORMAT_GC));
         cli_print_json(report);
     } else if (c->ctx.verbosity >= 0) {
         json_t *ids = json_object_get(report, "orphaned_snapshots"), *id;
@@ -617,7 +645,7 @@ static int cmd_config(cli *c)
             json_t *files = json_array();
             for (size_t i = 0; i < cfg_file_count(c->cfg); i++)
                 json_array_append_new(files, json_string(cfg_file_name(c->cfg, i)));
-            json_t *doc = json_pack("{s:b, s:o}", "ok", 1, "files", files);
+            json_t *doc = json_pack("{s:i, s:b, s:o}", "format", JSON_FORMAT_CONFIG_CHECK, "ok", 1, "files", files);
             cli_print_json(doc);
             json_decref(doc);
         } else if (c->ctx.verbosity >= 0) {
@@ -646,7 +674,7 @@ int main(int argc, char **argv)
     cli c;
     snap_err err;
     stg *store = NULL;
-    char *url;
+    char *url = NULL;
     const char *cmd, *name = NULL;
     int code;
     snap_rc rc = cli_init(&c, "snap", options, argc, argv, &err);
@@ -688,7 +716,10 @@ int main(int argc, char **argv)
     }
     if (k->nargs > 0)
         name = c.o.words[1];
-    rc = cli_store_url(&c, &url, &err);
+    rc = strcmp(cmd, "create") == 0 ? cli_events_open(&c, "snap create", &err) : SNAP_OK;
+    evt_set_snapshot(c.ctx.events, name);
+    if (rc == SNAP_OK)
+        rc = cli_store_url(&c, &url, &err);
     if (rc == SNAP_OK)
         rc = stg_open(url, strcmp(cmd, "create") == 0, &c.ctx, &store, &err);
     free(url);

@@ -686,7 +686,8 @@ void cfg_show(const cfg *c, bool as_json, FILE *f)
         free(s);
     }
     if (as_json) {
-        json_t *out = json_pack("{s:o, s:o}", "files", files, "config", doc);
+        /* "format": the shape of this document (docs/json.md) */
+        json_t *out = json_pack("{s:i, s:o, s:o}", "format", 1, "files", files, "config", doc);
         json_dumpf(out, f, JSON_INDENT(2));
         fputc('\n', f);
         json_decref(out);

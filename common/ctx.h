@@ -7,6 +7,7 @@
 
 #include "cfg.h"
 #include "errors.h"
+#include "events.h"
 
 typedef struct snap_ctx {
     int verbosity;   /* -1 quiet, 0 normal, 1 verbose, 2 debug */
@@ -15,6 +16,7 @@ typedef struct snap_ctx {
     bool assume_yes; /* --yes */
     int jobs;        /* parallel workers for capture and restore, >= 1 */
     const cfg *cfg;  /* merged configuration (file, environment, flags) */
+    evt_sink *events; /* --events: JSON lines while the command runs, or NULL */
     /* Set by the command's signal handler (SIGINT/SIGTERM); the library polls it. */
     volatile sig_atomic_t *interrupted;
 } snap_ctx;

@@ -89,7 +89,12 @@ snap_rc err_kind(snap_err *err, const char *kind)
 
 const char *err_json_code(const snap_err *err)
 {
-    return err->kind != NULL ? err->kind : err_code_name(err->code);
+    if (err->kind != NULL)
+        return err->kind;
+    /* A refused permission is "denied" wherever it was set (err_sys, or errno passed on). */
+    if (err->code == SNAP_EUNREACH && (err->sys_errno == EACCES || err->sys_errno == EPERM))
+        return "denied";
+    return err_code_name(err->code);
 }
 
 snap_rc err_from_errno(int e)
@@ -123,12 +128,12 @@ const char *err_code_name(snap_rc code)
     case SNAP_OK: return "ok";
     case SNAP_EFAIL: return "failed";
     case SNAP_EUSAGE: return "usage";
-    case SNAP_ENOTFOUND: return "not-found";
+    case SNAP_ENOTFOUND: return "not_found";
     case SNAP_ECONFLICT: return "conflict";
-    case SNAP_EVERIFY: return "verify-failed";
+    case SNAP_EVERIFY: return "verify_failed";
     case SNAP_EUNREACH: return "unreachable";
-    case SNAP_EROLLEDBACK: return "rolled-back";
-    case SNAP_ERECOVER: return "recovery-needed";
+    case SNAP_EROLLEDBACK: return "rolled_back";
+    case SNAP_ERECOVER: return "recovery_needed";
     case SNAP_EINTR: return "interrupted";
     }
     return "failed";

@@ -52,12 +52,17 @@ void err_clear(snap_err *err);
  */
 snap_rc err_kind(snap_err *err, const char *kind);
 
-/* The JSON error code: the kind when one was set, else the class of the exit code. */
+/*
+ * The JSON error code (docs/json.md): the kind when one was set; else "denied" for an
+ * unreachable-class error whose errno is EACCES or EPERM; else the class of the exit code
+ * (err_code_name). Kinds in use: name_exists, locked (4); credentials, denied (6).
+ */
 const char *err_json_code(const snap_err *err);
 
 /* The result class an errno value maps to (EACCES -> SNAP_EUNREACH, ENOENT -> SNAP_ENOTFOUND ...). */
 snap_rc err_from_errno(int e);
 
+/* The class name of an exit code, as JSON error codes spell it: "not_found", "conflict" ... */
 const char *err_code_name(snap_rc code);
 
 #endif

@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "state.h"
@@ -65,8 +67,48 @@ snap_rc state_subdir(const cfg *c, const char *sub, char **out, snap_err *err)
     return rc;
 }
 
+/* The holder of a lock, written into its file when taken: "host PID SINCE" on one line. */
+static void holder_write(int fd)
+{
+    char host[256] = "", since[32], line[400];
+    int n;
+
+    gethostname(host, sizeof host - 1);
+    for (char *p = host; *p; p++)
+        if (*p <= ' ' || *p > '~')
+            *p = '?';
+    util_iso8601(time(NULL), since);
+    n = snprintf(line, sizeof line, "%s %d %s\n", host[0] ? host : "?", (int)getpid(), since);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n)
+        return; /* the lock holds without it; only the message loses the holder */
+}
+
+/* ": held by pid PID on host HOST since SINCE", from the lock's file, or "" when unknown.
+ * The file is in the trusted state directory; its words are still checked to be plain. */
+static void holder_read(int fd, char *out, size_t n)
+{
+    char buf[400] = "", host[256], since[40];
+    int pid;
+    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+
+    out[0] = '\0';
+    if (got <= 0)
+        return;
+    buf[got] = '\0';
+    if (sscanf(buf, "%255s %d %39s", host, &pid, since) != 3 || pid <= 0)
+        return;
+    for (const char *p = host; *p; p++)
+        if (*p <= ' ' || *p > '~')
+            return;
+    for (const char *p = since; *p; p++)
+        if (!strchr("0123456789-:TZ", *p))
+            return;
+    snprintf(out, n, ": held by pid %d on host %s since %s", pid, host, since);
+}
+
 snap_rc state_lock(const cfg *c, const char *key, bool shared, int *fd, snap_err *err)
 {
+    char who[400];
     char *dir, *path, hex[65];
     util_sha256 *h;
     snap_rc rc;
@@ -84,15 +126,20 @@ snap_rc state_lock(const cfg *c, const char *key, bool shared, int *fd, snap_err
     if (*fd < 0) {
         rc = err_sys(err, SNAP_EFAIL, "cannot open lock %s", path);
     } else if (flock(*fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+        int e = errno;
+        holder_read(*fd, who, sizeof who);
         if (shared) {
-            rc = err_set(err, SNAP_ECONFLICT, errno, "a revert of %s is running", key);
+            rc = err_set(err, SNAP_ECONFLICT, e, "a revert of %s is running%s", key, who);
             err_hint(err, "snap it again when the revert has finished; nothing was captured");
         } else {
-            rc = err_set(err, SNAP_ECONFLICT, errno, "another revert of %s is running (or a snap of it)", key);
+            rc = err_set(err, SNAP_ECONFLICT, e, "another revert of %s is running (or a snap of it)%s", key, who);
             err_hint(err, "wait for it to finish, then run the command again");
         }
+        err_kind(err, "locked");
         close(*fd);
         *fd = -1;
+    } else {
+        holder_write(*fd);
     }
     free(path);
     free(dir);

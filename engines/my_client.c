@@ -364,6 +364,9 @@ snap_rc my_fail(MYSQL *m, snap_err *err, const char *what)
         break;
     }
     err_set(err, code, 0, "%s: %s (mysql error %u)", what, mysql_error(m), no);
+    if (no == ER_ACCESS_DENIED_ERROR || no == ER_DBACCESS_DENIED_ERROR || no == ER_TABLEACCESS_DENIED_ERROR ||
+        no == ER_SPECIFIC_ACCESS_DENIED_ERROR || no == ER_COLUMNACCESS_DENIED_ERROR)
+        err_kind(err, "denied");
     if (no == CR_SERVER_GONE_ERROR || no == CR_SERVER_LOST || no == ER_SERVER_SHUTDOWN)
         err_hint(err, "the server went away (restarted or killed the session); nothing was "
                       "committed, run the command again");

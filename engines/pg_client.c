@@ -342,6 +342,8 @@ snap_rc pg_connect(const char *dsn, const char *dbname, PGconn **out, snap_err *
                       " PGCONNECT_TIMEOUT, or [snap] connect_timeout in the config)");
     } else if (strstr(msg, "password") != NULL || strstr(msg, "authentication") != NULL) {
         rc = err_set(err, SNAP_EUNREACH, 0, "cannot connect to postgres %s: %s", where, msg);
+        /* libpq says "no password supplied" when it had none to send */
+        err_kind(err, strstr(msg, "no password supplied") != NULL ? "credentials" : "denied");
         err_hint(err, "check the user and password: PGPASSWORD, ~/.pgpass or the service file");
     } else {
         rc = err_set(err, SNAP_EUNREACH, 0, "cannot connect to postgres %s: %s", where, msg);

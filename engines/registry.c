@@ -709,6 +709,7 @@ bool reg_parse_token_int(const char *body, size_t len, char **value, long *ttl)
 static snap_rc no_credentials(const char *image, const char *domain, snap_err *err)
 {
     err_set(err, SNAP_EUNREACH, 0, "image %s: registry %s requires credentials", image, domain);
+    err_kind(err, "credentials");
     err_hint(err, "log in with `docker login %s` (or set DOCKER_CONFIG to a directory whose config.json has them)",
              domain);
     return SNAP_EUNREACH;
@@ -813,6 +814,7 @@ static snap_rc token_fetch(worker *wk, const host_view *hv, const char *api, con
             rc = err_set(err, SNAP_EUNREACH, 0,
                          "image %s: registry %s refused the credentials of user %s (from %s)",
                          image, domain, cr->user, cr->source);
+            err_kind(err, "denied");
             err_hint(err, "log in again with `docker login %s`, or fix its entry in %s", domain,
                      cr->source);
         } else if (withheld) {
@@ -1025,6 +1027,7 @@ static snap_rc manifest_request(worker *wk, const img_ref *ref, const char *refe
                 rc = err_set(err, SNAP_EUNREACH, 0,
                              "image %s: registry %s refused the credentials of user %s (from %s)",
                              image, domain, cr->user, cr->source);
+                err_kind(err, "denied");
                 err_hint(err, "log in again with `docker login %s`, or fix its entry in %s",
                          domain, cr->source);
             } else {
@@ -1072,6 +1075,7 @@ static void run_job(worker *wk, reg_job *j)
     }
     if (r.status == 403) {
         j->rc = err_set(&j->err, SNAP_EUNREACH, 0, "image %s: registry %s denied access", image, domain);
+        err_kind(&j->err, "denied");
         err_hint(&j->err, "the account needs pull access to %s", img_ref_path(j->ref));
         goto out;
     }

@@ -1241,7 +1241,7 @@ static snap_rc files_stage(rst_target *t, snap_err *err)
     rc = open_roots(&s, err);
     if (rc != SNAP_OK)
         goto out;
-    s.bar = prg_new(rst_component_name(t), raw, s.ctx->progress);
+    s.bar = prg_new(s.ctx, rst_component_name(t), raw);
     nthreads = (size_t)jobs > 64 ? 64 : (size_t)jobs;
     rc = pool_run(s.ctx, nthreads, nparts, extract_part, &s, err);
     prg_free(s.bar);

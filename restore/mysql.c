@@ -1457,7 +1457,7 @@ static snap_rc load_data(rst_target *t, my_rst *R, ld_shared *sh, snap_err *err)
     pool_spec alter = {.workers = sh->nworkers, .njobs = sh->ntables, .job = alter_job, .arg = sh};
     snap_rc rc;
 
-    sh->bar = prg_new(label, cat_component_bytes(rst_component(t)), R->ctx->progress);
+    sh->bar = prg_new(R->ctx, label, cat_component_bytes(rst_component(t)));
     free(label);
     rc = pool_run_spec(R->ctx, &load, err);
     prg_free(sh->bar);

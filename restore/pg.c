@@ -630,13 +630,14 @@ static void schema_files_free(schema_files *s)
     memset(s, 0, sizeof *s);
 }
 
-static snap_rc open_part(rst_target *t, size_t i, arc_reader **r, snap_err *err)
+/* bar: the progress the bytes read count to, or NULL (the schema's first look). */
+static snap_rc open_part(rst_target *t, size_t i, prg_bar *bar, arc_reader **r, snap_err *err)
 {
     const char *key, *sha;
     uint64_t size, entries;
 
     cat_component_part(rst_component(t), i, &key, &size, &sha, &entries);
-    return arc_reader_open(rst_store(t), key, size, sha, rst_ctx(t), NULL, r, err);
+    return arc_reader_open(rst_store(t), key, size, sha, rst_ctx(t), bar, r, err);
 }
 
 /* Reads a whole entry (at most max bytes) into a NUL-terminated buffer. */
@@ -677,7 +678,7 @@ static snap_rc read_schema(rst_target *t, schema_files *sf, snap_err *err)
 
     memset(sf, 0, sizeof *sf);
     for (size_t i = 0; i < n && rc == SNAP_OK; i++) {
-        rc = open_part(t, i, &r, err);
+        rc = open_part(t, i, NULL, &r, err);
         if (rc == SNAP_OK)
             rc = arc_reader_next(r, &e, err);
         if (rc != SNAP_OK)
@@ -848,7 +849,7 @@ static snap_rc load_part(pg_load *L, PGconn *c, size_t part, char *buf, snap_err
 {
     arc_reader *r = NULL;
     struct archive_entry *e;
-    snap_rc rc = open_part(L->t, part, &r, err);
+    snap_rc rc = open_part(L->t, part, rst_progress(L->t), &r, err);
 
     while (rc == SNAP_OK && (rc = arc_reader_next(r, &e, err)) == SNAP_OK && e != NULL) {
         const char *name = archive_entry_pathname(e);

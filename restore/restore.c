@@ -52,6 +52,7 @@ struct rst_target {
     src_opts src;    /* [source NAME] of this component */
     snap_rc opts_rc; /* a bad [revert] value, reported when the plan is made */
     snap_err opts_err;
+    prg_bar *bar; /* while it stages: the stored bytes read, of the component's */
 };
 
 struct journal {
@@ -88,6 +89,7 @@ const char *rst_to(const rst_target *t) { return t->to; }
 json_t *rst_plan(rst_target *t) { return t->plan; }
 json_t *rst_state(rst_target *t) { return t->state; }
 bool rst_plan_detail(const rst_target *t) { return t->detail; }
+prg_bar *rst_progress(const rst_target *t) { return t->bar; }
 
 bool rst_trusted(const rst_target *t)
 {
@@ -831,7 +833,7 @@ static snap_rc safety_snapshot(snap_ctx *ctx, stg *store, journal *j, const char
     char *id_label = xasprintf("revert-id=%s", revert_id);
     const char *labels[] = {label, id_label};
     snp_request req = {.name = snap_name, .labels = labels, .nlabels = 2, .allow_missing = true,
-                       .locks_held = true /* lock_target took them */};
+                       .locks_held = true /* lock_target took them */, .nested = true};
     snap_rc rc = SNAP_OK;
 
     /* Every setting of the user's config applies to the safety snapshot too: capture
@@ -1066,7 +1068,8 @@ static void describe(json_t *res, const rst_request *req, const cat_manifest *m,
 
     json_object_set_new(res, "snapshot", json_string(req->name));
     json_object_set_new(res, "snapshot_id", json_string(cat_manifest_id(m)));
-    json_object_set_new(res, "revert_id", json_deep_copy(json_object_get(j->doc, "revert_id")));
+    if (!req->dry_run) /* a revert that never happens has no id */
+        json_object_set_new(res, "revert_id", json_deep_copy(json_object_get(j->doc, "revert_id")));
     json_object_set_new(res, "dry_run", json_boolean(req->dry_run));
     stg_describe(store, desc);
     json_object_set_new(res, "store", desc);
@@ -1128,9 +1131,17 @@ static snap_rc stage_all(snap_ctx *ctx, journal *j, bool *keep_journal, snap_err
     snap_rc rc = SNAP_OK;
 
     util_failpoint("stage-begin");
+    evt_phase(ctx->events, "stage");
     for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {
-        log_info(ctx, "staging %s", j->targets[i]->name);
-        rc = j->targets[i]->drv->stage(j->targets[i], err);
+        rst_target *t = j->targets[i];
+        log_info(ctx, "staging %s", t->name);
+        evt_emit(ctx->events, "component_start", json_pack("{s:s, s:s}", "component", t->name, "type", t->drv->type));
+        t->bar = prg_new(ctx, t->name, t->comp != NULL ? cat_component_bytes(t->comp) : 0);
+        rc = t->drv->stage(t, err);
+        prg_free(t->bar);
+        t->bar = NULL;
+        evt_emit(ctx->events, "component_end",
+                 json_pack("{s:s, s:s, s:b}", "component", t->name, "type", t->drv->type, "ok", rc == SNAP_OK));
         if (rc == SNAP_OK)
             rc = journal_save(j, err);
         if (rc == SNAP_OK && ctx_interrupted(ctx, err))
@@ -1153,6 +1164,7 @@ static snap_rc cutover_phase(journal *j, json_t *res, snap_err *err)
     snap_rc rc;
 
     block_signals(true, &oldmask);
+    evt_phase(j->n > 0 ? j->targets[0]->ctx->events : NULL, "cutover");
     rc = journal_phase(j, "cutover", err);
     util_failpoint("cutover-begin");
     if (rc == SNAP_OK)
@@ -1170,6 +1182,7 @@ static void finish_all(snap_ctx *ctx, stg *store, const rst_request *req, journa
     snap_err e;
     json_t *rec;
 
+    evt_phase(ctx->events, "finish");
     for (size_t i = 0; i < j->n; i++)
         if (j->targets[i]->drv->finish(j->targets[i], req->drop_old, &e) != SNAP_OK)
             log_warn(ctx, "%s: %s", j->targets[i]->name, e.msg);
@@ -1199,6 +1212,8 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
     j->extra = *extra;
     *result = res;
     json_object_set_new(res, "targets", plans);
+    evt_set_snapshot(ctx->events, req->name);
+    evt_phase(ctx->events, "plan");
     rc = each_journal(ctx, note_abandoned, NULL, err);
     if (rc == SNAP_OK)
         rc = cat_load(store, req->name, &m, err);
@@ -1212,6 +1227,8 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
         goto out;
     describe(res, req, m, j, store);
     revert_id = json_string_value(json_object_get(j->doc, "revert_id"));
+    if (!req->dry_run)
+        evt_set_revert_id(ctx->events, revert_id);
     rc = plan_all(ctx, store, req, j, plans, err);
     if (rc != SNAP_OK || req->dry_run)
         goto out;
@@ -1222,8 +1239,10 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
         goto out;
     leased = true;
     /* 2. Safety snapshot of the live state, so that this revert can be reverted. */
-    if (!req->no_safety_snapshot && req->to == NULL)
+    if (!req->no_safety_snapshot && req->to == NULL) {
+        evt_phase(ctx->events, "safety_snapshot");
         rc = safety_snapshot(ctx, store, j, req->name, revert_id, res, err);
+    }
     if (rc == SNAP_OK)
         rc = create_journal_file(j, err);
     if (rc != SNAP_OK)

@@ -7,6 +7,7 @@
 
 #include "../catalog/catalog.h"
 #include "../common/ctx.h"
+#include "../common/progress.h"
 #include "../engines/engines.h"
 #include "../engines/source_opts.h"
 #include "../storage/storage.h"
@@ -71,6 +72,9 @@ snap_rc rst_opts_parse(const cfg *c, rst_opts *o, snap_err *err);
 /* The options this revert runs with (parsed when the target was made; a bad value fails
  * the plan before anything changes). */
 const rst_opts *rst_options(const rst_target *t);
+/* The progress of this target while it stages (total: the component's stored bytes), for a
+ * driver that reads its parts itself (arc_reader_open); NULL outside stage. */
+prg_bar *rst_progress(const rst_target *t);
 /* True when the plan should list what changes in detail (--dry-run, or a prompt). */
 bool rst_plan_detail(const rst_target *t);
 /* The plan of this target: an object the driver fills (target, actions, checks). */

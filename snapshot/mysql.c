@@ -1059,7 +1059,34 @@ out:
     return rc;
 }
 
+/* The data of the database's tables, as the server counts it (information_schema). */
+static uint64_t my_estimate(snp_capture *c)
+{
+    const char *dsn_s = snp_opts(c)->dsn;
+    my_dsn *d = NULL;
+    MYSQL *m = NULL;
+    MYSQL_RES *res = NULL;
+    MYSQL_ROW row;
+    uint64_t total = 0;
+    snap_err ignored;
+
+    if (dsn_s != NULL && my_dsn_parse(dsn_s, &d, &ignored) == SNAP_OK && my_dsn_db(d) != NULL &&
+        my_connect(d, my_dsn_db(d), &m, &ignored) == SNAP_OK &&
+        my_query(m, &ignored, "count the tables' size",
+                 "SELECT COALESCE(SUM(data_length), 0) FROM information_schema.TABLES"
+                 " WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'", &res) == SNAP_OK &&
+        (row = mysql_fetch_row(res)) != NULL && row[0] != NULL)
+        total = strtoull(row[0], NULL, 10);
+    if (res != NULL)
+        mysql_free_result(res);
+    if (m != NULL)
+        mysql_close(m);
+    my_dsn_free(d);
+    return total;
+}
+
 const snp_driver snp_mysql_driver = {
     .type = "mysql",
     .capture = my_capture,
+    .estimate = my_estimate,
 };

@@ -992,7 +992,28 @@ out:
     return rc;
 }
 
+/* The size of the database's tables (heap and TOAST, no indexes: what COPY reads). */
+static uint64_t estimate(snp_capture *c)
+{
+    const char *dsn = snp_opts(c)->dsn;
+    PGconn *conn = NULL;
+    PGresult *res = NULL;
+    uint64_t total = 0;
+    snap_err ignored;
+
+    if (pg_connect(dsn != NULL ? dsn : "", NULL, &conn, &ignored) == SNAP_OK &&
+        pg_query(conn, "SELECT coalesce(sum(pg_catalog.pg_table_size(c.oid)), 0)::text"
+                       " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                       " WHERE c.relkind IN ('r', 'm') AND n.nspname <> 'information_schema'"
+                       " AND n.nspname !~ '^pg_'", 0, NULL, &res, &ignored) == SNAP_OK)
+        total = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    PQfinish(conn);
+    return total;
+}
+
 const snp_driver snp_postgres_driver = {
     .type = "postgres",
     .capture = capture,
+    .estimate = estimate,
 };

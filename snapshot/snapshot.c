@@ -22,6 +22,7 @@ struct snp_capture {
     src_opts src;
     bool allow_missing;
     bool locks_held;
+    evt_sink *events; /* phase and component events; NULL for a nested snapshot */
 };
 
 const snp_driver *snp_driver_find(const char *type)
@@ -119,7 +120,10 @@ static snap_rc capture_source(snp_capture *c, cat_manifest *m, snap_err *err)
     c->parts = arc_parts_new(prefix);
     free(prefix);
     log_debug(c->ctx, "capturing %s (%s)", c->name, type);
+    evt_emit(c->events, "component_start", json_pack("{s:s, s:s}", "component", c->name, "type", type));
     rc = drv->capture(c, err);
+    evt_emit(c->events, "component_end",
+             json_pack("{s:s, s:s, s:b}", "component", c->name, "type", type, "ok", rc == SNAP_OK));
     if (rc == SNAP_OK && ctx_interrupted(c->ctx, err))
         rc = SNAP_EINTR;
     if (rc != SNAP_OK && strncmp(err->msg, c->name, strlen(c->name)) != 0)
@@ -133,6 +137,28 @@ static snap_rc capture_source(snp_capture *c, cat_manifest *m, snap_err *err)
     arc_parts_free(c->parts);
     c->parts = NULL;
     return rc;
+}
+
+/* Counts first what the sources will produce, so that progress has a total and an ETA. */
+static void count_sources(snp_capture *c)
+{
+    size_t n = cfg_source_count(c->ctx->cfg);
+    uint64_t t0 = util_now_ms();
+
+    evt_phase(c->events, "count");
+    for (size_t i = 0; i < n && !ctx_interrupted(c->ctx, NULL); i++) {
+        const char *type;
+        const snp_driver *drv;
+        c->name = cfg_source_name(c->ctx->cfg, i);
+        c->section = xasprintf("source %s", c->name);
+        type = cfg_get(c->ctx->cfg, c->section, "type");
+        drv = type != NULL ? snp_driver_find(type) : NULL;
+        if (drv != NULL && drv->estimate != NULL)
+            prg_add_total(c->opts.progress, drv->estimate(c));
+        free(c->section);
+        c->section = NULL;
+    }
+    log_debug(c->ctx, "counted what the sources hold in %llu ms", (unsigned long long)(util_now_ms() - t0));
 }
 
 snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manifest **out,
@@ -164,7 +190,7 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
     if (rc == SNAP_OK && exists) {
         err_set(err, SNAP_ECONFLICT, 0, "snapshot %s already exists", req->name);
         err_hint(err, "choose another name, or `snap delete %s` first", req->name);
-        rc = SNAP_ECONFLICT;
+        rc = err_kind(err, "name_exists");
     }
     /* Every manifest is signed with every key this host holds (docs/formats.md). */
     if (rc == SNAP_OK)
@@ -186,7 +212,10 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
     c.store = store;
     c.allow_missing = req->allow_missing;
     c.locks_held = req->locks_held;
-    c.opts.progress = prg_new("snap", 0, ctx->progress);
+    c.events = req->nested ? NULL : ctx->events;
+    c.opts.progress = prg_new(ctx, "snap", 0);
+    count_sources(&c);
+    evt_phase(c.events, "capture");
     for (size_t i = 0; i < nsources && rc == SNAP_OK; i++) {
         c.name = cfg_source_name(ctx->cfg, i);
         c.section = xasprintf("source %s", c.name);
@@ -199,6 +228,7 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
         cat_manifest_set_finished(m, time(NULL));
         auth_sign(keys, cat_manifest_json(m));
         util_failpoint("snap-before-commit");
+        evt_phase(c.events, "commit");
         rc = cat_commit(store, m, err);
     }
     if (rc != SNAP_OK) {

@@ -26,6 +26,11 @@ typedef struct snp_request {
      * does not take the shared lock of each files root that it takes otherwise.
      */
     bool locks_held;
+    /*
+     * A part of another command (a revert's safety snapshot): its phases and components
+     * are not the command's, so it writes no phase or component events (ticks it does).
+     */
+    bool nested;
 } snp_request;
 
 /*
@@ -36,6 +41,22 @@ typedef struct snp_request {
  */
 snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manifest **out,
                    snap_err *err);
+
+/*
+ * Whether the committed snapshot m holds the sources of ctx->cfg: the same component
+ * names, each of the same type and pointing at the same thing (paths, redacted DSN).
+ * When not, why says the first difference. For `snap create --if-absent`.
+ */
+bool snp_same_sources(const snap_ctx *ctx, const cat_manifest *m, char *why, size_t n);
+
+/*
+ * snap create --if-absent, retry-safe: when req->name is committed with the same sources,
+ * *out is that snapshot and *existed is set, nothing is captured; when it holds other
+ * sources, SNAP_ECONFLICT (kind name_exists) saying the first difference; else snp_create
+ * (and when another runner commits the name first, the same question again).
+ */
+snap_rc snp_create_if_absent(snap_ctx *ctx, stg *store, const snp_request *req, cat_manifest **out,
+                             bool *existed, snap_err *err);
 
 /* What a source driver gets: one source becoming one component. */
 typedef struct snp_capture snp_capture;
@@ -61,6 +82,10 @@ snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err);
 typedef struct snp_driver {
     const char *type; /* the `type =` of a [source] section */
     snap_rc (*capture)(snp_capture *c, snap_err *err);
+    /* Optional, cheap: about how many bytes capture will add to the progress (file sizes
+     * by a walk, table sizes), for its total, percentage and ETA; 0 when unknown. Runs
+     * before any capture; snp_component is NULL then. */
+    uint64_t (*estimate)(snp_capture *c);
 } snp_driver;
 
 #define SNP_DECLARE(type) extern const snp_driver snp_##type##_driver;

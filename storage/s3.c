@@ -581,6 +581,8 @@ static snap_rc delete_batch(s3_drv *d, const char *const *keys, size_t n, snap_e
             rc = err_set(err, strcmp(code, "AccessDenied") ? SNAP_EFAIL : SNAP_EUNREACH, 0,
                          "s3 DELETE s3://%s/%s: %s%s%s", d->bucket, key, code, msg[0] ? ": " : "",
                          msg);
+            if (rc == SNAP_EUNREACH)
+                err_kind(err, "denied");
         }
         xmlFreeDoc(ans);
     }

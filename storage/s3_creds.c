@@ -118,6 +118,7 @@ snap_rc s3_load_credentials(s3_drv *d, const cfg *c, snap_err *err)
     } else {
         rc = err_set(err, SNAP_EUNREACH, 0, "%s: no AWS credentials found (profile %s)", d->url,
                      profile);
+        err_kind(err, "credentials");
         err_hint(err, "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give the profile's "
                       "keys in ~/.aws/credentials (AWS_PROFILE picks the profile)");
         goto out;

@@ -397,6 +397,7 @@ snap_rc s3_fail(s3_drv *d, const s3_req *q, snap_err *err)
                                       !strcmp(code, "InvalidToken") ||
                                       !strcmp(code, "ExpiredToken")))) {
         rc = err_set(err, SNAP_EUNREACH, 0, "s3 %s %s: %s%s", q->method, w, detail, tries);
+        err_kind(err, "denied");
         if (code && !strcmp(code, "RequestTimeTooSkewed"))
             err_hint(err, "this machine's clock is off by more than 15 minutes: set it (NTP)");
         else if (code && (!strcmp(code, "InvalidAccessKeyId") || !strcmp(code, "SignatureDoesNotMatch")))

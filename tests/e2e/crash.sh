@@ -81,7 +81,7 @@ test_kill_during_snap_leaves_no_catalog_entry() {
     mkdir -p "$T/a" && echo x >"$T/a/f"
     SNAP_FAILPOINT=snap-before-commit expect_rc 137 "$SNAP" create p1 --store "$T/store" --files "$T/a"
     expect_rc 0 "$SNAP" list --store "$T/store" --json
-    [ "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$T/out")" = 0 ] || fail "listed"
+    [ "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["snapshots"]))' "$T/out")" = 0 ] || fail "listed"
     expect_rc 0 "$SNAP" create p1 --store "$T/store" --files "$T/a"
 }
 

@@ -102,7 +102,7 @@ EOF
     expect_rc 0 "$REVERT" p1 --config "$T/snap.conf" --yes
     [ ! -e "$T/app/cache.tmp" ] || fail "excluded file survived"
     SNAP_CONFIG=$T/snap.conf expect_rc 0 "$SNAP" list --label revert-of=p1 --json
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d)==1' "$T/out" || fail "no safety snapshot"
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["snapshots"]; assert len(d)==1' "$T/out" || fail "no safety snapshot"
 }
 
 test_unknown_and_invalid_names() {
@@ -294,7 +294,7 @@ test_ctrl_c_during_snap_commits_nothing() {
     [ "$rc" = 130 ] || fail "exit code $rc, expected 130"
     grep -q interrupted "$T/err" || fail "no word of the interruption"
     expect_rc 0 "$SNAP" list --store "$ST" --json
-    [ "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$T/out")" = 0 ] || fail "listed"
+    [ "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["snapshots"]))' "$T/out")" = 0 ] || fail "listed"
     [ -z "$(find "$ST/data" -type f 2>/dev/null)" ] || fail "parts left behind"
 }
 
@@ -443,14 +443,14 @@ test_delete_prune_and_labels() {
     expect_rc 0 "$SNAP" prune --store "$ST" --keep-last 1 --label team=y --dry-run --json
     python3 - "$T/out" <<'EOF' || fail "dry-run prune report"
 import json, sys
-d = {r['name']: r['action'] for r in json.load(open(sys.argv[1]))}
+d = {r['name']: r['action'] for r in json.load(open(sys.argv[1]))['snapshots']}
 assert d == {'s-b': 'would-delete', 's-c': 'kept'}, d
 EOF
     expect_rc 0 "$SNAP" list --store "$ST"
     expect_out "s-b"
     expect_rc 0 "$SNAP" prune --store "$ST" --keep-last 1 --label team=y --yes
     expect_rc 0 "$SNAP" list --store "$ST" --json
-    python3 -c 'import json,sys; n=sorted(s["name"] for s in json.load(open(sys.argv[1]))); assert n==["s-c","s-d"], n' "$T/out" || fail "prune kept the wrong ones"
+    python3 -c 'import json,sys; n=sorted(s["name"] for s in json.load(open(sys.argv[1]))["snapshots"]); assert n==["s-c","s-d"], n' "$T/out" || fail "prune kept the wrong ones"
     expect_rc 2 "$SNAP" prune --store "$ST" --yes
     expect_err "needs a policy"
     expect_rc 0 "$SNAP" list --store "$ST" --label team=x
@@ -501,7 +501,7 @@ assert len(p['sha256']) == 64 and p['size'] > 0
 assert d['components'][0]['stats']['files'] == 5, d['components'][0]['stats']
 EOF
     expect_rc 3 "$SNAP" show nope --store "$ST" --json
-    python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert e["exit_code"]==3 and e["code"]=="not-found"' "$T/out" || fail "error JSON"
+    python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert e["exit_code"]==3 and e["code"]=="not_found"' "$T/out" || fail "error JSON"
     expect_rc 0 "$SNAP" verify p1 --store "$ST" --json
     python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["intact"] is True' "$T/out" || fail "verify JSON"
 }

@@ -203,6 +203,9 @@ test_wrong_secret_key() {
     expect_rc 6 "$SNAP" -c "$T/snap.conf" --store "$STORE" create x --files "$T" --json
     expect_no_err "not-the-secret-5f2a9c"
     ! grep -q "not-the-secret-5f2a9c" "$T/out" || fail "the secret is in the JSON output"
+    # refused credentials are "denied", not merely unreachable (docs/json.md)
+    python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert e["code"]=="denied" and e["exit_code"]==6, e' \
+        "$T/out" || fail "error code: $(cat "$T/out")"
 }
 
 test_unknown_access_key() {
