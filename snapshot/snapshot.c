@@ -151,10 +151,13 @@ static void count_sources(snp_capture *c)
         const snp_driver *drv;
         c->name = cfg_source_name(c->ctx->cfg, i);
         c->section = xasprintf("source %s", c->name);
-        type = cfg_get(c->ctx->cfg, c->section, "type");
-        drv = type != NULL ? snp_driver_find(type) : NULL;
-        if (drv != NULL && drv->estimate != NULL)
-            prg_add_total(c->opts.progress, drv->estimate(c));
+        if (src_opts_parse(c->ctx->cfg, c->section, &c->src, NULL) == SNAP_OK) {
+            type = c->src.type;
+            drv = type != NULL ? snp_driver_find(type) : NULL;
+            if (drv != NULL && drv->estimate != NULL)
+                prg_add_total(c->opts.progress, drv->estimate(c));
+            src_opts_free(&c->src);
+        }
         free(c->section);
         c->section = NULL;
     }
