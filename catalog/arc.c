@@ -230,7 +230,8 @@ static snap_rc part_open(arc_writer *w, snap_err *err)
 
     memset(&w->cur, 0, sizeof w->cur);
     w->cur.no = parts_next(w->parts);
-    w->cur.key = xasprintf("%s.%04u.tar.zst", w->parts->prefix, w->cur.no);
+    /* sealed parts say so: stock tar cannot read them, `snap cat` can */
+    w->cur.key = xasprintf("%s.%04u.tar.zst%s", w->parts->prefix, w->cur.no, stg_encrypted(w->store) ? ".enc" : "");
     rc = stg_writer_open(w->store, w->cur.key, 0, &w->out, err);
     if (rc != SNAP_OK) {
         free(w->cur.key);
