@@ -524,3 +524,30 @@ snap_rc cat_record_revert(stg *s, const char *revert_id, json_t *record, snap_er
     free(key);
     return rc;
 }
+
+snap_rc cat_cat(stg *s, const cat_manifest *m, const char *component, long part, int fd, const snap_ctx *ctx,
+                snap_err *err)
+{
+    cat_component *c = cat_manifest_find(m, component);
+    size_t n = c != NULL ? cat_component_nparts(c) : 0;
+    snap_rc rc = SNAP_OK;
+
+    if (c == NULL) {
+        err_set(err, SNAP_ENOTFOUND, 0, "snapshot %s has no component %s", cat_manifest_name(m), component);
+        err_hint(err, "`snap show %s` lists its components", cat_manifest_name(m));
+        return SNAP_ENOTFOUND;
+    }
+    if (part >= 0 && (size_t)part >= n) {
+        err_set(err, SNAP_ENOTFOUND, 0, "component %s has %zu part%s; there is no part %ld", component, n,
+                n == 1 ? "" : "s", part);
+        err_hint(err, "parts count from 0");
+        return SNAP_ENOTFOUND;
+    }
+    for (size_t i = part >= 0 ? (size_t)part : 0; rc == SNAP_OK && i < (part >= 0 ? (size_t)part + 1 : n); i++) {
+        const char *key, *sha;
+        uint64_t size, entries;
+        cat_component_part(c, i, &key, &size, &sha, &entries);
+        rc = arc_cat_part(s, key, size, sha, part >= 0 || i + 1 == n, fd, ctx, err);
+    }
+    return rc;
+}
