@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "arc.h"
-#include "../common/crypt.h"
+#include "../common/cry.h"
 #include "../common/util.h"
 #include "catalog.h"
 

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "../common/auth.h"
-#include "../common/crypt.h"
+#include "../common/cry.h"
 #include "../common/util.h"
 #include "../engines/my_client.h"
 #include "snapshot.h"

@@ -3,7 +3,7 @@
 #define SNAP_STORAGE_INT_H
 
 #include "storage.h"
-#include "../common/crypt.h"
+#include "../common/cry.h"
 
 /*
  * A driver is a table of functions, like pgBackRest's StorageInterface. Every function

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "../../../common/crypt.h"
+#include "../../../common/cry.h"
 #include "../../../common/util.h"
 
 #define SEG 1024u

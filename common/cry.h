@@ -1,5 +1,5 @@
 /*
- * crypt.h: encryption at rest (docs/encryption.md): AES-256-GCM in a segmented stream,
+ * cry.h: encryption at rest (docs/encryption.md): AES-256-GCM in a segmented stream,
  * key wrapping, and the key-encryption key from a key file, a command or a passphrase.
  *
  * Stored object = header (CRY_HDR_LEN bytes: magic, segment size, 32-byte salt) + segments.

@@ -1,4 +1,4 @@
-/* crypt_keys.c: the key-encryption key: key file, key command or passphrase; scrypt. */
+/* cry_keys.c: the key-encryption key: key file, key command or passphrase; scrypt. */
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "auth.h"
-#include "crypt.h"
+#include "cry.h"
 #include "util.h"
 
 #define SECRET_MAX 4096

@@ -1,4 +1,4 @@
-/* crypt.c: the segmented AES-256-GCM stream and key wrapping (OpenSSL); docs/encryption.md. */
+/* cry.c: the segmented AES-256-GCM stream and key wrapping (OpenSSL); docs/encryption.md. */
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt.h"
+#include "cry.h"
 #include "util.h"
 
 #define MAGIC "SNAPAE\0\1"
