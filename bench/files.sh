@@ -46,6 +46,13 @@ measure revert_in_place "$REVERT" b1 --store "$W/store" --yes --no-safety-snapsh
 rm -rf "$W"/.tree.pre-revert-*
 measure revert_with_safety "$REVERT" b1 --store "$W/store" --yes --no-progress
 
+# the same snap and revert --to through an encrypted store (docs/encryption.md)
+head -c 32 /dev/urandom >"$W/key" && chmod 600 "$W/key"
+printf '[store]\nurl = %s\nkey_file = %s\n' "$W/enc" "$W/key" >"$W/enc.conf"
+measure snap_create_enc "$SNAP" create b1 --config "$W/enc.conf" --files "$W/tree" --no-progress
+measure revert_to_enc "$REVERT" b1 --config "$W/enc.conf" --to "$W/restored" --yes --no-progress
+rm -rf "$W/restored"
+
 echo "  sizes: tar.zst $(mib "$tar_size"), snap parts $(mib "$snap_size")"
 ratio "snap create / tar -I 'zstd -3 -T2' (aim <= 1.1)" "$SECS_snap_create" "$SECS_tar_zstd"
 ratio "snap create / tar | zstd then fsync" "$SECS_snap_create" "$SECS_tar_zstd_fsync"
@@ -53,4 +60,7 @@ ratio "snap output / tar.zst output (aim <= 1.0)" "$snap_size" "$tar_size"
 ratio "revert --to / tar -x (aim <= 1.3)" "$SECS_revert_to" "$SECS_tar_extract"
 ratio "revert in place / tar -x" "$SECS_revert_in_place" "$SECS_tar_extract"
 ratio "revert with safety snapshot / tar -x" "$SECS_revert_with_safety" "$SECS_tar_extract"
+ratio "snap create encrypted / plain (aim <= 1.1)" "$SECS_snap_create_enc" "$SECS_snap_create"
+ratio "revert --to encrypted / plain (aim <= 1.1)" "$SECS_revert_to_enc" "$SECS_revert_to"
+echo "  peak memory encrypted: snap $((KB_snap_create_enc / 1024)) MiB, revert $((KB_revert_to_enc / 1024)) MiB"
 echo "  peak memory: snap $((KB_snap_create / 1024)) MiB, revert $((KB_revert_in_place / 1024)) MiB (aim < 64 MiB)"
