@@ -97,7 +97,8 @@ static snap_rc check_entry(const cat_manifest *m, const char *name, snap_err *er
  * manifests (a plaintext one was slipped in), a plain store none. Replaces *buf by the
  * opened manifest text.
  */
-static snap_rc open_entry(stg *s, const char *name, const char *key, char **buf, size_t *len, snap_err *err)
+static snap_rc open_entry(stg *s, const char *name, const char *key, char **buf, size_t *len, char sealed_id[64],
+                          snap_err *err)
 {
     json_t *env = json_loadb(*buf, *len, 0, NULL);
     const char *id = json_string_value(json_object_get(env, "id"));
@@ -122,6 +123,7 @@ static snap_rc open_entry(stg *s, const char *name, const char *key, char **buf,
             rc = err_set(err, SNAP_EVERIFY, 0, "snapshot %s: the envelope's id is not a snapshot id", name);
         else
             rc = stg_unseal(s, id, key, sealed, MANIFEST_MAX, &text, len, err);
+        snprintf(sealed_id, 64, "%s", id != NULL ? id : "");
         if (rc == SNAP_OK) {
             free(*buf);
             *buf = text;
@@ -132,11 +134,16 @@ static snap_rc open_entry(stg *s, const char *name, const char *key, char **buf,
 }
 
 /* The opened manifest of a sealed entry must be the envelope's snapshot, and say it is encrypted. */
-static snap_rc check_sealed(stg *s, const cat_manifest *m, const char *name, snap_err *err)
+static snap_rc check_sealed(stg *s, const cat_manifest *m, const char *name, const char *sealed_id, snap_err *err)
 {
     const json_t *enc = json_object_get(cat_manifest_json(m), "encryption");
     const char *scheme = json_string_value(json_object_get(enc, "scheme"));
 
+    if (sealed_id[0] != '\0' && strcmp(sealed_id, cat_manifest_id(m)) != 0) {
+        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: the envelope's id is not the manifest's", name);
+        err_hint(err, "the store was altered; nothing was changed");
+        return SNAP_EVERIFY;
+    }
     if (stg_encrypted(s) && (scheme == NULL || strcmp(scheme, CRY_SCHEME) != 0)) {
         err_set(err, SNAP_EVERIFY, 0, "snapshot %s: its manifest does not say it is encrypted", name);
         err_hint(err, "the store was altered; nothing was changed");
@@ -152,7 +159,7 @@ static snap_rc check_sealed(stg *s, const cat_manifest *m, const char *name, sna
 
 snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err)
 {
-    char *key, *buf = NULL;
+    char *key, *buf = NULL, sealed_id[64] = "";
     size_t len;
     snap_rc rc = cat_name_check("snapshot", name, err);
 
@@ -162,7 +169,7 @@ snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err)
     key = manifest_key(name);
     rc = stg_get(s, key, MANIFEST_MAX, &buf, &len, err);
     if (rc == SNAP_OK)
-        rc = open_entry(s, name, key, &buf, &len, err);
+        rc = open_entry(s, name, key, &buf, &len, sealed_id, err);
     free(key);
     if (rc == SNAP_ENOTFOUND) {
         err_set(err, SNAP_ENOTFOUND, 0, "no snapshot named %s in %s", name, stg_url(s));
@@ -177,7 +184,7 @@ snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err)
     if (rc == SNAP_OK)
         rc = check_entry(*out, name, err);
     if (rc == SNAP_OK)
-        rc = check_sealed(s, *out, name, err);
+        rc = check_sealed(s, *out, name, sealed_id, err);
     if (rc != SNAP_OK) {
         cat_manifest_free(*out);
         *out = NULL;

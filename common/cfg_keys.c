@@ -14,7 +14,7 @@ static const cfg_key keys[] = {
       "a shared key file that authenticates manifests (else one under the state directory)"),
     K("store", NULL, "key_file", CFG_STRING, 0, 0, NULL, "", false, NULL,
       "encryption at rest: a file of 32 random bytes, or of a passphrase (docs/encryption.md)"),
-    K("store", NULL, "key_command", CFG_STRING, 0, 0, NULL, "", false, NULL,
+    K("store", NULL, "key_command", CFG_STRING, 0, 0, NULL, "", true, NULL,
       "encryption at rest: a command that prints the key or passphrase (run with /bin/sh)"),
     K("store", NULL, "endpoint", CFG_STRING, 0, 0, NULL, "", false, NULL,
       "S3: the endpoint URL of an S3-compatible service (http:// or https://, host and port only)"),

@@ -122,6 +122,8 @@ json_t *enc_key_entry(const cry_secret *s, cry_key **kek, snap_err *err)
     return json_pack("{s:s, s:o, s:s}", "key_id", id, "kdf", kdf, "added", now);
 }
 
+static snap_rc open_with(cry_secret *s, const char *store_id, json_t *enc_json, stg_enc **out, snap_err *err);
+
 snap_rc enc_new_store(const cfg *c, const char *store_id, json_t **enc_json, stg_enc **out, snap_err *err)
 {
     cry_secret *s = NULL;
@@ -135,9 +137,10 @@ snap_rc enc_new_store(const cfg *c, const char *store_id, json_t **enc_json, stg
     if (rc != SNAP_OK || s == NULL)
         return rc;
     entry = enc_key_entry(s, &kek, err);
-    cry_secret_free(s);
-    if (entry == NULL)
+    if (entry == NULL) {
+        cry_secret_free(s);
         return err->code;
+    }
     master = cry_key_random();
     util_random_hex(mid, CRY_ID_LEN / 2);
     aad = master_aad(store_id, mid, json_string_value(json_object_get(entry, "key_id")));
@@ -149,7 +152,7 @@ snap_rc enc_new_store(const cfg *c, const char *store_id, json_t **enc_json, stg
     free(wrapped);
     cry_key_free(master);
     cry_key_free(kek);
-    return enc_open_store(c, store_id, *enc_json, out, err);
+    return open_with(s, store_id, *enc_json, out, err);
 }
 
 static snap_rc altered(snap_err *err, const char *what)
@@ -226,36 +229,37 @@ static snap_rc master_key(stg_enc *e, const char *id, cry_key **out, snap_err *e
     return SNAP_EVERIFY;
 }
 
-snap_rc enc_open_store(const cfg *c, const char *store_id, json_t *enc_json, stg_enc **out, snap_err *err)
+static bool known_scheme(const json_t *enc_json, snap_err *err)
 {
-    cry_secret *s = NULL;
-    stg_enc *e;
-    cry_key *m = NULL;
     const char *scheme = json_string_value(json_object_get(enc_json, "scheme"));
     json_int_t seg = json_integer_value(json_object_get(enc_json, "segment_size"));
     const char *mid = json_string_value(json_object_get(json_array_get(json_object_get(enc_json, "masters"), 0),
                                                         "master_id"));
+
+    if (scheme != NULL && strcmp(scheme, CRY_SCHEME) == 0 && seg >= CRY_SEG_MIN && seg <= CRY_SEG_MAX &&
+        mid != NULL && strlen(mid) == CRY_ID_LEN)
+        return true;
+    err_set(err, SNAP_EFAIL, 0, "the store's encryption (%s) is not one this version reads", scheme ? scheme : "unnamed");
+    err_hint(err, "use a newer version of snap");
+    return false;
+}
+
+/* Takes s (frees it). */
+static snap_rc open_with(cry_secret *s, const char *store_id, json_t *enc_json, stg_enc **out, snap_err *err)
+{
+    stg_enc *e;
+    cry_key *m = NULL;
     snap_rc rc;
 
     *out = NULL;
-    if (scheme == NULL || strcmp(scheme, CRY_SCHEME) != 0 || seg < CRY_SEG_MIN || seg > CRY_SEG_MAX ||
-        mid == NULL || strlen(mid) != CRY_ID_LEN) {
-        err_set(err, SNAP_EFAIL, 0, "the store's encryption (%s) is not one this version reads",
-                scheme ? scheme : "unnamed");
-        err_hint(err, "use a newer version of snap");
+    if (!known_scheme(enc_json, err)) {
+        cry_secret_free(s);
         return SNAP_EFAIL;
     }
-    rc = cry_secret_load(c, &s, err);
-    if (rc != SNAP_OK)
-        return rc;
-    if (s == NULL) {
-        err_set(err, SNAP_EUNREACH, 0, "the store is encrypted and no key is configured");
-        err_hint(err, "set [store] key_file or key_command, or $SNAP_PASSPHRASE (docs/encryption.md)");
-        return err_kind(err, "key_unavailable");
-    }
     e = enc_alloc(json_incref(enc_json), store_id);
-    e->seg = (uint32_t)seg;
-    snprintf(e->master_id, sizeof e->master_id, "%s", mid);
+    e->seg = (uint32_t)json_integer_value(json_object_get(enc_json, "segment_size"));
+    snprintf(e->master_id, sizeof e->master_id, "%s",
+             json_string_value(json_object_get(json_array_get(json_object_get(enc_json, "masters"), 0), "master_id")));
     rc = find_kek(e, s, err);
     cry_secret_free(s);
     if (rc == SNAP_OK)
@@ -267,6 +271,25 @@ snap_rc enc_open_store(const cfg *c, const char *store_id, json_t *enc_json, stg
     }
     *out = e;
     return SNAP_OK;
+}
+
+snap_rc enc_open_store(const cfg *c, const char *store_id, json_t *enc_json, stg_enc **out, snap_err *err)
+{
+    cry_secret *s = NULL;
+    snap_rc rc;
+
+    *out = NULL;
+    if (!known_scheme(enc_json, err))
+        return SNAP_EFAIL;
+    rc = cry_secret_load(c, &s, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (s == NULL) {
+        err_set(err, SNAP_EUNREACH, 0, "the store is encrypted and no key is configured");
+        err_hint(err, "set [store] key_file or key_command, or $SNAP_PASSPHRASE (docs/encryption.md)");
+        return err_kind(err, "key_unavailable");
+    }
+    return open_with(s, store_id, enc_json, out, err);
 }
 
 /* ---- data keys -------------------------------------------------------------------- */
