@@ -34,24 +34,23 @@ measure tar_zstd tar -I 'zstd -3 -T2' -cf "$W/tree.tar.zst" -C "$W" tree
 measure tar_zstd_fsync sh -c "tar -I 'zstd -3 -T2' -cf '$W/tree2.tar.zst' -C '$W' tree && sync '$W/tree2.tar.zst'"
 rm -f "$W/tree2.tar.zst"
 measure snap_create "$SNAP" create b1 --store "$W/store" --files "$W/tree" --no-progress
+# the same snap (and revert --to below) through an encrypted store (docs/encryption.md)
+head -c 32 /dev/urandom >"$W/key" && chmod 600 "$W/key"
+printf '[store]\nurl = %s\nkey_file = %s\n' "$W/enc" "$W/key" >"$W/enc.conf"
+measure snap_create_enc "$SNAP" create b1 --config "$W/enc.conf" --files "$W/tree" --no-progress
 tar_size=$(stat -c %s "$W/tree.tar.zst")
 snap_size=$(du -sb "$W/store/data" | cut -f1)
 mkdir "$W/x"
 measure tar_extract tar -I 'zstd -T2' -xf "$W/tree.tar.zst" -C "$W/x"
 measure revert_to "$REVERT" b1 --store "$W/store" --to "$W/restored" --yes --no-progress
+rm -rf "$W/restored"
+measure revert_to_enc "$REVERT" b1 --config "$W/enc.conf" --to "$W/restored" --yes --no-progress
 rm -rf "$W/x" "$W/restored"
 touch "$W/tree/d000/changed"
 # the displaced tree is kept (the default), as extraction into an empty directory removes nothing
 measure revert_in_place "$REVERT" b1 --store "$W/store" --yes --no-safety-snapshot --no-progress
 rm -rf "$W"/.tree.pre-revert-*
 measure revert_with_safety "$REVERT" b1 --store "$W/store" --yes --no-progress
-
-# the same snap and revert --to through an encrypted store (docs/encryption.md)
-head -c 32 /dev/urandom >"$W/key" && chmod 600 "$W/key"
-printf '[store]\nurl = %s\nkey_file = %s\n' "$W/enc" "$W/key" >"$W/enc.conf"
-measure snap_create_enc "$SNAP" create b1 --config "$W/enc.conf" --files "$W/tree" --no-progress
-measure revert_to_enc "$REVERT" b1 --config "$W/enc.conf" --to "$W/restored" --yes --no-progress
-rm -rf "$W/restored"
 
 echo "  sizes: tar.zst $(mib "$tar_size"), snap parts $(mib "$snap_size")"
 ratio "snap create / tar -I 'zstd -3 -T2' (aim <= 1.1)" "$SECS_snap_create" "$SECS_tar_zstd"
