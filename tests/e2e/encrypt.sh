@@ -207,6 +207,21 @@ test_rotation_then_revert_with_only_the_new_key() {
     expect_err "the one in use"
 }
 
+# A revert killed during its cut-over finishes from the local journal, even with the key
+# command of the encrypted store down.
+test_recover_without_the_key() {
+    enc_setup
+    before=$(tree_sum "$T/app")
+    expect_rc 0 "$SNAP" create s1 --config "$T/snap.conf" --files "$T/app"
+    echo changed >"$T/app/secret.conf"
+    SNAP_FAILPOINT=cutover-begin expect_rc 137 "$REVERT" s1 --config "$T/snap.conf" --yes --no-safety-snapshot
+    conf "key_command = exit 1"
+    expect_rc 0 "$REVERT" --recover --config "$T/snap.conf" --json
+    expect_out '"outcome": "completed"'
+    expect_err "recovering without the store"
+    [ "$(tree_sum "$T/app")" = "$before" ] || fail "recovery did not complete the revert"
+}
+
 test_old_plain_store_unchanged() {
     export SNAP_STATE_DIR=$T/state
     cp -r "$T_ROOT/tests/e2e/fixtures/store-0.1.0" "$T/old"
