@@ -176,8 +176,10 @@ static snap_rc find_kek(stg_enc *e, const cry_secret *s, snap_err *err)
         cry_key *kek = NULL;
         char have[CRY_ID_LEN + 1];
         snap_err ignored;
-        if (id == NULL)
+        if (id == NULL) {
+            util_buf_free(&ids);
             return altered(err, "has a key without an id");
+        }
         util_buf_adds(&ids, i ? ", " : "");
         util_buf_adds(&ids, id);
         if (cry_kek_derive(s, json_object_get(k, "kdf"), &kek, &ignored) != SNAP_OK)
