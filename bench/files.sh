@@ -34,11 +34,17 @@ measure tar_zstd tar -I 'zstd -3 -T2' -cf "$W/tree.tar.zst" -C "$W" tree
 measure tar_zstd_fsync sh -c "tar -I 'zstd -3 -T2' -cf '$W/tree2.tar.zst' -C '$W' tree && sync '$W/tree2.tar.zst'"
 rm -f "$W/tree2.tar.zst"
 measure snap_create "$SNAP" create b1 --store "$W/store" --files "$W/tree" --no-progress
+# the same snap (and revert --to below) through an encrypted store (docs/encryption.md)
+head -c 32 /dev/urandom >"$W/key" && chmod 600 "$W/key"
+printf '[store]\nurl = %s\nkey_file = %s\n' "$W/enc" "$W/key" >"$W/enc.conf"
+measure snap_create_enc "$SNAP" create b1 --config "$W/enc.conf" --files "$W/tree" --no-progress
 tar_size=$(stat -c %s "$W/tree.tar.zst")
 snap_size=$(du -sb "$W/store/data" | cut -f1)
 mkdir "$W/x"
 measure tar_extract tar -I 'zstd -T2' -xf "$W/tree.tar.zst" -C "$W/x"
 measure revert_to "$REVERT" b1 --store "$W/store" --to "$W/restored" --yes --no-progress
+rm -rf "$W/restored"
+measure revert_to_enc "$REVERT" b1 --config "$W/enc.conf" --to "$W/restored" --yes --no-progress
 rm -rf "$W/x" "$W/restored"
 touch "$W/tree/d000/changed"
 # the displaced tree is kept (the default), as extraction into an empty directory removes nothing
@@ -53,4 +59,7 @@ ratio "snap output / tar.zst output (aim <= 1.0)" "$snap_size" "$tar_size"
 ratio "revert --to / tar -x (aim <= 1.3)" "$SECS_revert_to" "$SECS_tar_extract"
 ratio "revert in place / tar -x" "$SECS_revert_in_place" "$SECS_tar_extract"
 ratio "revert with safety snapshot / tar -x" "$SECS_revert_with_safety" "$SECS_tar_extract"
+ratio "snap create encrypted / plain (aim <= 1.1)" "$SECS_snap_create_enc" "$SECS_snap_create"
+ratio "revert --to encrypted / plain (aim <= 1.1)" "$SECS_revert_to_enc" "$SECS_revert_to"
+echo "  peak memory encrypted: snap $((KB_snap_create_enc / 1024)) MiB, revert $((KB_revert_to_enc / 1024)) MiB"
 echo "  peak memory: snap $((KB_snap_create / 1024)) MiB, revert $((KB_revert_in_place / 1024)) MiB (aim < 64 MiB)"

@@ -62,10 +62,16 @@ measure floor sh -c "psql -X -q -d bench -c '\\copy pgbench_accounts to /dev/nul
                      psql -X -q -d bench -c '\\copy wide to /dev/null'; wait"
 measure snap "$BUILD/snap" create b1 --pg dbname=bench --store "$W/store" --jobs "$JOBS" -q
 
+# the same snap through an encrypted store (docs/encryption.md)
+head -c 32 /dev/urandom >"$W/key" && chmod 600 "$W/key"
+printf '[store]\nurl = %s\nkey_file = %s\n' "$W/enc" "$W/key" >"$W/enc.conf"
+measure snap_enc "$BUILD/snap" create b1 --pg dbname=bench --config "$W/enc.conf" --jobs "$JOBS" -q
+
 createdb restored
 measure restore "$BIN/pg_restore" -j "$JOBS" -d restored "$W/bench.dir"
 measure revert sh -c "exec '$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --no-safety-snapshot \
     --json -q >'$W/revert.json'"
+measure revert_enc sh -c "exec '$BUILD/revert' b1 --config '$W/enc.conf' --yes --jobs $JOBS --no-safety-snapshot -q"
 cutover=$(python3 -c 'import json,sys; print("%.1f" % json.load(open(sys.argv[1]))["targets"][0]["cutover_ms"])' \
     "$W/revert.json" 2>/dev/null || echo "?")
 
@@ -77,12 +83,16 @@ row "pg_dump -Fd -j$JOBS" "$dumpd_s" "$(mib "$(size_of "$W/bench.dir")")" "$dump
 row "pg_dump -Fp | zstd -3 -T2" "$dumpz_s" "$(mib "$(size_of "$W/bench.sql.zst")")" "$dumpz_kb"
 row "2 x COPY TO /dev/null (floor)" "$floor_s" - "$floor_kb"
 row "snap create --jobs $JOBS" "$snap_s" "$(mib "$snap_b")" "$snap_kb"
+row "snap create, encrypted store" "$snap_enc_s" "$(mib "$(size_of "$W/enc/data")")" "$snap_enc_kb"
 row "pg_restore -j$JOBS -d (directory)" "$restore_s" - "$restore_kb"
 row "revert --jobs $JOBS (stage+verify+swap)" "$revert_s" - "$revert_kb"
+row "revert, encrypted store" "$revert_enc_s" - "$revert_enc_kb"
 echo
 echo "snap / pg_dump -Fc            $(ratio "$snap_s" "$dumpc_s")   (aim <= 0.5)"
 echo "snap / pg_dump -Fp | zstd     $(ratio "$snap_s" "$dumpz_s")   (aim <= 1.0)"
 echo "snap size / pg_dump|zstd size $(ratio "$snap_b" "$(size_of "$W/bench.sql.zst")")   (aim <= 1.0)"
 echo "revert / pg_restore -j$JOBS      $(ratio "$revert_s" "$restore_s")   (aim <= 0.9)"
+echo "snap encrypted / plain        $(ratio "$snap_enc_s" "$snap_s")   (aim <= 1.1)"
+echo "revert encrypted / plain      $(ratio "$revert_enc_s" "$revert_s")   (aim <= 1.1)"
 echo "cut-over                      $cutover ms   (aim < 1000)"
 echo "peak memory snap / revert     $(echo "scale=1; $snap_kb / 1024" | bc) / $(echo "scale=1; $revert_kb / 1024" | bc) MiB   (aim < 256)"

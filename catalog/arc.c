@@ -230,7 +230,8 @@ static snap_rc part_open(arc_writer *w, snap_err *err)
 
     memset(&w->cur, 0, sizeof w->cur);
     w->cur.no = parts_next(w->parts);
-    w->cur.key = xasprintf("%s.%04u.tar.zst", w->parts->prefix, w->cur.no);
+    /* sealed parts say so: stock tar cannot read them, `snap cat` can */
+    w->cur.key = xasprintf("%s.%04u.tar.zst%s", w->parts->prefix, w->cur.no, stg_encrypted(w->store) ? ".enc" : "");
     rc = stg_writer_open(w->store, w->cur.key, 0, &w->out, err);
     if (rc != SNAP_OK) {
         free(w->cur.key);
@@ -619,4 +620,105 @@ snap_rc arc_verify_part(stg *store, const char *key, uint64_t size, const char *
         return rc;
     }
     return arc_reader_close(r, err);
+}
+
+/* ---- snap cat --------------------------------------------------------------------- */
+
+#define TAR_END 1024 /* two zero blocks end a tar archive */
+
+typedef struct cat_out {
+    int fd;
+    unsigned char hold[TAR_END];
+    size_t held;
+} cat_out;
+
+static snap_rc write_all(int fd, const unsigned char *p, size_t n, snap_err *err)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return err_sys(err, SNAP_EFAIL, "cannot write the archive to standard output");
+        p += w;
+        n -= (size_t)w;
+    }
+    return SNAP_OK;
+}
+
+/* Writes all but the last TAR_END bytes seen so far. */
+static snap_rc cat_emit(cat_out *o, const unsigned char *p, size_t n, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    if (n >= TAR_END) {
+        rc = write_all(o->fd, o->hold, o->held, err);
+        if (rc == SNAP_OK)
+            rc = write_all(o->fd, p, n - TAR_END, err);
+        memcpy(o->hold, p + n - TAR_END, TAR_END);
+        o->held = TAR_END;
+        return rc;
+    }
+    if (o->held + n > TAR_END) {
+        size_t out = o->held + n - TAR_END;
+        rc = write_all(o->fd, o->hold, out, err);
+        memmove(o->hold, o->hold + out, o->held - out);
+        o->held -= out;
+    }
+    memcpy(o->hold + o->held, p, n);
+    o->held += n;
+    return rc;
+}
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
+snap_rc arc_cat_part(stg *store, const char *key, uint64_t size, const char *sha256, bool last, int fd,
+                     const snap_ctx *ctx, snap_err *err)
+{
+    arc_reader r = {0};
+    ZSTD_DStream *dz = ZSTD_createDStream();
+    size_t outcap = ZSTD_DStreamOutSize(), got = 0, zret = 1;
+    unsigned char *out = xmalloc(outcap);
+    cat_out o = {.fd = fd};
+    snap_rc rc = stg_reader_open(store, key, 0, 0, &r.in, err);
+
+    r.key = xstrdup(key);
+    r.want_size = size;
+    snprintf(r.want_sha, sizeof r.want_sha, "%s", sha256);
+    r.buf = xmalloc(IO_BUF);
+    r.hash = util_sha256_new();
+    if (rc == SNAP_ENOTFOUND)
+        rc = err_set(err, SNAP_EVERIFY, ENOENT, "part %s is missing from the store", key);
+    while (rc == SNAP_OK && (rc = stg_read(r.in, r.buf, IO_BUF, &got, err)) == SNAP_OK && got > 0) {
+        ZSTD_inBuffer in = {r.buf, got, 0};
+        util_sha256_update(r.hash, r.buf, got);
+        r.size += got;
+        while (rc == SNAP_OK && in.pos < in.size) {
+            ZSTD_outBuffer ob = {out, outcap, 0};
+            zret = ZSTD_decompressStream(dz, &ob, &in);
+            rc = ZSTD_isError(zret) ? err_set(err, SNAP_EVERIFY, 0, "part %s: %s", key, ZSTD_getErrorName(zret))
+                                    : cat_emit(&o, out, ob.pos, err);
+        }
+        if (rc == SNAP_OK && ctx_interrupted(ctx, err))
+            rc = SNAP_EINTR;
+    }
+    if (rc == SNAP_OK && zret != 0)
+        rc = err_set(err, SNAP_EVERIFY, 0, "part %s ends inside its zstd frame", key);
+    if (rc == SNAP_OK)
+        rc = drain_and_check(&r, err);
+    if (rc == SNAP_OK && !(o.held == TAR_END && !last && all_zero(o.hold, o.held)))
+        rc = write_all(fd, o.hold, o.held, err);
+    ZSTD_freeDStream(dz);
+    free(out);
+    stg_reader_free(r.in);
+    util_sha256_free(r.hash);
+    free(r.key);
+    free(r.buf);
+    return rc;
 }

@@ -82,4 +82,13 @@ snap_rc arc_verify_part(stg *store, const char *key, uint64_t size, const char *
                         const snap_ctx *ctx, prg_bar *progress, uint64_t *entries,
                         snap_err *err);
 
+/*
+ * Writes the tar of one part to fd, decompressed (and opened, in an encrypted store), as
+ * `snap cat` does. Without last, the end-of-archive blocks are left out so that the parts
+ * of a component follow each other as one tar stream. Size and SHA-256 are checked at the
+ * end (SNAP_EVERIFY); in an encrypted store every segment is authenticated before it is written.
+ */
+snap_rc arc_cat_part(stg *store, const char *key, uint64_t size, const char *sha256, bool last, int fd,
+                     const snap_ctx *ctx, snap_err *err);
+
 #endif

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "arc.h"
+#include "../common/cry.h"
 #include "../common/util.h"
 #include "catalog.h"
 
@@ -14,11 +15,39 @@ static char *manifest_key(const char *name)
     return xasprintf("catalog/%s.json", name);
 }
 
+/*
+ * In an encrypted store a document that carries data is kept in an envelope: the id whose
+ * data key seals it, and the sealed text (docs/encryption.md). *text is replaced.
+ */
+static snap_rc seal_doc(stg *s, const char *key, const char *name, const char *id, char **text, snap_err *err)
+{
+    char *b64 = NULL;
+    json_t *env;
+    snap_rc rc = stg_seal(s, id, key, *text, strlen(*text), &b64, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    env = json_pack("{s:i, s:s?, s:s, s:{s:s}, s:s}", "format", CAT_FORMAT, "name", name, "id", id, "encryption",
+                    "scheme", CRY_SCHEME, "sealed", b64);
+    if (name == NULL)
+        json_object_del(env, "name");
+    free(*text);
+    *text = json_dumps(env, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(env);
+    free(b64);
+    return SNAP_OK;
+}
+
 snap_rc cat_commit(stg *s, const cat_manifest *m, snap_err *err)
 {
     char *key = manifest_key(cat_manifest_name(m));
     char *text = json_dumps(cat_manifest_json(m), JSON_INDENT(2) | JSON_SORT_KEYS);
-    snap_rc rc = stg_put(s, key, text, strlen(text), STG_CREATE_ONLY, err);
+    snap_rc rc = SNAP_OK;
+
+    if (stg_encrypted(s))
+        rc = seal_doc(s, key, cat_manifest_name(m), cat_manifest_id(m), &text, err);
+    if (rc == SNAP_OK)
+        rc = stg_put(s, key, text, strlen(text), STG_CREATE_ONLY | STG_SEALED, err);
 
     if (rc == SNAP_ECONFLICT) {
         err_set(err, SNAP_ECONFLICT, 0, "snapshot %s already exists", cat_manifest_name(m));
@@ -64,9 +93,74 @@ static snap_rc check_entry(const cat_manifest *m, const char *name, snap_err *er
     return SNAP_OK;
 }
 
+/*
+ * A catalog entry's state must be the store's: an encrypted store holds only sealed
+ * manifests (a plaintext one was slipped in), a plain store none. Replaces *buf by the
+ * opened manifest text.
+ */
+static snap_rc open_entry(stg *s, const char *name, const char *key, char **buf, size_t *len, char sealed_id[64],
+                          snap_err *err)
+{
+    json_t *env = json_loadb(*buf, *len, 0, NULL);
+    const char *id = json_string_value(json_object_get(env, "id"));
+    const char *sealed = json_string_value(json_object_get(env, "sealed"));
+    char *text = NULL;
+    snap_err e;
+    snap_rc rc = SNAP_OK;
+
+    if (env == NULL) /* the parser says what is wrong */
+        return SNAP_OK;
+    if (sealed == NULL && stg_encrypted(s)) {
+        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: its manifest is not encrypted, and the store is", name);
+        err_hint(err, "a plaintext manifest was put into this encrypted store; nothing was changed. "
+                      "Look at catalog/%s.json and remove it if it is not wanted", name);
+        rc = SNAP_EVERIFY;
+    } else if (sealed != NULL && !stg_encrypted(s)) {
+        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: its manifest is encrypted, and the store is not", name);
+        err_hint(err, "the store's STORE.json was replaced or is damaged; nothing was changed");
+        rc = SNAP_EVERIFY;
+    } else if (sealed != NULL) {
+        if (id == NULL || cat_name_check("snapshot id", id, &e) != SNAP_OK || strstr(id, "..") != NULL)
+            rc = err_set(err, SNAP_EVERIFY, 0, "snapshot %s: the envelope's id is not a snapshot id", name);
+        else
+            rc = stg_unseal(s, id, key, sealed, MANIFEST_MAX, &text, len, err);
+        snprintf(sealed_id, 64, "%s", id != NULL ? id : "");
+        if (rc == SNAP_OK) {
+            free(*buf);
+            *buf = text;
+        }
+    }
+    json_decref(env);
+    return rc;
+}
+
+/* The opened manifest of a sealed entry must be the envelope's snapshot, and say it is encrypted. */
+static snap_rc check_sealed(stg *s, const cat_manifest *m, const char *name, const char *sealed_id, snap_err *err)
+{
+    const json_t *enc = json_object_get(cat_manifest_json(m), "encryption");
+    const char *scheme = json_string_value(json_object_get(enc, "scheme"));
+
+    if (sealed_id[0] != '\0' && strcmp(sealed_id, cat_manifest_id(m)) != 0) {
+        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: the envelope's id is not the manifest's", name);
+        err_hint(err, "the store was altered; nothing was changed");
+        return SNAP_EVERIFY;
+    }
+    if (stg_encrypted(s) && (scheme == NULL || strcmp(scheme, CRY_SCHEME) != 0)) {
+        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: its manifest does not say it is encrypted", name);
+        err_hint(err, "the store was altered; nothing was changed");
+        return SNAP_EVERIFY;
+    }
+    if (!stg_encrypted(s) && enc != NULL && !json_is_null(enc)) {
+        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: its manifest says it is encrypted, and the store is not", name);
+        err_hint(err, "the store was altered; nothing was changed");
+        return SNAP_EVERIFY;
+    }
+    return SNAP_OK;
+}
+
 snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err)
 {
-    char *key, *buf = NULL;
+    char *key, *buf = NULL, sealed_id[64] = "";
     size_t len;
     snap_rc rc = cat_name_check("snapshot", name, err);
 
@@ -75,6 +169,8 @@ snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err)
         return rc;
     key = manifest_key(name);
     rc = stg_get(s, key, MANIFEST_MAX, &buf, &len, err);
+    if (rc == SNAP_OK)
+        rc = open_entry(s, name, key, &buf, &len, sealed_id, err);
     free(key);
     if (rc == SNAP_ENOTFOUND) {
         err_set(err, SNAP_ENOTFOUND, 0, "no snapshot named %s in %s", name, stg_url(s));
@@ -88,6 +184,8 @@ snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err)
     }
     if (rc == SNAP_OK)
         rc = check_entry(*out, name, err);
+    if (rc == SNAP_OK)
+        rc = check_sealed(s, *out, name, sealed_id, err);
     if (rc != SNAP_OK) {
         cat_manifest_free(*out);
         *out = NULL;
@@ -421,9 +519,44 @@ snap_rc cat_record_revert(stg *s, const char *revert_id, json_t *record, snap_er
 {
     char *key = xasprintf("reverts/%s.json", revert_id);
     char *text = json_dumps(record, JSON_INDENT(2) | JSON_SORT_KEYS);
-    snap_rc rc = stg_put(s, key, text, strlen(text), STG_CREATE_ONLY, err);
+    const char *id = json_string_value(json_object_get(record, "snapshot_id"));
+    snap_rc rc = SNAP_OK;
+
+    /* sealed under the data key of the snapshot it put back */
+    if (stg_encrypted(s))
+        rc = id != NULL ? seal_doc(s, key, NULL, id, &text, err)
+                        : err_set(err, SNAP_EFAIL, 0, "a revert record without its snapshot id");
+    if (rc == SNAP_OK)
+        rc = stg_put(s, key, text, strlen(text), STG_CREATE_ONLY | STG_SEALED, err);
 
     free(text);
     free(key);
+    return rc;
+}
+
+snap_rc cat_cat(stg *s, const cat_manifest *m, const char *component, long part, int fd, const snap_ctx *ctx,
+                snap_err *err)
+{
+    cat_component *c = cat_manifest_find(m, component);
+    size_t n = c != NULL ? cat_component_nparts(c) : 0;
+    snap_rc rc = SNAP_OK;
+
+    if (c == NULL) {
+        err_set(err, SNAP_ENOTFOUND, 0, "snapshot %s has no component %s", cat_manifest_name(m), component);
+        err_hint(err, "`snap show %s` lists its components", cat_manifest_name(m));
+        return SNAP_ENOTFOUND;
+    }
+    if (part >= 0 && (size_t)part >= n) {
+        err_set(err, SNAP_ENOTFOUND, 0, "component %s has %zu part%s; there is no part %ld", component, n,
+                n == 1 ? "" : "s", part);
+        err_hint(err, "parts count from 0");
+        return SNAP_ENOTFOUND;
+    }
+    for (size_t i = part >= 0 ? (size_t)part : 0; rc == SNAP_OK && i < (part >= 0 ? (size_t)part + 1 : n); i++) {
+        const char *key, *sha;
+        uint64_t size, entries;
+        cat_component_part(c, i, &key, &size, &sha, &entries);
+        rc = arc_cat_part(s, key, size, sha, part >= 0 || i + 1 == n, fd, ctx, err);
+    }
     return rc;
 }

@@ -116,6 +116,14 @@ snap_rc cat_prune(stg *s, const cat_retention *policy, const char *const *labels
 snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_t *report,
                snap_err *err);
 
+/*
+ * snap cat: the tar of a component (every part, or part index `part` alone when >= 0) to
+ * fd as one stream, decrypted and decompressed. SNAP_ENOTFOUND for a component or part the
+ * snapshot lacks; SNAP_EVERIFY when a part is damaged (what was written before stays).
+ */
+snap_rc cat_cat(stg *s, const cat_manifest *m, const char *component, long part, int fd, const snap_ctx *ctx,
+                snap_err *err);
+
 /* An audit record of a revert, stored as reverts/<revert-id>.json. */
 snap_rc cat_record_revert(stg *s, const char *revert_id, json_t *record, snap_err *err);
 

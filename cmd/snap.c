@@ -38,6 +38,8 @@ static const opt_def options[] = {
     {"keep-last", 0, "N", NULL, "keep the N newest snapshots", "prune"},
     {"keep-within", 0, "DURATION", NULL, "keep snapshots younger than DURATION (90m, 12h, 7d, 2w)", "prune"},
     {"min-age", 0, "DURATION", NULL, "leave data younger than DURATION alone (default 6h)", "gc"},
+    {"part", 0, "N", NULL, "only part N of the component (counted from 0)", "cat"},
+    {"new-key-file", 0, "FILE", NULL, "the key to add, or to rotate to (32 random bytes, or a passphrase; mode 0600)", "key"},
     {"help", 'h', NULL, NULL, "show this help", NULL},
     {"version", 'V', NULL, NULL, "show the version", NULL},
     {NULL, 0, NULL, NULL, NULL, NULL},
@@ -60,6 +62,8 @@ static const command commands[] = {
     {"delete", 1, "NAME [--yes]"},
     {"prune", 0, "(--keep-last N | --keep-within DURATION) [--label KEY=VALUE]... [--dry-run] [--yes]"},
     {"gc", 0, "[--dry-run] [--min-age DURATION]"},
+    {"cat", 2, "NAME COMPONENT [--part N] | tar -x"},
+    {"key", 1, "(list | add --new-key-file FILE | remove KEY_ID | rotate --new-key-file FILE) [--json]"},
     {"config", 1, "(check | show [--json])"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -625,6 +629,92 @@ static int cmd_gc(cli *c, stg *store)
     return 0;
 }
 
+/* snap cat NAME COMPONENT: the component's tar on stdout, for `| tar -x` by hand. */
+static int cmd_cat(cli *c, stg *store, const char *name, const char *component)
+{
+    cat_manifest *m = NULL;
+    const char *v = opts_get(&c->o, "part");
+    char *end = NULL;
+    long part = -1;
+    snap_err err;
+    snap_rc rc = SNAP_OK;
+
+    if (v != NULL) {
+        errno = 0;
+        part = strtol(v, &end, 10);
+        if (errno != 0 || end == v || *end != '\0' || part < 0) {
+            err_set(&err, SNAP_EUSAGE, 0, "--part wants a part number, not '%s'", v);
+            err_hint(&err, "parts count from 0; `snap show %s --json` lists them", name);
+            return cli_fail(c, &err);
+        }
+    }
+    if (isatty(STDOUT_FILENO)) {
+        err_set(&err, SNAP_EUSAGE, 0, "snap cat writes a tar archive, and standard output is a terminal");
+        err_hint(&err, "pipe it: snap cat %s %s | tar -xf - -C DIR", name, component);
+        return cli_fail(c, &err);
+    }
+    rc = cat_load(store, name, &m, &err);
+    if (rc == SNAP_OK)
+        rc = cat_cat(store, m, component, part, STDOUT_FILENO, &c->ctx, &err);
+    cat_manifest_free(m);
+    return rc == SNAP_OK ? 0 : cli_fail(c, &err);
+}
+
+/* snap key list | add | remove ID | rotate: the key-encryption keys of an encrypted store. */
+static int cmd_key(cli *c, stg *store)
+{
+    const char *sub = c->o.words[1], *file = opts_get(&c->o, "new-key-file");
+    json_t *doc = NULL;
+    snap_err err;
+    snap_rc rc;
+
+    if (strcmp(sub, "list") == 0) {
+        doc = json_array();
+        rc = stg_key_list(store, doc, &err);
+    } else if (strcmp(sub, "remove") == 0) {
+        if (c->o.nwords != 3) {
+            err_set(&err, SNAP_EUSAGE, 0, "snap key remove needs a key id");
+            err_hint(&err, "`snap key list` shows the store's keys");
+            return cli_fail(c, &err);
+        }
+        doc = json_pack("{s:s}", "removed", c->o.words[2]);
+        rc = stg_key_remove(store, c->o.words[2], &err);
+    } else if (strcmp(sub, "add") == 0 || strcmp(sub, "rotate") == 0) {
+        if (file == NULL) {
+            err_set(&err, SNAP_EUSAGE, 0, "snap key %s needs --new-key-file FILE", sub);
+            err_hint(&err, "make one with `head -c 32 /dev/urandom > FILE && chmod 600 FILE`");
+            return cli_fail(c, &err);
+        }
+        doc = json_object();
+        rc = sub[0] == 'a' ? stg_key_add(store, file, doc, &err) : stg_key_rotate(store, file, doc, &err);
+    } else {
+        err_set(&err, SNAP_EUSAGE, 0, "unknown key command '%s'", sub);
+        err_hint(&err, "snap key list | add --new-key-file FILE | remove KEY_ID | rotate --new-key-file FILE");
+        return cli_fail(c, &err);
+    }
+    if (rc != SNAP_OK) {
+        json_decref(doc);
+        return cli_fail(c, &err);
+    }
+    if (c->ctx.json) {
+        cli_print_json(doc);
+    } else if (c->ctx.verbosity >= 0 && json_is_array(doc)) {
+        size_t i;
+        json_t *k;
+        util_fprintf_esc(stdout, "%-18s %-8s %-22s %s\n", "KEY ID", "KDF", "ADDED", "IN USE");
+        json_array_foreach(doc, i, k)
+            util_fprintf_esc(stdout, "%-18s %-8s %-22s %s\n", json_string_value(json_object_get(k, "key_id")),
+                             json_string_value(json_object_get(k, "kdf")), json_string_value(json_object_get(k, "added")),
+                             json_is_true(json_object_get(k, "in_use")) ? "yes" : "");
+    } else if (c->ctx.verbosity >= 0) {
+        char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+        util_fprintf_esc(stdout, "key %s: %s\n", sub, text);
+        free(text);
+    }
+    json_decref(doc);
+    return 0;
+}
+
 /*
  * snap config check: the files in force load and pass the declared keys (cli_init has
  * refused them otherwise, exit 2); no store is opened. snap config show: every setting
@@ -701,11 +791,13 @@ int main(int argc, char **argv)
         return code;
     }
     const command *k = find_command(cmd);
-    if (k == NULL || c.o.nwords != k->nargs + 1) {
+    bool key_remove = k != NULL && strcmp(cmd, "key") == 0 && c.o.nwords == 3 && strcmp(c.o.words[1], "remove") == 0;
+    if (k == NULL || (c.o.nwords != k->nargs + 1 && !key_remove)) {
         if (k == NULL)
             unknown_command(cmd, &err);
         else if (c.o.nwords < k->nargs + 1)
-            err_set(&err, SNAP_EUSAGE, 0, "snap %s needs a snapshot name", cmd);
+            err_set(&err, SNAP_EUSAGE, 0, "snap %s needs %s", cmd,
+                    strcmp(cmd, "key") == 0 ? "a command" : strcmp(cmd, "cat") == 0 ? "a snapshot and a component" : "a snapshot name");
         else
             err_set(&err, SNAP_EUSAGE, 0, "unexpected argument '%s'", c.o.words[k->nargs + 1]);
         if (k != NULL)
@@ -740,6 +832,10 @@ int main(int argc, char **argv)
         code = cmd_delete(&c, store, name);
     else if (!strcmp(cmd, "prune"))
         code = cmd_prune(&c, store);
+    else if (!strcmp(cmd, "cat"))
+        code = cmd_cat(&c, store, name, c.o.words[2]);
+    else if (!strcmp(cmd, "key"))
+        code = cmd_key(&c, store);
     else
         code = cmd_gc(&c, store);
     stg_free(store);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../common/auth.h"
+#include "../common/cry.h"
 #include "../common/util.h"
 #include "../engines/my_client.h"
 #include "snapshot.h"
@@ -202,7 +203,15 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
         return rc;
 
     cat_new_id(id);
+    /* An encrypted store: the snapshot's data key first, so that no part is written plain. */
+    rc = stg_snapshot_key_new(store, id, err);
+    if (rc != SNAP_OK) {
+        auth_keyring_free(keys);
+        return rc;
+    }
     m = cat_manifest_new(req->name, id);
+    if (stg_encrypted(store))
+        json_object_set_new(cat_manifest_json(m), "encryption", json_pack("{s:s}", "scheme", CRY_SCHEME));
     if (req->note != NULL)
         cat_manifest_set_note(m, req->note);
     for (size_t i = 0; i < req->nlabels; i++) {

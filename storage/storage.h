@@ -2,6 +2,7 @@
 #ifndef SNAP_STORAGE_H
 #define SNAP_STORAGE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +16,7 @@ typedef struct stg_reader stg_reader;
 
 /* Writer flags. */
 #define STG_CREATE_ONLY 0x1u /* commit fails with SNAP_ECONFLICT if the key exists */
+#define STG_SEALED 0x2u      /* the bytes were sealed by the caller (an envelope): store them as they are */
 
 /* Driver features, see stg_features(). */
 #define STG_FEAT_RANGE 0x1u       /* ranged reads are cheap (no read-and-skip) */
@@ -80,5 +82,32 @@ snap_rc stg_delete_prefix(stg *s, const char *prefix, snap_err *err);
  * files, S3 multipart uploads. Counts them in *n; with dry_run only counts.
  */
 snap_rc stg_cleanup(stg *s, int64_t max_age, bool dry_run, unsigned *n, snap_err *err);
+
+/*
+ * Encryption at rest (docs/encryption.md). In an encrypted store every object under
+ * data/<snapshot-id>/ is sealed and opened here, transparently (sizes are those of the
+ * plain bytes); keys.json beside them holds the snapshot's wrapped data key. A plain write
+ * of anything but STORE.json, leases and STG_SEALED envelopes is refused.
+ */
+bool stg_encrypted(const stg *s);
+/* Makes the data key of a new snapshot (data/<id>/keys.json); nothing on a plain store. */
+snap_rc stg_snapshot_key_new(stg *s, const char *snapshot_id, snap_err *err);
+/* Seals buf under the snapshot's data key, bound to name (its key in the store): base64. */
+snap_rc stg_seal(stg *s, const char *snapshot_id, const char *name, const void *buf, size_t len, char **b64,
+                 snap_err *err);
+/* Opens what stg_seal made: SNAP_EVERIFY when it was altered or belongs elsewhere. */
+snap_rc stg_unseal(stg *s, const char *snapshot_id, const char *name, const char *b64, size_t max, char **buf,
+                   size_t *len, snap_err *err);
+
+/*
+ * Key management of an encrypted store (snap key): list fills an array; add gives the
+ * store a second key-encryption key; remove drops one (never the last, nor the one in
+ * use); rotate adds the new key, re-wraps every snapshot's data key under a new master
+ * key that only the new key opens, then drops every other key. Data is not rewritten.
+ */
+snap_rc stg_key_list(stg *s, json_t *out, snap_err *err);
+snap_rc stg_key_add(stg *s, const char *new_key_file, json_t *report, snap_err *err);
+snap_rc stg_key_remove(stg *s, const char *key_id, snap_err *err);
+snap_rc stg_key_rotate(stg *s, const char *new_key_file, json_t *report, snap_err *err);
 
 #endif

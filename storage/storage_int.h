@@ -3,6 +3,7 @@
 #define SNAP_STORAGE_INT_H
 
 #include "storage.h"
+#include "../common/cry.h"
 
 /*
  * A driver is a table of functions, like pgBackRest's StorageInterface. Every function
@@ -56,6 +57,37 @@ void s3_parse_response_int(const char *buf, size_t len, long *status, char code[
  * One failure is armed at a time.
  */
 snap_rc stg_mem_fail(stg *s, const char *op, const char *prefix, unsigned nth, snap_rc rc, snap_err *err);
+
+/*
+ * An encrypted store (enc.c, docs/encryption.md). stg_enc_get is NULL for a plain store.
+ * enc_object_key gives the data key that seals the object at key (NULL: stored as it is)
+ * and refuses a plain write that must not reach an encrypted store.
+ */
+typedef struct stg_enc stg_enc;
+
+stg_enc *stg_enc_get(stg *s);
+json_t *stg_meta_get(stg *s); /* STORE.json as read (borrowed) */
+snap_rc enc_new_store(const cfg *c, const char *store_id, json_t **enc_json, stg_enc **out, snap_err *err);
+snap_rc enc_open_store(const cfg *c, const char *store_id, json_t *enc_json, stg_enc **out, snap_err *err);
+void enc_free(stg_enc *e);
+uint32_t enc_seg(const stg_enc *e);
+const char *enc_store_id(const stg_enc *e);
+json_t *enc_doc(const stg_enc *e);
+const char *enc_kek_id(const stg_enc *e);
+bool enc_sealed_key(const char *key); /* data/<id>/..., but not keys.json */
+snap_rc enc_object_key(stg *s, stg_enc *e, const char *key, bool writing, unsigned flags, cry_key **dk,
+                       snap_err *err);
+snap_rc enc_data_key(stg *s, stg_enc *e, const char *snapshot_id, cry_key **out, snap_err *err);
+snap_rc enc_data_key_new(stg *s, stg_enc *e, const char *snapshot_id, snap_err *err);
+/* For key management (enc_keys.c). */
+json_t *enc_key_entry(const cry_secret *s, cry_key **kek, snap_err *err);
+snap_rc enc_load_data_key(stg *s, stg_enc *e, const char *snapshot_id, cry_key **out, char **master_id,
+                          snap_err *err);
+char *enc_keys_doc(const stg_enc *e, const char *snapshot_id, const char *master_id, const cry_key *mk,
+                   const cry_key *dk);
+snap_rc enc_master_key(stg_enc *e, const char *id, cry_key **out, snap_err *err);
+char *enc_wrap_with_kek(const stg_enc *e, const cry_key *k, const char *aad);
+char *enc_master_aad(const stg_enc *e, const char *master_id, const char *key_id);
 
 extern const stg_driver stg_local_driver;
 extern const stg_driver stg_mem_driver;
