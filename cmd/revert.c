@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../common/hook.h"
+#include "../restore/check.h"
 #include "../restore/restore.h"
 #include "opts.h"
 
@@ -22,6 +24,8 @@ static const opt_def options[] = {
     {"yes", 'y', NULL, NULL, "do not ask for confirmation (required without a terminal)", "revert"},
     {"no-safety-snapshot", 0, NULL, NULL, "do not capture the current state first", "revert"},
     {"drop-old", 0, NULL, NULL, "remove the displaced state after success instead of keeping it", "revert"},
+    {"check", 0, "CMD", NULL,
+     "run CMD after the cut-over; when it fails, switch every target back and exit 9 ([revert] check)", "revert"},
     {"mode", 0, "MODE", NULL, "PostgreSQL: swap (default) or transaction", "revert"},
     {"pin", 0, NULL, NULL, "images: write every image reference as name@sha256:...", "revert"},
     {"images-lock", 0, "FILE", NULL, "images: write the references and digests as JSON to FILE", "revert"},
@@ -38,12 +42,13 @@ static const opt_def options[] = {
 /* The two modes, as `revert --help` and `revert [--recover] --help` show them. */
 static const char usage_revert[] =
     "revert NAME [--only COMPONENT]... [--to TARGET] [--dry-run] [--yes] [--no-safety-snapshot]\n"
-    "                   [--drop-old] [--json] [--store URL] [--config FILE]";
+    "                   [--drop-old] [--check CMD] [--json] [--store URL] [--config FILE]";
 static const char usage_recover[] = "revert --recover [--store URL]";
 static const char exit_codes[] =
     "Exit codes: 0 reverted, 2 usage or the prompt declined, 3 not found, 4 conflict,\n"
     "5 verification failed (nothing changed), 6 unreachable or denied, 7 cut-over failed and rolled back,\n"
-    "8 recovery needed, 130 interrupted.\n";
+    "8 recovery needed, 9 reverted but the check failed and every target was switched back,\n"
+    "10 a before_cutover hook failed (nothing changed), 130 interrupted.\n";
 
 /* The usage of one mode ("revert", "recover") with its options alone, or (NULL) of both. */
 static void print_usage(FILE *f, const char *mode)
@@ -141,6 +146,9 @@ static int run_recover(cli *c, stg *store)
         return (int)rc;
     }
     if (rc != SNAP_OK) {
+        json_t *facts = hook_facts_new("recover");
+        hook_on_failure(&c->ctx, facts, &err);
+        json_decref(facts);
         json_decref(res);
         return cli_fail(c, &err);
     }
@@ -170,7 +178,9 @@ static void pass_engine_options(cli *c)
 {
     static const struct {
         const char *flag, *key, *origin;
-    } valued[] = {{"mode", "mode", "flag --mode"}, {"images-lock", "images_lock", "flag --images-lock"}},
+    } valued[] = {{"mode", "mode", "flag --mode"},
+                  {"images-lock", "images_lock", "flag --images-lock"},
+                  {"check", "check", "flag --check"}},
       flags[] = {{"pin", "pin", "flag --pin"},
                  {"require-images", "require_images", "flag --require-images"},
                  {"allow-external-symlinks", "allow_external_symlinks", "flag --allow-external-symlinks"},
@@ -262,6 +272,12 @@ static int run_revert(cli *c, stg *store)
     if (rc != SNAP_OK) {
         log_error(&c->ctx, &err);
         code = (int)rc;
+        if (!declined && !req.dry_run) {
+            json_t *facts = res != NULL ? rst_facts(res, NULL) : hook_facts_new("revert");
+            json_object_set_new(facts, "name", json_string(req.name));
+            hook_on_failure(&c->ctx, facts, &err);
+            json_decref(facts);
+        }
     } else if (!req.dry_run && !c->ctx.json && c->ctx.verbosity >= 0) {
         print_done(res, req.name);
     }

@@ -7,6 +7,7 @@
 
 #include "../catalog/catalog.h"
 #include "../engines/pg_client.h"
+#include "../common/hook.h"
 #include "../common/util.h"
 #include "../engines/my_client.h"
 #include "../snapshot/snapshot.h"
@@ -262,6 +263,25 @@ static void print_summary(const cat_manifest *m, double secs)
            cat_manifest_ncomponents(m), cat_manifest_ncomponents(m) == 1 ? "" : "s", size, secs);
 }
 
+/* What the snap hooks see: command, name, store and the sources' names. */
+static json_t *snap_facts(const cli *c, const stg *store, const char *name)
+{
+    json_t *f = hook_facts_new("snap");
+    util_buf comps = {0};
+
+    for (size_t i = 0; i < cfg_source_count(c->cfg); i++) {
+        if (i > 0)
+            util_buf_addc(&comps, ' ');
+        util_buf_adds(&comps, cfg_source_name(c->cfg, i));
+    }
+    char *text = util_buf_take(&comps);
+    json_object_set_new(f, "name", json_string(name));
+    json_object_set_new(f, "store", json_string(stg_url(store)));
+    json_object_set_new(f, "components", json_string(text));
+    free(text);
+    return f;
+}
+
 static int cmd_create(cli *c, stg *store, const char *name)
 {
     size_t nlabels;
@@ -299,10 +319,20 @@ static int cmd_create(cli *c, stg *store, const char *name)
         cfg_set_from(c->cfg, "snap", "part_size", v, "flag --part-size");
     labels = opts_all(&c->o, "label", &nlabels);
     snp_request req = {.name = name, .note = opts_get(&c->o, "note"), .labels = labels, .nlabels = nlabels};
-    rc = snp_create(&c->ctx, store, &req, &m, &err);
+    json_t *facts = snap_facts(c, store, name);
+    rc = hook_run_before(&c->ctx, "before_snap", facts, &err);
+    if (rc == SNAP_OK)
+        rc = snp_create(&c->ctx, store, &req, &m, &err);
     free(labels);
-    if (rc != SNAP_OK)
+    if (rc != SNAP_OK) {
+        hook_on_failure(&c->ctx, facts, &err);
+        json_decref(facts);
         return cli_fail(c, &err);
+    }
+    json_object_set_new(facts, "id", json_string(cat_manifest_id(m)));
+    json_object_set_new(facts, "result", json_string("taken"));
+    hook_run_after(&c->ctx, "after_snap", facts);
+    json_decref(facts);
     if (c->ctx.json) {
         json_t *doc = json_deep_copy(cat_manifest_json(m));
         json_t *desc = json_object();

@@ -129,6 +129,8 @@ const char *err_code_name(snap_rc code)
     case SNAP_EUNREACH: return "unreachable";
     case SNAP_EROLLEDBACK: return "rolled-back";
     case SNAP_ERECOVER: return "recovery-needed";
+    case SNAP_ECHECK: return "check-failed";
+    case SNAP_EHOOK: return "hook-failed";
     case SNAP_EINTR: return "interrupted";
     }
     return "failed";
