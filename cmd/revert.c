@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../catalog/history.h"
 #include "../common/hook.h"
 #include "../restore/check.h"
 #include "../restore/restore.h"
@@ -129,11 +130,68 @@ static bool confirm(const json_t *plan, void *arg)
     return !*declined;
 }
 
+static void add_history(const cli *c, stg *store, const char *event, json_t *rec)
+{
+    snap_err e;
+
+    if (store != NULL && cat_history_add(store, event, rec, &e) != SNAP_OK)
+        log_warn(&c->ctx, "could not record the %s in the store's history: %s", event, e.msg);
+    json_decref(rec);
+}
+
+/* The history records of a revert (and of its check): what, where, how it ended. */
+static void record_revert(const cli *c, stg *store, const char *name, const json_t *res, const snap_err *err,
+                          uint64_t t0)
+{
+    json_t *rec = json_pack("{s:f}", "seconds", (double)(util_now_ms() - t0) / 1000.0), *comps = json_array(), *t;
+    const json_t *check = json_object_get(res, "check");
+    const char *status = json_string_value(json_object_get(res, "status"));
+    cat_manifest *m = NULL;
+    snap_err e;
+    size_t i;
+
+    static const char *const copied[] = {"revert_id", "cutover_ms", "safety_snapshot"};
+    json_object_set_new(rec, "name", json_string(name));
+    json_object_set(rec, "id", json_object_get(res, "snapshot_id"));
+    for (i = 0; i < sizeof copied / sizeof copied[0]; i++)
+        json_object_set(rec, copied[i], json_object_get(res, copied[i]));
+    json_array_foreach(json_object_get(res, "targets"), i, t)
+        json_array_append(comps, json_object_get(t, "component"));
+    json_object_set_new(rec, "components", comps);
+    json_object_set_new(rec, "outcome", json_string(err == NULL ? "reverted" : status ? status : "failed"));
+    if (err != NULL)
+        json_object_set_new(rec, "error", json_pack("{s:i, s:s, s:s?}", "exit_code", (int)err->code, "code",
+                                                    err_json_code(err), "message",
+                                                    util_utf8_valid(err->msg) ? err->msg : NULL));
+    if (json_is_string(json_object_get(res, "snapshot")) &&
+        cat_load(store, json_string_value(json_object_get(res, "snapshot")), &m, &e) == SNAP_OK)
+        json_object_set(rec, "labels", cat_manifest_labels(m));
+    if (check != NULL) {
+        json_t *cr = json_pack("{s:O?, s:O?, s:O?, s:s, s:O?, s:O?}", "name", json_object_get(res, "snapshot"),
+                               "id", json_object_get(res, "snapshot_id"), "revert_id",
+                               json_object_get(res, "revert_id"), "outcome",
+                               json_is_true(json_object_get(check, "passed")) ? "passed" : "failed", "tries",
+                               json_object_get(check, "tries"), "ms", json_object_get(check, "ms"));
+        if (m != NULL)
+            json_object_set(cr, "labels", cat_manifest_labels(m));
+        add_history(c, store, "check", cr);
+    }
+    cat_manifest_free(m);
+    add_history(c, store, "revert", rec);
+}
+
 static int run_recover(cli *c, stg *store)
 {
     json_t *res = NULL;
     snap_err err;
     snap_rc rc = rst_recover(&c->ctx, store, &res, &err);
+    json_t *r;
+    size_t i;
+
+    json_array_foreach(json_object_get(res, "recovered"), i, r)
+        add_history(c, store, "recover", json_pack("{s:O?, s:O?, s:O?}", "name", json_object_get(r, "snapshot"),
+                                                   "revert_id", json_object_get(r, "revert_id"), "outcome",
+                                                   json_object_get(r, "outcome")));
 
     if (rc != SNAP_OK && c->ctx.json && res != NULL) {
         /* what was recovered, and the error: one document */
@@ -251,10 +309,13 @@ static int run_revert(cli *c, stg *store)
         .confirm = isatty(STDIN_FILENO) ? confirm : NULL,
         .confirm_arg = &declined,
     };
+    uint64_t t0 = util_now_ms();
     snap_rc rc = rst_revert(&c->ctx, store, &req, &res, &err);
 
     if (rc != SNAP_OK && declined) /* "revert cancelled; nothing was changed" */
         rc = err.code = CLI_DECLINED;
+    if (!declined && !req.dry_run && res != NULL)
+        record_revert(c, store, req.name, res, rc == SNAP_OK ? NULL : &err, t0);
     free(only);
     if (rc == SNAP_OK && req.dry_run && !c->ctx.json)
         print_plan(res, stdout);

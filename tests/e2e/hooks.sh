@@ -280,4 +280,55 @@ test_unknown_hooks_key_is_refused() {
     expect_err "unknown key 'before_snapp' in [hooks]"
 }
 
+# ---- history ---------------------------------------------------------------------------
+
+test_history_tells_the_timeline() {
+    setup
+    expect_rc 0 "$SNAP" create p2 --store "$ST" --config "$T/snap.conf" --label phase=canary
+    expect_rc 9 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --yes --no-safety-snapshot --check false
+    expect_rc 0 "$REVERT" p2 --store "$ST" --config "$T/snap.conf" --yes --no-safety-snapshot
+    expect_rc 0 "$SNAP" history --store "$ST" --json
+    jq -e --arg h "$(hostname)" '[.[] | .event + ":" + .name + ":" + .outcome] ==
+        ["snap:p1:taken", "snap:p2:taken", "check:p1:failed", "revert:p1:switched-back", "revert:p2:reverted"]
+        and (.[0].bytes > 0) and (.[0].parts >= 1) and (.[0].components == ["a"]) and (.[0].host == $h)
+        and (.[3].error.code == "check-failed") and (.[4].cutover_ms > 0) and (.[3].revert_id | length > 0)' \
+        "$T/out" >/dev/null || fail "history: $(cat "$T/out")"
+    expect_rc 0 "$SNAP" history --store "$ST" --json --label phase=canary
+    jq -e '[.[] | .event + ":" + .name] == ["snap:p2", "revert:p2"]' "$T/out" >/dev/null ||
+        fail "by label: $(cat "$T/out")"
+    expect_rc 0 "$SNAP" history --store "$ST" --json --since 1h
+    [ "$(jq length "$T/out")" = 5 ] || fail "--since 1h: $(cat "$T/out")"
+    expect_rc 0 "$SNAP" history --store "$ST" --json --since 2099-01-01T00:00:00Z
+    [ "$(jq length "$T/out")" = 0 ] || fail "--since the future: $(cat "$T/out")"
+    expect_rc 2 "$SNAP" history --store "$ST" --since yesterday
+    expect_err "--since yesterday is neither a duration nor a UTC time"
+    expect_rc 0 "$SNAP" history --store "$ST"
+    expect_out "switched-back"
+    grep -q "revert   p2 .* reverted .* cut-over" "$T/out" || fail "human output: $(cat "$T/out")"
+}
+
+test_history_of_a_failed_snap_and_a_recovery() {
+    setup
+    rm -rf "$T/a"
+    expect_rc 3 "$SNAP" create p2 --store "$ST" --config "$T/snap.conf"
+    mkdir -p "$T/a" && echo x >"$T/a/x"
+    SNAP_FAILPOINT=cutover-begin expect_rc 137 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --yes
+    expect_rc 0 "$REVERT" --recover --store "$ST" --config "$T/snap.conf"
+    expect_rc 0 "$SNAP" history --store "$ST" --json
+    jq -e '[.[] | .event + ":" + .outcome] == ["snap:taken", "snap:failed", "recover:completed"]
+           and .[1].error.exit_code == 3' "$T/out" >/dev/null || fail "history: $(cat "$T/out")"
+}
+
+test_history_skips_hostile_records() {
+    setup
+    mkdir -p "$ST/history"
+    printf 'not json' >"$ST/history/20261130T000000.000Z-aaaaaaaa.json"
+    printf '{"event": "snap", "time": "x", "name": "evil\\u001b[31mred"}' >"$ST/history/20261130T000001.000Z-bbbbbbbb.json"
+    head -c 200000 /dev/zero >"$ST/history/20261130T000002.000Z-cccccccc.json"
+    expect_rc 0 "$SNAP" history --store "$ST"
+    expect_err "1 history record could not be read"
+    ! grep -q $'\x1b' "$T/out" || fail "an escape sequence reached the terminal"
+    expect_out 'evil\x1b[31mred'
+}
+
 run_tests "$@"
