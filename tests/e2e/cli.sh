@@ -32,7 +32,7 @@ man_has_every_option() {
 }
 
 test_snap_man_page_lists_every_option() {
-    man_has_every_option snap "$SNAP" create list show verify delete prune gc
+    man_has_every_option snap "$SNAP" create list show verify delete prune gc history
 }
 # Each option's scope in the overview, "(create list prune)", names only real commands.
 test_option_scopes_name_commands() {
