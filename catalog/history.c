@@ -9,18 +9,24 @@
 
 #define HISTORY_PREFIX "history/"
 
-snap_rc cat_history_add(stg *s, const char *event, json_t *rec, snap_err *err)
+void cat_history_stamp(json_t *rec, const char *event)
 {
-    char id[32], now[32], host[256] = "", *key, *text;
-    snap_rc rc;
+    char now[32], host[256] = "";
 
-    cat_new_id(id);
     util_iso8601(time(NULL), now);
     gethostname(host, sizeof host - 1);
     json_object_set_new(rec, "format", json_integer(1));
     json_object_set_new(rec, "event", json_string(event));
     json_object_set_new(rec, "time", json_string(now));
     json_object_set_new(rec, "host", json_string(host));
+}
+
+snap_rc cat_history_add(stg *s, const json_t *rec, snap_err *err)
+{
+    char id[32], *key, *text;
+    snap_rc rc;
+
+    cat_new_id(id);
     key = xasprintf(HISTORY_PREFIX "%s.json", id);
     text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
     rc = stg_put(s, key, text, strlen(text), STG_CREATE_ONLY, err);

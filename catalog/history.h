@@ -10,11 +10,10 @@
 
 #define CAT_HISTORY_MAX (64u << 10) /* a record larger than this is not read */
 
-/*
- * Stores rec (an object the caller keeps) as history/<id>.json, create-only, after
- * adding "format", "event", "time" and "host". event is snap, revert, recover or check.
- */
-snap_rc cat_history_add(stg *s, const char *event, json_t *rec, snap_err *err);
+/* Adds "format", "event", "time" and "host" to rec; event is snap, revert, check or recover. */
+void cat_history_stamp(json_t *rec, const char *event);
+/* Stores rec (stamped; the caller keeps it) as history/<id>.json, create-only. */
+snap_rc cat_history_add(stg *s, const json_t *rec, snap_err *err);
 
 /*
  * Every record at or after since (0: all), oldest first, whose "labels" match every

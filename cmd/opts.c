@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../catalog/history.h"
+#include "../common/notify.h"
 #include "../engines/pg_client.h"
 #include "../common/util.h"
 #include "../engines/my_client.h"
@@ -523,4 +525,15 @@ snap_rc cli_confirm(const cli *c, const char *question, const char *action, snap
     err_set(err, CLI_DECLINED, 0, "%s cancelled; nothing was changed", action);
     err_hint(err, "answer y to go ahead, or pass --yes");
     return CLI_DECLINED;
+}
+
+void cli_event(const cli *c, stg *store, const char *event, json_t *rec)
+{
+    snap_err e;
+
+    cat_history_stamp(rec, event);
+    if (store != NULL && cat_history_add(store, rec, &e) != SNAP_OK)
+        log_warn(&c->ctx, "could not record the %s in the store's history: %s", event, e.msg);
+    notify_send(&c->ctx, rec);
+    json_decref(rec);
 }

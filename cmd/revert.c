@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include "../common/util.h"
-#include "../catalog/history.h"
 #include "../common/hook.h"
 #include "../restore/check.h"
 #include "../restore/restore.h"
@@ -130,14 +129,6 @@ static bool confirm(const json_t *plan, void *arg)
     return !*declined;
 }
 
-static void add_history(const cli *c, stg *store, const char *event, json_t *rec)
-{
-    snap_err e;
-
-    if (store != NULL && cat_history_add(store, event, rec, &e) != SNAP_OK)
-        log_warn(&c->ctx, "could not record the %s in the store's history: %s", event, e.msg);
-    json_decref(rec);
-}
 
 /* The history records of a revert (and of its check): what, where, how it ended. */
 static void record_revert(const cli *c, stg *store, const char *name, const json_t *res, const snap_err *err,
@@ -174,10 +165,27 @@ static void record_revert(const cli *c, stg *store, const char *name, const json
                                json_object_get(check, "tries"), "ms", json_object_get(check, "ms"));
         if (m != NULL)
             json_object_set(cr, "labels", cat_manifest_labels(m));
-        add_history(c, store, "check", cr);
+        cli_event(c, store, "check", cr);
     }
     cat_manifest_free(m);
-    add_history(c, store, "revert", rec);
+    cli_event(c, store, "revert", rec);
+}
+
+/* The events of a recovery: one per journal handled, and its failure. */
+static void record_recover(const cli *c, stg *store, const json_t *res, const snap_err *err)
+{
+    json_t *r;
+    size_t i;
+
+    json_array_foreach(json_object_get(res, "recovered"), i, r)
+        cli_event(c, store, "recover", json_pack("{s:O?, s:O?, s:O?, s:O?}", "name", json_object_get(r, "snapshot"),
+                                                 "revert_id", json_object_get(r, "revert_id"), "outcome",
+                                                 json_object_get(r, "outcome"), "message",
+                                                 json_object_get(r, "message")));
+    if (err != NULL)
+        cli_event(c, store, "recover", json_pack("{s:s, s:{s:i, s:s, s:s?}}", "outcome", "failed", "error",
+                                                 "exit_code", (int)err->code, "code", err_json_code(err), "message",
+                                                 util_utf8_valid(err->msg) ? err->msg : NULL));
 }
 
 static int run_recover(cli *c, stg *store)
@@ -185,13 +193,7 @@ static int run_recover(cli *c, stg *store)
     json_t *res = NULL;
     snap_err err;
     snap_rc rc = rst_recover(&c->ctx, store, &res, &err);
-    json_t *r;
-    size_t i;
-
-    json_array_foreach(json_object_get(res, "recovered"), i, r)
-        add_history(c, store, "recover", json_pack("{s:O?, s:O?, s:O?}", "name", json_object_get(r, "snapshot"),
-                                                   "revert_id", json_object_get(r, "revert_id"), "outcome",
-                                                   json_object_get(r, "outcome")));
+    int code = 0;
 
     if (rc != SNAP_OK && c->ctx.json && res != NULL) {
         /* what was recovered, and the error: one document */
@@ -200,20 +202,21 @@ static int run_recover(cli *c, stg *store)
         json_decref(e);
         log_error(&c->ctx, &err);
         cli_print_json(res);
-        json_decref(res);
-        return (int)rc;
+        code = (int)rc;
+    } else if (rc != SNAP_OK) {
+        code = cli_fail(c, &err);
+    } else if (c->ctx.json) {
+        cli_print_json(res);
     }
+    fflush(stdout);
     if (rc != SNAP_OK) {
         json_t *facts = hook_facts_new("recover");
         hook_on_failure(&c->ctx, facts, &err);
         json_decref(facts);
-        json_decref(res);
-        return cli_fail(c, &err);
     }
-    if (c->ctx.json)
-        cli_print_json(res);
+    record_recover(c, store, res, rc == SNAP_OK ? NULL : &err);
     json_decref(res);
-    return 0;
+    return code;
 }
 
 /* One snapshot name, or none with --recover. */
@@ -314,8 +317,6 @@ static int run_revert(cli *c, stg *store)
 
     if (rc != SNAP_OK && declined) /* "revert cancelled; nothing was changed" */
         rc = err.code = CLI_DECLINED;
-    if (!declined && !req.dry_run && res != NULL)
-        record_revert(c, store, req.name, res, rc == SNAP_OK ? NULL : &err, t0);
     free(only);
     if (rc == SNAP_OK && req.dry_run && !c->ctx.json)
         print_plan(res, stdout);
@@ -342,6 +343,9 @@ static int run_revert(cli *c, stg *store)
     } else if (!req.dry_run && !c->ctx.json && c->ctx.verbosity >= 0) {
         print_done(res, req.name);
     }
+    fflush(stdout);
+    if (!declined && !req.dry_run && res != NULL)
+        record_revert(c, store, req.name, res, rc == SNAP_OK ? NULL : &err, t0);
     json_decref(res);
     return code;
 }

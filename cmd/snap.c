@@ -274,7 +274,6 @@ static void record_snap(const cli *c, stg *store, const char *name, const cat_ma
                         uint64_t t0)
 {
     json_t *rec = json_pack("{s:s?, s:f}", "name", name, "seconds", (double)(util_now_ms() - t0) / 1000.0);
-    snap_err e;
 
     if (m != NULL) {
         json_t *comps = json_array();
@@ -295,9 +294,7 @@ static void record_snap(const cli *c, stg *store, const char *name, const cat_ma
                                                     err_json_code(err), "message", util_utf8_valid(err->msg) ?
                                                     err->msg : NULL));
     }
-    if (cat_history_add(store, "snap", rec, &e) != SNAP_OK)
-        log_warn(&c->ctx, "could not record the snap in the store's history: %s", e.msg);
-    json_decref(rec);
+    cli_event(c, store, "snap", rec);
 }
 
 /* What the snap hooks see: command, name, store and the sources' names. */
@@ -362,12 +359,12 @@ static int cmd_create(cli *c, stg *store, const char *name)
         rc = snp_create(&c->ctx, store, &req, &m, &err);
     free(labels);
     if (rc != SNAP_OK) {
-        record_snap(c, store, name, NULL, &err, t0);
+        int code = cli_fail(c, &err);
         hook_on_failure(&c->ctx, facts, &err);
         json_decref(facts);
-        return cli_fail(c, &err);
+        record_snap(c, store, name, NULL, &err, t0);
+        return code;
     }
-    record_snap(c, store, name, m, NULL, t0);
     json_object_set_new(facts, "id", json_string(cat_manifest_id(m)));
     json_object_set_new(facts, "result", json_string("taken"));
     hook_run_after(&c->ctx, "after_snap", facts);
@@ -383,6 +380,8 @@ static int cmd_create(cli *c, stg *store, const char *name)
     } else if (c->ctx.verbosity >= 0) {
         print_summary(m, (double)(util_now_ms() - t0) / 1000.0);
     }
+    fflush(stdout);
+    record_snap(c, store, name, m, NULL, t0);
     cat_manifest_free(m);
     return 0;
 }

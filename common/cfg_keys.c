@@ -99,6 +99,17 @@ static const cfg_key keys[] = {
     K("hooks", NULL, "timeout", CFG_DURATION, 1, 0, NULL, "60s", false, NULL,
       "how long a hook may run before it is killed and counts as failed"),
 
+    /* [notify]: webhooks told when a snap, revert, check or recovery ends */
+    K("notify", NULL, "url", CFG_LIST, 0, 0, NULL, "", false, NULL,
+      "http:// or https:// URLs each event is POSTed to, in turn (repeatable)"),
+    K("notify", NULL, "secret_file", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "a key file (16 to 4096 bytes, 0600); its bytes sign each event: X-Snap-Signature: sha256=HMAC"),
+    K("notify", NULL, "ca_file", CFG_STRING, 0, 0, NULL, "", false, NULL, "a PEM file of CA certificates to trust"),
+    K("notify", NULL, "timeout", CFG_DURATION, 1, 3600, NULL, "10s", false, NULL,
+      "how long one URL may take, every retry included"),
+    K("notify", NULL, "retries", CFG_INT, 0, 10, NULL, "3", false, NULL,
+      "retries of a refused connection, a timeout or a 429/5xx answer"),
+
     /* [source NAME] */
     K("source *", NULL, "type", CFG_ENUM, 0, 0, "files postgres mysql images", "(required)", false, NULL,
       "the kind of source"),

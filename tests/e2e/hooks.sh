@@ -331,4 +331,87 @@ test_history_skips_hostile_records() {
     expect_out 'evil\x1b[31mred'
 }
 
+# ---- notifications ----------------------------------------------------------------------
+
+# A receiver on loopback (tests/e2e/notify/receiver.py), killed when the test ends.
+receiver() {
+    head -c 32 /dev/urandom >"$T/secret" && chmod 600 "$T/secret"
+    mkdir -p "$T/rx"
+    python3 "$T_ROOT/tests/e2e/notify/receiver.py" "$T/rx" "$T/secret" "$@" &
+    RX_PID=$!
+    trap 'kill $RX_PID 2>/dev/null' EXIT
+    for _ in $(seq 50); do [ -s "$T/rx/port" ] && break; sleep 0.1; done
+    PORT=$(cat "$T/rx/port")
+}
+
+test_notify_posts_signed_events() {
+    receiver
+    setup "[notify]
+url = http://127.0.0.1:$PORT/ok
+secret_file = $T/secret"
+    expect_rc 9 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --yes --no-safety-snapshot --check false --json
+    jq -e '.status == "switched-back"' "$T/out" >/dev/null || fail "the result: $(cat "$T/out")"
+    jq -s -e '[.[] | .path + ":" + (.signed | tostring) + ":" + .body.event + ":" + .body.outcome] ==
+        ["/ok:true:snap:taken", "/ok:true:check:failed", "/ok:true:revert:switched-back"]
+        and (.[2].body.error.code == "check-failed") and (.[2].body.revert_id | length > 0)
+        and (.[0].body.host | length > 0) and (.[0].body.time | length > 0)
+        and (.[0].type == "application/json")' "$T/rx/log" >/dev/null || fail "received: $(cat "$T/rx/log")"
+    # a wrong secret: the receiver sees the signature fail
+    head -c 32 /dev/urandom >"$T/secret2" && chmod 600 "$T/secret2"
+    sed -i "s|secret_file = .*|secret_file = $T/secret2|" "$T/snap.conf"
+    : >"$T/rx/log"
+    expect_rc 0 "$SNAP" create p3 --store "$ST" --config "$T/snap.conf"
+    jq -e '.signed == false' "$T/rx/log" >/dev/null || fail "a wrong key still verified: $(cat "$T/rx/log")"
+}
+
+test_notify_failures_are_warnings() {
+    receiver
+    # refused (nothing listens on the port of a closed socket), 500, then a hang
+    closed=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    setup "[notify]
+url = http://127.0.0.1:$closed/refused http://127.0.0.1:$PORT/fail
+url = http://user:pw@127.0.0.1:$PORT/hang?token=abc
+timeout = 2s
+retries = 2"
+    : >"$T/rx/log"
+    local t0=$SECONDS
+    expect_rc 0 "$SNAP" create p2 --store "$ST" --config "$T/snap.conf" --json
+    [ $((SECONDS - t0)) -lt 12 ] || fail "notifications held the snap $((SECONDS - t0))s"
+    jq -e .id "$T/out" >/dev/null || fail "the result: $(cat "$T/out")"
+    expect_err "warning: could not notify http://127.0.0.1:$closed/refused"
+    expect_err "warning: could not notify http://127.0.0.1:$PORT/fail: it answered HTTP 500"
+    expect_err "warning: could not notify http://127.0.0.1:$PORT/hang"
+    ! grep -q "pw\|token=abc" "$T/err" || fail "a credential of the URL was shown: $(cat "$T/err")"
+    # the 500 was retried (1 + 2 retries), within the timeout
+    [ "$(grep -c '"/fail"' "$T/rx/log")" = 3 ] || fail "500 tries: $(grep -c '"/fail"' "$T/rx/log")"
+}
+
+test_notify_without_a_readable_secret_sends_nothing() {
+    receiver
+    setup "[notify]
+url = http://127.0.0.1:$PORT/ok
+secret_file = $T/secret"
+    chmod 644 "$T/secret"
+    : >"$T/rx/log"
+    expect_rc 0 "$SNAP" create p2 --store "$ST" --config "$T/snap.conf"
+    expect_err "no notification sent: [notify] secret_file"
+    [ ! -s "$T/rx/log" ] || fail "sent: $(cat "$T/rx/log")"
+}
+
+test_notify_checks_tls() {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
+    cat "$T/cert.pem" "$T/key.pem" >"$T/both.pem"
+    receiver "$T/both.pem"
+    setup "[notify]
+url = https://127.0.0.1:$PORT/ok
+timeout = 3s"
+    expect_err "could not notify https://127.0.0.1:$PORT/ok"
+    [ ! -s "$T/rx/log" ] || fail "a certificate no CA vouches for was accepted"
+    echo "ca_file = $T/cert.pem" >>"$T/snap.conf"
+    expect_rc 0 "$SNAP" create p2 --store "$ST" --config "$T/snap.conf"
+    expect_no_err "could not notify"
+    jq -e '.body.event == "snap"' "$T/rx/log" >/dev/null || fail "received: $(cat "$T/rx/log")"
+}
+
 run_tests "$@"
