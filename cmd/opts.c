@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../catalog/history.h"
+#include "../common/metrics.h"
 #include "../common/notify.h"
 #include "../engines/pg_client.h"
 #include "../common/util.h"
@@ -534,6 +535,7 @@ void cli_event(const cli *c, stg *store, const char *event, json_t *rec)
     cat_history_stamp(rec, event);
     if (store != NULL && cat_history_add(store, rec, &e) != SNAP_OK)
         log_warn(&c->ctx, "could not record the %s in the store's history: %s", event, e.msg);
+    metrics_update(&c->ctx, rec);
     notify_send(&c->ctx, rec);
     json_decref(rec);
 }

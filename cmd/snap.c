@@ -289,6 +289,18 @@ static void record_snap(const cli *c, stg *store, const char *name, const cat_ma
         json_object_set_new(rec, "components", comps);
         json_object_set(rec, "labels", cat_manifest_labels(m));
     } else {
+        size_t n;
+        const char **labels = opts_all(&c->o, "label", &n);
+        json_t *lo = json_object();
+        for (size_t i = 0; i < n; i++) {
+            const char *eq = strchr(labels[i], '=');
+            char *k = eq ? xasprintf("%.*s", (int)(eq - labels[i]), labels[i]) : NULL;
+            if (k != NULL)
+                json_object_set_new(lo, k, json_string(eq + 1));
+            free(k);
+        }
+        free(labels);
+        json_object_set_new(rec, "labels", lo);
         json_object_set_new(rec, "outcome", json_string("failed"));
         json_object_set_new(rec, "error", json_pack("{s:i, s:s, s:s?}", "exit_code", (int)err->code, "code",
                                                     err_json_code(err), "message", util_utf8_valid(err->msg) ?

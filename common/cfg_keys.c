@@ -110,6 +110,12 @@ static const cfg_key keys[] = {
     K("notify", NULL, "retries", CFG_INT, 0, 10, NULL, "3", false, NULL,
       "retries of a refused connection, a timeout or a 429/5xx answer"),
 
+    /* [metrics]: a Prometheus text file for node_exporter's textfile collector */
+    K("metrics", NULL, "textfile_dir", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "the directory snap.prom is written to (node_exporter --collector.textfile.directory)"),
+    K("metrics", NULL, "group_by", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "the snapshot label whose value groups the metrics (else the snapshot name)"),
+
     /* [source NAME] */
     K("source *", NULL, "type", CFG_ENUM, 0, 0, "files postgres mysql images", "(required)", false, NULL,
       "the kind of source"),

@@ -414,4 +414,52 @@ timeout = 3s"
     jq -e '.body.event == "snap"' "$T/rx/log" >/dev/null || fail "received: $(cat "$T/rx/log")"
 }
 
+# ---- metrics -----------------------------------------------------------------------------
+
+# metric NAME LABELS: the value of one series of the metrics file
+metric() { awk -v k="$1{$2}" '$1 == k {print $2}' "$T/prom/snap.prom"; }
+
+test_metrics_file_passes_promtool_and_holds_the_values() {
+    mkdir -p "$T/prom"
+    setup "[metrics]
+textfile_dir = $T/prom
+group_by = job"
+    expect_rc 0 "$SNAP" create p2 --store "$ST" --config "$T/snap.conf" --label job=deploy
+    expect_rc 9 "$REVERT" p2 --store "$ST" --config "$T/snap.conf" --yes --no-safety-snapshot --check false
+    rm -rf "$T/a"
+    expect_rc 3 "$SNAP" create p3 --store "$ST" --config "$T/snap.conf" --label job=deploy
+    promtool check metrics <"$T/prom/snap.prom" || fail "promtool: $(promtool check metrics <"$T/prom/snap.prom" 2>&1)"
+    [ "$(metric snap_last_stored_bytes 'group="deploy"')" = "$(jq '[.components[].parts[].size] | add' "$ST/catalog/p2.json")" ] ||
+        fail "stored bytes: $(cat "$T/prom/snap.prom")"
+    [ "$(metric snap_last_parts 'group="deploy"')" = 1 ] || fail "parts: $(cat "$T/prom/snap.prom")"
+    [ -n "$(metric snap_last_success_timestamp_seconds 'group="p1"')" ] || fail "p1: $(cat "$T/prom/snap.prom")"
+    local now ok failed
+    now=$(date +%s)
+    ok=$(metric snap_last_success_timestamp_seconds 'group="deploy"')
+    failed=$(metric snap_last_failure_timestamp_seconds 'group="deploy"')
+    [ $((now - ok)) -lt 120 ] && [ $((now - failed)) -lt 120 ] && [ "$failed" -ge "$ok" ] ||
+        fail "times: now $now, success $ok, failure $failed"
+    [ "$(metric snap_revert_last_outcome 'group="deploy",outcome="switched-back"')" = 1 ] &&
+        [ "$(metric snap_revert_last_outcome 'group="deploy",outcome="reverted"')" = 0 ] ||
+        fail "outcome: $(cat "$T/prom/snap.prom")"
+    awk '$1 == "snap_revert_last_cutover_seconds{group=\"deploy\"}" && $2 > 0 && $2 < 60 {f = 1} END {exit !f}' \
+        "$T/prom/snap.prom" || fail "cut-over: $(cat "$T/prom/snap.prom")"
+    [ -z "$(ls -A "$T/prom" | grep -v '^snap.prom$')" ] || fail "temporary files left: $(ls -A "$T/prom")"
+}
+
+test_metrics_in_an_unwritable_directory_warn() {
+    # root writes through permissions: a directory under /proc is one nobody may write
+    setup "[metrics]
+textfile_dir = /proc/self"
+    expect_err "warning: metrics not written: cannot write the metrics file in /proc/self"
+    [ ! -e /proc/self/snap.prom ] || fail "written"
+    echo x >"$T/file"
+    sed -i "s|^textfile_dir = .*|textfile_dir = $T/file|" "$T/snap.conf"
+    expect_rc 0 "$SNAP" create p2 --store "$ST" --config "$T/snap.conf"
+    expect_err "warning: metrics not written: cannot write the metrics file in $T/file: Not a directory"
+    sed -i "s|^textfile_dir = .*|textfile_dir = $T/missing/dir|" "$T/snap.conf"
+    expect_rc 0 "$SNAP" create p3 --store "$ST" --config "$T/snap.conf"
+    expect_err "warning: metrics not written: cannot write the metrics file in $T/missing/dir"
+}
+
 run_tests "$@"
