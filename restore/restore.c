@@ -676,9 +676,9 @@ static snap_rc authenticate(snap_ctx *ctx, const cat_manifest *m, bool *trusted,
     st = auth_verify(keys, cat_manifest_json(m), key_id);
     *trusted = st == AUTH_OK;
     if (st == AUTH_OK)
-        log_debug(ctx, "snapshot %s is authenticated by key %s", cat_manifest_name(m), key_id);
+        log_verbose(ctx, "snapshot %s is authenticated by key %s", cat_manifest_name(m), key_id);
     else
-        log_debug(ctx, "snapshot %s is not authenticated: %s", cat_manifest_name(m), auth_status_text(st));
+        log_verbose(ctx, "snapshot %s is not authenticated: %s", cat_manifest_name(m), auth_status_text(st));
     json_object_set_new(res, "authenticated", json_boolean(*trusted));
     if (st == AUTH_OK)
         json_object_set_new(res, "key_id", json_string(key_id));
@@ -1307,6 +1307,8 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
     if (rc != SNAP_OK)
         goto out;
     describe(res, req, m, j, store);
+    if (ctx->log_fields != NULL) /* JSON log lines carry the revert's id from here on */
+        json_object_set(ctx->log_fields, "revert_id", json_object_get(j->doc, "revert_id"));
     revert_id = json_string_value(json_object_get(j->doc, "revert_id"));
     rc = plan_all(ctx, store, req, j, plans, err);
     if (rc != SNAP_OK || req->dry_run)

@@ -462,4 +462,39 @@ textfile_dir = /proc/self"
     expect_err "warning: metrics not written: cannot write the metrics file in $T/missing/dir"
 }
 
+# ---- logs ----------------------------------------------------------------------------------
+
+test_json_logs_carry_the_ids() {
+    hook before 0
+    setup "[hooks]
+before_cutover = $T/before"
+    expect_rc 0 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --yes --json --log-format json
+    id=$(jq -r .revert_id "$T/out")
+    # every line of stderr is a JSON object with the common fields
+    jq -e -s 'length > 3 and all(.[]; (.time | test("^[0-9-]+T[0-9:.]+Z$")) and (.level | type == "string")
+              and .program == "revert" and (.message | type == "string") and .command == "revert" and .name == "p1")' \
+        "$T/err" >/dev/null || fail "log lines: $(cat "$T/err")"
+    jq -e -s --arg id "$id" 'any(.[]; .message == "hook before_cutover: output of before" and .revert_id == $id)' \
+        "$T/err" >/dev/null || fail "the hook's line lacks the revert id $id: $(cat "$T/err")"
+    # an error carries its hint
+    expect_rc 3 "$REVERT" nope --store "$ST" --config "$T/snap.conf" --yes --log-format json
+    jq -e -s 'any(.[]; .level == "error" and (.message | test("nope")) and (.hint | length > 0))' "$T/err" >/dev/null ||
+        fail "error line: $(cat "$T/err")"
+    expect_rc 2 "$SNAP" list --store "$ST" --log-format xml
+    expect_err "--log-format xml is not text or json"
+}
+
+test_vv_shows_debug_that_v_does_not() {
+    setup "[hooks]
+after_snap = true"
+    expect_rc 0 "$SNAP" create p2 --store "$ST" --config "$T/snap.conf" -v
+    expect_err "verbose: config file: $T/snap.conf"
+    expect_no_err "debug:"
+    expect_rc 0 "$SNAP" create p3 --store "$ST" --config "$T/snap.conf" -vv
+    expect_err "debug: running hook after_snap: true"
+    expect_err "debug: capturing a (files)"
+    expect_rc 0 "$SNAP" create p4 --store "$ST" --config "$T/snap.conf" --syslog -q
+    [ ! -s "$T/err" ] || fail "--syslog -q wrote to stderr: $(cat "$T/err")"
+}
+
 run_tests "$@"
