@@ -172,6 +172,23 @@ EOF
     no_staging
 }
 
+test_interrupt_during_the_check_switches_back() {
+    setup
+    cat >"$T/check" <<EOF
+#!/bin/sh
+kill -INT \$PPID
+sleep 30
+EOF
+    chmod +x "$T/check"
+    local t0=$SECONDS
+    expect_rc 130 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --yes --check "$T/check" --json
+    [ $((SECONDS - t0)) -lt 20 ] || fail "the interrupted check held the revert $((SECONDS - t0))s"
+    jq -e '.status == "switched-back" and .error.code == "interrupted"' "$T/out" >/dev/null || fail "$(cat "$T/out")"
+    [ "$(tree_sum "$T/a")" = "$OLD" ] || fail "not switched back"
+    no_staging
+    no_journal
+}
+
 # ---- hooks -----------------------------------------------------------------------------
 
 test_snap_hooks_see_the_facts() {
