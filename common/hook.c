@@ -18,6 +18,7 @@ extern char **environ;
 
 #define HOOK_LINE_MAX 4096
 #define HOOK_KILL_GRACE_MS 2000
+#define HOOK_DRAIN_READS 256
 
 json_t *hook_facts_new(const char *command)
 {
@@ -134,15 +135,18 @@ static void out_add(hook_out *o, const char *buf, size_t n)
     }
 }
 
-/* Reads what is there; false at end of file. */
-static bool out_read(hook_out *o, int fd)
+/* Reads what is there: 1 when it read some, 0 at end of file (or an error), -1 when a
+ * non-blocking read found nothing yet. */
+static int out_read(hook_out *o, int fd)
 {
     char buf[4096];
     ssize_t n = read(fd, buf, sizeof buf);
 
-    if (n > 0)
+    if (n > 0) {
         out_add(o, buf, (size_t)n);
-    return n > 0 || (n < 0 && (errno == EINTR || errno == EAGAIN));
+        return 1;
+    }
+    return n < 0 && (errno == EINTR || errno == EAGAIN) ? -1 : 0;
 }
 
 static void sleep_ms(long ms)
@@ -224,13 +228,15 @@ static int watch(const snap_ctx *ctx, const char *name, pid_t pid, int fd, int64
     for (;;) {
         struct pollfd p = {fd, POLLIN, 0};
         if (open && poll(&p, 1, 100) > 0)
-            open = out_read(&o, fd);
+            open = out_read(&o, fd) != 0;
         else if (!open)
             sleep_ms(50);
         if (waitpid(pid, &status, WNOHANG) == pid) {
+            /* what is left, without waiting: a child it left behind may hold the pipe open
+             * and keep writing, so at most HOOK_DRAIN_READS reads */
             int fl = fcntl(fd, F_GETFL);
-            fcntl(fd, F_SETFL, fl | O_NONBLOCK); /* what is left; a child it left may hold the pipe */
-            while (open && out_read(&o, fd) && errno != EAGAIN)
+            fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+            for (int i = 0; open && i < HOOK_DRAIN_READS && out_read(&o, fd) == 1; i++)
                 ;
             break;
         }
