@@ -98,9 +98,20 @@ snap_rc rst_hook_before_cutover(const snap_ctx *ctx, const json_t *res, snap_err
     return rc;
 }
 
-void rst_hook_after_cutover(const snap_ctx *ctx, const json_t *res, const char *result)
+/* What after_cutover hears: how the cut-over ended. */
+static const char *cutover_result(snap_rc rc)
 {
-    json_t *f = rst_facts(res, result);
+    switch (rc) {
+    case SNAP_OK: return "reverted";
+    case SNAP_EROLLEDBACK: return "rolled-back";
+    case SNAP_ECHECK: case SNAP_EINTR: return "switched-back";
+    default: return "failed";
+    }
+}
+
+void rst_hook_after_cutover(const snap_ctx *ctx, const json_t *res, snap_rc rc)
+{
+    json_t *f = rst_facts(res, cutover_result(rc));
 
     hook_run_after(ctx, "after_cutover", f);
     json_decref(f);

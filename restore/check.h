@@ -25,8 +25,9 @@ snap_rc rst_check_cmd(const snap_ctx *ctx, const char **cmd, snap_err *err);
 snap_rc rst_check_run(const snap_ctx *ctx, json_t *res, snap_err *err);
 
 /* A before_cutover hook that fails stops the revert with SNAP_EHOOK; after_cutover
- * reports the outcome (result: reverted, rolled-back, switched-back) and only warns. */
+ * reports how the cut-over ended (rc: SNAP_OK reverted, SNAP_EROLLEDBACK rolled-back,
+ * SNAP_ECHECK or SNAP_EINTR switched-back, else failed) and only warns. */
 snap_rc rst_hook_before_cutover(const snap_ctx *ctx, const json_t *res, snap_err *err);
-void rst_hook_after_cutover(const snap_ctx *ctx, const json_t *res, const char *result);
+void rst_hook_after_cutover(const snap_ctx *ctx, const json_t *res, snap_rc rc);
 
 #endif

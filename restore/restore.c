@@ -1237,17 +1237,6 @@ static snap_rc check_switchable(journal *j, snap_err *err)
     return SNAP_OK;
 }
 
-/* What after_cutover hears: how the cut-over ended. */
-static const char *cutover_result(snap_rc rc)
-{
-    switch (rc) {
-    case SNAP_OK: return "reverted";
-    case SNAP_EROLLEDBACK: return "rolled-back";
-    case SNAP_ECHECK: case SNAP_EINTR: return "switched-back";
-    default: return "failed";
-    }
-}
-
 /* The revert's record in the store: its result, host and start. */
 static void record_revert(snap_ctx *ctx, stg *store, const journal *j, const json_t *res)
 {
@@ -1336,7 +1325,7 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
         if (rc == SNAP_ECHECK || (rc == SNAP_EINTR && check != NULL))
             record_revert(ctx, store, j, res);
         if (rc != SNAP_ERECOVER)
-            rst_hook_after_cutover(ctx, res, cutover_result(rc));
+            rst_hook_after_cutover(ctx, res, rc);
     }
     if (rc != SNAP_OK) {
         journaled = !keep_journal;
