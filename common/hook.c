@@ -230,7 +230,7 @@ static int watch(const snap_ctx *ctx, const char *name, pid_t pid, int fd, int64
         if (open && poll(&p, 1, 100) > 0)
             open = out_read(&o, fd) != 0;
         else if (!open)
-            sleep_ms(50);
+            sleep_ms(5); /* its output ended: it is exiting, or left a child running */
         if (waitpid(pid, &status, WNOHANG) == pid) {
             /* what is left, without waiting: a child it left behind may hold the pipe open
              * and keep writing, so at most HOOK_DRAIN_READS reads */
