@@ -47,6 +47,7 @@ test_check_that_passes_keeps_the_revert() {
     [ "$(tree_sum "$T/a")" = "$POINT" ] || fail "not reverted"
     jq -e '.check.passed == true and .check.tries == 1 and .status == "reverted"' "$T/out" >/dev/null ||
         fail "result: $(cat "$T/out")"
+    ! grep -rq "$T/check" "$T/out" "$ST" || fail "the check's command line was recorded"
     # the check saw the revert's facts, and ran after the cut-over (the point is live)
     grep -qx "SNAP_COMMAND=revert" "$T/hook-check.env" || fail "no SNAP_COMMAND"
     grep -qx "SNAP_NAME=p1" "$T/hook-check.env" || fail "no SNAP_NAME"
