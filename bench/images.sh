@@ -4,7 +4,7 @@
 # 200 references (distinct tags, each its own manifest) across the three test registries
 # (no auth, basic auth, token auth), named by Deployments in 10 manifest files. snap
 # resolves them with registry_jobs = 1, then with the default (8); each run prints the
-# time of the resolution alone (from snap -v) and of the whole snap create. Twice: on
+# time of the resolution alone (from snap -vv) and of the whole snap create. Twice: on
 # bare loopback, where the registries' CPU is all there is to wait for, then through
 # bench/latency-proxy.py adding DELAY ms each way, as a registry across a network.
 #   bench/images.sh [REFS] [DELAY_MS]
@@ -57,7 +57,7 @@ run() { # JOBS
     local t0 t1 line
     printf '[source deploy]\ntype = images\nmanifests = %s/deploy\nregistry_jobs = %s\n' "$T_WORK" "$1" >snap.conf
     t0=$(date +%s%N)
-    "$SNAP" create "b$1-$RANDOM" --config snap.conf --store store -v >/dev/null 2>log || { cat log >&2; exit 1; }
+    "$SNAP" create "b$1-$RANDOM" --config snap.conf --store store -vv >/dev/null 2>log || { cat log >&2; exit 1; }
     t1=$(date +%s%N)
     line=$(grep -o 'resolved [0-9]* references in [0-9]* ms with [0-9]* workers' log)
     printf '  %-50s snap create %5d ms\n' "$line" $(((t1 - t0) / 1000000))

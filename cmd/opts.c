@@ -5,8 +5,12 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
+#include "../catalog/history.h"
+#include "../common/metrics.h"
+#include "../common/notify.h"
 #include "../engines/pg_client.h"
 #include "../common/util.h"
 #include "../engines/my_client.h"
@@ -366,6 +370,38 @@ static void hide_secrets(cli *c, int argc, char **argv)
     }
 }
 
+/* -q, -v, -vv; --log-format; --syslog; the ids of JSON log lines (command, name). */
+static snap_rc set_logging(cli *c, snap_err *err)
+{
+    const char *format = opts_get(&c->o, "log-format"), *command = c->program, *name = NULL;
+    size_t nv = 0;
+
+    free(opts_all(&c->o, "verbose", &nv));
+    c->ctx.verbosity = opts_has(&c->o, "quiet") ? -1 : nv > 2 ? 2 : (int)nv;
+    if (format != NULL && strcmp(format, "json") != 0 && strcmp(format, "text") != 0) {
+        err_set(err, SNAP_EUSAGE, 0, "--log-format %s is not text or json", format);
+        err_hint(err, "see --help");
+        return SNAP_EUSAGE;
+    }
+    c->ctx.log_json = format != NULL && strcmp(format, "json") == 0;
+    c->ctx.log_syslog = opts_has(&c->o, "syslog");
+    if (c->ctx.log_syslog)
+        openlog(c->program, LOG_PID, LOG_USER);
+    if (strcmp(c->program, "snap") == 0) {
+        command = c->o.nwords > 0 ? c->o.words[0] : NULL;
+        name = c->o.nwords > 1 ? c->o.words[1] : NULL;
+    } else {
+        command = opts_has(&c->o, "recover") ? "recover" : "revert";
+        name = c->o.nwords > 0 ? c->o.words[0] : NULL;
+    }
+    c->ctx.log_fields = json_object();
+    if (command != NULL && util_utf8_valid(command))
+        json_object_set_new(c->ctx.log_fields, "command", json_string(command));
+    if (name != NULL && util_utf8_valid(name))
+        json_object_set_new(c->ctx.log_fields, "name", json_string(name));
+    return SNAP_OK;
+}
+
 snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, char **argv, snap_err *err)
 {
     struct sigaction sa;
@@ -386,7 +422,9 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
             c->ctx.json = c->ctx.json || strcmp(argv[i], "--json") == 0;
         return rc;
     }
-    c->ctx.verbosity = opts_has(&c->o, "quiet") ? -1 : opts_has(&c->o, "verbose") ? 1 : 0;
+    rc = set_logging(c, err);
+    if (rc != SNAP_OK)
+        return rc;
     hide_secrets(c, argc, argv);
     if (opts_has(&c->o, "help") || opts_has(&c->o, "version"))
         return SNAP_OK;
@@ -398,9 +436,9 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
     if (rc != SNAP_OK)
         return rc;
     for (size_t i = 0; i < cfg_file_count(c->cfg); i++)
-        log_debug(&c->ctx, "config file: %s", cfg_file_name(c->cfg, i));
+        log_verbose(&c->ctx, "config file: %s", cfg_file_name(c->cfg, i));
     if (cfg_file_count(c->cfg) == 0)
-        log_debug(&c->ctx, "config file: none (defaults apply)");
+        log_verbose(&c->ctx, "config file: none (defaults apply)");
     if ((v = opts_get(&c->o, "store")) != NULL && v != getenv("SNAP_STORE"))
         cfg_set_from(c->cfg, "store", "url", v, "flag --store");
     c->ctx.json = opts_has(&c->o, "json");
@@ -449,6 +487,10 @@ void cli_free(cli *c)
 {
     evt_free(c->ctx.events);
     c->ctx.events = NULL;
+    if (c->ctx.log_syslog)
+        closelog();
+    json_decref(c->ctx.log_fields);
+    c->ctx.log_fields = NULL;
     opts_free(&c->o);
     cfg_free(c->cfg);
 }
@@ -555,4 +597,16 @@ snap_rc cli_confirm(const cli *c, const char *question, const char *action, snap
     err_set(err, CLI_DECLINED, 0, "%s cancelled; nothing was changed", action);
     err_hint(err, "answer y to go ahead, or pass --yes");
     return CLI_DECLINED;
+}
+
+void cli_event(const cli *c, stg *store, const char *event, json_t *rec)
+{
+    snap_err e;
+
+    cat_history_stamp(rec, event);
+    if (store != NULL && cat_history_add(store, rec, &e) != SNAP_OK)
+        log_warn(&c->ctx, "could not record the %s in the store's history: %s", event, e.msg);
+    metrics_update(&c->ctx, rec);
+    notify_send(&c->ctx, rec);
+    json_decref(rec);
 }

@@ -10,6 +10,7 @@
 
 #include "../common/ctx.h"
 #include "../common/util.h"
+#include "../storage/storage.h"
 
 typedef struct opt_def {
     const char *name; /* long name, without "--" */
@@ -91,6 +92,7 @@ snap_rc cli_store_url(const cli *c, char **url, snap_err *err);
 #define JSON_FORMAT_CONFIG_CHECK 1
 #define JSON_FORMAT_REVERT 1
 #define JSON_FORMAT_RECOVER 1
+#define JSON_FORMAT_HISTORY 1
 
 /* Prints a JSON document to stdout. */
 void cli_print_json(const json_t *doc);
@@ -119,5 +121,10 @@ bool cli_ask(const char *question);
 /* SNAP_OK with --yes or when the user answers y; else SNAP_EUSAGE without a terminal,
  * CLI_DECLINED when the answer is no ("ACTION cancelled; nothing was changed"). */
 snap_rc cli_confirm(const cli *c, const char *question, const char *action, snap_err *err);
+
+/* An event that ended (snap, revert, check, recover): its record goes into the store's
+ * history (a failure is a warning) and to the [notify] webhooks. Frees rec. Called after
+ * the result was printed, so that neither holds it up. */
+void cli_event(const cli *c, stg *store, const char *event, json_t *rec);
 
 #endif

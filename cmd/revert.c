@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../common/hook.h"
+#include "../restore/check.h"
 #include "../restore/restore.h"
 #include "opts.h"
 
@@ -13,7 +15,9 @@ static const opt_def options[] = {
     {"config", 'c', "FILE", "SNAP_CONFIG", "configuration file (else /etc/snap/snap.conf; never ./snap.conf)", NULL},
     {"json", 0, NULL, NULL, "print the plan and the result as JSON on stdout", NULL},
     {"quiet", 'q', NULL, NULL, "print only errors", NULL},
-    {"verbose", 'v', NULL, NULL, "print more about each step", NULL},
+    {"verbose", 'v', NULL, NULL, "print more about each step; twice (-vv): debug messages too", NULL},
+    {"log-format", 0, "FORMAT", NULL, "text (default) or json: one JSON object per log line on stderr", NULL},
+    {"syslog", 0, NULL, NULL, "send every log line to syslog as well", NULL},
     {"no-progress", 0, NULL, NULL, "never draw progress, even on a terminal", "revert"},
     {"jobs", 'j', "N", "SNAP_JOBS", "parallel workers (default: CPUs, at most 4)", "revert"},
     {"only", 'o', "COMPONENT", NULL, "revert only this component (repeatable; `snap show` lists them)", "revert"},
@@ -22,6 +26,8 @@ static const opt_def options[] = {
     {"yes", 'y', NULL, NULL, "do not ask for confirmation (required without a terminal)", "revert"},
     {"no-safety-snapshot", 0, NULL, NULL, "do not capture the current state first", "revert"},
     {"drop-old", 0, NULL, NULL, "remove the displaced state after success instead of keeping it", "revert"},
+    {"check", 0, "CMD", NULL,
+     "run CMD after the cut-over; when it fails, switch every target back and exit 9 ([revert] check)", "revert"},
     {"mode", 0, "MODE", NULL, "PostgreSQL: swap (default) or transaction", "revert"},
     {"pin", 0, NULL, NULL, "images: write every image reference as name@sha256:...", "revert"},
     {"images-lock", 0, "FILE", NULL, "images: write the references and digests as JSON to FILE", "revert"},
@@ -39,12 +45,13 @@ static const opt_def options[] = {
 /* The two modes, as `revert --help` and `revert [--recover] --help` show them. */
 static const char usage_revert[] =
     "revert NAME [--only COMPONENT]... [--to TARGET] [--dry-run] [--yes] [--no-safety-snapshot]\n"
-    "                   [--drop-old] [--events FILE] [--json] [--store URL] [--config FILE]";
+    "                   [--drop-old] [--check CMD] [--events FILE] [--json] [--store URL] [--config FILE]";
 static const char usage_recover[] = "revert --recover [--store URL]";
 static const char exit_codes[] =
     "Exit codes: 0 reverted, 2 usage or the prompt declined, 3 not found, 4 conflict,\n"
     "5 verification failed (nothing changed), 6 unreachable or denied, 7 cut-over failed and rolled back,\n"
-    "8 recovery needed, 130 interrupted.\n";
+    "8 recovery needed, 9 reverted but the check failed and every target was switched back,\n"
+    "10 a before_cutover hook failed (nothing changed), 130 interrupted.\n";
 
 /* The usage of one mode ("revert", "recover") with its options alone, or (NULL) of both. */
 static void print_usage(FILE *f, const char *mode)
@@ -125,11 +132,71 @@ static bool confirm(const json_t *plan, void *arg)
     return !*declined;
 }
 
+
+/* The history records of a revert (and of its check): what, where, how it ended. */
+static void record_revert(const cli *c, stg *store, const char *name, const json_t *res, const snap_err *err,
+                          uint64_t t0)
+{
+    json_t *rec = json_pack("{s:f}", "seconds", (double)(util_now_ms() - t0) / 1000.0), *comps = json_array(), *t;
+    const json_t *check = json_object_get(res, "check");
+    const char *status = json_string_value(json_object_get(res, "status"));
+    cat_manifest *m = NULL;
+    snap_err e;
+    size_t i;
+
+    static const char *const copied[] = {"revert_id", "cutover_ms", "safety_snapshot"};
+    json_object_set_new(rec, "name", json_string(name));
+    json_object_set(rec, "id", json_object_get(res, "snapshot_id"));
+    for (i = 0; i < sizeof copied / sizeof copied[0]; i++)
+        json_object_set(rec, copied[i], json_object_get(res, copied[i]));
+    json_array_foreach(json_object_get(res, "targets"), i, t)
+        json_array_append(comps, json_object_get(t, "component"));
+    json_object_set_new(rec, "components", comps);
+    json_object_set_new(rec, "outcome", json_string(err == NULL ? "reverted" : status ? status : "failed"));
+    if (err != NULL)
+        json_object_set_new(rec, "error", json_pack("{s:i, s:s, s:s?}", "exit_code", (int)err->code, "code",
+                                                    err_json_code(err), "message",
+                                                    util_utf8_valid(err->msg) ? err->msg : NULL));
+    if (json_is_string(json_object_get(res, "snapshot")) &&
+        cat_load(store, json_string_value(json_object_get(res, "snapshot")), &m, &e) == SNAP_OK)
+        json_object_set(rec, "labels", cat_manifest_labels(m));
+    if (check != NULL) {
+        json_t *cr = json_pack("{s:O?, s:O?, s:O?, s:s, s:O?, s:O?}", "name", json_object_get(res, "snapshot"),
+                               "id", json_object_get(res, "snapshot_id"), "revert_id",
+                               json_object_get(res, "revert_id"), "outcome",
+                               json_is_true(json_object_get(check, "passed")) ? "passed" : "failed", "tries",
+                               json_object_get(check, "tries"), "ms", json_object_get(check, "ms"));
+        if (m != NULL)
+            json_object_set(cr, "labels", cat_manifest_labels(m));
+        cli_event(c, store, "check", cr);
+    }
+    cat_manifest_free(m);
+    cli_event(c, store, "revert", rec);
+}
+
+/* The events of a recovery: one per journal handled, and its failure. */
+static void record_recover(const cli *c, stg *store, const json_t *res, const snap_err *err)
+{
+    json_t *r;
+    size_t i;
+
+    json_array_foreach(json_object_get(res, "recovered"), i, r)
+        cli_event(c, store, "recover", json_pack("{s:O?, s:O?, s:O?, s:O?}", "name", json_object_get(r, "snapshot"),
+                                                 "revert_id", json_object_get(r, "revert_id"), "outcome",
+                                                 json_object_get(r, "outcome"), "message",
+                                                 json_object_get(r, "message")));
+    if (err != NULL)
+        cli_event(c, store, "recover", json_pack("{s:s, s:{s:i, s:s, s:s?}}", "outcome", "failed", "error",
+                                                 "exit_code", (int)err->code, "code", err_json_code(err), "message",
+                                                 util_utf8_valid(err->msg) ? err->msg : NULL));
+}
+
 static int run_recover(cli *c, stg *store)
 {
     json_t *res = NULL;
     snap_err err;
     snap_rc rc = rst_recover(&c->ctx, store, &res, &err);
+    int code = 0;
 
     if (res != NULL)
         json_object_set_new(res, "format", json_integer(JSON_FORMAT_RECOVER));
@@ -138,17 +205,21 @@ static int run_recover(cli *c, stg *store)
         cli_add_error(res, &err);
         log_error(&c->ctx, &err);
         cli_print_json(res);
-        json_decref(res);
-        return (int)rc;
-    }
-    if (rc != SNAP_OK) {
-        json_decref(res);
-        return cli_fail(c, &err);
-    }
-    if (c->ctx.json)
+        code = (int)rc;
+    } else if (rc != SNAP_OK) {
+        code = cli_fail(c, &err);
+    } else if (c->ctx.json) {
         cli_print_json(res);
+    }
+    fflush(stdout);
+    if (rc != SNAP_OK) {
+        json_t *facts = hook_facts_new("recover");
+        hook_on_failure(&c->ctx, facts, &err);
+        json_decref(facts);
+    }
+    record_recover(c, store, res, rc == SNAP_OK ? NULL : &err);
     json_decref(res);
-    return 0;
+    return code;
 }
 
 /* One snapshot name, or none with --recover. */
@@ -171,7 +242,9 @@ static void pass_engine_options(cli *c)
 {
     static const struct {
         const char *flag, *key, *origin;
-    } valued[] = {{"mode", "mode", "flag --mode"}, {"images-lock", "images_lock", "flag --images-lock"}},
+    } valued[] = {{"mode", "mode", "flag --mode"},
+                  {"images-lock", "images_lock", "flag --images-lock"},
+                  {"check", "check", "flag --check"}},
       flags[] = {{"pin", "pin", "flag --pin"},
                  {"require-images", "require_images", "flag --require-images"},
                  {"allow-external-symlinks", "allow_external_symlinks", "flag --allow-external-symlinks"},
@@ -242,6 +315,7 @@ static int run_revert(cli *c, stg *store)
         .confirm = isatty(STDIN_FILENO) ? confirm : NULL,
         .confirm_arg = &declined,
     };
+    uint64_t t0 = util_now_ms();
     snap_rc rc = rst_revert(&c->ctx, store, &req, &res, &err);
 
     if (rc != SNAP_OK && declined) /* "revert cancelled; nothing was changed" */
@@ -261,9 +335,18 @@ static int run_revert(cli *c, stg *store)
     if (rc != SNAP_OK) {
         log_error(&c->ctx, &err);
         code = (int)rc;
+        if (!declined && !req.dry_run) {
+            json_t *facts = res != NULL ? rst_facts(res, NULL) : hook_facts_new("revert");
+            json_object_set_new(facts, "name", json_string(req.name));
+            hook_on_failure(&c->ctx, facts, &err);
+            json_decref(facts);
+        }
     } else if (!req.dry_run && !c->ctx.json && c->ctx.verbosity >= 0) {
         print_done(res, req.name);
     }
+    fflush(stdout);
+    if (!declined && !req.dry_run && res != NULL)
+        record_revert(c, store, req.name, res, rc == SNAP_OK ? NULL : &err, t0);
     json_decref(res);
     return cli_events_end(c, code, &err);
 }

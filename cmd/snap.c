@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include "../catalog/catalog.h"
+#include "../catalog/history.h"
 #include "../engines/pg_client.h"
+#include "../common/hook.h"
 #include "../common/util.h"
 #include "../engines/my_client.h"
 #include "../snapshot/snapshot.h"
@@ -17,7 +19,9 @@ static const opt_def options[] = {
     {"config", 'c', "FILE", "SNAP_CONFIG", "configuration file (else /etc/snap/snap.conf; never ./snap.conf)", NULL},
     {"json", 0, NULL, NULL, "print the result as JSON on stdout", NULL},
     {"quiet", 'q', NULL, NULL, "print only errors", NULL},
-    {"verbose", 'v', NULL, NULL, "print more about each step", NULL},
+    {"verbose", 'v', NULL, NULL, "print more about each step; twice (-vv): debug messages too", NULL},
+    {"log-format", 0, "FORMAT", NULL, "text (default) or json: one JSON object per log line on stderr", NULL},
+    {"syslog", 0, NULL, NULL, "send every log line to syslog as well", NULL},
     {"no-progress", 0, NULL, NULL, "never draw progress, even on a terminal", "create verify"},
     {"jobs", 'j', "N", "SNAP_JOBS", "parallel workers (default: CPUs, at most 4)", "create"},
     {"files", 0, "PATH", NULL, "capture a file or directory (repeatable)", "create"},
@@ -29,7 +33,10 @@ static const opt_def options[] = {
     {"allow-unresolved", 0, NULL, NULL, "record an image tag without digest when its registry fails", "create"},
     {"zstd-level", 0, "N", NULL, "zstd compression level, 1-19 (default 3)", "create"},
     {"part-size", 0, "SIZE", NULL, "close a part after this many bytes (default 256M)", "create"},
-    {"label", 'l', "KEY=VALUE", NULL, "set a label; with list and prune, select by label (repeatable)", "create list prune"},
+    {"label", 'l', "KEY=VALUE", NULL, "set a label; with list, prune and history, select by label (repeatable)",
+     "create list prune history"},
+    {"since", 0, "WHEN", NULL, "only events since WHEN: a duration ago (7d, 12h) or a UTC time (2026-11-30T08:00:00Z)",
+     "history"},
     {"note", 0, "TEXT", NULL, "a free-form note kept in the manifest", "create"},
     {"if-absent", 0, NULL, NULL, "when NAME exists with the same sources, print it and exit 0 (a retry)", "create"},
     {"events", 0, "FILE", NULL, "write progress events as JSON lines to FILE (- for stderr)", "create"},
@@ -64,6 +71,7 @@ static const command commands[] = {
     {"gc", 0, "[--dry-run] [--min-age DURATION]"},
     {"cat", 2, "NAME COMPONENT [--part N] | tar -x"},
     {"key", 1, "(list | add --new-key-file FILE | remove KEY_ID | rotate --new-key-file FILE) [--json]"},
+    {"history", 0, "[--since WHEN] [--label KEY=VALUE]... [--json]"},
     {"config", 1, "(check | show [--json])"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -290,6 +298,66 @@ static void print_created(const cli *c, stg *store, const cat_manifest *m, uint6
     }
 }
 
+/* The history record of a snap: what was taken (m) or why it failed (err). A store that
+ * cannot take it is a warning. */
+static void record_snap(const cli *c, stg *store, const char *name, const cat_manifest *m, const snap_err *err,
+                        uint64_t t0)
+{
+    json_t *rec = json_pack("{s:s?, s:f}", "name", name, "seconds", (double)(util_now_ms() - t0) / 1000.0);
+
+    if (m != NULL) {
+        json_t *comps = json_array();
+        size_t parts = 0;
+        for (size_t k = 0; k < cat_manifest_ncomponents(m); k++) {
+            json_array_append_new(comps, json_string(cat_component_name(cat_manifest_component(m, k))));
+            parts += cat_component_nparts(cat_manifest_component(m, k));
+        }
+        json_object_set_new(rec, "id", json_string(cat_manifest_id(m)));
+        json_object_set_new(rec, "outcome", json_string("taken"));
+        json_object_set_new(rec, "bytes", json_integer((json_int_t)cat_manifest_bytes(m)));
+        json_object_set_new(rec, "parts", json_integer((json_int_t)parts));
+        json_object_set_new(rec, "components", comps);
+        json_object_set(rec, "labels", cat_manifest_labels(m));
+    } else {
+        size_t n;
+        const char **labels = opts_all(&c->o, "label", &n);
+        json_t *lo = json_object();
+        for (size_t i = 0; i < n; i++) {
+            const char *eq = strchr(labels[i], '=');
+            char *k = eq ? xasprintf("%.*s", (int)(eq - labels[i]), labels[i]) : NULL;
+            if (k != NULL)
+                json_object_set_new(lo, k, json_string(eq + 1));
+            free(k);
+        }
+        free(labels);
+        json_object_set_new(rec, "labels", lo);
+        json_object_set_new(rec, "outcome", json_string("failed"));
+        json_object_set_new(rec, "error", json_pack("{s:i, s:s, s:s?}", "exit_code", (int)err->code, "code",
+                                                    err_json_code(err), "message", util_utf8_valid(err->msg) ?
+                                                    err->msg : NULL));
+    }
+    cli_event(c, store, "snap", rec);
+}
+
+/* What the snap hooks see: command, name, store and the sources' names. */
+static json_t *snap_facts(const cli *c, const stg *store, const char *name)
+{
+    json_t *f = hook_facts_new("snap");
+    util_buf comps = {0};
+
+    for (size_t i = 0; i < cfg_source_count(c->cfg); i++) {
+        if (i > 0)
+            util_buf_addc(&comps, ' ');
+        util_buf_adds(&comps, cfg_source_name(c->cfg, i));
+    }
+    char *text = util_buf_take(&comps);
+    json_object_set_new(f, "name", json_string(name));
+    json_object_set_new(f, "store", json_string(stg_url(store)));
+    json_object_set_new(f, "components", json_string(text));
+    free(text);
+    return f;
+}
+
 static int cmd_create(cli *c, stg *store, const char *name)
 {
     bool existed = false;
@@ -328,12 +396,27 @@ static int cmd_create(cli *c, stg *store, const char *name)
         cfg_set_from(c->cfg, "snap", "part_size", v, "flag --part-size");
     labels = opts_all(&c->o, "label", &nlabels);
     snp_request req = {.name = name, .note = opts_get(&c->o, "note"), .labels = labels, .nlabels = nlabels};
-    rc = opts_has(&c->o, "if-absent") ? snp_create_if_absent(&c->ctx, store, &req, &m, &existed, &err)
-                                      : snp_create(&c->ctx, store, &req, &m, &err);
+    json_t *facts = snap_facts(c, store, name);
+    rc = hook_run_before(&c->ctx, "before_snap", facts, &err);
+    if (rc == SNAP_OK)
+        rc = opts_has(&c->o, "if-absent") ? snp_create_if_absent(&c->ctx, store, &req, &m, &existed, &err)
+                                          : snp_create(&c->ctx, store, &req, &m, &err);
     free(labels);
-    if (rc != SNAP_OK)
-        return cli_fail(c, &err);
+    if (rc != SNAP_OK) {
+        int code = cli_fail(c, &err);
+        hook_on_failure(&c->ctx, facts, &err);
+        json_decref(facts);
+        record_snap(c, store, name, NULL, &err, t0);
+        return code;
+    }
+    json_object_set_new(facts, "id", json_string(cat_manifest_id(m)));
+    json_object_set_new(facts, "result", json_string(existed ? "existed" : "taken"));
+    hook_run_after(&c->ctx, "after_snap", facts);
+    json_decref(facts);
     print_created(c, store, m, t0, existed);
+    fflush(stdout);
+    if (!existed)
+        record_snap(c, store, name, m, NULL, t0);
     cat_manifest_free(m);
     return cli_events_end(c, 0, NULL);
 }
@@ -409,6 +492,83 @@ static int cmd_list(cli *c, stg *store)
     }
     free(labels);
     cat_list_free(list, n);
+    return 0;
+}
+
+/* --since: a duration ago, or a UTC time; 0 when not given. */
+static snap_rc parse_since(const char *v, time_t *since, snap_err *err)
+{
+    int64_t ago;
+
+    *since = 0;
+    if (v == NULL)
+        return SNAP_OK;
+    if (cfg_parse_duration(v, &ago)) {
+        *since = time(NULL) - (time_t)ago;
+        return SNAP_OK;
+    }
+    if (util_parse_iso8601(v, since))
+        return SNAP_OK;
+    err_set(err, SNAP_EUSAGE, 0, "--since %s is neither a duration nor a UTC time", v);
+    err_hint(err, "give 7d, 12h, 90m, or a time such as 2026-11-30T08:00:00Z");
+    return SNAP_EUSAGE;
+}
+
+/* One line of `snap history`: time, event, snapshot, outcome, host, and what applies. */
+static void print_event(const json_t *r)
+{
+    const json_t *v;
+    const char *name = json_string_value(json_object_get(r, "name"));
+    const char *outcome = json_string_value(json_object_get(r, "outcome"));
+    const char *host = json_string_value(json_object_get(r, "host"));
+
+    util_fprintf_esc(stdout, "%-20s %-8s %-24s %-14s %s", json_string_value(json_object_get(r, "time")),
+                     json_string_value(json_object_get(r, "event")), name ? name : "-", outcome ? outcome : "-",
+                     host ? host : "-");
+    if (json_is_number(v = json_object_get(r, "seconds")))
+        util_fprintf_esc(stdout, " %.1fs", json_number_value(v));
+    if (json_is_integer(v = json_object_get(r, "bytes"))) {
+        char size[32];
+        util_human_bytes((uint64_t)json_integer_value(v), size);
+        util_fprintf_esc(stdout, " %s", size);
+    }
+    if (json_is_number(v = json_object_get(r, "cutover_ms")))
+        util_fprintf_esc(stdout, " cut-over %.1f ms", json_number_value(v));
+    if (json_is_string(v = json_object_get(r, "revert_id")))
+        util_fprintf_esc(stdout, " revert %s", json_string_value(v));
+    if (json_is_string(v = json_object_get(json_object_get(r, "error"), "message")))
+        util_fprintf_esc(stdout, ": %s", json_string_value(v));
+    putchar('\n');
+}
+
+static int cmd_history(cli *c, stg *store)
+{
+    size_t nlabels, skipped = 0, i;
+    const char **labels = opts_all(&c->o, "label", &nlabels);
+    json_t *list = NULL, *r;
+    time_t since;
+    snap_err err;
+    snap_rc rc = parse_since(opts_get(&c->o, "since"), &since, &err);
+
+    if (rc == SNAP_OK)
+        rc = cat_history_list(store, since, labels, nlabels, &list, &skipped, &err);
+    free(labels);
+    if (rc != SNAP_OK) {
+        json_decref(list);
+        return cli_fail(c, &err);
+    }
+    if (skipped > 0)
+        log_warn(&c->ctx, "%zu history record%s could not be read and %s left out", skipped, skipped == 1 ? "" : "s",
+                 skipped == 1 ? "is" : "are");
+    if (c->ctx.json) {
+        json_t *doc = json_pack("{s:i, s:O}", "format", JSON_FORMAT_HISTORY, "records", list);
+        cli_print_json(doc);
+        json_decref(doc);
+    } else if (c->ctx.verbosity >= 0) {
+        util_fprintf_esc(stdout, "%-20s %-8s %-24s %-14s %s\n", "TIME", "EVENT", "SNAPSHOT", "OUTCOME", "HOST ...");
+        json_array_foreach(list, i, r) print_event(r);
+    }
+    json_decref(list);
     return 0;
 }
 
@@ -830,6 +990,8 @@ int main(int argc, char **argv)
         code = cmd_verify(&c, store, name);
     else if (!strcmp(cmd, "delete"))
         code = cmd_delete(&c, store, name);
+    else if (!strcmp(cmd, "history"))
+        code = cmd_history(&c, store);
     else if (!strcmp(cmd, "prune"))
         code = cmd_prune(&c, store);
     else if (!strcmp(cmd, "cat"))

@@ -413,7 +413,7 @@ typedef struct line_reader {
 
 static bool section_known(const char *s)
 {
-    return !strcmp(s, "store") || !strcmp(s, "snap") || !strcmp(s, "revert") ||
+    return !strcmp(s, "store") || !strcmp(s, "snap") || !strcmp(s, "revert") || !strcmp(s, "hooks") || !strcmp(s, "notify") || !strcmp(s, "metrics") ||
            (strncmp(s, "source ", 7) == 0 && s[7] != '\0' && s[7] != ' ');
 }
 
@@ -526,7 +526,7 @@ static snap_rc bad_section(const char *path, const line_reader *r, snap_err *err
                 err_hint(err, "did you mean [%s]?", known[i]);
             return SNAP_EUSAGE;
         }
-    err_hint(err, "sections are [store], [snap], [revert] and [source NAME]");
+    err_hint(err, "sections are [store], [snap], [revert], [hooks], [notify], [metrics] and [source NAME]");
     return SNAP_EUSAGE;
 }
 

@@ -80,6 +80,45 @@ static const cfg_key keys[] = {
       "PostgreSQL: the database connected to while another is renamed"),
     K("revert", NULL, "pg_maintenance_work_mem", CFG_STRING, 0, 0, NULL, "the server's", false, NULL,
       "PostgreSQL: maintenance_work_mem while indexes are built (a server value such as 1GB)"),
+    K("revert", NULL, "check", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "a command run after the cut-over; when it fails every target is switched back (exit 9)"),
+    K("revert", NULL, "check_timeout", CFG_DURATION, 1, 0, NULL, "60s", false, NULL,
+      "how long one run of the check may take before it counts as failed"),
+    K("revert", NULL, "check_tries", CFG_INT, 1, 100, NULL, "1", false, NULL,
+      "runs of the check before it counts as failed"),
+    K("revert", NULL, "check_interval", CFG_DURATION, 0, 0, NULL, "5s", false, NULL,
+      "the pause between two runs of the check"),
+
+    /* [hooks]: commands of the local configuration run at named moments */
+    K("hooks", NULL, "before_snap", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "run before a snapshot is taken; failing stops it (exit 10)"),
+    K("hooks", NULL, "after_snap", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "run after a snapshot was taken; failing is a warning"),
+    K("hooks", NULL, "before_cutover", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "run when every target is staged and verified, before the cut-over; failing stops the revert (exit 10)"),
+    K("hooks", NULL, "after_cutover", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "run once the targets are in their final state after a cut-over; failing is a warning"),
+    K("hooks", NULL, "on_failure", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "run when snap create or revert fails; failing is a warning"),
+    K("hooks", NULL, "timeout", CFG_DURATION, 1, 0, NULL, "60s", false, NULL,
+      "how long a hook may run before it is killed and counts as failed"),
+
+    /* [notify]: webhooks told when a snap, revert, check or recovery ends */
+    K("notify", NULL, "url", CFG_LIST, 0, 0, NULL, "", false, NULL,
+      "http:// or https:// URLs each event is POSTed to, in turn (repeatable)"),
+    K("notify", NULL, "secret_file", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "a key file (16 to 4096 bytes, 0600); its bytes sign each event: X-Snap-Signature: sha256=HMAC"),
+    K("notify", NULL, "ca_file", CFG_STRING, 0, 0, NULL, "", false, NULL, "a PEM file of CA certificates to trust"),
+    K("notify", NULL, "timeout", CFG_DURATION, 1, 3600, NULL, "10s", false, NULL,
+      "how long one URL may take, every retry included"),
+    K("notify", NULL, "retries", CFG_INT, 0, 10, NULL, "3", false, NULL,
+      "retries of a refused connection, a timeout or a 429/5xx answer"),
+
+    /* [metrics]: a Prometheus text file for node_exporter's textfile collector */
+    K("metrics", NULL, "textfile_dir", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "the directory snap.prom is written to (node_exporter --collector.textfile.directory)"),
+    K("metrics", NULL, "group_by", CFG_STRING, 0, 0, NULL, "", false, NULL,
+      "the snapshot label whose value groups the metrics (else the snapshot name)"),
 
     /* [source NAME] */
     K("source *", NULL, "type", CFG_ENUM, 0, 0, "files postgres mysql images", "(required)", false, NULL,

@@ -134,6 +134,8 @@ const char *err_code_name(snap_rc code)
     case SNAP_EUNREACH: return "unreachable";
     case SNAP_EROLLEDBACK: return "rolled_back";
     case SNAP_ERECOVER: return "recovery_needed";
+    case SNAP_ECHECK: return "check_failed";
+    case SNAP_EHOOK: return "hook_failed";
     case SNAP_EINTR: return "interrupted";
     }
     return "failed";

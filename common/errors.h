@@ -18,6 +18,8 @@ typedef enum snap_rc {
     SNAP_EUNREACH = 6,    /* source/target/store unreachable or permission denied */
     SNAP_EROLLEDBACK = 7, /* cut-over failed and was rolled back */
     SNAP_ERECOVER = 8,    /* a journal is pending: run revert --recover */
+    SNAP_ECHECK = 9,      /* reverted, the check failed, every target was switched back */
+    SNAP_EHOOK = 10,      /* a before-hook failed; nothing was changed */
     SNAP_EINTR = 130      /* interrupted by a signal */
 } snap_rc;
 

@@ -15,6 +15,7 @@
 #include "../common/util.h"
 #include "../snapshot/snapshot.h"
 #include "../engines/my_client.h"
+#include "check.h"
 #include "restore.h"
 #include "restore_int.h"
 
@@ -380,7 +381,8 @@ snap_rc rst_check_fields(const char *what, const json_t *obj, const rst_field *f
     return SNAP_OK;
 }
 
-static const char *const phases[] = {"plan", "stage", "cutover", "finish"};
+/* check and switchback: a checked cut-over (restore/check.c) and its undo. */
+static const char *const phases[] = {"plan", "stage", "cutover", "check", "switchback", "finish"};
 
 /*
  * Checks every field recovery reads, and the driver state of each target; on the first
@@ -676,9 +678,9 @@ static snap_rc authenticate(snap_ctx *ctx, const cat_manifest *m, bool *trusted,
     st = auth_verify(keys, cat_manifest_json(m), key_id);
     *trusted = st == AUTH_OK;
     if (st == AUTH_OK)
-        log_debug(ctx, "snapshot %s is authenticated by key %s", cat_manifest_name(m), key_id);
+        log_verbose(ctx, "snapshot %s is authenticated by key %s", cat_manifest_name(m), key_id);
     else
-        log_debug(ctx, "snapshot %s is not authenticated: %s", cat_manifest_name(m), auth_status_text(st));
+        log_verbose(ctx, "snapshot %s is not authenticated: %s", cat_manifest_name(m), auth_status_text(st));
     json_object_set_new(res, "authenticated", json_boolean(*trusted));
     if (st == AUTH_OK)
         json_object_set_new(res, "key_id", json_string(key_id));
@@ -1126,7 +1128,7 @@ static snap_rc lock_and_confirm(snap_ctx *ctx, const rst_request *req, journal *
 /* Step 3: stage and verify beside the live targets. On failure nothing live changed and
  * the staging is discarded; *keep_journal is set when it could not be, so that
  * `revert --recover` removes it later. */
-static snap_rc stage_all(snap_ctx *ctx, journal *j, bool *keep_journal, snap_err *err)
+static snap_rc stage_all(snap_ctx *ctx, journal *j, const json_t *res, bool *keep_journal, snap_err *err)
 {
     snap_rc rc = SNAP_OK;
 
@@ -1150,6 +1152,8 @@ static snap_rc stage_all(snap_ctx *ctx, journal *j, bool *keep_journal, snap_err
     util_failpoint("stage-end");
     if (rc == SNAP_OK && ctx_interrupted(ctx, err))
         rc = SNAP_EINTR; /* the last chance to stop with nothing changed */
+    if (rc == SNAP_OK)
+        rc = rst_hook_before_cutover(ctx, res, err);
     if (rc != SNAP_OK && !discard_all(j)) {
         *keep_journal = true;
         err_hint(err, "nothing live changed; run `revert --recover` to remove the staging left behind");
@@ -1157,8 +1161,9 @@ static snap_rc stage_all(snap_ctx *ctx, journal *j, bool *keep_journal, snap_err
     return rc;
 }
 
-/* Step 4: the cut-over, journaled; signals wait until it is done. */
-static snap_rc cutover_phase(journal *j, json_t *res, snap_err *err)
+/* Step 4: the cut-over, journaled; signals wait until it is done. A checked one goes on
+ * to phase "check", which recovery undoes, rather than "finish", which it completes. */
+static snap_rc cutover_phase(journal *j, json_t *res, bool checked, snap_err *err)
 {
     sigset_t oldmask;
     snap_rc rc;
@@ -1170,9 +1175,91 @@ static snap_rc cutover_phase(journal *j, json_t *res, snap_err *err)
     if (rc == SNAP_OK)
         rc = cutover_all(j, res, err);
     if (rc == SNAP_OK)
-        rc = journal_phase(j, "finish", err);
+        rc = journal_phase(j, checked ? "check" : "finish", err);
     block_signals(false, &oldmask);
     return rc;
+}
+
+/* Every switched target back to the state it displaced, last first, journaled; then the
+ * restored copies go. SNAP_ERECOVER when a target cannot be switched back, or its copy
+ * cannot be removed (the journal stays for `revert --recover`). */
+static snap_rc switch_back(journal *j, snap_err *err)
+{
+    for (size_t k = j->n; k-- > 0;) {
+        snap_rc rc = j->targets[k]->drv->rollback(j->targets[k], err);
+        if (rc == SNAP_OK) {
+            j->targets[k]->switched = false;
+            rc = journal_save(j, err);
+        }
+        if (rc != SNAP_OK) {
+            err_prefix(err, "switching %s back", j->targets[k]->name);
+            err_hint(err, "run `revert --recover` to finish switching every target back");
+            return SNAP_ERECOVER;
+        }
+        util_failpoint("switchback-after-target");
+    }
+    if (discard_all(j))
+        return SNAP_OK;
+    err_set(err, SNAP_ERECOVER, 0, "every target was switched back, but a restored copy could not be removed");
+    err_hint(err, "run `revert --recover` to remove it");
+    return SNAP_ERECOVER;
+}
+
+/* Step 4b: the check ([revert] check, --check). When it fails (or is interrupted), every
+ * target is switched back under phase "switchback" with signals held, and the revert
+ * ends with SNAP_ECHECK (SNAP_EINTR). */
+static snap_rc check_phase(snap_ctx *ctx, journal *j, json_t *res, snap_err *err)
+{
+    sigset_t oldmask;
+    snap_err first;
+    snap_rc rc = rst_check_run(ctx, res, err);
+
+    if (rc == SNAP_OK)
+        return journal_phase(j, "finish", err);
+    first = *err;
+    log_warn(ctx, "%s; switching every target back", first.msg);
+    block_signals(true, &oldmask);
+    rc = journal_phase(j, "switchback", err);
+    util_failpoint("switchback-begin");
+    if (rc == SNAP_OK)
+        rc = switch_back(j, err);
+    block_signals(false, &oldmask);
+    if (rc != SNAP_OK)
+        return SNAP_ERECOVER;
+    *err = first;
+    err_hint(err, "every target was switched back to its state before the revert; the snapshot stays in the "
+                  "store");
+    json_object_set_new(res, "status", json_string("switched-back"));
+    return first.code;
+}
+
+/* --check undoes the cut-over by switching back: every target must have a displaced state. */
+static snap_rc check_switchable(journal *j, snap_err *err)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        const rst_target *t = j->targets[i];
+        if (strcmp(t->drv->type, "postgres") != 0 || t->to != NULL || t->opts.mode == NULL ||
+            strcmp(t->opts.mode, "transaction") != 0)
+            continue;
+        err_set(err, SNAP_EUSAGE, 0, "a checked revert cannot use PostgreSQL transaction mode (%s): it replaces "
+                "the contents in place and keeps no state to switch back to", t->name);
+        err_hint(err, "use --mode swap (the default) with --check, or revert without a check; nothing was changed");
+        return SNAP_EUSAGE;
+    }
+    return SNAP_OK;
+}
+
+/* The revert's record in the store: its result, host and start. */
+static void record_revert(snap_ctx *ctx, stg *store, const journal *j, const json_t *res)
+{
+    json_t *rec = json_deep_copy(res);
+    snap_err e;
+
+    json_object_set_new(rec, "host", json_deep_copy(json_object_get(j->doc, "host")));
+    json_object_set_new(rec, "started", json_deep_copy(json_object_get(j->doc, "started")));
+    if (cat_record_revert(store, json_string_value(json_object_get(j->doc, "revert_id")), rec, &e) != SNAP_OK)
+        log_warn(ctx, "could not record the revert in the store: %s", e.msg);
+    json_decref(rec);
 }
 
 /* Step 5: keep (or drop) the displaced state, record the revert in the store. */
@@ -1180,7 +1267,6 @@ static void finish_all(snap_ctx *ctx, stg *store, const rst_request *req, journa
                        const drv_set *extra)
 {
     snap_err e;
-    json_t *rec;
 
     evt_phase(ctx->events, "finish");
     for (size_t i = 0; i < j->n; i++)
@@ -1189,12 +1275,7 @@ static void finish_all(snap_ctx *ctx, stg *store, const rst_request *req, journa
     json_object_set_new(res, "status", json_string("reverted"));
     if (!req->drop_old && req->to == NULL && keep_undo(j, &e) != SNAP_OK)
         log_warn(ctx, "could not record the displaced state for later removal: %s", e.msg);
-    rec = json_deep_copy(res);
-    json_object_set_new(rec, "host", json_deep_copy(json_object_get(j->doc, "host")));
-    json_object_set_new(rec, "started", json_deep_copy(json_object_get(j->doc, "started")));
-    if (cat_record_revert(store, json_string_value(json_object_get(j->doc, "revert_id")), rec, &e) != SNAP_OK)
-        log_warn(ctx, "could not record the revert in the store: %s", e.msg);
-    json_decref(rec);
+    record_revert(ctx, store, j, res);
     expire_undo(ctx, store, extra);
 }
 
@@ -1205,7 +1286,7 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
     journal *j = xcalloc(1, sizeof *j);
     json_t *res = json_object(), *plans = json_array();
     bool leased = false, journaled = false, trusted = false, keep_journal = false;
-    const char *revert_id;
+    const char *revert_id, *check = NULL;
     snap_rc rc;
 
     j->fd = -1;
@@ -1223,9 +1304,15 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
         rc = open_journal(ctx, req, store, j, err);
     if (rc == SNAP_OK)
         rc = build_targets(ctx, store, req, m, trusted, j, err);
+    if (rc == SNAP_OK)
+        rc = rst_check_cmd(ctx, &check, err);
+    if (rc == SNAP_OK && check != NULL)
+        rc = check_switchable(j, err);
     if (rc != SNAP_OK)
         goto out;
     describe(res, req, m, j, store);
+    if (ctx->log_fields != NULL) /* JSON log lines carry the revert's id from here on */
+        json_object_set(ctx->log_fields, "revert_id", json_object_get(j->doc, "revert_id"));
     revert_id = json_string_value(json_object_get(j->doc, "revert_id"));
     if (!req->dry_run)
         evt_set_revert_id(ctx->events, revert_id);
@@ -1248,10 +1335,16 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
     if (rc != SNAP_OK)
         goto out;
     journaled = true;
-    rc = stage_all(ctx, j, &keep_journal, err);
+    rc = stage_all(ctx, j, res, &keep_journal, err);
     if (rc == SNAP_OK) {
-        rc = cutover_phase(j, res, err);
+        rc = cutover_phase(j, res, check != NULL, err);
+        if (rc == SNAP_OK && check != NULL)
+            rc = check_phase(ctx, j, res, err);
         keep_journal = rc == SNAP_ERECOVER;
+        if (rc == SNAP_ECHECK || (rc == SNAP_EINTR && check != NULL))
+            record_revert(ctx, store, j, res);
+        if (rc != SNAP_ERECOVER)
+            rst_hook_after_cutover(ctx, res, rc);
     }
     if (rc != SNAP_OK) {
         journaled = !keep_journal;
@@ -1358,7 +1451,13 @@ static snap_rc recover_one(snap_ctx *ctx, stg *store, const drv_set *extra, cons
     rc = journal_targets(j, ctx, store, err);
     if (rc != SNAP_OK)
         goto out;
-    if (phase != NULL && (strcmp(phase, "cutover") == 0 || strcmp(phase, "finish") == 0)) {
+    if (phase != NULL && (strcmp(phase, "check") == 0 || strcmp(phase, "switchback") == 0)) {
+        /* A checked cut-over whose check did not pass: switch every target back. */
+        rc = switch_back(j, err);
+        if (rc != SNAP_OK)
+            goto out;
+        outcome = "switched-back";
+    } else if (phase != NULL && (strcmp(phase, "cutover") == 0 || strcmp(phase, "finish") == 0)) {
         /* Everything was staged and verified: complete the cut-over. */
         json_t *dummy = json_object();
         rc = SNAP_OK;

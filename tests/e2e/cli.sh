@@ -32,7 +32,7 @@ man_has_every_option() {
 }
 
 test_snap_man_page_lists_every_option() {
-    man_has_every_option snap "$SNAP" create list show verify delete prune gc cat key
+    man_has_every_option snap "$SNAP" create list show verify delete prune gc cat key history
 }
 # Each option's scope in the overview, "(create list prune)", names only real commands.
 test_option_scopes_name_commands() {
@@ -46,7 +46,7 @@ test_option_scopes_name_commands() {
 test_revert_man_page_lists_every_option() { man_has_every_option revert "$REVERT" NAME --recover; }
 
 test_man_pages_document_every_exit_code() {
-    for code in 0 1 2 3 4 5 6 7 8 130; do
+    for code in 0 1 2 3 4 5 6 7 8 9 10 130; do
         grep -q "^\.B $code\$" "$T_ROOT/docs/snap.1" || fail "snap.1 lacks exit code $code"
     done
     grep -q "8 recovery needed" "$T_ROOT/docs/revert.1" || fail "revert.1 lacks exit code 8"

@@ -172,6 +172,30 @@ test_revert_documents_validate_and_a_dry_run_has_no_id() {
     [ "$(jget '[r["outcome"] for r in d["recovered"]]')" = "['rolled-back']" ] || fail "recover: $(cat "$T/out")"
 }
 
+# The checked cut-over, the hooks and the history print documents of their own.
+test_check_hook_and_history_documents_validate() {
+    setup
+    expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app"
+    echo "listen 81" >"$T/app/main.conf"
+    run "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot --check false --json
+    error_is 9 check_failed
+    valid revert
+    [ "$(jget 'd["status"]')" = switched-back ] || fail "status after a failed check"
+    [ "$(jget 'd["check"]["passed"]')" = False ] || fail "check result: $(cat "$T/out")"
+    [ "$(cat "$T/app/main.conf")" = "listen 81" ] || fail "not switched back"
+    expect_rc 0 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot --check true --json
+    valid revert
+    [ "$(jget 'd["check"]["passed"]')" = True ] || fail "check passed: $(cat "$T/out")"
+    printf '[hooks]\nbefore_snap = /nonexistent/hook\n' >"$T/hooks.conf"
+    run "$SNAP" create p2 --store "$ST" --files "$T/app" --config "$T/hooks.conf" --json
+    error_is 10 hook_missing
+    expect_rc 0 "$SNAP" history --store "$ST" --json
+    valid history
+    [ "$(jget '[r["event"] + ":" + r["outcome"] for r in d["records"]]')" = \
+      "['snap:taken', 'check:failed', 'revert:switched-back', 'check:passed', 'revert:reverted']" ] ||
+        fail "history: $(cat "$T/out")"
+}
+
 # order_is FILE WORD...: the events' phases and component events come in this order
 # (each word an "event" or "phase:NAME"; the list is what the file holds, progress left out).
 order_is() {

@@ -171,7 +171,7 @@ test_gc_many_orphans() {
 test_name_exists_is_a_conflict() {
     s3_setup
     mkdir "$T/app" && echo x >"$T/app/x"
-    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" -v create same --files "$T/app"
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" -vv create same --files "$T/app"
     expect_err "honours If-None-Match"
     expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" create other --files "$T/app" --json
     grep -q '"create_only_check": "if-none-match"' "$T/out" || fail "create --json does not name the check in force"
