@@ -178,8 +178,9 @@ test_check_hook_and_history_documents_validate() {
     expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app"
     echo "listen 81" >"$T/app/main.conf"
     run "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot --check false --json
-    error_is 9 check_failed
+    [ "$RC" = 9 ] || fail "a failed check: exit $RC"
     valid revert
+    [ "$(jget 'd["error"]["code"]')" = check_failed ] || fail "failed check code"
     [ "$(jget 'd["status"]')" = switched-back ] || fail "status after a failed check"
     [ "$(jget 'd["check"]["passed"]')" = False ] || fail "check result: $(cat "$T/out")"
     [ "$(cat "$T/app/main.conf")" = "listen 81" ] || fail "not switched back"
@@ -192,7 +193,7 @@ test_check_hook_and_history_documents_validate() {
     expect_rc 0 "$SNAP" history --store "$ST" --json
     valid history
     [ "$(jget '[r["event"] + ":" + r["outcome"] for r in d["records"]]')" = \
-      "['snap:taken', 'check:failed', 'revert:switched-back', 'check:passed', 'revert:reverted']" ] ||
+      "['snap:taken', 'check:failed', 'revert:switched-back', 'check:passed', 'revert:reverted', 'snap:failed']" ] ||
         fail "history: $(cat "$T/out")"
 }
 
