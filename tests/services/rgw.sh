@@ -9,6 +9,8 @@
 #   RGW_TLS_ENDPOINT  https://localhost:PORT, with a self-signed certificate
 #   RGW_CA_FILE       that certificate
 #   RGW_OTHER_REGION_BUCKET  a bucket RGW says is elsewhere (301, as AWS for another region)
+#   RGW_ROLE_ARN      a role the test user may assume with STS AssumeRole (RGW's STS is at
+#                     RGW_ENDPOINT too; its session keys may do anything on S3)
 # stop ends the daemons it started (by the pids it recorded) and removes the data.
 #
 # Facts learned starting one (Ceph 16, Debian 12): with `auth ... required = none` every
@@ -21,6 +23,7 @@ CONF=$D/ceph.conf
 ACCESS=SNAPTESTACCESSKEY0001
 SECRET=snap-test-secret-key-do-not-use-in-production
 BUCKET=snap-test
+ROLE=snap-test-role
 MEM=${RGW_MEMSTORE_BYTES:-3221225472}
 
 free_port() {
@@ -108,6 +111,8 @@ rgw frontends = beast endpoint=127.0.0.1:$rgw_port ssl_endpoint=127.0.0.1:$tls_p
 rgw data = $D/rgw
 rgw dns name = localhost
 rgw thread pool size = 64
+rgw sts key = snapteststskey01
+rgw s3 auth use sts = true
 EOF
     : >"$D/keyring"
     monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port]" "$D/monmap" >/dev/null
@@ -144,6 +149,12 @@ EOF
             >"$D/elsewhere.json"
     radosgw-admin -c "$CONF" metadata put "bucket.instance:$BUCKET-elsewhere:$bid" <"$D/elsewhere.json"
 
+    # STS: a role the test user may assume (AssumeRole), allowed everything on S3.
+    radosgw-admin -c "$CONF" role create --role-name "$ROLE" --path / \
+        --assume-role-policy-doc '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/snap-test"]},"Action":["sts:AssumeRole"]}]}' >/dev/null
+    radosgw-admin -c "$CONF" role-policy put --role-name "$ROLE" --policy-name s3-all \
+        --policy-doc '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::*"]}]}' >/dev/null
+
     cat >"$T_WORK/service-rgw.env" <<EOF
 export RGW_ENDPOINT=http://127.0.0.1:$rgw_port
 export RGW_BUCKET=$BUCKET
@@ -153,6 +164,7 @@ export RGW_CONF=$CONF
 export RGW_OTHER_REGION_BUCKET=$BUCKET-elsewhere
 export RGW_TLS_ENDPOINT=https://localhost:$tls_port
 export RGW_CA_FILE=$D/tls.crt
+export RGW_ROLE_ARN=arn:aws:iam:::role/$ROLE
 EOF
     echo "rgw: listening on http://127.0.0.1:$rgw_port, bucket $BUCKET"
 }
