@@ -25,7 +25,7 @@ c_setup() {
     export SNAP_STATE_DIR=$T/state
     : >"$T/credentials"
     : >"$T/config"
-    { echo "[store]"; echo "endpoint = ${EP:-$RGW_ENDPOINT}"; printf '%s\n' "$@"; } >"$T/snap.conf"
+    { echo "[store]"; echo "endpoint = ${EP:-$RGW_STS_ENDPOINT}"; printf '%s\n' "$@"; } >"$T/snap.conf"
     mkdir -p "$T/app/sub"
     head -c 300000 /dev/urandom >"$T/app/data.bin"
     echo "port = 5432" >"$T/app/sub/app.conf"
@@ -37,7 +37,7 @@ snapc() { "$SNAP" -c "$T/snap.conf" --store "$STORE" "$@"; }
 session_keys() {
     AWS_ACCESS_KEY_ID=$RGW_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY \
         AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null \
-        aws --endpoint-url "$RGW_ENDPOINT" sts assume-role --role-arn "$RGW_ROLE_ARN" \
+        aws --endpoint-url "$RGW_STS_ENDPOINT" sts assume-role --role-arn "$RGW_ROLE_ARN" \
         --role-session-name snap-tests --duration-seconds 3600 \
         --query Credentials --output json >"$T/session.json"
     grep -q SessionToken "$T/session.json" || fail "no session keys from RGW's STS"
@@ -81,7 +81,7 @@ no_secret_shown() {
 # ---------------------------------------------------------------- AssumeRole (RGW's STS)
 
 test_assume_role_source_profile() {
-    c_setup "sts_endpoint = $RGW_ENDPOINT"
+    c_setup "sts_endpoint = $RGW_STS_ENDPOINT"
     printf '[base]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
         "$RGW_ACCESS_KEY" "$RGW_SECRET_KEY" >"$T/credentials"
     printf '[profile app]\nrole_arn = %s\nsource_profile = base\nrole_session_name = snap-e2e\n' \
@@ -98,13 +98,13 @@ test_assume_role_source_profile() {
 }
 
 test_assume_role_refused() {
-    c_setup "sts_endpoint = $RGW_ENDPOINT"
+    c_setup "sts_endpoint = $RGW_STS_ENDPOINT"
     printf '[base]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
         "$RGW_ACCESS_KEY" "$RGW_SECRET_KEY" >"$T/credentials"
     printf '[profile app]\nrole_arn = arn:aws:iam:::role/no-such-role\nsource_profile = base\n' >"$T/config"
     export AWS_PROFILE=app
     expect_rc 6 snapc list
-    expect_err "sts AssumeRole of role arn:aws:iam:::role/no-such-role at $RGW_ENDPOINT refused: 404 NoSuchEntity"
+    expect_err "sts AssumeRole of role arn:aws:iam:::role/no-such-role at $RGW_STS_ENDPOINT refused: 404 NoSuchEntity"
     expect_err "hint: check that the role's trust policy"
     expect_rc 6 snapc list --json
     expect_out '"code": "credentials"'
