@@ -97,7 +97,7 @@ static const cfg_key keys[] = {
       "token services on another host that may receive the credentials"),
     K("source *", "images", "registry_jobs", CFG_INT, 1, 64, NULL, "8", false, NULL, "registry look-ups in flight at once"),
     K("source *", "images", "registry_timeout", CFG_DURATION, 1, 0, NULL, "30s", false, NULL, "one registry request"),
-    K("source *", "images", "docker_config", CFG_STRING, 0, 0, NULL, "$DOCKER_CONFIG, else ~/.docker", false, NULL,
+    K("source *", "images", "docker_config", CFG_STRING, 0, 0, NULL, "$REGISTRY_AUTH_FILE, containers auth.json, $DOCKER_CONFIG or ~/.docker", false, NULL,
       "the directory of config.json with registry credentials"),
     K("source *", "postgres mysql", "dsn", CFG_STRING, 0, 0, NULL, "", true, NULL,
       "the database to capture (a libpq DSN, or mysql://USER@HOST:PORT/DB)"),
