@@ -97,6 +97,20 @@ test_assume_role_source_profile() {
     expect_err "no AWS credentials found (profile app"
 }
 
+# AssumeRole signed with session keys (x-amz-security-token signed too): the source
+# profile's credential_process hands out keys RGW's STS gave, and the role is assumed again.
+test_assume_role_with_session_keys() {
+    c_setup "sts_endpoint = $RGW_STS_ENDPOINT"
+    session_keys
+    python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["Version"]=1; print(json.dumps(c))' \
+        "$T/session.json" >"$T/proc.json"
+    printf '[profile base]\ncredential_process = cat %s\n[profile app]\nrole_arn = %s\nsource_profile = base\n' \
+        "$T/proc.json" "$RGW_ROLE_ARN" >"$T/config"
+    export AWS_PROFILE=app
+    roundtrip "role_arn of profile app (AssumeRole, source: credential_process of profile base)"
+    no_secret_shown
+}
+
 test_assume_role_refused() {
     c_setup "sts_endpoint = $RGW_STS_ENDPOINT"
     printf '[base]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
