@@ -443,6 +443,39 @@ fail:
     return NULL;
 }
 
+/* The exp claim of a JWT, read without checking it (for a hint only); 0 when none. */
+static time_t jwt_exp(const char *token)
+{
+    const char *p = strchr(token, '.'), *q = p ? strchr(p + 1, '.') : NULL;
+    size_t n = q ? (size_t)(q - p - 1) : 0, i;
+    char *b64;
+    unsigned char *raw;
+    json_t *o;
+    time_t exp = 0;
+    int got;
+
+    if (n == 0 || n > TOKEN_MAX)
+        return 0;
+    b64 = xmalloc(n + 4);
+    for (i = 0; i < n; i++)
+        b64[i] = p[1 + i] == '-' ? '+' : p[1 + i] == '_' ? '/' : p[1 + i];
+    while (i % 4 != 0)
+        b64[i++] = '=';
+    raw = xmalloc(i);
+    got = EVP_DecodeBlock(raw, (unsigned char *)b64, (int)i);
+    if (got > 0) {
+        while (got > 0 && raw[got - 1] == '\0') /* EVP_DecodeBlock counts the padding */
+            got--;
+        o = json_loadb((const char *)raw, (size_t)got, 0, NULL);
+        if (json_is_integer(json_object_get(o, "exp")))
+            exp = (time_t)json_integer_value(json_object_get(o, "exp"));
+        json_decref(o);
+    }
+    free(b64);
+    free(raw);
+    return exp;
+}
+
 snap_rc s3_sts_web_identity(const s3_fetch_env *e, const s3_role *r, const char *token_file,
                             s3_key *out, snap_err *err)
 {
@@ -455,8 +488,17 @@ snap_rc s3_sts_web_identity(const s3_fetch_env *e, const s3_role *r, const char 
     role_form(&form, "AssumeRoleWithWebIdentity", r);
     form_add(&form, "WebIdentityToken", token);
     rc = sts_call(e, r, "AssumeRoleWithWebIdentity", &form, NULL, out, err);
-    if (rc != SNAP_OK)
+    if (rc != SNAP_OK) {
+        time_t exp = jwt_exp(token);
+        char when[32];
         err_prefix(err, "web identity token %s", token_file);
+        if (exp != 0 && exp <= time(NULL)) {
+            util_iso8601(exp, when);
+            err_hint(err, "the token expired at %s (its exp claim): whatever writes %s (the "
+                          "kubelet for IRSA, the CI system) must renew it",
+                     when, token_file);
+        }
+    }
     OPENSSL_cleanse(form.p, form.len);
     OPENSSL_cleanse(token, strlen(token));
     util_buf_free(&form);

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The AWS credential chain of the S3 store (storage/s3_chain.c) against a real Ceph RGW:
-# STS AssumeRole for real (RGW implements it: tests/services/rgw.sh makes the role);
-# web identity, container credentials and IMDSv2 through their documented override
-# variables at a loopback server (tests/services/aws-meta.py) that answers as those
-# protocols do with real RGW STS session keys; credential_process with keys RGW really
-# stops accepting when they expire, across a transfer that outlives several of them.
+# STS AssumeRole for real (RGW implements it: tests/services/rgw.sh makes the role), and
+# AssumeRoleWithWebIdentity for real too, with an OIDC provider served over loopback (its
+# discovery document and JWKS; the tokens are JWTs signed here with openssl). Container
+# credentials and IMDSv2, whose real endpoints are at link-local addresses, through their
+# documented override variables at a loopback server (tests/services/aws-meta.py) that
+# answers as those protocols do with real RGW STS session keys; it also stands in for AWS
+# STS to check AWS's own ExpiredTokenException answer. credential_process with keys RGW
+# really stops accepting when they expire, across a transfer that outlives several of them.
 # needs: rgw
 . "$(dirname "$0")/lib.sh"
 
@@ -149,6 +152,73 @@ test_assume_role_config_errors() {
 
 # ---------------------------------------------------------------- web identity
 
+# An OIDC provider on loopback that RGW trusts, and a role its tokens may assume:
+# sets OIDC_PORT and WEB_ROLE_ARN; jwt SECONDS prints a token expiring that much later.
+oidc_setup() {
+    mkdir -p "$T/oidc/.well-known"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=snap-oidc \
+        -keyout "$T/oidc.key" -out "$T/oidc.crt" 2>/dev/null
+    OIDC_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    printf '{"issuer":"http://127.0.0.1:%s","jwks_uri":"http://127.0.0.1:%s/certs"}' "$OIDC_PORT" "$OIDC_PORT" \
+        >"$T/oidc/.well-known/openid-configuration"
+    printf '{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"k1","x5c":["%s"]}]}' \
+        "$(openssl x509 -in "$T/oidc.crt" -outform DER | base64 -w0)" >"$T/oidc/certs"
+    (cd "$T/oidc" && exec python3 -m http.server "$OIDC_PORT" --bind 127.0.0.1 >"$T/oidc.log" 2>&1) &
+    OIDC_PID=$!
+    trap 'kill $OIDC_PID 2>/dev/null || true' EXIT
+    for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$OIDC_PORT/certs" && break; sleep 0.1; done
+    AWS_ACCESS_KEY_ID=$RGW_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY \
+        AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null \
+        aws --endpoint-url "$RGW_STS_ENDPOINT" iam create-open-id-connect-provider \
+        --url "http://127.0.0.1:$OIDC_PORT" --client-id-list snap-tests \
+        --thumbprint-list "$(openssl x509 -in "$T/oidc.crt" -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')" \
+        >/dev/null || fail "RGW did not take the OIDC provider"
+    local role=snap-web-$OIDC_PORT
+    radosgw-admin -c "$RGW_CONF" role create --role-name "$role" --path / --assume-role-policy-doc \
+        "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"Federated\":[\"arn:aws:iam:::oidc-provider/127.0.0.1:$OIDC_PORT\"]},\"Action\":[\"sts:AssumeRoleWithWebIdentity\"]}]}" \
+        >/dev/null
+    radosgw-admin -c "$RGW_CONF" role-policy put --role-name "$role" --policy-name s3-all --policy-doc \
+        '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::*"]}]}' >/dev/null
+    WEB_ROLE_ARN=arn:aws:iam:::role/$role
+}
+
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+
+jwt() {
+    local h p now
+    now=$(date +%s)
+    h=$(printf '{"alg":"RS256","typ":"JWT","kid":"k1"}' | b64url)
+    p=$(printf '{"iss":"http://127.0.0.1:%s","aud":"snap-tests","sub":"system:serviceaccount:myapp:snap","iat":%s,"exp":%s}' \
+        "$OIDC_PORT" "$now" $((now + $1)) | b64url)
+    printf '%s.%s.%s\n' "$h" "$p" "$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$T/oidc.key" | b64url)"
+}
+
+# IRSA as EKS sets it up, with RGW checking the token against the provider's keys.
+test_web_identity_rgw_oidc() {
+    c_setup "sts_endpoint = $RGW_STS_ENDPOINT"
+    oidc_setup
+    jwt 600 >"$T/token"
+    export AWS_WEB_IDENTITY_TOKEN_FILE=$T/token AWS_ROLE_ARN=$WEB_ROLE_ARN AWS_ROLE_SESSION_NAME=snap-e2e
+    roundtrip "web identity (AssumeRoleWithWebIdentity)"
+    no_secret_shown
+    grep -q "GET /certs" "$T/oidc.log" || fail "RGW did not fetch the provider's keys"
+    # An expired token: RGW refuses it (403 AccessDenied); the hint reads the token's exp.
+    jwt -120 >"$T/token"
+    expect_rc 6 snapc list --json
+    expect_out '"code": "credentials"'
+    expect_out "web identity token $T/token: sts AssumeRoleWithWebIdentity of role $WEB_ROLE_ARN"
+    expect_out "refused: 403"
+    expect_out "the token expired at"
+    ! grep -qF "$(cut -d. -f3 "$T/token")" "$T/out" "$T/err" || fail "the token was shown"
+    # A token signed by another key: refused the same way, without the expiry hint.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=x -keyout "$T/oidc.key" -out /dev/null 2>/dev/null
+    jwt 600 >"$T/token"
+    expect_rc 6 snapc list
+    expect_err "refused: 403"
+    expect_no_err "the token expired"
+}
+
+# AWS STS's own answers (ExpiredTokenException, InvalidIdentityToken) from a stand-in.
 test_web_identity() {
     c_setup
     session_keys

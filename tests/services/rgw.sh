@@ -160,6 +160,8 @@ EOF
             >"$D/elsewhere.json"
     radosgw-admin -c "$CONF" metadata put "bucket.instance:$BUCKET-elsewhere:$bid" <"$D/elsewhere.json"
 
+    # The test user may register OIDC providers (for AssumeRoleWithWebIdentity).
+    radosgw-admin -c "$CONF" caps add --uid snap-test --caps "oidc-provider=*" >/dev/null
     # STS: the second gateway, and a role the test user may assume there, allowed all of S3.
     radosgw -c "$CONF" -n client.rgw.sts --setuser root --setgroup root
     wait_for 90 curl -sf -o /dev/null "http://127.0.0.1:$sts_port/" ||
