@@ -145,7 +145,7 @@ typedef struct src {
 
 struct s3_chain {
     src *top;
-    char *profile, *sts_endpoint, *tried;
+    char *profile, *sts_endpoint;
     pthread_mutex_t lock;  /* guards what follows */
     s3_key cur;
     bool have;
@@ -495,7 +495,6 @@ void s3_chain_free(s3_chain *ch)
     pthread_mutex_destroy(&ch->lock);
     free(ch->profile);
     free(ch->sts_endpoint);
-    free(ch->tried);
     free(ch);
 }
 

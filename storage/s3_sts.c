@@ -417,26 +417,29 @@ static char *read_token(const char *path, const char *what, snap_err *err)
     FILE *fp = fopen(path, "re");
     char *buf = xmalloc(TOKEN_MAX + 1);
     size_t n = 0;
+    bool ok = false;
 
     if (fp == NULL) {
         err_sys(err, SNAP_EUNREACH, "cannot read the %s %s", what, path);
-        goto fail;
+        goto out;
     }
     n = fread(buf, 1, TOKEN_MAX + 1, fp);
     fclose(fp);
     if (n > TOKEN_MAX) {
         err_set(err, SNAP_EUNREACH, 0, "the %s %s is larger than %d bytes", what, path, TOKEN_MAX);
-        goto fail;
+        goto out;
     }
     buf[n] = '\0';
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         buf[--n] = '\0';
     if (!token_sane(buf)) {
         err_set(err, SNAP_EUNREACH, 0, "the %s %s is empty or not one printable line", what, path);
-        goto fail;
+        goto out;
     }
-    return buf;
-fail:
+    ok = true;
+out:
+    if (ok)
+        return buf;
     err_kind(err, "credentials");
     OPENSSL_cleanse(buf, TOKEN_MAX + 1);
     free(buf);
