@@ -60,6 +60,10 @@ void http_setup(CURL *h, const http_opts *o)
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->tls_no_verify ? 0L : 2L);
     if (o->ca_file != NULL)
         curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
+    if (o->ca_pem != NULL && o->ca_pem_len > 0) {
+        struct curl_blob b = {(void *)(uintptr_t)o->ca_pem, o->ca_pem_len, CURL_BLOB_COPY};
+        curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &b);
+    }
     if (o->proxy != NULL)
         curl_easy_setopt(h, CURLOPT_PROXY, o->proxy);
     if (o->progress != NULL) {

@@ -26,6 +26,8 @@ typedef struct http_opts {
     long low_speed_time;     /* seconds under 1 byte/s before giving up; 0: no such check */
     bool tls_no_verify;      /* test setups only */
     const char *ca_file;     /* NULL: the system's CAs */
+    const char *ca_pem;      /* PEM CAs trusted besides ca_file or the system's, or NULL */
+    size_t ca_pem_len;
     const char *proxy;       /* NULL: libcurl's rule (http_proxy, https_proxy, no_proxy) */
     char *errbuf;            /* CURL_ERROR_SIZE bytes for libcurl's message, or NULL */
     curl_xferinfo_callback progress; /* non-zero return ends the transfer, or NULL */

@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <spawn.h>
@@ -78,6 +79,7 @@ struct reg_client {
     size_t nhosts;
     token **tokens;
     size_t ntokens;
+    json_t *host_cas; /* host[:port] -> the PEM of its certs.d directories ("" for none) */
 };
 
 typedef struct resp {
@@ -170,31 +172,29 @@ static void cred_add(reg_client *c, char *hostname, char *user, char *pass, char
     c->creds[c->ncreds++] = cr;
 }
 
-static snap_rc load_config(reg_client *c, const char *dir, snap_err *err)
+/* Whether a registry already has an entry (an earlier file wins, as in skopeo). */
+static bool cred_known(const reg_client *c, const char *hostname)
 {
-    char *fallback = NULL;
+    for (size_t i = 0; i < c->ncreds; i++)
+        if (strcmp(c->creds[i]->host, hostname) == 0)
+            return true;
+    return false;
+}
+
+/* One auth file (containers' auth.json or Docker's config.json: the same format). */
+static snap_rc load_auth_file(reg_client *c, const char *path, snap_err *err)
+{
     json_error_t jerr;
     json_t *root, *auths, *v;
     const char *key;
     snap_rc rc = SNAP_OK;
 
-    if (dir == NULL)
-        dir = getenv("DOCKER_CONFIG");
-    if (dir == NULL || dir[0] == '\0') {
-        const char *home = getenv("HOME");
-        if (home == NULL)
-            return SNAP_OK;
-        dir = fallback = xasprintf("%s/.docker", home);
-    }
-    c->config_path = xasprintf("%s/config.json", dir);
-    free(fallback);
-    if (access(c->config_path, F_OK) != 0)
+    if (access(path, F_OK) != 0)
         return SNAP_OK;
-    root = json_load_file(c->config_path, JSON_REJECT_DUPLICATES, &jerr);
+    root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        rc = err_set(err, SNAP_EUSAGE, 0, "cannot read %s:%d: %s", c->config_path, jerr.line,
-                     jerr.text);
-        err_hint(err, "fix the file, or point DOCKER_CONFIG at a directory with a valid config.json");
+        rc = err_set(err, SNAP_EUSAGE, 0, "cannot read %s:%d: %s", path, jerr.line, jerr.text);
+        err_hint(err, "fix the file, or point REGISTRY_AUTH_FILE (or DOCKER_CONFIG) at a valid one");
         return rc;
     }
     auths = json_object_get(root, "auths");
@@ -203,15 +203,19 @@ static snap_rc load_config(reg_client *c, const char *dir, snap_err *err)
         const char *auth = json_string_value(json_object_get(v, "auth"));
         const char *user = json_string_value(json_object_get(v, "username"));
         const char *pass = json_string_value(json_object_get(v, "password"));
-        char *plain = NULL, *u = NULL, *p = NULL;
+        char *plain = NULL, *u = NULL, *p = NULL, *h;
 
+        if (strchr(key + (strncasecmp(key, "https://", 8) == 0 ? 8 : 0), '/') != NULL &&
+            strncasecmp(key, "http", 4) != 0)
+            continue; /* "host/namespace" entries of auth.json: per-repository, not used */
         if (auth != NULL && auth[0] != '\0') {
             char *colon;
             if (!b64_decode(auth, &plain) || (colon = strchr(plain, ':')) == NULL) {
                 free_secret(plain);
                 rc = err_set(err, SNAP_EUSAGE, 0, "%s: the auth of \"%s\" is not base64 of user:password",
-                             c->config_path, key);
-                err_hint(err, "log in again with `docker login %s`, or fix the entry", key);
+                             path, key);
+                err_hint(err, "log in again with `podman login %s` or `docker login %s`, or fix the entry",
+                         key, key);
                 break;
             }
             *colon = '\0';
@@ -224,19 +228,66 @@ static snap_rc load_config(reg_client *c, const char *dir, snap_err *err)
         } else {
             continue; /* identity tokens and helper-only entries carry no password */
         }
-        cred_add(c, norm_host(key), u, p, xstrdup(c->config_path));
+        h = norm_host(key);
+        if (cred_known(c, h)) {
+            free(h);
+            free_secret(u);
+            free_secret(p);
+            continue;
+        }
+        cred_add(c, h, u, p, xstrdup(path));
     }
     if (rc == SNAP_OK) {
-        json_t *h = json_object_get(root, "credHelpers");
+        json_t *hs = json_object_get(root, "credHelpers");
         const char *st = json_string_value(json_object_get(root, "credsStore"));
-        c->helpers = json_object();
-        json_object_foreach(h, key, v)
-            if (json_is_string(v))
+        json_object_foreach(hs, key, v)
+            if (json_is_string(v) && json_object_get(c->helpers, key) == NULL)
                 json_object_set_new(c->helpers, key, json_string(json_string_value(v)));
-        if (st != NULL && st[0] != '\0')
+        if (st != NULL && st[0] != '\0' && c->store_helper == NULL)
             c->store_helper = xstrdup(st);
     }
     json_decref(root);
+    return rc;
+}
+
+/*
+ * The auth files in skopeo's (containers/image's) order: [source] docker_config alone when
+ * set (local configuration first), else REGISTRY_AUTH_FILE alone when set, else
+ * $XDG_RUNTIME_DIR/containers/auth.json (/run/containers/UID/auth.json without it),
+ * ${XDG_CONFIG_HOME:-~/.config}/containers/auth.json, then Docker's config.json
+ * ($DOCKER_CONFIG, else ~/.docker). The first file with an entry for a registry wins.
+ */
+static snap_rc load_config(reg_client *c, const char *dir, snap_err *err)
+{
+    const char *home = getenv("HOME"), *v;
+    util_strv paths = {0};
+    snap_rc rc = SNAP_OK;
+
+    c->helpers = json_object();
+    if (dir != NULL && dir[0] != '\0') {
+        util_strv_push(&paths, xasprintf("%s/config.json", dir));
+    } else if ((v = getenv("REGISTRY_AUTH_FILE")) != NULL && v[0] != '\0') {
+        util_strv_push(&paths, xstrdup(v));
+    } else {
+        if ((v = getenv("XDG_RUNTIME_DIR")) != NULL && v[0] != '\0')
+            util_strv_push(&paths, xasprintf("%s/containers/auth.json", v));
+        else
+            util_strv_push(&paths, xasprintf("/run/containers/%u/auth.json", (unsigned)getuid()));
+        if ((v = getenv("XDG_CONFIG_HOME")) != NULL && v[0] != '\0')
+            util_strv_push(&paths, xasprintf("%s/containers/auth.json", v));
+        else if (home != NULL && home[0] != '\0')
+            util_strv_push(&paths, xasprintf("%s/.config/containers/auth.json", home));
+        if ((v = getenv("DOCKER_CONFIG")) != NULL && v[0] != '\0')
+            util_strv_push(&paths, xasprintf("%s/config.json", v));
+        else if (home != NULL && home[0] != '\0')
+            util_strv_push(&paths, xasprintf("%s/.docker/config.json", home));
+    }
+    for (size_t i = 0; i < paths.n && rc == SNAP_OK; i++) {
+        if (c->config_path == NULL && access(paths.v[i], F_OK) == 0)
+            c->config_path = xstrdup(paths.v[i]);
+        rc = load_auth_file(c, paths.v[i], err);
+    }
+    util_strv_free(&paths);
     return rc;
 }
 
@@ -602,6 +653,96 @@ static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c_, cur
     return c->ctx != NULL && c->ctx->interrupted != NULL && *c->ctx->interrupted;
 }
 
+/*
+ * Per-registry CAs, as podman, skopeo and Docker read them: every *.crt of
+ * /etc/containers/certs.d/HOST[:PORT]/ and /etc/docker/certs.d/HOST[:PORT]/, trusted besides
+ * the system's. SNAP_REGISTRY_CERTS_DIRS (a colon-separated list of such roots) replaces the
+ * two for tests. Read once per host; the host comes from the URL, so a plain name only.
+ */
+#define CA_FILE_MAX ((size_t)1 << 20)
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void ca_dir_add(util_buf *pem, const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    util_strv names = {0};
+
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n > 4 && strcmp(e->d_name + n - 4, ".crt") == 0)
+            util_strv_push(&names, xasprintf("%s/%s", dir, e->d_name));
+    }
+    closedir(d);
+    qsort(names.v, names.n, sizeof *names.v, cmp_str);
+    for (size_t i = 0; i < names.n; i++) {
+        FILE *f = fopen(names.v[i], "re");
+        char *buf = xmalloc(CA_FILE_MAX);
+        size_t got = f ? fread(buf, 1, CA_FILE_MAX, f) : 0;
+        if (f != NULL && got > 0 && got < CA_FILE_MAX) {
+            util_buf_add(pem, buf, got);
+            util_buf_addc(pem, '\n');
+        }
+        if (f != NULL)
+            fclose(f);
+        free(buf);
+    }
+    util_strv_free(&names);
+}
+
+static char *host_ca(reg_client *c, const char *url, size_t *len)
+{
+    CURLU *u = curl_url();
+    char *hn = NULL, *port = NULL, *key = NULL, *out = NULL;
+    const char *roots = getenv("SNAP_REGISTRY_CERTS_DIRS"), *have;
+
+    *len = 0;
+    if (u == NULL)
+        abort();
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &hn, 0) != CURLUE_OK || hn[0] == '.' ||
+        strchr(hn, '/') != NULL)
+        goto out;
+    curl_url_get(u, CURLUPART_PORT, &port, 0);
+    key = port ? xasprintf("%s:%s", hn, port) : xstrdup(hn);
+    pthread_mutex_lock(&c->mu);
+    if (c->host_cas == NULL)
+        c->host_cas = json_object();
+    have = json_string_value(json_object_get(c->host_cas, key));
+    if (have == NULL) {
+        util_buf pem = {0};
+        char *list = xstrdup(roots && roots[0] ? roots : "/etc/containers/certs.d:/etc/docker/certs.d");
+        char *save = NULL;
+        for (char *r = strtok_r(list, ":", &save); r != NULL; r = strtok_r(NULL, ":", &save)) {
+            char *d = xasprintf("%s/%s", r, key);
+            ca_dir_add(&pem, d);
+            free(d);
+        }
+        free(list);
+        util_buf_addc(&pem, '\0');
+        json_object_set_new(c->host_cas, key, json_string(pem.p));
+        util_buf_free(&pem);
+        have = json_string_value(json_object_get(c->host_cas, key));
+    }
+    if (have != NULL && have[0] != '\0') {
+        out = xstrdup(have);
+        *len = strlen(out);
+    }
+    pthread_mutex_unlock(&c->mu);
+out:
+    curl_free(hn);
+    curl_free(port);
+    free(key);
+    curl_url_cleanup(u);
+    return out;
+}
+
 typedef struct auth {
     const char *user, *pass; /* basic */
     const char *bearer;
@@ -615,9 +756,14 @@ static CURLcode perform(worker *wk, const char *url, bool head, bool plain_ok, b
     CURLcode cc;
     char *acc = NULL;
 
+    size_t ca_len;
+    char *ca = host_ca(c, url, &ca_len);
+
     resp_reset(r);
     r->body.max = max;
-    http_opts ho = {.protocols = plain_ok ? "http,https" : "https",
+    http_opts ho = {.ca_pem = ca,
+                    .ca_pem_len = ca_len,
+                    .protocols = plain_ok ? "http,https" : "https",
                     .follow_redirects = true,
                     .timeout_ms = c->opts.timeout_ms > 0 ? c->opts.timeout_ms : 30000L,
                     .connect_timeout_ms = c->opts.connect_timeout_ms,
@@ -656,6 +802,7 @@ static CURLcode perform(worker *wk, const char *url, bool head, bool plain_ok, b
     curl_easy_setopt(wk->h, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(hdr);
     free(acc);
+    free(ca);
     return cc;
 }
 
@@ -710,8 +857,9 @@ static snap_rc no_credentials(const char *image, const char *domain, snap_err *e
 {
     err_set(err, SNAP_EUNREACH, 0, "image %s: registry %s requires credentials", image, domain);
     err_kind(err, "credentials");
-    err_hint(err, "log in with `docker login %s` (or set DOCKER_CONFIG to a directory whose config.json has them)",
-             domain);
+    err_hint(err, "log in with `podman login %s` or `docker login %s` (REGISTRY_AUTH_FILE, "
+                  "containers/auth.json or DOCKER_CONFIG's config.json)",
+             domain, domain);
     return SNAP_EUNREACH;
 }
 
@@ -1002,8 +1150,13 @@ static snap_rc manifest_request(worker *wk, const img_ref *ref, const char *refe
             }
             rc = err_set(err, SNAP_EUNREACH, 0, "image %s: registry %s did not answer: %s", image,
                          h->name, curl_why(wk, cc));
-            err_hint(err, "check that the registry is up and reachable from here; "
-                          "--allow-unresolved records the tag alone");
+            if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE)
+                err_hint(err, "put the registry's CA in /etc/containers/certs.d/%s/ca.crt (or "
+                              "/etc/docker/certs.d/%s/), as for podman and docker",
+                         h->name, h->name);
+            else
+                err_hint(err, "check that the registry is up and reachable from here; "
+                              "--allow-unresolved records the tag alone");
             goto out;
         }
         if (r->status == 401) {
@@ -1293,6 +1446,7 @@ void reg_client_free(reg_client *c)
         token_drop(c, c->tokens[0]);
     free(c->tokens);
     free(c->config_path);
+    json_decref(c->host_cas);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cond);
     free(c);

@@ -443,10 +443,7 @@ static void s3_free(void *drv)
     if (d == NULL)
         return;
     http_pool_free(d->curls);
-    if (d->secret_key != NULL)
-        OPENSSL_cleanse(d->secret_key, strlen(d->secret_key));
-    if (d->session_token != NULL)
-        OPENSSL_cleanse(d->session_token, strlen(d->session_token));
+    s3_chain_free(d->chain);
     free(d->url);
     free(d->bucket);
     free(d->prefix);
@@ -455,9 +452,6 @@ static void s3_free(void *drv)
     free(d->host);
     free(d->path_base);
     free(d->region);
-    free(d->access_key);
-    free(d->secret_key);
-    free(d->session_token);
     free(d->ca_file);
     free(d->storage_class);
     free(d->sse);

@@ -1,6 +1,6 @@
 /*
- * s3_creds.c: where the S3 driver finds its credentials and region: the environment,
- * the shared credentials and config files (AWS_PROFILE), the config file.
+ * s3_creds.c: where the S3 driver finds its region (the config file, the environment,
+ * the profile of AWS_PROFILE) and, through s3_chain.c, its credentials.
  */
 #include "s3_int.h"
 
@@ -74,8 +74,7 @@ const char *s3_env(const char *name)
 snap_rc s3_load_credentials(s3_drv *d, const cfg *c, snap_err *err)
 {
     const char *profile = cfg_get(c, "store", "profile");
-    aws_profile cred = {0}, conf = {0};
-    char *cred_path = home_file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials");
+    aws_profile conf = {0};
     char *conf_path = home_file("AWS_CONFIG_FILE", ".aws/config");
     snap_rc rc = SNAP_OK;
 
@@ -83,46 +82,10 @@ snap_rc s3_load_credentials(s3_drv *d, const cfg *c, snap_err *err)
         profile = s3_env("AWS_PROFILE");
     if (profile == NULL)
         profile = "default";
-    cred.want = conf.want = profile;
+    conf.want = profile;
     conf.config_file = true;
-    if (cred_path != NULL)
-        ini_parse(cred_path, profile_cb, &cred); /* a missing file is no error */
-    if (conf_path != NULL)
+    if (conf_path != NULL) /* a missing file is no error */
         ini_parse(conf_path, profile_cb, &conf);
-
-    if (s3_env("AWS_ACCESS_KEY_ID") != NULL || s3_env("AWS_SECRET_ACCESS_KEY") != NULL) {
-        if (s3_env("AWS_ACCESS_KEY_ID") == NULL || s3_env("AWS_SECRET_ACCESS_KEY") == NULL) {
-            rc = err_set(err, SNAP_EUSAGE, 0, "%s: only one of AWS_ACCESS_KEY_ID and "
-                                              "AWS_SECRET_ACCESS_KEY is set",
-                         d->url);
-            err_hint(err, "set both, or neither to use ~/.aws/credentials");
-            goto out;
-        }
-        d->access_key = xstrdup(s3_env("AWS_ACCESS_KEY_ID"));
-        d->secret_key = xstrdup(s3_env("AWS_SECRET_ACCESS_KEY"));
-        if (s3_env("AWS_SESSION_TOKEN") != NULL)
-            d->session_token = xstrdup(s3_env("AWS_SESSION_TOKEN"));
-        d->cred_source = "environment";
-    } else if (cred.access_key != NULL && cred.secret_key != NULL) {
-        d->access_key = xstrdup(cred.access_key);
-        d->secret_key = xstrdup(cred.secret_key);
-        if (cred.session_token != NULL)
-            d->session_token = xstrdup(cred.session_token);
-        d->cred_source = "shared credentials file";
-    } else if (conf.access_key != NULL && conf.secret_key != NULL) {
-        d->access_key = xstrdup(conf.access_key);
-        d->secret_key = xstrdup(conf.secret_key);
-        if (conf.session_token != NULL)
-            d->session_token = xstrdup(conf.session_token);
-        d->cred_source = "config file";
-    } else {
-        rc = err_set(err, SNAP_EUNREACH, 0, "%s: no AWS credentials found (profile %s)", d->url,
-                     profile);
-        err_kind(err, "credentials");
-        err_hint(err, "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give the profile's "
-                      "keys in ~/.aws/credentials (AWS_PROFILE picks the profile)");
-        goto out;
-    }
 
     /* Region: [store] region, then AWS_REGION, AWS_DEFAULT_REGION, the profile's. */
     if (cfg_get(c, "store", "region") != NULL)
@@ -135,10 +98,13 @@ snap_rc s3_load_credentials(s3_drv *d, const cfg *c, snap_err *err)
         d->region = xstrdup(conf.region);
     else
         d->region = xstrdup("us-east-1");
-out:
-    profile_free(&cred);
+
+    /* Then the credential chain (s3_chain.c), which signs STS calls in that region. */
+    rc = s3_chain_new(d, c, profile, &d->chain, err);
+    if (rc == SNAP_OK)
+        d->cred_source = s3_chain_source(d->chain);
+
     profile_free(&conf);
-    free(cred_path);
     free(conf_path);
     return rc;
 }

@@ -23,6 +23,7 @@
 
 #include "../common/http.h"
 #include "../common/util.h"
+#include "s3_chain.h"
 #include "sigv4.h"
 #include "storage_int.h"
 
@@ -51,8 +52,8 @@ typedef struct s3_drv {
     char *path_base;   /* "/bucket" for path-style, "" for virtual-hosted */
     bool path_style;
     char *region;
-    char *access_key, *secret_key, *session_token;
-    const char *cred_source; /* "environment", "credentials file" ... (for describe) */
+    s3_chain *chain;         /* the credentials (s3_chain.c) */
+    const char *cred_source; /* "environment", "shared credentials file" ... (for describe) */
     char *ca_file;
     bool tls_verify;
     char *storage_class, *sse, *sse_kms_key_id;

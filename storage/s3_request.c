@@ -254,7 +254,7 @@ static struct curl_slist *add_header(struct curl_slist *l, sigv4_header *h, size
 
 /* One attempt: build, sign, send. Fills q's answer fields. */
 static void attempt(s3_drv *d, CURL *h, s3_req *q, const char *url, const char *cpath,
-                    const char *payload_hash)
+                    const char *payload_hash, const s3_key *k)
 {
     sigv4_header hs[16];
     size_t nh = 0;
@@ -273,8 +273,8 @@ static void attempt(s3_drv *d, CURL *h, s3_req *q, const char *url, const char *
     l = add_header(l, hs, &nh, "Host", d->host);
     l = add_header(l, hs, &nh, "x-amz-date", amz_date);
     l = add_header(l, hs, &nh, "x-amz-content-sha256", payload_hash);
-    if (d->session_token != NULL)
-        l = add_header(l, hs, &nh, "x-amz-security-token", d->session_token);
+    if (k->session_token != NULL)
+        l = add_header(l, hs, &nh, "x-amz-security-token", k->session_token);
     if (q->content_md5 != NULL)
         l = add_header(l, hs, &nh, "Content-MD5", q->content_md5);
     if (q->range != NULL)
@@ -292,7 +292,7 @@ static void attempt(s3_drv *d, CURL *h, s3_req *q, const char *url, const char *
                        d->sse_kms_key_id);
 
     sigv4_request sr = {q->method, cpath, q->query, hs, nh, payload_hash, amz_date, d->region, "s3"};
-    auth = sigv4_authorization(&sr, d->access_key, d->secret_key);
+    auth = sigv4_authorization(&sr, k->access_key, k->secret_key);
     line = xasprintf("Authorization: %s", auth);
     l = curl_slist_append(l, line);
     l = curl_slist_append(l, "Expect:"); /* no 100-continue round trip */
@@ -405,7 +405,8 @@ snap_rc s3_fail(s3_drv *d, const s3_req *q, snap_err *err)
                           "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the profile in use",
                      d->cred_source);
         else if (code && (!strcmp(code, "InvalidToken") || !strcmp(code, "ExpiredToken")))
-            err_hint(err, "renew the session token (AWS_SESSION_TOKEN)");
+            err_hint(err, "the session token (from the %s) has expired or is not valid: "
+                          "renew it", d->cred_source);
         else
             err_hint(err, "the credentials (from the %s) lack permission on bucket %s, or "
                           "the keys are wrong",
@@ -444,6 +445,13 @@ out:
     return rc;
 }
 
+static bool key_refused(const s3_req *q)
+{
+    return strcmp(q->err_code, "ExpiredToken") == 0 || strcmp(q->err_code, "InvalidToken") == 0 ||
+           strcmp(q->err_code, "InvalidAccessKeyId") == 0 ||
+           strcmp(q->err_code, "TokenRefreshRequired") == 0;
+}
+
 /*
  * Sends q, retrying what may be retried. Returns SNAP_OK for 2xx (and for the statuses
  * in ok_also, such as 404 for a DELETE); else the mapped error.
@@ -454,6 +462,8 @@ snap_rc s3_request(s3_drv *d, s3_req *q, long ok_also, snap_err *err)
     char *enc = q->okey ? sigv4_uri_encode(q->okey, true) : NULL;
     char *cpath, *url;
     CURL *h = http_pool_get(d->curls);
+    s3_key k = {0};
+    bool renewed = false;
     snap_rc rc;
 
     q->drv = d;
@@ -470,11 +480,21 @@ snap_rc s3_request(s3_drv *d, s3_req *q, long ok_also, snap_err *err)
     for (q->attempts = 1;; q->attempts++) {
         if (q->before_attempt != NULL)
             q->before_attempt(q, q->sink_arg);
-        attempt(d, h, q, url, cpath, q->body_sha256);
+        s3_key_free(&k);
+        if ((rc = s3_chain_get(d, &k, err)) != SNAP_OK)
+            break;
+        attempt(d, h, q, url, cpath, q->body_sha256, &k);
         if (q->curl_rc == CURLE_OK &&
             ((q->status >= 200 && q->status < 300) || (ok_also && q->status == ok_also))) {
             rc = SNAP_OK;
             break;
+        }
+        /* Temporary keys the server calls expired or unknown: renew them once and retry. */
+        if (!renewed && q->curl_rc == CURLE_OK && key_refused(q) && s3_chain_expire(d, &k)) {
+            renewed = true;
+            log_debug(d->ctx, "s3 %s %s: %s, renewing the credentials", q->method,
+                      q->okey ? q->okey : d->bucket, q->err_code);
+            continue;
         }
         if (!q->cleanup && s3_interrupted(d)) {
             rc = err_set(err, SNAP_EINTR, 0, "interrupted");
@@ -494,6 +514,7 @@ snap_rc s3_request(s3_drv *d, s3_req *q, long ok_also, snap_err *err)
     }
     if (q->body_sha256 == hash)
         q->body_sha256 = NULL;
+    s3_key_free(&k);
     http_pool_put(d->curls, h);
     free(enc);
     free(cpath);

@@ -4,6 +4,8 @@
 #   plain  no authentication
 #   basic  htpasswd (bcrypt) basic authentication
 #   token  bearer tokens from a small token server (tests/services/token-server.py)
+#   tls    basic's storage and users over TLS signed by a test CA (REG_TLS, REG_TLS_CA), on
+#          a non-loopback address of this machine
 #
 #   registry.sh start          starts all three, writes $T_WORK/service-registry.env
 #   registry.sh stop           stops what start started
@@ -61,14 +63,45 @@ start_registry() { # NAME PORT
     wait_http "http://127.0.0.1:$2/v2/"
 }
 
+# tls: the basic registry's storage and users served over TLS, with a certificate signed by
+# a test CA, on this machine's first non-loopback IPv4 address (the client verifies TLS for
+# any registry but loopback ones). REG_TLS is empty when there is no such address.
+start_tls() { # PORT
+    tls_ip=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -m1 -E '^[0-9]+\.' | grep -v '^127\.' || true)
+    [ -n "$tls_ip" ] || return 0
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=snap-test-ca \
+        -keyout "$dir/tls-ca.key" -out "$dir/tls-ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$tls_ip" -keyout "$dir/tls.key" \
+        -out "$dir/tls.csr" 2>/dev/null
+    printf 'subjectAltName=IP:%s\n' "$tls_ip" >"$dir/tls.ext"
+    openssl x509 -req -in "$dir/tls.csr" -CA "$dir/tls-ca.crt" -CAkey "$dir/tls-ca.key" \
+        -CAcreateserial -days 2 -extfile "$dir/tls.ext" -out "$dir/tls.crt" 2>/dev/null
+    registry_config tls "$1" "auth:
+  htpasswd:
+    realm: snap-test
+    path: $dir/htpasswd"
+    sed -i "s|rootdirectory: .*|rootdirectory: $dir/basic/data|; s|addr: 127.0.0.1:|addr: $tls_ip:|" \
+        "$dir/tls/config.yml"
+    sed -i "/^  secret: /a\\  tls:\\n    certificate: $dir/tls.crt\\n    key: $dir/tls.key" "$dir/tls/config.yml"
+    docker-registry serve "$dir/tls/config.yml" >"$dir/tls/log" 2>&1 &
+    echo $! >"$dir/tls/pid"
+    for _ in $(seq 100); do
+        curl -s -o /dev/null --max-time 1 --cacert "$dir/tls-ca.crt" "https://$tls_ip:$1/v2/" && return 0
+        sleep 0.1
+    done
+    echo "registry: the TLS registry did not come up" >&2
+    return 1
+}
+
 start() {
     command -v docker-registry >/dev/null || { echo "registry: docker-registry is not installed" >&2; exit 1; }
     command -v htpasswd >/dev/null || { echo "registry: htpasswd (apache2-utils) is not installed" >&2; exit 1; }
     rm -rf "$dir"
     mkdir -p "$dir"
-    local p_plain p_basic p_token p_auth user=snapuser pass
+    local p_plain p_basic p_token p_auth p_tls user=snapuser pass
     pass=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
     p_plain=$(free_port) p_basic=$(free_port) p_token=$(free_port) p_auth=$(free_port)
+    p_tls=$(free_port)
 
     registry_config plain "$p_plain" ""
 
@@ -90,6 +123,7 @@ start() {
     start_registry plain "$p_plain"
     start_registry basic "$p_basic"
     start_registry token "$p_token"
+    start_tls "$p_tls"
     python3 "$here/token-server.py" --port "$p_auth" --key "$dir/token.key" --cert "$dir/token.crt" \
         --user "$user" --password "$pass" --issuer snap-test-issuer \
         --service snap-test-registry >"$dir/token-server.log" 2>&1 &
@@ -104,6 +138,8 @@ export REG_TOKEN_REALM=http://127.0.0.1:$p_auth/token
 export REG_USER=$user
 export REG_PASS=$pass
 export REG_TOOL=$here/registry.sh
+export REG_TLS=${tls_ip:+$tls_ip:$p_tls}
+export REG_TLS_CA=$dir/tls-ca.crt
 ENV
     echo "registry: plain $p_plain, basic $p_basic, token $p_token (auth $p_auth)"
 }

@@ -9,6 +9,10 @@
 #   RGW_TLS_ENDPOINT  https://localhost:PORT, with a self-signed certificate
 #   RGW_CA_FILE       that certificate
 #   RGW_OTHER_REGION_BUCKET  a bucket RGW says is elsewhere (301, as AWS for another region)
+#   RGW_STS_ENDPOINT  a second gateway of the same zone with STS on (S3 and STS at one URL;
+#                     session keys work only there)
+#   RGW_ROLE_ARN      a role the test user may assume with STS AssumeRole at RGW_STS_ENDPOINT;
+#                     its session keys may do anything on S3
 # stop ends the daemons it started (by the pids it recorded) and removes the data.
 #
 # Facts learned starting one (Ceph 16, Debian 12): with `auth ... required = none` every
@@ -21,6 +25,7 @@ CONF=$D/ceph.conf
 ACCESS=SNAPTESTACCESSKEY0001
 SECRET=snap-test-secret-key-do-not-use-in-production
 BUCKET=snap-test
+ROLE=snap-test-role
 MEM=${RGW_MEMSTORE_BYTES:-3221225472}
 
 free_port() {
@@ -48,12 +53,13 @@ start() {
     done
     stop_daemons 2>/dev/null || true
     rm -rf "$D"
-    mkdir -p "$D/mon" "$D/osd/ceph-0" "$D/run" "$D/log" "$D/rgw"
-    local fsid mon_port rgw_port tls_port
+    mkdir -p "$D/mon" "$D/osd/ceph-0" "$D/run" "$D/log" "$D/rgw" "$D/rgw-sts"
+    local fsid mon_port rgw_port tls_port sts_port
     fsid=$(cat /proc/sys/kernel/random/uuid)
     mon_port=$(free_port)
     rgw_port=$(free_port)
     tls_port=$(free_port)
+    sts_port=$(free_port)
     # A self-signed certificate for the HTTPS endpoint, so tests can check verification.
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
         -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
@@ -108,6 +114,16 @@ rgw frontends = beast endpoint=127.0.0.1:$rgw_port ssl_endpoint=127.0.0.1:$tls_p
 rgw data = $D/rgw
 rgw dns name = localhost
 rgw thread pool size = 64
+
+# A second gateway on the same zone with STS on: it answers an unknown key with AccessDenied
+# where the first says InvalidAccessKeyId, so the tests of those answers keep their own.
+[client.rgw.sts]
+rgw frontends = beast endpoint=127.0.0.1:$sts_port
+rgw data = $D/rgw-sts
+rgw dns name = localhost
+rgw thread pool size = 32
+rgw sts key = snapteststskey01
+rgw s3 auth use sts = true
 EOF
     : >"$D/keyring"
     monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port]" "$D/monmap" >/dev/null
@@ -144,6 +160,17 @@ EOF
             >"$D/elsewhere.json"
     radosgw-admin -c "$CONF" metadata put "bucket.instance:$BUCKET-elsewhere:$bid" <"$D/elsewhere.json"
 
+    # The test user may register OIDC providers (for AssumeRoleWithWebIdentity).
+    radosgw-admin -c "$CONF" caps add --uid snap-test --caps "oidc-provider=*" >/dev/null
+    # STS: the second gateway, and a role the test user may assume there, allowed all of S3.
+    radosgw -c "$CONF" -n client.rgw.sts --setuser root --setgroup root
+    wait_for 90 curl -sf -o /dev/null "http://127.0.0.1:$sts_port/" ||
+        { echo "rgw: the STS radosgw did not answer on port $sts_port" >&2; exit 1; }
+    radosgw-admin -c "$CONF" role create --role-name "$ROLE" --path / \
+        --assume-role-policy-doc '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/snap-test"]},"Action":["sts:AssumeRole"]}]}' >/dev/null
+    radosgw-admin -c "$CONF" role-policy put --role-name "$ROLE" --policy-name s3-all \
+        --policy-doc '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::*"]}]}' >/dev/null
+
     cat >"$T_WORK/service-rgw.env" <<EOF
 export RGW_ENDPOINT=http://127.0.0.1:$rgw_port
 export RGW_BUCKET=$BUCKET
@@ -153,13 +180,15 @@ export RGW_CONF=$CONF
 export RGW_OTHER_REGION_BUCKET=$BUCKET-elsewhere
 export RGW_TLS_ENDPOINT=https://localhost:$tls_port
 export RGW_CA_FILE=$D/tls.crt
+export RGW_ROLE_ARN=arn:aws:iam:::role/$ROLE
+export RGW_STS_ENDPOINT=http://127.0.0.1:$sts_port
 EOF
     echo "rgw: listening on http://127.0.0.1:$rgw_port, bucket $BUCKET"
 }
 
 stop_daemons() {
     local f pid
-    for f in "$D"/run/client.rgw.a.pid "$D"/run/osd.*.pid "$D"/run/mon.a.pid; do
+    for f in "$D"/run/client.rgw.sts.pid "$D"/run/client.rgw.a.pid "$D"/run/osd.*.pid "$D"/run/mon.a.pid; do
         [ -f "$f" ] || continue
         pid=$(cat "$f")
         kill "$pid" 2>/dev/null || continue

@@ -183,10 +183,14 @@ static void test_credentials_files(void **state)
     /* A profile only the config file has. */
     setenv("AWS_PROFILE", "other", 1);
     assert_int_equal(open_store("s3://bucket/p", &err), SNAP_EUNREACH);
-    /* A profile nobody has. */
+    /* A profile nobody has: the sources tried are named, the JSON code says what. */
     setenv("AWS_PROFILE", "nobody", 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
     assert_int_equal(open_store("s3://bucket/p", &err), SNAP_EUNREACH);
-    assert_non_null(strstr(err.msg, "no AWS credentials found (profile nobody)"));
+    assert_non_null(strstr(err.msg, "no AWS credentials found (profile nobody; tried the environment"));
+    assert_non_null(strstr(err.msg, "instance metadata is off"));
+    assert_string_equal(err_json_code(&err), "credentials");
+    unsetenv("AWS_EC2_METADATA_DISABLED");
 }
 
 int main(void)
