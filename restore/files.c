@@ -824,9 +824,10 @@ static snap_rc make_node(stage *s, int dfd, const char *base, struct archive_ent
 
     if (mknodat(dfd, base, archive_entry_filetype(e) | 0600, archive_entry_rdev(e)) != 0)
         return err_sys(err, SNAP_EFAIL, "cannot create %s", name);
-    if (s->owner)
-        fchownat(dfd, base, entry_uid(s, e), entry_gid(s, e), AT_SYMLINK_NOFOLLOW);
-    fchmodat(dfd, base, archive_entry_perm(e) & 07777, AT_SYMLINK_NOFOLLOW); /* never through a link */
+    if (s->owner && fchownat(dfd, base, entry_uid(s, e), entry_gid(s, e), AT_SYMLINK_NOFOLLOW) != 0)
+        return err_sys(err, SNAP_EFAIL, "cannot set the owner of %s", name);
+    if (fchmodat(dfd, base, archive_entry_perm(e) & 07777, AT_SYMLINK_NOFOLLOW) != 0) /* never through a link */
+        return err_sys(err, SNAP_EFAIL, "cannot set the mode of %s", name);
     utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW);
     return SNAP_OK;
 }
@@ -1093,9 +1094,9 @@ static snap_rc make_symlinks(stage *s, snap_err *err)
             return err->code;
         if (symlinkat(y->target, dfd, base) != 0) {
             rc = err_sys(err, SNAP_EFAIL, "cannot create symlink %s", y->name);
+        } else if (s->owner && fchownat(dfd, base, y->uid, y->gid, AT_SYMLINK_NOFOLLOW) != 0) {
+            rc = err_sys(err, SNAP_EFAIL, "cannot set the owner of symlink %s", y->name);
         } else {
-            if (s->owner)
-                fchownat(dfd, base, y->uid, y->gid, AT_SYMLINK_NOFOLLOW);
             utimensat(dfd, base, y->times, AT_SYMLINK_NOFOLLOW);
         }
         close(dfd);
