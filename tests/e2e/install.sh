@@ -3,6 +3,7 @@
 # PROGRAM_SUFFIX, the bash completion it installs, and the Debian package built from the
 # tree (dpkg-buildpackage, lintian without errors), extracted into a scratch root. Each
 # runs the demo (scripts/demo) from what it installed.
+# own build
 . "$(dirname "$0")/lib.sh"
 
 BUILD_DIR=${SNAP_BUILD#"$T_ROOT"/}
