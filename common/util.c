@@ -128,6 +128,21 @@ bool util_strv_add_one(const char *value, void *strv)
     return true;
 }
 
+bool util_strv_add_abs(util_strv *s, const char *path)
+{
+    char *abs = util_abspath(path);
+
+    if (abs == NULL)
+        return false;
+    for (size_t j = 0; j < s->n; j++)
+        if (strcmp(s->v[j], abs) == 0) {
+            free(abs);
+            return true;
+        }
+    util_strv_push(s, abs);
+    return true;
+}
+
 void util_strv_free(util_strv *s)
 {
     for (size_t i = 0; i < s->n; i++)

@@ -42,7 +42,10 @@ void util_strv_push(util_strv *s, char *owned);
  * space (the one list rule of the configuration), or value whole (a key of one path). */
 bool util_strv_add_words(const char *value, void *strv);
 bool util_strv_add_one(const char *value, void *strv);
-void util_strv_free(util_strv *s); /* frees the strings too; leaves an empty list */
+void util_strv_free(util_strv *s);
+/* Adds path made absolute unless the list holds it already; false when it cannot be made
+ * absolute (no current directory), and then nothing is added. */
+bool util_strv_add_abs(util_strv *s, const char *path); /* frees the strings too; leaves an empty list */
 
 /* mkdir -p with mode for created directories. */
 snap_rc util_mkdir_p(const char *path, unsigned mode, snap_err *err);

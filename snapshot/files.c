@@ -392,16 +392,8 @@ static snap_rc files_capture(snp_capture *c, snap_err *err)
         err_hint(err, "add `paths = /etc/app /srv/app/config` to the section");
         rc = SNAP_EUSAGE;
     }
-    for (size_t i = 0; i < raw->n; i++) {
-        char *abs = util_abspath(raw->v[i]);
-        for (size_t j = 0; j < paths.n && abs != NULL; j++)
-            if (strcmp(paths.v[j], abs) == 0) {
-                free(abs);
-                abs = NULL;
-            }
-        if (abs != NULL)
-            util_strv_push(&paths, abs);
-    }
+    for (size_t i = 0; i < raw->n; i++)
+        (void)util_strv_add_abs(&paths, raw->v[i]);
     if (rc == SNAP_OK)
         rc = snp_files_capture_paths(c, (const char *const *)paths.v, paths.n,
                                      (const char *const *)exclude->v, exclude->n, err);

@@ -19,16 +19,8 @@ static char *paths_text(const cfg *c, const char *section, const char *const *ke
     for (size_t k = 0; k < nkeys; k++)
         cfg_each(c, section, keys[k], strcmp(keys[k], "paths") == 0 ? util_strv_add_words : util_strv_add_one,
                  &raw);
-    for (size_t i = 0; i < raw.n; i++) {
-        char *abs = util_abspath(raw.v[i]);
-        for (size_t j = 0; j < paths.n && abs != NULL; j++)
-            if (strcmp(paths.v[j], abs) == 0) {
-                free(abs);
-                abs = NULL;
-            }
-        if (abs != NULL)
-            util_strv_push(&paths, abs);
-    }
+    for (size_t i = 0; i < raw.n; i++)
+        (void)util_strv_add_abs(&paths, raw.v[i]);
     util_buf_adds(&b, prefix);
     for (size_t i = 0; i < paths.n; i++) {
         if (i > 0)
