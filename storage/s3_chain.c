@@ -583,7 +583,7 @@ snap_rc s3_chain_get(s3_drv *d, s3_key *out, snap_err *err)
     }
     if (fresh.expires != 0)
         util_iso8601(fresh.expires, when);
-    log_debug(d->ctx, "%s: %s credentials from %s%s%s", d->url, ch->have ? "renewed" : "using",
+    log_verbose(d->ctx, "%s: %s credentials from %s%s%s", d->url, ch->have ? "renewed" : "using",
               ch->top->name, when[0] ? ", expiring " : "", when);
     s3_key_free(&ch->cur);
     ch->cur = fresh;

@@ -492,7 +492,7 @@ snap_rc s3_request(s3_drv *d, s3_req *q, long ok_also, snap_err *err)
         /* Temporary keys the server calls expired or unknown: renew them once and retry. */
         if (!renewed && q->curl_rc == CURLE_OK && key_refused(q) && s3_chain_expire(d, &k)) {
             renewed = true;
-            log_debug(d->ctx, "s3 %s %s: %s, renewing the credentials", q->method,
+            log_verbose(d->ctx, "s3 %s %s: %s, renewing the credentials", q->method,
                       q->okey ? q->okey : d->bucket, q->err_code);
             continue;
         }
