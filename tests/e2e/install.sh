@@ -61,7 +61,7 @@ test_bash_completion() {
     expect_rc 0 "$S" -c "$T/c.conf" create before-upgrade
     expect_rc 0 "$S" -c /dev/null --store "$T/ostore" create other --files "$T/app"
 
-    [ "$(complete_words "$S" "")" = "$(printf 'config\ncreate\ndelete\ngc\nlist\nprune\nshow\nverify')" ] ||
+    [ "$(complete_words "$S" "")" = "$(printf 'cat\nconfig\ncreate\ndelete\ngc\nhistory\nkey\nlist\nprune\nshow\nverify')" ] ||
         fail "subcommands: $(complete_words "$S" "" | tr '\n' ' ')"
     complete_words "$S" create --la | grep -qx -- --label || fail "options: no --label"
     complete_words "$R" --dr | grep -qx -- --dry-run || fail "revert options: no --dry-run"
