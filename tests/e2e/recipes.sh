@@ -45,7 +45,7 @@ store_only_conf() { printf '[store]\nurl = %s\n' "$T/store" >"$T/snap.conf"; }
 
 rows() { q -d "$DB" -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM t"; }
 damage() { q -d "$DB" -c "DELETE FROM t WHERE id = 2; INSERT INTO t VALUES (42)"; }
-snapshots() { "$SNAP" list --json | grep -c '^    "name"' || true; }
+snapshots() { "$SNAP" list --json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["snapshots"]))'; }
 
 test_recipes_parse_and_carry_the_fields() {
     expect_rc 0 python3 "$PY" check "$R"
@@ -63,7 +63,7 @@ test_k8s_job_and_its_retry() {
     expect_out "stage=pre-release"
     # A retried pod keeps the snapshot and succeeds.
     expect_rc 0 python3 "$PY" k8s "$R/k8s-job.yaml" snap-before-release
-    expect_out "is there already (a retry): keeping it"
+    expect_out "exists with the same sources; nothing was captured"
     [ "$(snapshots)" = 1 ] || fail "the retry made another snapshot"
     damage
     expect_rc 0 "$REVERT" pre-v42 --yes
@@ -76,7 +76,7 @@ test_helm_pre_upgrade_hook() {
     expect_rc 0 "$SNAP" show pre-upgrade-r7
     expect_out "app=myapp"
     expect_rc 0 python3 "$PY" k8s "$R/helm-pre-upgrade.yaml" myapp-snap-pre-upgrade
-    expect_out "keeping it"
+    expect_out "exists with the same sources; nothing was captured"
     [ "$(snapshots)" = 1 ] || fail "the retry made another snapshot"
 }
 
@@ -111,7 +111,7 @@ test_github_actions_job() {
     q -d "$DB" -c "SELECT 1 FROM information_schema.columns WHERE table_name = 't' AND column_name = 'broken'" | grep -q 1 &&
         fail "the migration's column survived the revert"
     expect_rc 1 python3 "$PY" github "$R/github-actions.yml" c0ffee
-    expect_out "is there already (a re-run): keeping it"
+    expect_out "exists with the same sources; nothing was captured"
     [ "$(rows)" = "1,2,3" ] || fail "rows after the re-run: $(rows)"
     MIGRATION_OK=1 expect_rc 0 python3 "$PY" github "$R/github-actions.yml" beef01
     ! grep -q "step: revert" "$T/out" || fail "the revert step ran after a success"
@@ -126,7 +126,7 @@ test_gitlab_ci_job() {
     [ "$(rows)" = "1,2,3" ] || fail "rows after the failed job: $(rows)"
     expect_rc 0 "$SNAP" show pre-migrate-c0ffee
     expect_rc 1 python3 "$PY" gitlab "$R/gitlab-ci.yml" c0ffee
-    expect_out "is there already (a retry)"
+    expect_out "exists with the same sources; nothing was captured"
     [ "$(rows)" = "1,2,3" ] || fail "rows after the retried job: $(rows)"
     MIGRATION_OK=1 expect_rc 0 python3 "$PY" gitlab "$R/gitlab-ci.yml" beef01
     [ "$(rows)" = "1,2,3,99" ] || fail "rows after the successful migration: $(rows)"
@@ -138,7 +138,7 @@ test_systemd_nightly() {
     expect_rc 0 "$SNAP" show "nightly-$(date -u +%Y%m%d)"
     expect_out "schedule=nightly"
     expect_rc 0 python3 "$PY" systemd "$R/snap-nightly.service"
-    expect_out "is there already"
+    expect_out "exists with the same sources; nothing was captured"
     [ "$(snapshots)" = 1 ] || fail "a second run the same day made another snapshot"
 }
 
