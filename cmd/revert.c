@@ -29,7 +29,8 @@ static const opt_def options[] = {
     {"allow-external-symlinks", 0, NULL, NULL, "files: restore symlinks that point outside the target", "revert"},
     {"allow-special-files", 0, NULL, NULL,
      "files: restore device nodes, FIFOs and set-id files from a snapshot that is not authenticated", "revert"},
-    {"recover", 0, NULL, NULL, "finish or roll back a revert that was interrupted", "recover"},
+    {"lock-wait", 0, "DURATION", NULL, "wait up to DURATION for a target another revert holds (default: fail at once)", NULL},
+    {"recover", 0, NULL, NULL, "finish or roll back a revert that was interrupted, here or on another runner", "recover"},
     {"help", 'h', NULL, NULL, "show this help", NULL},
     {"version", 'V', NULL, NULL, "show the version", NULL},
     {NULL, 0, NULL, NULL, NULL, NULL},
@@ -38,8 +39,8 @@ static const opt_def options[] = {
 /* The two modes, as `revert --help` and `revert [--recover] --help` show them. */
 static const char usage_revert[] =
     "revert NAME [--only COMPONENT]... [--to TARGET] [--dry-run] [--yes] [--no-safety-snapshot]\n"
-    "                   [--drop-old] [--json] [--store URL] [--config FILE]";
-static const char usage_recover[] = "revert --recover [--store URL]";
+    "                   [--drop-old] [--lock-wait DURATION] [--json] [--store URL] [--config FILE]";
+static const char usage_recover[] = "revert --recover [--lock-wait DURATION] [--store URL]";
 static const char exit_codes[] =
     "Exit codes: 0 reverted, 2 usage or the prompt declined, 3 not found, 4 conflict,\n"
     "5 verification failed (nothing changed), 6 unreachable or denied, 7 cut-over failed and rolled back,\n"
@@ -170,7 +171,8 @@ static void pass_engine_options(cli *c)
 {
     static const struct {
         const char *flag, *key, *origin;
-    } valued[] = {{"mode", "mode", "flag --mode"}, {"images-lock", "images_lock", "flag --images-lock"}},
+    } valued[] = {{"mode", "mode", "flag --mode"}, {"images-lock", "images_lock", "flag --images-lock"},
+                 {"lock-wait", "lock_wait", "flag --lock-wait"}},
       flags[] = {{"pin", "pin", "flag --pin"},
                  {"require-images", "require_images", "flag --require-images"},
                  {"allow-external-symlinks", "allow_external_symlinks", "flag --allow-external-symlinks"},

@@ -65,6 +65,17 @@ snap_rc state_subdir(const cfg *c, const char *sub, char **out, snap_err *err)
     return rc;
 }
 
+/* What the holder wrote into a lock file (revert id, host, since when), printable only. */
+static void holder_note(int fd, char *out, size_t cap)
+{
+    ssize_t n = pread(fd, out, cap - 1, 0);
+
+    out[n > 0 ? n : 0] = '\0';
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+}
+
 snap_rc state_lock(const cfg *c, const char *key, bool shared, int *fd, snap_err *err)
 {
     char *dir, *path, hex[65];
@@ -84,17 +95,36 @@ snap_rc state_lock(const cfg *c, const char *key, bool shared, int *fd, snap_err
     if (*fd < 0) {
         rc = err_sys(err, SNAP_EFAIL, "cannot open lock %s", path);
     } else if (flock(*fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+        int e = errno;
+        char note[256];
+        holder_note(*fd, note, sizeof note);
         if (shared) {
-            rc = err_set(err, SNAP_ECONFLICT, errno, "a revert of %s is running", key);
+            rc = err_set(err, SNAP_ECONFLICT, e, "a revert of %s is running%s%s", key, note[0] ? ": " : "", note);
             err_hint(err, "snap it again when the revert has finished; nothing was captured");
+        } else if (note[0] != '\0') {
+            rc = err_set(err, SNAP_ECONFLICT, e, "target %s is locked by %s", key, note);
+            err_hint(err, "wait for it to finish (--lock-wait DURATION waits), then run the command again");
         } else {
-            rc = err_set(err, SNAP_ECONFLICT, errno, "another revert of %s is running (or a snap of it)", key);
-            err_hint(err, "wait for it to finish, then run the command again");
+            rc = err_set(err, SNAP_ECONFLICT, e, "another revert of %s is running (or a snap of it)", key);
+            err_hint(err, "wait for it to finish (--lock-wait DURATION waits), then run the command again");
         }
+        err_kind(err, "locked");
         close(*fd);
         *fd = -1;
     }
     free(path);
     free(dir);
     return rc;
+}
+
+char *state_host(const cfg *c)
+{
+    const char *v = NULL;
+    char host[256] = "";
+    snap_err e;
+
+    if (cfg_str(c, "revert", "host", &v, &e) == SNAP_OK && v != NULL && v[0] != '\0')
+        return xstrdup(v);
+    gethostname(host, sizeof host - 1);
+    return xstrdup(host);
 }
