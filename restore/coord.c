@@ -180,6 +180,48 @@ snap_rc coord_exists(rst_coord *co, const char *revert_id, bool *found, snap_err
     return rc;
 }
 
+snap_rc coord_record_recovery(rst_coord *co, const char *revert_id, const json_t *entry, snap_err *err)
+{
+    json_t *rec = json_deep_copy(entry);
+    char now[32];
+    snap_rc rc;
+
+    util_iso8601(time(NULL), now);
+    json_object_set_new(rec, "recovered_by", json_string(co->host));
+    json_object_set_new(rec, "recovered", json_string(now));
+    auth_sign(co->keys, rec);
+    rc = cat_record_revert(co->store, revert_id, rec, err);
+    json_decref(rec);
+    return rc;
+}
+
+snap_rc coord_recovered_elsewhere(rst_coord *co, const char *revert_id, bool *yes, char **by, snap_err *err)
+{
+    char *key = xasprintf("reverts/%s.json", revert_id), *buf = NULL;
+    char key_id[AUTH_KEY_ID_LEN + 1];
+    size_t len = 0;
+    json_t *doc;
+    snap_rc rc = stg_get(co->store, key, COORD_MAX, &buf, &len, err);
+
+    *yes = false;
+    *by = NULL;
+    free(key);
+    if (rc == SNAP_ENOTFOUND)
+        return SNAP_OK;
+    if (rc != SNAP_OK)
+        return rc;
+    doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+    free(buf);
+    /* only a record a key of this host signed: a store writer cannot make a runner drop its journal */
+    if (json_is_object(doc) && json_is_string(json_object_get(doc, "recovered_by")) &&
+        auth_verify(co->keys, doc, key_id) == AUTH_OK) {
+        *yes = true;
+        *by = xstrdup(json_string_value(json_object_get(doc, "recovered_by")));
+    }
+    json_decref(doc);
+    return SNAP_OK;
+}
+
 /* ---- reading them back ---- */
 
 typedef struct listing {

@@ -30,6 +30,11 @@ void coord_lease_start(rst_coord *co);
 void coord_remove(rst_coord *co, const char *revert_id);
 /* Whether the store still holds the journal of revert_id. */
 snap_rc coord_exists(rst_coord *co, const char *revert_id, bool *found, snap_err *err);
+/* Records in the store (reverts/<revert_id>.json, create-only, signed) that this runner
+ * recovered a revert another one started: entry says how it ended. */
+snap_rc coord_record_recovery(rst_coord *co, const char *revert_id, const json_t *entry, snap_err *err);
+/* Whether an authenticated record says another runner recovered revert_id. */
+snap_rc coord_recovered_elsewhere(rst_coord *co, const char *revert_id, bool *yes, char **by, snap_err *err);
 
 /* One store journal as read back: the document, whether a key of this host authenticates
  * it, and how long ago (by the store's clock) it was last written. */

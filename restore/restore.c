@@ -1500,12 +1500,17 @@ static snap_rc recover_one(recovery *r, const char *path, int fd, bool adopted, 
     if (rc == SNAP_OK && r->co != NULL && (adopted || json_is_true(json_object_get(doc, "store_journal")))) {
         /* Another runner may have finished it: while this one waited for the locks, or
          * (a journal of this runner's own) while this runner was gone. */
-        bool found = true;
-        rc = coord_exists(r->co, json_string_value(json_object_get(doc, "revert_id")), &found, err);
-        if (rc == SNAP_OK && !found) {
-            log_info(ctx, "revert %s of %s: finished by another runner (its store journal is gone)",
-                     json_string_value(json_object_get(doc, "revert_id")),
-                     json_string_value(json_object_get(doc, "snapshot")));
+        char *by = NULL;
+        bool found = true, elsewhere = false;
+        const char *id = json_string_value(json_object_get(doc, "revert_id"));
+        if (adopted)
+            rc = coord_exists(r->co, id, &found, err);
+        else
+            rc = coord_recovered_elsewhere(r->co, id, &elsewhere, &by, err);
+        if (rc == SNAP_OK && (!found || elsewhere)) {
+            log_info(ctx, "revert %s of %s: finished by another runner%s%s", id,
+                     json_string_value(json_object_get(doc, "snapshot")), by ? ", " : "", by ? by : "");
+            free(by);
             json_array_append_new(report, json_pack("{s:O, s:O, s:s, s:b}", "revert_id",
                                                     json_object_get(doc, "revert_id"), "snapshot",
                                                     json_object_get(doc, "snapshot"), "outcome", "finished-elsewhere",
@@ -1562,6 +1567,12 @@ static snap_rc recover_one(recovery *r, const char *path, int fd, bool adopted, 
                                             json_object_get(doc, "revert_id"), "snapshot",
                                             json_object_get(doc, "snapshot"), "outcome", outcome, "host",
                                             json_object_get(doc, "host"), "from_store", adopted));
+    if (adopted && r->co != NULL) {
+        snap_err e;
+        if (coord_record_recovery(r->co, json_string_value(json_object_get(doc, "revert_id")),
+                                  json_array_get(report, json_array_size(report) - 1), &e) != SNAP_OK)
+            log_warn(ctx, "could not record the recovery in the store: %s", e.msg);
+    }
     log_info(ctx, "revert %s of %s: %s", json_string_value(json_object_get(doc, "revert_id")),
              json_string_value(json_object_get(doc, "snapshot")), outcome);
     journal_remove(j);
