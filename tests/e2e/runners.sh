@@ -228,6 +228,23 @@ test_pg_concurrent_reverts_one_proceeds_lock_wait_follows() {
     [ -z "$(dbs_like "${db}__revert_")" ] || fail "staging left"
 }
 
+test_lease_is_renewed_while_a_long_revert_runs() {
+    setup lease pg
+    pg_prepare
+    SNAP_FAILPOINT=stage-end:pause=9 A "$REVERT" p1 --yes --no-safety-snapshot >"$T/a.out" 2>"$T/a.err" &
+    apid=$!
+    wait_pg_lock
+    sleep 6 # three leases: only renewals keep it claimed
+    expect_rc 4 B "$REVERT" --recover --json
+    expect_err "still running"
+    grep -q '"outcome": "running"' "$T/out" || fail "the journal is not reported as running"
+    [ -n "$(dbs_like "${db}__revert_")" ] || fail "B removed the staging of a running revert"
+    wait "$apid" || fail "A failed: $(cat "$T/a.err")"
+    capture_state "$db" final
+    same_state point final
+    [ "$(store_journals)" = 0 ] || fail "the store journal is left"
+}
+
 test_mysql_concurrent_reverts_one_proceeds_lock_wait_follows() {
     setup myc mysql
     my_prepare
