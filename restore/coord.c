@@ -20,6 +20,7 @@
 #include "coord.h"
 
 #define COORD_PREFIX "journal/"
+#define KEPT_PREFIX "kept/"
 #define COORD_MAX (16u << 20)
 
 struct rst_coord {
@@ -225,6 +226,7 @@ snap_rc coord_recovered_elsewhere(rst_coord *co, const char *revert_id, bool *ye
 /* ---- reading them back ---- */
 
 typedef struct listing {
+    const char *prefix;
     util_strv keys;
     time_t *mtimes;
     const char *probe;
@@ -235,12 +237,15 @@ typedef struct listing {
 static bool collect(const stg_entry *e, void *arg)
 {
     listing *l = arg;
-    const char *name = e->key + strlen(COORD_PREFIX);
-    size_t n = strlen(name);
+    const char *name = e->key + strlen(l->prefix);
+    size_t n;
 
     if (l->probe != NULL && strcmp(e->key, l->probe) == 0)
         l->probe_mtime = e->mtime;
-    if (strncmp(e->key, COORD_PREFIX, strlen(COORD_PREFIX)) != 0 || name[0] == '.' || strchr(name, '/') != NULL ||
+    if (strncmp(e->key, l->prefix, strlen(l->prefix)) != 0)
+        return true;
+    n = strlen(name);
+    if (name[0] == '.' || strchr(name, '/') != NULL ||
         n < 6 || strcmp(name + n - 5, ".json") != 0)
         return true;
     util_strv_push(&l->keys, xstrdup(e->key));
@@ -257,12 +262,12 @@ static snap_rc list_journals(rst_coord *co, listing *l, time_t *now, snap_err *e
     snap_rc rc;
 
     cat_new_id(id);
-    probe = xasprintf(COORD_PREFIX ".clock/%s", id);
+    probe = xasprintf("%s.clock/%s", l->prefix, id);
     rc = stg_put(co->store, probe, "{}\n", 3, 0, err);
     l->probe = rc == SNAP_OK ? probe : NULL;
     if (rc != SNAP_OK)
         log_warn(co->ctx, "could not read the store's clock (%s); using this host's", err->msg);
-    rc = stg_list(co->store, COORD_PREFIX, collect, l, err);
+    rc = stg_list(co->store, l->prefix, collect, l, err);
     if (l->probe != NULL) {
         snap_err e;
         stg_delete(co->store, probe, &e);
@@ -300,9 +305,9 @@ static void read_one(rst_coord *co, const char *key, coord_journal *cj)
         cj->lease = json_integer_value(lease);
 }
 
-snap_rc coord_each(rst_coord *co, coord_fn fn, void *arg, snap_err *err)
+static snap_rc each_under(rst_coord *co, const char *prefix, coord_fn fn, void *arg, snap_err *err)
 {
-    listing l = {{0}, NULL, NULL, 0};
+    listing l = {prefix, {0}, NULL, NULL, 0};
     time_t now;
     snap_rc rc = list_journals(co, &l, &now, err);
 
@@ -317,5 +322,41 @@ snap_rc coord_each(rst_coord *co, coord_fn fn, void *arg, snap_err *err)
     }
     util_strv_free(&l.keys);
     free(l.mtimes);
+    return rc;
+}
+
+snap_rc coord_each(rst_coord *co, coord_fn fn, void *arg, snap_err *err)
+{
+    return each_under(co, COORD_PREFIX, fn, arg, err);
+}
+
+snap_rc coord_each_kept(rst_coord *co, coord_fn fn, void *arg, snap_err *err)
+{
+    return each_under(co, KEPT_PREFIX, fn, arg, err);
+}
+
+snap_rc coord_kept_save(rst_coord *co, const char *revert_id, const json_t *doc, snap_err *err)
+{
+    json_t *copy = json_deep_copy(doc);
+    char now[32], *text, *key = xasprintf(KEPT_PREFIX "%s.json", revert_id);
+    snap_rc rc;
+
+    util_iso8601(time(NULL), now);
+    json_object_set_new(copy, "kept", json_pack("{s:s, s:s}", "host", co->host, "since", now));
+    auth_sign(co->keys, copy);
+    text = json_dumps(copy, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(copy);
+    rc = stg_put(co->store, key, text, strlen(text), 0, err);
+    free(text);
+    free(key);
+    return rc;
+}
+
+snap_rc coord_kept_delete(rst_coord *co, const char *revert_id, snap_err *err)
+{
+    char *key = xasprintf(KEPT_PREFIX "%s.json", revert_id);
+    snap_rc rc = stg_delete(co->store, key, err);
+
+    free(key);
     return rc;
 }

@@ -52,4 +52,10 @@ typedef snap_rc (*coord_fn)(const coord_journal *cj, void *arg, snap_err *err);
 /* Calls fn for every store journal; stops when fn does not return SNAP_OK. */
 snap_rc coord_each(rst_coord *co, coord_fn fn, void *arg, snap_err *err);
 
+/* The displaced state a finished revert kept: kept/<revert_id>.json, signed like a journal
+ * (doc is its journal), listed by coord_each_kept, removed by coord_kept_delete. */
+snap_rc coord_kept_save(rst_coord *co, const char *revert_id, const json_t *doc, snap_err *err);
+snap_rc coord_each_kept(rst_coord *co, coord_fn fn, void *arg, snap_err *err);
+snap_rc coord_kept_delete(rst_coord *co, const char *revert_id, snap_err *err);
+
 #endif

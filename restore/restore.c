@@ -1032,6 +1032,34 @@ static snap_rc cutover_all(journal *j, json_t *result, snap_err *err)
     return SNAP_OK;
 }
 
+/* Drops the displaced state a record (a journal document, checked) names; false when some
+ * of it could not be dropped. */
+static bool drop_displaced(snap_ctx *ctx, stg *store, json_t *doc, const drv_set *extra)
+{
+    journal j = {.fd = -1, .doc = doc};
+    bool ok = true;
+    json_t *tj;
+    snap_err err;
+    size_t i;
+
+    json_array_foreach(json_object_get(doc, "targets"), i, tj) {
+        const rst_driver *drv = driver_in(extra, json_string_value(json_object_get(tj, "type")));
+        if (drv == NULL)
+            continue;
+        rst_target *t = target_new(&j, ctx, store, drv, json_string_value(json_object_get(tj, "component")));
+        json_decref(t->state);
+        t->state = json_incref(json_object_get(tj, "state"));
+        if (drv->finish(t, true, &err) != SNAP_OK) {
+            log_warn(ctx, "could not drop the displaced state of %s: %s", t->name, err.msg);
+            ok = false;
+        }
+    }
+    for (size_t k = 0; k < j.n; k++)
+        target_free(j.targets[k]);
+    free(j.targets);
+    return ok;
+}
+
 /* Drops displaced state older than [revert] keep_old (default 7d) recorded by earlier reverts. */
 static void expire_undo(snap_ctx *ctx, stg *store, const drv_set *extra)
 {
@@ -1051,8 +1079,7 @@ static void expire_undo(snap_ctx *ctx, stg *store, const drv_set *extra)
     while (d != NULL && (de = readdir(d)) != NULL) {
         char *path;
         struct stat st;
-        json_t *doc, *tj;
-        size_t i;
+        json_t *doc;
 
         if (de->d_name[0] == '.')
             continue;
@@ -1079,27 +1106,14 @@ static void expire_undo(snap_ctx *ctx, stg *store, const drv_set *extra)
                 continue;
             }
         }
-        journal j = {.fd = -1, .doc = doc};
-        bool ok = true;
-        json_array_foreach(json_object_get(doc, "targets"), i, tj) {
-            const rst_driver *drv = driver_in(extra, json_string_value(json_object_get(tj, "type")));
-            if (drv == NULL)
-                continue;
-            rst_target *t = target_new(&j, ctx, store, drv, json_string_value(json_object_get(tj, "component")));
-            json_decref(t->state);
-            t->state = json_incref(json_object_get(tj, "state"));
-            if (drv->finish(t, true, &err) != SNAP_OK) {
-                log_warn(ctx, "could not drop the displaced state of %s: %s", t->name, err.msg);
-                ok = false;
-            }
-        }
-        if (ok) {
+        if (drop_displaced(ctx, store, doc, extra)) {
+            char *kept = xasprintf("kept/%s", de->d_name);
             log_debug(ctx, "dropped displaced state of revert %s (older than keep_old)", de->d_name);
             unlink(path);
+            if (store != NULL)
+                (void)stg_delete(store, kept, &err); /* its record in the store goes too */
+            free(kept);
         }
-        for (size_t k = 0; k < j.n; k++)
-            target_free(j.targets[k]);
-        free(j.targets);
         json_decref(doc);
         free(path);
     }
@@ -1120,6 +1134,12 @@ static snap_rc keep_undo(journal *j, snap_err *err)
     rc = write_json_file(path, j->doc, err);
     free(path);
     free(dir);
+    if (rc == SNAP_OK && j->co != NULL) {
+        /* in the store too, so that any runner lists it and can drop it */
+        snap_err e;
+        if (coord_kept_save(j->co, id, j->doc, &e) != SNAP_OK && j->n > 0)
+            log_warn(j->targets[0]->ctx, "could not record the displaced state in the store: %s", e.msg);
+    }
     return rc;
 }
 
@@ -1784,4 +1804,112 @@ snap_rc rst_recover_int(snap_ctx *ctx, stg *store, const rst_driver *const *extr
     const drv_set set = {extra, nextra};
 
     return recover(ctx, store, &set, result, err);
+}
+
+/* ---- kept state ------------------------------------------------------------------- */
+
+typedef struct kept_walk {
+    snap_ctx *ctx;
+    stg *store;
+    bool drop;
+    int64_t older_than;
+    char *host;
+    json_t *list;
+    size_t failed;
+} kept_walk;
+
+/* What each target of a record displaced: a database, a schema, directories. */
+static json_t *kept_targets(const json_t *doc)
+{
+    json_t *out = json_array(), *tj, *r;
+    size_t i, k;
+
+    json_array_foreach(json_object_get(doc, "targets"), i, tj) {
+        json_t *st = json_object_get(tj, "state"), *names = json_array();
+        const char *one = json_string_value(json_object_get(st, "displaced"));
+        if (one == NULL)
+            one = json_string_value(json_object_get(st, "old"));
+        if (one != NULL)
+            json_array_append_new(names, json_string(one));
+        json_array_foreach(json_object_get(st, "roots"), k, r)
+            if (json_is_string(json_object_get(r, "displaced")))
+                json_array_append(names, json_object_get(r, "displaced"));
+        json_array_append_new(out, json_pack("{s:O?, s:O?, s:o}", "component", json_object_get(tj, "component"),
+                                             "type", json_object_get(tj, "type"), "displaced", names));
+    }
+    return out;
+}
+
+static snap_rc kept_one(const coord_journal *cj, void *arg, snap_err *err)
+{
+    kept_walk *w = arg;
+    const drv_set none = {NULL, 0};
+    char why[300];
+    const char *id, *host;
+    json_t *e;
+
+    (void)err;
+    if (cj->doc == NULL || !journal_valid(cj->doc, &none, why, sizeof why)) {
+        log_warn(w->ctx, "record %s of displaced state is damaged; left alone", cj->key);
+        return SNAP_OK;
+    }
+    id = json_string_value(json_object_get(cj->doc, "revert_id"));
+    host = json_string_value(json_object_get(cj->doc, "host"));
+    e = json_pack("{s:s, s:O, s:s?, s:I, s:b, s:o, s:n}", "revert_id", id, "snapshot",
+                  json_object_get(cj->doc, "snapshot"), "host", host, "age", (json_int_t)cj->age, "authenticated",
+                  cj->auth == AUTH_OK, "targets", kept_targets(cj->doc), "size");
+    json_array_append_new(w->list, e);
+    if (!w->drop || cj->age < w->older_than)
+        return SNAP_OK;
+    if (cj->auth != AUTH_OK) {
+        log_warn(w->ctx, "revert %s: its record of displaced state is not authenticated (%s); nothing dropped", id,
+                 auth_status_text(cj->auth));
+        w->failed++;
+    } else if (host_bound(cj->doc) && (host == NULL || strcmp(host, w->host) != 0)) {
+        log_warn(w->ctx, "revert %s kept files or images state on host %s: drop it there", id, host ? host : "?");
+        w->failed++;
+    } else if (drop_displaced(w->ctx, w->store, cj->doc, &none)) {
+        snap_err de;
+        char *dir = NULL;
+        if (state_subdir(w->ctx->cfg, "undo", &dir, &de) == SNAP_OK) {
+            char *path = xasprintf("%s/%s.json", dir, id);
+            unlink(path);
+            free(path);
+        }
+        free(dir);
+        if (stg_delete(w->store, cj->key, &de) != SNAP_OK)
+            log_warn(w->ctx, "could not remove %s: %s", cj->key, de.msg);
+        json_object_set_new(e, "dropped", json_true());
+        log_info(w->ctx, "dropped the displaced state of revert %s", id);
+        return SNAP_OK;
+    } else {
+        w->failed++;
+    }
+    json_object_set_new(e, "dropped", json_false());
+    return SNAP_OK;
+}
+
+snap_rc rst_kept(snap_ctx *ctx, stg *store, bool drop, int64_t older_than, json_t **result, snap_err *err)
+{
+    kept_walk w = {ctx, store, drop, older_than, state_host(ctx->cfg), json_array(), 0};
+    rst_opts o;
+    rst_coord *co = NULL;
+    snap_rc rc = rst_opts_parse(ctx->cfg, &o, err);
+
+    *result = json_pack("{s:o}", "kept", w.list);
+    if (rc == SNAP_OK && w.older_than < 0)
+        w.older_than = o.keep_old;
+    if (rc == SNAP_OK)
+        rc = coord_new(ctx, store, w.host, o.lease, &co, err);
+    if (rc == SNAP_OK)
+        rc = coord_each_kept(co, kept_one, &w, err);
+    coord_free(co);
+    free(w.host);
+    if (rc == SNAP_OK && w.failed > 0) {
+        err_set(err, SNAP_EFAIL, 0, "%zu record%s of displaced state could not be dropped", w.failed,
+                w.failed == 1 ? "" : "s");
+        err_hint(err, "the warnings above say why; what could not be dropped is left as it was");
+        rc = SNAP_EFAIL;
+    }
+    return rc;
 }

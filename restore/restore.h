@@ -35,6 +35,15 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
 /* Completes or rolls back every abandoned journal and removes staging leftovers. */
 snap_rc rst_recover(snap_ctx *ctx, stg *store, json_t **result, snap_err *err);
 
+/*
+ * The displaced state that finished reverts kept (recorded in the store by every runner):
+ * {"kept": [{revert_id, snapshot, host, age, authenticated, targets: [{component, type,
+ * displaced: [...]}]}]}. With drop, removes what is at least older_than seconds old
+ * (negative: [revert] keep_old), from authenticated records only, and not files or images
+ * state of another host; each entry then says "dropped".
+ */
+snap_rc rst_kept(snap_ctx *ctx, stg *store, bool drop, int64_t older_than, json_t **result, snap_err *err);
+
 /* What a target driver gets: one component being reverted onto its live target. */
 typedef struct rst_target rst_target;
 

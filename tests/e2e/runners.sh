@@ -122,7 +122,13 @@ test_pg_runner_killed_at_each_fail_point_is_finished_by_another() {
         same_state "$want" recovered
         [ -z "$(dbs_like "${db}__revert_")" ] || fail "$fp: staging left: $(dbs_like "${db}__revert_")"
         if [ "$want" = point ]; then
-            [ -n "$(dbs_like "${db}__pre_revert_")" ] || fail "$fp: the displaced database is not kept"
+            old=$(dbs_like "${db}__pre_revert_")
+            [ -n "$old" ] || fail "$fp: the displaced database is not kept"
+            # the kept state is in the store: any runner lists it
+            expect_rc 0 B "$REVERT" --kept --json
+            grep -qF "\"$old\"" "$T/out" || { cat "$T/out" >&2; fail "$fp: --kept does not list $old"; }
+            expect_rc 0 A "$REVERT" --drop-kept --older-than 0s
+            [ -z "$(dbs_like "${db}__pre_revert_")" ] || fail "$fp: --drop-kept left $old"
         fi
         [ -z "$(ls "$T/b/journal/" | grep json)" ] || fail "$fp: B kept a journal"
     done
@@ -152,6 +158,38 @@ test_mysql_runner_killed_at_each_fail_point_is_finished_by_another() {
             [ -n "$(my_like | grep __pre_revert_)" ] || fail "$fp: the displaced schema is not kept"
         fi
     done
+}
+
+test_kept_state_is_listed_and_dropped_from_any_runner() {
+    setup kept pg
+    pg_prepare
+    expect_rc 0 A "$REVERT" p1 --yes --no-safety-snapshot
+    old=$(dbs_like "${db}__pre_revert_")
+    [ -n "$old" ] || fail "no displaced database"
+    expect_rc 0 B "$REVERT" --kept --json
+    python3 - "$T/out" "$old" <<'PY' || fail "--kept does not describe the displaced database"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+[k] = doc["kept"]
+assert k["snapshot"] == "p1" and k["host"] == "runner-a" and k["authenticated"], k
+assert k["targets"][0]["displaced"] == [sys.argv[2]], k
+assert 0 <= k["age"] < 600, k
+PY
+    expect_rc 0 B "$REVERT" --drop-kept --older-than 1h
+    [ -n "$(dbs_like "${db}__pre_revert_")" ] || fail "--drop-kept --older-than 1h dropped young state"
+    # a record planted by a store writer drops nothing: it is not authenticated
+    key=$(awsc s3 ls "s3://$RGW_BUCKET/$PREFIX/kept/" | awk '/\.json$/ {print $4}')
+    awsc s3 cp --quiet "s3://$RGW_BUCKET/$PREFIX/kept/$key" "$T/k.json"
+    sed -i "s/__pre_revert_/__other_/g" "$T/k.json"
+    awsc s3 cp --quiet "$T/k.json" "s3://$RGW_BUCKET/$PREFIX/kept/x${key}"
+    q -d postgres -c "CREATE DATABASE \"$(echo "$old" | sed 's/__pre_revert_/__other_/')\""
+    expect_rc 1 B "$REVERT" --drop-kept --older-than 0s
+    expect_err "not authenticated"
+    [ -n "$(dbs_like "${db}__other_")" ] || fail "a planted record dropped a database"
+    [ -z "$(dbs_like "${db}__pre_revert_")" ] || fail "the authenticated record was not dropped"
+    awsc s3 rm --quiet "s3://$RGW_BUCKET/$PREFIX/kept/x${key}"
+    expect_rc 0 B "$REVERT" --kept --json
+    grep -q '"kept": \[\]' "$T/out" || { cat "$T/out" >&2; fail "--kept still lists dropped state"; }
 }
 
 test_unauthenticated_store_journal_is_refused() {
