@@ -1491,6 +1491,38 @@ static snap_rc lock_for_recovery(journal *j, snap_err *err)
     return rc;
 }
 
+/*
+ * Whether another runner finished the revert of j: while this one waited for the locks
+ * (an adopted journal that left the store), or, for a journal of this runner's own, while
+ * this runner was gone (an authenticated record says who recovered it). Then the local
+ * journal is removed and the report says so.
+ */
+static bool finished_elsewhere(recovery *r, journal *j, bool adopted, snap_rc *rc, snap_err *err)
+{
+    const json_t *doc = j->doc;
+    const char *id = json_string_value(json_object_get(doc, "revert_id"));
+    bool found = true, elsewhere = false;
+    char *by = NULL;
+
+    if (r->co == NULL || !(adopted || json_is_true(json_object_get(doc, "store_journal"))))
+        return false;
+    if (adopted)
+        *rc = coord_exists(r->co, id, &found, err);
+    else
+        *rc = coord_recovered_elsewhere(r->co, id, &elsewhere, &by, err);
+    if (*rc != SNAP_OK || (found && !elsewhere))
+        return false;
+    log_info(r->ctx, "revert %s of %s: finished by another runner%s%s", id,
+             json_string_value(json_object_get(doc, "snapshot")), by ? ", " : "", by ? by : "");
+    free(by);
+    json_array_append_new(r->report, json_pack("{s:O, s:O, s:s, s:b}", "revert_id", json_object_get(doc, "revert_id"),
+                                               "snapshot", json_object_get(doc, "snapshot"), "outcome",
+                                               "finished-elsewhere", "from_store", adopted));
+    j->co = NULL; /* the store's copy is gone already, or another runner's to keep */
+    journal_remove(j);
+    return true;
+}
+
 static snap_rc recover_one(recovery *r, const char *path, int fd, bool adopted, snap_err *err)
 {
     snap_ctx *ctx = r->ctx;
@@ -1517,29 +1549,8 @@ static snap_rc recover_one(recovery *r, const char *path, int fd, bool adopted, 
     rc = journal_targets(j, ctx, store, err);
     if (rc == SNAP_OK)
         rc = lock_for_recovery(j, err);
-    if (rc == SNAP_OK && r->co != NULL && (adopted || json_is_true(json_object_get(doc, "store_journal")))) {
-        /* Another runner may have finished it: while this one waited for the locks, or
-         * (a journal of this runner's own) while this runner was gone. */
-        char *by = NULL;
-        bool found = true, elsewhere = false;
-        const char *id = json_string_value(json_object_get(doc, "revert_id"));
-        if (adopted)
-            rc = coord_exists(r->co, id, &found, err);
-        else
-            rc = coord_recovered_elsewhere(r->co, id, &elsewhere, &by, err);
-        if (rc == SNAP_OK && (!found || elsewhere)) {
-            log_info(ctx, "revert %s of %s: finished by another runner%s%s", id,
-                     json_string_value(json_object_get(doc, "snapshot")), by ? ", " : "", by ? by : "");
-            free(by);
-            json_array_append_new(report, json_pack("{s:O, s:O, s:s, s:b}", "revert_id",
-                                                    json_object_get(doc, "revert_id"), "snapshot",
-                                                    json_object_get(doc, "snapshot"), "outcome", "finished-elsewhere",
-                                                    "from_store", adopted));
-            j->co = NULL;
-            journal_remove(j);
-            goto out;
-        }
-    }
+    if (rc == SNAP_OK && finished_elsewhere(r, j, adopted, &rc, err))
+        goto out;
     if (rc != SNAP_OK)
         goto out;
     if (phase != NULL && (strcmp(phase, "cutover") == 0 || strcmp(phase, "finish") == 0)) {
