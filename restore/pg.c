@@ -1923,6 +1923,7 @@ static snap_rc pg_lock(rst_target *t, snap_err *err)
         PQclear(res);
         if (got) {
             rst_hold(t, c, pg_unlock);
+            free(who);
             return SNAP_OK;
         }
         free(who);

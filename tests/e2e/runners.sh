@@ -235,6 +235,26 @@ test_files_target_is_recovered_only_on_its_host() {
     [ "$(store_journals)" = 0 ] || fail "the store journal is left"
 }
 
+test_files_target_lock_names_its_holder_and_lock_wait_follows() {
+    setup flock files
+    mkdir -p "$T/conf"
+    echo one >"$T/conf/a.conf"
+    expect_rc 0 A "$SNAP" create f1
+    echo two >"$T/conf/a.conf"
+    SNAP_FAILPOINT=stage-end:pause=4 A "$REVERT" f1 --yes --no-safety-snapshot >"$T/a.out" 2>"$T/a.err" &
+    apid=$!
+    for _ in $(seq 100); do grep -q "pausing" "$T/a.err" && break; sleep 0.1; done
+    # the same host and state directory: the lock file says who holds it
+    expect_rc 4 A "$REVERT" f1 --yes --no-safety-snapshot --json
+    expect_err "is locked by revert"
+    expect_err "on runner-a since"
+    grep -q '"code": "locked"' "$T/out" || fail "the JSON error code is not locked"
+    echo three >"$T/conf/a.conf"
+    expect_rc 0 A "$REVERT" f1 --yes --no-safety-snapshot --lock-wait 30s
+    wait "$apid" || fail "the first revert failed: $(cat "$T/a.err")"
+    [ "$(cat "$T/conf/a.conf")" = one ] || fail "not at the point: $(cat "$T/conf/a.conf")"
+}
+
 # wait_for_lock: until A's revert holds its lock in the server
 wait_pg_lock() {
     for _ in $(seq 100); do
