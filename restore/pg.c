@@ -1906,6 +1906,11 @@ static snap_rc pg_lock(rst_target *t, snap_err *err)
     snprintf(lo, sizeof lo, "%lu", (unsigned long)(key & 0xffffffffu));
     snprintf(big, sizeof big, "%lld", (long long)(int64_t)key); /* held as (classid, objid) = (hi, lo) */
     rc = connect_maintenance(t, &c, err);
+    /* transaction mode may run where no other database can be reached, and it never
+     * renames the live one: the lock is then taken there */
+    if (rc != SNAP_OK && strcmp(*jstr(st, "mode") ? jstr(st, "mode") : rst_options(t)->mode ? rst_options(t)->mode : "",
+                                "transaction") == 0)
+        rc = connect_db(t, live, &c, err);
     if (rc != SNAP_OK)
         return rc;
     app = xasprintf("snap revert %s on %s", rst_revert_id(t), rst_host(t));
