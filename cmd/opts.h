@@ -93,6 +93,7 @@ snap_rc cli_store_url(const cli *c, char **url, snap_err *err);
 #define JSON_FORMAT_REVERT 1
 #define JSON_FORMAT_RECOVER 1
 #define JSON_FORMAT_HISTORY 1
+#define JSON_FORMAT_KEPT 1
 
 /* Prints a JSON document to stdout. */
 void cli_print_json(const json_t *doc);

@@ -36,7 +36,11 @@ static const opt_def options[] = {
     {"allow-special-files", 0, NULL, NULL,
      "files: restore device nodes, FIFOs and set-id files from a snapshot that is not authenticated", "revert"},
     {"events", 0, "FILE", NULL, "write progress events as JSON lines to FILE (- for stderr)", "revert"},
-    {"recover", 0, NULL, NULL, "finish or roll back a revert that was interrupted", "recover"},
+    {"lock-wait", 0, "DURATION", NULL, "wait up to DURATION for a target another revert holds (default: fail at once)", NULL},
+    {"recover", 0, NULL, NULL, "finish or roll back a revert that was interrupted, here or on another runner", "recover"},
+    {"kept", 0, NULL, NULL, "list the displaced state that finished reverts kept, as the store records it", "kept"},
+    {"drop-kept", 0, NULL, NULL, "remove kept displaced state older than --older-than (default: [revert] keep_old)", "kept"},
+    {"older-than", 0, "DURATION", NULL, "with --drop-kept: what is older than DURATION (90m, 12h, 7d)", "kept"},
     {"help", 'h', NULL, NULL, "show this help", NULL},
     {"version", 'V', NULL, NULL, "show the version", NULL},
     {NULL, 0, NULL, NULL, NULL, NULL},
@@ -45,8 +49,10 @@ static const opt_def options[] = {
 /* The two modes, as `revert --help` and `revert [--recover] --help` show them. */
 static const char usage_revert[] =
     "revert NAME [--only COMPONENT]... [--to TARGET] [--dry-run] [--yes] [--no-safety-snapshot]\n"
-    "                   [--drop-old] [--check CMD] [--events FILE] [--json] [--store URL] [--config FILE]";
-static const char usage_recover[] = "revert --recover [--store URL]";
+    "                   [--drop-old] [--check CMD] [--lock-wait DURATION] [--events FILE] [--json] [--store URL]\n"
+    "                   [--config FILE]";
+static const char usage_recover[] = "revert --recover [--lock-wait DURATION] [--store URL]";
+static const char usage_kept[] = "revert (--kept | --drop-kept [--older-than DURATION]) [--json] [--store URL]";
 static const char exit_codes[] =
     "Exit codes: 0 reverted, 2 usage or the prompt declined, 3 not found, 4 conflict,\n"
     "5 verification failed (nothing changed), 6 unreachable or denied, 7 cut-over failed and rolled back,\n"
@@ -57,9 +63,11 @@ static const char exit_codes[] =
 static void print_usage(FILE *f, const char *mode)
 {
     if (mode == NULL)
-        fprintf(f, "usage: %s\n       %s\n", usage_revert, usage_recover);
+        fprintf(f, "usage: %s\n       %s\n       %s\n", usage_revert, usage_recover, usage_kept);
     else
-        fprintf(f, "usage: %s\n", strcmp(mode, "recover") == 0 ? usage_recover : usage_revert);
+        fprintf(f, "usage: %s\n", strcmp(mode, "recover") == 0 ? usage_recover
+                                   : strcmp(mode, "kept") == 0  ? usage_kept
+                                                                : usage_revert);
     fputs(exit_codes, f);
     opts_help(f, options, mode);
 }
@@ -222,6 +230,55 @@ static int run_recover(cli *c, stg *store)
     return code;
 }
 
+/* --kept lists the displaced state the store records; --drop-kept removes what is old enough. */
+static int run_kept(cli *c, stg *store)
+{
+    json_t *res = NULL, *e;
+    snap_err err;
+    int64_t older = -1;
+    const char *v = opts_get(&c->o, "older-than");
+    size_t i;
+    snap_rc rc;
+
+    if (v != NULL && !cfg_parse_duration(v, &older)) {
+        err_set(&err, SNAP_EUSAGE, 0, "--older-than %s is not a duration", v);
+        err_hint(&err, "write it as 90m, 12h, 7d or 2w");
+        return cli_fail(c, &err);
+    }
+    rc = rst_kept(&c->ctx, store, opts_has(&c->o, "drop-kept"), older, &res, &err);
+    if (res != NULL)
+        json_object_set_new(res, "format", json_integer(JSON_FORMAT_KEPT));
+    if (c->ctx.json && res != NULL) {
+        if (rc != SNAP_OK)
+            cli_add_error(res, &err);
+        cli_print_json(res);
+    } else if (res != NULL && c->ctx.verbosity >= 0) {
+        json_array_foreach(json_object_get(res, "kept"), i, e) {
+            json_t *t;
+            size_t k;
+            util_fprintf_esc(stdout, "%s  %s  %s  %lld s%s%s\n", json_string_value(json_object_get(e, "revert_id")),
+                             json_string_value(json_object_get(e, "snapshot")),
+                             json_string_value(json_object_get(e, "host")) ? json_string_value(json_object_get(e, "host")) : "?",
+                             (long long)json_integer_value(json_object_get(e, "age")),
+                             json_is_true(json_object_get(e, "authenticated")) ? "" : "  (not authenticated)",
+                             json_is_true(json_object_get(e, "dropped")) ? "  dropped" : "");
+            json_array_foreach(json_object_get(e, "targets"), k, t) {
+                json_t *d;
+                size_t m;
+                json_array_foreach(json_object_get(t, "displaced"), m, d)
+                    util_fprintf_esc(stdout, "    %s (%s): %s\n", json_string_value(json_object_get(t, "component")),
+                                     json_string_value(json_object_get(t, "type")), json_string_value(d));
+            }
+        }
+    }
+    json_decref(res);
+    if (rc != SNAP_OK) {
+        log_error(&c->ctx, &err);
+        return (int)rc;
+    }
+    return 0;
+}
+
 /* One snapshot name, or none with --recover. */
 static snap_rc check_words(const cli *c, bool recover, snap_err *err)
 {
@@ -244,7 +301,8 @@ static void pass_engine_options(cli *c)
         const char *flag, *key, *origin;
     } valued[] = {{"mode", "mode", "flag --mode"},
                   {"images-lock", "images_lock", "flag --images-lock"},
-                  {"check", "check", "flag --check"}},
+                  {"check", "check", "flag --check"},
+                  {"lock-wait", "lock_wait", "flag --lock-wait"}},
       flags[] = {{"pin", "pin", "flag --pin"},
                  {"require-images", "require_images", "flag --require-images"},
                  {"allow-external-symlinks", "allow_external_symlinks", "flag --allow-external-symlinks"},
@@ -358,7 +416,7 @@ int main(int argc, char **argv)
     stg *store = NULL;
     char *url = NULL;
     int code;
-    bool recover;
+    bool recover, kept;
     snap_rc rc = cli_init(&c, "revert", options, argc, argv, &err);
 
     if (rc != SNAP_OK)
@@ -369,12 +427,16 @@ int main(int argc, char **argv)
         return 0;
     }
     if (opts_has(&c.o, "help")) {
-        print_usage(stdout, opts_has(&c.o, "recover") ? "recover" : c.o.nwords > 0 ? "revert" : NULL);
+        print_usage(stdout, opts_has(&c.o, "recover")                                  ? "recover"
+                            : opts_has(&c.o, "kept") || opts_has(&c.o, "drop-kept") ? "kept"
+                            : c.o.nwords > 0                                        ? "revert"
+                                                                                    : NULL);
         cli_free(&c);
         return 0;
     }
     recover = opts_has(&c.o, "recover");
-    rc = check_words(&c, recover, &err);
+    kept = opts_has(&c.o, "kept") || opts_has(&c.o, "drop-kept");
+    rc = check_words(&c, recover || kept, &err);
     if (rc != SNAP_OK)
         goto fail;
     pass_engine_options(&c);
@@ -397,7 +459,9 @@ int main(int argc, char **argv)
     }
     if (rc != SNAP_OK && !(recover && rc == SNAP_ENOTFOUND))
         goto fail;
-    if (recover) {
+    if (kept) {
+        code = run_kept(&c, store);
+    } else if (recover) {
         code = run_recover(&c, store);
     } else {
         rc = check_to(opts_get(&c.o, "to"), &err);

@@ -67,8 +67,10 @@ snap_rc state_subdir(const cfg *c, const char *sub, char **out, snap_err *err)
     return rc;
 }
 
-/* The holder of a lock, written into its file when taken: "host PID SINCE" on one line. */
-static void holder_write(int fd)
+/* The holder of a lock, written into its file when taken: "pid PID on host HOST since
+ * SINCE" (a revert then writes its id in front, restore.c), or "a snap, pid ..." for a
+ * shared lock; any one of several snaps is named. */
+static void holder_write(int fd, bool shared)
 {
     char host[256] = "", since[32], line[400];
     int n;
@@ -78,37 +80,25 @@ static void holder_write(int fd)
         if (*p <= ' ' || *p > '~')
             *p = '?';
     util_iso8601(time(NULL), since);
-    n = snprintf(line, sizeof line, "%s %d %s\n", host[0] ? host : "?", (int)getpid(), since);
+    n = snprintf(line, sizeof line, "%spid %d on host %s since %s", shared ? "a snap, " : "", (int)getpid(),
+                 host[0] ? host : "?", since);
     if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n)
         return; /* the lock holds without it; only the message loses the holder */
 }
 
-/* ": held by pid PID on host HOST since SINCE", from the lock's file, or "" when unknown.
- * The file is in the trusted state directory; its words are still checked to be plain. */
-static void holder_read(int fd, char *out, size_t n)
+/* What the holder wrote into a lock file (revert id, host, since when), printable only. */
+static void holder_note(int fd, char *out, size_t cap)
 {
-    char buf[400] = "", host[256], since[40];
-    int pid;
-    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+    ssize_t n = pread(fd, out, cap - 1, 0);
 
-    out[0] = '\0';
-    if (got <= 0)
-        return;
-    buf[got] = '\0';
-    if (sscanf(buf, "%255s %d %39s", host, &pid, since) != 3 || pid <= 0)
-        return;
-    for (const char *p = host; *p; p++)
-        if (*p <= ' ' || *p > '~')
-            return;
-    for (const char *p = since; *p; p++)
-        if (!strchr("0123456789-:TZ", *p))
-            return;
-    snprintf(out, n, ": held by pid %d on host %s since %s", pid, host, since);
+    out[n > 0 ? n : 0] = '\0';
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
 }
 
 snap_rc state_lock(const cfg *c, const char *key, bool shared, int *fd, snap_err *err)
 {
-    char who[400];
     char *dir, *path, hex[65];
     util_sha256 *h;
     snap_rc rc;
@@ -127,21 +117,37 @@ snap_rc state_lock(const cfg *c, const char *key, bool shared, int *fd, snap_err
         rc = err_sys(err, SNAP_EFAIL, "cannot open lock %s", path);
     } else if (flock(*fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
         int e = errno;
-        holder_read(*fd, who, sizeof who);
+        char note[256];
+        holder_note(*fd, note, sizeof note);
         if (shared) {
-            rc = err_set(err, SNAP_ECONFLICT, e, "a revert of %s is running%s", key, who);
+            rc = err_set(err, SNAP_ECONFLICT, e, "a revert of %s is running%s%s", key, note[0] ? ": held by " : "", note);
             err_hint(err, "snap it again when the revert has finished; nothing was captured");
+        } else if (note[0] != '\0') {
+            rc = err_set(err, SNAP_ECONFLICT, e, "target %s is locked by %s", key, note);
+            err_hint(err, "wait for it to finish (--lock-wait DURATION waits), then run the command again");
         } else {
-            rc = err_set(err, SNAP_ECONFLICT, e, "another revert of %s is running (or a snap of it)%s", key, who);
-            err_hint(err, "wait for it to finish, then run the command again");
+            rc = err_set(err, SNAP_ECONFLICT, e, "another revert of %s is running (or a snap of it)", key);
+            err_hint(err, "wait for it to finish (--lock-wait DURATION waits), then run the command again");
         }
         err_kind(err, "locked");
         close(*fd);
         *fd = -1;
     } else {
-        holder_write(*fd);
+        holder_write(*fd, shared);
     }
     free(path);
     free(dir);
     return rc;
+}
+
+char *state_host(const cfg *c)
+{
+    const char *v = NULL;
+    char host[256] = "";
+    snap_err e;
+
+    if (cfg_str(c, "revert", "host", &v, &e) == SNAP_OK && v != NULL && v[0] != '\0')
+        return xstrdup(v);
+    gethostname(host, sizeof host - 1);
+    return xstrdup(host);
 }

@@ -25,4 +25,8 @@ snap_rc state_subdir(const cfg *c, const char *sub, char **out, snap_err *err);
  */
 snap_rc state_lock(const cfg *c, const char *key, bool shared, int *fd, snap_err *err);
 
+/* The name of this runner in journals and locks: [revert] host ($SNAP_HOST), else the
+ * host name. Caller frees. */
+char *state_host(const cfg *c);
+
 #endif

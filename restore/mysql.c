@@ -1933,6 +1933,104 @@ static snap_rc my_finish(rst_target *t, bool drop_old, snap_err *err)
     return rc;
 }
 
+/* ---- the lock in the server ---- */
+
+static void my_unlock(void *m)
+{
+    mysql_close(m); /* GET_LOCK's lock ends with its session */
+}
+
+/* The session that holds lock (a quoted literal): its id, client host and how long it has
+ * been idle, which for a lock holder is since it took the lock. */
+static char *my_lock_holder(MYSQL *m, const char *lit)
+{
+    char *sql = xasprintf("SELECT p.ID, p.HOST, p.TIME FROM information_schema.PROCESSLIST p"
+                          " WHERE p.ID = IS_USED_LOCK(%s)", lit);
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    char *who = NULL;
+    snap_err e;
+
+    if (my_query(m, &e, "look up the lock holder", sql, &r) == SNAP_OK && (row = mysql_fetch_row(r)) != NULL &&
+        row[0] != NULL) {
+        char since[32];
+        util_iso8601(time(NULL) - (row[2] ? atol(row[2]) : 0), since);
+        who = xasprintf("session %s from %s (since %s)", row[0], row[1] ? row[1] : "?", since);
+    }
+    if (r != NULL)
+        mysql_free_result(r);
+    free(sql);
+    return who;
+}
+
+/* GET_LOCK on a name derived from the live schema's (server-wide, 64 characters at most),
+ * retried until --lock-wait runs out. */
+static snap_rc my_lock(rst_target *t, snap_err *err)
+{
+    json_t *info = rst_manifest(t) != NULL ? cat_component_info(component(t)) : NULL;
+    const char *live = rst_manifest(t) != NULL ? (rst_to(t) ? rst_to(t) : json_string_value(json_object_get(info, "database")))
+                                               : state_str(rst_state(t), "live");
+    uint64_t until = util_now_ns() + (uint64_t)rst_lock_wait(t) * 1000000000ull;
+    char hex[65], *name, *lit = NULL, *sql = NULL, *who = NULL;
+    util_sha256 *h = util_sha256_new();
+    my_dsn *d = NULL;
+    MYSQL *m = NULL;
+    bool said = false;
+    snap_rc rc;
+
+    if (live == NULL)
+        live = "";
+    util_sha256_update(h, live, strlen(live));
+    util_sha256_final(h, hex);
+    hex[32] = '\0';
+    name = xasprintf("snap-revert:%s", hex);
+    rc = target_dsn(t, &d, err);
+    if (rc == SNAP_OK)
+        rc = my_connect(d, NULL, &m, err);
+    if (rc == SNAP_OK) {
+        lit = my_literal(m, name);
+        sql = xasprintf("SELECT GET_LOCK(%s, 0)", lit);
+    }
+    while (rc == SNAP_OK) {
+        MYSQL_RES *r = NULL;
+        MYSQL_ROW row;
+        bool got = false;
+        rc = my_query(m, err, "take the revert lock", sql, &r);
+        if (rc != SNAP_OK)
+            break;
+        row = mysql_fetch_row(r);
+        got = row != NULL && row[0] != NULL && strcmp(row[0], "1") == 0;
+        mysql_free_result(r);
+        if (got) {
+            rst_hold(t, m, my_unlock);
+            m = NULL;
+            break;
+        }
+        free(who);
+        who = my_lock_holder(m, lit);
+        if (util_now_ns() >= until || ctx_interrupted(rst_ctx(t), NULL)) {
+            rc = err_set(err, SNAP_ECONFLICT, 0, "schema %s is locked by %s", live, who ? who : "another revert");
+            err_hint(err, "another runner is reverting it: wait for it (--lock-wait DURATION waits), then run the "
+                          "command again; nothing was changed");
+            err_kind(err, "locked");
+            break;
+        }
+        if (!said)
+            log_info(rst_ctx(t), "schema %s is locked by %s; waiting up to %lld s", live,
+                     who ? who : "another revert", (long long)rst_lock_wait(t));
+        said = true;
+        usleep(250000);
+    }
+    if (m != NULL)
+        mysql_close(m);
+    my_dsn_free(d);
+    free(who);
+    free(sql);
+    free(lit);
+    free(name);
+    return rc;
+}
+
 const rst_driver rst_mysql_driver = {
     .type = "mysql",
     .plan = my_plan,
@@ -1943,4 +2041,5 @@ const rst_driver rst_mysql_driver = {
     .discard = my_discard,
     .finish = my_finish,
     .check_state = my_check_state,
+    .lock = my_lock,
 };

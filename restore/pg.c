@@ -1843,6 +1843,115 @@ out:
     return rc;
 }
 
+/* ---- the lock in the server ---- */
+
+static void pg_unlock(void *conn)
+{
+    PQfinish(conn); /* the advisory lock ends with its session */
+}
+
+/* Who holds the advisory lock (classid, objid) of this database, as its application_name
+ * says ("snap revert <id> on <host>") and since when its session began. */
+static char *lock_holder(PGconn *c, const char *hi, const char *lo)
+{
+    const char *p[2] = {hi, lo};
+    PGresult *res;
+    char *who = NULL;
+    snap_err e;
+
+    if (pg_query(c, "SELECT a.application_name, coalesce(host(a.client_addr), 'local'),"
+                    " to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+                    " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+                    " AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid"
+                    " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())",
+                 2, p, &res, &e) != SNAP_OK)
+        return NULL;
+    if (PQntuples(res) > 0)
+        who = xasprintf("%s (session from %s, since %s)", *PQgetvalue(res, 0, 0) ? PQgetvalue(res, 0, 0) : "a session",
+                        PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+    PQclear(res);
+    return who;
+}
+
+/*
+ * pg_try_advisory_lock on a key derived from the live database's name, taken in the
+ * maintenance database (advisory locks belong to the database they are taken in; the live
+ * one is renamed and its sessions ended), retried until --lock-wait runs out.
+ */
+static snap_rc pg_lock(rst_target *t, snap_err *err)
+{
+    json_t *st = rst_state(t);
+    const char *live = rst_manifest(t) != NULL ? (rst_to(t) ? rst_to(t) : jstr(info_of(t), "database_name"))
+                                               : jstr(st, "live");
+    char hex[65], hi[16], lo[16], big[24], *app, *lit, *who = NULL;
+    uint64_t until = util_now_ns() + (uint64_t)rst_lock_wait(t) * 1000000000ull, key;
+    util_sha256 *h = util_sha256_new();
+    const char *p[1] = {big};
+    PGconn *c = NULL;
+    PGresult *res;
+    bool said = false;
+    snap_rc rc;
+
+    if (rst_manifest(t) != NULL && json_object_get(st, "live") == NULL) {
+        /* what pg_plan records, so that the maintenance database is another */
+        set_str(st, "live", live);
+        set_str(st, "dsn", cat_component_source(rst_component(t)) ? cat_component_source(rst_component(t)) : "");
+    }
+    util_sha256_update(h, "snap-revert:", 12);
+    util_sha256_update(h, live, strlen(live));
+    util_sha256_final(h, hex);
+    hex[16] = '\0';
+    key = strtoull(hex, NULL, 16);
+    snprintf(hi, sizeof hi, "%lu", (unsigned long)(key >> 32));
+    snprintf(lo, sizeof lo, "%lu", (unsigned long)(key & 0xffffffffu));
+    snprintf(big, sizeof big, "%lld", (long long)(int64_t)key); /* held as (classid, objid) = (hi, lo) */
+    rc = connect_maintenance(t, &c, err);
+    /* transaction mode may run where no other database can be reached, and it never
+     * renames the live one: the lock is then taken there */
+    if (rc != SNAP_OK && strcmp(*jstr(st, "mode") ? jstr(st, "mode") : rst_options(t)->mode ? rst_options(t)->mode : "",
+                                "transaction") == 0)
+        rc = connect_db(t, live, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    app = xasprintf("snap revert %s on %s", rst_revert_id(t), rst_host(t));
+    lit = pg_literal(c, app);
+    free(app);
+    app = xasprintf("SET application_name = %s", lit);
+    rc = pg_exec(c, app, err);
+    free(app);
+    free(lit);
+    while (rc == SNAP_OK) {
+        rc = pg_query(c, "SELECT pg_catalog.pg_try_advisory_lock($1::bigint)", 1, p, &res, err);
+        if (rc != SNAP_OK)
+            break;
+        bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (got) {
+            rst_hold(t, c, pg_unlock);
+            free(who);
+            return SNAP_OK;
+        }
+        free(who);
+        who = lock_holder(c, hi, lo);
+        if (util_now_ns() >= until || ctx_interrupted(rst_ctx(t), NULL)) {
+            rc = err_set(err, SNAP_ECONFLICT, 0, "database %s is locked by %s", live, who ? who : "another revert");
+            err_hint(err, "another runner is reverting it: wait for it (--lock-wait DURATION waits), then run the "
+                          "command again; nothing was changed");
+            err_kind(err, "locked");
+            break;
+        }
+        if (!said)
+            log_info(rst_ctx(t), "database %s is locked by %s; waiting up to %lld s", live,
+                     who ? who : "another revert", (long long)rst_lock_wait(t));
+        said = true;
+        usleep(250000);
+    }
+    free(who);
+    PQfinish(c);
+    return rc;
+}
+
 const rst_driver rst_postgres_driver = {
     .type = "postgres",
     .plan = pg_plan,
@@ -1853,4 +1962,5 @@ const rst_driver rst_postgres_driver = {
     .discard = pg_discard,
     .finish = pg_finish,
     .check_state = pg_check_state,
+    .lock = pg_lock,
 };

@@ -18,6 +18,7 @@
 #include "check.h"
 #include "restore.h"
 #include "restore_int.h"
+#include "coord.h"
 
 #define RST_ENTRY(type) &rst_##type##_driver,
 static const rst_driver *const drivers[] = {SNAP_ENGINES(RST_ENTRY)};
@@ -46,6 +47,11 @@ struct rst_target {
     json_t *state;
     util_strv lock_keys;
     int *lock_fds; /* one per key, -1 until taken */
+    struct held {
+        void *handle;
+        void (*release)(void *);
+    } *held;       /* the driver's locks in the target's server (rst_hold) */
+    size_t nheld;
     bool switched;
     bool detail;
     bool trusted; /* the manifest verified with a key this host holds */
@@ -58,11 +64,15 @@ struct rst_target {
 
 struct journal {
     char *path;
-    int fd; /* held with flock(LOCK_EX) while the revert runs */
+    int fd; /* <revert-id>.lock beside it, held with flock(LOCK_EX) while the revert runs */
     json_t *doc;
     rst_target **targets;
     size_t n;
     drv_set extra;
+    char *host;       /* this runner ([revert] host) */
+    rst_coord *co;    /* the store's copy and its lease; NULL without a store */
+    bool own_co;
+    int64_t lock_wait;
 };
 
 const rst_driver *rst_driver_find(const char *type)
@@ -118,12 +128,23 @@ snap_rc rst_opts_parse(const cfg *c, rst_opts *o, snap_err *err)
         (rc = cfg_bool(c, "revert", "allow_special_files", &o->allow_special_files, err)) != SNAP_OK ||
         (rc = cfg_bool(c, "revert", "check_free_space", &o->check_free_space, err)) != SNAP_OK ||
         (rc = cfg_bool(c, "revert", "mysql_require_local_infile", &o->mysql_require_local_infile, err)) != SNAP_OK ||
-        (rc = cfg_duration(c, "revert", "lock_wait_timeout", &o->lock_wait_timeout, err)) != SNAP_OK)
+        (rc = cfg_duration(c, "revert", "lock_wait_timeout", &o->lock_wait_timeout, err)) != SNAP_OK ||
+        (rc = cfg_duration(c, "revert", "lock_wait", &o->lock_wait, err)) != SNAP_OK ||
+        (rc = cfg_duration(c, "revert", "lease", &o->lease, err)) != SNAP_OK)
         return rc;
     return cfg_duration(c, "revert", "keep_old", &o->keep_old, err);
 }
 
 const rst_opts *rst_options(const rst_target *t) { return &t->opts; }
+int64_t rst_lock_wait(const rst_target *t) { return t->opts.lock_wait; }
+const char *rst_host(const rst_target *t) { return t->j->host != NULL ? t->j->host : ""; }
+
+void rst_hold(rst_target *t, void *handle, void (*release)(void *))
+{
+    t->held = xrealloc(t->held, (t->nheld + 1) * sizeof *t->held);
+    t->held[t->nheld].handle = handle;
+    t->held[t->nheld++].release = release;
+}
 const src_opts *rst_source(const rst_target *t) { return &t->src; }
 
 void rst_set_lock_key(rst_target *t, const char *key)
@@ -181,9 +202,38 @@ out:
     return rc;
 }
 
+/* The store's copy: before the cut-over a revert must not go on without it (no other
+ * runner could finish it); from the cut-over on, the local journal is enough to go on. */
+static snap_rc store_journal_save(journal *j, snap_err *err)
+{
+    const char *phase = json_string_value(json_object_get(j->doc, "phase"));
+    snap_err e;
+    snap_rc rc = coord_save(j->co, json_string_value(json_object_get(j->doc, "revert_id")), j->doc, &e);
+
+    if (rc == SNAP_OK)
+        return SNAP_OK;
+    if (phase != NULL && (strcmp(phase, "plan") == 0 || strcmp(phase, "stage") == 0)) {
+        *err = e;
+        err_hint(err, "nothing live changed; check that the store can be written, then revert again");
+        return rc;
+    }
+    if (j->n > 0)
+        log_warn(j->targets[0]->ctx, "%s; the local journal goes on alone", e.msg);
+    return SNAP_OK;
+}
+
+/* <dir>/<revert-id>.lock beside <dir>/<revert-id>.json. */
+static char *lock_path_of(const char *json_path)
+{
+    size_t n = strlen(json_path);
+
+    return xasprintf("%.*s.lock", (int)(n > 5 ? n - 5 : n), json_path);
+}
+
 static snap_rc journal_save(journal *j, snap_err *err)
 {
     json_t *targets = json_array();
+    snap_rc rc;
 
     for (size_t i = 0; i < j->n; i++) {
         rst_target *t = j->targets[i];
@@ -192,7 +242,10 @@ static snap_rc journal_save(journal *j, snap_err *err)
                                                  "state", t->state));
     }
     json_object_set_new(j->doc, "targets", targets);
-    return write_json_file(j->path, j->doc, err);
+    rc = write_json_file(j->path, j->doc, err);
+    if (rc == SNAP_OK && j->co != NULL)
+        rc = store_journal_save(j, err);
+    return rc;
 }
 
 snap_rc rst_journal_save(rst_target *t, snap_err *err)
@@ -208,9 +261,13 @@ static snap_rc journal_phase(journal *j, const char *phase, snap_err *err)
 
 static void journal_remove(journal *j)
 {
-    char *dir;
+    char *dir, *lock = lock_path_of(j->path);
 
+    if (j->co != NULL)
+        coord_remove(j->co, json_string_value(json_object_get(j->doc, "revert_id")));
     unlink(j->path);
+    unlink(lock);
+    free(lock);
     dir = util_dirname(j->path);
     util_fsync_dir(dir, NULL);
     free(dir);
@@ -220,9 +277,15 @@ static void target_free(rst_target *t)
 {
     if (t == NULL)
         return;
+    for (size_t i = t->nheld; i-- > 0;)
+        t->held[i].release(t->held[i].handle);
+    free(t->held);
     for (size_t i = 0; i < t->lock_keys.n; i++)
-        if (t->lock_fds[i] >= 0)
+        if (t->lock_fds[i] >= 0) {
+            if (ftruncate(t->lock_fds[i], 0) != 0) /* the holder's note goes with the lock */
+                log_debug(t->ctx, "cannot clear the note of the lock of %s", t->lock_keys.v[i]);
             close(t->lock_fds[i]);
+        }
     free(t->lock_fds);
     util_strv_free(&t->lock_keys);
     json_decref(t->plan);
@@ -242,7 +305,10 @@ static void journal_free(journal *j)
     free(j->targets);
     if (j->fd >= 0)
         close(j->fd);
+    if (j->own_co)
+        coord_free(j->co);
     json_decref(j->doc);
+    free(j->host);
     free(j->path);
     free(j);
 }
@@ -296,12 +362,17 @@ static snap_rc each_journal(const snap_ctx *ctx, journal_fn fn, void *arg, snap_
         size_t n = strlen(de->d_name);
         if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0)
             continue;
-        char *path = xasprintf("%s/%s", dir, de->d_name);
+        char *path = xasprintf("%s/%s", dir, de->d_name), *lock = lock_path_of(path);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            rc = fn(path, fd, flock(fd, LOCK_EX | LOCK_NB) == 0, arg, err);
+        /* The lock is a file of its own: the journal is replaced (renamed over) at each step. */
+        int lfd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 && lfd >= 0)
+            rc = fn(path, fd, flock(lfd, LOCK_EX | LOCK_NB) == 0, arg, err);
+        if (fd >= 0)
             close(fd);
-        }
+        if (lfd >= 0)
+            close(lfd);
+        free(lock);
         free(path);
     }
     if (d != NULL)
@@ -321,12 +392,36 @@ static snap_rc note_abandoned(const char *path, int fd, bool abandoned, void *ar
     return SNAP_ERECOVER;
 }
 
+/* What the holder of a target's lock writes into it, for the message of one who waits. */
+static void lock_note(rst_target *t, int fd)
+{
+    char now[32], *note;
+
+    util_iso8601(time(NULL), now);
+    note = xasprintf("revert %s, pid %d on host %s since %s", rst_revert_id(t), (int)getpid(), rst_host(t), now);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, note, strlen(note), 0) < 0)
+        log_debug(t->ctx, "cannot write the holder into the lock of %s", t->name);
+    free(note);
+}
+
+/* The targets' locks in the state directory, waiting up to --lock-wait for each. */
 static snap_rc lock_target(rst_target *t, snap_err *err)
 {
     snap_rc rc = SNAP_OK;
+    uint64_t until = util_now_ns() + (uint64_t)t->opts.lock_wait * 1000000000ull;
 
-    for (size_t i = 0; i < t->lock_keys.n && rc == SNAP_OK; i++)
-        rc = state_lock(t->ctx->cfg, t->lock_keys.v[i], false, &t->lock_fds[i], err);
+    for (size_t i = 0; i < t->lock_keys.n && rc == SNAP_OK; i++) {
+        bool said = false;
+        while ((rc = state_lock(t->ctx->cfg, t->lock_keys.v[i], false, &t->lock_fds[i], err)) == SNAP_ECONFLICT &&
+               util_now_ns() < until && !ctx_interrupted(t->ctx, NULL)) {
+            if (!said)
+                log_info(t->ctx, "%s; waiting up to %lld s", err->msg, (long long)t->opts.lock_wait);
+            said = true;
+            usleep(200000);
+        }
+        if (rc == SNAP_OK)
+            lock_note(t, t->lock_fds[i]);
+    }
     return rc;
 }
 
@@ -941,6 +1036,34 @@ static snap_rc cutover_all(journal *j, json_t *result, snap_err *err)
     return SNAP_OK;
 }
 
+/* Drops the displaced state a record (a journal document, checked) names; false when some
+ * of it could not be dropped. */
+static bool drop_displaced(snap_ctx *ctx, stg *store, json_t *doc, const drv_set *extra)
+{
+    journal j = {.fd = -1, .doc = doc};
+    bool ok = true;
+    json_t *tj;
+    snap_err err;
+    size_t i;
+
+    json_array_foreach(json_object_get(doc, "targets"), i, tj) {
+        const rst_driver *drv = driver_in(extra, json_string_value(json_object_get(tj, "type")));
+        if (drv == NULL)
+            continue;
+        rst_target *t = target_new(&j, ctx, store, drv, json_string_value(json_object_get(tj, "component")));
+        json_decref(t->state);
+        t->state = json_incref(json_object_get(tj, "state"));
+        if (drv->finish(t, true, &err) != SNAP_OK) {
+            log_warn(ctx, "could not drop the displaced state of %s: %s", t->name, err.msg);
+            ok = false;
+        }
+    }
+    for (size_t k = 0; k < j.n; k++)
+        target_free(j.targets[k]);
+    free(j.targets);
+    return ok;
+}
+
 /* Drops displaced state older than [revert] keep_old (default 7d) recorded by earlier reverts. */
 static void expire_undo(snap_ctx *ctx, stg *store, const drv_set *extra)
 {
@@ -960,8 +1083,7 @@ static void expire_undo(snap_ctx *ctx, stg *store, const drv_set *extra)
     while (d != NULL && (de = readdir(d)) != NULL) {
         char *path;
         struct stat st;
-        json_t *doc, *tj;
-        size_t i;
+        json_t *doc;
 
         if (de->d_name[0] == '.')
             continue;
@@ -988,27 +1110,14 @@ static void expire_undo(snap_ctx *ctx, stg *store, const drv_set *extra)
                 continue;
             }
         }
-        journal j = {.fd = -1, .doc = doc};
-        bool ok = true;
-        json_array_foreach(json_object_get(doc, "targets"), i, tj) {
-            const rst_driver *drv = driver_in(extra, json_string_value(json_object_get(tj, "type")));
-            if (drv == NULL)
-                continue;
-            rst_target *t = target_new(&j, ctx, store, drv, json_string_value(json_object_get(tj, "component")));
-            json_decref(t->state);
-            t->state = json_incref(json_object_get(tj, "state"));
-            if (drv->finish(t, true, &err) != SNAP_OK) {
-                log_warn(ctx, "could not drop the displaced state of %s: %s", t->name, err.msg);
-                ok = false;
-            }
-        }
-        if (ok) {
+        if (drop_displaced(ctx, store, doc, extra)) {
+            char *kept = xasprintf("kept/%s", de->d_name);
             log_debug(ctx, "dropped displaced state of revert %s (older than keep_old)", de->d_name);
             unlink(path);
+            if (store != NULL)
+                (void)stg_delete(store, kept, &err); /* its record in the store goes too */
+            free(kept);
         }
-        for (size_t k = 0; k < j.n; k++)
-            target_free(j.targets[k]);
-        free(j.targets);
         json_decref(doc);
         free(path);
     }
@@ -1029,38 +1138,73 @@ static snap_rc keep_undo(journal *j, snap_err *err)
     rc = write_json_file(path, j->doc, err);
     free(path);
     free(dir);
+    if (rc == SNAP_OK && j->co != NULL) {
+        /* in the store too, so that any runner lists it and can drop it */
+        snap_err e;
+        if (coord_kept_save(j->co, id, j->doc, &e) != SNAP_OK && j->n > 0)
+            log_warn(j->targets[0]->ctx, "could not record the displaced state in the store: %s", e.msg);
+    }
+    return rc;
+}
+
+/* This runner's name, and the store's copy of the journal with its lease. */
+static snap_rc open_coord(snap_ctx *ctx, stg *store, journal *j, snap_err *err)
+{
+    rst_opts o;
+    snap_rc rc;
+
+    j->host = state_host(ctx->cfg);
+    if (store == NULL)
+        return SNAP_OK;
+    if (rst_opts_parse(ctx->cfg, &o, err) != SNAP_OK)
+        (void)rst_opts_parse(NULL, &o, NULL);
+    rc = coord_new(ctx, store, j->host, o.lease, &j->co, err);
+    j->own_co = rc == SNAP_OK;
     return rc;
 }
 
 static snap_rc open_journal(snap_ctx *ctx, const rst_request *req, stg *store, journal *j,
                             snap_err *err)
 {
-    char *dir, id[32], now[32], host[256] = "";
+    char *dir, id[32], now[32];
     snap_rc rc = state_subdir(ctx->cfg, "journal", &dir, err);
 
     if (rc != SNAP_OK)
         return rc;
+    rc = open_coord(ctx, store, j, err);
     cat_new_id(id);
     util_iso8601(time(NULL), now);
-    gethostname(host, sizeof host - 1);
     j->path = xasprintf("%s/%s.json", dir, id);
     free(dir);
-    j->doc = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "format", 1, "revert_id", id,
-                       "snapshot", req->name, "store", stg_url(store), "started", now, "host", host,
-                       "pid", (int)getpid(), "phase", "plan");
-    return SNAP_OK;
+    j->doc = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:b}", "format", 1, "revert_id", id,
+                       "snapshot", req->name, "store", stg_url(store), "started", now, "host", j->host,
+                       "pid", (int)getpid(), "phase", "plan", "store_journal", j->co != NULL);
+    return rc;
+}
+
+/* Takes the journal's lock file, <revert-id>.lock: held while this process runs. */
+static snap_rc lock_journal(journal *j, snap_err *err)
+{
+    char *lock = lock_path_of(j->path);
+    snap_rc rc = SNAP_OK;
+
+    j->fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (j->fd < 0 || flock(j->fd, LOCK_EX | LOCK_NB) != 0)
+        rc = err_sys(err, SNAP_EFAIL, "cannot lock journal %s", lock);
+    free(lock);
+    return rc;
 }
 
 static snap_rc create_journal_file(journal *j, snap_err *err)
 {
-    snap_rc rc = journal_phase(j, "stage", err);
+    /* locked before it exists, so that no recovery takes it for abandoned */
+    snap_rc rc = lock_journal(j, err);
 
-    if (rc != SNAP_OK)
-        return rc;
-    j->fd = open(j->path, O_RDONLY | O_CLOEXEC);
-    if (j->fd < 0 || flock(j->fd, LOCK_EX | LOCK_NB) != 0)
-        return err_sys(err, SNAP_EFAIL, "cannot lock journal %s", j->path);
-    return SNAP_OK;
+    if (rc == SNAP_OK)
+        rc = journal_phase(j, "stage", err);
+    if (rc == SNAP_OK && j->co != NULL)
+        coord_lease_start(j->co);
+    return rc;
 }
 
 /* What the result says of the revert before it starts: snapshot, ids, the store. */
@@ -1099,6 +1243,9 @@ static snap_rc plan_all(snap_ctx *ctx, stg *store, const rst_request *req, journ
         rst_target *t = j->targets[i];
         t->detail = req->dry_run || !ctx->assume_yes;
         rc = check_parts(store, t->comp, err);
+        /* The target's own lock first, so that the plan sees it as the holder left it. */
+        if (rc == SNAP_OK && !req->dry_run && t->drv->lock != NULL)
+            rc = t->drv->lock(t, err);
         if (rc == SNAP_OK)
             rc = t->drv->plan(t, err);
         json_array_append(plans, t->plan);
@@ -1330,11 +1477,12 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
         evt_phase(ctx->events, "safety_snapshot");
         rc = safety_snapshot(ctx, store, j, req->name, revert_id, res, err);
     }
-    if (rc == SNAP_OK)
+    if (rc == SNAP_OK) {
         rc = create_journal_file(j, err);
+        journaled = true; /* removed again on failure: nothing was staged yet */
+    }
     if (rc != SNAP_OK)
         goto out;
-    journaled = true;
     rc = stage_all(ctx, j, res, &keep_journal, err);
     if (rc == SNAP_OK) {
         rc = cutover_phase(j, res, check != NULL, err);
@@ -1430,9 +1578,69 @@ snap_rc rst_journal_parse_int(const char *buf, size_t len, snap_err *err)
     return rc;
 }
 
-static snap_rc recover_one(snap_ctx *ctx, stg *store, const drv_set *extra, const char *path, int fd,
-                           json_t *report, snap_err *err)
+typedef struct recovery {
+    snap_ctx *ctx;
+    stg *store;
+    drv_set extra;
+    json_t *report;
+    size_t damaged;
+    snap_err first_damaged; /* reported once every other journal was handled */
+    rst_coord *co;          /* the store journals; NULL without a store */
+    char *host;
+    size_t pending;         /* left for another runner or host, or refused */
+    snap_err first_pending;
+} recovery;
+
+/* Locks every target in its own server before recovery touches it: a revert still running
+ * elsewhere holds them. */
+static snap_rc lock_for_recovery(journal *j, snap_err *err)
 {
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++)
+        if (j->targets[i]->drv->lock != NULL)
+            rc = j->targets[i]->drv->lock(j->targets[i], err);
+    return rc;
+}
+
+/*
+ * Whether another runner finished the revert of j: while this one waited for the locks
+ * (an adopted journal that left the store), or, for a journal of this runner's own, while
+ * this runner was gone (an authenticated record says who recovered it). Then the local
+ * journal is removed and the report says so.
+ */
+static bool finished_elsewhere(recovery *r, journal *j, bool adopted, snap_rc *rc, snap_err *err)
+{
+    const json_t *doc = j->doc;
+    const char *id = json_string_value(json_object_get(doc, "revert_id"));
+    bool found = true, elsewhere = false;
+    char *by = NULL;
+
+    if (r->co == NULL || !(adopted || json_is_true(json_object_get(doc, "store_journal"))))
+        return false;
+    if (adopted)
+        *rc = coord_exists(r->co, id, &found, err);
+    else
+        *rc = coord_recovered_elsewhere(r->co, id, &elsewhere, &by, err);
+    if (*rc != SNAP_OK || (found && !elsewhere))
+        return false;
+    log_info(r->ctx, "revert %s of %s: finished by another runner%s%s", id,
+             json_string_value(json_object_get(doc, "snapshot")), by ? ", " : "", by ? by : "");
+    free(by);
+    json_array_append_new(r->report, json_pack("{s:O, s:O, s:s, s:b}", "revert_id", json_object_get(doc, "revert_id"),
+                                               "snapshot", json_object_get(doc, "snapshot"), "outcome",
+                                               "finished-elsewhere", "from_store", adopted));
+    j->co = NULL; /* the store's copy is gone already, or another runner's to keep */
+    journal_remove(j);
+    return true;
+}
+
+static snap_rc recover_one(recovery *r, const char *path, int fd, bool adopted, snap_err *err)
+{
+    snap_ctx *ctx = r->ctx;
+    stg *store = r->store;
+    const drv_set *extra = &r->extra;
+    json_t *report = r->report;
     json_t *doc;
     journal *j;
     const char *phase;
@@ -1447,8 +1655,14 @@ static snap_rc recover_one(snap_ctx *ctx, stg *store, const drv_set *extra, cons
     j->doc = doc;
     j->path = xstrdup(path);
     j->extra = *extra;
+    j->host = xstrdup(r->host);
+    j->co = r->co;
     phase = json_string_value(json_object_get(doc, "phase"));
     rc = journal_targets(j, ctx, store, err);
+    if (rc == SNAP_OK)
+        rc = lock_for_recovery(j, err);
+    if (rc == SNAP_OK && finished_elsewhere(r, j, adopted, &rc, err))
+        goto out;
     if (rc != SNAP_OK)
         goto out;
     if (phase != NULL && (strcmp(phase, "check") == 0 || strcmp(phase, "switchback") == 0)) {
@@ -1498,8 +1712,16 @@ static snap_rc recover_one(snap_ctx *ctx, stg *store, const drv_set *extra, cons
         if (!discard_all(j))
             goto keep;
     }
-    json_array_append_new(report, json_pack("{s:O, s:O, s:s}", "revert_id", json_object_get(doc, "revert_id"),
-                                            "snapshot", json_object_get(doc, "snapshot"), "outcome", outcome));
+    json_array_append_new(report, json_pack("{s:O, s:O, s:s, s:O?, s:b}", "revert_id",
+                                            json_object_get(doc, "revert_id"), "snapshot",
+                                            json_object_get(doc, "snapshot"), "outcome", outcome, "host",
+                                            json_object_get(doc, "host"), "from_store", adopted));
+    if (adopted && r->co != NULL) {
+        snap_err e;
+        if (coord_record_recovery(r->co, json_string_value(json_object_get(doc, "revert_id")),
+                                  json_array_get(report, json_array_size(report) - 1), &e) != SNAP_OK)
+            log_warn(ctx, "could not record the recovery in the store: %s", e.msg);
+    }
     log_info(ctx, "revert %s of %s: %s", json_string_value(json_object_get(doc, "revert_id")),
              json_string_value(json_object_get(doc, "snapshot")), outcome);
     journal_remove(j);
@@ -1514,15 +1736,6 @@ out:
     return rc;
 }
 
-typedef struct recovery {
-    snap_ctx *ctx;
-    stg *store;
-    drv_set extra;
-    json_t *report;
-    size_t damaged;
-    snap_err first_damaged; /* reported once every other journal was handled */
-} recovery;
-
 static snap_rc recover_abandoned(const char *path, int fd, bool abandoned, void *arg, snap_err *err)
 {
     recovery *r = arg;
@@ -1532,7 +1745,7 @@ static snap_rc recover_abandoned(const char *path, int fd, bool abandoned, void 
         log_info(r->ctx, "revert journal %s belongs to a revert that is still running", path);
         return SNAP_OK;
     }
-    rc = recover_one(r->ctx, r->store, &r->extra, path, fd, r->report, err);
+    rc = recover_one(r, path, fd, false, err);
     if (rc == SNAP_EVERIFY) {
         /* Set aside: say so, and go on with the journals that can be read. */
         json_array_append_new(r->report, json_pack("{s:s, s:s, s:s}", "journal", path, "outcome", "damaged",
@@ -1546,13 +1759,156 @@ static snap_rc recover_abandoned(const char *path, int fd, bool abandoned, void 
     return rc;
 }
 
-static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t **result, snap_err *err)
+/* A store journal that is not recovered here: in the report, and the first one is the
+ * error once every other journal was handled. */
+static snap_rc leave_pending(recovery *r, const coord_journal *cj, const char *outcome, const snap_err *why)
 {
-    recovery r = {ctx, store, *extra, json_array(), 0, {0}};
+    json_t *id = json_object_get(cj->doc, "revert_id");
+
+    json_array_append_new(r->report, json_pack("{s:s, s:O?, s:O?, s:s, s:s, s:b}", "journal", cj->key, "revert_id",
+                                               json_is_string(id) ? id : NULL, "host",
+                                               json_is_string(json_object_get(cj->doc, "host"))
+                                                   ? json_object_get(cj->doc, "host") : NULL,
+                                               "outcome", outcome, "message", why->msg, "from_store", 1));
+    if (r->pending++ == 0)
+        r->first_pending = *why;
+    else
+        log_error(r->ctx, why);
+    return SNAP_OK;
+}
+
+/* Whether a target of the journal lives on one host only (files, images: paths). */
+static bool host_bound(const json_t *doc)
+{
+    const json_t *tj;
+    size_t i;
+
+    json_array_foreach(json_object_get(doc, "targets"), i, tj) {
+        const char *type = json_string_value(json_object_get(tj, "type"));
+        if (type != NULL && (strcmp(type, "files") == 0 || strcmp(type, "images") == 0))
+            return true;
+    }
+    return false;
+}
+
+/* Copies an authenticated store journal into this runner's journal directory, locked, and
+ * recovers it from there, as if this runner had started it. */
+static snap_rc adopt(recovery *r, const coord_journal *cj, const char *id, snap_err *err)
+{
+    char *dir, *path, *lock;
+    int fd = -1, lfd = -1;
+    json_t *doc = json_deep_copy(cj->doc);
+    snap_rc rc = state_subdir(r->ctx->cfg, "journal", &dir, err);
+
+    if (rc != SNAP_OK) {
+        json_decref(doc);
+        return rc;
+    }
+    path = xasprintf("%s/%s.json", dir, id);
+    lock = lock_path_of(path);
+    json_object_del(doc, "auth");
+    json_object_del(doc, "lease");
+    lfd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) != 0)
+        rc = err_sys(err, SNAP_ECONFLICT, "cannot lock journal %s", lock);
+    if (rc == SNAP_OK)
+        rc = write_json_file(path, doc, err);
+    if (rc == SNAP_OK && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        rc = err_sys(err, SNAP_EFAIL, "cannot read journal %s", path);
+    if (rc == SNAP_OK) {
+        log_info(r->ctx, "revert %s of %s, started on %s, left its journal in the store %lld s ago: recovering it",
+                 id, json_string_value(json_object_get(doc, "snapshot")),
+                 json_string_value(json_object_get(doc, "host")), (long long)cj->age);
+        rc = recover_one(r, path, fd, true, err);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (lfd >= 0)
+        close(lfd);
+    json_decref(doc);
+    free(lock);
+    free(path);
+    free(dir);
+    return rc;
+}
+
+static snap_rc recover_stored(const coord_journal *cj, void *arg, snap_err *err)
+{
+    recovery *r = arg;
+    char why[300] = "", *dir = NULL, *local = NULL;
+    const char *id, *host;
+    snap_err e;
+    struct stat st;
     snap_rc rc;
 
+    if (cj->doc == NULL || cj->auth != AUTH_OK) {
+        err_set(&e, SNAP_EVERIFY, 0, "store journal %s is not authenticated (%s): refused; nothing was changed",
+                cj->key, cj->doc == NULL ? "not a JSON object" : auth_status_text(cj->auth));
+        err_hint(&e, "only a runner holding the same [store] auth_key_file recovers it; if no runner wrote it, "
+                     "delete it from the store");
+        return leave_pending(r, cj, "refused", &e);
+    }
+    if (!journal_valid(cj->doc, &r->extra, why, sizeof why)) {
+        err_set(&e, SNAP_EVERIFY, 0, "store journal %s is damaged: %s", cj->key, why);
+        return leave_pending(r, cj, "damaged", &e);
+    }
+    id = json_string_value(json_object_get(cj->doc, "revert_id"));
+    host = json_string_value(json_object_get(cj->doc, "host"));
+    rc = state_subdir(r->ctx->cfg, "journal", &dir, err);
+    if (rc != SNAP_OK)
+        return rc;
+    local = xasprintf("%s/%s.json", dir, id);
+    free(dir);
+    if (stat(local, &st) == 0) { /* this runner's own: the local pass saw it */
+        free(local);
+        return SNAP_OK;
+    }
+    free(local);
+    if (!cj->stale) {
+        err_set(&e, SNAP_ECONFLICT, 0, "revert %s of %s is locked by %s: its lease was renewed %lld s ago, so it "
+                "is still running", id, json_string_value(json_object_get(cj->doc, "snapshot")), host ? host : "?",
+                (long long)cj->age);
+        err_hint(&e, "wait for it to finish; if that runner is gone, `revert --recover` takes the revert over once "
+                     "its lease (%lld s) has run out twice", (long long)cj->lease);
+        err_kind(&e, "locked");
+        return leave_pending(r, cj, "running", &e);
+    }
+    if (host_bound(cj->doc) && (host == NULL || strcmp(host, r->host) != 0)) {
+        err_set(&e, SNAP_ERECOVER, 0, "revert %s of %s has files or images targets on host %s, not on this host "
+                "(%s): nothing was changed", id, json_string_value(json_object_get(cj->doc, "snapshot")),
+                host ? host : "(unknown)", r->host);
+        err_hint(&e, "run `revert --recover` on %s, which owns those paths", host ? host : "the host that started it");
+        return leave_pending(r, cj, "other-host", &e);
+    }
+    rc = adopt(r, cj, id, err);
+    if (rc == SNAP_ECONFLICT || rc == SNAP_EVERIFY || rc == SNAP_EUNREACH)
+        return leave_pending(r, cj, rc == SNAP_ECONFLICT ? "locked" : rc == SNAP_EVERIFY ? "damaged" : "pending", err);
+    return rc;
+}
+
+static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t **result, snap_err *err)
+{
+    recovery r = {ctx, store, *extra, json_array(), 0, {0}, NULL, state_host(ctx->cfg), 0, {0}};
+    rst_opts o;
+    snap_rc rc = SNAP_OK;
+
     *result = json_pack("{s:o}", "recovered", r.report);
-    rc = each_journal(ctx, recover_abandoned, &r, err);
+    if (rst_opts_parse(ctx->cfg, &o, err) != SNAP_OK)
+        (void)rst_opts_parse(NULL, &o, NULL);
+    if (store != NULL)
+        rc = coord_new(ctx, store, r.host, o.lease, &r.co, err);
+    if (rc == SNAP_OK)
+        rc = each_journal(ctx, recover_abandoned, &r, err);
+    if (rc == SNAP_OK && r.co != NULL)
+        rc = coord_each(r.co, recover_stored, &r, err);
+    coord_free(r.co);
+    free(r.host);
+    if (rc == SNAP_OK && r.pending > 0) {
+        *err = r.first_pending;
+        if (r.pending > 1)
+            err_prefix(err, "%zu store journals were left; the first", r.pending);
+        return err->code;
+    }
     if (rc == SNAP_OK && r.damaged > 0) {
         *err = r.first_damaged;
         if (r.damaged > 1)
@@ -1577,4 +1933,112 @@ snap_rc rst_recover_int(snap_ctx *ctx, stg *store, const rst_driver *const *extr
     const drv_set set = {extra, nextra};
 
     return recover(ctx, store, &set, result, err);
+}
+
+/* ---- kept state ------------------------------------------------------------------- */
+
+typedef struct kept_walk {
+    snap_ctx *ctx;
+    stg *store;
+    bool drop;
+    int64_t older_than;
+    char *host;
+    json_t *list;
+    size_t failed;
+} kept_walk;
+
+/* What each target of a record displaced: a database, a schema, directories. */
+static json_t *kept_targets(const json_t *doc)
+{
+    json_t *out = json_array(), *tj, *r;
+    size_t i, k;
+
+    json_array_foreach(json_object_get(doc, "targets"), i, tj) {
+        json_t *st = json_object_get(tj, "state"), *names = json_array();
+        const char *one = json_string_value(json_object_get(st, "displaced"));
+        if (one == NULL)
+            one = json_string_value(json_object_get(st, "old"));
+        if (one != NULL)
+            json_array_append_new(names, json_string(one));
+        json_array_foreach(json_object_get(st, "roots"), k, r)
+            if (json_is_string(json_object_get(r, "displaced")))
+                json_array_append(names, json_object_get(r, "displaced"));
+        json_array_append_new(out, json_pack("{s:O?, s:O?, s:o}", "component", json_object_get(tj, "component"),
+                                             "type", json_object_get(tj, "type"), "displaced", names));
+    }
+    return out;
+}
+
+static snap_rc kept_one(const coord_journal *cj, void *arg, snap_err *err)
+{
+    kept_walk *w = arg;
+    const drv_set none = {NULL, 0};
+    char why[300];
+    const char *id, *host;
+    json_t *e;
+
+    (void)err;
+    if (cj->doc == NULL || !journal_valid(cj->doc, &none, why, sizeof why)) {
+        log_warn(w->ctx, "record %s of displaced state is damaged; left alone", cj->key);
+        return SNAP_OK;
+    }
+    id = json_string_value(json_object_get(cj->doc, "revert_id"));
+    host = json_string_value(json_object_get(cj->doc, "host"));
+    e = json_pack("{s:s, s:O, s:s?, s:I, s:b, s:o, s:n}", "revert_id", id, "snapshot",
+                  json_object_get(cj->doc, "snapshot"), "host", host, "age", (json_int_t)cj->age, "authenticated",
+                  cj->auth == AUTH_OK, "targets", kept_targets(cj->doc), "size");
+    json_array_append_new(w->list, e);
+    if (!w->drop || cj->age < w->older_than)
+        return SNAP_OK;
+    if (cj->auth != AUTH_OK) {
+        log_warn(w->ctx, "revert %s: its record of displaced state is not authenticated (%s); nothing dropped", id,
+                 auth_status_text(cj->auth));
+        w->failed++;
+    } else if (host_bound(cj->doc) && (host == NULL || strcmp(host, w->host) != 0)) {
+        log_warn(w->ctx, "revert %s kept files or images state on host %s: drop it there", id, host ? host : "?");
+        w->failed++;
+    } else if (drop_displaced(w->ctx, w->store, cj->doc, &none)) {
+        snap_err de;
+        char *dir = NULL;
+        if (state_subdir(w->ctx->cfg, "undo", &dir, &de) == SNAP_OK) {
+            char *path = xasprintf("%s/%s.json", dir, id);
+            unlink(path);
+            free(path);
+        }
+        free(dir);
+        if (stg_delete(w->store, cj->key, &de) != SNAP_OK)
+            log_warn(w->ctx, "could not remove %s: %s", cj->key, de.msg);
+        json_object_set_new(e, "dropped", json_true());
+        log_info(w->ctx, "dropped the displaced state of revert %s", id);
+        return SNAP_OK;
+    } else {
+        w->failed++;
+    }
+    json_object_set_new(e, "dropped", json_false());
+    return SNAP_OK;
+}
+
+snap_rc rst_kept(snap_ctx *ctx, stg *store, bool drop, int64_t older_than, json_t **result, snap_err *err)
+{
+    kept_walk w = {ctx, store, drop, older_than, state_host(ctx->cfg), json_array(), 0};
+    rst_opts o;
+    rst_coord *co = NULL;
+    snap_rc rc = rst_opts_parse(ctx->cfg, &o, err);
+
+    *result = json_pack("{s:o}", "kept", w.list);
+    if (rc == SNAP_OK && w.older_than < 0)
+        w.older_than = o.keep_old;
+    if (rc == SNAP_OK)
+        rc = coord_new(ctx, store, w.host, o.lease, &co, err);
+    if (rc == SNAP_OK)
+        rc = coord_each_kept(co, kept_one, &w, err);
+    coord_free(co);
+    free(w.host);
+    if (rc == SNAP_OK && w.failed > 0) {
+        err_set(err, SNAP_EFAIL, 0, "%zu record%s of displaced state could not be dropped", w.failed,
+                w.failed == 1 ? "" : "s");
+        err_hint(err, "the warnings above say why; what could not be dropped is left as it was");
+        rc = SNAP_EFAIL;
+    }
+    return rc;
 }

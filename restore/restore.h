@@ -36,6 +36,15 @@ snap_rc rst_revert(snap_ctx *ctx, stg *store, const rst_request *req, json_t **r
 /* Completes or rolls back every abandoned journal and removes staging leftovers. */
 snap_rc rst_recover(snap_ctx *ctx, stg *store, json_t **result, snap_err *err);
 
+/*
+ * The displaced state that finished reverts kept (recorded in the store by every runner):
+ * {"kept": [{revert_id, snapshot, host, age, authenticated, targets: [{component, type,
+ * displaced: [...]}]}]}. With drop, removes what is at least older_than seconds old
+ * (negative: [revert] keep_old), from authenticated records only, and not files or images
+ * state of another host; each entry then says "dropped".
+ */
+snap_rc rst_kept(snap_ctx *ctx, stg *store, bool drop, int64_t older_than, json_t **result, snap_err *err);
+
 /* What a target driver gets: one component being reverted onto its live target. */
 typedef struct rst_target rst_target;
 
@@ -59,6 +68,7 @@ typedef struct rst_opts {
     bool allow_external_symlinks, allow_special_files, check_free_space;
     bool mysql_require_local_infile;
     int64_t lock_wait_timeout, keep_old; /* seconds */
+    int64_t lock_wait, lease;            /* seconds: wait for a busy target; store journal lease */
     const char *pg_bindir, *pg_maintenance_db, *pg_maintenance_work_mem; /* NULL: not set */
 } rst_opts;
 
@@ -87,6 +97,14 @@ snap_rc rst_journal_save(rst_target *t, snap_err *err);
  * every key of its targets exclusively (see state_lock). */
 void rst_set_lock_key(rst_target *t, const char *key);
 
+/* How long a busy target is waited for, in seconds (--lock-wait, [revert] lock_wait). */
+int64_t rst_lock_wait(const rst_target *t);
+/* This runner's name ([revert] host, else the host name), for the holder of a lock. */
+const char *rst_host(const rst_target *t);
+/* Keeps handle until the target is freed, then calls release(handle): how a driver holds
+ * a lock that lives as long as its session. */
+void rst_hold(rst_target *t, void *handle, void (*release)(void *));
+
 typedef struct rst_driver {
     const char *type;
     /* Connects, checks privileges and blockers, fills rst_plan and rst_set_lock_key.
@@ -107,6 +125,11 @@ typedef struct rst_driver {
     /* Optional: checks a state read back from a journal before any other call uses it
      * (every field the driver reads, of the right type); the message names the field. */
     snap_rc (*check_state)(const json_t *state, snap_err *err);
+    /* Optional: locks the live target in its own server, with a lock that dies with the
+     * session (rst_hold keeps it for the revert or the recovery), waiting up to
+     * rst_lock_wait. Busy: SNAP_ECONFLICT with err_kind "locked", naming the holder when the
+     * server can tell. Called before plan (never on a dry run) and before recovery acts. */
+    snap_rc (*lock)(rst_target *t, snap_err *err);
 } rst_driver;
 
 /*

@@ -43,7 +43,7 @@ test_option_scopes_name_commands() {
     done
     grep -q '(prune gc)$' "$T/help" || fail "no scope shown in the overview"
 }
-test_revert_man_page_lists_every_option() { man_has_every_option revert "$REVERT" NAME --recover; }
+test_revert_man_page_lists_every_option() { man_has_every_option revert "$REVERT" NAME --recover --kept; }
 
 test_man_pages_document_every_exit_code() {
     for code in 0 1 2 3 4 5 6 7 8 9 10 130; do

@@ -323,7 +323,7 @@ test_second_revert_of_same_target_conflicts() {
     pid=$!
     for i in $(seq 1 50); do grep -q 'failpoint stage-begin' "$T/first.err" && break; sleep 0.1; done
     expect_rc 4 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot
-    expect_err "another revert of $T/app is running"
+    expect_err "$T/app is locked by revert"
     # a snapshot in use by a revert is kept by prune (creation times have whole seconds)
     sleep 2.2
     expect_rc 0 "$SNAP" prune --store "$ST" --keep-within 1s --yes --json

@@ -135,10 +135,10 @@ test_a_held_lock_is_locked_and_names_its_holder() {
     [ "$RC" = 4 ] || fail "second revert: exit $RC"
     valid revert
     [ "$(jget 'd["error"]["code"]')" = locked ] || fail "second revert: $(jget 'd["error"]')"
-    expect_err "held by pid $pid on host $(hostname) since "
+    expect_err "pid $pid on host $(hostname) since "
     run "$SNAP" create p2 --store "$ST" --files "$T/app" --json
     error_is 4 locked
-    expect_err "held by pid $pid on host $(hostname) since "
+    expect_err "pid $pid on host $(hostname) since "
     # the snapshot itself is leased by the revert
     run "$SNAP" delete p1 --store "$ST" --yes --json
     error_is 4 locked
@@ -195,6 +195,23 @@ test_check_hook_and_history_documents_validate() {
     [ "$(jget '[r["event"] + ":" + r["outcome"] for r in d["records"]]')" = \
       "['snap:taken', 'check:failed', 'revert:switched-back', 'check:passed', 'revert:reverted', 'snap:failed']" ] ||
         fail "history: $(cat "$T/out")"
+}
+
+# The displaced state that finished reverts kept, as the store records it.
+test_kept_documents_validate() {
+    setup
+    expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app"
+    echo "listen 81" >"$T/app/main.conf"
+    expect_rc 0 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot
+    expect_rc 0 "$REVERT" --kept --store "$ST" --json
+    valid kept
+    [ "$(jget 'len(d["kept"])')" = 1 ] || fail "kept: $(cat "$T/out")"
+    [ "$(jget 'd["kept"][0]["snapshot"]')" = p1 ] || fail "kept snapshot: $(cat "$T/out")"
+    expect_rc 0 "$REVERT" --drop-kept --older-than 0s --store "$ST" --json
+    valid kept
+    [ "$(jget 'd["kept"][0]["dropped"]')" = True ] || fail "drop-kept: $(cat "$T/out")"
+    run "$REVERT" --drop-kept --older-than soon --store "$ST" --json
+    error_is 2 usage
 }
 
 # order_is FILE WORD...: the events' phases and component events come in this order

@@ -128,7 +128,7 @@ test_revert_refused_while_a_snap_of_the_root_runs() {
     pid=$!
     wait_pause "$T/snap.err" 1
     expect_rc 4 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot
-    expect_err "another revert of $T/app is running (or a snap of it)"
+    expect_err "target $T/app is locked by a snap, pid $pid on host "
     [ "$(tree_sum "$T/app")" = "$before" ] || fail "the refused revert changed the tree"
     wait $pid || fail "the snap failed"
     expect_rc 0 "$SNAP" show p2 --store "$ST"
