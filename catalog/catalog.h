@@ -10,6 +10,8 @@
 #include "../storage/storage.h"
 
 #define CAT_FORMAT 1
+/* A manifest whose parts may be other snapshots' (references, docs/formats.md). */
+#define CAT_FORMAT_REFS 2
 #define CAT_NAME_MAX 128
 
 /*
@@ -59,9 +61,13 @@ const char *cat_component_source(const cat_component *c);
 size_t cat_component_nparts(const cat_component *c);
 void cat_component_part(const cat_component *c, size_t i, const char **key, uint64_t *size,
                         const char **sha256, uint64_t *entries);
+void cat_component_part_raw(const cat_component *c, size_t i, const char **key, uint64_t *size,
+                            const char **sha256, uint64_t *entries, uint64_t *raw_bytes);
 uint64_t cat_component_bytes(const cat_component *c);
 /* Engine-specific objects, borrowed and writable: "stats" (checked at revert), "info". */
 json_t *cat_component_stats(cat_component *c);
+/* The component's whole object (borrowed): "index" names a files component's entry index. */
+json_t *cat_component_json(cat_component *c);
 json_t *cat_component_info(cat_component *c);
 
 /*
@@ -70,6 +76,14 @@ json_t *cat_component_info(cat_component *c);
  * sets *bad, so that the caller fails instead of losing the field.
  */
 json_t *cat_json_text(const char *s, bool *bad);
+
+/*
+ * Whether key is data/<id>/<file> with file a part name ending in suffix, and id a
+ * snapshot id (own_id's when not NULL). Never keys.json, never outside data/.
+ */
+bool cat_key_ref(const char *key, const char *own_id, const char *suffix);
+/* Sets the format number: CAT_FORMAT_REFS when a part is another snapshot's, else CAT_FORMAT. */
+void cat_manifest_set_format(cat_manifest *m);
 
 /* The manifest as JSON (borrowed). */
 json_t *cat_manifest_json(const cat_manifest *m);
