@@ -363,6 +363,48 @@ static snap_rc sweep_data(stg *s, const char *id, const util_strv *refs, const s
     return rc;
 }
 
+static bool id_listed(cat_manifest *const *list, size_t n, const bool *gone, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((gone == NULL || !gone[i]) && strcmp(cat_manifest_id(list[i]), id) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The snapshots whose parts m referred to and whose entries are gone already: what only m
+ * kept of their data goes with m (a running snap never has its parts referred to, so
+ * these are no one's).
+ */
+static snap_rc sweep_referred(stg *s, cat_manifest *const *list, size_t n, const bool *gone, const cat_manifest *m,
+                              const util_strv *refs, const snap_ctx *ctx, snap_err *err)
+{
+    util_strv done = {0};
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < cat_manifest_ncomponents(m) && rc == SNAP_OK; i++) {
+        cat_component *c = cat_manifest_component(m, i);
+        for (size_t j = 0; j < cat_component_nparts(c) && rc == SNAP_OK; j++) {
+            const char *key, *sha, *slash;
+            uint64_t size, entries;
+            char *id;
+            bool seen = false;
+            cat_component_part(c, j, &key, &size, &sha, &entries);
+            slash = strchr(key + 5, '/'); /* data/ID/...: checked by the parser */
+            id = strndup(key + 5, (size_t)(slash - (key + 5)));
+            for (size_t k = 0; k < done.n && !seen; k++)
+                seen = strcmp(done.v[k], id) == 0;
+            if (!seen && strcmp(id, cat_manifest_id(m)) != 0 && !id_listed(list, n, gone, id)) {
+                rc = sweep_data(s, id, refs, ctx, err);
+                util_strv_push(&done, id);
+            } else
+                free(id);
+        }
+    }
+    util_strv_free(&done);
+    return rc;
+}
+
 snap_rc cat_delete(stg *s, const cat_manifest *m, snap_err *err)
 {
     cat_manifest **list;
@@ -375,13 +417,15 @@ snap_rc cat_delete(stg *s, const cat_manifest *m, snap_err *err)
         return rc;
     shared = data_shared(list, n, NULL, m);
     refs_collect(list, n, NULL, cat_manifest_name(m), &refs);
-    cat_list_free(list, n);
     if (shared)
         log_warn(NULL, "the data of %s (id %s) is also named by another snapshot; keeping it",
                  cat_manifest_name(m), cat_manifest_id(m));
     rc = delete_entry(s, m, err);
     if (rc == SNAP_OK && !shared)
         rc = sweep_data(s, cat_manifest_id(m), &refs, NULL, err);
+    if (rc == SNAP_OK)
+        rc = sweep_referred(s, list, n, NULL, m, &refs, NULL, err);
+    cat_list_free(list, n);
     util_strv_free(&refs);
     return rc;
 }
@@ -506,6 +550,8 @@ static snap_rc prune_sweep(stg *s, cat_manifest *const *list, size_t n, const bo
                      cat_manifest_name(list[i]), cat_manifest_id(list[i]));
         else
             rc = sweep_data(s, cat_manifest_id(list[i]), &refs, ctx, err);
+        if (rc == SNAP_OK)
+            rc = sweep_referred(s, list, n, gone, list[i], &refs, ctx, err);
     }
     util_strv_free(&refs);
     return rc;

@@ -40,6 +40,8 @@ const char *cat_manifest_note(const cat_manifest *m); /* NULL if none */
 const char *cat_manifest_label(const cat_manifest *m, const char *key); /* NULL if none */
 json_t *cat_manifest_labels(const cat_manifest *m); /* object: borrowed */
 uint64_t cat_manifest_bytes(const cat_manifest *m); /* stored bytes of every part */
+/* Stored bytes of the parts in the snapshot's own data/<id>/ (not references). */
+uint64_t cat_manifest_own_bytes(const cat_manifest *m);
 /* True when every "k=v" in labels matches. */
 bool cat_manifest_match_labels(const cat_manifest *m, const char *const *labels, size_t n);
 

@@ -187,6 +187,25 @@ uint64_t cat_manifest_bytes(const cat_manifest *m)
     return n;
 }
 
+uint64_t cat_manifest_own_bytes(const cat_manifest *m)
+{
+    char *own = xasprintf("data/%s/", cat_manifest_id(m));
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < cat_manifest_ncomponents(m); i++) {
+        cat_component *c = cat_manifest_component(m, i);
+        for (size_t j = 0; j < cat_component_nparts(c); j++) {
+            const char *key, *sha;
+            uint64_t size, entries;
+            cat_component_part(c, j, &key, &size, &sha, &entries);
+            if (strncmp(key, own, strlen(own)) == 0)
+                n += size;
+        }
+    }
+    free(own);
+    return n;
+}
+
 cat_component *cat_manifest_add_component(cat_manifest *m, const char *name, const char *type)
 {
     json_t *c = json_pack("{s:s, s:s, s:[], s:{}, s:{}}", "name", name, "type", type, "parts",
@@ -308,7 +327,9 @@ static bool valid_component(json_t *c, const char *own_id, json_int_t format)
     }
     /* the entry index of a files component (snapshot/files.c): the snapshot's own object */
     if (index != NULL && !json_is_null(index) &&
-        (!json_is_object(index) || !cat_key_ref(str(index, "key"), own_id, ".index.json") ||
+        (!json_is_object(index) ||
+         !(cat_key_ref(str(index, "key"), own_id, ".index.json") ||
+           cat_key_ref(str(index, "key"), own_id, ".index.json.enc")) ||
          str(index, "sha256") == NULL || strlen(str(index, "sha256")) != 64 ||
          !json_is_integer(json_object_get(index, "size"))))
         return false;

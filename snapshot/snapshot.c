@@ -321,9 +321,9 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
         log_warn(ctx, "cannot list the snapshots of the store (%s): storing every part anew", lerr.msg);
     keep_authenticated(&c, keys);
     if (rc == SNAP_OK && req->parent != NULL && !in_catalog(&c, req->parent)) {
-        err_set(err, SNAP_ENOTFOUND, 0, "no snapshot named %s in %s to use as the parent", req->parent,
-                stg_url(store));
-        err_hint(err, "`snap list` shows the snapshots of this store");
+        err_set(err, SNAP_ENOTFOUND, 0, "no snapshot named %s that this host authenticates in %s, to use as the parent",
+                req->parent, stg_url(store));
+        err_hint(err, "`snap list` shows the snapshots of this store; a parent must be signed by a key this host holds");
         rc = SNAP_ENOTFOUND;
     }
     c.opts.progress = prg_new(ctx, "snap", 0);
