@@ -58,6 +58,9 @@ test_a_changed_file_changes_only_its_part() {
     [ "$(all_parts p2)" -ge "$n" ] || fail "p2 names $(all_parts p2) parts, p1 $n"
     expect_rc 0 "$REVERT" p2 --store "$ST" --config "$T/snap.conf" --to "$T/dest" --yes
     [ "$(tree_sum "$T/dest")" = "$want" ] || fail "revert --to of p2 is not byte-exact"
+    for d in a b c; do # entries of one directory in reused and new parts: its times still kept
+        [ "$(stat -c %Y "$T/dest/$d")" = "$(stat -c %Y "$T/app/$d")" ] || fail "mtime of $d lost"
+    done
     expect_rc 0 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --to "$T/dest1" --yes
     [ "$(cat "$T/dest1/b/f7")" = "b file 7" ] || fail "p1 lost its version of the file"
 }
