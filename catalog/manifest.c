@@ -328,8 +328,8 @@ static bool valid_component(json_t *c, const char *own_id, json_int_t format)
     /* the entry index of a files component (snapshot/files.c): the snapshot's own object */
     if (index != NULL && !json_is_null(index) &&
         (!json_is_object(index) ||
-         !(cat_key_ref(str(index, "key"), own_id, ".index.json") ||
-           cat_key_ref(str(index, "key"), own_id, ".index.json.enc")) ||
+         !(cat_key_ref(str(index, "key"), own_id, ".index.json.zst") ||
+           cat_key_ref(str(index, "key"), own_id, ".index.json.zst.enc")) ||
          str(index, "sha256") == NULL || strlen(str(index, "sha256")) != 64 ||
          !json_is_integer(json_object_get(index, "size"))))
         return false;

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <zstd.h>
+
 #include "../common/util.h"
 #include "files_reuse.h"
 
@@ -106,6 +108,24 @@ static cat_component *find_parent(snp_capture *c, const char *source, const json
     return NULL;
 }
 
+/* The index is one zstd frame of compact JSON. */
+static json_t *unpack_index(const char *buf, size_t len)
+{
+    unsigned long long n = ZSTD_getFrameContentSize(buf, len);
+    json_t *doc = NULL;
+    char *text;
+    size_t got;
+
+    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > INDEX_MAX)
+        return NULL;
+    text = xmalloc(n + 1);
+    got = ZSTD_decompress(text, n, buf, len);
+    if (!ZSTD_isError(got) && got == n)
+        doc = json_loadb(text, got, 0, NULL);
+    free(text);
+    return doc;
+}
+
 /* Reads the parent's index and checks it against the checksum its manifest holds. */
 static json_t *load_index(snp_capture *c, cat_component *p)
 {
@@ -127,7 +147,7 @@ static json_t *load_index(snp_capture *c, cat_component *p)
     if ((json_int_t)len != json_integer_value(json_object_get(ix, "size")) || strcmp(sha, want) != 0)
         log_warn(snp_ctx(c), "the entry index %s fails its checksum: storing every entry anew", key);
     else
-        doc = json_loadb(buf, len, 0, NULL);
+        doc = unpack_index(buf, len);
     free(buf);
     if (doc != NULL && json_integer_value(json_object_get(doc, "format")) != INDEX_FORMAT) {
         json_decref(doc);
@@ -293,7 +313,8 @@ snap_rc frs_finish(frs *r, snap_err *err)
 {
     stg *s = snp_store(r->c);
     json_t *doc, *ix;
-    char *text, *key, sha[65];
+    char *text, *key, *packed, sha[65];
+    size_t len, plen;
     util_sha256 *h;
     snap_rc rc;
 
@@ -308,17 +329,25 @@ snap_rc frs_finish(frs *r, snap_err *err)
     doc = index_doc(r);
     text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
-    key = xasprintf("%s.index.json%s", arc_parts_prefix(snp_parts(r->c)), stg_encrypted(s) ? ".enc" : "");
-    rc = stg_put(s, key, text, strlen(text), STG_CREATE_ONLY, err);
+    len = strlen(text);
+    packed = xmalloc(ZSTD_compressBound(len));
+    plen = ZSTD_compress(packed, ZSTD_compressBound(len), text, len, 3);
+    free(text);
+    if (ZSTD_isError(plen)) {
+        free(packed);
+        return err_set(err, SNAP_EFAIL, 0, "zstd: %s", ZSTD_getErrorName(plen));
+    }
+    key = xasprintf("%s.index.json.zst%s", arc_parts_prefix(snp_parts(r->c)), stg_encrypted(s) ? ".enc" : "");
+    rc = stg_put(s, key, packed, plen, STG_CREATE_ONLY, err);
     if (rc == SNAP_OK) {
         h = util_sha256_new();
-        util_sha256_update(h, text, strlen(text));
+        util_sha256_update(h, packed, plen);
         util_sha256_final(h, sha);
-        ix = json_pack("{s:s, s:I, s:s}", "key", key, "size", (json_int_t)strlen(text), "sha256", sha);
+        ix = json_pack("{s:s, s:I, s:s}", "key", key, "size", (json_int_t)plen, "sha256", sha);
         json_object_set_new(cat_component_json(snp_component(r->c)), "index", ix);
     }
     free(key);
-    free(text);
+    free(packed);
     return rc;
 }
 
