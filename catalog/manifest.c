@@ -359,6 +359,7 @@ snap_rc cat_manifest_parse(const char *buf, size_t len, cat_manifest **out, snap
     json_error_t jerr;
     json_t *root = json_loadb(buf, len, 0, &jerr), *c;
     json_int_t format = 0;
+    snap_err idle;
     size_t i;
 
     *out = NULL;
@@ -374,8 +375,11 @@ snap_rc cat_manifest_parse(const char *buf, size_t len, cat_manifest **out, snap
               json_is_string(json_object_get(root, "created")) &&
               json_is_object(json_object_get(root, "labels")) &&
               json_is_array(json_object_get(root, "components"));
+    /* An id that is not a snapshot id is refused, by name, where the entry is checked
+     * (cat_load); the keys are checked against it only when it is one. */
+    const char *own = ok && cat_name_check("snapshot id", str(root, "id"), &idle) == SNAP_OK ? str(root, "id") : NULL;
     json_array_foreach(json_object_get(root, "components"), i, c)
-        ok = ok && valid_component(c, str(root, "id"), format);
+        ok = ok && valid_component(c, own, own != NULL ? format : CAT_FORMAT_REFS);
     if (!ok) {
         json_decref(root);
         return err_set(err, SNAP_EVERIFY, 0, "manifest is damaged: a required field is missing or of the wrong type");
