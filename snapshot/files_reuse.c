@@ -253,7 +253,7 @@ frs *frs_new(snp_capture *c, const char *source, const json_t *exclude, const ch
     if (p == NULL || (index = load_index(c, p)) == NULL)
         return r;
     reuse_parts(r, p, index, roots, nroots);
-    log_info(snp_ctx(c), "%s: %llu of %zu parts of %s unchanged, reused", snp_source_name(c),
+    log_verbose(snp_ctx(c), "%s: %llu of %zu parts of %s unchanged, reused", snp_source_name(c),
              (unsigned long long)r->reused_parts, json_array_size(json_object_get(index, "parts")), pname);
     r->parent = index;
     return r;
@@ -267,7 +267,9 @@ bool frs_covered(frs *r, const char *stored, const struct stat *st, bool *change
     found = r->tree != NULL ? tfind(&key, &r->tree, by_path) : NULL;
     if (found == NULL)
         return false;
-    if ((*found)->seen || !same_meta((*found)->meta, stored, st)) {
+    if ((*found)->seen) /* a second visit (nested roots): stored again, as before */
+        return false;
+    if (!same_meta((*found)->meta, stored, st)) {
         *changed = true; /* it changed between the look at the index and the walk */
         return true;
     }

@@ -162,7 +162,7 @@ static snap_rc capture_source(snp_capture *c, cat_manifest *m, snap_err *err)
         cat_component_add_part(c->comp, key, size, sha, entries, raw);
     }
     if (rc == SNAP_OK && arc_parts_reused_bytes(c->parts) > 0)
-        log_info(c->ctx, "%s: %llu stored bytes reused from earlier snapshots", c->name,
+        log_verbose(c->ctx, "%s: %llu stored bytes reused from earlier snapshots", c->name,
                  (unsigned long long)arc_parts_reused_bytes(c->parts));
     arc_parts_free(c->parts);
     c->parts = NULL;
