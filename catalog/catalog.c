@@ -2,12 +2,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "arc.h"
 #include "../common/cry.h"
 #include "../common/util.h"
 #include "catalog.h"
 
 #define MANIFEST_MAX (64u << 20)
+#define INDEX_MAX (512u << 20)
 #define LEASE_TTL (24 * 3600)
 
 static char *manifest_key(const char *name)
@@ -659,6 +662,58 @@ snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_
     cat_list_free(list, n);
     util_strv_free(&refs);
     util_strv_free(&d.ids);
+    return rc;
+}
+
+/* One zstd frame of compact JSON, of a known size. */
+static json_t *unpack_index(const char *buf, size_t len)
+{
+    unsigned long long n = ZSTD_getFrameContentSize(buf, len);
+    json_t *doc = NULL;
+    char *text;
+    size_t got;
+
+    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > INDEX_MAX)
+        return NULL;
+    text = xmalloc(n + 1);
+    got = ZSTD_decompress(text, n, buf, len);
+    if (!ZSTD_isError(got) && got == n)
+        doc = json_loadb(text, got, 0, NULL);
+    free(text);
+    if (doc != NULL && (json_integer_value(json_object_get(doc, "format")) != CAT_INDEX_FORMAT ||
+                        !json_is_array(json_object_get(doc, "parts")))) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    return doc;
+}
+
+snap_rc cat_index_load(stg *s, cat_component *c, json_t **out, snap_err *err)
+{
+    json_t *ix = json_object_get(cat_component_json(c), "index");
+    const char *key = json_string_value(json_object_get(ix, "key"));
+    const char *want = json_string_value(json_object_get(ix, "sha256"));
+    char *buf = NULL, sha[65];
+    size_t len = 0;
+    util_sha256 *h;
+    snap_rc rc;
+
+    *out = NULL;
+    if (key == NULL || want == NULL)
+        return err_set(err, SNAP_ENOTFOUND, 0, "component %s has no entry index", cat_component_name(c));
+    rc = stg_get(s, key, INDEX_MAX, &buf, &len, err);
+    if (rc != SNAP_OK) {
+        err_prefix(err, "entry index %s", key);
+        return rc;
+    }
+    h = util_sha256_new();
+    util_sha256_update(h, buf, len);
+    util_sha256_final(h, sha);
+    if ((json_int_t)len != json_integer_value(json_object_get(ix, "size")) || strcmp(sha, want) != 0)
+        rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s fails its checksum", key);
+    else if ((*out = unpack_index(buf, len)) == NULL)
+        rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged", key);
+    free(buf);
     return rc;
 }
 

@@ -87,6 +87,15 @@ bool cat_key_ref(const char *key, const char *own_id, const char *suffix);
 /* Sets the format number: CAT_FORMAT_REFS when a part is another snapshot's, else CAT_FORMAT. */
 void cat_manifest_set_format(cat_manifest *m);
 
+/*
+ * The entry index of a files component (docs/formats.md, "Entry index"): read, checked
+ * against the size and SHA-256 the manifest holds, decompressed and parsed. SNAP_ENOTFOUND
+ * when the component has none; SNAP_EVERIFY when it does not match or is not one.
+ */
+#define CAT_INDEX_FORMAT 1
+#define CAT_INDEX_FIELDS 10 /* name, mode, size, mtime s/ns, ctime s/ns, inode, links, capabilities */
+snap_rc cat_index_load(stg *s, cat_component *c, json_t **out, snap_err *err);
+
 /* The manifest as JSON (borrowed). */
 json_t *cat_manifest_json(const cat_manifest *m);
 /* Parses and validates (format version, required fields, types). */

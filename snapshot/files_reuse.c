@@ -19,8 +19,6 @@
 #include "../common/util.h"
 #include "files_reuse.h"
 
-#define INDEX_MAX (512u << 20)
-#define INDEX_FORMAT 1
 
 /* One entry of a reused part: the walk must meet it, unchanged. */
 typedef struct covered {
@@ -51,23 +49,27 @@ static void covered_free(void *p)
     free(v);
 }
 
-/* What the index keeps of an entry. A name JSON cannot hold is null: it never matches. */
-static json_t *entry_meta(const char *stored, const struct stat *st)
+/* What the index keeps of an entry. A name JSON cannot hold is null: it never matches.
+ * The last field says whether it has file capabilities (for the plan of a revert). */
+static json_t *entry_meta(const char *stored, const struct stat *st, bool caps)
 {
     json_t *name = json_string(stored);
 
-    return json_pack("[o, I, I, I, I, I, I, I, I]", name != NULL ? name : json_null(), (json_int_t)st->st_mode,
+    return json_pack("[o, I, I, I, I, I, I, I, I, b]", name != NULL ? name : json_null(), (json_int_t)st->st_mode,
                      (json_int_t)st->st_size, (json_int_t)st->st_mtim.tv_sec, (json_int_t)st->st_mtim.tv_nsec,
                      (json_int_t)st->st_ctim.tv_sec, (json_int_t)st->st_ctim.tv_nsec, (json_int_t)st->st_ino,
-                     (json_int_t)st->st_nlink);
+                     (json_int_t)st->st_nlink, caps);
 }
 
 /* Unchanged: the same metadata, and not a file with several names (its link group may
  * span parts that changed). */
 static bool same_meta(const json_t *old, const char *stored, const struct stat *st)
 {
-    json_t *now = entry_meta(stored, st);
-    bool same = json_equal(old, now) && !(S_ISREG(st->st_mode) && st->st_nlink > 1);
+    json_t *now = entry_meta(stored, st, false);
+    bool same = json_array_size(old) == CAT_INDEX_FIELDS && !(S_ISREG(st->st_mode) && st->st_nlink > 1);
+
+    for (size_t i = 0; i + 1 < CAT_INDEX_FIELDS && same; i++) /* the ctime covers the capabilities */
+        same = json_equal(json_array_get(old, i), json_array_get(now, i));
 
     json_decref(now);
     return same;
@@ -108,51 +110,14 @@ static cat_component *find_parent(snp_capture *c, const char *source, const json
     return NULL;
 }
 
-/* The index is one zstd frame of compact JSON. */
-static json_t *unpack_index(const char *buf, size_t len)
-{
-    unsigned long long n = ZSTD_getFrameContentSize(buf, len);
-    json_t *doc = NULL;
-    char *text;
-    size_t got;
-
-    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > INDEX_MAX)
-        return NULL;
-    text = xmalloc(n + 1);
-    got = ZSTD_decompress(text, n, buf, len);
-    if (!ZSTD_isError(got) && got == n)
-        doc = json_loadb(text, got, 0, NULL);
-    free(text);
-    return doc;
-}
-
-/* Reads the parent's index and checks it against the checksum its manifest holds. */
+/* Reads the parent's index, checked against the size and checksum its manifest holds. */
 static json_t *load_index(snp_capture *c, cat_component *p)
 {
-    json_t *ix = json_object_get(cat_component_json(p), "index"), *doc = NULL;
-    const char *key = json_string_value(json_object_get(ix, "key"));
-    const char *want = json_string_value(json_object_get(ix, "sha256"));
-    char *buf = NULL, sha[65];
-    size_t len = 0;
-    util_sha256 *h;
+    json_t *doc = NULL;
     snap_err e;
 
-    if (stg_get(snp_store(c), key, INDEX_MAX, &buf, &len, &e) != SNAP_OK) {
-        log_warn(snp_ctx(c), "cannot read the entry index %s (%s): storing every entry anew", key, e.msg);
-        return NULL;
-    }
-    h = util_sha256_new();
-    util_sha256_update(h, buf, len);
-    util_sha256_final(h, sha);
-    if ((json_int_t)len != json_integer_value(json_object_get(ix, "size")) || strcmp(sha, want) != 0)
-        log_warn(snp_ctx(c), "the entry index %s fails its checksum: storing every entry anew", key);
-    else
-        doc = unpack_index(buf, len);
-    free(buf);
-    if (doc != NULL && json_integer_value(json_object_get(doc, "format")) != INDEX_FORMAT) {
-        json_decref(doc);
-        doc = NULL;
-    }
+    if (cat_index_load(snp_store(c), p, &doc, &e) != SNAP_OK)
+        log_warn(snp_ctx(c), "%s: storing every entry anew", e.msg);
     return doc;
 }
 
@@ -278,7 +243,7 @@ bool frs_covered(frs *r, const char *stored, const struct stat *st, bool *change
     return true;
 }
 
-void frs_record(frs *r, unsigned no, const char *stored, const struct stat *st)
+void frs_record(frs *r, unsigned no, const char *stored, const struct stat *st, bool caps)
 {
     char *k = xasprintf("%u", no);
     json_t *a = json_object_get(r->parts, k);
@@ -287,7 +252,7 @@ void frs_record(frs *r, unsigned no, const char *stored, const struct stat *st)
         a = json_array();
         json_object_set_new(r->parts, k, a);
     }
-    json_array_append_new(a, entry_meta(stored, st));
+    json_array_append_new(a, entry_meta(stored, st, caps));
     free(k);
 }
 
@@ -308,7 +273,7 @@ static json_t *index_doc(frs *r)
             json_array_append_new(out, json_pack("{s:s, s:O}", "key", key, "entries", e));
         free(k);
     }
-    return json_pack("{s:i, s:o}", "format", INDEX_FORMAT, "parts", out);
+    return json_pack("{s:i, s:o}", "format", CAT_INDEX_FORMAT, "parts", out);
 }
 
 snap_rc frs_finish(frs *r, snap_err *err)

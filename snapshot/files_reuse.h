@@ -21,8 +21,9 @@ frs *frs_new(snp_capture *c, const char *source, const json_t *exclude, const ch
  * not stored again. *changed when it is, but changed since frs_new looked (fail the snap).
  */
 bool frs_covered(frs *r, const char *stored, const struct stat *st, bool *changed);
-/* Records an entry the walk stored in part number no (arc_writer_part_no). */
-void frs_record(frs *r, unsigned no, const char *stored, const struct stat *st);
+/* Records an entry the walk stored in part number no (arc_writer_part_no); caps: it has
+ * file capabilities. */
+void frs_record(frs *r, unsigned no, const char *stored, const struct stat *st, bool caps);
 /* Checks that every reused entry was met, writes the index and names it in the component. */
 snap_rc frs_finish(frs *r, snap_err *err);
 void frs_free(frs *r);

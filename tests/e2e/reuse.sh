@@ -199,4 +199,28 @@ test_safety_snapshot_reuses_unchanged_parts() {
     [ "$(own_parts "$safety")" = 1 ] || fail "the safety snapshot stored $(own_parts "$safety") parts for one change"
 }
 
+test_plan_lists_changes_from_the_name_index() {
+    setup
+    snap_ p1
+    echo changed >"$T/app/a/f1"
+    rm "$T/app/b/f2"
+    echo new >"$T/app/c/new"
+    # a damaged part: a plan that read the parts would stop on it (exit 5)
+    key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["components"][0]["parts"][0]["key"])' "$ST/catalog/p1.json")
+    printf 'X' | dd of="$ST/$key" bs=1 seek=100 conv=notrunc 2>/dev/null
+    expect_rc 0 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --dry-run --json
+    python3 - "$T/out" "$T/app" <<'EOF2' || fail "the plan does not list the changes"
+import json, sys
+t = json.load(open(sys.argv[1]))["targets"][0]
+app = sys.argv[2]
+assert t["replace"] == [app + "/a/f1"], t
+assert t["add"] == [app + "/b/f2"], t
+assert t["remove"] == [app + "/c/new"], t
+EOF2
+    # the index of a manifest this host does not authenticate is not believed: the parts are read
+    edit p1 "m['note'] = 'edited'"
+    expect_rc 5 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --to "$T/dest" --dry-run --json
+    expect_err "$key"
+}
+
 run_tests "$@"
