@@ -201,7 +201,8 @@ static snap_rc plan_from_parts(rst_target *t, json_t *plan, name_set *set, snap_
     return rc;
 }
 
-/* Whether the index names every part of the component, with as many entries as each holds. */
+/* Whether the index names every part of the component, with as many entries as each
+ * holds, every one by its name. */
 static bool index_complete(const cat_component *c, const json_t *doc)
 {
     const json_t *parts = json_object_get(doc, "parts");
@@ -213,10 +214,16 @@ static bool index_complete(const cat_component *c, const json_t *doc)
         uint64_t size, entries;
         const json_t *ip = json_array_get(parts, p);
         cat_component_part(c, p, &key, &size, &sha, &entries);
+        const json_t *ie;
+        size_t j;
         if (!json_is_string(json_object_get(ip, "key")) ||
             strcmp(json_string_value(json_object_get(ip, "key")), key) != 0 ||
             json_array_size(json_object_get(ip, "entries")) != entries)
             return false;
+        /* a name JSON cannot hold (not UTF-8) is null there: only the parts have it */
+        json_array_foreach(json_object_get(ip, "entries"), j, ie)
+            if (!json_is_string(json_array_get(ie, 0)) || json_array_size(ie) != CAT_INDEX_FIELDS)
+                return false;
     }
     return true;
 }
@@ -245,14 +252,13 @@ static bool plan_from_index(rst_target *t, json_t *plan, name_set *set)
         json_array_foreach(json_object_get(ip, "entries"), j, ie) {
             struct archive_entry *ae = archive_entry_new();
             const char *name = json_string_value(json_array_get(ie, 0));
-            archive_entry_copy_pathname(ae, name != NULL ? name : "");
+            archive_entry_copy_pathname(ae, name);
             archive_entry_set_mode(ae, (mode_t)json_integer_value(json_array_get(ie, 1)));
             archive_entry_set_size(ae, json_integer_value(json_array_get(ie, 2)));
             archive_entry_set_mtime(ae, (time_t)json_integer_value(json_array_get(ie, 3)), 0);
             if (json_is_true(json_array_get(ie, CAT_INDEX_FIELDS - 1)))
                 archive_entry_xattr_add_entry(ae, "security.capability", "", 0);
-            if (name != NULL)
-                plan_entry(t, plan, set, ae);
+            plan_entry(t, plan, set, ae);
             archive_entry_free(ae);
         }
     }
