@@ -408,6 +408,19 @@ static snap_rc sweep_referred(stg *s, cat_manifest *const *list, size_t n, const
     return rc;
 }
 
+/* Whether everything left in data/<id>/ is kept for other snapshots (nothing for gc to do). */
+static bool only_referred(stg *s, const char *id, const util_strv *refs)
+{
+    char *prefix = xasprintf("data/%s/", id);
+    sweep w = {.refs = refs};
+    snap_err e;
+    bool only = stg_list(s, prefix, sweep_one, &w, &e) == SNAP_OK && w.kept && w.doomed.n == 0;
+
+    util_strv_free(&w.doomed);
+    free(prefix);
+    return only;
+}
+
 snap_rc cat_delete(stg *s, const cat_manifest *m, snap_err *err)
 {
     cat_manifest **list;
@@ -646,7 +659,7 @@ snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_
         for (size_t j = 0; j < n && !used; j++)
             used = strcmp(cat_manifest_id(list[j]), d.ids.v[i]) == 0;
         /* A snap still running has data and no manifest yet: leave young data alone. */
-        if (used || util_parse_time(d.ids.v[i], NULL) > now - min_age)
+        if (used || util_parse_time(d.ids.v[i], NULL) > now - min_age || only_referred(s, d.ids.v[i], &refs))
             continue;
         json_array_append_new(removed, json_string(d.ids.v[i]));
         if (!dry_run) {

@@ -82,6 +82,10 @@ test_delete_keeps_the_parts_another_snapshot_references() {
     snap_ p2
     expect_rc 0 "$SNAP" delete p1 --store "$ST" --yes
     expect_rc 0 "$SNAP" verify p2 --store "$ST"
+    # what is left of p1 is p2's: gc has nothing to remove, and says so
+    expect_rc 0 "$SNAP" gc --store "$ST" --min-age 0s --json
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["orphaned_snapshots"] == [], d' "$T/out" ||
+        fail "gc reports the kept parts of p1 as removed"
     expect_rc 0 "$REVERT" p2 --store "$ST" --config "$T/snap.conf" --to "$T/dest" --yes
     [ "$(tree_sum "$T/dest")" = "$want" ] || fail "p2 after deleting p1 is not byte-exact"
     expect_rc 0 "$SNAP" delete p2 --store "$ST" --yes
