@@ -34,12 +34,15 @@ measure tar_zstd tar -I 'zstd -3 -T2' -cf "$W/tree.tar.zst" -C "$W" tree
 measure tar_zstd_fsync sh -c "tar -I 'zstd -3 -T2' -cf '$W/tree2.tar.zst' -C '$W' tree && sync '$W/tree2.tar.zst'"
 rm -f "$W/tree2.tar.zst"
 measure snap_create "$SNAP" create b1 --store "$W/store" --files "$W/tree" --no-progress
+snap_size=$(du -sb "$W/store/data" | cut -f1)
+# a second snap of the unchanged tree: the parts of b1 are reused, only the entry index is new
+measure snap_again "$SNAP" create b2 --store "$W/store" --files "$W/tree" --no-progress
+again_size=$(($(du -sb "$W/store/data" | cut -f1) - snap_size))
 # the same snap (and revert --to below) through an encrypted store (docs/encryption.md)
 head -c 32 /dev/urandom >"$W/key" && chmod 600 "$W/key"
 printf '[store]\nurl = %s\nkey_file = %s\n' "$W/enc" "$W/key" >"$W/enc.conf"
 measure snap_create_enc "$SNAP" create b1 --config "$W/enc.conf" --files "$W/tree" --no-progress
 tar_size=$(stat -c %s "$W/tree.tar.zst")
-snap_size=$(du -sb "$W/store/data" | cut -f1)
 mkdir "$W/x"
 measure tar_extract tar -I 'zstd -T2' -xf "$W/tree.tar.zst" -C "$W/x"
 measure revert_to "$REVERT" b1 --store "$W/store" --to "$W/restored" --yes --no-progress
@@ -53,9 +56,12 @@ rm -rf "$W"/.tree.pre-revert-*
 measure revert_with_safety "$REVERT" b1 --store "$W/store" --yes --no-progress
 
 echo "  sizes: tar.zst $(mib "$tar_size"), snap parts $(mib "$snap_size")"
+echo "  second snap, nothing changed: $SECS_snap_again s, $(mib "$again_size") stored"
 ratio "snap create / tar -I 'zstd -3 -T2' (aim <= 1.1)" "$SECS_snap_create" "$SECS_tar_zstd"
 ratio "snap create / tar | zstd then fsync" "$SECS_snap_create" "$SECS_tar_zstd_fsync"
 ratio "snap output / tar.zst output (aim <= 1.0)" "$snap_size" "$tar_size"
+ratio "second snap, nothing changed / first snap (aim <= 0.3)" "$SECS_snap_again" "$SECS_snap_create"
+ratio "second snap, nothing changed: stored / first snap's (aim <= 0.05)" "$again_size" "$snap_size"
 ratio "revert --to / tar -x (aim <= 1.3)" "$SECS_revert_to" "$SECS_tar_extract"
 ratio "revert in place / tar -x" "$SECS_revert_in_place" "$SECS_tar_extract"
 ratio "revert with safety snapshot / tar -x" "$SECS_revert_with_safety" "$SECS_tar_extract"

@@ -30,6 +30,9 @@ struct arc_parts {
     part *v;
     size_t n, cap;
     bool sorted;
+    part *known; /* parts already in the store, by content (arc_parts_know) */
+    size_t nknown, capknown;
+    uint64_t reused_bytes;
 };
 
 arc_parts *arc_parts_new(const char *prefix)
@@ -47,9 +50,17 @@ void arc_parts_free(arc_parts *p)
     for (size_t i = 0; i < p->n; i++)
         free(p->v[i].key);
     free(p->v);
+    for (size_t i = 0; i < p->nknown; i++)
+        free(p->known[i].key);
+    free(p->known);
     free(p->prefix);
     pthread_mutex_destroy(&p->mu);
     free(p);
+}
+
+const char *arc_parts_prefix(const arc_parts *p)
+{
+    return p->prefix;
 }
 
 size_t arc_parts_count(const arc_parts *p)
@@ -79,6 +90,44 @@ void arc_parts_get(const arc_parts *cp, size_t i, const char **key, uint64_t *si
     *raw_bytes = p->v[i].raw;
 }
 
+unsigned arc_parts_no(const arc_parts *p, size_t i)
+{
+    const char *key, *sha;
+    uint64_t size, entries, raw;
+
+    arc_parts_get(p, i, &key, &size, &sha, &entries, &raw); /* sorts */
+    return p->v[i].no;
+}
+
+uint64_t arc_parts_reused_bytes(const arc_parts *p)
+{
+    return p->reused_bytes;
+}
+
+void arc_parts_know(arc_parts *p, const char *key, uint64_t size, const char *sha256, uint64_t entries,
+                    uint64_t raw_bytes)
+{
+    part k = {.key = xstrdup(key), .size = size, .entries = entries, .raw = raw_bytes};
+
+    snprintf(k.sha256, sizeof k.sha256, "%s", sha256);
+    pthread_mutex_lock(&p->mu);
+    if (p->nknown == p->capknown) {
+        p->capknown = p->capknown ? p->capknown * 2 : 16;
+        p->known = xrealloc(p->known, p->capknown * sizeof *p->known);
+    }
+    p->known[p->nknown++] = k;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* A stored part with these bytes (same size and SHA-256), or NULL. Call under mu. */
+static const part *known_find(const arc_parts *p, uint64_t size, const char *sha256)
+{
+    for (size_t i = 0; i < p->nknown; i++)
+        if (p->known[i].size == size && strcmp(p->known[i].sha256, sha256) == 0)
+            return &p->known[i];
+    return NULL;
+}
+
 static unsigned parts_next(arc_parts *p)
 {
     unsigned no;
@@ -88,16 +137,55 @@ static unsigned parts_next(arc_parts *p)
     return no;
 }
 
-static void parts_add(arc_parts *p, const part *pt)
+static void parts_add_locked(arc_parts *p, const part *pt)
 {
-    pthread_mutex_lock(&p->mu);
     if (p->n == p->cap) {
         p->cap = p->cap ? p->cap * 2 : 8;
         p->v = xrealloc(p->v, p->cap * sizeof *p->v);
     }
     p->v[p->n++] = *pt;
     p->sorted = false;
+}
+
+static void parts_add(arc_parts *p, const part *pt)
+{
+    pthread_mutex_lock(&p->mu);
+    parts_add_locked(p, pt);
     pthread_mutex_unlock(&p->mu);
+}
+
+unsigned arc_parts_add_ref(arc_parts *p, const char *key, uint64_t size, const char *sha256, uint64_t entries,
+                           uint64_t raw_bytes)
+{
+    part r = {.key = xstrdup(key), .size = size, .entries = entries, .raw = raw_bytes};
+
+    snprintf(r.sha256, sizeof r.sha256, "%s", sha256);
+    pthread_mutex_lock(&p->mu);
+    r.no = p->next++;
+    parts_add_locked(p, &r);
+    p->reused_bytes += size;
+    pthread_mutex_unlock(&p->mu);
+    return r.no;
+}
+
+/*
+ * A part whose bytes the store holds already is not committed: the upload is dropped and
+ * the part refers to the stored one. True when it did.
+ */
+static bool parts_add_or_reuse(arc_parts *p, part *pt)
+{
+    const part *k;
+
+    pthread_mutex_lock(&p->mu);
+    k = known_find(p, pt->size, pt->sha256);
+    if (k != NULL) {
+        free(pt->key);
+        pt->key = xstrdup(k->key);
+        p->reused_bytes += pt->size;
+        parts_add_locked(p, pt);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return k != NULL;
 }
 
 struct arc_writer {
@@ -195,7 +283,10 @@ snap_rc arc_writer_new(stg *store, arc_parts *parts, const arc_opts *opts, const
     }
     if (w->opts.zstd_threads > 1 &&
         (ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_nbWorkers, w->opts.zstd_threads)) ||
-         ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_jobSize, ZSTD_JOB))))
+         ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_jobSize, ZSTD_JOB)) ||
+         /* each job starts with the whole window of what the previous one saw, so that
+          * matches across files are not lost at job boundaries (ZSTD_c_overlapLog 9) */
+         ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_overlapLog, 9))))
         log_warn(ctx, "this zstd library compresses on one thread only");
     *out = w;
     return SNAP_OK;
@@ -270,6 +361,14 @@ static snap_rc part_close(arc_writer *w, snap_err *err)
     w->a = NULL;
     util_sha256_final(w->hash, w->cur.sha256);
     w->hash = NULL;
+    if (parts_add_or_reuse(w->parts, &w->cur)) {
+        log_debug(w->ctx, "part of %llu bytes is stored already as %s", (unsigned long long)w->cur.size,
+                  w->cur.key);
+        stg_abort(w->out);
+        w->out = NULL;
+        memset(&w->cur, 0, sizeof w->cur);
+        return SNAP_OK;
+    }
     rc = stg_commit(w->out, err);
     w->out = NULL;
     if (rc != SNAP_OK) {
@@ -360,6 +459,11 @@ snap_rc arc_write_buffer(arc_writer *w, const char *path, const void *buf, size_
     }
     archive_entry_free(e);
     return rc;
+}
+
+unsigned arc_writer_part_no(const arc_writer *w)
+{
+    return w->cur.no;
 }
 
 snap_rc arc_writer_cut(arc_writer *w, snap_err *err)

@@ -33,9 +33,26 @@ typedef struct arc_parts arc_parts;
 arc_parts *arc_parts_new(const char *prefix);
 void arc_parts_free(arc_parts *p);
 size_t arc_parts_count(const arc_parts *p);
+/* data/<snapshot-id>/<component> */
+const char *arc_parts_prefix(const arc_parts *p);
 /* Sorted by part number once writing is over. */
 void arc_parts_get(const arc_parts *p, size_t i, const char **key, uint64_t *size,
                    const char **sha256, uint64_t *entries, uint64_t *raw_bytes);
+
+/* The number of part i (sorted order): arc_writer_part_no says which entries it holds. */
+unsigned arc_parts_no(const arc_parts *p, size_t i);
+/*
+ * Content-addressed reuse: a part already in the store (another snapshot's, by its key).
+ * A writer whose finished part has the same size and SHA-256 drops its upload and the
+ * component refers to the stored part instead (docs/formats.md, "References").
+ */
+void arc_parts_know(arc_parts *p, const char *key, uint64_t size, const char *sha256, uint64_t entries,
+                    uint64_t raw_bytes);
+/* Adds a stored part as it is (a files part whose entries did not change); its number. */
+unsigned arc_parts_add_ref(arc_parts *p, const char *key, uint64_t size, const char *sha256, uint64_t entries,
+                           uint64_t raw_bytes);
+/* Stored bytes that were not written again. */
+uint64_t arc_parts_reused_bytes(const arc_parts *p);
 
 typedef struct arc_writer arc_writer;
 
@@ -54,6 +71,8 @@ snap_rc arc_write_buffer(arc_writer *w, const char *path, const void *buf, size_
                          unsigned mode, time_t mtime, snap_err *err);
 /* Forces the current part to close at this entry boundary (e.g. between tables). */
 snap_rc arc_writer_cut(arc_writer *w, snap_err *err);
+/* The number of the part that the last entry written went into. */
+unsigned arc_writer_part_no(const arc_writer *w);
 /* Closes and commits the open part, if any. */
 snap_rc arc_writer_finish(arc_writer *w, snap_err *err);
 

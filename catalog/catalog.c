@@ -2,12 +2,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "arc.h"
 #include "../common/cry.h"
 #include "../common/util.h"
 #include "catalog.h"
 
 #define MANIFEST_MAX (64u << 20)
+#define INDEX_MAX (512u << 20)
 #define LEASE_TTL (24 * 3600)
 
 static char *manifest_key(const char *name)
@@ -257,13 +260,12 @@ void cat_list_free(cat_manifest **list, size_t n)
 }
 
 /*
- * Removes the entry named and, unless keep_data, the data directory of its id. The name
- * and id were checked by cat_load to be the entry's own (check_entry).
+ * Removes the entry named (the commit point). The name and id were checked by cat_load to
+ * be the entry's own (check_entry). Its data goes afterwards, by sweep_data.
  */
-static snap_rc delete_entry(stg *s, const cat_manifest *m, bool keep_data, snap_err *err)
+static snap_rc delete_entry(stg *s, const cat_manifest *m, snap_err *err)
 {
     char *key = manifest_key(cat_manifest_name(m));
-    char *data = xasprintf("data/%s/", cat_manifest_id(m));
     bool held;
     snap_rc rc = cat_lease_held(s, cat_manifest_name(m), &held, err);
 
@@ -276,21 +278,147 @@ static snap_rc delete_entry(stg *s, const cat_manifest *m, bool keep_data, snap_
      * what a crash leaves of its data is an orphan for gc. */
     if (rc == SNAP_OK)
         rc = stg_delete(s, key, err);
-    if (rc == SNAP_OK && !keep_data)
-        rc = stg_delete_prefix(s, data, err);
     free(key);
-    free(data);
     return rc;
 }
 
 /* Does another entry of list than m use m's data directory? */
-static bool data_shared(cat_manifest *const *list, size_t n, const cat_manifest *m)
+static bool data_shared(cat_manifest *const *list, size_t n, const bool *gone, const cat_manifest *m)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(cat_manifest_name(list[i]), cat_manifest_name(m)) != 0 &&
+        if ((gone == NULL || !gone[i]) && strcmp(cat_manifest_name(list[i]), cat_manifest_name(m)) != 0 &&
             strcmp(cat_manifest_id(list[i]), cat_manifest_id(m)) == 0)
             return true;
     return false;
+}
+
+static int by_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The reference counts: every key that a manifest of list (but those gone, and those named
+ * skip) holds, sorted. They are counted from the catalog each time, never stored, so that
+ * no count can drift from what the manifests say.
+ */
+static void refs_collect(cat_manifest *const *list, size_t n, const bool *gone, const char *skip, util_strv *refs)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((gone != NULL && gone[i]) || (skip != NULL && strcmp(cat_manifest_name(list[i]), skip) == 0))
+            continue;
+        for (size_t j = 0; j < cat_manifest_ncomponents(list[i]); j++) {
+            cat_component *c = cat_manifest_component(list[i], j);
+            for (size_t k = 0; k < cat_component_nparts(c); k++) {
+                const char *key, *sha;
+                uint64_t size, entries;
+                cat_component_part(c, k, &key, &size, &sha, &entries);
+                util_strv_push(refs, xstrdup(key));
+            }
+        }
+    }
+    if (refs->n > 1)
+        qsort(refs->v, refs->n, sizeof *refs->v, by_str);
+}
+
+static bool referenced(const util_strv *refs, const char *key)
+{
+    return refs->n > 0 && bsearch(&key, refs->v, refs->n, sizeof *refs->v, by_str) != NULL;
+}
+
+typedef struct sweep {
+    const util_strv *refs;
+    util_strv doomed;
+    bool kept;
+} sweep;
+
+static bool sweep_one(const stg_entry *e, void *arg)
+{
+    sweep *w = arg;
+    const char *base = strrchr(e->key, '/');
+
+    if (referenced(w->refs, e->key))
+        w->kept = true;
+    else if (base == NULL || strcmp(base + 1, "keys.json") != 0)
+        util_strv_push(&w->doomed, xstrdup(e->key));
+    return true;
+}
+
+/*
+ * Removes data/<id>/ of a snapshot that no entry holds any more, but for the parts another
+ * snapshot refers to (and, while one is kept, the data key that opens it).
+ */
+static snap_rc sweep_data(stg *s, const char *id, const util_strv *refs, const snap_ctx *ctx, snap_err *err)
+{
+    char *prefix = xasprintf("data/%s/", id);
+    sweep w = {.refs = refs};
+    snap_rc rc = stg_list(s, prefix, sweep_one, &w, err);
+
+    if (rc == SNAP_OK && !w.kept)
+        rc = stg_delete_prefix(s, prefix, err);
+    else if (rc == SNAP_OK) {
+        log_info(ctx, "keeping the parts of %s that another snapshot refers to", prefix);
+        for (size_t i = 0; i < w.doomed.n && rc == SNAP_OK; i++)
+            rc = stg_delete(s, w.doomed.v[i], err);
+    }
+    util_strv_free(&w.doomed);
+    free(prefix);
+    return rc;
+}
+
+static bool id_listed(cat_manifest *const *list, size_t n, const bool *gone, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((gone == NULL || !gone[i]) && strcmp(cat_manifest_id(list[i]), id) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The snapshots whose parts m referred to and whose entries are gone already: what only m
+ * kept of their data goes with m (a running snap never has its parts referred to, so
+ * these are no one's).
+ */
+static snap_rc sweep_referred(stg *s, cat_manifest *const *list, size_t n, const bool *gone, const cat_manifest *m,
+                              const util_strv *refs, const snap_ctx *ctx, snap_err *err)
+{
+    util_strv done = {0};
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < cat_manifest_ncomponents(m) && rc == SNAP_OK; i++) {
+        cat_component *c = cat_manifest_component(m, i);
+        for (size_t j = 0; j < cat_component_nparts(c) && rc == SNAP_OK; j++) {
+            const char *key, *sha, *slash;
+            uint64_t size, entries;
+            char *id;
+            bool seen = false;
+            cat_component_part(c, j, &key, &size, &sha, &entries);
+            slash = strchr(key + 5, '/'); /* data/ID/...: checked by the parser */
+            id = strndup(key + 5, (size_t)(slash - (key + 5)));
+            for (size_t k = 0; k < done.n && !seen; k++)
+                seen = strcmp(done.v[k], id) == 0;
+            if (!seen && strcmp(id, cat_manifest_id(m)) != 0 && !id_listed(list, n, gone, id)) {
+                rc = sweep_data(s, id, refs, ctx, err);
+                util_strv_push(&done, id);
+            } else
+                free(id);
+        }
+    }
+    util_strv_free(&done);
+    return rc;
+}
+
+/* Whether everything left in data/<id>/ is kept for other snapshots (nothing for gc to do). */
+static bool only_referred(stg *s, const char *id, const util_strv *refs)
+{
+    char *prefix = xasprintf("data/%s/", id);
+    sweep w = {.refs = refs};
+    snap_err e;
+    bool only = stg_list(s, prefix, sweep_one, &w, &e) == SNAP_OK && w.kept && w.doomed.n == 0;
+
+    util_strv_free(&w.doomed);
+    free(prefix);
+    return only;
 }
 
 snap_rc cat_delete(stg *s, const cat_manifest *m, snap_err *err)
@@ -298,16 +426,24 @@ snap_rc cat_delete(stg *s, const cat_manifest *m, snap_err *err)
     cat_manifest **list;
     size_t n;
     bool shared;
+    util_strv refs = {0};
     snap_rc rc = cat_list(s, &list, &n, err);
 
     if (rc != SNAP_OK)
         return rc;
-    shared = data_shared(list, n, m);
-    cat_list_free(list, n);
+    shared = data_shared(list, n, NULL, m);
+    refs_collect(list, n, NULL, cat_manifest_name(m), &refs);
     if (shared)
         log_warn(NULL, "the data of %s (id %s) is also named by another snapshot; keeping it",
                  cat_manifest_name(m), cat_manifest_id(m));
-    return delete_entry(s, m, shared, err);
+    rc = delete_entry(s, m, err);
+    if (rc == SNAP_OK && !shared)
+        rc = sweep_data(s, cat_manifest_id(m), &refs, NULL, err);
+    if (rc == SNAP_OK)
+        rc = sweep_referred(s, list, n, NULL, m, &refs, NULL, err);
+    cat_list_free(list, n);
+    util_strv_free(&refs);
+    return rc;
 }
 
 snap_rc cat_verify(stg *s, const cat_manifest *m, const snap_ctx *ctx, json_t *report,
@@ -413,17 +549,42 @@ void cat_retention_apply(cat_manifest *const *list, size_t n, const cat_retentio
     }
 }
 
+/* The data of the snapshots prune deleted, once every deletion is done: references
+ * between them no longer keep anything. */
+static snap_rc prune_sweep(stg *s, cat_manifest *const *list, size_t n, const bool *gone, const snap_ctx *ctx,
+                           snap_err *err)
+{
+    util_strv refs = {0};
+    snap_rc rc = SNAP_OK;
+
+    refs_collect(list, n, gone, NULL, &refs);
+    for (size_t i = 0; i < n && rc == SNAP_OK; i++) {
+        if (!gone[i])
+            continue;
+        if (data_shared(list, n, gone, list[i]))
+            log_warn(ctx, "the data of %s (id %s) is also named by another snapshot; keeping it",
+                     cat_manifest_name(list[i]), cat_manifest_id(list[i]));
+        else
+            rc = sweep_data(s, cat_manifest_id(list[i]), &refs, ctx, err);
+        if (rc == SNAP_OK)
+            rc = sweep_referred(s, list, n, gone, list[i], &refs, ctx, err);
+    }
+    util_strv_free(&refs);
+    return rc;
+}
+
 snap_rc cat_prune(stg *s, const cat_retention *policy, const char *const *labels, size_t nlabels,
                   bool dry_run, const snap_ctx *ctx, json_t *report, snap_err *err)
 {
     cat_manifest **list;
     size_t n;
-    bool *doomed;
+    bool *doomed, *gone;
     snap_rc rc = cat_list(s, &list, &n, err);
 
     if (rc != SNAP_OK)
         return rc;
     doomed = xcalloc(n + 1, sizeof *doomed);
+    gone = xcalloc(n + 1, sizeof *gone);
     cat_retention_apply(list, n, policy, labels, nlabels, time(NULL), doomed);
     for (size_t i = 0; i < n && rc == SNAP_OK; i++) {
         const char *name = cat_manifest_name(list[i]);
@@ -436,18 +597,18 @@ snap_rc cat_prune(stg *s, const cat_retention *policy, const char *const *labels
                 action = "kept-in-use";
                 log_info(ctx, "keeping %s: a revert is using it", name);
             } else if (rc == SNAP_OK && !dry_run) {
-                bool shared = data_shared(list, n, list[i]);
-                if (shared)
-                    log_warn(ctx, "the data of %s (id %s) is also named by another snapshot; keeping it", name,
-                             cat_manifest_id(list[i]));
-                rc = delete_entry(s, list[i], shared, err);
+                rc = delete_entry(s, list[i], err);
+                gone[i] = rc == SNAP_OK;
             }
         }
         if (cat_manifest_match_labels(list[i], labels, nlabels))
             json_array_append_new(report, json_pack("{s:s, s:s, s:s}", "name", name, "id",
                                                     cat_manifest_id(list[i]), "action", action));
     }
+    if (rc == SNAP_OK)
+        rc = prune_sweep(s, list, n, gone, ctx, err);
     free(doomed);
+    free(gone);
     cat_list_free(list, n);
     return rc;
 }
@@ -483,6 +644,7 @@ snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_
     data_ids d = {0};
     cat_manifest **list = NULL;
     size_t n = 0;
+    util_strv refs = {0};
     unsigned temps = 0;
     json_t *removed = json_array();
     time_t now = time(NULL);
@@ -490,19 +652,19 @@ snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_
 
     if (rc == SNAP_OK)
         rc = cat_list(s, &list, &n, err);
+    if (rc == SNAP_OK)
+        refs_collect(list, n, NULL, NULL, &refs);
     for (size_t i = 0; i < d.ids.n && rc == SNAP_OK; i++) {
         bool used = false;
         for (size_t j = 0; j < n && !used; j++)
             used = strcmp(cat_manifest_id(list[j]), d.ids.v[i]) == 0;
         /* A snap still running has data and no manifest yet: leave young data alone. */
-        if (used || util_parse_time(d.ids.v[i], NULL) > now - min_age)
+        if (used || util_parse_time(d.ids.v[i], NULL) > now - min_age || only_referred(s, d.ids.v[i], &refs))
             continue;
         json_array_append_new(removed, json_string(d.ids.v[i]));
         if (!dry_run) {
-            char *prefix = xasprintf("data/%s/", d.ids.v[i]);
-            log_debug(ctx, "removing orphaned data %s", prefix);
-            rc = stg_delete_prefix(s, prefix, err);
-            free(prefix);
+            log_debug(ctx, "removing orphaned data data/%s/", d.ids.v[i]);
+            rc = sweep_data(s, d.ids.v[i], &refs, ctx, err);
         }
     }
     if (rc == SNAP_OK)
@@ -511,7 +673,60 @@ snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_
     json_object_set_new(report, "unfinished_uploads", json_integer(temps));
     json_object_set_new(report, "dry_run", json_boolean(dry_run));
     cat_list_free(list, n);
+    util_strv_free(&refs);
     util_strv_free(&d.ids);
+    return rc;
+}
+
+/* One zstd frame of compact JSON, of a known size. */
+static json_t *unpack_index(const char *buf, size_t len)
+{
+    unsigned long long n = ZSTD_getFrameContentSize(buf, len);
+    json_t *doc = NULL;
+    char *text;
+    size_t got;
+
+    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > INDEX_MAX)
+        return NULL;
+    text = xmalloc(n + 1);
+    got = ZSTD_decompress(text, n, buf, len);
+    if (!ZSTD_isError(got) && got == n)
+        doc = json_loadb(text, got, 0, NULL);
+    free(text);
+    if (doc != NULL && (json_integer_value(json_object_get(doc, "format")) != CAT_INDEX_FORMAT ||
+                        !json_is_array(json_object_get(doc, "parts")))) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    return doc;
+}
+
+snap_rc cat_index_load(stg *s, cat_component *c, json_t **out, snap_err *err)
+{
+    json_t *ix = json_object_get(cat_component_json(c), "index");
+    const char *key = json_string_value(json_object_get(ix, "key"));
+    const char *want = json_string_value(json_object_get(ix, "sha256"));
+    char *buf = NULL, sha[65];
+    size_t len = 0;
+    util_sha256 *h;
+    snap_rc rc;
+
+    *out = NULL;
+    if (key == NULL || want == NULL)
+        return err_set(err, SNAP_ENOTFOUND, 0, "component %s has no entry index", cat_component_name(c));
+    rc = stg_get(s, key, INDEX_MAX, &buf, &len, err);
+    if (rc != SNAP_OK) {
+        err_prefix(err, "entry index %s", key);
+        return rc;
+    }
+    h = util_sha256_new();
+    util_sha256_update(h, buf, len);
+    util_sha256_final(h, sha);
+    if ((json_int_t)len != json_integer_value(json_object_get(ix, "size")) || strcmp(sha, want) != 0)
+        rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s fails its checksum", key);
+    else if ((*out = unpack_index(buf, len)) == NULL)
+        rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged", key);
+    free(buf);
     return rc;
 }
 

@@ -10,6 +10,8 @@
 #include "../storage/storage.h"
 
 #define CAT_FORMAT 1
+/* A manifest whose parts may be other snapshots' (references, docs/formats.md). */
+#define CAT_FORMAT_REFS 2
 #define CAT_NAME_MAX 128
 
 /*
@@ -38,6 +40,8 @@ const char *cat_manifest_note(const cat_manifest *m); /* NULL if none */
 const char *cat_manifest_label(const cat_manifest *m, const char *key); /* NULL if none */
 json_t *cat_manifest_labels(const cat_manifest *m); /* object: borrowed */
 uint64_t cat_manifest_bytes(const cat_manifest *m); /* stored bytes of every part */
+/* Stored bytes of the parts in the snapshot's own data/<id>/ (not references). */
+uint64_t cat_manifest_own_bytes(const cat_manifest *m);
 /* True when every "k=v" in labels matches. */
 bool cat_manifest_match_labels(const cat_manifest *m, const char *const *labels, size_t n);
 
@@ -59,9 +63,13 @@ const char *cat_component_source(const cat_component *c);
 size_t cat_component_nparts(const cat_component *c);
 void cat_component_part(const cat_component *c, size_t i, const char **key, uint64_t *size,
                         const char **sha256, uint64_t *entries);
+void cat_component_part_raw(const cat_component *c, size_t i, const char **key, uint64_t *size,
+                            const char **sha256, uint64_t *entries, uint64_t *raw_bytes);
 uint64_t cat_component_bytes(const cat_component *c);
 /* Engine-specific objects, borrowed and writable: "stats" (checked at revert), "info". */
 json_t *cat_component_stats(cat_component *c);
+/* The component's whole object (borrowed): "index" names a files component's entry index. */
+json_t *cat_component_json(cat_component *c);
 json_t *cat_component_info(cat_component *c);
 
 /*
@@ -70,6 +78,23 @@ json_t *cat_component_info(cat_component *c);
  * sets *bad, so that the caller fails instead of losing the field.
  */
 json_t *cat_json_text(const char *s, bool *bad);
+
+/*
+ * Whether key is data/<id>/<file> with file a part name ending in suffix, and id a
+ * snapshot id (own_id's when not NULL). Never keys.json, never outside data/.
+ */
+bool cat_key_ref(const char *key, const char *own_id, const char *suffix);
+/* Sets the format number: CAT_FORMAT_REFS when a part is another snapshot's, else CAT_FORMAT. */
+void cat_manifest_set_format(cat_manifest *m);
+
+/*
+ * The entry index of a files component (docs/formats.md, "Entry index"): read, checked
+ * against the size and SHA-256 the manifest holds, decompressed and parsed. SNAP_ENOTFOUND
+ * when the component has none; SNAP_EVERIFY when it does not match or is not one.
+ */
+#define CAT_INDEX_FORMAT 1
+#define CAT_INDEX_FIELDS 10 /* name, mode, size, mtime s/ns, ctime s/ns, inode, links, capabilities */
+snap_rc cat_index_load(stg *s, cat_component *c, json_t **out, snap_err *err);
 
 /* The manifest as JSON (borrowed). */
 json_t *cat_manifest_json(const cat_manifest *m);

@@ -187,6 +187,25 @@ uint64_t cat_manifest_bytes(const cat_manifest *m)
     return n;
 }
 
+uint64_t cat_manifest_own_bytes(const cat_manifest *m)
+{
+    char *own = xasprintf("data/%s/", cat_manifest_id(m));
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < cat_manifest_ncomponents(m); i++) {
+        cat_component *c = cat_manifest_component(m, i);
+        for (size_t j = 0; j < cat_component_nparts(c); j++) {
+            const char *key, *sha;
+            uint64_t size, entries;
+            cat_component_part(c, j, &key, &size, &sha, &entries);
+            if (strncmp(key, own, strlen(own)) == 0)
+                n += size;
+        }
+    }
+    free(own);
+    return n;
+}
+
 cat_component *cat_manifest_add_component(cat_manifest *m, const char *name, const char *type)
 {
     json_t *c = json_pack("{s:s, s:s, s:[], s:{}, s:{}}", "name", name, "type", type, "parts",
@@ -229,6 +248,15 @@ void cat_component_part(const cat_component *c, size_t i, const char **key, uint
     *entries = (uint64_t)json_integer_value(json_object_get(p, "entries"));
 }
 
+void cat_component_part_raw(const cat_component *c, size_t i, const char **key, uint64_t *size,
+                            const char **sha256, uint64_t *entries, uint64_t *raw_bytes)
+{
+    json_t *p = json_array_get(json_object_get(COMP(c), "parts"), i);
+
+    cat_component_part(c, i, key, size, sha256, entries);
+    *raw_bytes = (uint64_t)json_integer_value(json_object_get(p, "raw_bytes"));
+}
+
 uint64_t cat_component_bytes(const cat_component *c)
 {
     uint64_t n = 0;
@@ -240,6 +268,7 @@ uint64_t cat_component_bytes(const cat_component *c)
     return n;
 }
 
+json_t *cat_component_json(cat_component *c) { return (json_t *)(void *)c; }
 json_t *cat_component_stats(cat_component *c) { return json_object_get(COMP(c), "stats"); }
 json_t *cat_component_info(cat_component *c) { return json_object_get(COMP(c), "info"); }
 
@@ -248,9 +277,42 @@ json_t *cat_manifest_json(const cat_manifest *m)
     return m->root;
 }
 
-static bool valid_component(json_t *c)
+#define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+
+bool cat_key_ref(const char *key, const char *own_id, const char *suffix)
 {
-    json_t *parts = json_object_get(c, "parts"), *p;
+    const char *id = key != NULL && strncmp(key, "data/", 5) == 0 ? key + 5 : NULL;
+    const char *slash = id != NULL ? strchr(id, '/') : NULL, *file;
+    size_t n, ns = strlen(suffix);
+    char *sid;
+    snap_err e;
+    bool ok;
+
+    if (slash == NULL || strstr(key, "..") != NULL)
+        return false;
+    file = slash + 1;
+    n = strlen(file);
+    sid = strndup(id, (size_t)(slash - id));
+    ok = cat_name_check("snapshot id", sid, &e) == SNAP_OK && (own_id == NULL || strcmp(sid, own_id) == 0) &&
+         n > ns && n < 256 && strcmp(file + n - ns, suffix) == 0 && strspn(file, NAME_CHARS) == n &&
+         file[0] != '.' && file[0] != '-';
+    free(sid);
+    return ok;
+}
+
+/*
+ * Part keys name a part under data/<snapshot-id>/: the manifest's own (format 1), or any
+ * snapshot's of this store (format 2: a reference). Never keys.json, never outside data/.
+ */
+static bool valid_part_key(const char *key, const char *own_id, json_int_t format)
+{
+    const char *own = format >= 2 ? NULL : own_id;
+    return cat_key_ref(key, own, ".tar.zst") || cat_key_ref(key, own, ".tar.zst.enc");
+}
+
+static bool valid_component(json_t *c, const char *own_id, json_int_t format)
+{
+    json_t *parts = json_object_get(c, "parts"), *p, *index = json_object_get(c, "index");
     size_t i;
 
     if (!json_is_string(json_object_get(c, "name")) || !json_is_string(json_object_get(c, "type")) ||
@@ -259,11 +321,37 @@ static bool valid_component(json_t *c)
         return false;
     json_array_foreach(parts, i, p) {
         const char *sha = str(p, "sha256"), *key = str(p, "key");
-        if (key == NULL || strstr(key, "..") != NULL || key[0] == '/' || sha == NULL ||
-            strlen(sha) != 64 || !json_is_integer(json_object_get(p, "size")))
+        if (!valid_part_key(key, own_id, format) || sha == NULL || strlen(sha) != 64 ||
+            !json_is_integer(json_object_get(p, "size")))
             return false;
     }
+    /* the entry index of a files component (snapshot/files.c): the snapshot's own object */
+    if (index != NULL && !json_is_null(index) &&
+        (!json_is_object(index) ||
+         !(cat_key_ref(str(index, "key"), own_id, ".index.json.zst") ||
+           cat_key_ref(str(index, "key"), own_id, ".index.json.zst.enc")) ||
+         str(index, "sha256") == NULL || strlen(str(index, "sha256")) != 64 ||
+         !json_is_integer(json_object_get(index, "size"))))
+        return false;
     return true;
+}
+
+void cat_manifest_set_format(cat_manifest *m)
+{
+    char *own = xasprintf("data/%s/", cat_manifest_id(m));
+    bool refs = false;
+
+    for (size_t i = 0; i < cat_manifest_ncomponents(m) && !refs; i++) {
+        cat_component *c = cat_manifest_component(m, i);
+        for (size_t j = 0; j < cat_component_nparts(c) && !refs; j++) {
+            const char *key, *sha;
+            uint64_t size, entries;
+            cat_component_part(c, j, &key, &size, &sha, &entries);
+            refs = strncmp(key, own, strlen(own)) != 0;
+        }
+    }
+    json_object_set_new(m->root, "format", json_integer(refs ? CAT_FORMAT_REFS : CAT_FORMAT));
+    free(own);
 }
 
 snap_rc cat_manifest_parse(const char *buf, size_t len, cat_manifest **out, snap_err *err)
@@ -271,12 +359,13 @@ snap_rc cat_manifest_parse(const char *buf, size_t len, cat_manifest **out, snap
     json_error_t jerr;
     json_t *root = json_loadb(buf, len, 0, &jerr), *c;
     json_int_t format = 0;
+    snap_err idle;
     size_t i;
 
     *out = NULL;
     if (root == NULL)
         return err_set(err, SNAP_EVERIFY, 0, "manifest is not valid JSON: %s (line %d)", jerr.text, jerr.line);
-    if (json_unpack(root, "{s:I}", "format", &format) != 0 || format != CAT_FORMAT) {
+    if (json_unpack(root, "{s:I}", "format", &format) != 0 || (format != CAT_FORMAT && format != CAT_FORMAT_REFS)) {
         json_decref(root);
         err_set(err, SNAP_EFAIL, 0, "manifest format %lld is not one this version reads", (long long)format);
         err_hint(err, "use a newer version of snap");
@@ -286,8 +375,11 @@ snap_rc cat_manifest_parse(const char *buf, size_t len, cat_manifest **out, snap
               json_is_string(json_object_get(root, "created")) &&
               json_is_object(json_object_get(root, "labels")) &&
               json_is_array(json_object_get(root, "components"));
+    /* An id that is not a snapshot id is refused, by name, where the entry is checked
+     * (cat_load); the keys are checked against it only when it is one. */
+    const char *own = ok && cat_name_check("snapshot id", str(root, "id"), &idle) == SNAP_OK ? str(root, "id") : NULL;
     json_array_foreach(json_object_get(root, "components"), i, c)
-        ok = ok && valid_component(c);
+        ok = ok && valid_component(c, own, own != NULL ? format : CAT_FORMAT_REFS);
     if (!ok) {
         json_decref(root);
         return err_set(err, SNAP_EVERIFY, 0, "manifest is damaged: a required field is missing or of the wrong type");

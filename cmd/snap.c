@@ -38,6 +38,7 @@ static const opt_def options[] = {
     {"since", 0, "WHEN", NULL, "only events since WHEN: a duration ago (7d, 12h) or a UTC time (2026-11-30T08:00:00Z)",
      "history"},
     {"note", 0, "TEXT", NULL, "a free-form note kept in the manifest", "create"},
+    {"parent", 0, "NAME", NULL, "reuse the unchanged files parts of this snapshot (else the latest of the same source)", "create"},
     {"if-absent", 0, NULL, NULL, "when NAME exists with the same sources, print it and exit 0 (a retry)", "create"},
     {"events", 0, "FILE", NULL, "write progress events as JSON lines to FILE (- for stderr)", "create"},
     {"yes", 'y', NULL, NULL, "do not ask for confirmation", "delete prune"},
@@ -62,7 +63,7 @@ typedef struct command {
 static const command commands[] = {
     {"create", 1,
      "NAME [--files PATH]... [--pg DSN]... [--mysql DSN]... [--images PATH]...\n"
-     "                        [--label KEY=VALUE]... [--note TEXT] [--if-absent] [--events FILE] [--json]"},
+     "                        [--label KEY=VALUE]... [--note TEXT] [--parent NAME] [--if-absent] [--events FILE] [--json]"},
     {"list", 0, "[--label KEY=VALUE]... [--json]"},
     {"show", 1, "NAME [--json]"},
     {"verify", 1, "NAME [--json]"},
@@ -269,11 +270,16 @@ static snap_rc check_relative_paths(const cfg *c, snap_err *err)
 
 static void print_summary(const cat_manifest *m, double secs)
 {
-    char size[32];
+    char size[32], fresh[32], reused[64] = "";
+    uint64_t own = cat_manifest_own_bytes(m);
 
     util_human_bytes(cat_manifest_bytes(m), size);
-    util_fprintf_esc(stdout, "snapshot %s (%s): %zu component%s, %s stored, in %.1f s\n", cat_manifest_name(m), cat_manifest_id(m),
-           cat_manifest_ncomponents(m), cat_manifest_ncomponents(m) == 1 ? "" : "s", size, secs);
+    util_human_bytes(own, fresh);
+    if (own < cat_manifest_bytes(m))
+        snprintf(reused, sizeof reused, " (%s new, the rest reused)", fresh);
+    util_fprintf_esc(stdout, "snapshot %s (%s): %zu component%s, %s stored%s, in %.1f s\n", cat_manifest_name(m),
+                     cat_manifest_id(m), cat_manifest_ncomponents(m), cat_manifest_ncomponents(m) == 1 ? "" : "s",
+                     size, reused, secs);
 }
 
 /* What create prints: the manifest with the store, the time taken and whether it existed
@@ -395,7 +401,8 @@ static int cmd_create(cli *c, stg *store, const char *name)
     if ((v = opts_get(&c->o, "part-size")) != NULL)
         cfg_set_from(c->cfg, "snap", "part_size", v, "flag --part-size");
     labels = opts_all(&c->o, "label", &nlabels);
-    snp_request req = {.name = name, .note = opts_get(&c->o, "note"), .labels = labels, .nlabels = nlabels};
+    snp_request req = {.name = name, .note = opts_get(&c->o, "note"), .labels = labels, .nlabels = nlabels,
+                       .parent = opts_get(&c->o, "parent")};
     json_t *facts = snap_facts(c, store, name);
     rc = hook_run_before(&c->ctx, "before_snap", facts, &err);
     if (rc == SNAP_OK)

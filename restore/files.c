@@ -146,21 +146,43 @@ static void sample(json_t *plan, const char *kind, const char *path)
         json_array_append_new(a, json_string(path));
 }
 
-/*
- * What the revert changes, for --dry-run and the prompt: names in the snapshot (read from
- * its parts, verifying them) against the live tree. Entries that differ in type, size,
- * mode or mtime are "replace".
- */
-static snap_rc plan_diff(rst_target *t, snap_err *err)
+/* One name of the snapshot against the live tree. */
+static void plan_entry(rst_target *t, json_t *plan, name_set *set, struct archive_entry *e)
+{
+    const char *rest, *name = archive_entry_pathname(e);
+    const json_t *root = name != NULL ? root_of(roots(t), name, &rest) : NULL;
+    char *live;
+    struct stat st;
+
+    if (root == NULL || !safe_name(name))
+        return; /* staging refuses it, with the reason */
+    live = xasprintf("%s%s", rget(root, "path"), rest);
+    if (strlen(live) > 1 && live[strlen(live) - 1] == '/')
+        live[strlen(live) - 1] = '\0';
+    if (set->n == set->cap) {
+        set->cap = set->cap ? set->cap * 2 : 1024;
+        set->v = xrealloc(set->v, set->cap * sizeof *set->v);
+    }
+    set->v[set->n++] = xstrdup(live);
+    if (is_special(e))
+        sample(plan, "special", live);
+    if (lstat(live, &st) != 0)
+        sample(plan, "add", live);
+    else if ((st.st_mode & S_IFMT) != archive_entry_filetype(e) ||
+             (st.st_mode & 07777) != (archive_entry_perm(e) & 07777) ||
+             (S_ISREG(st.st_mode) && (st.st_size != archive_entry_size(e) || st.st_mtime != archive_entry_mtime(e))))
+        sample(plan, "replace", live);
+    else
+        sample(plan, "unchanged", live);
+    free(live);
+}
+
+/* The names from the parts themselves (read and verified). */
+static snap_rc plan_from_parts(rst_target *t, json_t *plan, name_set *set, snap_err *err)
 {
     const cat_component *c = rst_component(t);
-    name_set set = {0};
-    json_t *plan = rst_plan(t), *r;
     snap_rc rc = SNAP_OK;
-    size_t i;
 
-    json_object_set_new(plan, "changes", json_pack("{s:i, s:i, s:i, s:i}", "replace", 0, "add", 0, "remove", 0,
-                                                   "unchanged", 0));
     for (size_t p = 0; p < cat_component_nparts(c) && rc == SNAP_OK; p++) {
         const char *key, *sha;
         uint64_t size, entries;
@@ -169,39 +191,97 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
 
         cat_component_part(c, p, &key, &size, &sha, &entries);
         rc = arc_reader_open(rst_store(t), key, size, sha, rst_ctx(t), NULL, &ar, err);
-        while (rc == SNAP_OK && (rc = arc_reader_next(ar, &e, err)) == SNAP_OK && e != NULL) {
-            const char *rest, *name = archive_entry_pathname(e);
-            const json_t *root = name != NULL ? root_of(roots(t), name, &rest) : NULL;
-            char *live;
-            struct stat st;
-            if (root == NULL || !safe_name(name))
-                continue; /* staging refuses it, with the reason */
-            live = xasprintf("%s%s", rget(root, "path"), rest);
-            if (strlen(live) > 1 && live[strlen(live) - 1] == '/')
-                live[strlen(live) - 1] = '\0';
-            if (set.n == set.cap) {
-                set.cap = set.cap ? set.cap * 2 : 1024;
-                set.v = xrealloc(set.v, set.cap * sizeof *set.v);
-            }
-            set.v[set.n++] = xstrdup(live);
-            if (is_special(e))
-                sample(plan, "special", live);
-            if (lstat(live, &st) != 0)
-                sample(plan, "add", live);
-            else if ((st.st_mode & S_IFMT) != archive_entry_filetype(e) ||
-                     (st.st_mode & 07777) != (archive_entry_perm(e) & 07777) ||
-                     (S_ISREG(st.st_mode) && (st.st_size != archive_entry_size(e) ||
-                                              st.st_mtime != archive_entry_mtime(e))))
-                sample(plan, "replace", live);
-            else
-                sample(plan, "unchanged", live);
-            free(live);
-        }
+        while (rc == SNAP_OK && (rc = arc_reader_next(ar, &e, err)) == SNAP_OK && e != NULL)
+            plan_entry(t, plan, set, e);
         if (rc == SNAP_OK)
             rc = arc_reader_close(ar, err);
         else if (ar != NULL)
             arc_reader_close(ar, NULL);
     }
+    return rc;
+}
+
+/* Whether the index names every part of the component, with as many entries as each
+ * holds, every one by its name. */
+static bool index_complete(const cat_component *c, const json_t *doc)
+{
+    const json_t *parts = json_object_get(doc, "parts");
+
+    if (json_array_size(parts) != cat_component_nparts(c))
+        return false;
+    for (size_t p = 0; p < cat_component_nparts(c); p++) {
+        const char *key, *sha;
+        uint64_t size, entries;
+        const json_t *ip = json_array_get(parts, p);
+        cat_component_part(c, p, &key, &size, &sha, &entries);
+        const json_t *ie;
+        size_t j;
+        if (!json_is_string(json_object_get(ip, "key")) ||
+            strcmp(json_string_value(json_object_get(ip, "key")), key) != 0 ||
+            json_array_size(json_object_get(ip, "entries")) != entries)
+            return false;
+        /* a name JSON cannot hold (not UTF-8) is null there: only the parts have it */
+        json_array_foreach(json_object_get(ip, "entries"), j, ie)
+            if (!json_is_string(json_array_get(ie, 0)) || json_array_size(ie) != CAT_INDEX_FIELDS)
+                return false;
+    }
+    return true;
+}
+
+/*
+ * The names from the snapshot's entry index (docs/formats.md): no part is read. Only for
+ * an authenticated manifest, and an index that names every part; else false, and the
+ * parts are read.
+ */
+static bool plan_from_index(rst_target *t, json_t *plan, name_set *set)
+{
+    cat_component *c = (cat_component *)(uintptr_t)rst_component(t);
+    json_t *doc = NULL, *ip, *ie;
+    size_t i, j;
+    snap_err e;
+
+    if (!rst_trusted(t) || json_object_get(cat_component_json(c), "index") == NULL)
+        return false;
+    if (cat_index_load(rst_store(t), c, &doc, &e) != SNAP_OK || !index_complete(c, doc)) {
+        log_verbose(rst_ctx(t), "listing the changes from the parts: %s",
+                    doc == NULL ? e.msg : "the entry index does not name every part");
+        json_decref(doc);
+        return false;
+    }
+    json_array_foreach(json_object_get(doc, "parts"), i, ip) {
+        json_array_foreach(json_object_get(ip, "entries"), j, ie) {
+            struct archive_entry *ae = archive_entry_new();
+            const char *name = json_string_value(json_array_get(ie, 0));
+            archive_entry_copy_pathname(ae, name);
+            archive_entry_set_mode(ae, (mode_t)json_integer_value(json_array_get(ie, 1)));
+            archive_entry_set_size(ae, json_integer_value(json_array_get(ie, 2)));
+            archive_entry_set_mtime(ae, (time_t)json_integer_value(json_array_get(ie, 3)), 0);
+            if (json_is_true(json_array_get(ie, CAT_INDEX_FIELDS - 1)))
+                archive_entry_xattr_add_entry(ae, "security.capability", "", 0);
+            plan_entry(t, plan, set, ae);
+            archive_entry_free(ae);
+        }
+    }
+    json_decref(doc);
+    return true;
+}
+
+/*
+ * What the revert changes, for --dry-run and the prompt: names in the snapshot (from its
+ * entry index, else read from its parts, verifying them) against the live tree. Entries
+ * that differ in type, size, mode or mtime are "replace".
+ */
+static snap_rc plan_diff(rst_target *t, snap_err *err)
+{
+    name_set set = {0};
+    json_t *plan = rst_plan(t), *r;
+    snap_rc rc = SNAP_OK;
+    size_t i;
+
+    json_object_set_new(plan, "changes", json_pack("{s:i, s:i, s:i, s:i}", "replace", 0, "add", 0, "remove", 0,
+                                                   "unchanged", 0));
+    if (!plan_from_index(t, plan, &set))
+        rc = plan_from_parts(t, plan, &set, err);
     if (set.n > 0) /* no entry may name a root (a manifest edited by hand): v is NULL then */
         qsort(set.v, set.n, sizeof *set.v, cmp_str);
     json_array_foreach(roots(t), i, r) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <fts.h>
+#include <limits.h>
 #include <search.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "../common/util.h"
 #include "../common/state.h"
+#include "files_reuse.h"
 #include "snapshot.h"
 
 typedef struct fwalk {
@@ -27,6 +29,7 @@ typedef struct fwalk {
     int *locks; /* shared locks of the roots (see lock_roots) */
     size_t nlocks;
     bool proc;  /* /proc/self/fd is there to name what was opened */
+    frs *reuse; /* the entry index, and the parent's parts reused */
 } fwalk;
 
 static bool excluded(const fwalk *f, const char *rel)
@@ -115,6 +118,67 @@ static snap_rc open_seen(int dirfd, const char *name, const char *path, const st
     return SNAP_OK;
 }
 
+/* Whether the entry carries file capabilities (the index keeps it for the plan of a revert). */
+static bool has_capabilities(struct archive_entry *e)
+{
+    const char *name;
+    const void *value;
+    size_t size;
+    bool found = false;
+
+    archive_entry_xattr_reset(e);
+    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK)
+        found = found || (name != NULL && strcmp(name, "security.capability") == 0);
+    archive_entry_xattr_reset(e);
+    return found;
+}
+
+/* Counts what a file adds to the stats; a symlink pointing out of its root is warned of. */
+static void count_entry(fwalk *f, const char *path, const struct stat *st, const char *target)
+{
+    if (S_ISREG(st->st_mode)) {
+        f->files++;
+        /* The data of a hard-linked file is stored once, with its first name. */
+        if (st->st_nlink <= 1 || first_link(f, st))
+            f->bytes += (uint64_t)st->st_size;
+    } else if (S_ISDIR(st->st_mode)) {
+        f->dirs++;
+    } else if (S_ISLNK(st->st_mode)) {
+        f->links++;
+        if (target != NULL && !util_link_inside(f->root, path, target)) {
+            f->external++;
+            log_warn(f->ctx, "symlink %s points outside %s (to %s): revert will need --allow-external-symlinks",
+                     path, f->root, target);
+        }
+    } else {
+        f->other++;
+    }
+}
+
+/*
+ * An entry that a reused part of the parent holds: counted, and walked into when a
+ * directory, but not stored again.
+ */
+static snap_rc reuse_entry(fwalk *f, int dirfd, const char *name, const char *path, const struct stat *st,
+                           int *dir_out, snap_err *err)
+{
+    char target[PATH_MAX + 1];
+    ssize_t n = 0;
+
+    if (S_ISDIR(st->st_mode)) {
+        snap_rc rc = open_seen(dirfd, name, path, st, dir_out, err);
+        if (rc != SNAP_OK)
+            return rc;
+    } else if (S_ISLNK(st->st_mode)) {
+        n = readlinkat(dirfd, name, target, sizeof target - 1);
+        if (n < 0)
+            return errno == ENOENT ? changed(path, err) : unreadable(path, errno, err);
+        target[n] = '\0';
+    }
+    count_entry(f, path, st, S_ISLNK(st->st_mode) ? target : NULL);
+    return SNAP_OK;
+}
+
 /*
  * Stores dirfd/name, which the walk saw as st, under path. A directory's open fd is
  * handed to *dir_out for the walk beneath it; everything else is closed here.
@@ -125,12 +189,15 @@ static snap_rc add_entry(fwalk *f, int dirfd, const char *name, const char *path
     struct archive_entry *e;
     char *source;
     int fd = -1;
+    bool moved;
     snap_rc rc = SNAP_OK;
 
     if (S_ISSOCK(st->st_mode)) {
         log_warn(f->ctx, "skipping socket %s: a socket cannot be stored", path);
         return SNAP_OK;
     }
+    if (frs_covered(f->reuse, path + 1, st, &moved))
+        return moved ? changed(path, err) : reuse_entry(f, dirfd, name, path, st, dir_out, err);
     if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) {
         rc = open_seen(dirfd, name, path, st, &fd, err);
         if (rc != SNAP_OK)
@@ -157,25 +224,11 @@ static snap_rc add_entry(fwalk *f, int dirfd, const char *name, const char *path
     rc = arc_write_entry(f->w, e, S_ISREG(st->st_mode) ? fd : -1, err);
     if (rc != SNAP_OK)
         goto out;
-    if (S_ISREG(st->st_mode)) {
-        f->files++;
-        /* The data of a hard-linked file is stored once, with its first name. */
-        if (st->st_nlink <= 1 || first_link(f, st))
-            f->bytes += (uint64_t)st->st_size;
-    } else if (S_ISDIR(st->st_mode)) {
-        f->dirs++;
+    frs_record(f->reuse, arc_writer_part_no(f->w), path + 1, st, has_capabilities(e));
+    count_entry(f, path, st, S_ISLNK(st->st_mode) ? archive_entry_symlink(e) : NULL);
+    if (S_ISDIR(st->st_mode)) {
         *dir_out = fd;
         fd = -1;
-    } else if (S_ISLNK(st->st_mode)) {
-        const char *target = archive_entry_symlink(e);
-        f->links++;
-        if (target != NULL && !util_link_inside(f->root, path, target)) {
-            f->external++;
-            log_warn(f->ctx, "symlink %s points outside %s (to %s): revert will need --allow-external-symlinks",
-                     path, f->root, target);
-        }
-    } else {
-        f->other++;
     }
 out:
     archive_entry_free(e);
@@ -347,18 +400,27 @@ snap_rc snp_files_capture_paths(snp_capture *c, const char *const *paths, size_t
     f.disk = archive_read_disk_new();
     archive_read_disk_set_standard_lookup(f.disk);
     f.proc = access("/proc/self/fd", X_OK) == 0;
-    rc = lock_roots(&f, paths, n, err);
-    if (rc == SNAP_OK)
-        rc = snp_writer_new(c, &f.w, err);
-    for (size_t i = 0; rc == SNAP_OK && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         char *tmp = xasprintf("%s%s%s", source, i ? " " : "", paths[i]);
         free(source);
         source = tmp;
+    }
+    for (size_t i = 0; i < nexclude; i++)
+        json_array_append_new(excl, json_string(exclude[i]));
+    rc = lock_roots(&f, paths, n, err);
+    if (rc == SNAP_OK)
+        f.reuse = frs_new(c, source, excl, paths, n);
+    if (rc == SNAP_OK)
+        rc = snp_writer_new(c, &f.w, err);
+    for (size_t i = 0; rc == SNAP_OK && i < n; i++) {
         f.root = paths[i];
         rc = capture_root(&f, paths[i], err);
     }
     if (rc == SNAP_OK)
         rc = arc_writer_finish(f.w, err);
+    if (rc == SNAP_OK)
+        rc = frs_finish(f.reuse, err);
+    frs_free(f.reuse);
     arc_writer_free(f.w);
     for (size_t i = 0; i < f.nlocks; i++)
         if (f.locks[i] >= 0)
@@ -366,8 +428,6 @@ snap_rc snp_files_capture_paths(snp_capture *c, const char *const *paths, size_t
     free(f.locks);
     archive_read_free(f.disk);
     tdestroy(f.seen, free);
-    for (size_t i = 0; i < nexclude; i++)
-        json_array_append_new(excl, json_string(exclude[i]));
     json_object_set_new(cat_component_info(comp), "roots", f.roots);
     json_object_set_new(cat_component_info(comp), "exclude", excl);
     json_object_set_new(cat_component_stats(comp), "files", json_integer((json_int_t)f.files));

@@ -24,6 +24,9 @@ struct snp_capture {
     bool allow_missing;
     bool locks_held;
     evt_sink *events; /* phase and component events; NULL for a nested snapshot */
+    cat_manifest **catalog; /* the store's snapshots, oldest first: what parts can reuse */
+    size_t ncatalog;
+    const char *parent; /* --parent NAME, or NULL */
 };
 
 const snp_driver *snp_driver_find(const char *type)
@@ -43,6 +46,28 @@ cat_component *snp_component(const snp_capture *c) { return c->comp; }
 prg_bar *snp_progress(const snp_capture *c) { return c->opts.progress; }
 
 const src_opts *snp_opts(const snp_capture *c) { return &c->src; }
+cat_manifest *const *snp_catalog(const snp_capture *c, size_t *n)
+{
+    *n = c->ncatalog;
+    return c->catalog;
+}
+const char *snp_parent(const snp_capture *c) { return c->parent; }
+arc_parts *snp_parts(const snp_capture *c) { return c->parts; }
+
+/* Every stored part is known by its content, so that a part written again is not stored again. */
+static void know_parts(snp_capture *c)
+{
+    for (size_t i = 0; i < c->ncatalog; i++)
+        for (size_t j = 0; j < cat_manifest_ncomponents(c->catalog[i]); j++) {
+            cat_component *comp = cat_manifest_component(c->catalog[i], j);
+            for (size_t k = 0; k < cat_component_nparts(comp); k++) {
+                const char *key, *sha;
+                uint64_t size, entries, raw;
+                cat_component_part_raw(comp, k, &key, &size, &sha, &entries, &raw);
+                arc_parts_know(c->parts, key, size, sha, entries, raw);
+            }
+        }
+}
 
 snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err)
 {
@@ -120,6 +145,7 @@ static snap_rc capture_source(snp_capture *c, cat_manifest *m, snap_err *err)
     prefix = cat_component_prefix(m, c->name);
     c->parts = arc_parts_new(prefix);
     free(prefix);
+    know_parts(c);
     log_debug(c->ctx, "capturing %s (%s)", c->name, type);
     evt_emit(c->events, "component_start", json_pack("{s:s, s:s}", "component", c->name, "type", type));
     rc = drv->capture(c, err);
@@ -135,6 +161,9 @@ static snap_rc capture_source(snp_capture *c, cat_manifest *m, snap_err *err)
         arc_parts_get(c->parts, i, &key, &size, &sha, &entries, &raw);
         cat_component_add_part(c->comp, key, size, sha, entries, raw);
     }
+    if (rc == SNAP_OK && arc_parts_reused_bytes(c->parts) > 0)
+        log_verbose(c->ctx, "%s: %llu stored bytes reused from earlier snapshots", c->name,
+                 (unsigned long long)arc_parts_reused_bytes(c->parts));
     arc_parts_free(c->parts);
     c->parts = NULL;
     return rc;
@@ -165,6 +194,66 @@ static void count_sources(snp_capture *c)
     log_debug(c->ctx, "counted what the sources hold in %llu ms", (unsigned long long)(util_now_ms() - t0));
 }
 
+/*
+ * Only what this host's keys authenticate is reused: a manifest anyone could have written
+ * must not choose what a new snapshot holds (its parts, or the entries a files index says
+ * a part holds).
+ */
+static void keep_authenticated(snp_capture *c, const auth_keyring *keys)
+{
+    size_t k = 0;
+    char id[AUTH_KEY_ID_LEN + 1];
+
+    for (size_t i = 0; i < c->ncatalog; i++) {
+        if (auth_verify(keys, cat_manifest_json(c->catalog[i]), id) == AUTH_OK)
+            c->catalog[k++] = c->catalog[i];
+        else
+            cat_manifest_free(c->catalog[i]);
+    }
+    c->ncatalog = k;
+}
+
+static bool in_catalog(const snp_capture *c, const char *name)
+{
+    for (size_t i = 0; i < c->ncatalog; i++)
+        if (strcmp(cat_manifest_name(c->catalog[i]), name) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The parts m refers to are there still: a snapshot deleted while this one was taken
+ * takes the parts only it held. (The window left, between this look and the commit, is
+ * what `snap verify` is for: docs/formats.md.)
+ */
+static snap_rc refs_present(stg *store, const cat_manifest *m, snap_err *err)
+{
+    char *own = xasprintf("data/%s/", cat_manifest_id(m));
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < cat_manifest_ncomponents(m) && rc == SNAP_OK; i++) {
+        cat_component *comp = cat_manifest_component(m, i);
+        for (size_t j = 0; j < cat_component_nparts(comp) && rc == SNAP_OK; j++) {
+            const char *key, *sha;
+            uint64_t size, entries, got;
+            cat_component_part(comp, j, &key, &size, &sha, &entries);
+            if (strncmp(key, own, strlen(own)) == 0)
+                continue;
+            rc = stg_stat(store, key, &got, err);
+            if (rc == SNAP_OK && got != size)
+                rc = err_set(err, SNAP_EVERIFY, 0, "part %s that this snapshot reuses has %llu bytes, not %llu", key,
+                             (unsigned long long)got, (unsigned long long)size);
+            if (rc == SNAP_ENOTFOUND) {
+                err_set(err, SNAP_ECONFLICT, 0, "part %s that this snapshot reuses was deleted meanwhile", key);
+                err_hint(err, "a snapshot was deleted while snap ran; run snap again (nothing was committed)");
+                rc = SNAP_ECONFLICT;
+            }
+        }
+    }
+    free(own);
+    return rc;
+}
+
 snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manifest **out,
                    snap_err *err)
 {
@@ -173,6 +262,7 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
     cat_manifest *m;
     auth_keyring *keys = NULL;
     snp_capture c = {0};
+    snap_err lerr;
     size_t nsources = cfg_source_count(ctx->cfg);
     snap_rc rc = cat_name_check("snapshot", req->name, err);
 
@@ -225,6 +315,17 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
     c.allow_missing = req->allow_missing;
     c.locks_held = req->locks_held;
     c.events = req->nested ? NULL : ctx->events;
+    c.parent = req->parent;
+    /* What earlier snapshots stored, for reuse; a catalog that cannot be read only costs that. */
+    if (cat_list(store, &c.catalog, &c.ncatalog, &lerr) != SNAP_OK)
+        log_warn(ctx, "cannot list the snapshots of the store (%s): storing every part anew", lerr.msg);
+    keep_authenticated(&c, keys);
+    if (rc == SNAP_OK && req->parent != NULL && !in_catalog(&c, req->parent)) {
+        err_set(err, SNAP_ENOTFOUND, 0, "no snapshot named %s that this host authenticates in %s, to use as the parent",
+                req->parent, stg_url(store));
+        err_hint(err, "`snap list` shows the snapshots of this store; a parent must be signed by a key this host holds");
+        rc = SNAP_ENOTFOUND;
+    }
     c.opts.progress = prg_new(ctx, "snap", 0);
     count_sources(&c);
     evt_phase(c.events, "capture");
@@ -236,8 +337,12 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
         free(c.section);
     }
     prg_free(c.opts.progress);
+    cat_list_free(c.catalog, c.ncatalog);
+    if (rc == SNAP_OK)
+        rc = refs_present(store, m, err);
     if (rc == SNAP_OK) {
         cat_manifest_set_finished(m, time(NULL));
+        cat_manifest_set_format(m);
         auth_sign(keys, cat_manifest_json(m));
         util_failpoint("snap-before-commit");
         evt_phase(c.events, "commit");

@@ -31,6 +31,11 @@ typedef struct snp_request {
      * are not the command's, so it writes no phase or component events (ticks it does).
      */
     bool nested;
+    /*
+     * --parent NAME: the snapshot whose files parts a files source reuses where nothing in
+     * them changed; NULL for the latest snapshot with the same source.
+     */
+    const char *parent;
 } snp_request;
 
 /*
@@ -66,6 +71,12 @@ const char *snp_source_name(const snp_capture *c);
  * once before the driver runs. */
 const src_opts *snp_opts(const snp_capture *c);
 snap_ctx *snp_ctx(const snp_capture *c);
+/* The snapshots the store held when snap began, oldest first (borrowed). */
+cat_manifest *const *snp_catalog(const snp_capture *c, size_t *n);
+/* The parent named on the command line, or NULL. */
+const char *snp_parent(const snp_capture *c);
+/* The component's parts (a driver adds the stored parts it reuses here). */
+arc_parts *snp_parts(const snp_capture *c);
 stg *snp_store(const snp_capture *c);
 bool snp_allow_missing(const snp_capture *c);
 bool snp_locks_held(const snp_capture *c);

@@ -53,7 +53,7 @@ static void manifest_roundtrip_and_validation(void **state)
     (void)state;
     cat_manifest_set_label(m, "env", "prod");
     c = cat_manifest_add_component(m, "app", "files");
-    cat_component_add_part(c, "data/x/app.0000.tar.zst", 123,
+    cat_component_add_part(c, "data/20261126T000000.000Z-00000000/app.0000.tar.zst", 123,
                            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 7, 456);
     text = json_dumps(cat_manifest_json(m), 0);
     assert_int_equal(cat_manifest_parse(text, strlen(text), &back, &err), SNAP_OK);
@@ -77,6 +77,42 @@ static void manifest_roundtrip_and_validation(void **state)
     free(text);
     assert_int_equal(cat_manifest_parse("{\"format\": 99}", 14, &back, &err), SNAP_EFAIL);
     assert_int_equal(cat_manifest_parse("not json", 8, &back, &err), SNAP_EVERIFY);
+    cat_manifest_free(m);
+}
+
+/* Part keys: data/<snapshot-id>/<part file>, another snapshot's only in format 2. */
+static void part_keys_and_references(void **state)
+{
+    const char *own = "20261126T000000.000Z-00000000";
+    cat_manifest *m = cat_manifest_new("p2", own), *back;
+    cat_component *c = cat_manifest_add_component(m, "app", "files");
+    const char *sha = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    char *text;
+    snap_err err;
+
+    (void)state;
+    assert_true(cat_key_ref("data/20261126T000000.000Z-00000000/app.0000.tar.zst", own, ".tar.zst"));
+    assert_true(cat_key_ref("data/20261120T000000.000Z-11111111/app.0003.tar.zst", NULL, ".tar.zst"));
+    assert_false(cat_key_ref("data/20261120T000000.000Z-11111111/app.0003.tar.zst", own, ".tar.zst"));
+    assert_false(cat_key_ref("data/20261120T000000.000Z-11111111/keys.json", NULL, ".tar.zst"));
+    assert_false(cat_key_ref("catalog/p1.tar.zst", NULL, ".tar.zst"));
+    assert_false(cat_key_ref("data/x/../../y.tar.zst", NULL, ".tar.zst"));
+    assert_false(cat_key_ref("data/x/a/b.tar.zst", NULL, ".tar.zst"));
+    assert_false(cat_key_ref("data//b.tar.zst", NULL, ".tar.zst"));
+    assert_false(cat_key_ref("data/x/.tar.zst", NULL, ".tar.zst"));
+
+    cat_component_add_part(c, "data/20261120T000000.000Z-11111111/app.0000.tar.zst", 1, sha, 1, 1);
+    cat_manifest_set_format(m);
+    assert_int_equal(json_integer_value(json_object_get(cat_manifest_json(m), "format")), CAT_FORMAT_REFS);
+    text = json_dumps(cat_manifest_json(m), 0);
+    assert_int_equal(cat_manifest_parse(text, strlen(text), &back, &err), SNAP_OK);
+    cat_manifest_free(back);
+    free(text);
+    /* the same reference in a format 1 manifest is damage */
+    json_object_set_new(cat_manifest_json(m), "format", json_integer(CAT_FORMAT));
+    text = json_dumps(cat_manifest_json(m), 0);
+    assert_int_equal(cat_manifest_parse(text, strlen(text), &back, &err), SNAP_EVERIFY);
+    free(text);
     cat_manifest_free(m);
 }
 
@@ -116,6 +152,7 @@ int main(void)
         cmocka_unit_test(names),
         cmocka_unit_test(ids_sort_by_time),
         cmocka_unit_test(manifest_roundtrip_and_validation),
+        cmocka_unit_test(part_keys_and_references),
         cmocka_unit_test(retention),
     };
     return cmocka_run_group_tests_name("catalog", tests, NULL, NULL);
