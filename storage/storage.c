@@ -6,7 +6,8 @@
 #include "../common/util.h"
 #include "storage_int.h"
 
-#define STORE_FORMAT 1
+#define STORE_FORMAT 1      /* what a new store is created with */
+#define STORE_FORMAT_REFS 2 /* a manifest refers to another snapshot's parts (docs/formats.md) */
 #define STORE_META "STORE.json"
 
 static const stg_driver *const drivers[] = {
@@ -141,7 +142,7 @@ static snap_rc store_meta(stg *s, bool create, snap_err *err)
         return err_set(err, SNAP_EFAIL, 0, "%s/%s is damaged: not a store description",
                        stg_url(s), STORE_META);
     }
-    if (format != STORE_FORMAT) {
+    if (format != STORE_FORMAT && format != STORE_FORMAT_REFS) {
         err_set(err, SNAP_EFAIL, 0, "store %s has format %lld, which this version cannot read",
                 stg_url(s), (long long)format);
         err_hint(err, "use a newer version of snap");
@@ -151,6 +152,23 @@ static snap_rc store_meta(stg *s, bool create, snap_err *err)
     snprintf(s->id, sizeof s->id, "%s", id);
     s->meta = doc;
     return store_meta_enc(s, enc, err);
+}
+
+snap_rc stg_require_refs(stg *s, snap_err *err)
+{
+    json_t *f = json_object_get(s->meta, "format");
+    char *text;
+    snap_rc rc;
+
+    if (json_integer_value(f) >= STORE_FORMAT_REFS)
+        return SNAP_OK;
+    json_object_set_new(s->meta, "format", json_integer(STORE_FORMAT_REFS));
+    text = json_dumps(s->meta, JSON_INDENT(2) | JSON_SORT_KEYS);
+    rc = stg_put(s, STORE_META, text, strlen(text), 0, err);
+    free(text);
+    if (rc != SNAP_OK)
+        err_prefix(err, "cannot mark the store as holding references");
+    return rc;
 }
 
 snap_rc stg_open(const char *url, bool create, snap_ctx *ctx, stg **out, snap_err *err)

@@ -31,11 +31,26 @@ test_second_snap_of_an_unchanged_tree_stores_nothing_new() {
     snap_ p1
     [ "$(own_parts p1)" -ge 4 ] || fail "the tree should be several parts, is $(own_parts p1)"
     [ "$(format_of p1)" = 1 ] || fail "a snapshot without references is format 1"
+    store_format() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["format"])' "$ST/STORE.json"; }
+    [ "$(store_format)" = 1 ] || fail "a store without references stays format 1"
     snap_ p2
     expect_out "new, the rest reused"
     [ "$(own_parts p2)" = 0 ] || fail "p2 stored $(own_parts p2) parts of an unchanged tree"
     [ "$(all_parts p2)" = "$(all_parts p1)" ] || fail "p2 does not name every part"
     [ "$(format_of p2)" = 2 ] || fail "a snapshot with references must be format 2"
+    # the store says so too: a version before references (it reads STORE.json format 1 only)
+    # refuses the store rather than deleting parts p2 still uses
+    [ "$(store_format)" = 2 ] || fail "STORE.json is format $(store_format) after a reference"
+    python3 - "$ST/STORE.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); d["format"] = 3; json.dump(d, open(sys.argv[1], "w"))
+PY
+    expect_rc 1 "$SNAP" list --store "$ST"
+    expect_err "has format 3, which this version cannot read"
+    python3 - "$ST/STORE.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); d["format"] = 2; json.dump(d, open(sys.argv[1], "w"))
+PY
     # what p2 adds is its entry index: under 5 % of the first snap
     bytes=$(du -sb "$ST/data/$(id_of p2)" | cut -f1) first=$(du -sb "$ST/data/$(id_of p1)" | cut -f1)
     [ "$bytes" -lt $((first / 20)) ] || fail "p2 stored $bytes bytes, p1 $first"
