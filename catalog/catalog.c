@@ -139,6 +139,40 @@ static snap_rc open_entry(stg *s, const char *name, const char *key, char **buf,
     return rc;
 }
 
+snap_rc cat_doc_seal(stg *s, const char *key, const char *snapshot_id, char **text, snap_err *err)
+{
+    if (!stg_encrypted(s))
+        return SNAP_OK;
+    if (snapshot_id == NULL)
+        return err_set(err, SNAP_EFAIL, 0, "%s: no snapshot id whose key would seal it", key);
+    return seal_doc(s, key, NULL, snapshot_id, text, err);
+}
+
+snap_rc cat_doc_open(stg *s, const char *key, size_t max, char **buf, size_t *len, snap_err *err)
+{
+    json_t *env = json_loadb(*buf, *len, 0, NULL);
+    const char *id = json_string_value(json_object_get(env, "id"));
+    const char *sealed = json_string_value(json_object_get(env, "sealed"));
+    char *text = NULL;
+    snap_err e;
+    snap_rc rc = SNAP_OK;
+
+    if (env != NULL && sealed == NULL && stg_encrypted(s)) {
+        rc = err_set(err, SNAP_EVERIFY, 0, "%s is not encrypted, and the store is", key);
+    } else if (sealed != NULL && !stg_encrypted(s)) {
+        rc = err_set(err, SNAP_EVERIFY, 0, "%s is encrypted, and the store is not", key);
+    } else if (sealed != NULL) {
+        if (id == NULL || cat_name_check("snapshot id", id, &e) != SNAP_OK || strstr(id, "..") != NULL)
+            rc = err_set(err, SNAP_EVERIFY, 0, "%s: the envelope's id is not a snapshot id", key);
+        else if ((rc = stg_unseal(s, id, key, sealed, max, &text, len, err)) == SNAP_OK) {
+            free(*buf);
+            *buf = text;
+        }
+    }
+    json_decref(env);
+    return rc;
+}
+
 /* The opened manifest of a sealed entry must be the envelope's snapshot, and say it is encrypted. */
 static snap_rc check_sealed(stg *s, const cat_manifest *m, const char *name, const char *sealed_id, snap_err *err)
 {

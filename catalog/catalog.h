@@ -102,6 +102,15 @@ json_t *cat_manifest_json(const cat_manifest *m);
 snap_rc cat_manifest_parse(const char *buf, size_t len, cat_manifest **out, snap_err *err);
 
 /* Store operations. */
+/*
+ * A document that carries data (a revert's journal, its kept-state record) in an encrypted
+ * store: cat_doc_seal replaces *text with an envelope sealed under the snapshot's data key
+ * and bound to key (nothing on a plain store); cat_doc_open replaces *buf with what the
+ * envelope holds, and refuses (SNAP_EVERIFY) a plain document in an encrypted store, an
+ * envelope in a plain one, or one that was altered or moved.
+ */
+snap_rc cat_doc_seal(stg *s, const char *key, const char *snapshot_id, char **text, snap_err *err);
+snap_rc cat_doc_open(stg *s, const char *key, size_t max, char **buf, size_t *len, snap_err *err);
 snap_rc cat_commit(stg *s, const cat_manifest *m, snap_err *err); /* create-only */
 snap_rc cat_exists(stg *s, const char *name, bool *exists, snap_err *err);
 snap_rc cat_load(stg *s, const char *name, cat_manifest **out, snap_err *err);

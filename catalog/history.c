@@ -28,8 +28,20 @@ snap_rc cat_history_add(stg *s, const json_t *rec, snap_err *err)
 
     cat_new_id(id);
     key = xasprintf(HISTORY_PREFIX "%s.json", id);
-    text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
-    rc = stg_put(s, key, text, strlen(text), STG_CREATE_ONLY, err);
+    if (stg_encrypted(s)) {
+        /* Stored as it is (a failed snap has no data key to seal it under), so it keeps only
+         * what the store's names and sizes show anyway: no labels, no components, no error
+         * text, which may quote a server's words about the data (docs/encryption.md). */
+        json_t *bare = json_deep_copy(rec);
+        json_object_del(bare, "labels");
+        json_object_del(bare, "components");
+        json_object_del(json_object_get(bare, "error"), "message");
+        text = json_dumps(bare, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(bare);
+    } else {
+        text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    }
+    rc = stg_put(s, key, text, strlen(text), STG_CREATE_ONLY | STG_SEALED, err);
     free(text);
     free(key);
     return rc;

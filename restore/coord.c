@@ -101,9 +101,11 @@ snap_rc coord_save(rst_coord *co, const char *revert_id, const json_t *doc, snap
     auth_sign(co->keys, copy);
     text = json_dumps(copy, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(copy);
+    rc = cat_doc_seal(co->store, key, json_string_value(json_object_get(doc, "snapshot_id")), &text, err);
     /* Under the lock, so that a renewal never puts an older copy back over this one. */
     pthread_mutex_lock(&co->mu);
-    rc = stg_put(co->store, key, text, strlen(text), 0, err);
+    if (rc == SNAP_OK)
+        rc = stg_put(co->store, key, text, strlen(text), STG_SEALED, err);
     if (rc == SNAP_OK) {
         free(co->key);
         free(co->text);
@@ -134,7 +136,7 @@ static void *renew(void *arg)
         if (co->stop || co->text == NULL)
             continue;
         snap_err e;
-        if (stg_put(co->store, co->key, co->text, strlen(co->text), 0, &e) != SNAP_OK)
+        if (stg_put(co->store, co->key, co->text, strlen(co->text), STG_SEALED, &e) != SNAP_OK)
             log_warn(co->ctx, "could not renew the lease of %s: %s", co->key, e.msg);
     }
     pthread_mutex_unlock(&co->mu);
@@ -181,11 +183,15 @@ snap_rc coord_exists(rst_coord *co, const char *revert_id, bool *found, snap_err
     return rc;
 }
 
-snap_rc coord_record_recovery(rst_coord *co, const char *revert_id, const json_t *entry, snap_err *err)
+snap_rc coord_record_recovery(rst_coord *co, const char *revert_id, const char *snapshot_id, const json_t *entry,
+                              snap_err *err)
 {
     json_t *rec = json_deep_copy(entry);
     char now[32];
     snap_rc rc;
+
+    if (snapshot_id != NULL) /* what seals it in an encrypted store */
+        json_object_set_new(rec, "snapshot_id", json_string(snapshot_id));
 
     util_iso8601(time(NULL), now);
     json_object_set_new(rec, "recovered_by", json_string(co->host));
@@ -206,11 +212,15 @@ snap_rc coord_recovered_elsewhere(rst_coord *co, const char *revert_id, bool *ye
 
     *yes = false;
     *by = NULL;
+    if (rc == SNAP_OK)
+        rc = cat_doc_open(co->store, key, COORD_MAX, &buf, &len, err);
     free(key);
     if (rc == SNAP_ENOTFOUND)
         return SNAP_OK;
-    if (rc != SNAP_OK)
+    if (rc != SNAP_OK) {
+        free(buf);
         return rc;
+    }
     doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
     free(buf);
     /* only a record a key of this host signed: a store writer cannot make a runner drop its journal */
@@ -263,7 +273,7 @@ static snap_rc list_journals(rst_coord *co, listing *l, time_t *now, snap_err *e
 
     cat_new_id(id);
     probe = xasprintf("%s.clock/%s", l->prefix, id);
-    rc = stg_put(co->store, probe, "{}\n", 3, 0, err);
+    rc = stg_put(co->store, probe, "{}\n", 3, STG_SEALED /* carries nothing: stored as it is */, err);
     l->probe = rc == SNAP_OK ? probe : NULL;
     if (rc != SNAP_OK)
         log_warn(co->ctx, "could not read the store's clock (%s); using this host's", err->msg);
@@ -287,8 +297,10 @@ static void read_one(rst_coord *co, const char *key, coord_journal *cj)
 
     cj->doc = NULL;
     cj->auth = AUTH_UNSIGNED;
-    if (stg_get(co->store, key, COORD_MAX, &buf, &len, &e) != SNAP_OK) {
+    if (stg_get(co->store, key, COORD_MAX, &buf, &len, &e) != SNAP_OK ||
+        cat_doc_open(co->store, key, COORD_MAX, &buf, &len, &e) != SNAP_OK) {
         log_warn(co->ctx, "cannot read the store journal %s: %s", key, e.msg);
+        free(buf);
         return;
     }
     cj->doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
@@ -346,7 +358,9 @@ snap_rc coord_kept_save(rst_coord *co, const char *revert_id, const json_t *doc,
     auth_sign(co->keys, copy);
     text = json_dumps(copy, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(copy);
-    rc = stg_put(co->store, key, text, strlen(text), 0, err);
+    rc = cat_doc_seal(co->store, key, json_string_value(json_object_get(doc, "snapshot_id")), &text, err);
+    if (rc == SNAP_OK)
+        rc = stg_put(co->store, key, text, strlen(text), STG_SEALED, err);
     free(text);
     free(key);
     return rc;

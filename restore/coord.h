@@ -32,7 +32,8 @@ void coord_remove(rst_coord *co, const char *revert_id);
 snap_rc coord_exists(rst_coord *co, const char *revert_id, bool *found, snap_err *err);
 /* Records in the store (reverts/<revert_id>.json, create-only, signed) that this runner
  * recovered a revert another one started: entry says how it ended. */
-snap_rc coord_record_recovery(rst_coord *co, const char *revert_id, const json_t *entry, snap_err *err);
+snap_rc coord_record_recovery(rst_coord *co, const char *revert_id, const char *snapshot_id, const json_t *entry,
+                              snap_err *err);
 /* Whether an authenticated record says another runner recovered revert_id. */
 snap_rc coord_recovered_elsewhere(rst_coord *co, const char *revert_id, bool *yes, char **by, snap_err *err);
 

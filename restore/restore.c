@@ -1449,6 +1449,8 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
         rc = authenticate(ctx, m, &trusted, res, err);
     if (rc == SNAP_OK)
         rc = open_journal(ctx, req, store, j, err);
+    if (rc == SNAP_OK) /* whose data key seals the journal's copy in an encrypted store */
+        json_object_set_new(j->doc, "snapshot_id", json_string(cat_manifest_id(m)));
     if (rc == SNAP_OK)
         rc = build_targets(ctx, store, req, m, trusted, j, err);
     if (rc == SNAP_OK)
@@ -1719,6 +1721,7 @@ static snap_rc recover_one(recovery *r, const char *path, int fd, bool adopted, 
     if (adopted && r->co != NULL) {
         snap_err e;
         if (coord_record_recovery(r->co, json_string_value(json_object_get(doc, "revert_id")),
+                                  json_string_value(json_object_get(doc, "snapshot_id")),
                                   json_array_get(report, json_array_size(report) - 1), &e) != SNAP_OK)
             log_warn(ctx, "could not record the recovery in the store: %s", e.msg);
     }

@@ -52,6 +52,15 @@ test_roundtrip_and_nothing_in_the_clear() {
     # the safety snapshot and the revert record are sealed too
     ls "$ST"/reverts/*.json >/dev/null || fail "no revert record"
     grep -q '"sealed"' "$ST"/reverts/*.json || fail "the revert record is not sealed"
+    # so is the record of the displaced state kept, and the history keeps no labels
+    ls "$ST"/kept/*.json >/dev/null || fail "no kept record"
+    grep -q '"sealed"' "$ST"/kept/*.json || fail "the kept record is not sealed"
+    expect_rc 0 "$REVERT" --kept --config "$T/snap.conf" --json
+    expect_out '"snapshot": "s1"'
+    ls "$ST"/history/*.json >/dev/null || fail "no history"
+    ! grep -qa "prod" "$ST"/history/*.json || fail "a label is readable in the history"
+    expect_rc 0 "$SNAP" history --config "$T/snap.conf"
+    expect_out "s1"
     no_plaintext "$ST"
     ! grep -rqa "env" "$ST/catalog" || fail "labels are readable in the catalog"
 }
