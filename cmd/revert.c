@@ -289,8 +289,11 @@ static void print_done(const json_t *res, const char *name)
     json_t *safety = json_object_get(res, "safety_snapshot");
     size_t n = json_array_size(json_object_get(res, "targets"));
 
-    util_fprintf_esc(stdout, "reverted %zu component%s to %s; cut-over took %.1f ms\n", n, n == 1 ? "" : "s", name,
-                     json_real_value(json_object_get(res, "cutover_ms")));
+    util_fprintf_esc(stdout, "reverted %zu component%s to %s; cut-over took %.1f ms, %.2f s after the start "
+                     "(all done in %.2f s)\n", n, n == 1 ? "" : "s", name,
+                     json_real_value(json_object_get(res, "cutover_ms")),
+                     json_real_value(json_object_get(res, "cutover_at_ms")) / 1000.0,
+                     json_real_value(json_object_get(res, "total_ms")) / 1000.0);
     if (safety != NULL)
         util_fprintf_esc(stdout, "the state before is snapshot %s: `revert %s` undoes this revert\n",
                          json_string_value(safety), json_string_value(safety));
