@@ -109,6 +109,12 @@ static void print_plan(const json_t *res, FILE *f)
         json_t *notes = json_object_get(t, "notes"), *n;
         json_array_foreach(notes, k, n) util_fprintf_esc(f, "      note: %s\n", json_string_value(n));
     }
+    json_t *est = json_object_get(res, "estimate");
+    if (est != NULL)
+        util_fprintf_esc(f, "  estimate: back in service in about %.0f s, all done in about %.0f s (%s)\n",
+                         json_number_value(json_object_get(est, "cutover_at_s")),
+                         json_number_value(json_object_get(est, "total_s")),
+                         json_string_value(json_object_get(est, "basis")));
 }
 
 static bool any_refused(const json_t *res)

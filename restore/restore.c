@@ -16,6 +16,7 @@
 #include "../snapshot/snapshot.h"
 #include "../engines/my_client.h"
 #include "check.h"
+#include "estimate.h"
 #include "restore.h"
 #include "restore_int.h"
 
@@ -1348,7 +1349,8 @@ static snap_rc deferred_safety(snap_ctx *ctx, stg *store, journal *j, json_t *re
 static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const drv_set *extra,
                       json_t **result, snap_err *err)
 {
-    uint64_t started = util_now_ns();
+    uint64_t started = util_now_ns(), bytes = 0;
+    rst_safety safety = RST_SAFETY_NONE;
     cat_manifest *m = NULL;
     journal *j = xcalloc(1, sizeof *j);
     json_t *res = json_object(), *plans = json_array();
@@ -1384,7 +1386,14 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
     if (!req->dry_run)
         evt_set_revert_id(ctx->events, revert_id);
     rc = plan_all(ctx, store, req, j, plans, err);
-    if (rc != SNAP_OK || req->dry_run)
+    if (rc != SNAP_OK)
+        goto out;
+    if (!req->no_safety_snapshot && req->to == NULL)
+        safety = safety_deferrable(j) ? RST_SAFETY_DEFERRED : RST_SAFETY_FIRST;
+    for (size_t i = 0; i < j->n; i++)
+        bytes += cat_component_bytes(j->targets[i]->comp);
+    rst_estimate_plan(ctx, store, res, bytes, safety);
+    if (req->dry_run)
         goto out;
     rc = lock_and_confirm(ctx, req, j, res, err);
     if (rc == SNAP_OK)
@@ -1394,14 +1403,15 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
     leased = true;
     /* 2. Safety snapshot, so that this revert can be reverted: of the live state now, or
      * (swap mode) of the displaced state after the cut-over, which the journal notes. */
-    if (!req->no_safety_snapshot && req->to == NULL) {
-        bool defer = safety_deferrable(j);
-        json_object_set_new(res, "safety_deferred", json_boolean(defer));
-        if (defer) {
+    if (safety != RST_SAFETY_NONE) {
+        json_object_set_new(res, "safety_deferred", json_boolean(safety == RST_SAFETY_DEFERRED));
+        if (safety == RST_SAFETY_DEFERRED) {
             json_object_set_new(j->doc, "safety_due", json_true());
         } else {
+            uint64_t t0 = util_now_ns();
             evt_phase(ctx->events, "safety_snapshot");
             rc = safety_snapshot(ctx, store, j, req->name, revert_id, false, res, err);
+            json_object_set_new(res, "safety_ms", json_real((double)(util_now_ns() - t0) / 1e6));
         }
     }
     if (rc == SNAP_OK)
@@ -1433,6 +1443,7 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
     util_failpoint("finish-begin");
     finish_all(ctx, store, req, j, res, extra);
     json_object_set_new(res, "total_ms", json_real((double)(util_now_ns() - started) / 1e6));
+    rst_estimate_record(ctx, store, res, bytes, safety);
 out:
     if (journaled)
         journal_remove(j);

@@ -56,6 +56,24 @@ EOF
     expect_out "after the start"
 }
 
+# The plan estimates the time to the cut-over and in all: default rates first, then those
+# of the last revert from this store.
+test_files_plan_estimates_from_the_last_revert() {
+    files_setup
+    expect_rc 0 "$REVERT" p1 --store "$ST" --dry-run --json
+    [ "$(json_get "$T/out" estimate basis)" = "default rates" ] || fail "no default estimate"
+    expect_rc 0 "$REVERT" p1 --store "$ST" --yes
+    expect_rc 0 "$REVERT" p1 --store "$ST" --dry-run --json
+    python3 - "$T/out" <<'EOF' || fail "no estimate from the last revert"
+import json, sys
+e = json.load(open(sys.argv[1]))["estimate"]
+assert e["basis"] == "last revert", e
+assert 0 < e["cutover_at_s"] <= e["total_s"], e
+EOF
+    expect_rc 0 "$REVERT" p1 --store "$ST" --dry-run
+    expect_out "estimate: back in service in about"
+}
+
 test_files_kill_before_safety_then_recover() {
     files_setup
     SNAP_FAILPOINT=safety-deferred-begin expect_rc 137 "$REVERT" p1 --store "$ST" --yes --drop-old
