@@ -72,6 +72,13 @@ measure restore "$BIN/pg_restore" -j "$JOBS" -d restored "$W/bench.dir"
 measure revert sh -c "exec '$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --no-safety-snapshot \
     --json -q >'$W/revert.json'"
 measure revert_enc sh -c "exec '$BUILD/revert' b1 --config '$W/enc.conf' --yes --jobs $JOBS --no-safety-snapshot -q"
+# in place with the safety snapshot: the targets are back in service at cutover_at_ms
+# (a build without it reports the total there)
+measure revert_safety sh -c "exec '$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --json -q \
+    >'$W/revert_safety.json'"
+safety_at=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.2f" % (d.get("cutover_at_ms", 0) / 1000))' \
+    "$W/revert_safety.json" 2>/dev/null || echo 0)
+[ "$safety_at" = 0.00 ] && safety_at=$revert_safety_s
 cutover=$(python3 -c 'import json,sys; print("%.1f" % json.load(open(sys.argv[1]))["targets"][0]["cutover_ms"])' \
     "$W/revert.json" 2>/dev/null || echo "?")
 
@@ -87,11 +94,15 @@ row "snap create, encrypted store" "$snap_enc_s" "$(mib "$(size_of "$W/enc/data"
 row "pg_restore -j$JOBS -d (directory)" "$restore_s" - "$restore_kb"
 row "revert --jobs $JOBS (stage+verify+swap)" "$revert_s" - "$revert_kb"
 row "revert, encrypted store" "$revert_enc_s" - "$revert_enc_kb"
+row "revert with safety snapshot" "$revert_safety_s" - "$revert_safety_kb"
+row "  of which until the cut-over" "$safety_at" - "$revert_safety_kb"
 echo
 echo "snap / pg_dump -Fc            $(ratio "$snap_s" "$dumpc_s")   (aim <= 0.5)"
 echo "snap / pg_dump -Fp | zstd     $(ratio "$snap_s" "$dumpz_s")   (aim <= 1.0)"
 echo "snap size / pg_dump|zstd size $(ratio "$snap_b" "$(size_of "$W/bench.sql.zst")")   (aim <= 1.0)"
 echo "revert / pg_restore -j$JOBS      $(ratio "$revert_s" "$restore_s")   (aim <= 0.9)"
+echo "revert+safety / pg_restore   $(ratio "$revert_safety_s" "$restore_s")   (aim <= 1.2)"
+echo "  to cut-over / pg_restore    $(ratio "$safety_at" "$restore_s")   (aim <= 0.8)"
 echo "snap encrypted / plain        $(ratio "$snap_enc_s" "$snap_s")   (aim <= 1.1)"
 echo "revert encrypted / plain      $(ratio "$revert_enc_s" "$revert_s")   (aim <= 1.1)"
 echo "cut-over                      $cutover ms   (aim < 1000)"

@@ -117,6 +117,12 @@ static void print_plan(const json_t *res, FILE *f)
         json_t *notes = json_object_get(t, "notes"), *n;
         json_array_foreach(notes, k, n) util_fprintf_esc(f, "      note: %s\n", json_string_value(n));
     }
+    json_t *est = json_object_get(res, "estimate");
+    if (est != NULL)
+        util_fprintf_esc(f, "  estimate: back in service in about %.0f s, all done in about %.0f s (%s)\n",
+                         json_number_value(json_object_get(est, "cutover_at_s")),
+                         json_number_value(json_object_get(est, "total_s")),
+                         json_string_value(json_object_get(est, "basis")));
 }
 
 static bool any_refused(const json_t *res)
@@ -347,8 +353,11 @@ static void print_done(const json_t *res, const char *name)
     json_t *safety = json_object_get(res, "safety_snapshot");
     size_t n = json_array_size(json_object_get(res, "targets"));
 
-    util_fprintf_esc(stdout, "reverted %zu component%s to %s; cut-over took %.1f ms\n", n, n == 1 ? "" : "s", name,
-                     json_real_value(json_object_get(res, "cutover_ms")));
+    util_fprintf_esc(stdout, "reverted %zu component%s to %s; cut-over took %.1f ms, %.2f s after the start "
+                     "(all done in %.2f s)\n", n, n == 1 ? "" : "s", name,
+                     json_real_value(json_object_get(res, "cutover_ms")),
+                     json_real_value(json_object_get(res, "cutover_at_ms")) / 1000.0,
+                     json_real_value(json_object_get(res, "total_ms")) / 1000.0);
     if (safety != NULL)
         util_fprintf_esc(stdout, "the state before is snapshot %s: `revert %s` undoes this revert\n",
                          json_string_value(safety), json_string_value(safety));

@@ -471,6 +471,29 @@ static snap_rc files_safety_source(rst_target *t, cfg *c, const char *section, s
     return SNAP_OK;
 }
 
+/* Every root is swapped, and the state it displaces stays whole beside it. */
+static bool files_safety_deferrable(rst_target *t)
+{
+    return rst_to(t) == NULL;
+}
+
+/* The displaced roots, named as the live paths they were (an absent one: recorded absent). */
+static snap_rc files_displaced_source(rst_target *t, cfg *c, const char *section, snp_redirect **rd, size_t *nrd,
+                                      snap_err *err)
+{
+    const json_t *r;
+    size_t i;
+
+    (void)err;
+    cfg_set(c, section, "type", "files");
+    json_array_foreach(roots(t), i, r) {
+        cfg_add(c, section, "path", rget(r, "path"));
+        *rd = xrealloc(*rd, (*nrd + 1) * sizeof **rd);
+        (*rd)[(*nrd)++] = (snp_redirect){rst_component_name(t), rget(r, "path"), rget(r, "displaced")};
+    }
+    return SNAP_OK;
+}
+
 /* ---- stage ------------------------------------------------------------------------ */
 
 /*
@@ -1549,6 +1572,8 @@ const rst_driver rst_files_driver = {
     .type = "files",
     .plan = files_plan,
     .safety_source = files_safety_source,
+    .safety_deferrable = files_safety_deferrable,
+    .displaced_source = files_displaced_source,
     .stage = files_stage,
     .cutover = files_cutover,
     .rollback = files_rollback,

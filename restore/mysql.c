@@ -824,6 +824,25 @@ static void describe_plan(rst_target *t, const json_t *schema, const char *targe
                                                   outside, staging, old));
 }
 
+/* How many events the live schema has (see my_safety_deferrable). */
+static snap_rc count_events(MYSQL *m, const char *db, json_t *state, snap_err *err)
+{
+    char *lit = my_literal(m, db);
+    char *sql = xasprintf("SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s", lit);
+    MYSQL_RES *r;
+    MYSQL_ROW row;
+    snap_rc rc = my_query(m, err, "count the live events", sql, &r);
+
+    if (rc == SNAP_OK) {
+        row = mysql_fetch_row(r);
+        json_object_set_new(state, "live_events", json_integer(row && row[0] ? strtoll(row[0], NULL, 10) : 1));
+        mysql_free_result(r);
+    }
+    free(sql);
+    free(lit);
+    return rc;
+}
+
 static snap_rc my_plan(rst_target *t, snap_err *err)
 {
     my_rst R;
@@ -862,6 +881,8 @@ static snap_rc my_plan(rst_target *t, snap_err *err)
     live_exists = schema_exists(R.m, live, err, &rc);
     if (rc == SNAP_OK && to != NULL && live_exists)
         rc = check_to_empty(R.m, live, err);
+    if (rc == SNAP_OK && to == NULL)
+        rc = count_events(R.m, live, state, err);
     if (rc == SNAP_OK)
         rc = check_load_path(t, R.m, &user, err);
     if (rc == SNAP_OK)
@@ -919,6 +940,30 @@ static snap_rc my_safety_source(rst_target *t, cfg *c, const char *section, snap
     my_dsn_free(d);
     free(src);
     return rc;
+}
+
+/* The displaced schema is a complete undo but for events, which stay out of it (they would
+ * run there): a live schema with events takes its safety snapshot first. */
+static bool my_safety_deferrable(rst_target *t)
+{
+    json_t *st = rst_state(t);
+
+    return rst_to(t) == NULL && json_is_integer(json_object_get(st, "live_events")) &&
+           json_integer_value(json_object_get(st, "live_events")) == 0;
+}
+
+/* The displaced schema, read as the live one it was (an absent one: recorded absent). */
+static snap_rc my_displaced_source(rst_target *t, cfg *c, const char *section, snp_redirect **rd, size_t *nrd,
+                                   snap_err *err)
+{
+    json_t *st = rst_state(t);
+    snap_rc rc = my_safety_source(t, c, section, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    *rd = xrealloc(*rd, (*nrd + 1) * sizeof **rd);
+    (*rd)[(*nrd)++] = (snp_redirect){rst_component_name(t), state_str(st, "live"), state_str(st, "old")};
+    return SNAP_OK;
 }
 
 /* ---- stage ---- */
@@ -2035,6 +2080,8 @@ const rst_driver rst_mysql_driver = {
     .type = "mysql",
     .plan = my_plan,
     .safety_source = my_safety_source,
+    .safety_deferrable = my_safety_deferrable,
+    .displaced_source = my_displaced_source,
     .stage = my_stage,
     .cutover = my_cutover,
     .rollback = my_rollback,

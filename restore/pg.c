@@ -612,6 +612,26 @@ static snap_rc pg_safety_source(rst_target *t, cfg *c, const char *section, snap
     return SNAP_OK;
 }
 
+/* Swap mode keeps the live database whole under its displaced name after the cut-over. */
+static bool pg_safety_deferrable(rst_target *t)
+{
+    return strcmp(jstr(rst_state(t), "mode"), "swap") == 0 && *jstr(rst_state(t), "displaced") != '\0';
+}
+
+/* The displaced database, read as the live one it was. */
+static snap_rc pg_displaced_source(rst_target *t, cfg *c, const char *section, snp_redirect **rd, size_t *nrd,
+                                   snap_err *err)
+{
+    json_t *st = rst_state(t);
+    snap_rc rc = pg_safety_source(t, c, section, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    *rd = xrealloc(*rd, (*nrd + 1) * sizeof **rd);
+    (*rd)[(*nrd)++] = (snp_redirect){rst_component_name(t), jstr(st, "live"), jstr(st, "displaced")};
+    return SNAP_OK;
+}
+
 /* ---- reading the archive ---- */
 
 typedef struct schema_files {
@@ -1956,6 +1976,8 @@ const rst_driver rst_postgres_driver = {
     .type = "postgres",
     .plan = pg_plan,
     .safety_source = pg_safety_source,
+    .safety_deferrable = pg_safety_deferrable,
+    .displaced_source = pg_displaced_source,
     .stage = pg_stage,
     .cutover = pg_cutover,
     .rollback = pg_rollback,

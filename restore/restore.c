@@ -16,6 +16,7 @@
 #include "../snapshot/snapshot.h"
 #include "../engines/my_client.h"
 #include "check.h"
+#include "estimate.h"
 #include "restore.h"
 #include "restore_int.h"
 #include "coord.h"
@@ -920,9 +921,16 @@ out:
 
 /* ---- the revert ------------------------------------------------------------------- */
 
+/*
+ * The safety snapshot pre-revert-<revert id>: of the live targets before staging, or, when
+ * displaced, of the state the cut-over displaced (each target's displaced_source), which
+ * is recorded under the live names so that reverting to it puts the live targets back.
+ */
 static snap_rc safety_snapshot(snap_ctx *ctx, stg *store, journal *j, const char *name,
-                               const char *revert_id, json_t *result, snap_err *err)
+                               const char *revert_id, bool displaced, json_t *result, snap_err *err)
 {
+    snp_redirect *rd = NULL;
+    size_t nrd = 0;
     cfg *c = cfg_new();
     snap_ctx sub = *ctx;
     char *snap_name = xasprintf("pre-revert-%s", revert_id);
@@ -942,18 +950,22 @@ static snap_rc safety_snapshot(snap_ctx *ctx, stg *store, journal *j, const char
     for (size_t i = 0; i < j->n && rc == SNAP_OK; i++) {
         rst_target *t = j->targets[i];
         char *section = xasprintf("source %s", t->name);
-        rc = t->drv->safety_source(t, c, section, err);
+        rc = displaced ? t->drv->displaced_source(t, c, section, &rd, &nrd, err)
+                       : t->drv->safety_source(t, c, section, err);
         free(section);
     }
     sub.cfg = c;
+    req.redirect = rd;
+    req.nredirect = nrd;
     if (rc == SNAP_OK) {
-        log_info(ctx, "taking safety snapshot %s of the current state", snap_name);
+        log_info(ctx, "taking safety snapshot %s of the %s state", snap_name, displaced ? "displaced" : "current");
         rc = snp_create(&sub, store, &req, NULL, err);
         if (rc != SNAP_OK)
             err_prefix(err, "safety snapshot");
     }
     if (rc == SNAP_OK)
         json_object_set_new(result, "safety_snapshot", json_string(snap_name));
+    free(rd);
     cfg_free(c);
     free(snap_name);
     free(label);
@@ -1426,9 +1438,66 @@ static void finish_all(snap_ctx *ctx, stg *store, const rst_request *req, journa
     expire_undo(ctx, store, extra);
 }
 
+/* Whether every target keeps the state it displaces whole, so that the safety snapshot can
+ * wait until after the cut-over (swap mode); transaction mode, which displaces nothing,
+ * takes it first. */
+static bool safety_deferrable(journal *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        rst_target *t = j->targets[i];
+        if (t->drv->safety_deferrable == NULL || t->drv->displaced_source == NULL || !t->drv->safety_deferrable(t))
+            return false;
+    }
+    return j->n > 0;
+}
+
+/*
+ * The safety snapshot the journal says is due ("safety_due"), from the displaced state,
+ * after the cut-over. Until it is committed the displaced state stays (nothing drops it)
+ * and so does the journal: `revert --recover` takes it. A snapshot of that name that was
+ * committed before a kill counts as taken.
+ */
+static snap_rc deferred_safety(snap_ctx *ctx, stg *store, journal *j, json_t *res, snap_err *err)
+{
+    const char *name = json_string_value(json_object_get(j->doc, "snapshot"));
+    const char *id = json_string_value(json_object_get(j->doc, "revert_id"));
+    char *snap_name = xasprintf("pre-revert-%s", id);
+    cat_manifest *m = NULL;
+    uint64_t t0 = util_now_ns();
+    snap_rc rc;
+
+    util_failpoint("safety-deferred-begin");
+    evt_phase(ctx->events, "safety_snapshot");
+    if (store == NULL)
+        rc = err_set(err, SNAP_EUNREACH, 0, "the store is not open");
+    else if (cat_load(store, snap_name, &m, err) == SNAP_OK) {
+        json_object_set_new(res, "safety_snapshot", json_string(snap_name));
+        rc = SNAP_OK;
+    } else
+        rc = safety_snapshot(ctx, store, j, name, id, true, res, err);
+    cat_manifest_free(m);
+    if (rc == SNAP_OK) {
+        json_object_set_new(res, "safety_ms", json_real((double)(util_now_ns() - t0) / 1e6));
+        json_object_del(j->doc, "safety_due");
+        rc = journal_save(j, err);
+    }
+    if (rc != SNAP_OK) {
+        snap_err first = *err;
+        err_set(err, SNAP_ERECOVER, first.sys_errno, "the cut-over completed, but the safety snapshot %s of the "
+                "state it displaced was not taken: %s", snap_name, first.msg);
+        err_hint(err, "the displaced state is kept beside each target; run `revert --recover` to take the safety "
+                      "snapshot");
+        rc = SNAP_ERECOVER;
+    }
+    free(snap_name);
+    return rc;
+}
+
 static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const drv_set *extra,
                       json_t **result, snap_err *err)
 {
+    uint64_t started = util_now_ns(), bytes = 0;
+    rst_safety safety = RST_SAFETY_NONE;
     cat_manifest *m = NULL;
     journal *j = xcalloc(1, sizeof *j);
     json_t *res = json_object(), *plans = json_array();
@@ -1466,7 +1535,14 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
     if (!req->dry_run)
         evt_set_revert_id(ctx->events, revert_id);
     rc = plan_all(ctx, store, req, j, plans, err);
-    if (rc != SNAP_OK || req->dry_run)
+    if (rc != SNAP_OK)
+        goto out;
+    if (!req->no_safety_snapshot && req->to == NULL)
+        safety = safety_deferrable(j) ? RST_SAFETY_DEFERRED : RST_SAFETY_FIRST;
+    for (size_t i = 0; i < j->n; i++)
+        bytes += cat_component_bytes(j->targets[i]->comp);
+    rst_estimate_plan(ctx, store, res, bytes, safety);
+    if (req->dry_run)
         goto out;
     rc = lock_and_confirm(ctx, req, j, res, err);
     if (rc == SNAP_OK)
@@ -1474,10 +1550,18 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
     if (rc != SNAP_OK)
         goto out;
     leased = true;
-    /* 2. Safety snapshot of the live state, so that this revert can be reverted. */
-    if (!req->no_safety_snapshot && req->to == NULL) {
-        evt_phase(ctx->events, "safety_snapshot");
-        rc = safety_snapshot(ctx, store, j, req->name, revert_id, res, err);
+    /* 2. Safety snapshot, so that this revert can be reverted: of the live state now, or
+     * (swap mode) of the displaced state after the cut-over, which the journal notes. */
+    if (safety != RST_SAFETY_NONE) {
+        json_object_set_new(res, "safety_deferred", json_boolean(safety == RST_SAFETY_DEFERRED));
+        if (safety == RST_SAFETY_DEFERRED) {
+            json_object_set_new(j->doc, "safety_due", json_true());
+        } else {
+            uint64_t t0 = util_now_ns();
+            evt_phase(ctx->events, "safety_snapshot");
+            rc = safety_snapshot(ctx, store, j, req->name, revert_id, false, res, err);
+            json_object_set_new(res, "safety_ms", json_real((double)(util_now_ns() - t0) / 1e6));
+        }
     }
     if (rc == SNAP_OK) {
         rc = create_journal_file(j, err);
@@ -1488,6 +1572,8 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
     rc = stage_all(ctx, j, res, &keep_journal, err);
     if (rc == SNAP_OK) {
         rc = cutover_phase(j, res, check != NULL, err);
+        if (rc == SNAP_OK)
+            json_object_set_new(res, "cutover_at_ms", json_real((double)(util_now_ns() - started) / 1e6));
         if (rc == SNAP_OK && check != NULL)
             rc = check_phase(ctx, j, res, err);
         keep_journal = rc == SNAP_ERECOVER;
@@ -1496,12 +1582,18 @@ static snap_rc revert(snap_ctx *ctx, stg *store, const rst_request *req, const d
         if (rc != SNAP_ERECOVER)
             rst_hook_after_cutover(ctx, res, rc);
     }
+    if (rc == SNAP_OK && json_is_true(json_object_get(j->doc, "safety_due"))) {
+        rc = deferred_safety(ctx, store, j, res, err);
+        keep_journal = rc != SNAP_OK;
+    }
     if (rc != SNAP_OK) {
         journaled = !keep_journal;
         goto out;
     }
     util_failpoint("finish-begin");
     finish_all(ctx, store, req, j, res, extra);
+    json_object_set_new(res, "total_ms", json_real((double)(util_now_ns() - started) / 1e6));
+    rst_estimate_record(ctx, store, res, bytes, safety);
 out:
     if (journaled)
         journal_remove(j);
@@ -1637,12 +1729,45 @@ static bool finished_elsewhere(recovery *r, journal *j, bool adopted, snap_rc *r
     return true;
 }
 
+/* A completed cut-over whose deferred safety snapshot is still due: take it now, from the
+ * displaced state (the drivers read the scope, schemas say, from the snapshot reverted to). */
+static snap_rc recover_safety(snap_ctx *ctx, stg *store, journal *j, json_t *res, snap_err *err)
+{
+    cat_manifest *m = NULL;
+    snap_rc rc = SNAP_OK;
+
+    if (!json_is_true(json_object_get(j->doc, "safety_due")))
+        return SNAP_OK;
+    if (store != NULL && cat_load(store, json_string_value(json_object_get(j->doc, "snapshot")), &m, err) == SNAP_OK)
+        for (size_t i = 0; i < j->n; i++) {
+            j->targets[i]->m = m;
+            j->targets[i]->comp = cat_manifest_find(m, j->targets[i]->name);
+            if (j->targets[i]->comp == NULL)
+                j->targets[i]->m = NULL;
+        }
+    for (size_t i = 0; i < j->n && rc == SNAP_OK; i++)
+        if (j->targets[i]->comp == NULL)
+            rc = err_set(err, SNAP_EUNREACH, 0, "snapshot %s (component %s) cannot be read",
+                         json_string_value(json_object_get(j->doc, "snapshot")), j->targets[i]->name);
+    if (rc == SNAP_OK)
+        rc = deferred_safety(ctx, store, j, res, err);
+    else
+        rc = deferred_safety(ctx, NULL, j, res, err); /* says what is due, and keeps the journal */
+    for (size_t i = 0; i < j->n; i++) {
+        j->targets[i]->m = NULL;
+        j->targets[i]->comp = NULL;
+    }
+    cat_manifest_free(m);
+    return rc;
+}
+
 static snap_rc recover_one(recovery *r, const char *path, int fd, bool adopted, snap_err *err)
 {
     snap_ctx *ctx = r->ctx;
     stg *store = r->store;
     const drv_set *extra = &r->extra;
     json_t *report = r->report;
+    json_t *safety = json_object();
     json_t *doc;
     journal *j;
     const char *phase;
@@ -1699,6 +1824,9 @@ static snap_rc recover_one(recovery *r, const char *path, int fd, bool adopted, 
             if (!discard_all(j))
                 goto keep;
         } else {
+            rc = recover_safety(ctx, store, j, safety, err);
+            if (rc != SNAP_OK)
+                goto out; /* the displaced state and the journal stay */
             for (i = 0; i < j->n; i++) {
                 snap_err e;
                 if (j->targets[i]->drv->finish(j->targets[i], false, &e) != SNAP_OK)
@@ -1714,10 +1842,11 @@ static snap_rc recover_one(recovery *r, const char *path, int fd, bool adopted, 
         if (!discard_all(j))
             goto keep;
     }
-    json_array_append_new(report, json_pack("{s:O, s:O, s:s, s:O?, s:b}", "revert_id",
+    json_array_append_new(report, json_pack("{s:O, s:O, s:s, s:O?, s:b, s:O*}", "revert_id",
                                             json_object_get(doc, "revert_id"), "snapshot",
                                             json_object_get(doc, "snapshot"), "outcome", outcome, "host",
-                                            json_object_get(doc, "host"), "from_store", adopted));
+                                            json_object_get(doc, "host"), "from_store", adopted, "safety_snapshot",
+                                            json_object_get(safety, "safety_snapshot")));
     if (adopted && r->co != NULL) {
         snap_err e;
         if (coord_record_recovery(r->co, json_string_value(json_object_get(doc, "revert_id")),
@@ -1736,6 +1865,7 @@ keep:
 out:
     j->fd = -1; /* the caller closes it */
     journal_free(j);
+    json_decref(safety);
     return rc;
 }
 

@@ -10,6 +10,7 @@
 #include "../common/progress.h"
 #include "../engines/engines.h"
 #include "../engines/source_opts.h"
+#include "../snapshot/snapshot.h"
 #include "../storage/storage.h"
 
 typedef struct rst_request {
@@ -112,6 +113,14 @@ typedef struct rst_driver {
     snap_rc (*plan)(rst_target *t, snap_err *err);
     /* Adds a [source NAME] section to c that captures the live target as it is now. */
     snap_rc (*safety_source)(rst_target *t, cfg *c, const char *section, snap_err *err);
+    /* Optional, swap mode: true when the state the cut-over displaces stays whole beside
+     * the live target (a directory, a renamed database), so that the safety snapshot can
+     * be taken from it after the cut-over instead of from the live state before staging. */
+    bool (*safety_deferrable)(rst_target *t);
+    /* With safety_deferrable: as safety_source, and one redirect per place the displaced
+     * state is read from (appended to *rd, *nrd; its strings owned by the target's state). */
+    snap_rc (*displaced_source)(rst_target *t, cfg *c, const char *section, snp_redirect **rd, size_t *nrd,
+                                snap_err *err);
     /* Restores beside the live target and verifies it; nothing live changes. */
     snap_rc (*stage)(rst_target *t, snap_err *err);
     /* Switches staged and live. Idempotent: recovery calls it again after a crash. */

@@ -307,13 +307,20 @@ static snap_rc walk_dir(fwalk *f, int dirfd, const char *path, size_t rootlen, s
 
 static snap_rc capture_root(fwalk *f, const char *root, snap_err *err)
 {
-    char *parent = util_dirname(root), *base = util_basename(root);
+    /* A deferred safety snapshot reads the displaced copy, named as the root it was. */
+    const snp_redirect *rd = snp_redirect_of(f->c, root);
+    const char *from = rd != NULL ? rd->from : root;
+    char *parent = util_dirname(from), *base = util_basename(from);
     const char *name = base[0] != '\0' ? base : "."; /* the root "/" */
     json_t *jpath = json_string(root);
     struct stat st;
     int pfd = -1, dfd = -1;
     snap_rc rc = SNAP_OK;
 
+    if (rd != NULL && !f->proc) {
+        rc = err_set(err, SNAP_EFAIL, 0, "cannot capture %s from %s without /proc", root, from);
+        goto out;
+    }
     if (jpath == NULL) {
         /* The manifest is JSON: a root it cannot name could never be reverted. */
         rc = err_set(err, SNAP_EUSAGE, EILSEQ, "cannot capture %s: its name is not valid UTF-8", root);

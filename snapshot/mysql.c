@@ -66,6 +66,7 @@ typedef struct my_cap {
     snp_capture *c;
     snap_ctx *ctx;
     my_dsn *dsn;
+    const char *db; /* the schema as recorded: the live one a deferred safety snapshot reads displaced */
     MYSQL *main;
     size_t chunk;
     my_table *tables;
@@ -413,7 +414,7 @@ static snap_rc capture_schema(my_cap *cap, json_t **out, snap_err *err)
 
     *out = NULL;
     json_object_set_new(doc, "format", json_integer(MY_FORMAT));
-    json_object_set_new(doc, "database", json_string(my_dsn_db(cap->dsn)));
+    json_object_set_new(doc, "database", json_string(cap->db));
     rc = schema_defaults(cap, doc, err);
     if (rc == SNAP_OK)
         rc = schema_tables(cap, doc, err);
@@ -753,7 +754,7 @@ static snap_rc long_query_guard(my_cap *cap, long guard, const char *source, sna
 static snap_rc capture_absent(my_cap *cap, snap_err *err)
 {
     json_t *doc = json_pack("{s:i,s:s,s:b,s:[],s:[],s:[],s:[],s:[]}", "format", MY_FORMAT,
-                            "database", my_dsn_db(cap->dsn), "absent", 1, "tables", "views",
+                            "database", cap->db, "absent", 1, "tables", "views",
                             "triggers", "routines", "events");
     char *text = json_dumps(doc, JSON_SORT_KEYS);
     json_t *info = cat_component_info(snp_component(cap->c));
@@ -768,7 +769,7 @@ static snap_rc capture_absent(my_cap *cap, snap_err *err)
     if (rc == SNAP_OK)
         rc = arc_writer_finish(w, err);
     arc_writer_free(w);
-    json_object_set_new(info, "database", json_string(my_dsn_db(cap->dsn)));
+    json_object_set_new(info, "database", json_string(cap->db));
     json_object_set_new(info, "absent", json_true());
     json_object_set_new(info, "format", json_integer(MY_FORMAT));
     json_object_set_new(stats, "tables", json_integer(0));
@@ -814,6 +815,12 @@ static snap_rc open_dsn(my_cap *cap, const char *dsn_s, snap_err *err)
     redacted = my_dsn_redacted(cap->dsn);
     cat_component_set_source(snp_component(cap->c), redacted);
     free(redacted);
+    cap->db = my_dsn_db(cap->dsn);
+    if (snp_redirect_of(cap->c, NULL) != NULL) {
+        /* a deferred safety snapshot: read the displaced schema, record the live one */
+        cap->db = snp_redirect_of(cap->c, NULL)->live;
+        my_dsn_set_db(cap->dsn, snp_redirect_of(cap->c, NULL)->from);
+    }
     return SNAP_OK;
 }
 
@@ -952,7 +959,7 @@ static void record_manifest(my_cap *cap, const json_t *schema, bool mariadb, uin
 
     json_object_set_new(info, "flavour", json_string(mariadb ? "mariadb" : "mysql"));
     json_object_set_new(info, "server_version", json_string(mysql_get_server_info(cap->main)));
-    json_object_set_new(info, "database", json_string(my_dsn_db(cap->dsn)));
+    json_object_set_new(info, "database", json_string(cap->db));
     json_object_set_new(info, "lock_ms", json_integer((json_int_t)lock_ms));
     json_object_set_new(info, "format", json_integer(MY_FORMAT));
     for (size_t i = 0; i < cap->ntables; i++) {

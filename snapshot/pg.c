@@ -43,6 +43,7 @@ typedef struct pg_cap {
     snp_capture *c;
     snap_ctx *ctx;
     const char *dsn;
+    const snp_redirect *from; /* a deferred safety snapshot: the displaced database */
     char snapshot[64];
     uint64_t chunk;
     bool split;  /* split big tables by block ranges ([snap] pg_split_tables) */
@@ -567,7 +568,7 @@ static snap_rc copy_lobs(pg_worker *wk, snap_err *err)
 static snap_rc worker_begin(pg_worker *wk, snap_err *err)
 {
     char *sql;
-    snap_rc rc = pg_connect(wk->cap->dsn, NULL, &wk->conn, err);
+    snap_rc rc = pg_connect(wk->cap->dsn, wk->cap->from ? wk->cap->from->from : NULL, &wk->conn, err);
 
     if (rc != SNAP_OK)
         return rc;
@@ -784,7 +785,8 @@ static snap_rc export_snapshot(pg_cap *cap, PGconn *conn, const char *where, con
     jx = json_array();
     json_object_set_new(info, "server_version", cat_json_text(PQgetvalue(res, 0, 2), &bad));
     json_object_set_new(info, "server_version_num", json_integer(cap->server_num));
-    json_object_set_new(info, "database_name", cat_json_text(PQgetvalue(res, 0, 1), &bad));
+    /* the displaced database is recorded as the live one it was */
+    json_object_set_new(info, "database_name", cat_json_text(cap->from ? cap->from->live : PQgetvalue(res, 0, 1), &bad));
     json_object_set_new(info, "standby", json_boolean(strcmp(PQgetvalue(res, 0, 3), "t") == 0));
     json_object_set_new(info, "wal_lsn", cat_json_text(PQgetvalue(res, 0, 4), &bad));
     json_object_set_new(info, "user", cat_json_text(PQgetvalue(res, 0, 5), &bad));
@@ -949,7 +951,8 @@ static snap_rc capture(snp_capture *c, snap_err *err)
     source_patterns(&snp_opts(c)->schema, &schemas);
     source_patterns(&snp_opts(c)->exclude_table, &excl);
 
-    rc = pg_connect(cap.dsn, NULL, &conn, err);
+    cap.from = snp_redirect_of(c, NULL);
+    rc = pg_connect(cap.dsn, cap.from ? cap.from->from : NULL, &conn, err);
     if (rc != SNAP_OK)
         goto out;
     where = pg_where(conn);

@@ -23,6 +23,8 @@ struct snp_capture {
     src_opts src;
     bool allow_missing;
     bool locks_held;
+    const snp_redirect *redirect;
+    size_t nredirect;
     evt_sink *events; /* phase and component events; NULL for a nested snapshot */
     cat_manifest **catalog; /* the store's snapshots, oldest first: what parts can reuse */
     size_t ncatalog;
@@ -43,6 +45,14 @@ stg *snp_store(const snp_capture *c) { return c->store; }
 bool snp_allow_missing(const snp_capture *c) { return c->allow_missing; }
 bool snp_locks_held(const snp_capture *c) { return c->locks_held; }
 cat_component *snp_component(const snp_capture *c) { return c->comp; }
+
+const snp_redirect *snp_redirect_of(const snp_capture *c, const char *live)
+{
+    for (size_t i = 0; i < c->nredirect; i++)
+        if (strcmp(c->redirect[i].source, c->name) == 0 && (live == NULL || strcmp(c->redirect[i].live, live) == 0))
+            return &c->redirect[i];
+    return NULL;
+}
 prg_bar *snp_progress(const snp_capture *c) { return c->opts.progress; }
 
 const src_opts *snp_opts(const snp_capture *c) { return &c->src; }
@@ -314,6 +324,8 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
     c.store = store;
     c.allow_missing = req->allow_missing;
     c.locks_held = req->locks_held;
+    c.redirect = req->redirect;
+    c.nredirect = req->nredirect;
     c.events = req->nested ? NULL : ctx->events;
     c.parent = req->parent;
     /* What earlier snapshots stored, for reuse; a catalog that cannot be read only costs that. */

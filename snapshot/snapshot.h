@@ -11,6 +11,17 @@
 #include "../engines/source_opts.h"
 #include "../storage/storage.h"
 
+/*
+ * Where a revert's deferred safety snapshot reads a source: the state its cut-over
+ * displaced (a directory beside the live one, a renamed database), recorded in the
+ * manifest under the live name, so that reverting to it puts back the live target.
+ */
+typedef struct snp_redirect {
+    const char *source; /* the [source NAME] it applies to */
+    const char *live;   /* a files root's absolute path, or the live database's name */
+    const char *from;   /* where that state is now */
+} snp_redirect;
+
 typedef struct snp_request {
     const char *name;
     const char *note;                /* may be NULL */
@@ -36,6 +47,9 @@ typedef struct snp_request {
      * them changed; NULL for the latest snapshot with the same source.
      */
     const char *parent;
+    /* Read these sources from the displaced state (a deferred safety snapshot). */
+    const snp_redirect *redirect;
+    size_t nredirect;
 } snp_request;
 
 /*
@@ -80,6 +94,9 @@ arc_parts *snp_parts(const snp_capture *c);
 stg *snp_store(const snp_capture *c);
 bool snp_allow_missing(const snp_capture *c);
 bool snp_locks_held(const snp_capture *c);
+/* The redirect of this source for live (a files root), or with live NULL its only one
+ * (a database source); NULL when the source is read where it names. */
+const snp_redirect *snp_redirect_of(const snp_capture *c, const char *live);
 /* The component being filled: set its source (redacted), stats and info here. */
 cat_component *snp_component(const snp_capture *c);
 /* Progress of the whole snap (may be a bar that does not draw). */

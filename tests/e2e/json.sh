@@ -252,8 +252,9 @@ PYEOF
     expect_rc 0 "$REVERT" p1 --store "$ST" --yes --events "$T/revert.ev" --json
     valid events "$T/revert.ev" --lines
     id=$(jget 'd["revert_id"]')
-    order_is "$T/revert.ev" phase:plan phase:safety_snapshot phase:stage component_start component_end \
-        phase:cutover phase:finish end
+    # files swap: the safety snapshot is taken from the displaced tree after the cut-over
+    order_is "$T/revert.ev" phase:plan phase:stage component_start component_end \
+        phase:cutover phase:safety_snapshot phase:finish end
     "$PY" - "$T/revert.ev" "$id" <<'PYEOF' || fail "revert events: $(cat "$T/revert.ev")"
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
