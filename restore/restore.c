@@ -1890,6 +1890,7 @@ static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t *
 {
     recovery r = {ctx, store, *extra, json_array(), 0, {0}, NULL, state_host(ctx->cfg), 0, {0}};
     rst_opts o;
+    size_t norphans = 0;
     snap_rc rc = SNAP_OK;
 
     *result = json_pack("{s:o}", "recovered", r.report);
@@ -1903,6 +1904,13 @@ static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t *
         rc = coord_each(r.co, recover_stored, &r, err);
     coord_free(r.co);
     free(r.host);
+    /* Then what no journal names any longer: only when every journal was dealt with. */
+    if (rc == SNAP_OK && r.pending == 0 && r.damaged == 0) {
+        json_t *orphans = json_array();
+        json_object_set_new(*result, "orphans", orphans);
+        rc = rst_files_orphans(ctx, orphans, err);
+        norphans = json_array_size(orphans);
+    }
     if (rc == SNAP_OK && r.pending > 0) {
         *err = r.first_pending;
         if (r.pending > 1)
@@ -1915,7 +1923,7 @@ static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t *
             err_prefix(err, "%zu journals were damaged and set aside; the first", r.damaged);
         return SNAP_EVERIFY;
     }
-    if (rc == SNAP_OK && json_array_size(r.report) == 0)
+    if (rc == SNAP_OK && json_array_size(r.report) == 0 && norphans == 0)
         log_info(ctx, "nothing to recover");
     return rc;
 }
