@@ -1587,9 +1587,11 @@ static snap_rc orphan_one(snap_ctx *ctx, int dfd, const char *dir, const char *b
         goto out;
     }
     has_old = fstatat(dfd, old, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    e = json_pack("{s:s, s:O?, s:O?, s:O?, s:s, s:s?}", "path", path, "revert_id", json_object_get(doc, "revert_id"),
-                  "snapshot", json_object_get(doc, "snapshot"), "created", json_object_get(doc, "created"),
-                  "outcome", "", "displaced", NULL);
+    e = json_pack("{s:s, s:O, s:s}", "path", path, "revert_id", json_object_get(doc, "revert_id"), "outcome", "");
+    if (json_is_string(json_object_get(doc, "snapshot")))
+        json_object_set(e, "snapshot", json_object_get(doc, "snapshot"));
+    if (json_is_integer(json_object_get(doc, "created")))
+        json_object_set(e, "created", json_object_get(doc, "created"));
     json_array_append_new(report, e);
     if (has_old) {
         full = xasprintf("%s/%s", dir, old);

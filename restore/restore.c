@@ -1907,9 +1907,11 @@ static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t *
     /* Then what no journal names any longer: only when every journal was dealt with. */
     if (rc == SNAP_OK && r.pending == 0 && r.damaged == 0) {
         json_t *orphans = json_array();
-        json_object_set_new(*result, "orphans", orphans);
         rc = rst_files_orphans(ctx, orphans, err);
         norphans = json_array_size(orphans);
+        if (norphans > 0) /* the document is as before when there is none */
+            json_object_set(*result, "orphans", orphans);
+        json_decref(orphans);
     }
     if (rc == SNAP_OK && r.pending > 0) {
         *err = r.first_pending;

@@ -3,6 +3,12 @@
 # removing marked staging when the journal itself is lost (local store, no services).
 . "$(dirname "$0")/lib.sh"
 
+# valid: the last run's stdout validates against docs/schema/recover.json.
+valid() {
+    /usr/bin/python3 "$T_ROOT/tests/e2e/json_check.py" recover "$T/out" >"$T/check" 2>&1 ||
+        { cat "$T/check" >&2; fail "not a valid recover document"; }
+}
+
 setup() {
     export SNAP_STATE_DIR=$T/state
     mkdir -p "$T/conf/sub"
@@ -55,6 +61,7 @@ test_recover_removes_marked_staging_only() {
     expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
     expect_err "removed the staging $T/.conf.snap-stage-$id that revert $id of $T/conf left"
     expect_err "is not a marker of a revert of $T/conf: left alone"
+    valid
     [ "$(jq -r '.orphans[0].outcome' "$T/out")" = removed ] || { cat "$T/out" >&2; fail "not reported removed"; }
     [ "$(jq -r '.orphans | length' "$T/out")" = 1 ] || fail "more than one orphan reported"
     [ ! -e "$T/.conf.snap-stage-$id" ] || fail "the marked staging is left"
@@ -79,6 +86,7 @@ test_recover_leaves_staging_of_a_running_revert() {
     mkdir -p "$T/aside/l" "$T/aside/s"
     mv "$T/state/journal/"* "$T/aside/l/" && mv "$T/store/journal/"* "$T/aside/s/" || fail "no journals to set aside"
     expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
+    valid
     [ "$(jq -r '.orphans[0].outcome' "$T/out")" = locked ] || { cat "$T/out" "$T/err" >&2; fail "not reported locked"; }
     [ -n "$(staging)" ] || fail "recovery removed the staging of a running revert"
     mkdir -p "$T/state/journal" "$T/store/journal"
@@ -96,6 +104,7 @@ test_recover_reports_marked_displaced_state_and_keeps_it() {
     [ -e "$T/.conf.snap-mark-$id" ] || fail "the kept state has no marker"
     rm -f "$T/state/journal/"* "$T/store/journal/"* 2>/dev/null || true
     expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
+    valid
     [ "$(jq -r '.orphans[0].outcome' "$T/out")" = kept ] || { cat "$T/out" >&2; fail "not reported kept"; }
     [ "$(jq -r '.orphans[0].displaced' "$T/out")" = "$T/$old" ] || fail "the displaced path is not reported"
     expect_err "drop-kept"
