@@ -1,4 +1,5 @@
 /* files.c: the files target: stage a sibling tree, verify it, swap it in with RENAME_EXCHANGE. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fts.h>
@@ -14,10 +15,12 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../catalog/arc.h"
 #include "../common/pool.h"
+#include "../common/state.h"
 #include "../common/util.h"
 #include "restore.h"
 #include "restore_int.h"
@@ -1290,6 +1293,71 @@ static void stage_free(stage *s)
     pthread_mutex_destroy(&s->idmu);
 }
 
+/* ---- markers ---- */
+
+/*
+ * Beside the staging name .<base>.snap-stage-<id> of a root, a revert writes the marker
+ * .<base>.snap-mark-<id> (JSON: revert_id, snapshot, created, host, path) before it creates
+ * the staging, and removes it with the staging or the displaced state: how `revert
+ * --recover` tells its own leftovers from look-alikes when no journal names them.
+ */
+#define STAGE_INFIX ".snap-stage-"
+#define MARK_INFIX ".snap-mark-"
+#define OLD_INFIX ".pre-revert-"
+
+/* The marker of a root's staged path; NULL when the name is not of that form. */
+static char *marker_path(const char *staged)
+{
+    const char *p = NULL, *q = staged;
+
+    while ((q = strstr(q, STAGE_INFIX)) != NULL)
+        p = q++;
+    if (p == NULL)
+        return NULL;
+    return xasprintf("%.*s" MARK_INFIX "%s", (int)(p - staged), staged, p + strlen(STAGE_INFIX));
+}
+
+static void remove_marker(const rst_target *t, const json_t *r)
+{
+    const char *staged = rget(r, "staged");
+    char *m = staged ? marker_path(staged) : NULL;
+
+    if (m != NULL && unlink(m) != 0 && errno != ENOENT)
+        log_warn(rst_ctx(t), "cannot remove the marker %s: %s", m, strerror(errno));
+    free(m);
+}
+
+/* Written (fsync'd) in the root's directory before its staging exists. */
+static snap_rc write_marker(const stage *s, int parentfd, const json_t *r, snap_err *err)
+{
+    char *m = marker_path(rget(r, "staged")), *base = m ? util_basename(m) : NULL, *text = NULL;
+    const cat_manifest *man = rst_manifest(s->t);
+    json_t *doc;
+    int fd = -1;
+    size_t len;
+    snap_rc rc = SNAP_OK;
+
+    if (m == NULL)
+        return SNAP_OK;
+    doc = json_pack("{s:i, s:s, s:s?, s:I, s:s, s:s}", "format", 1, "revert_id", rst_revert_id(s->t), "snapshot",
+                    man ? cat_manifest_name(man) : NULL, "created", (json_int_t)time(NULL), "host",
+                    rst_host(s->t), "path", rget(r, "path"));
+    text = json_dumps(doc, JSON_COMPACT);
+    len = strlen(text);
+    (void)util_rm_at(parentfd, base);
+    fd = openat(parentfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) != 0)
+        rc = err_sys(err, SNAP_EFAIL, "cannot write the marker %s", m);
+    if (fd >= 0)
+        close(fd);
+    json_decref(doc);
+    free(text);
+    free(base);
+    free(m);
+    return rc;
+}
+
+
 /* Opens the parent of every root and creates the staged directory of each directory root. */
 static snap_rc open_roots(stage *s, snap_err *err)
 {
@@ -1312,6 +1380,8 @@ static snap_rc open_roots(stage *s, snap_err *err)
             return err_sys(err, SNAP_EFAIL, "cannot open the directory of %s", x->live);
         if (util_rm_at(x->parentfd, x->stage_base) != 0)
             return err_sys(err, SNAP_EFAIL, "cannot remove %s", rget(r, "staged"));
+        if (write_marker(s, x->parentfd, r, err) != SNAP_OK)
+            return err->code;
         if (x->is_dir && mkdirat(x->parentfd, x->stage_base, 0700) != 0)
             return err_sys(err, SNAP_EFAIL, "cannot create %s", rget(r, "staged"));
     }
@@ -1543,6 +1613,7 @@ static snap_rc files_discard(rst_target *t, snap_err *err)
         snap_rc rc = util_rm_rf(staged, err);
         if (rc != SNAP_OK)
             return rc;
+        remove_marker(t, r);
     }
     return SNAP_OK;
 }
@@ -1561,11 +1632,150 @@ static snap_rc files_finish(rst_target *t, bool drop_old, snap_err *err)
             snap_rc rc = util_rm_rf(old, err);
             if (rc != SNAP_OK)
                 return rc;
+            remove_marker(t, r);
         } else if (exists(old)) {
             log_info(rst_ctx(t), "kept the displaced %s as %s", rget(r, "path"), old);
+        } else {
+            remove_marker(t, r); /* nothing was displaced: the marker marks nothing */
         }
     }
     return SNAP_OK;
+}
+
+/* ---- orphans: what a revert left beside a configured path when its journal is lost ---- */
+
+/* The marker's document when it is a regular file of ours naming revert id and path. */
+static json_t *read_marker(int dfd, const char *name, const char *id, const char *path)
+{
+    char buf[4096];
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    ssize_t n = -1;
+    json_t *doc = NULL;
+
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid())
+        n = read(fd, buf, sizeof buf - 1);
+    if (fd >= 0)
+        close(fd);
+    if (n > 0) {
+        buf[n] = '\0';
+        doc = json_loads(buf, 0, NULL);
+    }
+    if (doc != NULL && (!json_is_string(json_object_get(doc, "revert_id")) ||
+                        strcmp(json_string_value(json_object_get(doc, "revert_id")), id) != 0 ||
+                        !json_is_string(json_object_get(doc, "path")) ||
+                        strcmp(json_string_value(json_object_get(doc, "path")), path) != 0)) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    return doc;
+}
+
+/* One marker .<base>.snap-mark-<id> in dir: its staging removed when no revert holds path,
+ * its displaced state reported. */
+static snap_rc orphan_one(snap_ctx *ctx, int dfd, const char *dir, const char *base, const char *path,
+                          const char *mark, json_t *report, snap_err *err)
+{
+    const char *id = mark + 1 + strlen(base) + strlen(MARK_INFIX);
+    char *sname = xasprintf(".%s" STAGE_INFIX "%s", base, id), *old = xasprintf(".%s" OLD_INFIX "%s", base, id);
+    char *full = NULL;
+    json_t *doc = read_marker(dfd, mark, id, path), *e;
+    struct stat st;
+    bool has_stg = fstatat(dfd, sname, &st, AT_SYMLINK_NOFOLLOW) == 0, has_old;
+    int lk = -1;
+    snap_rc rc = SNAP_OK;
+
+    if (doc == NULL || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(id)) {
+        log_warn(ctx, "%s/%s is not a marker of a revert of %s: left alone", dir, mark, path);
+        goto out;
+    }
+    has_old = fstatat(dfd, old, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    e = json_pack("{s:s, s:O, s:s}", "path", path, "revert_id", json_object_get(doc, "revert_id"), "outcome", "");
+    if (json_is_string(json_object_get(doc, "snapshot")))
+        json_object_set(e, "snapshot", json_object_get(doc, "snapshot"));
+    if (json_is_integer(json_object_get(doc, "created")))
+        json_object_set(e, "created", json_object_get(doc, "created"));
+    json_array_append_new(report, e);
+    if (has_old) {
+        full = xasprintf("%s/%s", dir, old);
+        json_object_set_new(e, "displaced", json_string(full));
+        log_info(ctx, "revert %s of %s kept the displaced %s as %s: `revert --drop-kept` owns it", id, path, path, full);
+        free(full);
+    }
+    if (state_lock(ctx->cfg, path, false, &lk, err) != SNAP_OK) {
+        log_warn(ctx, "%s: %s; its staging is left alone", path, err->msg);
+        json_object_set_new(e, "outcome", json_string(err->code == SNAP_ECONFLICT ? "locked" : "failed"));
+        rc = err->code == SNAP_ECONFLICT ? SNAP_OK : err->code;
+        goto out;
+    }
+    full = xasprintf("%s/%s", dir, sname);
+    if (has_stg && util_rm_rf(full, err) != SNAP_OK) {
+        json_object_set_new(e, "outcome", json_string("failed"));
+        rc = err->code;
+        goto out;
+    }
+    if (has_stg)
+        log_info(ctx, "removed the staging %s that revert %s of %s left", full, id, path);
+    json_object_set_new(e, "outcome", json_string(has_stg ? "removed" : has_old ? "kept" : "marker-removed"));
+    if (has_stg)
+        json_object_set_new(e, "staging", json_string(full));
+    if (!has_old && util_rm_at(dfd, mark) != 0)
+        log_warn(ctx, "cannot remove the marker %s/%s: %s", dir, mark, strerror(errno));
+out:
+    if (lk >= 0)
+        close(lk);
+    json_decref(doc);
+    free(full);
+    free(sname);
+    free(old);
+    return rc;
+}
+
+/* Every marker beside one configured path. */
+static snap_rc orphans_of(snap_ctx *ctx, const char *given, json_t *report, snap_err *err)
+{
+    char *abs = util_abspath(given), *parent = util_dirname(abs), *base = util_basename(abs);
+    char *dir = realpath(parent, NULL), *path = NULL, *prefix = xasprintf(".%s" MARK_INFIX, base);
+    DIR *d = NULL;
+    struct dirent *de;
+    snap_rc rc = SNAP_OK;
+
+    if (dir == NULL || (d = opendir(dir)) == NULL)
+        goto out; /* no directory: nothing was left in it */
+    path = xasprintf("%s/%s", strcmp(dir, "/") ? dir : "", base);
+    while (rc == SNAP_OK && (de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0 && de->d_name[strlen(prefix)] != '\0')
+            rc = orphan_one(ctx, dirfd(d), dir, base, path, de->d_name, report, err);
+out:
+    if (d != NULL)
+        closedir(d);
+    free(abs);
+    free(parent);
+    free(base);
+    free(dir);
+    free(path);
+    free(prefix);
+    return rc;
+}
+
+snap_rc rst_files_orphans(snap_ctx *ctx, json_t *report, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; rc == SNAP_OK && i < cfg_source_count(ctx->cfg); i++) {
+        char *section = xasprintf("source %s", cfg_source_name(ctx->cfg, i));
+        const char *type = cfg_get(ctx->cfg, section, "type");
+        struct util_strv paths = {0};
+
+        if (type != NULL && strcmp(type, "files") == 0) {
+            cfg_list(ctx->cfg, section, "paths", &paths);
+            for (size_t k = 0; rc == SNAP_OK && k < paths.n; k++)
+                rc = orphans_of(ctx, paths.v[k], report, err);
+            util_strv_free(&paths);
+        }
+        free(section);
+    }
+    return rc;
 }
 
 const rst_driver rst_files_driver = {

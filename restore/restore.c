@@ -2023,6 +2023,7 @@ static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t *
 {
     recovery r = {ctx, store, *extra, json_array(), 0, {0}, NULL, state_host(ctx->cfg), 0, {0}};
     rst_opts o;
+    size_t norphans = 0;
     snap_rc rc = SNAP_OK;
 
     *result = json_pack("{s:o}", "recovered", r.report);
@@ -2036,6 +2037,15 @@ static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t *
         rc = coord_each(r.co, recover_stored, &r, err);
     coord_free(r.co);
     free(r.host);
+    /* Then what no journal names any longer: only when every journal was dealt with. */
+    if (rc == SNAP_OK && r.pending == 0 && r.damaged == 0) {
+        json_t *orphans = json_array();
+        rc = rst_files_orphans(ctx, orphans, err);
+        norphans = json_array_size(orphans);
+        if (norphans > 0) /* the document is as before when there is none */
+            json_object_set(*result, "orphans", orphans);
+        json_decref(orphans);
+    }
     if (rc == SNAP_OK && r.pending > 0) {
         *err = r.first_pending;
         if (r.pending > 1)
@@ -2048,7 +2058,7 @@ static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t *
             err_prefix(err, "%zu journals were damaged and set aside; the first", r.damaged);
         return SNAP_EVERIFY;
     }
-    if (rc == SNAP_OK && json_array_size(r.report) == 0)
+    if (rc == SNAP_OK && json_array_size(r.report) == 0 && norphans == 0)
         log_info(ctx, "nothing to recover");
     return rc;
 }

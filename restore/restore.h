@@ -165,4 +165,13 @@ snap_rc rst_files_check_roots(const rst_target *t, snap_err *err);
 
 const rst_driver *rst_driver_find(const char *type);
 
+/*
+ * Markers (.<base>.snap-mark-<id>) beside the paths of every configured files source:
+ * the staging a revert left is removed when no revert holds the path (state_lock); the
+ * displaced state is reported, never removed (keep_old, --drop-kept own it); a name
+ * without a valid marker of ours is left alone. Appends {path, revert_id, snapshot,
+ * created, outcome: removed|kept|locked|failed|marker-removed, staging?, displaced?}.
+ */
+snap_rc rst_files_orphans(snap_ctx *ctx, json_t *report, snap_err *err);
+
 #endif
