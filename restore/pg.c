@@ -23,6 +23,7 @@
 #include "../engines/pg_client.h"
 #include "restore.h"
 #include "../common/pool.h"
+#include "../common/state.h"
 #include "../common/util.h"
 
 #define NAMEDATALEN_MAX 63
@@ -1209,6 +1210,53 @@ out:
     return rc;
 }
 
+/* ---- the marker: ALTER DATABASE .. SET snap.revert = '<json>' (docs/formats.md) ---- */
+
+#define MARK_GUC "snap.revert"
+
+/* Sets (or, with on false, resets) the marker of database db; a failure is a warning: the
+ * marker only lets `revert --recover` find what a lost journal would have named. */
+static void mark_db(rst_target *t, PGconn *c, const char *db, bool on)
+{
+    char *q = qi(c, db), *doc = NULL, *lit = NULL;
+    snap_err e;
+    snap_rc rc;
+
+    if (on) {
+        json_t *m = json_pack("{s:i, s:s, s:s, s:I, s:s, s:s}", "format", 1, "revert_id", rst_revert_id(t),
+                              "snapshot", rst_manifest(t) ? cat_manifest_id(rst_manifest(t)) : "", "created",
+                              (json_int_t)time(NULL), "live", jstr(rst_state(t), "live"), "host", rst_host(t));
+        doc = json_dumps(m, JSON_COMPACT);
+        json_decref(m);
+        lit = pg_literal(c, doc);
+        rc = execf(c, &e, NULL, "ALTER DATABASE %s SET " MARK_GUC " = %s", q, lit);
+    } else {
+        rc = execf(c, &e, NULL, "ALTER DATABASE %s RESET " MARK_GUC, q);
+    }
+    if (rc != SNAP_OK)
+        log_warn(rst_ctx(t), "cannot %s the revert marker of database %s: %s", on ? "set" : "reset", db, e.msg);
+    free(q);
+    free(doc);
+    free(lit);
+}
+
+/* The advisory lock key of a live database name: (classid, objid) and as one bigint. */
+static void lock_key(const char *live, char hi[16], char lo[16], char big[24])
+{
+    util_sha256 *h = util_sha256_new();
+    char hex[65];
+    uint64_t key;
+
+    util_sha256_update(h, "snap-revert:", 12);
+    util_sha256_update(h, live, strlen(live));
+    util_sha256_final(h, hex);
+    hex[16] = '\0';
+    key = strtoull(hex, NULL, 16);
+    snprintf(hi, 16, "%lu", (unsigned long)(key >> 32));
+    snprintf(lo, 16, "%lu", (unsigned long)(key & 0xffffffffu));
+    snprintf(big, 24, "%lld", (long long)(int64_t)key); /* held as (classid, objid) = (hi, lo) */
+}
+
 /* ---- stage ---- */
 
 static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const char *section, int jobs,
@@ -1340,6 +1388,7 @@ static snap_rc stage_swap(rst_target *t, snap_err *err)
     if (rc != SNAP_OK)
         goto out;
     json_object_set_new(st, "staged_oid", json_integer((json_int_t)oid));
+    mark_db(t, admin, staged, true);
     rc = rst_journal_save(t, err);
     if (rc != SNAP_OK)
         goto out;
@@ -1369,6 +1418,8 @@ static snap_rc stage_swap(rst_target *t, snap_err *err)
     c = NULL;
     if (rc == SNAP_OK)
         rc = apply_db_props(t, admin, staged, false, err);
+    if (rc == SNAP_OK)
+        mark_db(t, admin, staged, true); /* the snapshot's settings may have replaced it */
     if (rc == SNAP_OK) {
         json_object_set_new(rst_plan(t), "stage_ms", json_integer((json_int_t)(util_now_ms() - t0)));
         log_info(ctx, "%s: staged and verified in %.1f s", rst_component_name(t), (double)(util_now_ms() - t0) / 1e3);
@@ -1500,6 +1551,8 @@ static snap_rc cutover_swap(rst_target *t, snap_err *err)
         t0 = util_now_ns();
         rc = execf(c, err, "cannot rename the restored database", "ALTER DATABASE %s RENAME TO %s", qs, ql);
         json_object_set_new(rst_plan(t), "cutover_ms", json_real((double)(util_now_ns() - t0) / 1e6));
+        if (rc == SNAP_OK)
+            mark_db(t, c, live, false);
         free(qs);
         free(ql);
         goto out;
@@ -1526,6 +1579,9 @@ static snap_rc cutover_swap(rst_target *t, snap_err *err)
         json_object_set_new(rst_plan(t), "sessions_ended", json_integer(ended));
         log_info(rst_ctx(t), "%s: cut-over in %.1f ms (%ld session%s ended); the previous database is %s",
                  rst_component_name(t), ms, ended, ended == 1 ? "" : "s", displaced);
+        /* the one that is live now carries no marker; the displaced one is marked until dropped */
+        mark_db(t, c, live, false);
+        mark_db(t, c, displaced, true);
         util_failpoint("pg-cutover-renamed");
         if (allow)
             rc = set_allow(c, displaced, true, err);
@@ -1600,8 +1656,11 @@ static snap_rc pg_rollback(rst_target *t, snap_err *err)
             rc = end_sessions(c, live, &ended, err);
         if (rc == SNAP_OK)
             rc = rename_pair(c, live, staged, displaced, live, err);
-        if (rc == SNAP_OK)
+        if (rc == SNAP_OK) {
+            mark_db(t, c, live, false);
+            mark_db(t, c, staged, true);
             rc = set_allow(c, staged, true, err);
+        }
         free(now_live);
         now_live = xstrdup(live);
     }
@@ -1904,9 +1963,8 @@ static snap_rc pg_lock(rst_target *t, snap_err *err)
     json_t *st = rst_state(t);
     const char *live = rst_manifest(t) != NULL ? (rst_to(t) ? rst_to(t) : jstr(info_of(t), "database_name"))
                                                : jstr(st, "live");
-    char hex[65], hi[16], lo[16], big[24], *app, *lit, *who = NULL;
-    uint64_t until = util_now_ns() + (uint64_t)rst_lock_wait(t) * 1000000000ull, key;
-    util_sha256 *h = util_sha256_new();
+    char hi[16], lo[16], big[24], *app, *lit, *who = NULL;
+    uint64_t until = util_now_ns() + (uint64_t)rst_lock_wait(t) * 1000000000ull;
     const char *p[1] = {big};
     PGconn *c = NULL;
     PGresult *res;
@@ -1918,14 +1976,7 @@ static snap_rc pg_lock(rst_target *t, snap_err *err)
         set_str(st, "live", live);
         set_str(st, "dsn", cat_component_source(rst_component(t)) ? cat_component_source(rst_component(t)) : "");
     }
-    util_sha256_update(h, "snap-revert:", 12);
-    util_sha256_update(h, live, strlen(live));
-    util_sha256_final(h, hex);
-    hex[16] = '\0';
-    key = strtoull(hex, NULL, 16);
-    snprintf(hi, sizeof hi, "%lu", (unsigned long)(key >> 32));
-    snprintf(lo, sizeof lo, "%lu", (unsigned long)(key & 0xffffffffu));
-    snprintf(big, sizeof big, "%lld", (long long)(int64_t)key); /* held as (classid, objid) = (hi, lo) */
+    lock_key(live, hi, lo, big);
     rc = connect_maintenance(t, &c, err);
     /* transaction mode may run where no other database can be reached, and it never
      * renames the live one: the lock is then taken there */
@@ -1969,6 +2020,137 @@ static snap_rc pg_lock(rst_target *t, snap_err *err)
     }
     free(who);
     PQfinish(c);
+    return rc;
+}
+
+/* ---- orphans: marked databases of a configured source when every journal is lost ---- */
+
+/* Whether a local journal names revert id (read after every journal was recovered). */
+static bool journaled(snap_ctx *ctx, const char *id)
+{
+    char *dir = NULL, *path;
+    snap_err e;
+    bool yes;
+
+    if (state_subdir(ctx->cfg, "journal", &dir, &e) != SNAP_OK)
+        return true; /* unknown: as if it did */
+    path = xasprintf("%s/%s.json", dir, id);
+    yes = access(path, F_OK) == 0;
+    free(path);
+    free(dir);
+    return yes;
+}
+
+/* One marked database: dropped when it is this source's staging and its lock is free,
+ * reported when it is the displaced one, left alone otherwise. */
+static snap_rc orphan_db(snap_ctx *ctx, PGconn *c, const char *live, const char *name, const char *val,
+                         json_t *report, snap_err *err)
+{
+    json_t *m = json_loads(val, 0, NULL), *e = NULL;
+    const char *id = json_string_value(json_object_get(m, "revert_id"));
+    const char *snap = json_string_value(json_object_get(m, "snapshot"));
+    const char *mlive = json_string_value(json_object_get(m, "live"));
+    char *sfx = NULL, *staging = NULL, *displaced = NULL, hi[16], lo[16], big[24];
+    const char *p[1] = {big};
+    PGresult *res = NULL;
+    snap_rc rc = SNAP_OK;
+
+    if (id == NULL || snap == NULL || mlive == NULL || strcmp(mlive, live) != 0)
+        goto out; /* another database's marker, or not one of ours */
+    if (!*id || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(id) ||
+        *id == '.') {
+        log_warn(ctx, "database %s carries a marker that names no revert id: left alone", name);
+        goto out;
+    }
+    if (journaled(ctx, id)) {
+        log_warn(ctx, "database %s: the journal of revert %s names it; its recovery owns it", name, id);
+        goto out;
+    }
+    sfx = xasprintf("__revert_%s", id_token(snap));
+    staging = db_with_suffix(live, sfx);
+    free(sfx);
+    sfx = xasprintf("__pre_revert_%s", id_token(id));
+    displaced = db_with_suffix(live, sfx);
+    if (strcmp(name, staging) != 0 && strcmp(name, displaced) != 0) {
+        log_warn(ctx, "database %s carries the marker of revert %s of %s under another name: left alone", name, id,
+                 live);
+        goto out;
+    }
+    e = json_pack("{s:s, s:s, s:s, s:s}", "database", live, "revert_id", id, "snapshot", snap, "outcome", "kept");
+    if (json_is_integer(json_object_get(m, "created")))
+        json_object_set(e, "created", json_object_get(m, "created"));
+    json_array_append(report, e);
+    if (strcmp(name, displaced) == 0) {
+        json_object_set_new(e, "displaced", json_string(name));
+        log_info(ctx, "revert %s of database %s kept the displaced database %s: `revert --drop-kept` owns it", id,
+                 live, name);
+        goto out;
+    }
+    lock_key(live, hi, lo, big);
+    rc = pg_query(c, "SELECT pg_catalog.pg_try_advisory_lock($1::bigint)", 1, p, &res, err);
+    if (rc == SNAP_OK && strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        log_warn(ctx, "database %s is locked by a running revert: its staging %s is left alone", live, name);
+        json_object_set_new(e, "outcome", json_string("locked"));
+        goto out;
+    }
+    if (rc == SNAP_OK)
+        rc = drop_db(c, name, err);
+    (void)pg_exec(c, "SELECT pg_catalog.pg_advisory_unlock_all()", &(snap_err){0});
+    json_object_set_new(e, "outcome", json_string(rc == SNAP_OK ? "removed" : "failed"));
+    json_object_set_new(e, "staging", json_string(name));
+    if (rc == SNAP_OK)
+        log_info(ctx, "removed the staging database %s that revert %s of %s left", name, id, live);
+out:
+    PQclear(res);
+    json_decref(e);
+    json_decref(m);
+    free(sfx);
+    free(staging);
+    free(displaced);
+    return rc;
+}
+
+/* Every database of one configured source that carries a marker naming its database. */
+static snap_rc orphans_of_source(snap_ctx *ctx, const char *dsn, json_t *report, snap_err *err)
+{
+    char *live = pg_dsn_dbname(dsn);
+    const char *cands[] = {cfg_get(ctx->cfg, "revert", "pg_maintenance_db"), "postgres", "template1"};
+    PGconn *c = NULL;
+    PGresult *res = NULL;
+    snap_rc rc = SNAP_ENOTFOUND;
+
+    if (live == NULL)
+        return SNAP_OK; /* no database named: nothing to tell staging by */
+    for (size_t i = 0; i < 3 && rc == SNAP_ENOTFOUND; i++)
+        if (cands[i] != NULL && strcmp(cands[i], live) != 0)
+            rc = pg_connect(dsn, cands[i], &c, err);
+    if (rc == SNAP_OK)
+        rc = pg_query(c, "SELECT d.datname, substr(v, length('" MARK_GUC "=') + 1) FROM pg_catalog.pg_database d"
+                         " JOIN pg_catalog.pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0,"
+                         " unnest(s.setconfig) v WHERE v LIKE '" MARK_GUC "=%' ORDER BY 1",
+                      0, NULL, &res, err);
+    for (int k = 0; rc == SNAP_OK && k < PQntuples(res); k++)
+        rc = orphan_db(ctx, c, live, PQgetvalue(res, k, 0), PQgetvalue(res, k, 1), report, err);
+    if (rc != SNAP_OK)
+        err_prefix(err, "database %s: looking for what reverts left", live);
+    PQclear(res);
+    PQfinish(c);
+    free(live);
+    return rc;
+}
+
+snap_rc rst_pg_orphans(snap_ctx *ctx, json_t *report, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; rc == SNAP_OK && i < cfg_source_count(ctx->cfg); i++) {
+        char *section = xasprintf("source %s", cfg_source_name(ctx->cfg, i));
+        const char *type = cfg_get(ctx->cfg, section, "type"), *dsn = cfg_get(ctx->cfg, section, "dsn");
+
+        if (type != NULL && strcmp(type, "postgres") == 0)
+            rc = orphans_of_source(ctx, dsn != NULL ? dsn : "", report, err);
+        free(section);
+    }
     return rc;
 }
 

@@ -2041,6 +2041,8 @@ static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t *
     if (rc == SNAP_OK && r.pending == 0 && r.damaged == 0) {
         json_t *orphans = json_array();
         rc = rst_files_orphans(ctx, orphans, err);
+        if (rc == SNAP_OK)
+            rc = rst_pg_orphans(ctx, orphans, err);
         norphans = json_array_size(orphans);
         if (norphans > 0) /* the document is as before when there is none */
             json_object_set(*result, "orphans", orphans);

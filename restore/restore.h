@@ -173,5 +173,8 @@ const rst_driver *rst_driver_find(const char *type);
  * created, outcome: removed|kept|locked|failed|marker-removed, staging?, displaced?}.
  */
 snap_rc rst_files_orphans(snap_ctx *ctx, json_t *report, snap_err *err);
+/* The same for the databases of every configured [source NAME] of type postgres that carry
+ * the marker `snap.revert` (pg.c): marked staging dropped under the database's lock. */
+snap_rc rst_pg_orphans(snap_ctx *ctx, json_t *report, snap_err *err);
 
 #endif

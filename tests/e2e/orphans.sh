@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end: the markers a files revert leaves beside a live path, and `revert --recover`
-# removing marked staging when the journal itself is lost (local store, no services).
+# removing marked staging when the journal itself is lost (local store); then the marker a
+# PostgreSQL revert sets on its staging database (snap.revert) and the same recovery.
+# needs: postgres
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/pg/lib.sh"
 
 # valid: the last run's stdout validates against docs/schema/recover.json.
 valid() {
@@ -113,6 +116,77 @@ test_recover_reports_marked_displaced_state_and_keeps_it() {
     expect_rc 0 "$REVERT" --drop-kept --older-than 0s -c "$T/snap.conf"
     [ ! -e "$T/$old" ] || fail "--drop-kept left $old"
     [ ! -e "$T/.conf.snap-mark-$id" ] || fail "--drop-kept left the marker"
+}
+
+# ---- PostgreSQL: the marker is the database setting snap.revert ----
+
+pg_conf() {
+    pg_setup
+    db=$(db_name "$1")
+    make_small "$db"
+    printf '[store]\nurl = %s\n\n[source app]\ntype = postgres\ndsn = dbname=%s\n' "$STORE" "$db" >"$T/snap.conf"
+    expect_rc 0 "$SNAP" create p1 -c "$T/snap.conf"
+    q -d "$db" -c "UPDATE items SET price = 0"
+}
+# db_marker DB: the marker's JSON, read without connecting to DB
+db_marker() {
+    q -d postgres -c "SELECT substr(v, 13) FROM pg_catalog.pg_database d JOIN pg_catalog.pg_db_role_setting s
+        ON s.setdatabase = d.oid AND s.setrole = 0, unnest(s.setconfig) v
+        WHERE d.datname = '$1' AND v LIKE 'snap.revert=%'"
+}
+price_sum() { q -d "$db" -c "SELECT sum(price) FROM items"; }
+
+test_pg_recover_drops_marked_staging_only() {
+    pg_conf orphdb
+    SNAP_FAILPOINT=stage-end run "$REVERT" p1 --yes --no-safety-snapshot -c "$T/snap.conf"
+    [ "$RC" = 137 ] || { cat "$T/err" >&2; fail "revert was not killed (exit $RC)"; }
+    rm -f "$T/state/journal/"* "$STORE/journal/"* 2>/dev/null || true
+    [ -z "$(find "$T/state/journal" "$STORE/journal" -type f 2>/dev/null)" ] || fail "a journal is left"
+    stg=$(dbs_like "${db}__revert_")
+    [ "$(echo "$stg" | grep -c .)" = 1 ] || fail "no staging database: $stg"
+    m=$(db_marker "$stg")
+    [ -n "$m" ] || fail "the staging database carries no marker"
+    id=$(echo "$m" | jq -r .revert_id)
+    [ -n "$id" ] && [ "$id" != null ] || fail "the marker names no revert: $m"
+    [ "$(echo "$m" | jq -r .live)" = "$db" ] || fail "the marker names another database: $m"
+    [ "$(echo "$m" | jq -r .snapshot)" = "$(snapshot_id p1)" ] || fail "the marker names another snapshot: $m"
+    now=$(date +%s)
+    [ "$(echo "$m" | jq -r .created)" -le "$now" ] && [ "$(echo "$m" | jq -r .created)" -gt $((now - 600)) ] ||
+        fail "creation time: $m"
+    [ -z "$(db_marker "$db")" ] || fail "the live database carries a marker"
+    # an unmarked look-alike, and one whose marker names another database
+    q -d postgres -c "CREATE DATABASE \"${db}__revert_x\"" -c "CREATE DATABASE \"${db}__revert_y\"" \
+        -c "ALTER DATABASE \"${db}__revert_y\" SET snap.revert = '{\"revert_id\":\"y\",\"snapshot\":\"y\",\"live\":\"other\"}'"
+    expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
+    expect_err "removed the staging database $stg that revert $id of $db left"
+    valid
+    [ "$(jq -r '.orphans | length' "$T/out")" = 1 ] || { cat "$T/out" >&2; fail "not one orphan reported"; }
+    [ "$(jq -r '.orphans[0].outcome' "$T/out")" = removed ] || { cat "$T/out" >&2; fail "not reported removed"; }
+    [ "$(jq -r '.orphans[0].database' "$T/out")" = "$db" ] || fail "the database is not reported"
+    [ "$(jq -r '.orphans[0].staging' "$T/out")" = "$stg" ] || fail "the staging is not reported"
+    db_exists "$stg" && fail "the marked staging database is left"
+    db_exists "${db}__revert_x" || fail "the unmarked look-alike was dropped"
+    db_exists "${db}__revert_y" || fail "the look-alike with a foreign marker was dropped"
+    [ "$(price_sum)" = 0.00 ] || fail "the live database changed: $(price_sum)"
+    q -d postgres -c "DROP DATABASE \"${db}__revert_x\"" -c "DROP DATABASE \"${db}__revert_y\""
+}
+
+test_pg_marker_moves_to_the_displaced_database_which_recovery_keeps() {
+    pg_conf orphdisp
+    expect_rc 0 "$REVERT" p1 --yes --no-safety-snapshot -c "$T/snap.conf"
+    [ "$(price_sum)" != 0.00 ] || fail "not reverted"
+    [ -z "$(db_marker "$db")" ] || fail "the database that became live keeps the marker: $(db_marker "$db")"
+    old=$(dbs_like "${db}__pre_revert_")
+    [ -n "$old" ] || fail "nothing was displaced"
+    [ "$(db_marker "$old" | jq -r .live)" = "$db" ] || fail "the displaced database carries no marker"
+    rm -f "$T/state/journal/"* "$STORE/journal/"* 2>/dev/null || true
+    expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
+    valid
+    [ "$(jq -r '.orphans[0].outcome' "$T/out")" = kept ] || { cat "$T/out" >&2; fail "not reported kept"; }
+    [ "$(jq -r '.orphans[0].displaced' "$T/out")" = "$old" ] || fail "the displaced database is not reported"
+    expect_err "drop-kept"
+    db_exists "$old" || fail "recovery dropped the displaced database"
+    [ "$(q -d "$old" -c "SELECT sum(price) FROM items")" = 0.00 ] || fail "the displaced database changed"
 }
 
 run_tests "$@"

@@ -67,9 +67,10 @@ content_of() {
     q -d "$db" -c "SELECT pg_get_userbyid(datdba), datconnlimit, shobj_description(oid, 'pg_database'),
                    (SELECT string_agg(a::text, ',' ORDER BY a::text) FROM unnest(datacl) a)
                    FROM pg_database WHERE datname = current_database()"
-    q -d "$db" -c "SELECT unnest(setconfig) FROM pg_db_role_setting
+    # the revert marker snap.revert (docs/formats.md) is the revert's, not the database's
+    q -d "$db" -c "SELECT v FROM pg_db_role_setting, unnest(setconfig) v
                    WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
-                   ORDER BY 1"
+                   AND v NOT LIKE 'snap.revert=%' ORDER BY 1"
 }
 
 # snapshot of a database: schema and content in two files under $T.
