@@ -247,7 +247,7 @@ test_files_target_lock_names_its_holder_and_lock_wait_follows() {
     # the same host and state directory: the lock file says who holds it
     expect_rc 4 A "$REVERT" f1 --yes --no-safety-snapshot --json
     expect_err "is locked by revert"
-    expect_err "on runner-a since"
+    expect_err "on host runner-a since"
     grep -q '"code": "locked"' "$T/out" || fail "the JSON error code is not locked"
     echo three >"$T/conf/a.conf"
     expect_rc 0 A "$REVERT" f1 --yes --no-safety-snapshot --lock-wait 30s
