@@ -1968,10 +1968,11 @@ static snap_rc adopt(recovery *r, const coord_journal *cj, const char *id, snap_
 static snap_rc recover_stored(const coord_journal *cj, void *arg, snap_err *err)
 {
     recovery *r = arg;
-    char why[300] = "", *dir = NULL, *local = NULL;
+    char why[300] = "", *dir = NULL, *local = NULL, *aside;
     const char *id, *host;
     snap_err e;
     struct stat st;
+    bool mine;
     snap_rc rc;
 
     if (cj->doc == NULL || cj->auth != AUTH_OK) {
@@ -1991,12 +1992,16 @@ static snap_rc recover_stored(const coord_journal *cj, void *arg, snap_err *err)
     if (rc != SNAP_OK)
         return rc;
     local = xasprintf("%s/%s.json", dir, id);
+    aside = xasprintf("%s/%s.lock", dir, id);
     free(dir);
-    if (stat(local, &st) == 0) { /* this runner's own: the local pass saw it */
-        free(local);
-        return SNAP_OK;
-    }
+    /* This runner's own: the local pass saw its journal, or set it aside as damaged (its lock
+     * file stays): the store's copy is left to whoever looks at that journal, and is not
+     * taken here for a revert that is still running. */
+    mine = stat(local, &st) == 0 || stat(aside, &st) == 0;
     free(local);
+    free(aside);
+    if (mine)
+        return SNAP_OK;
     if (!cj->stale) {
         err_set(&e, SNAP_ECONFLICT, 0, "revert %s of %s is locked by %s: its lease was renewed %lld s ago, so it "
                 "is still running", id, json_string_value(json_object_get(cj->doc, "snapshot")), host ? host : "?",
