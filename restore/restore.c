@@ -318,20 +318,21 @@ static rst_target *target_new(journal *j, snap_ctx *ctx, stg *store, const rst_d
                               const char *name)
 {
     rst_target *t = xcalloc(1, sizeof *t);
+    const cfg *c = ctx != NULL ? ctx->cfg : NULL; /* none when a journal is only parsed */
     char *section;
 
     t->drv = drv;
     t->ctx = ctx;
     t->store = store;
     t->j = j;
-    t->opts_rc = rst_opts_parse(ctx->cfg, &t->opts, &t->opts_err);
+    t->opts_rc = rst_opts_parse(c, &t->opts, &t->opts_err);
     if (t->opts_rc != SNAP_OK) /* the table's defaults, for a recovery that must finish */
         (void)rst_opts_parse(NULL, &t->opts, NULL);
     section = xasprintf("source %s", name);
     if (t->opts_rc == SNAP_OK)
-        t->opts_rc = src_opts_parse(ctx->cfg, section, &t->src, &t->opts_err);
+        t->opts_rc = src_opts_parse(c, section, &t->src, &t->opts_err);
     else
-        (void)src_opts_parse(ctx->cfg, section, &t->src, NULL);
+        (void)src_opts_parse(c, section, &t->src, NULL);
     free(section);
     t->name = xstrdup(name);
     t->plan = json_pack("{s:s, s:s}", "component", name, "type", drv->type);
@@ -1775,8 +1776,10 @@ static snap_rc recover_one(recovery *r, const char *path, int fd, bool adopted, 
     snap_rc rc = journal_read(path, fd, extra, &doc, err);
     size_t i;
 
-    if (rc != SNAP_OK)
+    if (rc != SNAP_OK) {
+        json_decref(safety);
         return rc;
+    }
     j = xcalloc(1, sizeof *j);
     j->fd = fd;
     j->doc = doc;
