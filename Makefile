@@ -76,7 +76,7 @@ check: all unit
 
 # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer, in its own tree.
 asan:
-	$(MAKE) BUILD=build-asan CFLAGS='-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all' all unit
+	$(MAKE) -j2 BUILD=build-asan CFLAGS='-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all' all unit
 	T_SKIP_OWN_BUILD=1 SNAP_BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 tests/run
 
 # Every fuzzer for FUZZ_SECONDS from its committed seed corpus, in its own tree (clang).

@@ -22,3 +22,31 @@ ratio() {
 }
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+
+# pairs LABEL N CMD_A CMD_B: runs the shell commands CMD_A and CMD_B N times each, in
+# alternating order (A B, B A, ...), every '@' replaced by the round's number, and prints
+# the median time of each and the median of the per-round ratios B/A, of wall time and of
+# CPU time (user + system, which a busy machine disturbs less). Sets PAIR_WALL, PAIR_CPU.
+pairs() {
+    local label=$1 n=$2 ca=$3 cb=$4 i wa wb out
+    local -a ra=() rb=() rw=() rc=()
+    for i in $(seq "$n"); do
+        local a=${ca//@/$i} b=${cb//@/$i}
+        if [ $((i % 2)) = 1 ]; then
+            sync; wa=$(/usr/bin/time -f '%e %U %S' sh -c "$a" 2>&1 >/dev/null | tail -n 1)
+            sync; wb=$(/usr/bin/time -f '%e %U %S' sh -c "$b" 2>&1 >/dev/null | tail -n 1)
+        else
+            sync; wb=$(/usr/bin/time -f '%e %U %S' sh -c "$b" 2>&1 >/dev/null | tail -n 1)
+            sync; wa=$(/usr/bin/time -f '%e %U %S' sh -c "$a" 2>&1 >/dev/null | tail -n 1)
+        fi
+        ra+=("${wa%% *}") rb+=("${wb%% *}")
+        rw+=("$(awk -v a="$wa" -v b="$wb" 'BEGIN { split(a, x, " "); split(b, y, " ");
+                printf "%.3f", (x[1] > 0 ? y[1] / x[1] : 0) }')")
+        rc+=("$(awk -v a="$wa" -v b="$wb" 'BEGIN { split(a, x, " "); split(b, y, " ");
+                printf "%.3f", (x[2] + x[3] > 0 ? (y[2] + y[3]) / (x[2] + x[3]) : 0) }')")
+    done
+    med() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+    PAIR_WALL=$(med "${rw[@]}") PAIR_CPU=$(med "${rc[@]}")
+    printf '  %s: %s s and %s s (medians of %s), ratio %.2fx wall (rounds: %s), %.2fx CPU\n' \
+        "$label" "$(med "${ra[@]}")" "$(med "${rb[@]}")" "$n" "$PAIR_WALL" "${rw[*]}" "$PAIR_CPU"
+}

@@ -8,6 +8,7 @@
 # bytea columns and two indexes. Prints times, sizes, peak memory, ratios and the cut-over.
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 SCALE=${SCALE:-50}
 ROWS=${ROWS:-1000000}
 JOBS=${JOBS:-2}
@@ -103,7 +104,15 @@ echo "snap size / pg_dump|zstd size $(ratio "$snap_b" "$(size_of "$W/bench.sql.z
 echo "revert / pg_restore -j$JOBS      $(ratio "$revert_s" "$restore_s")   (aim <= 0.9)"
 echo "revert+safety / pg_restore   $(ratio "$revert_safety_s" "$restore_s")   (aim <= 1.2)"
 echo "  to cut-over / pg_restore    $(ratio "$safety_at" "$restore_s")   (aim <= 0.8)"
-echo "snap encrypted / plain        $(ratio "$snap_enc_s" "$snap_s")   (aim <= 1.1)"
-echo "revert encrypted / plain      $(ratio "$revert_enc_s" "$revert_s")   (aim <= 1.1)"
+# encryption's cost, in rounds that alternate plain and encrypted (bench/lib.sh pairs)
+n=${BENCH_PAIRS:-3}
+pairs "snap plain, encrypted" "$n" \
+    "'$BUILD/snap' create p --pg dbname=bench --store '$W/pp@' --jobs $JOBS -q" \
+    "'$BUILD/snap' create p --pg dbname=bench --config '$W/enc.conf' --store '$W/pe@' --jobs $JOBS -q"
+echo "snap encrypted / plain        $PAIR_WALL   (aim <= 1.1; CPU $PAIR_CPU)"
+pairs "revert plain, encrypted" "$n" \
+    "'$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --no-safety-snapshot -q" \
+    "'$BUILD/revert' b1 --config '$W/enc.conf' --yes --jobs $JOBS --no-safety-snapshot -q"
+echo "revert encrypted / plain      $PAIR_WALL   (aim <= 1.1; CPU $PAIR_CPU)"
 echo "cut-over                      $cutover ms   (aim < 1000)"
 echo "peak memory snap / revert     $(echo "scale=1; $snap_kb / 1024" | bc) / $(echo "scale=1; $revert_kb / 1024" | bc) MiB   (aim < 256)"
