@@ -826,3 +826,17 @@ snap_rc arc_cat_part(stg *store, const char *key, uint64_t size, const char *sha
     free(r.buf);
     return rc;
 }
+
+bool arc_entry_has_caps(struct archive_entry *e)
+{
+    const char *name;
+    const void *value;
+    size_t size;
+    bool found = false;
+
+    archive_entry_xattr_reset(e);
+    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK)
+        found = found || (name != NULL && strcmp(name, "security.capability") == 0);
+    archive_entry_xattr_reset(e);
+    return found;
+}

@@ -110,4 +110,7 @@ snap_rc arc_verify_part(stg *store, const char *key, uint64_t size, const char *
 snap_rc arc_cat_part(stg *store, const char *key, uint64_t size, const char *sha256, bool last, int fd,
                      const snap_ctx *ctx, snap_err *err);
 
+/* Whether an entry carries file capabilities (the security.capability xattr). */
+bool arc_entry_has_caps(struct archive_entry *e);
+
 #endif

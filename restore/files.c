@@ -74,27 +74,13 @@ static const json_t *root_of(const json_t *rts, const char *name, const char **r
 
 
 /* File capabilities (security.capability) make a program as powerful as set-user-ID root. */
-static bool has_capabilities(struct archive_entry *e)
-{
-    const char *name;
-    const void *value;
-    size_t size;
-    bool found = false;
-
-    archive_entry_xattr_reset(e);
-    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK)
-        found = found || (name != NULL && strcmp(name, "security.capability") == 0);
-    archive_entry_xattr_reset(e);
-    return found;
-}
-
 /* Device nodes, FIFOs, sockets, set-user/group-ID files and files with capabilities:
  * restored only when trusted. */
 static bool is_special(struct archive_entry *e)
 {
     mode_t type = archive_entry_filetype(e);
     return type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK ||
-           (type == AE_IFREG && (archive_entry_perm(e) & (S_ISUID | S_ISGID)) != 0) || has_capabilities(e);
+           (type == AE_IFREG && (archive_entry_perm(e) & (S_ISUID | S_ISGID)) != 0) || arc_entry_has_caps(e);
 }
 
 static bool special_allowed(rst_target *t)
@@ -954,7 +940,7 @@ static snap_rc create_entry(stage *s, arc_reader *ar, struct archive_entry *e, s
     if (is_special(e) && !s->allow_special) {
         err_set(err, SNAP_EVERIFY, 0, "refusing archive entry '%s': %s", name,
                 type != AE_IFREG       ? "a device node, FIFO or socket"
-                : has_capabilities(e)  ? "a file with capabilities (security.capability)"
+                : arc_entry_has_caps(e)  ? "a file with capabilities (security.capability)"
                                        : "a set-user-ID or set-group-ID file");
         err_hint(err, "the snapshot is not authenticated; pass --allow-special-files if it is trusted and "
                       "such files are expected; nothing was changed");

@@ -119,20 +119,6 @@ static snap_rc open_seen(int dirfd, const char *name, const char *path, const st
 }
 
 /* Whether the entry carries file capabilities (the index keeps it for the plan of a revert). */
-static bool has_capabilities(struct archive_entry *e)
-{
-    const char *name;
-    const void *value;
-    size_t size;
-    bool found = false;
-
-    archive_entry_xattr_reset(e);
-    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK)
-        found = found || (name != NULL && strcmp(name, "security.capability") == 0);
-    archive_entry_xattr_reset(e);
-    return found;
-}
-
 /* Counts what a file adds to the stats; a symlink pointing out of its root is warned of. */
 static void count_entry(fwalk *f, const char *path, const struct stat *st, const char *target)
 {
@@ -224,7 +210,7 @@ static snap_rc add_entry(fwalk *f, int dirfd, const char *name, const char *path
     rc = arc_write_entry(f->w, e, S_ISREG(st->st_mode) ? fd : -1, err);
     if (rc != SNAP_OK)
         goto out;
-    frs_record(f->reuse, arc_writer_part_no(f->w), path + 1, st, has_capabilities(e));
+    frs_record(f->reuse, arc_writer_part_no(f->w), path + 1, st, arc_entry_has_caps(e));
     count_entry(f, path, st, S_ISLNK(st->st_mode) ? archive_entry_symlink(e) : NULL);
     if (S_ISDIR(st->st_mode)) {
         *dir_out = fd;
