@@ -93,6 +93,39 @@ test_files_kill_before_safety_then_recover() {
     [ "$(tree_sum "$T/app")" = "$damaged" ] || fail "the safety snapshot does not hold the state before"
 }
 
+# The store fills up while the deferred safety snapshot is written: the revert has cut
+# over, so it exits 8 and says so, the displaced tree is kept whole and nothing half
+# written stays in the store; once there is room, --recover takes the safety snapshot.
+test_files_store_full_during_safety_then_recover() {
+    export SNAP_STATE_DIR=$T/state
+    mkdir -p "$T/app" "$T/small"
+    mount -t tmpfs -o size=4m tmpfs "$T/small" || fail "cannot mount a tmpfs (run as root)"
+    ST=$T/small/store
+    echo "listen 80" >"$T/app/main.conf"
+    expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app"
+    point=$(tree_sum "$T/app")
+    before=$(find "$ST/data" -type f | wc -l)
+    head -c 6000000 /dev/urandom >"$T/app/blob" # does not compress, does not fit
+    echo broken >"$T/app/main.conf"
+    damaged=$(tree_sum "$T/app")
+    expect_rc 8 "$REVERT" p1 --store "$ST" --yes --drop-old
+    expect_err "the cut-over completed, but the safety snapshot"
+    expect_err "No space left on device"
+    [ "$(tree_sum "$T/app")" = "$point" ] || { umount "$T/small"; fail "the cut-over did not happen"; }
+    old=$(ls -d "$T"/.app.pre-revert-* 2>/dev/null | head -n 1)
+    [ -n "$old" ] && [ "$(tree_sum "$old")" = "$damaged" ] || { umount "$T/small"; fail "the displaced tree was not kept whole"; }
+    parts=$(find "$ST/data" -type f | wc -l)
+    mount -o remount,size=64m "$T/small"
+    expect_rc 0 "$REVERT" --recover --store "$ST" --json
+    [ "$(json_get "$T/out" recovered 0 outcome)" = completed ] || { umount "$T/small"; fail "recovery did not complete"; }
+    safety=$(json_get "$T/out" recovered 0 safety_snapshot)
+    expect_rc 0 "$REVERT" "$safety" --store "$ST" --yes --no-safety-snapshot
+    got=$(tree_sum "$T/app")
+    umount "$T/small"
+    [ "$parts" = "$before" ] || fail "the failed safety snapshot left $((parts - before)) file(s) in the store"
+    [ "$got" = "$damaged" ] || fail "the safety snapshot does not hold the state before"
+}
+
 # ---- PostgreSQL ----
 
 pg_prepare() {
