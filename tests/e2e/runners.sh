@@ -322,4 +322,24 @@ test_mysql_concurrent_reverts_one_proceeds_lock_wait_follows() {
     [ "$(my_like | grep -c __pre_revert_)" = 2 ] || fail "not both reverts ran: $(my_like)"
 }
 
+# A Job retried after its revert finished, here on another runner, reverts again: the
+# database ends at the point, with its own safety snapshot and kept state, no staging and
+# no journal left (revert(1), "Retried reverts").
+test_pg_revert_retried_after_it_finished_ends_at_the_point() {
+    setup retry pg
+    pg_prepare
+    expect_rc 0 A "$REVERT" p1 --yes
+    expect_rc 0 B "$REVERT" p1 --yes --json
+    capture_state "$db" again
+    same_state point again
+    grep -q '"safety_snapshot": "pre-revert-' "$T/out" || fail "the retry took no safety snapshot"
+    [ -z "$(dbs_like "${db}__revert_")" ] || fail "staging left: $(dbs_like "${db}__revert_")"
+    [ "$(dbs_like "${db}__pre_revert_" | wc -l)" = 2 ] || fail "each revert keeps what it displaced"
+    [ "$(store_journals)" = 0 ] || fail "a store journal is left"
+    [ -z "$(ls "$T/a/journal/" "$T/b/journal/" | grep json)" ] || fail "a local journal is left"
+    expect_rc 0 A "$REVERT" --kept --json
+    [ "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["kept"]))' "$T/out")" = 2 ] ||
+        fail "--kept does not list both reverts"
+}
+
 run_tests "$@"
