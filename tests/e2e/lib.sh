@@ -58,9 +58,11 @@ run_tests() {
         T=$(mktemp -d "$T_WORK/${f}.XXXXXX")
         chmod 755 "$T"
         # Not in an `if`: bash ignores set -e inside a condition.
+        local t0=$SECONDS
         (cd "$T" || exit 1; set -e; "$f") >"$T.log" 2>&1
         if [ $? = 0 ]; then
             echo "PASS: $(basename "$0" .sh): ${f#test_}"
+            [ $((SECONDS - t0)) -lt 10 ] || echo "    took $((SECONDS - t0)) s"
         else
             echo "FAIL: $(basename "$0" .sh): ${f#test_}"
             sed 's/^/    /' "$T.log" | tail -n 40
