@@ -2267,7 +2267,7 @@ static snap_rc my_orphans(snap_ctx *ctx, const char *section, json_t *report, sn
     MYSQL *m = NULL;
     MYSQL_RES *r = NULL;
     MYSQL_ROW row;
-    char *live, *esc = NULL, *lr = NULL, *lp = NULL, *sql = NULL;
+    char *live = NULL, *esc = NULL, *lr = NULL, *lp = NULL, *sql = NULL;
     snap_rc rc = my_dsn_parse(dsn != NULL ? dsn : "", &d, err);
 
     if (rc != SNAP_OK || my_dsn_db(d) == NULL || my_dsn_db(d)[0] == '\0')
@@ -2297,16 +2297,16 @@ static snap_rc my_orphans(snap_ctx *ctx, const char *section, json_t *report, sn
         rc = orphan_schema(ctx, m, live, row[0], row[1], report, err);
     if (rc != SNAP_OK)
         err_prefix(err, "schema %s: looking for what reverts left", live);
+out:
     if (r != NULL)
         mysql_free_result(r);
     mysql_close(m);
+    my_dsn_free(d);
     free(live);
     free(esc);
     free(lr);
     free(lp);
     free(sql);
-out:
-    my_dsn_free(d);
     return rc;
 }
 
