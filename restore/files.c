@@ -1744,23 +1744,15 @@ out:
     return rc;
 }
 
-snap_rc rst_files_orphans(snap_ctx *ctx, json_t *report, snap_err *err)
+static snap_rc files_orphans(snap_ctx *ctx, const char *section, json_t *report, snap_err *err)
 {
+    struct util_strv paths = {0};
     snap_rc rc = SNAP_OK;
 
-    for (size_t i = 0; rc == SNAP_OK && i < cfg_source_count(ctx->cfg); i++) {
-        char *section = xasprintf("source %s", cfg_source_name(ctx->cfg, i));
-        const char *type = cfg_get(ctx->cfg, section, "type");
-        struct util_strv paths = {0};
-
-        if (type != NULL && strcmp(type, "files") == 0) {
-            cfg_list(ctx->cfg, section, "paths", &paths);
-            for (size_t k = 0; rc == SNAP_OK && k < paths.n; k++)
-                rc = orphans_of(ctx, paths.v[k], report, err);
-            util_strv_free(&paths);
-        }
-        free(section);
-    }
+    cfg_list(ctx->cfg, section, "paths", &paths);
+    for (size_t k = 0; rc == SNAP_OK && k < paths.n; k++)
+        rc = orphans_of(ctx, paths.v[k], report, err);
+    util_strv_free(&paths);
     return rc;
 }
 
@@ -1775,4 +1767,5 @@ const rst_driver rst_files_driver = {
     .rollback = files_rollback,
     .discard = files_discard,
     .finish = files_finish,
+    .orphans = files_orphans,
 };

@@ -129,6 +129,56 @@ static bool schema_exists(MYSQL *m, const char *name, snap_err *err, snap_rc *rc
     return found;
 }
 
+/* ---- the marker: the schema COMMENT (MariaDB 10.5 and later; docs/formats.md) ---- */
+
+#define MARK_MAX 1024 /* what a schema comment holds */
+
+/* Whether the server keeps schema comments: MariaDB from 10.5 on; MySQL has none, and its
+ * staging and displaced schemas go unmarked (recovery then leaves them to the journal). */
+static bool keeps_schema_comments(MYSQL *m)
+{
+    MYSQL_RES *r = NULL;
+    snap_err e;
+    bool yes = false;
+
+    if (my_query(m, &e, "look for schema comments",
+                 "SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'information_schema' "
+                 "AND TABLE_NAME = 'SCHEMATA' AND COLUMN_NAME = 'SCHEMA_COMMENT'",
+                 &r) == SNAP_OK) {
+        yes = mysql_num_rows(r) > 0;
+        mysql_free_result(r);
+    }
+    return yes;
+}
+
+/* " COMMENT = '<marker>'" for CREATE DATABASE of a schema this revert makes beside live
+ * (caller frees); "" where the server keeps no schema comment. */
+static char *mark_clause(rst_target *t, MYSQL *m, const char *live)
+{
+    json_t *doc;
+    char *text, *lit, *out;
+
+    if (!keeps_schema_comments(m)) {
+        log_debug(rst_ctx(t), "the server keeps no schema comments: schemas beside %s go unmarked", live);
+        return xstrdup("");
+    }
+    doc = json_pack("{s:i, s:s, s:s, s:I, s:s, s:s}", "format", 1, "revert_id", rst_revert_id(t), "snapshot",
+                    rst_manifest(t) ? cat_manifest_id(rst_manifest(t)) : "", "created", (json_int_t)time(NULL),
+                    "live", live, "host", rst_host(t));
+    text = json_dumps(doc, JSON_COMPACT);
+    if (strlen(text) > MARK_MAX) { /* a long host name is what can be left out */
+        free(text);
+        json_object_del(doc, "host");
+        text = json_dumps(doc, JSON_COMPACT);
+    }
+    lit = my_literal(m, text);
+    out = strlen(text) <= MARK_MAX ? xasprintf(" COMMENT = %s", lit) : xstrdup("");
+    json_decref(doc);
+    free(text);
+    free(lit);
+    return out;
+}
+
 /* Base table names of a schema, as a JSON array. */
 static snap_rc base_tables(MYSQL *m, const char *db, json_t **out, snap_err *err)
 {
@@ -1428,10 +1478,12 @@ static snap_rc create_staging(my_rst *R, json_t *schema, ld_shared *sh, snap_err
     json_t *tables = json_object_get(schema, "tables"), *o;
     const char *cs = json_string_value(json_object_get(schema, "charset"));
     const char *coll = json_string_value(json_object_get(schema, "collation"));
-    char *qs = my_ident(R->staging);
+    char *qs = my_ident(R->staging), *mark = mark_clause(R->t, R->m, R->live);
     size_t i;
-    snap_rc rc = my_execf(R->m, err, "create the staging schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s",
-                          qs, charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"));
+    snap_rc rc = my_execf(R->m, err, "create the staging schema", "CREATE DATABASE %s CHARACTER SET %s COLLATE %s%s",
+                          qs, charset_name(cs, "utf8mb4"), charset_name(coll, "utf8mb4_general_ci"), mark);
+
+    free(mark);
 
     if (rc == SNAP_OK) {
         util_failpoint("revert-mysql-staging-created");
@@ -1664,7 +1716,7 @@ static snap_rc create_all_objects(MYSQL *m, const char *db, json_t *objs, bool b
  * in the live one's defaults, and the phase "switching", journaled. */
 static snap_rc prepare_switch(rst_target *t, my_rst *R, json_t **live_tables, json_t **live_objs, snap_err *err)
 {
-    char *qo, *lit, *sql;
+    char *qo, *lit, *sql, *mark;
     MYSQL_RES *r;
     MYSQL_ROW row;
     snap_rc rc = SNAP_OK;
@@ -1693,6 +1745,7 @@ static snap_rc prepare_switch(rst_target *t, my_rst *R, json_t **live_tables, js
     json_object_set(R->state, "live_tables", *live_tables);
     json_object_set(R->state, "live_objects", *live_objs);
     qo = my_ident(R->old);
+    mark = mark_clause(t, R->m, R->live);
     lit = my_literal(R->m, R->live);
     sql = xasprintf("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
                     "information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
@@ -1701,13 +1754,14 @@ static snap_rc prepare_switch(rst_target *t, my_rst *R, json_t **live_tables, js
     if (rc == SNAP_OK) {
         row = mysql_fetch_row(r);
         rc = my_execf(R->m, err, "create the displaced schema",
-                      "CREATE DATABASE IF NOT EXISTS %s CHARACTER SET %s COLLATE %s", qo,
-                      row ? row[0] : "utf8mb4", row ? row[1] : "utf8mb4_general_ci");
+                      "CREATE DATABASE IF NOT EXISTS %s CHARACTER SET %s COLLATE %s%s", qo,
+                      row ? row[0] : "utf8mb4", row ? row[1] : "utf8mb4_general_ci", mark);
         mysql_free_result(r);
     }
     free(sql);
     free(lit);
     free(qo);
+    free(mark);
     if (rc != SNAP_OK)
         return rc;
     json_object_set_new(R->state, "phase", json_string("switching"));
@@ -1946,6 +2000,26 @@ static snap_rc my_discard(rst_target *t, snap_err *err)
     return rc;
 }
 
+/* The bytes of the displaced schema's tables (data and indexes, as the server counts them),
+ * in the state as kept_bytes for the record `revert --kept` lists; none when unknown. */
+static void kept_size(my_rst *R, const char *db)
+{
+    char *lit = my_literal(R->m, db);
+    char *sql = xasprintf("SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES "
+                          "WHERE TABLE_SCHEMA = %s", lit);
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    snap_err e;
+
+    if (my_query(R->m, &e, "measure the displaced schema", sql, &r) == SNAP_OK && (row = mysql_fetch_row(r)) != NULL &&
+        row[0] != NULL)
+        json_object_set_new(R->state, "kept_bytes", json_integer((json_int_t)strtoll(row[0], NULL, 10)));
+    if (r != NULL)
+        mysql_free_result(r);
+    free(sql);
+    free(lit);
+}
+
 static snap_rc my_finish(rst_target *t, bool drop_old, snap_err *err)
 {
     my_rst R;
@@ -1965,6 +2039,7 @@ static snap_rc my_finish(rst_target *t, bool drop_old, snap_err *err)
         if (rc == SNAP_OK && json_array_size(tabs) == 0)
             rc = my_execf(R.m, err, "drop the empty displaced schema", "DROP DATABASE IF EXISTS %s", qo);
         else if (rc == SNAP_OK) {
+            kept_size(&R, R.old);
             json_object_set_new(rst_plan(t), "kept", json_string(R.old));
             log_info(R.ctx, "%s: the previous tables stay in schema %s (drop it when no longer "
                             "needed, or revert with --drop-old)",
@@ -2008,16 +2083,26 @@ static char *my_lock_holder(MYSQL *m, const char *lit)
     return who;
 }
 
-/* GET_LOCK on a name derived from the live schema's (server-wide, 64 characters at most),
- * retried until --lock-wait runs out. */
+/* The GET_LOCK name of a live schema (server-wide, 64 characters at most); caller frees. */
+static char *lock_name(const char *live)
+{
+    char hex[65];
+    util_sha256 *h = util_sha256_new();
+
+    util_sha256_update(h, live, strlen(live));
+    util_sha256_final(h, hex);
+    hex[32] = '\0';
+    return xasprintf("snap-revert:%s", hex);
+}
+
+/* GET_LOCK on the live schema's lock_name, retried until --lock-wait runs out. */
 static snap_rc my_lock(rst_target *t, snap_err *err)
 {
     json_t *info = rst_manifest(t) != NULL ? cat_component_info(component(t)) : NULL;
     const char *live = rst_manifest(t) != NULL ? (rst_to(t) ? rst_to(t) : json_string_value(json_object_get(info, "database")))
                                                : state_str(rst_state(t), "live");
     uint64_t until = util_now_ns() + (uint64_t)rst_lock_wait(t) * 1000000000ull;
-    char hex[65], *name, *lit = NULL, *sql = NULL, *who = NULL;
-    util_sha256 *h = util_sha256_new();
+    char *name, *lit = NULL, *sql = NULL, *who = NULL;
     my_dsn *d = NULL;
     MYSQL *m = NULL;
     bool said = false;
@@ -2025,10 +2110,7 @@ static snap_rc my_lock(rst_target *t, snap_err *err)
 
     if (live == NULL)
         live = "";
-    util_sha256_update(h, live, strlen(live));
-    util_sha256_final(h, hex);
-    hex[32] = '\0';
-    name = xasprintf("snap-revert:%s", hex);
+    name = lock_name(live);
     rc = target_dsn(t, &d, err);
     if (rc == SNAP_OK)
         rc = my_connect(d, NULL, &m, err);
@@ -2076,6 +2158,158 @@ static snap_rc my_lock(rst_target *t, snap_err *err)
     return rc;
 }
 
+/* ---- orphans: marked schemas beside a configured source's schema when every journal is lost ---- */
+
+/* Whether GET_LOCK(name) is this session's now (it is released with RELEASE_LOCK or the session). */
+static bool try_lock(MYSQL *m, const char *name, snap_err *err, snap_rc *rc)
+{
+    char *lit = my_literal(m, name), *sql = xasprintf("SELECT GET_LOCK(%s, 0)", lit);
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    bool got = false;
+
+    *rc = my_query(m, err, "take the revert lock", sql, &r);
+    if (*rc == SNAP_OK) {
+        row = mysql_fetch_row(r);
+        got = row != NULL && row[0] != NULL && strcmp(row[0], "1") == 0;
+        mysql_free_result(r);
+    }
+    free(sql);
+    free(lit);
+    return got;
+}
+
+/* Drops one marked staging schema of live under live's lock; "removed", "locked" or "failed". */
+static snap_rc drop_orphan(snap_ctx *ctx, MYSQL *m, const char *live, const char *name, json_t *e, snap_err *err)
+{
+    char *lock = lock_name(live), *q = my_ident(name), *lit = my_literal(m, lock);
+    snap_rc rc;
+
+    if (!try_lock(m, lock, err, &rc)) {
+        if (rc == SNAP_OK)
+            log_warn(ctx, "schema %s is locked by a running revert: its staging %s is left alone", live, name);
+        json_object_set_new(e, "outcome", json_string(rc == SNAP_OK ? "locked" : "failed"));
+        goto out;
+    }
+    rc = my_execf(m, err, "drop the staging schema", "DROP DATABASE IF EXISTS %s", q);
+    (void)my_execf(m, &(snap_err){0}, "release the revert lock", "DO RELEASE_LOCK(%s)", lit);
+    json_object_set_new(e, "outcome", json_string(rc == SNAP_OK ? "removed" : "failed"));
+    json_object_set_new(e, "staging", json_string(name));
+out:
+    free(lock);
+    free(q);
+    free(lit);
+    return rc;
+}
+
+/* One schema named like live's staging or displaced one: dropped when it is marked staging
+ * of a revert no journal names and live's lock is free, reported when it is the marked
+ * displaced one, left alone otherwise. The marker names nothing: the names it must match
+ * are made here from live and its revert id. */
+static snap_rc orphan_schema(snap_ctx *ctx, MYSQL *m, const char *live, const char *name, const char *comment,
+                             json_t *report, snap_err *err)
+{
+    json_t *mk = comment != NULL ? json_loads(comment, 0, NULL) : NULL, *e = NULL;
+    const char *id = json_string_value(json_object_get(mk, "revert_id"));
+    const char *snap = json_string_value(json_object_get(mk, "snapshot"));
+    const char *mlive = json_string_value(json_object_get(mk, "live"));
+    char sid[16], *staging = NULL, *old = NULL;
+    snap_rc rc = SNAP_OK;
+
+    if (id == NULL || snap == NULL || mlive == NULL || strcmp(mlive, live) != 0) {
+        log_warn(ctx, "schema %s carries no marker of a revert of %s: left alone", name, live);
+        goto out;
+    }
+    if (!*id || *id == '.' ||
+        strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(id)) {
+        log_warn(ctx, "schema %s carries a marker that names no revert id: left alone", name);
+        goto out;
+    }
+    if (rst_journaled(ctx, id)) {
+        log_warn(ctx, "schema %s: the journal of revert %s names it; its recovery owns it", name, id);
+        goto out;
+    }
+    short_id(id, sid);
+    staging = xasprintf("%s__revert_%s", live, sid);
+    old = xasprintf("%s__pre_revert_%s", live, sid);
+    if (strcmp(name, staging) != 0 && strcmp(name, old) != 0) {
+        log_warn(ctx, "schema %s carries the marker of revert %s of %s under another name: left alone", name, id,
+                 live);
+        goto out;
+    }
+    e = json_pack("{s:s, s:s, s:s, s:s}", "database", live, "revert_id", id, "snapshot", snap, "outcome", "kept");
+    if (json_is_integer(json_object_get(mk, "created")))
+        json_object_set(e, "created", json_object_get(mk, "created"));
+    json_array_append(report, e);
+    if (strcmp(name, old) == 0) {
+        json_object_set_new(e, "displaced", json_string(name));
+        log_info(ctx, "revert %s of schema %s kept the displaced schema %s: `revert --drop-kept` owns it", id, live,
+                 name);
+        goto out;
+    }
+    rc = drop_orphan(ctx, m, live, name, e, err);
+    if (rc == SNAP_OK && strcmp(json_string_value(json_object_get(e, "outcome")), "removed") == 0)
+        log_info(ctx, "removed the staging schema %s that revert %s of %s left", name, id, live);
+out:
+    json_decref(e);
+    json_decref(mk);
+    free(staging);
+    free(old);
+    return rc;
+}
+
+/* The schemas named <live>__revert_* or <live>__pre_revert_* of one configured source, with
+ * their comments (none where the server keeps none). */
+static snap_rc my_orphans(snap_ctx *ctx, const char *section, json_t *report, snap_err *err)
+{
+    const char *dsn = cfg_get(ctx->cfg, section, "dsn");
+    my_dsn *d = NULL;
+    MYSQL *m = NULL;
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    char *live = NULL, *esc = NULL, *lr = NULL, *lp = NULL, *sql = NULL;
+    snap_rc rc = my_dsn_parse(dsn != NULL ? dsn : "", &d, err);
+
+    if (rc != SNAP_OK || my_dsn_db(d) == NULL || my_dsn_db(d)[0] == '\0')
+        goto out; /* no schema named: nothing to tell staging by */
+    live = xstrdup(my_dsn_db(d));
+    rc = my_connect(d, NULL, &m, err);
+    if (rc == SNAP_OK) {
+        size_t n = 0;
+        esc = xmalloc(2 * strlen(live) + 1);
+        for (const char *p = live; *p; p++) {
+            if (*p == '_' || *p == '%' || *p == '\\')
+                esc[n++] = '\\';
+            esc[n++] = *p;
+        }
+        esc[n] = '\0';
+        char *pr = xasprintf("%s\\_\\_revert\\_%%", esc), *pp = xasprintf("%s\\_\\_pre\\_revert\\_%%", esc);
+        lr = my_literal(m, pr);
+        lp = my_literal(m, pp);
+        free(pr);
+        free(pp);
+        sql = xasprintf("SELECT SCHEMA_NAME, %s FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s OR "
+                        "SCHEMA_NAME LIKE %s ORDER BY 1",
+                        keeps_schema_comments(m) ? "SCHEMA_COMMENT" : "NULL", lr, lp);
+        rc = my_query(m, err, "look for what reverts left", sql, &r);
+    }
+    while (rc == SNAP_OK && (row = mysql_fetch_row(r)) != NULL)
+        rc = orphan_schema(ctx, m, live, row[0], row[1], report, err);
+    if (rc != SNAP_OK)
+        err_prefix(err, "schema %s: looking for what reverts left", live);
+out:
+    if (r != NULL)
+        mysql_free_result(r);
+    mysql_close(m);
+    my_dsn_free(d);
+    free(live);
+    free(esc);
+    free(lr);
+    free(lp);
+    free(sql);
+    return rc;
+}
+
 const rst_driver rst_mysql_driver = {
     .type = "mysql",
     .plan = my_plan,
@@ -2089,4 +2323,5 @@ const rst_driver rst_mysql_driver = {
     .finish = my_finish,
     .check_state = my_check_state,
     .lock = my_lock,
+    .orphans = my_orphans,
 };

@@ -1712,6 +1712,23 @@ static snap_rc pg_discard(rst_target *t, snap_err *err)
     return rc;
 }
 
+/* pg_database_size of the displaced database, in the state as kept_bytes for the record
+ * `revert --kept` lists; none when it cannot be read. */
+static void kept_size(rst_target *t, const char *displaced)
+{
+    const char *p[1] = {displaced};
+    PGconn *c = NULL;
+    PGresult *res = NULL;
+    snap_err e;
+
+    if (connect_maintenance(t, &c, &e) == SNAP_OK &&
+        pg_query(c, "SELECT pg_catalog.pg_database_size($1::text)", 1, p, &res, &e) == SNAP_OK &&
+        PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        json_object_set_new(rst_state(t), "kept_bytes", json_integer((json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+    PQclear(res);
+    PQfinish(c);
+}
+
 static snap_rc pg_finish(rst_target *t, bool drop_old, snap_err *err)
 {
     json_t *st = rst_state(t);
@@ -1725,6 +1742,7 @@ static snap_rc pg_finish(rst_target *t, bool drop_old, snap_err *err)
     if (!drop_old) {
         if (rst_manifest(t) != NULL)
             json_object_set_new(rst_plan(t), "kept", json_string(displaced));
+        kept_size(t, displaced);
         return SNAP_OK;
     }
     rc = connect_maintenance(t, &c, err);
@@ -2025,22 +2043,6 @@ static snap_rc pg_lock(rst_target *t, snap_err *err)
 
 /* ---- orphans: marked databases of a configured source when every journal is lost ---- */
 
-/* Whether a local journal names revert id (read after every journal was recovered). */
-static bool journaled(snap_ctx *ctx, const char *id)
-{
-    char *dir = NULL, *path;
-    snap_err e;
-    bool yes;
-
-    if (state_subdir(ctx->cfg, "journal", &dir, &e) != SNAP_OK)
-        return true; /* unknown: as if it did */
-    path = xasprintf("%s/%s.json", dir, id);
-    yes = access(path, F_OK) == 0;
-    free(path);
-    free(dir);
-    return yes;
-}
-
 /* One marked database: dropped when it is this source's staging and its lock is free,
  * reported when it is the displaced one, left alone otherwise. */
 static snap_rc orphan_db(snap_ctx *ctx, PGconn *c, const char *live, const char *name, const char *val,
@@ -2062,7 +2064,7 @@ static snap_rc orphan_db(snap_ctx *ctx, PGconn *c, const char *live, const char 
         log_warn(ctx, "database %s carries a marker that names no revert id: left alone", name);
         goto out;
     }
-    if (journaled(ctx, id)) {
+    if (rst_journaled(ctx, id)) {
         log_warn(ctx, "database %s: the journal of revert %s names it; its recovery owns it", name, id);
         goto out;
     }
@@ -2139,19 +2141,11 @@ static snap_rc orphans_of_source(snap_ctx *ctx, const char *dsn, json_t *report,
     return rc;
 }
 
-snap_rc rst_pg_orphans(snap_ctx *ctx, json_t *report, snap_err *err)
+static snap_rc pg_orphans(snap_ctx *ctx, const char *section, json_t *report, snap_err *err)
 {
-    snap_rc rc = SNAP_OK;
+    const char *dsn = cfg_get(ctx->cfg, section, "dsn");
 
-    for (size_t i = 0; rc == SNAP_OK && i < cfg_source_count(ctx->cfg); i++) {
-        char *section = xasprintf("source %s", cfg_source_name(ctx->cfg, i));
-        const char *type = cfg_get(ctx->cfg, section, "type"), *dsn = cfg_get(ctx->cfg, section, "dsn");
-
-        if (type != NULL && strcmp(type, "postgres") == 0)
-            rc = orphans_of_source(ctx, dsn != NULL ? dsn : "", report, err);
-        free(section);
-    }
-    return rc;
+    return orphans_of_source(ctx, dsn != NULL ? dsn : "", report, err);
 }
 
 const rst_driver rst_postgres_driver = {
@@ -2167,4 +2161,5 @@ const rst_driver rst_postgres_driver = {
     .finish = pg_finish,
     .check_state = pg_check_state,
     .lock = pg_lock,
+    .orphans = pg_orphans,
 };

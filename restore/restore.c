@@ -2027,6 +2027,38 @@ static snap_rc recover_stored(const coord_journal *cj, void *arg, snap_err *err)
     return rc;
 }
 
+bool rst_journaled(snap_ctx *ctx, const char *id)
+{
+    char *dir = NULL, *path;
+    snap_err e;
+    bool yes;
+
+    if (state_subdir(ctx->cfg, "journal", &dir, &e) != SNAP_OK)
+        return true; /* unknown: as if it did */
+    path = xasprintf("%s/%s.json", dir, id);
+    yes = access(path, F_OK) == 0;
+    free(path);
+    free(dir);
+    return yes;
+}
+
+/* What reverts left beside the live target of every configured source, by its driver. */
+static snap_rc each_orphan(snap_ctx *ctx, json_t *report, snap_err *err)
+{
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; rc == SNAP_OK && i < cfg_source_count(ctx->cfg); i++) {
+        char *section = xasprintf("source %s", cfg_source_name(ctx->cfg, i));
+        const char *type = cfg_get(ctx->cfg, section, "type");
+        const rst_driver *drv = type != NULL ? rst_driver_find(type) : NULL;
+
+        if (drv != NULL && drv->orphans != NULL)
+            rc = drv->orphans(ctx, section, report, err);
+        free(section);
+    }
+    return rc;
+}
+
 static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t **result, snap_err *err)
 {
     recovery r = {ctx, store, *extra, json_array(), 0, {0}, NULL, state_host(ctx->cfg), 0, {0}};
@@ -2048,9 +2080,7 @@ static snap_rc recover(snap_ctx *ctx, stg *store, const drv_set *extra, json_t *
     /* Then what no journal names any longer: only when every journal was dealt with. */
     if (rc == SNAP_OK && r.pending == 0 && r.damaged == 0) {
         json_t *orphans = json_array();
-        rc = rst_files_orphans(ctx, orphans, err);
-        if (rc == SNAP_OK)
-            rc = rst_pg_orphans(ctx, orphans, err);
+        rc = each_orphan(ctx, orphans, err);
         norphans = json_array_size(orphans);
         if (norphans > 0) /* the document is as before when there is none */
             json_object_set(*result, "orphans", orphans);
@@ -2122,6 +2152,25 @@ static json_t *kept_targets(const json_t *doc)
     return out;
 }
 
+/* The bytes the targets of a record keep, as their drivers measured them when it was
+ * written (kept_bytes: databases); null when no target has a size (files, older records). */
+static json_t *kept_size(const json_t *doc)
+{
+    json_t *tj, *b;
+    json_int_t sum = 0;
+    bool any = false;
+    size_t i;
+
+    json_array_foreach(json_object_get(doc, "targets"), i, tj) {
+        b = json_object_get(json_object_get(tj, "state"), "kept_bytes");
+        if (json_is_integer(b) && json_integer_value(b) >= 0) {
+            sum += json_integer_value(b);
+            any = true;
+        }
+    }
+    return any ? json_integer(sum) : json_null();
+}
+
 static snap_rc kept_one(const coord_journal *cj, void *arg, snap_err *err)
 {
     kept_walk *w = arg;
@@ -2137,9 +2186,9 @@ static snap_rc kept_one(const coord_journal *cj, void *arg, snap_err *err)
     }
     id = json_string_value(json_object_get(cj->doc, "revert_id"));
     host = json_string_value(json_object_get(cj->doc, "host"));
-    e = json_pack("{s:s, s:O, s:s?, s:I, s:b, s:o, s:n}", "revert_id", id, "snapshot",
+    e = json_pack("{s:s, s:O, s:s?, s:I, s:b, s:o, s:o}", "revert_id", id, "snapshot",
                   json_object_get(cj->doc, "snapshot"), "host", host, "age", (json_int_t)cj->age, "authenticated",
-                  cj->auth == AUTH_OK, "targets", kept_targets(cj->doc), "size");
+                  cj->auth == AUTH_OK, "targets", kept_targets(cj->doc), "size", kept_size(cj->doc));
     json_array_append_new(w->list, e);
     if (!w->drop || cj->age < w->older_than)
         return SNAP_OK;

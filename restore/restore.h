@@ -139,6 +139,15 @@ typedef struct rst_driver {
      * rst_lock_wait. Busy: SNAP_ECONFLICT with err_kind "locked", naming the holder when the
      * server can tell. Called before plan (never on a dry run) and before recovery acts. */
     snap_rc (*lock)(rst_target *t, snap_err *err);
+    /* Optional: what reverts left beside the live target of one configured source of this
+     * type (section "source NAME") when their journals are lost, told by its marker: marked
+     * staging is removed when the target's lock can be taken and no journal names the revert
+     * (rst_journaled); marked displaced state is reported, never removed (keep_old and
+     * --drop-kept own it); what carries no marker of this target is left alone. Appends one
+     * object per marked leftover to report: {revert_id, snapshot, created, outcome:
+     * removed|kept|locked|failed|marker-removed, staging?, displaced?} and the target
+     * (path or database). Called by `revert --recover` after every journal was dealt with. */
+    snap_rc (*orphans)(snap_ctx *ctx, const char *section, json_t *report, snap_err *err);
 } rst_driver;
 
 /*
@@ -165,16 +174,8 @@ snap_rc rst_files_check_roots(const rst_target *t, snap_err *err);
 
 const rst_driver *rst_driver_find(const char *type);
 
-/*
- * Markers (.<base>.snap-mark-<id>) beside the paths of every configured files source:
- * the staging a revert left is removed when no revert holds the path (state_lock); the
- * displaced state is reported, never removed (keep_old, --drop-kept own it); a name
- * without a valid marker of ours is left alone. Appends {path, revert_id, snapshot,
- * created, outcome: removed|kept|locked|failed|marker-removed, staging?, displaced?}.
- */
-snap_rc rst_files_orphans(snap_ctx *ctx, json_t *report, snap_err *err);
-/* The same for the databases of every configured [source NAME] of type postgres that carry
- * the marker `snap.revert` (pg.c): marked staging dropped under the database's lock. */
-snap_rc rst_pg_orphans(snap_ctx *ctx, json_t *report, snap_err *err);
+/* Whether a local journal names revert id (an orphan's marker is trusted only when none
+ * does; unknown counts as yes). */
+bool rst_journaled(snap_ctx *ctx, const char *id);
 
 #endif

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # End-to-end: the markers a files revert leaves beside a live path, and `revert --recover`
 # removing marked staging when the journal itself is lost (local store); then the marker a
-# PostgreSQL revert sets on its staging database (snap.revert) and the same recovery.
-# needs: postgres
+# PostgreSQL revert sets on its staging database (snap.revert), the comment a MySQL/MariaDB
+# revert gives its staging and displaced schemas, and the same recovery; the size
+# `revert --kept` lists for a database.
+# needs: postgres mariadb
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg/lib.sh"
+. "$(dirname "$0")/mysql/lib.sh"
 
 # valid: the last run's stdout validates against docs/schema/recover.json.
 valid() {
@@ -187,6 +190,125 @@ test_pg_marker_moves_to_the_displaced_database_which_recovery_keeps() {
     expect_err "drop-kept"
     db_exists "$old" || fail "recovery dropped the displaced database"
     [ "$(q -d "$old" -c "SELECT sum(price) FROM items")" = 0.00 ] || fail "the displaced database changed"
+}
+
+test_pg_kept_lists_the_displaced_database_size() {
+    pg_conf orphsize
+    expect_rc 0 "$REVERT" p1 --yes --no-safety-snapshot -c "$T/snap.conf"
+    old=$(dbs_like "${db}__pre_revert_")
+    [ -n "$old" ] || fail "nothing was displaced"
+    want=$(q -d postgres -c "SELECT pg_database_size('$old')")
+    expect_rc 0 "$REVERT" --kept --json -c "$T/snap.conf"
+    /usr/bin/python3 "$T_ROOT/tests/e2e/json_check.py" kept "$T/out" >"$T/check" 2>&1 ||
+        { cat "$T/check" >&2; fail "not a valid kept document"; }
+    size=$(jq -r '.kept[0].size' "$T/out")
+    [ "$(jq -r '.kept[0].size | type' "$T/out")" = number ] || { cat "$T/out" >&2; fail "size is not a number: $size"; }
+    # measured when the record was written: within a few pages of what the server says now
+    [ "$size" -gt 0 ] && [ $((size - want)) -le 65536 ] && [ $((want - size)) -le 65536 ] ||
+        fail "size $size, the server says $want"
+}
+
+# ---- MySQL/MariaDB: the marker is the schema comment ----
+
+mdb_conf() {
+    export SNAP_STATE_DIR=$T/state
+    STORE=$T/store
+    mdb=m_${1}_$$
+    for s in $(my_schemas_like "$mdb"); do my -e "DROP DATABASE \`$s\`"; done
+    my -e "CREATE DATABASE \`$mdb\`"
+    my "$mdb" -e "CREATE TABLE acc (id INT PRIMARY KEY, bal INT, KEY (bal)) ENGINE=InnoDB;
+        INSERT INTO acc SELECT seq, seq * 10 FROM seq_1_to_2000"
+    printf '[store]\nurl = %s\n\n[source shop]\ntype = mysql\ndsn = %s\n' "$STORE" "$(my_dsn "$mdb")" >"$T/snap.conf"
+    expect_rc 0 "$SNAP" create m1 -c "$T/snap.conf"
+    my "$mdb" -e "UPDATE acc SET bal = 0"
+}
+bal_sum() { my -N "$mdb" -e "SELECT SUM(bal) FROM acc"; }
+
+test_mysql_recover_drops_marked_staging_only() {
+    mdb_conf orph
+    SNAP_FAILPOINT=stage-end run "$REVERT" m1 --yes --no-safety-snapshot -c "$T/snap.conf"
+    [ "$RC" = 137 ] || { cat "$T/err" >&2; fail "revert was not killed (exit $RC)"; }
+    rm -f "$T/state/journal/"* "$STORE/journal/"* 2>/dev/null || true
+    [ -z "$(find "$T/state/journal" "$STORE/journal" -type f 2>/dev/null)" ] || fail "a journal is left"
+    stg=$(my_schemas_like "${mdb}__revert_")
+    [ "$(echo "$stg" | grep -c .)" = 1 ] || fail "no staging schema: $stg"
+    m=$(my_comment "$stg")
+    id=$(echo "$m" | jq -r .revert_id)
+    [ -n "$id" ] && [ "$id" != null ] || fail "the staging schema carries no marker: '$m'"
+    [ "$(echo "$m" | jq -r .live)" = "$mdb" ] || fail "the marker names another schema: $m"
+    [ "$(echo "$m" | jq -r .snapshot)" = "$(snapshot_id m1)" ] || fail "the marker names another snapshot: $m"
+    now=$(date +%s)
+    [ "$(echo "$m" | jq -r .created)" -le "$now" ] && [ "$(echo "$m" | jq -r .created)" -gt $((now - 600)) ] ||
+        fail "creation time: $m"
+    [ -z "$(my_comment "$mdb")" ] || fail "the live schema carries a marker"
+    # an unmarked look-alike, and one whose marker names another schema
+    my -e "CREATE DATABASE \`${mdb}__revert_x\`; CREATE TABLE \`${mdb}__revert_x\`.t (i INT);
+        CREATE DATABASE \`${mdb}__revert_y\` COMMENT '{\"revert_id\":\"y\",\"snapshot\":\"y\",\"live\":\"other\"}'"
+    expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
+    expect_err "removed the staging schema $stg that revert $id of $mdb left"
+    expect_err "schema ${mdb}__revert_x carries no marker of a revert of $mdb: left alone"
+    valid
+    [ "$(jq -r '.orphans | length' "$T/out")" = 1 ] || { cat "$T/out" >&2; fail "not one orphan reported"; }
+    [ "$(jq -r '.orphans[0].outcome' "$T/out")" = removed ] || { cat "$T/out" >&2; fail "not reported removed"; }
+    [ "$(jq -r '.orphans[0].database' "$T/out")" = "$mdb" ] || fail "the schema is not reported"
+    [ "$(jq -r '.orphans[0].staging' "$T/out")" = "$stg" ] || fail "the staging is not reported"
+    [ "$(jq -r '.orphans[0].revert_id' "$T/out")" = "$id" ] || fail "the revert is not reported"
+    my_schema_exists "$stg" && fail "the marked staging schema is left"
+    my_schema_exists "${mdb}__revert_x" || fail "the unmarked look-alike was dropped"
+    my_schema_exists "${mdb}__revert_y" || fail "the look-alike with a foreign marker was dropped"
+    [ "$(my -N -e "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '${mdb}__revert_x'")" = 1 ] ||
+        fail "the unmarked look-alike changed"
+    [ "$(bal_sum)" = 0 ] || fail "the live schema changed: $(bal_sum)"
+    my -e "DROP DATABASE \`${mdb}__revert_x\`; DROP DATABASE \`${mdb}__revert_y\`"
+}
+
+test_mysql_recover_leaves_staging_of_a_running_revert() {
+    mdb_conf orphrun
+    SNAP_FAILPOINT=stage-end:pause=6 "$REVERT" m1 --yes --no-safety-snapshot -c "$T/snap.conf" >"$T/a.out" 2>"$T/a.err" &
+    apid=$!
+    for _ in $(seq 200); do [ -n "$(my_schemas_like "${mdb}__revert_")" ] && [ -n "$(ls "$STORE/journal/" 2>/dev/null)" ] && break; sleep 0.05; done
+    sleep 1
+    mkdir -p "$T/aside/l" "$T/aside/s"
+    mv "$T/state/journal/"* "$T/aside/l/" && mv "$STORE/journal/"* "$T/aside/s/" || fail "no journals to set aside"
+    expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
+    valid
+    [ "$(jq -r '.orphans[0].outcome' "$T/out")" = locked ] || { cat "$T/out" "$T/err" >&2; fail "not reported locked"; }
+    [ -n "$(my_schemas_like "${mdb}__revert_")" ] || fail "recovery dropped the staging of a running revert"
+    mkdir -p "$T/state/journal" "$STORE/journal"
+    mv "$T/aside/l/"* "$T/state/journal/" && mv "$T/aside/s/"* "$STORE/journal/"
+    wait "$apid" || fail "the revert failed: $(cat "$T/a.err")"
+    [ "$(bal_sum)" = 20010000 ] || fail "not at the point: $(bal_sum)"
+}
+
+test_mysql_displaced_schema_is_marked_reported_and_sized() {
+    mdb_conf orphdisp
+    expect_rc 0 "$REVERT" m1 --yes --no-safety-snapshot -c "$T/snap.conf"
+    [ "$(bal_sum)" = 20010000 ] || fail "not reverted: $(bal_sum)"
+    [ -z "$(my_comment "$mdb")" ] || fail "the live schema carries a marker: $(my_comment "$mdb")"
+    old=$(my_schemas_like "${mdb}__pre_revert_")
+    [ -n "$old" ] || fail "nothing was displaced"
+    m=$(my_comment "$old")
+    [ "$(echo "$m" | jq -r .live)" = "$mdb" ] || fail "the displaced schema carries no marker: '$m'"
+    id=$(echo "$m" | jq -r .revert_id)
+    # revert --kept lists it with the size the server gave when the record was written
+    want=$(my -N -e "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$old'")
+    expect_rc 0 "$REVERT" --kept --json -c "$T/snap.conf"
+    /usr/bin/python3 "$T_ROOT/tests/e2e/json_check.py" kept "$T/out" >"$T/check" 2>&1 ||
+        { cat "$T/check" >&2; fail "not a valid kept document"; }
+    [ "$(jq -r '.kept[0].revert_id' "$T/out")" = "$id" ] || { cat "$T/out" >&2; fail "the kept record names another revert"; }
+    size=$(jq -r '.kept[0].size' "$T/out")
+    [ "$(jq -r '.kept[0].size | type' "$T/out")" = number ] || { cat "$T/out" >&2; fail "size is not a number: $size"; }
+    # the server's estimate may move as its statistics are refreshed: within 64 KiB
+    [ "$size" -gt 0 ] && [ $((size - want)) -le 65536 ] && [ $((want - size)) -le 65536 ] ||
+        fail "size $size, the server says $want"
+    rm -f "$T/state/journal/"* "$STORE/journal/"* 2>/dev/null || true
+    expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
+    valid
+    [ "$(jq -r '.orphans[0].outcome' "$T/out")" = kept ] || { cat "$T/out" >&2; fail "not reported kept"; }
+    [ "$(jq -r '.orphans[0].displaced' "$T/out")" = "$old" ] || fail "the displaced schema is not reported"
+    expect_err "drop-kept"
+    my_schema_exists "$old" || fail "recovery dropped the displaced schema"
+    [ "$(my -N "$old" -e "SELECT SUM(bal) FROM acc")" = 0 ] || fail "the displaced schema changed"
 }
 
 run_tests "$@"
