@@ -2054,6 +2054,12 @@ static snap_rc each_orphan(snap_ctx *ctx, json_t *report, snap_err *err)
 
         if (drv != NULL && drv->orphans != NULL)
             rc = drv->orphans(ctx, section, report, err);
+        if (rc == SNAP_EUNREACH) {
+            /* a server that cannot be reached leaves nothing to recover here now: a revert of
+             * it would stop at its own staging, and the next --recover looks again */
+            log_warn(ctx, "cannot look for what earlier reverts left beside [%s]: %s", section, err->msg);
+            rc = SNAP_OK;
+        }
         free(section);
     }
     return rc;

@@ -311,4 +311,27 @@ test_mysql_displaced_schema_is_marked_reported_and_sized() {
     [ "$(my -N "$old" -e "SELECT SUM(bal) FROM acc")" = 0 ] || fail "the displaced schema changed"
 }
 
+# A configured server that cannot be reached is no reason to fail a recovery that has
+# nothing else to do: it is named in a warning, and the next --recover looks again.
+test_recover_with_an_unreachable_server_warns() {
+    export SNAP_STATE_DIR=$T/state
+    mkdir -p "$T/conf" && echo a >"$T/conf/a"
+    cat >"$T/unreach.conf" <<EOF
+[store]
+url = $T/store
+
+[source gone]
+type = mysql
+dsn = mysql://root@127.0.0.1:1/shop
+
+[source gonepg]
+type = postgres
+dsn = host=127.0.0.1 port=1 dbname=shop connect_timeout=2
+EOF
+    expect_rc 0 "$SNAP" create c1 --store "$T/store" --files "$T/conf"
+    expect_rc 0 "$REVERT" --recover -c "$T/unreach.conf"
+    expect_err "cannot look for what earlier reverts left beside [source gone]"
+    expect_err "cannot look for what earlier reverts left beside [source gonepg]"
+}
+
 run_tests "$@"
