@@ -174,6 +174,27 @@ test_pg_recover_drops_marked_staging_only() {
     q -d postgres -c "DROP DATABASE \"${db}__revert_x\"" -c "DROP DATABASE \"${db}__revert_y\""
 }
 
+# A revert still running holds the database's advisory lock: its staging is reported
+# `locked` and left, even with both its journals out of sight; the revert then finishes.
+test_pg_recover_leaves_staging_of_a_running_revert() {
+    pg_conf orphpgrun
+    SNAP_FAILPOINT=stage-end:pause=6 "$REVERT" p1 --yes --no-safety-snapshot -c "$T/snap.conf" >"$T/a.out" 2>"$T/a.err" &
+    apid=$!
+    for _ in $(seq 200); do [ -n "$(dbs_like "${db}__revert_")" ] && [ -n "$(ls "$STORE/journal/" 2>/dev/null)" ] &&
+        grep -q "failpoint stage-end" "$T/a.err" && break; sleep 0.05; done
+    mkdir -p "$T/aside/l" "$T/aside/s"
+    mv "$T/state/journal/"* "$T/aside/l/" && mv "$STORE/journal/"* "$T/aside/s/" || fail "no journals to set aside"
+    expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
+    valid
+    [ "$(jq -r '.orphans[0].outcome' "$T/out")" = locked ] || { cat "$T/out" "$T/err" >&2; fail "not reported locked"; }
+    [ -n "$(dbs_like "${db}__revert_")" ] || fail "recovery dropped the staging of a running revert"
+    mkdir -p "$T/state/journal" "$STORE/journal"
+    mv "$T/aside/l/"* "$T/state/journal/" && mv "$T/aside/s/"* "$STORE/journal/"
+    wait "$apid" || fail "the revert failed: $(cat "$T/a.err")"
+    [ "$(price_sum)" != 0.00 ] || fail "not at the point"
+    [ -z "$(dbs_like "${db}__revert_")" ] || fail "staging left"
+}
+
 test_pg_marker_moves_to_the_displaced_database_which_recovery_keeps() {
     pg_conf orphdisp
     expect_rc 0 "$REVERT" p1 --yes --no-safety-snapshot -c "$T/snap.conf"
