@@ -515,4 +515,38 @@ after_snap = true"
     [ ! -s "$T/err" ] || fail "--syslog -q wrote to stderr: $(cat "$T/err")"
 }
 
+# --syslog reaches the local syslog socket: a receiver bound as /dev/log in a private mount
+# namespace of this test (the machine's own /dev is untouched) gets every line, with the
+# program's name and its hint.
+test_syslog_delivers_each_line() {
+    setup ""
+    cat >"$T/recv.py" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+open(sys.argv[1] + ".ready", "w").close()
+s.settimeout(3)
+with open(sys.argv[2], "wb") as f:
+    try:
+        while True:
+            f.write(s.recv(65536) + b"\n")
+            f.flush()
+    except socket.timeout:
+        pass
+EOF
+    mkdir "$T/dev"
+    unshare -m --propagation private bash -c '
+        set -e
+        mount -t tmpfs none "$1/dev"
+        for d in null zero random urandom; do touch "$1/dev/$d"; mount --bind "/dev/$d" "$1/dev/$d"; done
+        python3 "$1/recv.py" "$1/dev/log" "$1/got" &
+        for _ in $(seq 100); do [ -e "$1/dev/log.ready" ] && break; sleep 0.05; done
+        mount --bind "$1/dev" /dev
+        "$2" create p5 --store "$3" --config "$1/snap.conf" --syslog -v >/dev/null 2>&1
+        "$2" show nope --store "$3" --syslog >/dev/null 2>&1 || true
+        wait' _ "$T" "$SNAP" "$ST" || fail "cannot set up a private /dev/log (run as root)"
+    grep -q "snap\[[0-9]*\]: verbose: config file: $T/snap.conf" "$T/got" || fail "no verbose line: $(cat "$T/got")"
+    grep -q "snap\[[0-9]*\]: error: .*nope.*(hint: " "$T/got" || fail "no error line with its hint: $(cat "$T/got")"
+}
+
 run_tests "$@"
