@@ -104,7 +104,7 @@ echo
 echo "snap / pg_dump -Fc            $(ratio "$snap_s" "$dumpc_s")   (aim <= 0.5)"
 echo "snap / pg_dump -Fp | zstd     $(ratio "$snap_s" "$dumpz_s")   (aim <= 1.0)"
 echo "snap size / pg_dump|zstd size $(ratio "$snap_b" "$(size_of "$W/bench.sql.zst")")   (aim <= 1.0)"
-echo "second snap stored / first   $(ratio "$snap2_b" "$snap_b")   (aim <= 0.05)"
+echo "second snap stored / first   $(echo "scale=4; $snap2_b / $snap_b" | bc)   (aim <= 0.05)"
 echo "revert / pg_restore -j$JOBS      $(ratio "$revert_s" "$restore_s")   (aim <= 0.9)"
 echo "revert+safety / pg_restore   $(ratio "$revert_safety_s" "$restore_s")   (aim <= 1.2)"
 echo "  to cut-over / pg_restore    $(ratio "$safety_at" "$restore_s")   (aim <= 0.8)"
