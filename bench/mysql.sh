@@ -73,6 +73,9 @@ echo "== capture"
 t_snap=$(secs "$SNAP" create bench --mysql "$DSN" --store "$W/store" --jobs "$JOBS")
 rss_snap=$(cat "$W/rss")
 s_snap=$(size_of "$W/store/data")
+# a second snap of the unchanged database: its parts are references to the first's
+t_snap2=$(secs "$SNAP" create bench2 --mysql "$DSN" --store "$W/store" --jobs "$JOBS")
+s_snap2=$(($(size_of "$W/store/data") - s_snap))
 t_mydumper=$(secs mydumper -S "$MY_SOCKET" -u root -B "$DB" -t 2 -c -o "$W/mydumper")
 s_mydumper=$(size_of "$W/mydumper")
 t_dump=$(secs sh -c "mariadb-dump --no-defaults -S '$MY_SOCKET' -uroot --single-transaction --routines --events --triggers '$DB' | zstd -3 -T2 -q -o '$W/dump.sql.zst'")
@@ -96,6 +99,7 @@ cat <<OUT
 
                                time      output
 snap --jobs $JOBS              ${t_snap} s   $(mb "$s_snap")   peak RSS $((rss_snap / 1024)) MiB
+second snap, nothing changed  ${t_snap2} s   $((s_snap2 / 1024)) KiB more stored
 mydumper -t 2 -c               ${t_mydumper} s   $(mb "$s_mydumper")
 mariadb-dump | zstd -3 -T2     ${t_dump} s   $(mb "$s_dump")
 revert --jobs $JOBS            ${t_revert} s   cut-over ${cutover}   peak RSS $((rss_revert / 1024)) MiB
@@ -105,6 +109,7 @@ zstd -dc dump | mariadb        ${t_load} s
 snap / mydumper -c             $(ratio "$t_snap" "$t_mydumper")   (aim <= 0.50)
 snap / mariadb-dump|zstd       $(ratio "$t_snap" "$t_dump")   (aim <= 0.75)
 snap size / mariadb-dump size  $(ratio "$s_snap" "$s_dump")   (aim <= 1.00)
+second snap stored / first     $(ratio "$s_snap2" "$s_snap")   (aim <= 0.05)
 revert / myloader              $(ratio "$t_revert" "$t_myloader")   (aim <= 0.80)
 revert / mariadb < dump        $(ratio "$t_revert" "$t_load")
 OUT

@@ -62,6 +62,10 @@ measure dumpz sh -c "'$BIN/pg_dump' -Fp bench | zstd -q -3 -T2 -o '$W/bench.sql.
 measure floor sh -c "psql -X -q -d bench -c '\\copy pgbench_accounts to /dev/null' &
                      psql -X -q -d bench -c '\\copy wide to /dev/null'; wait"
 measure snap "$BUILD/snap" create b1 --pg dbname=bench --store "$W/store" --jobs "$JOBS" -q
+snap_b=$(size_of "$W/store/data")
+# a second snap of the unchanged database: its parts are references to the first's
+measure snap2 "$BUILD/snap" create b2 --pg dbname=bench --store "$W/store" --jobs "$JOBS" -q
+snap2_b=$(($(size_of "$W/store/data") - snap_b))
 
 # the same snap through an encrypted store (docs/encryption.md)
 head -c 32 /dev/urandom >"$W/key" && chmod 600 "$W/key"
@@ -83,7 +87,6 @@ safety_at=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("
 cutover=$(python3 -c 'import json,sys; print("%.1f" % json.load(open(sys.argv[1]))["targets"][0]["cutover_ms"])' \
     "$W/revert.json" 2>/dev/null || echo "?")
 
-snap_b=$(size_of "$W/store/data")
 printf '\n%-34s %8s %10s %10s\n' tool seconds "size MiB" "peak MiB"
 row() { printf '%-34s %8s %10s %10s\n' "$1" "$2" "$3" "$(echo "scale=1; $4 / 1024" | bc)"; }
 row "pg_dump -Fc" "$dumpc_s" "$(mib "$(size_of "$W/bench.dump")")" "$dumpc_kb"
@@ -91,6 +94,7 @@ row "pg_dump -Fd -j$JOBS" "$dumpd_s" "$(mib "$(size_of "$W/bench.dir")")" "$dump
 row "pg_dump -Fp | zstd -3 -T2" "$dumpz_s" "$(mib "$(size_of "$W/bench.sql.zst")")" "$dumpz_kb"
 row "2 x COPY TO /dev/null (floor)" "$floor_s" - "$floor_kb"
 row "snap create --jobs $JOBS" "$snap_s" "$(mib "$snap_b")" "$snap_kb"
+row "second snap, nothing changed" "$snap2_s" "$(echo "scale=3; $snap2_b / 1048576" | bc)" "$snap2_kb"
 row "snap create, encrypted store" "$snap_enc_s" "$(mib "$(size_of "$W/enc/data")")" "$snap_enc_kb"
 row "pg_restore -j$JOBS -d (directory)" "$restore_s" - "$restore_kb"
 row "revert --jobs $JOBS (stage+verify+swap)" "$revert_s" - "$revert_kb"
@@ -101,6 +105,7 @@ echo
 echo "snap / pg_dump -Fc            $(ratio "$snap_s" "$dumpc_s")   (aim <= 0.5)"
 echo "snap / pg_dump -Fp | zstd     $(ratio "$snap_s" "$dumpz_s")   (aim <= 1.0)"
 echo "snap size / pg_dump|zstd size $(ratio "$snap_b" "$(size_of "$W/bench.sql.zst")")   (aim <= 1.0)"
+echo "second snap stored / first   $(echo "scale=4; $snap2_b / $snap_b" | bc)   (aim <= 0.05)"
 echo "revert / pg_restore -j$JOBS      $(ratio "$revert_s" "$restore_s")   (aim <= 0.9)"
 echo "revert+safety / pg_restore   $(ratio "$revert_safety_s" "$restore_s")   (aim <= 1.2)"
 echo "  to cut-over / pg_restore    $(ratio "$safety_at" "$restore_s")   (aim <= 0.8)"

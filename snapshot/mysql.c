@@ -39,6 +39,7 @@
 
 #define DEFAULT_CHUNK (8u << 20) /* the table: "[snap] pg_chunk_size; MySQL 8M" */
 #define MAX_RANGES 256
+#define MY_PART_RAW(cap) (4 * (uint64_t)(cap)->chunk) /* a part's rows, before compression */
 
 typedef struct my_table {
     char *name;
@@ -56,7 +57,7 @@ typedef struct my_table {
 } my_table;
 
 typedef struct my_item {
-    size_t table;
+    size_t table, ntables; /* tables [table, table + ntables): small whole ones go together */
     unsigned range;
     bool has_lo, has_hi;
     long long lo, hi; /* lo <= pk < hi */
@@ -82,6 +83,7 @@ typedef struct my_worker {
     arc_writer *w;
     char *buf;
     size_t len, cap_bytes;
+    uint64_t since_cut; /* bytes in the open part */
     pool *pool;
 } my_worker;
 
@@ -479,8 +481,14 @@ static void append_row(my_worker *w, MYSQL_ROW row, const unsigned long *lens, u
     w->len = (size_t)(o - w->buf);
 }
 
+/*
+ * The buffered rows as the table's next entry. The part ends at a row that marks one
+ * (snp_row_mark, after a quarter part), or after four parts' rows whatever they are: not
+ * after the compressed size that zstd's timing decides. An unchanged stretch of a table
+ * is cut into the same entries and parts in every snap, and its parts are reused.
+ */
 static snap_rc flush_chunk(my_worker *w, const my_table *t, unsigned range, unsigned *piece,
-                           snap_err *err)
+                           bool part_mark, snap_err *err)
 {
     char path[512];
     snap_rc rc;
@@ -489,9 +497,15 @@ static snap_rc flush_chunk(my_worker *w, const my_table *t, unsigned range, unsi
     if (strlen(t->enc) > 400)
         return err_set(err, SNAP_EFAIL, 0, "table name too long for an archive path: %s",
                        t->name);
-    rc = arc_write_buffer(w->w, path, w->buf, w->len, 0600, time(NULL), err);
+    rc = arc_write_buffer(w->w, path, w->buf, w->len, 0600, SNP_DB_MTIME, err);
     (*piece)++;
+    w->since_cut += w->len;
     w->len = 0;
+    if (rc == SNAP_OK && ((part_mark && w->since_cut >= MY_PART_RAW(w->cap) / 4) ||
+                          w->since_cut >= 4 * MY_PART_RAW(w->cap))) {
+        w->since_cut = 0;
+        rc = arc_writer_cut(w->w, err);
+    }
     return rc;
 }
 
@@ -532,11 +546,16 @@ static snap_rc dump_item(my_worker *w, const my_item *it, snap_err *err)
     }
     unsigned nf = mysql_num_fields(r);
     while ((row = mysql_fetch_row(r)) != NULL) {
+        size_t start = w->len;
+        bool mark;
         append_row(w, row, mysql_fetch_lengths(r), nf);
         rows++;
-        if (w->len >= cap->chunk) {
+        /* entries end at rows that mark one too: the same rows, the same entries */
+        mark = w->len >= cap->chunk / 8 && snp_row_mark(w->buf + start, w->len - start, cap->chunk / 4);
+        if (w->len >= cap->chunk || mark) {
             bytes += w->len;
-            rc = flush_chunk(w, t, it->range, &piece, err);
+            rc = flush_chunk(w, t, it->range, &piece,
+                             mark && snp_row_mark(w->buf + start, w->len - start, MY_PART_RAW(cap)), err);
             if (rc != SNAP_OK)
                 goto out;
             if (ctx_interrupted(cap->ctx, err)) {
@@ -557,7 +576,7 @@ static snap_rc dump_item(my_worker *w, const my_item *it, snap_err *err)
     }
     if (w->len > 0) {
         bytes += w->len;
-        rc = flush_chunk(w, t, it->range, &piece, err);
+        rc = flush_chunk(w, t, it->range, &piece, false, err);
         if (rc != SNAP_OK)
             goto out;
     }
@@ -580,12 +599,24 @@ typedef struct my_run {
     my_worker *workers;
 } my_run;
 
+/* An item ends its part: a part's bytes do not depend on the order workers took items in. */
 static snap_rc dump_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
     my_run *run = arg;
+    my_worker *w = &run->workers[worker];
+    const my_item *it = &run->cap->items[job];
+    snap_rc rc = SNAP_OK;
 
-    run->workers[worker].pool = p;
-    return dump_item(&run->workers[worker], &run->cap->items[job], err);
+    w->pool = p;
+    for (size_t k = 0; k < it->ntables && rc == SNAP_OK; k++) {
+        my_item one = *it;
+        one.table = it->table + k;
+        rc = dump_item(w, &one, err);
+    }
+    w->since_cut = 0;
+    if (rc == SNAP_OK)
+        rc = arc_writer_cut(w->w, err);
+    return rc;
 }
 
 /* A worker's last part, unless the capture is failing anyway. */
@@ -602,6 +633,24 @@ static int cmp_size_desc(const void *a, const void *b)
     if (x->data_length != y->data_length)
         return x->data_length > y->data_length ? -1 : 1;
     return strcmp(x->name, y->name);
+}
+
+/*
+ * Whether table i joins the item before it, a group of small whole tables that share a
+ * part. The groups depend on the tables' names and sizes only, so that an unchanged
+ * database is cut into the same parts every time.
+ */
+static bool join_group(const my_cap *cap, size_t i)
+{
+    const my_item *prev = cap->nitems > 0 ? &cap->items[cap->nitems - 1] : NULL;
+    uint64_t sum = 0;
+
+    if (prev == NULL || prev->has_lo || prev->has_hi || prev->table + prev->ntables != i ||
+        snp_group_mark(cap->tables[i].name))
+        return false;
+    for (size_t k = prev->table; k <= i; k++)
+        sum += cap->tables[k].data_length;
+    return sum <= MY_PART_RAW(cap) / 2;
 }
 
 /* Work items: big tables with an integer primary key become several ranges. */
@@ -640,11 +689,16 @@ static snap_rc plan_items(my_cap *cap, uint64_t split, snap_err *err)
             }
             mysql_free_result(r);
         }
+        if (n == 1 && join_group(cap, i)) {
+            cap->items[cap->nitems - 1].ntables++;
+            continue;
+        }
         cap->items = xrealloc(cap->items, (cap->nitems + n) * sizeof *cap->items);
         for (unsigned k = 0; k < n; k++) {
             my_item *it = &cap->items[cap->nitems++];
             memset(it, 0, sizeof *it);
             it->table = i;
+            it->ntables = 1;
             it->range = k;
             if (n > 1) {
                 /* boundaries lo + (hi - lo) * k / n without overflow */
@@ -765,7 +819,7 @@ static snap_rc capture_absent(my_cap *cap, snap_err *err)
     err_clear(err);
     rc = snp_writer_new(cap->c, &w, err);
     if (rc == SNAP_OK)
-        rc = arc_write_buffer(w, MY_SCHEMA_ENTRY, text, strlen(text), 0600, time(NULL), err);
+        rc = arc_write_buffer(w, MY_SCHEMA_ENTRY, text, strlen(text), 0600, SNP_DB_MTIME, err);
     if (rc == SNAP_OK)
         rc = arc_writer_finish(w, err);
     arc_writer_free(w);
@@ -928,7 +982,7 @@ static snap_rc write_schema(my_cap *cap, json_t **schema, snap_err *err)
         return err_set(err, SNAP_EFAIL, ENOMEM, "cannot encode the schema");
     rc = snp_writer_new(cap->c, &w, err);
     if (rc == SNAP_OK)
-        rc = arc_write_buffer(w, MY_SCHEMA_ENTRY, text, strlen(text), 0600, time(NULL), err);
+        rc = arc_write_buffer(w, MY_SCHEMA_ENTRY, text, strlen(text), 0600, SNP_DB_MTIME, err);
     if (rc == SNAP_OK)
         rc = arc_writer_finish(w, err);
     arc_writer_free(w);

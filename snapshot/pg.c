@@ -33,7 +33,7 @@ enum { ITEM_TABLE, ITEM_LOBS };
 
 typedef struct pg_item {
     int kind;
-    size_t table;
+    size_t table, ntables;       /* tables [table, table + ntables): small ones go together */
     unsigned no;                 /* item number within its table */
     uint64_t from, to;           /* block range; to == 0: to the end */
     uint64_t est;                /* estimated bytes, largest first */
@@ -355,6 +355,22 @@ static int by_est_desc(const void *a, const void *b)
     return x->no < y->no ? -1 : x->no > y->no;
 }
 
+/*
+ * Whether table i joins the item before it, a group of small whole tables: every item
+ * ends its worker's part, so that what a part holds does not depend on which worker took
+ * which item, and small tables share a part instead of one each. The groups depend on the
+ * tables' names and sizes only: an unchanged database is cut the same way every time.
+ */
+static bool join_group(const pg_cap *cap, size_t n, size_t i)
+{
+    const pg_item *prev = n > 0 ? &cap->items[n - 1] : NULL;
+    uint64_t est = cap->tables[i].blocks * BLOCK + 1;
+
+    return prev != NULL && prev->kind == ITEM_TABLE && prev->from == 0 && prev->to == 0 &&
+           prev->table + prev->ntables == i && prev->est + est <= cap->chunk / 2 &&
+           !snp_group_mark(cap->tables[i].name);
+}
+
 /* Work items: a table, or a block range of a big one (TID range scans, PostgreSQL 14+). */
 static void plan_items(pg_cap *cap)
 {
@@ -369,12 +385,18 @@ static void plan_items(pg_cap *cap)
         uint64_t ranges = cap->split && cap->server_num >= 140000 && t->blocks > 2 * per
                               ? (t->blocks + per - 1) / per
                               : 1;
+        if (ranges == 1 && join_group(cap, n, i)) {
+            cap->items[n - 1].ntables++;
+            cap->items[n - 1].est += t->blocks * BLOCK + 1;
+            continue;
+        }
         for (uint64_t r = 0; r < ranges; r++) {
             if (n == alloc)
                 cap->items = xrealloc(cap->items, (alloc *= 2) * sizeof *cap->items);
             pg_item *it = &cap->items[n++];
             it->kind = ITEM_TABLE;
             it->table = i;
+            it->ntables = 1;
             it->no = (unsigned)r;
             if (ranges > 1) {
                 it->from = r * per;
@@ -396,19 +418,53 @@ static void plan_items(pg_cap *cap)
 
 /* ---- workers ---- */
 
-/* Writes the buffered rows as one entry; closes the part once it holds a chunk. */
-static snap_rc flush_entry(pg_worker *wk, const char *path, snap_err *err)
+/*
+ * Writes the buffered rows as one entry; closes the part at a row that marks one (after a
+ * quarter chunk), or after four chunks whatever the rows. Entries end at marked rows too
+ * (copy_table): an unchanged stretch of a table is cut into the same entries and parts in
+ * every snap, even after a row before it changed, and its parts are reused.
+ */
+static snap_rc flush_entry(pg_worker *wk, const char *path, bool part_mark, snap_err *err)
 {
-    snap_rc rc = arc_write_buffer(wk->w, path, wk->buf, wk->len, 0644, time(NULL), err);
+    snap_rc rc = arc_write_buffer(wk->w, path, wk->buf, wk->len, 0644, SNP_DB_MTIME, err);
+    uint64_t chunk = wk->cap->chunk;
 
     if (rc != SNAP_OK)
         return rc;
     wk->since_cut += wk->len;
     wk->len = 0;
-    /* a full entry stops a row short of the chunk size: count it as full */
-    if (wk->since_cut >= wk->cap->chunk - wk->cap->chunk / 4) {
+    if ((part_mark && wk->since_cut >= chunk / 4) || wk->since_cut >= 4 * chunk) {
         wk->since_cut = 0;
         rc = arc_writer_cut(wk->w, err);
+    }
+    return rc;
+}
+
+typedef struct pg_copied {
+    unsigned seq;
+    uint64_t bytes, entries;
+} pg_copied;
+
+/* The rows buffered so far as the table's next entry; on failure the COPY is cancelled. */
+static snap_rc copy_entry(pg_worker *wk, const pg_item *it, pg_copied *cp, bool part_mark, snap_err *err)
+{
+    char *path = xasprintf(PG_DATA_DIR "%06zu/%06u-%06u.copy", it->table, it->no, cp->seq++);
+    snap_rc rc;
+
+    cp->bytes += wk->len;
+    cp->entries++;
+    rc = flush_entry(wk, path, part_mark, err);
+    free(path);
+    if (rc == SNAP_OK && ctx_interrupted(wk->cap->ctx, err))
+        rc = SNAP_EINTR;
+    else if (rc == SNAP_OK && pool_stopping(wk->pool))
+        rc = err_set(err, SNAP_EFAIL, 0, "stopped");
+    if (rc != SNAP_OK) {
+        /* stop the server sending the rest; drain what is in flight */
+        PGcancel *cc = PQgetCancel(wk->conn);
+        char ebuf[128];
+        PQcancel(cc, ebuf, sizeof ebuf);
+        PQfreeCancel(cc);
     }
     return rc;
 }
@@ -419,8 +475,8 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
     pg_table *t = &cap->tables[it->table];
     char *sql, msg[512];
     PGresult *res;
-    uint64_t rows = 0, bytes = 0, entries = 0;
-    unsigned seq = 0;
+    uint64_t rows = 0;
+    pg_copied cp = {0};
     snap_rc rc = SNAP_OK;
 
     if (it->from == 0 && it->to == 0)
@@ -458,30 +514,16 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
             rc = err_set(err, SNAP_EUNREACH, 0, "cannot copy table %s: %s", t->qname, msg);
             break;
         }
-        if (wk->len > 0 && wk->len + (size_t)n > cap->chunk && rc == SNAP_OK) {
-            char *path = xasprintf(PG_DATA_DIR "%06zu/%06u-%06u.copy", it->table, it->no, seq++);
-            bytes += wk->len;
-            entries++;
-            rc = flush_entry(wk, path, err);
-            free(path);
-            if (rc == SNAP_OK && ctx_interrupted(cap->ctx, err))
-                rc = SNAP_EINTR;
-            else if (rc == SNAP_OK && pool_stopping(wk->pool))
-                rc = err_set(err, SNAP_EFAIL, 0, "stopped");
-            if (rc != SNAP_OK) {
-                /* stop the server sending the rest; drain what is in flight */
-                PGcancel *cc = PQgetCancel(wk->conn);
-                char ebuf[128];
-                PQcancel(cc, ebuf, sizeof ebuf);
-                PQfreeCancel(cc);
-            }
-        }
+        if (wk->len > 0 && wk->len + (size_t)n > cap->chunk && rc == SNAP_OK)
+            rc = copy_entry(wk, it, &cp, false, err);
         if (rc == SNAP_OK) {
             if (wk->len + (size_t)n > cap->chunk) /* a single row bigger than a chunk */
                 wk->buf = xrealloc(wk->buf, wk->len + (size_t)n);
             memcpy(wk->buf + wk->len, row, (size_t)n);
             wk->len += (size_t)n;
             rows++;
+            if (wk->len >= cap->chunk / 8 && snp_row_mark(row, (size_t)n, cap->chunk / 4))
+                rc = copy_entry(wk, it, &cp, snp_row_mark(row, (size_t)n, cap->chunk), err);
         }
         PQfreemem(row);
     }
@@ -494,12 +536,12 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
         }
         PQclear(res);
     }
-    if (rc == SNAP_OK && (wk->len > 0 || seq == 0)) {
+    if (rc == SNAP_OK && (wk->len > 0 || cp.seq == 0)) {
         /* the last entry; an empty table or range still leaves one, so revert sees it */
-        char *path = xasprintf(PG_DATA_DIR "%06zu/%06u-%06u.copy", it->table, it->no, seq++);
-        bytes += wk->len;
-        entries++;
-        rc = flush_entry(wk, path, err);
+        char *path = xasprintf(PG_DATA_DIR "%06zu/%06u-%06u.copy", it->table, it->no, cp.seq++);
+        cp.bytes += wk->len;
+        cp.entries++;
+        rc = flush_entry(wk, path, false, err);
         free(path);
     }
     if (wk->len > cap->chunk)
@@ -508,8 +550,8 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
     if (rc == SNAP_OK) {
         pthread_mutex_lock(&cap->lock);
         t->rows += rows;
-        t->bytes += bytes;
-        t->entries += entries;
+        t->bytes += cp.bytes;
+        t->entries += cp.entries;
         pthread_mutex_unlock(&cap->lock);
     }
     return rc;
@@ -547,7 +589,7 @@ static snap_rc copy_lobs(pg_worker *wk, snap_err *err)
                 break;
             }
             path = xasprintf(PG_LO_DIR "%s/%012llu", cap->lobs[i], off);
-            rc = arc_write_buffer(wk->w, path, PQgetvalue(res, 0, 0), n, 0644, time(NULL), err);
+            rc = arc_write_buffer(wk->w, path, PQgetvalue(res, 0, 0), n, 0644, SNP_DB_MTIME, err);
             free(path);
             PQclear(res);
             wk->since_cut += n;
@@ -572,7 +614,10 @@ static snap_rc worker_begin(pg_worker *wk, snap_err *err)
 
     if (rc != SNAP_OK)
         return rc;
-    rc = pg_exec(wk->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
+    /* a synchronized scan starts where another scan of the table is: rows in another order */
+    rc = pg_exec(wk->conn, "SET synchronize_seqscans = off", err);
+    if (rc == SNAP_OK)
+        rc = pg_exec(wk->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
     if (rc == SNAP_OK) {
         sql = xasprintf("SET TRANSACTION SNAPSHOT '%s'", wk->cap->snapshot);
         rc = pg_exec(wk->conn, sql, err);
@@ -605,9 +650,21 @@ static snap_rc copy_item(pool *p, void *arg, size_t worker, size_t job, snap_err
         wk->buf = xmalloc(run->cap->chunk);
     if (wk->conn == NULL && (rc = worker_begin(wk, err)) != SNAP_OK)
         return rc;
-    rc = it->kind == ITEM_LOBS ? copy_lobs(wk, err) : copy_table(wk, it, err);
+    rc = SNAP_OK;
+    if (it->kind == ITEM_LOBS)
+        rc = copy_lobs(wk, err);
+    else
+        for (size_t k = 0; k < it->ntables && rc == SNAP_OK; k++) {
+            pg_item one = *it;
+            one.table = it->table + k;
+            rc = copy_table(wk, &one, err);
+        }
     if (rc == SNAP_OK && ctx_interrupted(run->cap->ctx, err))
         rc = SNAP_EINTR;
+    /* an item ends its part: a part's bytes do not depend on the order workers took items in */
+    wk->since_cut = 0;
+    if (rc == SNAP_OK)
+        rc = arc_writer_cut(wk->w, err);
     return rc;
 }
 
@@ -676,7 +733,7 @@ static snap_rc dump_schema(pg_cap *cap, PGconn *conn, const util_strv *schemas, 
     archive_entry_set_filetype(e, AE_IFREG);
     archive_entry_set_perm(e, 0644);
     archive_entry_set_size(e, size);
-    archive_entry_set_mtime(e, time(NULL), 0);
+    archive_entry_set_mtime(e, SNP_DB_MTIME, 0);
     archive_entry_set_nlink(e, 1);
     rc = arc_write_entry(w, e, fd, err);
     archive_entry_free(e);
@@ -842,9 +899,9 @@ static snap_rc write_meta(pg_cap *cap, arc_writer *lw, json_t *info, const char 
     snap_rc rc;
 
     json_decref(meta);
-    rc = arc_write_buffer(lw, PG_META_ENTRY, meta_txt, strlen(meta_txt), 0644, time(NULL), err);
+    rc = arc_write_buffer(lw, PG_META_ENTRY, meta_txt, strlen(meta_txt), 0644, SNP_DB_MTIME, err);
     if (rc == SNAP_OK)
-        rc = arc_write_buffer(lw, PG_SEQ_ENTRY, seq_sql, seq_len, 0644, time(NULL), err);
+        rc = arc_write_buffer(lw, PG_SEQ_ENTRY, seq_sql, seq_len, 0644, SNP_DB_MTIME, err);
     free(meta_txt);
     return rc;
 }

@@ -84,6 +84,34 @@ snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err)
     return arc_writer_new(c->store, c->parts, &c->opts, c->ctx, out, err);
 }
 
+bool snp_group_mark(const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % 16 == 0;
+}
+
+bool snp_row_mark(const void *row, size_t n, uint64_t target)
+{
+    const unsigned char *p = row;
+    size_t head = n < 64 ? n : 64, tail = n - head < 64 ? n - head : 64;
+    uint32_t h = 2166136261u; /* FNV-1a of the first and last 64 bytes: cheap, and a key
+                               * or a changed value is most often there */
+
+    if (n >= target || n >= (1ULL << 31))
+        return true;
+    for (size_t i = 0; i < head; i++)
+        h = (h ^ p[i]) * 16777619u;
+    for (size_t i = n - tail; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    h ^= h >> 15; /* FNV's low bits mix poorly */
+    h *= 0x2c1b3c6dU;
+    h ^= h >> 12;
+    return h < ((uint64_t)n << 32) / target;
+}
+
 static snap_rc archive_opts(const snap_ctx *ctx, arc_opts *o, snap_err *err)
 {
     long level = 0, threads = 0;

@@ -106,6 +106,20 @@ prg_bar *snp_progress(const snp_capture *c);
  * be finished (arc_writer_finish) and freed by the driver.
  */
 snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err);
+/*
+ * The time database entries carry: a constant, so that an unchanged table gives the same
+ * bytes in every snap and its parts are reused (docs/design.md, "Reuse").
+ */
+#define SNP_DB_MTIME ((time_t)0)
+/* Whether a new group of small tables starts at this name: 1 in 16 names, by a hash of
+ * the name, so that a table that grows moves the group boundaries near it only. */
+bool snp_group_mark(const char *name);
+/*
+ * Content-defined cut points for rows: whether a row of n bytes ends a piece of about
+ * `target` bytes (true with a chance of n / target, by a hash of the row's ends). A piece
+ * cut there ends at the same row in the next snap, whatever changed before it.
+ */
+bool snp_row_mark(const void *row, size_t n, uint64_t target);
 
 typedef struct snp_driver {
     const char *type; /* the `type =` of a [source] section */
