@@ -84,13 +84,13 @@ test_recover_removes_marked_staging_only() {
 
 test_recover_leaves_staging_of_a_running_revert() {
     setup
-    SNAP_FAILPOINT=stage-end:pause=4 "$REVERT" p1 --yes --no-safety-snapshot -c "$T/snap.conf" >"$T/a.out" 2>"$T/a.err" &
+    SNAP_FAILPOINT=stage-end:pause=6 "$REVERT" p1 --yes --no-safety-snapshot -c "$T/snap.conf" >"$T/a.out" 2>"$T/a.err" &
     apid=$!
-    for _ in $(seq 100); do [ -n "$(markers)" ] && [ -n "$(staging)" ] && break; sleep 0.05; done
-    sleep 0.5
-    # the journal is set aside here only to make recovery look past it
+    for _ in $(seq 200); do grep -q "failpoint stage-end" "$T/a.err" && break; sleep 0.05; done
+    [ -n "$(markers)" ] && [ -n "$(staging)" ] || fail "no marked staging"
+    # the journals (not their lock files) are set aside here only to make recovery look past them
     mkdir -p "$T/aside/l" "$T/aside/s"
-    mv "$T/state/journal/"* "$T/aside/l/" && mv "$T/store/journal/"* "$T/aside/s/" || fail "no journals to set aside"
+    mv "$T/state/journal/"*.json "$T/aside/l/" && mv "$T/store/journal/"* "$T/aside/s/" || fail "no journals to set aside"
     expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
     valid
     [ "$(jq -r '.orphans[0].outcome' "$T/out")" = locked ] || { cat "$T/out" "$T/err" >&2; fail "not reported locked"; }
@@ -183,7 +183,7 @@ test_pg_recover_leaves_staging_of_a_running_revert() {
     for _ in $(seq 200); do [ -n "$(dbs_like "${db}__revert_")" ] && [ -n "$(ls "$STORE/journal/" 2>/dev/null)" ] &&
         grep -q "failpoint stage-end" "$T/a.err" && break; sleep 0.05; done
     mkdir -p "$T/aside/l" "$T/aside/s"
-    mv "$T/state/journal/"* "$T/aside/l/" && mv "$STORE/journal/"* "$T/aside/s/" || fail "no journals to set aside"
+    mv "$T/state/journal/"*.json "$T/aside/l/" && mv "$STORE/journal/"* "$T/aside/s/" || fail "no journals to set aside"
     expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
     valid
     [ "$(jq -r '.orphans[0].outcome' "$T/out")" = locked ] || { cat "$T/out" "$T/err" >&2; fail "not reported locked"; }
@@ -287,10 +287,10 @@ test_mysql_recover_leaves_staging_of_a_running_revert() {
     mdb_conf orphrun
     SNAP_FAILPOINT=stage-end:pause=6 "$REVERT" m1 --yes --no-safety-snapshot -c "$T/snap.conf" >"$T/a.out" 2>"$T/a.err" &
     apid=$!
-    for _ in $(seq 200); do [ -n "$(my_schemas_like "${mdb}__revert_")" ] && [ -n "$(ls "$STORE/journal/" 2>/dev/null)" ] && break; sleep 0.05; done
-    sleep 1
+    for _ in $(seq 200); do grep -q "failpoint stage-end" "$T/a.err" && break; sleep 0.05; done
+    [ -n "$(my_schemas_like "${mdb}__revert_")" ] || fail "no staging schema"
     mkdir -p "$T/aside/l" "$T/aside/s"
-    mv "$T/state/journal/"* "$T/aside/l/" && mv "$STORE/journal/"* "$T/aside/s/" || fail "no journals to set aside"
+    mv "$T/state/journal/"*.json "$T/aside/l/" && mv "$STORE/journal/"* "$T/aside/s/" || fail "no journals to set aside"
     expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
     valid
     [ "$(jq -r '.orphans[0].outcome' "$T/out")" = locked ] || { cat "$T/out" "$T/err" >&2; fail "not reported locked"; }

@@ -109,8 +109,11 @@ test_pg_runner_killed_at_each_fail_point_is_finished_by_another() {
         killed_at "$fp" p1
         [ "$(store_journals)" = 1 ] || fail "$fp: no journal in the store"
         if [ "$n" = 1 ]; then
-            # right after A died its lease still holds: B does not take it over
-            expect_rc 4 B "$REVERT" --recover
+            # right after A died its lease still holds: B does not take it over (B judges
+            # with the longer of its own lease and the journal's: 30 s here, so that a slow
+            # machine does not let A's 2 s lease run out before B looks)
+            sed 's/^lease = 2s$/lease = 30s/' "$T/snap.conf" >"$T/long.conf"
+            expect_rc 4 env SNAP_STATE_DIR="$T/b" SNAP_HOST=runner-b "$REVERT" --recover -c "$T/long.conf"
             expect_err "locked by runner-a"
             expect_err "still running"
         fi
