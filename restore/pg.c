@@ -775,7 +775,7 @@ typedef struct pg_load {
      * (< post.n), or post.n + a table to analyze once its entries are built */
     size_t *ready, nready, taken;
     size_t loads_left;    /* parts not loaded yet */
-    size_t workers, busy; /* the pool's threads, those running a job */
+    size_t workers, loading; /* the pool's threads, those loading a part */
     bool *prepared;       /* per worker: its connection ran pg_restore's SET header */
     pthread_cond_t cond;  /* ready grew, or the loads are over */
 } pg_load;
@@ -1404,9 +1404,9 @@ static bool next_item(pool *p, pg_load *L, size_t *item, size_t *helpers)
         return false;
     }
     *item = L->ready[L->taken++];
-    /* parallel maintenance workers take the cores that no connection of the pool uses */
-    *helpers = L->workers > L->busy + 1 ? L->workers - L->busy - 1 : 0;
-    L->busy++;
+    /* parallel maintenance workers take the cores of the pool's other connections unless
+     * they load: builds that end early leave theirs to the builds still running */
+    *helpers = L->workers > L->loading + 1 ? L->workers - L->loading - 1 : 0;
     pthread_mutex_unlock(&L->lock);
     return true;
 }
@@ -1445,7 +1445,6 @@ static snap_rc build_job(pool *p, pg_load *L, size_t worker, snap_err *err)
                   item < L->post.n ? "built an index or constraint of" : "analyzed", jstr(tj, "schema"),
                   jstr(tj, "name"), (double)(util_now_ms() - t0) / 1e3, helpers);
     pthread_mutex_lock(&L->lock);
-    L->busy--;
     if (rc == SNAP_OK && item < L->post.n && --L->pending[table] == 0 && L->post.analyze_early) {
         L->ready[L->nready++] = L->post.n + table;
         pthread_cond_broadcast(&L->cond);
@@ -1463,13 +1462,13 @@ static snap_rc stage_job(pool *p, void *arg, size_t worker, size_t job, snap_err
     if (job >= L->nparts)
         return build_job(p, L, worker, err);
     pthread_mutex_lock(&L->lock);
-    L->busy++;
+    L->loading++;
     pthread_mutex_unlock(&L->lock);
     rc = load_job(p, arg, worker, job, err);
     if (job != L->skip_part)
         log_debug(rst_ctx(L->t), "%s: part %zu loaded", rst_component_name(L->t), job);
     pthread_mutex_lock(&L->lock);
-    L->busy--;
+    L->loading--;
     if (--L->loads_left == 0) /* a table short of its rows fails check_counts after */
         for (size_t i = 0; i < L->ntables; i++)
             queue_table(L, i);
