@@ -140,10 +140,27 @@ SQL
     diff -u "$T/source.catalog" "$T/after.catalog" >&2 || fail "indexes, constraints or triggers differ"
     capture_state "$db" after
     same_state before after
+    # each table was analyzed after its indexes: the expression index has statistics
+    [ "$(q -d "$db" -c "SELECT count(*) FROM pg_stats WHERE schemaname = 'app' AND tablename = 'wide_expr'")" = 1 ] ||
+        fail "the expression index was not analyzed"
     # the rows went in before the trigger existed, and the constraints hold them
     [ "$(q -d "$db" -c "SELECT count(*) FROM app.ref WHERE note LIKE '%!'")" = 0 ] || fail "a trigger fired on load"
     expect_rc 1 q -d "$db" -c "INSERT INTO app.wide VALUES (1, 'dup', 1)"
     expect_rc 1 q -d "$db" -c "INSERT INTO app.readings VALUES (999999, 3, 1)"
+}
+
+test_extended_statistics_are_computed_after_the_final_pass() {
+    pg_setup
+    db=$(db_name extstats)
+    make_small "$db"
+    q -d "$db" -c "CREATE STATISTICS items_np (ndistinct, dependencies) ON name, price FROM items"
+    expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --store "$STORE" --jobs 2
+    q -d "$db" -c "DELETE FROM notes"
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --jobs 2 --no-safety-snapshot
+    # extended statistics are post-data: the ANALYZE waited for them
+    [ "$(q -d "$db" -c "SELECT count(*) FROM pg_stats_ext WHERE statistics_name = 'items_np' AND n_distinct IS NOT NULL")" = 1 ] ||
+        fail "the extended statistics were not computed"
+    [ "$(q -d "$db" -c "SELECT count(*) FROM notes")" = 500 ] || fail "notes were not restored"
 }
 
 test_transaction_mode_reverts_in_place() {
