@@ -2,7 +2,8 @@
  * pg.c: the PostgreSQL target.
  *
  * swap (default): restore into <db>__revert_<snapshot> on the same server (pre-data with
- *   pg_restore, parallel COPY FROM STDIN, post-data with pg_restore -j, ANALYZE, row counts,
+ *   pg_restore, parallel COPY FROM STDIN with each table's indexes and ANALYZE as it completes
+ *   (pg_post.h), the rest of post-data with pg_restore -j --use-list, row counts,
  *   database properties), then the cut-over: ALLOW_CONNECTIONS false on the live database,
  *   end its sessions, and in one transaction rename live -> <db>__pre_revert_<revert> and
  *   staged -> <db>. The databases are told apart by oid, so every step can be retried.
@@ -21,6 +22,7 @@
 
 #include "../catalog/arc.h"
 #include "../engines/pg_client.h"
+#include "pg_post.h"
 #include "restore.h"
 #include "../common/pool.h"
 #include "../common/state.h"
@@ -764,7 +766,21 @@ typedef struct pg_load {
     uint64_t lo_count;
     PGconn **conns;       /* per worker of the pool that runs */
     char **bufs;
+    /* post-data built as the tables load (pg_post.h); the rest waits for the final pass */
+    pgp_plan post;
+    size_t *first, *next; /* per table its first entry, per entry the next of its table */
+    bool *queued;         /* per table: its entries are in ready */
+    size_t *pending;      /* per table: its entries not built yet */
+    /* what the loads made ready, in the order the tables completed: an entry to build
+     * (< post.n), or post.n + a table to analyze once its entries are built */
+    size_t *ready, nready, taken;
+    size_t loads_left;    /* parts not loaded yet */
+    size_t workers, loading; /* the pool's threads, those loading a part */
+    bool *prepared;       /* per worker: its connection ran pg_restore's SET header */
+    pthread_cond_t cond;  /* ready grew, or the loads are over */
 } pg_load;
+
+static void queue_table(pg_load *L, size_t id);
 
 /* "data/000012/..." -> 12 */
 static bool entry_table(const char *name, size_t ntables, size_t *id)
@@ -817,6 +833,8 @@ static snap_rc load_copy(pg_load *L, PGconn *c, arc_reader *r, struct archive_en
             uint64_t n = strtoull(PQcmdTuples(res), NULL, 10);
             pthread_mutex_lock(&L->lock);
             L->rows[id] += n;
+            if (L->rows[id] >= (uint64_t)json_integer_value(json_object_get(tj, "rows")))
+                queue_table(L, id);
             pthread_mutex_unlock(&L->lock);
         } else if (rc == SNAP_OK) {
             pg_errmsg(c, res, msg, sizeof msg);
@@ -912,8 +930,9 @@ static snap_rc load_job(pool *p, void *arg, size_t worker, size_t part, snap_err
     (void)p;
     if (part == L->skip_part)
         return SNAP_OK;
-    if (L->conns[worker] == NULL) {
+    if (L->bufs[worker] == NULL)
         L->bufs[worker] = xmalloc(IO_CHUNK);
+    if (L->conns[worker] == NULL) {
         rc = connect_db(L->t, L->db, &L->conns[worker], err);
         /* the cut-over commits synchronously, which flushes everything before it */
         if (rc == SNAP_OK)
@@ -949,11 +968,19 @@ static void load_init(pg_load *L, rst_target *t, const char *db, size_t skip_par
     L->skip_part = skip_part;
     L->nparts = cat_component_nparts(rst_component(t));
     pthread_mutex_init(&L->lock, NULL);
+    pthread_cond_init(&L->cond, NULL);
 }
 
 static void load_free(pg_load *L)
 {
     free(L->rows);
+    pgp_plan_free(&L->post);
+    free(L->first);
+    free(L->next);
+    free(L->queued);
+    free(L->pending);
+    free(L->ready);
+    pthread_cond_destroy(&L->cond);
     pthread_mutex_destroy(&L->lock);
 }
 
@@ -981,86 +1008,6 @@ static snap_rc check_counts(pg_load *L, snap_err *err)
         return SNAP_EVERIFY;
     }
     return SNAP_OK;
-}
-
-/*
- * ANALYZE of the restored tables only (a bare ANALYZE also reads the whole catalog), on
- * --jobs connections, biggest first.
- */
-typedef struct analyze_pool {
-    pg_load *L;
-    size_t *order;
-    PGconn **conns; /* per worker */
-} analyze_pool;
-
-static snap_rc analyze_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
-{
-    analyze_pool *A = arg;
-    json_t *tj = json_array_get(A->L->tables, A->order[job]);
-    char *sch, *nam;
-    snap_rc rc;
-
-    (void)p;
-    if (A->conns[worker] == NULL && (rc = connect_db(A->L->t, A->L->db, &A->conns[worker], err)) != SNAP_OK)
-        return rc;
-    sch = pg_ident(A->conns[worker], jstr(tj, "schema"));
-    nam = pg_ident(A->conns[worker], jstr(tj, "name"));
-    rc = execf(A->conns[worker], err, NULL, "ANALYZE %s.%s", sch, nam);
-    if (rc != SNAP_OK)
-        err_prefix(err, "cannot analyze %s.%s", sch, nam);
-    free(sch);
-    free(nam);
-    return rc;
-}
-
-static snap_rc analyze_done(pool *p, void *arg, size_t worker, snap_err *err)
-{
-    analyze_pool *A = arg;
-
-    (void)p;
-    (void)err;
-    PQfinish(A->conns[worker]);
-    A->conns[worker] = NULL;
-    return SNAP_OK;
-}
-
-typedef struct table_size {
-    json_int_t bytes;
-    size_t i;
-} table_size;
-
-static int by_bytes_desc(const void *a, const void *b)
-{
-    const table_size *x = a, *y = b;
-    return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : 0;
-}
-
-static snap_rc analyze_tables(pg_load *L, int jobs, snap_err *err)
-{
-    analyze_pool A = {.L = L};
-    size_t n = (size_t)(jobs > 0 ? jobs : 1);
-    table_size *ts;
-    pool_spec spec = {.workers = n, .njobs = L->ntables, .job = analyze_job, .done = analyze_done, .arg = &A};
-    snap_rc rc;
-
-    if (L->ntables == 0)
-        return SNAP_OK;
-    /* biggest first */
-    ts = xcalloc(L->ntables, sizeof *ts);
-    for (size_t i = 0; i < L->ntables; i++) {
-        ts[i].bytes = json_integer_value(json_object_get(json_array_get(L->tables, i), "bytes"));
-        ts[i].i = i;
-    }
-    qsort(ts, L->ntables, sizeof *ts, by_bytes_desc);
-    A.order = xcalloc(L->ntables, sizeof *A.order);
-    for (size_t i = 0; i < L->ntables; i++)
-        A.order[i] = ts[i].i;
-    free(ts);
-    A.conns = xcalloc(n, sizeof *A.conns);
-    rc = pool_run_spec(rst_ctx(L->t), &spec, err);
-    free(A.conns);
-    free(A.order);
-    return rc;
 }
 
 /* ---- database-level properties ---- */
@@ -1259,11 +1206,23 @@ static void lock_key(const char *live, char hi[16], char lo[16], char big[24])
 
 /* ---- stage ---- */
 
+/* Index builds sort: the memory a restore deserves ([revert] pg_maintenance_work_mem). */
+static snap_rc maintenance_mem(rst_target *t, const char **mwm, snap_err *err)
+{
+    const char *v = rst_options(t)->pg_maintenance_work_mem;
+
+    if (v != NULL && (!*v || strpbrk(v, " \t\\'\"") != NULL))
+        return err_set(err, SNAP_EUSAGE, 0, "[revert] pg_maintenance_work_mem must be one value such as 512MB");
+    *mwm = v ? v : "256MB";
+    return SNAP_OK;
+}
+
+/* flag: one more option (--list, --use-list=FILE) or NULL. */
 static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const char *section, int jobs,
-                              const char *dump, int out_fd, snap_err *err)
+                              const char *dump, int out_fd, const char *flag, snap_err *err)
 {
     char *tool = NULL, *sec = xasprintf("--section=%s", section), *dbarg = NULL, *jarg = xasprintf("--jobs=%d", jobs);
-    char *argv[10], *dumpcopy = xstrdup(dump);
+    char *argv[10], *dumpcopy = xstrdup(dump), *flagcopy = flag ? xstrdup(flag) : NULL;
     size_t n = 0;
     int major;
     snap_rc rc = pg_tool_find(rst_options(t)->pg_bindir, "pg_restore", &tool, &major, err);
@@ -1290,17 +1249,17 @@ static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const ch
     } else {
         argv[n++] = (char *)"--file=-";
     }
+    if (flagcopy != NULL)
+        argv[n++] = flagcopy;
     argv[n++] = dumpcopy;
     argv[n] = NULL;
     {
-        /* index builds sort: give them the memory a restore deserves ([revert] pg_maintenance_work_mem) */
-        const char *mwm = rst_options(t)->pg_maintenance_work_mem;
+        const char *mwm;
         char *opt;
-        if (mwm != NULL && (!*mwm || strpbrk(mwm, " \t\\'\"") != NULL)) {
-            rc = err_set(err, SNAP_EUSAGE, 0, "[revert] pg_maintenance_work_mem must be one value such as 512MB");
+        rc = maintenance_mem(t, &mwm, err);
+        if (rc != SNAP_OK)
             goto out;
-        }
-        opt = xasprintf("-c maintenance_work_mem=%s", mwm ? mwm : "256MB");
+        opt = xasprintf("-c maintenance_work_mem=%s", mwm);
         rc = pg_tool_run(c, db, opt, argv, out_fd, rst_ctx(t), err);
         free(opt);
     }
@@ -1310,22 +1269,280 @@ out:
     free(dbarg);
     free(jarg);
     free(dumpcopy);
+    free(flagcopy);
     return rc;
 }
 
-static snap_rc parallel_load(pg_load *L, int jobs, snap_err *err)
+/* ---- the post-data built while loading ---- */
+
+/* Under L->lock: a table whose rows are all in queues its early post-data entries, or
+ * its ANALYZE when it has none. */
+static void queue_table(pg_load *L, size_t id)
+{
+    if (L->queued == NULL || L->queued[id]) /* transaction mode loads without a plan */
+        return;
+    L->queued[id] = true;
+    if (L->pending[id] == 0 && L->post.analyze_early)
+        L->ready[L->nready++] = L->post.n + id;
+    for (size_t e = L->first[id]; e != SIZE_MAX; e = L->next[e])
+        L->ready[L->nready++] = e;
+    pthread_cond_broadcast(&L->cond);
+}
+
+typedef struct table_key {
+    const char *schema, *name;
+    size_t i;
+} table_key;
+
+typedef struct table_index {
+    table_key *keys;
+    size_t n;
+} table_index;
+
+static int key_cmp(const void *a, const void *b)
+{
+    const table_key *x = a, *y = b;
+    int c = strcmp(x->schema, y->schema);
+
+    return c ? c : strcmp(x->name, y->name);
+}
+
+static size_t find_table(const char *schema, const char *name, void *arg)
+{
+    const table_index *ti = arg;
+    table_key k = {schema, name, 0}, *hit = bsearch(&k, ti->keys, ti->n, sizeof k, key_cmp);
+
+    return hit ? hit->i : SIZE_MAX;
+}
+
+static snap_rc section_sql(rst_target *t, PGconn *c, const char *dump, const char *section, const char *flag,
+                           char **sql, snap_err *err);
+
+/*
+ * Splits the post-data: indexes and constraints of the loaded tables are built on the
+ * loading pool as each table completes (pg_post.h); an empty plan leaves it all to the
+ * final pg_restore, as before.
+ */
+static snap_rc plan_post(pg_load *L, PGconn *c, const char *dump, snap_err *err)
+{
+    char *sql = NULL, *toc = NULL;
+    table_index ti = {xcalloc(L->ntables + 1, sizeof *ti.keys), L->ntables};
+    snap_rc rc = section_sql(L->t, c, dump, "post-data", NULL, &sql, err);
+
+    if (rc == SNAP_OK)
+        rc = section_sql(L->t, c, dump, "post-data", "--list", &toc, err);
+    if (rc != SNAP_OK)
+        goto out;
+    for (size_t i = 0; i < L->ntables; i++) {
+        json_t *tj = json_array_get(L->tables, i);
+        ti.keys[i] = (table_key){jstr(tj, "schema"), jstr(tj, "name"), i};
+    }
+    qsort(ti.keys, ti.n, sizeof *ti.keys, key_cmp);
+    pgp_plan_build(sql, toc, find_table, &ti, &L->post);
+    L->first = xmalloc((L->ntables + 1) * sizeof *L->first);
+    L->next = xmalloc((L->post.n + 1) * sizeof *L->next);
+    L->queued = xcalloc(L->ntables + 1, sizeof *L->queued);
+    L->pending = xcalloc(L->ntables + 1, sizeof *L->pending);
+    L->ready = xcalloc(L->post.n + L->ntables + 1, sizeof *L->ready);
+    for (size_t i = 0; i < L->ntables; i++)
+        L->first[i] = SIZE_MAX;
+    for (size_t e = L->post.n; e-- > 0;) { /* each table's chain in the dump's order */
+        L->next[e] = L->first[L->post.e[e].table];
+        L->first[L->post.e[e].table] = e;
+        L->pending[L->post.e[e].table]++;
+    }
+    for (size_t i = 0; i < L->ntables; i++)
+        if (json_integer_value(json_object_get(json_array_get(L->tables, i), "rows")) == 0)
+            queue_table(L, i);
+    log_debug(rst_ctx(L->t), "%s: %zu indexes and constraints are built as their tables load",
+              rst_component_name(L->t), L->post.n);
+out:
+    free(ti.keys);
+    free(sql);
+    free(toc);
+    return rc;
+}
+
+/* A worker's connection ready to build: pg_restore's SET header, the sort memory. */
+static snap_rc build_conn(pg_load *L, size_t worker, snap_err *err)
+{
+    const char *mwm;
+    char *sql;
+    snap_rc rc;
+
+    if (L->conns[worker] == NULL && (rc = connect_db(L->t, L->db, &L->conns[worker], err)) != SNAP_OK)
+        return rc;
+    if (L->prepared[worker] || L->post.prologue == NULL)
+        return SNAP_OK;
+    rc = maintenance_mem(L->t, &mwm, err);
+    if (rc != SNAP_OK)
+        return rc;
+    /* the loads on this worker are over: the pool hands out every part before any build */
+    sql = xasprintf("%s\nSET maintenance_work_mem = '%s';", L->post.prologue, mwm);
+    rc = pg_exec(L->conns[worker], sql, err);
+    free(sql);
+    L->prepared[worker] = rc == SNAP_OK;
+    return rc;
+}
+
+/* Takes the next ready item, waiting while the loads make none; false when the pool stops. */
+static bool next_item(pool *p, pg_load *L, size_t *item, size_t *helpers)
+{
+    pthread_mutex_lock(&L->lock);
+    while (L->taken == L->nready && !pool_stopping(p)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&L->cond, &L->lock, &ts);
+    }
+    if (L->taken == L->nready) {
+        pthread_mutex_unlock(&L->lock);
+        return false;
+    }
+    *item = L->ready[L->taken++];
+    /* parallel maintenance workers take the cores of the pool's other connections unless
+     * they load: builds that end early leave theirs to the builds still running */
+    *helpers = L->workers > L->loading + 1 ? L->workers - L->loading - 1 : 0;
+    pthread_mutex_unlock(&L->lock);
+    return true;
+}
+
+/* One ready item: an entry built (then its table's ANALYZE once the last is), or an ANALYZE. */
+static snap_rc build_job(pool *p, pg_load *L, size_t worker, snap_err *err)
+{
+    size_t item, helpers, table;
+    json_t *tj;
+    char *sql;
+    uint64_t t0 = util_now_ms();
+    snap_rc rc;
+
+    if (!next_item(p, L, &item, &helpers)) /* stopping: the cause is reported */
+        return ctx_interrupted(rst_ctx(L->t), err) ? SNAP_EINTR : SNAP_OK;
+    table = item < L->post.n ? L->post.e[item].table : item - L->post.n;
+    tj = json_array_get(L->tables, table);
+    rc = build_conn(L, worker, err);
+    if (rc == SNAP_OK && item < L->post.n) {
+        sql = xasprintf("SET max_parallel_maintenance_workers = %zu;\n%s", helpers, L->post.e[item].sql);
+        rc = pg_exec(L->conns[worker], sql, err);
+        free(sql);
+        if (rc != SNAP_OK)
+            err_prefix(err, "cannot build an index or constraint of %s.%s", jstr(tj, "schema"), jstr(tj, "name"));
+    } else if (rc == SNAP_OK) {
+        /* the restored tables only: a bare ANALYZE also reads the whole catalog */
+        char *sch = pg_ident(L->conns[worker], jstr(tj, "schema")), *nam = pg_ident(L->conns[worker], jstr(tj, "name"));
+        rc = execf(L->conns[worker], err, NULL, "ANALYZE %s.%s", sch, nam);
+        if (rc != SNAP_OK)
+            err_prefix(err, "cannot analyze %s.%s", sch, nam);
+        free(sch);
+        free(nam);
+    }
+    if (rc == SNAP_OK)
+        log_debug(rst_ctx(L->t), "%s: %s %s.%s in %.2f s (%zu parallel workers)", rst_component_name(L->t),
+                  item < L->post.n ? "built an index or constraint of" : "analyzed", jstr(tj, "schema"),
+                  jstr(tj, "name"), (double)(util_now_ms() - t0) / 1e3, helpers);
+    pthread_mutex_lock(&L->lock);
+    if (rc == SNAP_OK && item < L->post.n && --L->pending[table] == 0 && L->post.analyze_early) {
+        L->ready[L->nready++] = L->post.n + table;
+        pthread_cond_broadcast(&L->cond);
+    }
+    pthread_mutex_unlock(&L->lock);
+    return rc;
+}
+
+/* Jobs 0..nparts-1 load the parts; the others build what the loads made ready. */
+static snap_rc stage_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
+{
+    pg_load *L = arg;
+    snap_rc rc;
+
+    if (job >= L->nparts)
+        return build_job(p, L, worker, err);
+    pthread_mutex_lock(&L->lock);
+    L->loading++;
+    pthread_mutex_unlock(&L->lock);
+    rc = load_job(p, arg, worker, job, err);
+    if (job != L->skip_part)
+        log_debug(rst_ctx(L->t), "%s: part %zu loaded", rst_component_name(L->t), job);
+    pthread_mutex_lock(&L->lock);
+    L->loading--;
+    if (--L->loads_left == 0) /* a table short of its rows fails check_counts after */
+        for (size_t i = 0; i < L->ntables; i++)
+            queue_table(L, i);
+    pthread_cond_broadcast(&L->cond);
+    pthread_mutex_unlock(&L->lock);
+    return rc;
+}
+
+/* After the final pass: the ANALYZE of every table that could not come earlier. */
+static snap_rc analyze_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
+{
+    (void)job;
+    return build_job(p, arg, worker, err);
+}
+
+/* loading: the parts, the entries and ANALYZEs they make ready; else the ANALYZEs alone */
+static snap_rc parallel_load(pg_load *L, int jobs, bool loading, snap_err *err)
 {
     size_t n = (size_t)(jobs > 0 ? jobs : 1);
-    pool_spec spec = {.workers = n, .njobs = L->nparts, .job = load_job, .done = load_done, .arg = L};
+    pool_spec spec = {.workers = n, .done = load_done, .arg = L};
     snap_rc rc;
+
+    if (loading) {
+        spec.job = stage_job;
+        spec.njobs = L->nparts + L->post.n + (L->post.analyze_early ? L->ntables : 0);
+    } else {
+        spec.job = analyze_job;
+        spec.njobs = L->ntables;
+        L->nready = L->taken = 0;
+        for (size_t i = 0; i < L->ntables; i++)
+            L->ready[L->nready++] = L->post.n + i;
+    }
 
     L->conns = xcalloc(n, sizeof *L->conns);
     L->bufs = xcalloc(n, sizeof *L->bufs);
+    L->prepared = xcalloc(n, sizeof *L->prepared);
+    L->workers = n;
+    L->loads_left = L->nparts;
     rc = pool_run_spec(rst_ctx(L->t), &spec, err);
     free(L->conns);
     free(L->bufs);
+    free(L->prepared);
     L->conns = NULL;
     L->bufs = NULL;
+    L->prepared = NULL;
+    return rc;
+}
+
+/* What was not built while loading: foreign keys, triggers, attachments, comments... */
+static snap_rc post_final(pg_load *L, PGconn *c, const char *dump, int jobs, snap_err *err)
+{
+    char *path = NULL, *flag;
+    size_t len;
+    int fd;
+    snap_rc rc;
+
+    if (L->post.n == 0)
+        return run_pg_restore(L->t, c, L->db, "post-data", jobs, dump, -1, NULL, err);
+    fd = pg_tmpfile(&path, err);
+    if (fd < 0)
+        return err->code;
+    len = strlen(L->post.rest_list);
+    if (write(fd, L->post.rest_list, len) != (ssize_t)len) {
+        rc = err_sys(err, SNAP_EFAIL, "cannot write %s", path);
+        close(fd);
+        goto out;
+    }
+    close(fd);
+    flag = xasprintf("--use-list=%s", path);
+    rc = run_pg_restore(L->t, c, L->db, "post-data", jobs, dump, -1, flag, err);
+    free(flag);
+out:
+    unlink(path);
+    free(path);
     return rc;
 }
 
@@ -1397,21 +1614,23 @@ static snap_rc stage_swap(rst_target *t, snap_err *err)
     rc = connect_db(t, staged, &c, err);
     if (rc == SNAP_OK) {
         log_info(ctx, "%s: restoring the schema into %s", rst_component_name(t), staged);
-        rc = run_pg_restore(t, c, staged, "pre-data", 1, sf.dump_path, -1, err);
+        rc = run_pg_restore(t, c, staged, "pre-data", 1, sf.dump_path, -1, NULL, err);
     }
+    if (rc == SNAP_OK)
+        rc = plan_post(&L, c, sf.dump_path, err);
     if (rc == SNAP_OK) {
         log_info(ctx, "%s: loading %zu tables on %d connections", rst_component_name(t), L.ntables, ctx->jobs);
-        rc = parallel_load(&L, ctx->jobs, err);
+        rc = parallel_load(&L, ctx->jobs, true, err);
     }
     util_failpoint("pg-stage-loaded");
     if (rc == SNAP_OK)
         rc = pg_exec(c, sf.sequences, err);
     if (rc == SNAP_OK) {
         log_info(ctx, "%s: building indexes and constraints", rst_component_name(t));
-        rc = run_pg_restore(t, c, staged, "post-data", ctx->jobs, sf.dump_path, -1, err);
+        rc = post_final(&L, c, sf.dump_path, ctx->jobs, err);
     }
-    if (rc == SNAP_OK)
-        rc = analyze_tables(&L, ctx->jobs, err);
+    if (rc == SNAP_OK && !L.post.analyze_early)
+        rc = parallel_load(&L, ctx->jobs, false, err);
     if (rc == SNAP_OK)
         rc = check_counts(&L, err);
     PQfinish(c);
@@ -1757,9 +1976,9 @@ static snap_rc pg_finish(rst_target *t, bool drop_old, snap_err *err)
 
 /* ---- transaction mode ---- */
 
-/* pg_restore's SQL for a section, without psql's \restrict lines. */
-static snap_rc section_sql(rst_target *t, PGconn *c, const char *dump, const char *section, char **sql,
-                           snap_err *err)
+/* pg_restore's SQL for a section (its listing with flag "--list"), without psql's \restrict lines. */
+static snap_rc section_sql(rst_target *t, PGconn *c, const char *dump, const char *section, const char *flag,
+                           char **sql, snap_err *err)
 {
     int fd = pg_tmpfile(NULL, err);
     off_t size;
@@ -1768,7 +1987,7 @@ static snap_rc section_sql(rst_target *t, PGconn *c, const char *dump, const cha
 
     if (fd < 0)
         return err->code;
-    rc = run_pg_restore(t, c, NULL, section, 1, dump, fd, err);
+    rc = run_pg_restore(t, c, NULL, section, 1, dump, fd, flag, err);
     if (rc != SNAP_OK) {
         close(fd);
         return rc;
@@ -1881,9 +2100,9 @@ static snap_rc cutover_tx(rst_target *t, snap_err *err)
     if (rc == SNAP_OK)
         rc = connect_db(t, live, &c, err);
     if (rc == SNAP_OK)
-        rc = section_sql(t, c, sf.dump_path, "pre-data", &pre, err);
+        rc = section_sql(t, c, sf.dump_path, "pre-data", NULL, &pre, err);
     if (rc == SNAP_OK)
-        rc = section_sql(t, c, sf.dump_path, "post-data", &post, err);
+        rc = section_sql(t, c, sf.dump_path, "post-data", NULL, &post, err);
     if (rc != SNAP_OK)
         goto out;
     L.skip_part = sf.part;
