@@ -20,20 +20,30 @@
 #include "files_reuse.h"
 
 
-/* One entry of a reused part: the walk must meet it, unchanged. */
+/* What tells a change of an entry, as the index holds it (fields 1-8 of its array). */
+enum { M_MODE, M_SIZE, M_MTIME, M_MTIME_NS, M_CTIME, M_CTIME_NS, M_INO, M_NLINK, M_COUNT };
+
+/* One entry of a reused part: the walk must meet it, unchanged. Kept as this struct, not
+ * as the parent's JSON, which is freed before the walk: a few dozen bytes per entry. */
 typedef struct covered {
-    char *path; /* stored name: the absolute path without its leading '/' */
-    json_t *meta;
+    const char *path; /* stored name, the absolute path without its leading '/'; in this block */
+    json_int_t meta[M_COUNT];
     unsigned no; /* the part number in the new snapshot */
     bool seen;
 } covered;
+
+/* The entries of one part of the new index, as compact JSON text ("[...],[...]"). */
+typedef struct ipart {
+    unsigned no;
+    util_buf text;
+} ipart;
 
 struct frs {
     snp_capture *c;
     void *tree; /* tsearch of covered, by path */
     size_t ncovered, nseen;
-    json_t *parts; /* the new index: part number (as text) -> entries */
-    json_t *parent; /* the parent's index, which covered entries point into */
+    ipart *parts; /* the new index, in the order the parts were first met */
+    size_t nparts, cap;
     uint64_t reused_parts;
 };
 
@@ -44,9 +54,36 @@ static int by_path(const void *a, const void *b)
 
 static void covered_free(void *p)
 {
-    covered *v = p;
-    free(v->path);
-    free(v);
+    free(p);
+}
+
+/* The metadata the index keeps of an entry, in its order. */
+static void stat_meta(const struct stat *st, json_int_t m[M_COUNT])
+{
+    m[M_MODE] = (json_int_t)st->st_mode;
+    m[M_SIZE] = (json_int_t)st->st_size;
+    m[M_MTIME] = (json_int_t)st->st_mtim.tv_sec;
+    m[M_MTIME_NS] = (json_int_t)st->st_mtim.tv_nsec;
+    m[M_CTIME] = (json_int_t)st->st_ctim.tv_sec;
+    m[M_CTIME_NS] = (json_int_t)st->st_ctim.tv_nsec;
+    m[M_INO] = (json_int_t)st->st_ino;
+    m[M_NLINK] = (json_int_t)st->st_nlink;
+}
+
+/* An entry of the parent's index: its name and metadata, or false when it is not
+ * [string, 8 integers, caps] (such an entry never matches). */
+static bool index_meta(const json_t *e, const char **name, json_int_t m[M_COUNT])
+{
+    *name = json_string_value(json_array_get(e, 0));
+    if (json_array_size(e) != CAT_INDEX_FIELDS || *name == NULL)
+        return false;
+    for (size_t i = 0; i < M_COUNT; i++) {
+        const json_t *v = json_array_get(e, i + 1);
+        if (!json_is_integer(v))
+            return false;
+        m[i] = json_integer_value(v);
+    }
+    return true;
 }
 
 /* What the index keeps of an entry. A name JSON cannot hold is null: it never matches.
@@ -62,17 +99,41 @@ static json_t *entry_meta(const char *stored, const struct stat *st, bool caps)
 }
 
 /* Unchanged: the same metadata, and not a file with several names (its link group may
- * span parts that changed). */
-static bool same_meta(const json_t *old, const char *stored, const struct stat *st)
+ * span parts that changed). The ctime covers the capabilities. */
+static bool same_meta(const json_int_t old[M_COUNT], const struct stat *st)
 {
-    json_t *now = entry_meta(stored, st, false);
-    bool same = json_array_size(old) == CAT_INDEX_FIELDS && !(S_ISREG(st->st_mode) && st->st_nlink > 1);
+    json_int_t now[M_COUNT];
 
-    for (size_t i = 0; i + 1 < CAT_INDEX_FIELDS && same; i++) /* the ctime covers the capabilities */
-        same = json_equal(json_array_get(old, i), json_array_get(now, i));
+    stat_meta(st, now);
+    return !(S_ISREG(st->st_mode) && st->st_nlink > 1) && memcmp(old, now, sizeof now) == 0;
+}
 
-    json_decref(now);
-    return same;
+static int dump_cb(const char *buf, size_t size, void *data)
+{
+    return util_buf_add(data, buf, size) ? 0 : -1;
+}
+
+/* Appends one entry, as compact JSON, to the text of part number no of the new index. */
+static void index_add(frs *r, unsigned no, const json_t *entry)
+{
+    ipart *p = NULL;
+
+    for (size_t i = r->nparts; i-- > 0 && p == NULL;) /* the walk fills the last part */
+        if (r->parts[i].no == no)
+            p = &r->parts[i];
+    if (p == NULL) {
+        if (r->nparts == r->cap) {
+            r->cap = r->cap ? r->cap * 2 : 16;
+            r->parts = xrealloc(r->parts, r->cap * sizeof *r->parts);
+        }
+        p = &r->parts[r->nparts++];
+        *p = (ipart){.no = no};
+    }
+    if (entry == NULL)
+        return;
+    if (p->text.len > 0)
+        util_buf_addc(&p->text, ',');
+    json_dump_callback(entry, dump_cb, &p->text, JSON_COMPACT);
 }
 
 static bool under_roots(const char *abs, const char *const *roots, size_t nroots)
@@ -145,15 +206,16 @@ static bool part_unchanged(const json_t *entries, uint64_t want, const char *con
     if (!json_is_array(entries) || json_array_size(entries) != want)
         return false;
     json_array_foreach(entries, i, e) {
-        const char *stored = json_string_value(json_array_get(e, 0));
+        const char *stored;
+        json_int_t m[M_COUNT];
         char *abs;
         struct stat st;
         bool ok;
 
-        if (stored == NULL || stored[0] == '\0')
+        if (!index_meta(e, &stored, m) || stored[0] == '\0')
             return false;
         abs = xasprintf("/%s", stored);
-        ok = under_roots(abs, roots, nroots) && lstat(abs, &st) == 0 && same_meta(e, stored, &st);
+        ok = under_roots(abs, roots, nroots) && lstat(abs, &st) == 0 && same_meta(m, &st);
         free(abs);
         if (!ok)
             return false;
@@ -161,21 +223,27 @@ static bool part_unchanged(const json_t *entries, uint64_t want, const char *con
     return true;
 }
 
+/* Keeps what the walk needs of a reused part's entries, and copies them to the new index. */
 static void cover_part(frs *r, const json_t *entries, unsigned no)
 {
     size_t i;
     json_t *e;
 
+    index_add(r, no, NULL); /* a part without entries is still listed */
     json_array_foreach(entries, i, e) {
-        covered *v = xcalloc(1, sizeof *v), **found;
-        v->path = xstrdup(json_string_value(json_array_get(e, 0)));
-        v->meta = (json_t *)e;
+        const char *name = json_string_value(json_array_get(e, 0));
+        size_t n = strlen(name) + 1;
+        covered *v = xcalloc(1, sizeof *v + n), **found;
+        memcpy(v + 1, name, n);
+        v->path = (const char *)(v + 1);
+        index_meta(e, &name, v->meta); /* part_unchanged checked it */
         v->no = no;
         found = tsearch(v, &r->tree, by_path);
         if (*found != v) /* a name twice: keep the first; the walk meets it once */
             covered_free(v);
         else
             r->ncovered++;
+        index_add(r, no, e);
     }
 }
 
@@ -198,9 +266,6 @@ static void reuse_parts(frs *r, cat_component *p, json_t *index, const char *con
             continue;
         no = arc_parts_add_ref(snp_parts(r->c), k, size, sha, nentries, raw);
         cover_part(r, entries, no);
-        char *num = xasprintf("%u", no);
-        json_object_set_new(r->parts, num, json_deep_copy(entries));
-        free(num);
         r->reused_parts++;
     }
 }
@@ -213,14 +278,13 @@ frs *frs_new(snp_capture *c, const char *source, const json_t *exclude, const ch
     json_t *index;
 
     r->c = c;
-    r->parts = json_object();
     p = find_parent(c, source, exclude, &pname);
     if (p == NULL || (index = load_index(c, p)) == NULL)
         return r;
     reuse_parts(r, p, index, roots, nroots);
     log_verbose(snp_ctx(c), "%s: %llu of %zu parts of %s unchanged, reused", snp_source_name(c),
              (unsigned long long)r->reused_parts, json_array_size(json_object_get(index, "parts")), pname);
-    r->parent = index;
+    json_decref(index); /* the covered entries and the new index hold their own copies */
     return r;
 }
 
@@ -234,7 +298,7 @@ bool frs_covered(frs *r, const char *stored, const struct stat *st, bool *change
         return false;
     if ((*found)->seen) /* a second visit (nested roots): stored again, as before */
         return false;
-    if (!same_meta((*found)->meta, stored, st)) {
+    if (!same_meta((*found)->meta, st)) {
         *changed = true; /* it changed between the look at the index and the walk */
         return true;
     }
@@ -245,41 +309,56 @@ bool frs_covered(frs *r, const char *stored, const struct stat *st, bool *change
 
 void frs_record(frs *r, unsigned no, const char *stored, const struct stat *st, bool caps)
 {
-    char *k = xasprintf("%u", no);
-    json_t *a = json_object_get(r->parts, k);
+    json_t *e = entry_meta(stored, st, caps);
 
-    if (a == NULL) {
-        a = json_array();
-        json_object_set_new(r->parts, k, a);
-    }
-    json_array_append_new(a, entry_meta(stored, st, caps));
-    free(k);
+    index_add(r, no, e);
+    json_decref(e);
 }
 
-/* The new index: every part of the component, in part order, with its entries. */
-static json_t *index_doc(frs *r)
+/* The new index as text: every part of the component that has entries, in part order.
+ * Built by concatenation, byte for byte what json_dumps(JSON_COMPACT) makes of the tree
+ * {"format": F, "parts": [{"key": K, "entries": [...]}, ...]}; each part's text is freed
+ * once copied. */
+static char *index_text(frs *r, size_t *len)
 {
     arc_parts *parts = snp_parts(r->c);
-    json_t *out = json_array();
+    util_buf b = {0};
+    char *head = xasprintf("{\"format\":%d,\"parts\":[", CAT_INDEX_FORMAT);
+    bool first = true;
 
+    util_buf_adds(&b, head);
+    free(head);
     for (size_t i = 0; i < arc_parts_count(parts); i++) {
         const char *key, *sha;
         uint64_t size, entries, raw;
         unsigned no = arc_parts_no(parts, i);
-        char *k = xasprintf("%u", no);
-        json_t *e = json_object_get(r->parts, k);
+        json_t *k;
+
         arc_parts_get(parts, i, &key, &size, &sha, &entries, &raw);
-        if (e != NULL)
-            json_array_append_new(out, json_pack("{s:s, s:O}", "key", key, "entries", e));
-        free(k);
+        for (size_t j = 0; j < r->nparts; j++) {
+            if (r->parts[j].no != no)
+                continue;
+            util_buf_adds(&b, first ? "{\"key\":" : ",{\"key\":");
+            k = json_string(key);
+            json_dump_callback(k, dump_cb, &b, JSON_COMPACT | JSON_ENCODE_ANY);
+            json_decref(k);
+            util_buf_adds(&b, ",\"entries\":[");
+            util_buf_add(&b, r->parts[j].text.p, r->parts[j].text.len);
+            util_buf_adds(&b, "]}");
+            util_buf_free(&r->parts[j].text);
+            first = false;
+            break;
+        }
     }
-    return json_pack("{s:i, s:o}", "format", CAT_INDEX_FORMAT, "parts", out);
+    util_buf_adds(&b, "]}");
+    *len = b.len;
+    return util_buf_take(&b);
 }
 
 snap_rc frs_finish(frs *r, snap_err *err)
 {
     stg *s = snp_store(r->c);
-    json_t *doc, *ix;
+    json_t *ix;
     char *text, *key, *packed, sha[65];
     size_t len, plen;
     util_sha256 *h;
@@ -293,10 +372,7 @@ snap_rc frs_finish(frs *r, snap_err *err)
         err_hint(err, "something changed the tree during capture; run snap again (nothing was committed)");
         return SNAP_ECONFLICT;
     }
-    doc = index_doc(r);
-    text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    len = strlen(text);
+    text = index_text(r, &len);
     packed = xmalloc(ZSTD_compressBound(len));
     plen = ZSTD_compress(packed, ZSTD_compressBound(len), text, len, 3);
     free(text);
@@ -323,7 +399,8 @@ void frs_free(frs *r)
     if (r == NULL)
         return;
     tdestroy(r->tree, covered_free);
-    json_decref(r->parts);
-    json_decref(r->parent);
+    for (size_t i = 0; i < r->nparts; i++)
+        util_buf_free(&r->parts[i].text);
+    free(r->parts);
     free(r);
 }
