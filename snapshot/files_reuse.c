@@ -302,6 +302,7 @@ static void reuse_parts(frs *r, reader *rd, cat_component *p)
         const char *k, *sha;
         uint64_t size, nentries, raw;
         unsigned no;
+        util_buf *text;
 
         if (!c->ok)
             continue;
@@ -317,7 +318,12 @@ static void reuse_parts(frs *r, reader *rd, cat_component *p)
                 r->ncovered++;
         }
         c->nv = 0;
-        util_buf_add(index_part(r, no), c->text.p, c->text.len); /* listed even without entries */
+        text = index_part(r, no); /* listed even without entries */
+        if (text->p == NULL) { /* a new part number: the text moves */
+            *text = c->text;
+            memset(&c->text, 0, sizeof c->text);
+        }
+        util_buf_add(text, c->text.p, c->text.len);
         util_buf_free(&c->text);
         r->reused_parts++;
     }
