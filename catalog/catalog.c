@@ -714,11 +714,10 @@ snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_
     return rc;
 }
 
-/* One zstd frame of compact JSON, of a known size. */
-static json_t *unpack_index(const char *buf, size_t len)
+/* One zstd frame of a known size: its text, NUL-terminated, or NULL. */
+static char *unpack_index(const char *buf, size_t len, size_t *out_len)
 {
     unsigned long long n = ZSTD_getFrameContentSize(buf, len);
-    json_t *doc = NULL;
     char *text;
     size_t got;
 
@@ -726,9 +725,19 @@ static json_t *unpack_index(const char *buf, size_t len)
         return NULL;
     text = xmalloc(n + 1);
     got = ZSTD_decompress(text, n, buf, len);
-    if (!ZSTD_isError(got) && got == n)
-        doc = json_loadb(text, got, 0, NULL);
-    free(text);
+    if (ZSTD_isError(got) || got != n) {
+        free(text);
+        return NULL;
+    }
+    text[n] = '\0';
+    *out_len = n;
+    return text;
+}
+
+json_t *cat_index_parse(const char *text, size_t len)
+{
+    json_t *doc = json_loadb(text, len, 0, NULL);
+
     if (doc != NULL && (json_integer_value(json_object_get(doc, "format")) != CAT_INDEX_FORMAT ||
                         !json_is_array(json_object_get(doc, "parts")))) {
         json_decref(doc);
@@ -737,33 +746,51 @@ static json_t *unpack_index(const char *buf, size_t len)
     return doc;
 }
 
-snap_rc cat_index_load(stg *s, cat_component *c, json_t **out, snap_err *err)
+snap_rc cat_index_text(stg *s, cat_component *c, char **text, size_t *len, snap_err *err)
 {
     json_t *ix = json_object_get(cat_component_json(c), "index");
     const char *key = json_string_value(json_object_get(ix, "key"));
     const char *want = json_string_value(json_object_get(ix, "sha256"));
     char *buf = NULL, sha[65];
-    size_t len = 0;
+    size_t blen = 0;
     util_sha256 *h;
     snap_rc rc;
 
-    *out = NULL;
+    *text = NULL;
+    *len = 0;
     if (key == NULL || want == NULL)
         return err_set(err, SNAP_ENOTFOUND, 0, "component %s has no entry index", cat_component_name(c));
-    rc = stg_get(s, key, INDEX_MAX, &buf, &len, err);
+    rc = stg_get(s, key, INDEX_MAX, &buf, &blen, err);
     if (rc != SNAP_OK) {
         err_prefix(err, "entry index %s", key);
         return rc;
     }
     h = util_sha256_new();
-    util_sha256_update(h, buf, len);
+    util_sha256_update(h, buf, blen);
     util_sha256_final(h, sha);
-    if ((json_int_t)len != json_integer_value(json_object_get(ix, "size")) || strcmp(sha, want) != 0)
+    if ((json_int_t)blen != json_integer_value(json_object_get(ix, "size")) || strcmp(sha, want) != 0)
         rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s fails its checksum", key);
-    else if ((*out = unpack_index(buf, len)) == NULL)
+    else if ((*text = unpack_index(buf, blen, len)) == NULL)
         rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged", key);
     free(buf);
     return rc;
+}
+
+snap_rc cat_index_load(stg *s, cat_component *c, json_t **out, snap_err *err)
+{
+    char *text;
+    size_t len;
+    snap_rc rc = cat_index_text(s, c, &text, &len, err);
+
+    *out = NULL;
+    if (rc != SNAP_OK)
+        return rc;
+    *out = cat_index_parse(text, len);
+    free(text);
+    if (*out == NULL)
+        return err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged",
+                       json_string_value(json_object_get(json_object_get(cat_component_json(c), "index"), "key")));
+    return SNAP_OK;
 }
 
 snap_rc cat_record_revert(stg *s, const char *revert_id, json_t *record, snap_err *err)

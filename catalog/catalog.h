@@ -95,6 +95,11 @@ void cat_manifest_set_format(cat_manifest *m);
 #define CAT_INDEX_FORMAT 1
 #define CAT_INDEX_FIELDS 10 /* name, mode, size, mtime s/ns, ctime s/ns, inode, links, capabilities */
 snap_rc cat_index_load(stg *s, cat_component *c, json_t **out, snap_err *err);
+/* The same, checked and decompressed but not parsed: *text (NUL-terminated, caller frees),
+ * for a reader that parses it a piece at a time. cat_index_parse parses such a text (NULL
+ * when it is not an index). */
+snap_rc cat_index_text(stg *s, cat_component *c, char **text, size_t *len, snap_err *err);
+json_t *cat_index_parse(const char *text, size_t len);
 
 /* The manifest as JSON (borrowed). */
 json_t *cat_manifest_json(const cat_manifest *m);
