@@ -165,11 +165,16 @@ static char *mark_clause(rst_target *t, MYSQL *m, const char *live)
     doc = json_pack("{s:i, s:s, s:s, s:I, s:s, s:s}", "format", 1, "revert_id", rst_revert_id(t), "snapshot",
                     rst_manifest(t) ? cat_manifest_id(rst_manifest(t)) : "", "created", (json_int_t)time(NULL),
                     "live", live, "host", rst_host(t));
-    text = json_dumps(doc, JSON_COMPACT);
-    if (strlen(text) > MARK_MAX) { /* a long host name is what can be left out */
+    text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL; /* NULL: a name that is not UTF-8 */
+    if (text != NULL && strlen(text) > MARK_MAX) { /* a long host name is what can be left out */
         free(text);
         json_object_del(doc, "host");
         text = json_dumps(doc, JSON_COMPACT);
+    }
+    if (text == NULL) {
+        log_warn(rst_ctx(t), "schemas beside %s go unmarked: a name in the marker is not UTF-8", live);
+        json_decref(doc);
+        return xstrdup("");
     }
     lit = my_literal(m, text);
     out = strlen(text) <= MARK_MAX ? xasprintf(" COMMENT = %s", lit) : xstrdup("");

@@ -1339,6 +1339,18 @@ static snap_rc plan_post(pg_load *L, PGconn *c, const char *dump, snap_err *err)
     }
     qsort(ti.keys, ti.n, sizeof *ti.keys, key_cmp);
     pgp_plan_build(sql, toc, find_table, &ti, &L->post);
+    if (L->post.analyze_early) {
+        /* ANALYZE of a parent of legacy inheritance reads its children too: it waits for
+         * every load when there is one */
+        PGresult *res;
+        rc = pg_query(c, "SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent "
+                         "WHERE p.relkind = 'r' LIMIT 1", 0, NULL, &res, err);
+        if (rc == SNAP_OK && PQntuples(res) > 0)
+            L->post.analyze_early = false;
+        PQclear(res);
+        if (rc != SNAP_OK)
+            goto out;
+    }
     L->first = xmalloc((L->ntables + 1) * sizeof *L->first);
     L->next = xmalloc((L->post.n + 1) * sizeof *L->next);
     L->queued = xcalloc(L->ntables + 1, sizeof *L->queued);

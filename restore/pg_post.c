@@ -69,7 +69,50 @@ static void doc_free(sql_doc *d)
     util_buf_free(&d->prologue);
 }
 
-/* Splits the SQL into entries; false when a header does not parse. */
+static bool ident(const char **p, char **out);
+
+/* Whether a SET line of state_sets is exactly as pg_restore writes it: '' or one identifier,
+ * then ';' and nothing more. Any other, like one inside a literal that an object's owner
+ * wrote, makes the caller give the whole section to pg_restore. */
+static bool state_line_ok(const char *v)
+{
+    char *id = NULL;
+
+    if (strcmp(v, "'';") == 0)
+        return true;
+    if (!ident(&v, &id))
+        return false;
+    free(id);
+    return strcmp(v, ";") == 0;
+}
+
+static bool is_state(const char *l)
+{
+    for (size_t k = 0; k < sizeof state_sets / sizeof *state_sets; k++)
+        if (strncmp(l, state_sets[k], strlen(state_sets[k])) == 0)
+            return true;
+    return false;
+}
+
+static bool is_header(const char *l1, const char *l2, const char *l3);
+
+/* pg_restore writes the state lines of an entry just before its header: only blank lines
+ * and other state lines lie between them. */
+static bool state_before_header(const util_strv *lines, size_t i)
+{
+    size_t j = i + 1;
+
+    while (j < lines->n && (lines->v[j][0] == '\0' || is_state(lines->v[j])))
+        j++;
+    return j + 2 < lines->n && is_header(lines->v[j], lines->v[j + 1], lines->v[j + 2]);
+}
+
+/*
+ * Splits the SQL into entries; false when a header does not parse, or when a line that
+ * sets the state carried into every later entry is not where pg_restore writes one (just
+ * before a header) or not in its exact form: such a line lies inside a statement's
+ * literal, and neither it nor what follows it may run as state.
+ */
 static bool doc_parse(const char *sql, sql_doc *d)
 {
     util_strv lines = {0};
@@ -98,14 +141,15 @@ static bool doc_parse(const char *sql, sql_doc *d)
             i += 2;
             continue;
         }
+        util_buf *b = d->n ? &d->e[d->n - 1].body : &d->prologue;
         for (size_t k = 0; k < 2; k++)
             if (strncmp(l, state_sets[k], strlen(state_sets[k])) == 0) {
+                ok = ok && state_before_header(&lines, i) && state_line_ok(l + strlen(state_sets[k]));
                 state[k] = lines.v[i];
                 set = true;
             }
         if (set)
             continue;
-        util_buf *b = d->n ? &d->e[d->n - 1].body : &d->prologue;
         util_buf_adds(b, l);
         util_buf_addc(b, '\n');
     }
@@ -284,6 +328,11 @@ void pgp_plan_build(const char *sql, const char *toc, pgp_table_fn find, void *a
         ok = k < d.n && toc_matches(l, &d.e[k]);
         if (ok && entry_table(&d.e[k], &sch, &nam, &only))
             table = find(sch, nam, arg);
+        else { /* an entry whose statement did not read as expected is not on a known table */
+            free(sch);
+            free(nam);
+            sch = nam = NULL;
+        }
         if (ok && table == SIZE_MAX && sch == NULL && !only && !stats_neutral(d.e[k].type))
             out->analyze_early = false;
         if (ok && table != SIZE_MAX) {

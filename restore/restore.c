@@ -2170,7 +2170,8 @@ static json_t *kept_size(const json_t *doc)
     json_array_foreach(json_object_get(doc, "targets"), i, tj) {
         b = json_object_get(json_object_get(tj, "state"), "kept_bytes");
         if (json_is_integer(b) && json_integer_value(b) >= 0) {
-            sum += json_integer_value(b);
+            if (__builtin_add_overflow(sum, json_integer_value(b), &sum))
+                return json_null(); /* no size a record of ours could hold */
             any = true;
         }
     }

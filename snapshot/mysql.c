@@ -681,8 +681,13 @@ static snap_rc plan_items(my_cap *cap, uint64_t split, snap_err *err)
                 lo = strtoll(row[0], &e1, 10);
                 hi = strtoll(row[1], &e2, 10);
                 if (errno == 0 && *e1 == '\0' && *e2 == '\0' && hi > lo) {
-                    uint64_t want = t->data_length / split + 1;
-                    n = want > MAX_RANGES ? MAX_RANGES : (unsigned)want;
+                    /* DATA_LENGTH is the server's estimate, which drifts as statistics are
+                     * recalculated: a power of two keeps the count, and with it every range's
+                     * bounds and the bytes of its parts (reuse), through most of that drift */
+                    uint64_t want = t->data_length / split + 1, pow2 = 1;
+                    while (pow2 < want && pow2 < MAX_RANGES)
+                        pow2 *= 2;
+                    n = (unsigned)pow2;
                     if ((unsigned long long)(hi - lo) < n)
                         n = 1;
                 }

@@ -57,6 +57,8 @@ EOF
         echo "CREATE TABLE small_$i (id int AUTO_INCREMENT PRIMARY KEY, v text);
               INSERT INTO small_$i (v) SELECT MD5(seq) FROM seq_1_to_$((i * 10));"
     done | my "$MYDB"
+    # fresh statistics now, so that no recalculation runs between two snaps of this test
+    my "$MYDB" -e "ANALYZE TABLE big, loose" >/dev/null
     printf '[source ledger]\ntype = mysql\ndsn = mysql://root@localhost/%s?socket=%s\nchunk_size = 256k\n' \
         "$MYDB" "$MY_SOCKET" >"$T/snap.conf"
 }
@@ -88,7 +90,9 @@ test_postgres_unchanged_database_is_stored_once() {
     want=$(pg_sum big)
     snap_ p4
     [ "$(own_parts p4)" -le 4 ] || fail "p4 stored $(own_parts p4) parts for one changed row"
-    at_most_pct "$(own_bytes p4)" "$(own_bytes p1)" 25
+    # the new version of the row lands where the server finds room (often the table's end):
+    # the part it left and the part it joined are stored again, each up to 4 chunks
+    at_most_pct "$(own_bytes p4)" "$(own_bytes p1)" 50
     q -d "$PGDB" -c "UPDATE big SET note = 'damaged' WHERE id < 1000"
     expect_rc 0 "$REVERT" p4 --store "$ST" --config "$T/snap.conf" --yes --no-safety-snapshot
     [ "$(pg_sum big)" = "$want" ] || fail "revert of p4 did not restore the rows"
@@ -112,6 +116,7 @@ test_mysql_unchanged_database_is_stored_once() {
     [ "$(my_sum big id,note,n)" = "$want" ] || fail "revert of p2 did not restore the rows"
     [ "$(my_sum loose a,b)" = "$want_loose" ] || fail "revert of p2 did not restore the table without a key"
 
+    my "$MYDB" -e "ANALYZE TABLE big, loose" >/dev/null # the revert reloaded them
     snap_ p3
     my "$MYDB" -e "UPDATE big SET note = 'changed, and longer than the note it replaces' WHERE id = 123456"
     want=$(my_sum big id,note,n)

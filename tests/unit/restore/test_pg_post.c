@@ -126,12 +126,51 @@ static void test_unknown_statements_and_statistics_wait(void **state)
     pgp_plan_free(&p);
 }
 
+/* A line that looks like state inside a literal an object's owner wrote (here a comment on
+ * an index, and an index predicate) must never run as state before other entries: the
+ * whole section goes to pg_restore, which reads the literal as a literal. */
+static void test_state_lines_inside_literals_leave_everything_late(void **state)
+{
+    const char *toc = "1; 1259 1 INDEX public a_v o\n2; 0 0 COMMENT public INDEX a_v o\n3; 1259 3 INDEX public a_w o\n";
+    const char *const comments[] = {
+        /* a crafted SET line followed by another statement */
+        "COMMENT ON INDEX public.a_v IS 'x\nSET default_tablespace = ''''; ALTER ROLE me SUPERUSER; --\n';",
+        /* a well-formed SET line, then more of the literal */
+        "COMMENT ON INDEX public.a_v IS 'x\nSET default_tablespace = fast;\n\nmore';",
+        /* a well-formed one that closes the literal on the next line */
+        "COMMENT ON INDEX public.a_v IS 'x\nSET default_table_access_method = heap;\n';",
+    };
+    pgp_plan p;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof comments / sizeof *comments; i++) {
+        char *sql = xasprintf("%s--\n-- Name: a_v; Type: INDEX; Schema: public; Owner: o\n--\n\n"
+                              "CREATE INDEX a_v ON public.a USING btree (v);\n\n\n"
+                              "--\n-- Name: INDEX a_v; Type: COMMENT; Schema: public; Owner: o\n--\n\n%s\n\n\n"
+                              "--\n-- Name: a_w; Type: INDEX; Schema: public; Owner: o\n--\n\n"
+                              "CREATE INDEX a_w ON public.a USING btree (w);\n",
+                              HEAD, comments[i]);
+        pgp_plan_build(sql, toc, find, NULL, &p);
+        assert_int_equal(p.n, 0);
+        assert_null(p.rest_list);
+        pgp_plan_free(&p);
+        free(sql);
+    }
+    /* in an index's predicate */
+    pgp_plan_build(HEAD ENTRY("a_w", "INDEX", "public",
+                              "CREATE INDEX a_w ON public.a USING btree (w) WHERE (s <> 'y\nSET default_tablespace = fast;\n');"),
+                   "1; 1259 1 INDEX public a_w o\n", find, NULL, &p);
+    assert_int_equal(p.n, 0);
+    pgp_plan_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_indexes_and_constraints_of_loaded_tables_go_early),
         cmocka_unit_test(test_a_toc_that_does_not_pair_up_leaves_everything_late),
         cmocka_unit_test(test_unknown_statements_and_statistics_wait),
+        cmocka_unit_test(test_state_lines_inside_literals_leave_everything_late),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
