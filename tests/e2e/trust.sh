@@ -134,6 +134,14 @@ test_store_of_the_previous_version_stays_readable() {
     [ "$(readlink "$T/restored/current.conf")" = main.conf ] || fail "the symlink not restored"
     expect_rc 5 "$REVERT" v010 --store "$T/old" --yes
     expect_err "is not authenticated"
+    # this version writes into it without changing its layout: a snapshot without
+    # references leaves STORE.json at format 1, so 0.1.0 still reads the store
+    expect_rc 0 "$SNAP" create v2 --store "$T/old" --files "$T/restored"
+    python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["format"] == 1' "$T/old/STORE.json" ||
+        fail "STORE.json of the old store changed format: $(cat "$T/old/STORE.json")"
+    grep -q '"format": 1' "$T/old/catalog/v2.json" || fail "the new manifest is not format 1"
+    expect_rc 0 "$SNAP" verify v010 --store "$T/old"
+    expect_rc 0 "$SNAP" verify v2 --store "$T/old"
 }
 
 # Images: the manifests path of an unauthenticated manifest is not a target either.
