@@ -86,6 +86,20 @@ static bool state_line_ok(const char *v)
     return strcmp(v, ";") == 0;
 }
 
+/* text's lines, without their newlines (a last newline ends the last line) */
+static void lines_of(const char *text, util_strv *out)
+{
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char *l = xmalloc(len + 1);
+        memcpy(l, p, len);
+        l[len] = '\0';
+        util_strv_push(out, l);
+        p += len + (nl != NULL);
+    }
+}
+
 static bool is_state(const char *l)
 {
     for (size_t k = 0; k < sizeof state_sets / sizeof *state_sets; k++)
@@ -93,8 +107,6 @@ static bool is_state(const char *l)
             return true;
     return false;
 }
-
-static bool is_header(const char *l1, const char *l2, const char *l3);
 
 /* pg_restore writes the state lines of an entry just before its header: only blank lines
  * and other state lines lie between them. */
@@ -119,15 +131,7 @@ static bool doc_parse(const char *sql, sql_doc *d)
     char *state[2] = {NULL, NULL};
     bool ok = true;
 
-    for (const char *p = sql; *p;) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        char *l = xmalloc(len + 1);
-        memcpy(l, p, len);
-        l[len] = '\0';
-        util_strv_push(&lines, l);
-        p += len + (nl != NULL);
-    }
+    lines_of(sql, &lines);
     for (size_t i = 0; i < lines.n && ok; i++) {
         const char *l = lines.v[i];
         bool set = false;
@@ -303,26 +307,22 @@ void pgp_plan_build(const char *sql, const char *toc, pgp_table_fn find, void *a
 {
     sql_doc d = {0};
     util_buf list = {0};
+    util_strv toc_lines = {0};
     size_t k = 0;
     bool ok;
 
     memset(out, 0, sizeof *out);
     out->analyze_early = true;
     ok = doc_parse(sql, &d);
-    for (const char *p = toc; ok && *p;) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        char *l = xmalloc(len + 1);
+    lines_of(toc, &toc_lines);
+    for (size_t i = 0; ok && i < toc_lines.n; i++) {
+        const char *l = toc_lines.v[i];
         char *sch = NULL, *nam = NULL;
         size_t table = SIZE_MAX;
         bool only = false;
-        memcpy(l, p, len);
-        l[len] = '\0';
-        p += len + (nl != NULL);
-        if (len == 0 || l[0] == ';') {
+        if (l[0] == '\0' || l[0] == ';') {
             util_buf_adds(&list, l);
             util_buf_addc(&list, '\n');
-            free(l);
             continue;
         }
         ok = k < d.n && toc_matches(l, &d.e[k]);
@@ -345,9 +345,9 @@ void pgp_plan_build(const char *sql, const char *toc, pgp_table_fn find, void *a
         util_buf_addc(&list, '\n');
         free(sch);
         free(nam);
-        free(l);
         k++;
     }
+    util_strv_free(&toc_lines);
     if (ok && k == d.n && out->n > 0) {
         out->prologue = util_buf_take(&d.prologue);
         out->rest_list = util_buf_take(&list);
