@@ -313,7 +313,7 @@ done
 # A local user who owns a directory inside the displaced tree swaps a subdirectory of it
 # for a symlink to a sibling while --drop-old is about to remove that tree.
 removal_race() { # WHAT: displaced (--drop-old) or staged (a failing revert's cleanup)
-    id snapother >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin snapother
+    other_user
     export SNAP_STATE_DIR=$T/state
     ST=$T/store
     mkdir -p "$T/top/app/home/sub" "$T/top/sib"

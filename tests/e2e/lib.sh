@@ -43,6 +43,14 @@ expect_out() { grep -qF -- "$1" "$T/out" || { sed 's/^/    out: /' "$T/out" | he
 expect_err() { grep -qF -- "$1" "$T/err" || { sed 's/^/    err: /' "$T/err" | head -n 20 >&2; fail "stderr lacks: $1"; }; }
 expect_no_err() { ! grep -qF -- "$1" "$T/err" || fail "stderr has: $1"; }
 
+# other_user: the unprivileged account "snapother" that tests act as, created once. Two test
+# runs may start side by side (CI runs the plain and the sanitizer suites together), so the
+# creation is serialised.
+other_user() {
+    id snapother >/dev/null 2>&1 ||
+        flock /tmp/snap-tests-useradd.lock sh -c 'id snapother >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin snapother'
+}
+
 # tree_sum DIR: a digest of names, types, modes, sizes, link targets and contents.
 tree_sum() {
     (cd "$1" && find . -printf '%p\t%y\t%m\t%s\t%l\n' | LC_ALL=C sort &&

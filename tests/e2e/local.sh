@@ -7,7 +7,7 @@
 OTHER=snapother
 
 setup() {
-    id "$OTHER" >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin "$OTHER"
+    other_user
     OTHER_UID=$(id -u "$OTHER")
     export SNAP_STATE_DIR=$T/state
     ST=$T/store

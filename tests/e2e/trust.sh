@@ -283,7 +283,7 @@ test_key_file_open_to_others_is_refused() {
     expect_rc 2 "$REVERT" -c "$T/shared.conf" p1 --store "$ST" --yes
     expect_err "open to other users"
     # owned by another user, even with mode 0600
-    id snapother >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin snapother
+    other_user
     chmod 600 "$T/shared.key"
     chown snapother "$T/shared.key"
     expect_rc 2 "$REVERT" -c "$T/shared.conf" p1 --store "$ST" --yes
