@@ -1,6 +1,7 @@
 /* history.c: records of what was done with a store, one object per event, listed by time. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/util.h"
@@ -23,10 +24,18 @@ void cat_history_stamp(json_t *rec, const char *event)
 
 snap_rc cat_history_add(stg *s, const json_t *rec, snap_err *err)
 {
+    /* Records sort by key: two of one process (a failed check, then the revert's own) must
+     * not share a millisecond, where the random tail would order them. */
+    static char last[32];
     char id[32], *key, *text;
     snap_rc rc;
 
     cat_new_id(id);
+    while (strncmp(id, last, 19) <= 0) {
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        cat_new_id(id);
+    }
+    memcpy(last, id, sizeof last);
     key = xasprintf(HISTORY_PREFIX "%s.json", id);
     if (stg_encrypted(s)) {
         /* Stored as it is (a failed snap has no data key to seal it under), so it keeps only

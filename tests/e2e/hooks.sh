@@ -310,7 +310,7 @@ test_history_tells_the_timeline() {
         ["snap:p1:taken", "snap:p2:taken", "check:p1:failed", "revert:p1:switched-back", "revert:p2:reverted"]
         and (.records[0].bytes > 0) and (.records[0].parts >= 1) and (.records[0].components == ["a"]) and (.records[0].host == $h)
         and (.records[3].error.code == "check_failed") and (.records[4].cutover_ms > 0) and (.records[3].revert_id | length > 0)' \
-        "$T/out" >/dev/null || fail "history: $(cat "$T/out")"
+        "$T/out" >/dev/null || fail "history: $(jq -c '[.records[] | [.event, .name, .outcome, .cutover_ms]]' "$T/out")"
     expect_rc 0 "$SNAP" history --store "$ST" --json --label phase=canary
     jq -e '[.records[] | .event + ":" + .name] == ["snap:p2", "revert:p2"]' "$T/out" >/dev/null ||
         fail "by label: $(cat "$T/out")"
