@@ -47,8 +47,9 @@ snap_rc cat_commit(stg *s, const cat_manifest *m, snap_err *err)
     char *text = json_dumps(cat_manifest_json(m), JSON_INDENT(2) | JSON_SORT_KEYS);
     snap_rc rc = SNAP_OK;
 
-    if (json_integer_value(json_object_get(cat_manifest_json(m), "format")) >= CAT_FORMAT_REFS)
-        rc = stg_require_refs(s, err);
+    json_int_t format = json_integer_value(json_object_get(cat_manifest_json(m), "format"));
+    if (format > CAT_FORMAT)
+        rc = stg_require_format(s, (int)format, err);
     if (rc == SNAP_OK && stg_encrypted(s))
         rc = seal_doc(s, key, cat_manifest_name(m), cat_manifest_id(m), &text, err);
     if (rc == SNAP_OK)

@@ -12,6 +12,9 @@
 #define CAT_FORMAT 1
 /* A manifest whose parts may be other snapshots' (references, docs/formats.md). */
 #define CAT_FORMAT_REFS 2
+/* A manifest with a component whose entries a reader before it would misread: PostgreSQL
+ * table data in binary COPY format (docs/formats.md). Holds references too. */
+#define CAT_FORMAT_BINCOPY 3
 #define CAT_NAME_MAX 128
 
 /*
@@ -84,7 +87,10 @@ json_t *cat_json_text(const char *s, bool *bad);
  * snapshot id (own_id's when not NULL). Never keys.json, never outside data/.
  */
 bool cat_key_ref(const char *key, const char *own_id, const char *suffix);
-/* Sets the format number: CAT_FORMAT_REFS when a part is another snapshot's, else CAT_FORMAT. */
+/* A component whose parts need a reader of at least this manifest format. */
+void cat_component_require_format(cat_component *c, int format);
+/* Sets the format number: the highest a component requires, CAT_FORMAT_REFS when a part
+ * is another snapshot's, else CAT_FORMAT. */
 void cat_manifest_set_format(cat_manifest *m);
 
 /*

@@ -336,21 +336,33 @@ static bool valid_component(json_t *c, const char *own_id, json_int_t format)
     return true;
 }
 
+void cat_component_require_format(cat_component *c, int format)
+{
+    json_t *o = (json_t *)(void *)c;
+
+    if (json_integer_value(json_object_get(o, "format")) < format)
+        json_object_set_new(o, "format", json_integer(format));
+}
+
 void cat_manifest_set_format(cat_manifest *m)
 {
     char *own = xasprintf("data/%s/", cat_manifest_id(m));
-    bool refs = false;
+    json_int_t format = CAT_FORMAT;
 
-    for (size_t i = 0; i < cat_manifest_ncomponents(m) && !refs; i++) {
+    for (size_t i = 0; i < cat_manifest_ncomponents(m); i++) {
         cat_component *c = cat_manifest_component(m, i);
-        for (size_t j = 0; j < cat_component_nparts(c) && !refs; j++) {
+        json_int_t need = json_integer_value(json_object_get(COMP(c), "format"));
+        if (need > format)
+            format = need;
+        for (size_t j = 0; j < cat_component_nparts(c) && format < CAT_FORMAT_REFS; j++) {
             const char *key, *sha;
             uint64_t size, entries;
             cat_component_part(c, j, &key, &size, &sha, &entries);
-            refs = strncmp(key, own, strlen(own)) != 0;
+            if (strncmp(key, own, strlen(own)) != 0)
+                format = CAT_FORMAT_REFS;
         }
     }
-    json_object_set_new(m->root, "format", json_integer(refs ? CAT_FORMAT_REFS : CAT_FORMAT));
+    json_object_set_new(m->root, "format", json_integer(format));
     free(own);
 }
 
@@ -365,7 +377,7 @@ snap_rc cat_manifest_parse(const char *buf, size_t len, cat_manifest **out, snap
     *out = NULL;
     if (root == NULL)
         return err_set(err, SNAP_EVERIFY, 0, "manifest is not valid JSON: %s (line %d)", jerr.text, jerr.line);
-    if (json_unpack(root, "{s:I}", "format", &format) != 0 || (format != CAT_FORMAT && format != CAT_FORMAT_REFS)) {
+    if (json_unpack(root, "{s:I}", "format", &format) != 0 || format < CAT_FORMAT || format > CAT_FORMAT_BINCOPY) {
         json_decref(root);
         err_set(err, SNAP_EFAIL, 0, "manifest format %lld is not one this version reads", (long long)format);
         err_hint(err, "use a newer version of snap");

@@ -53,6 +53,8 @@ static const cfg_key keys[] = {
       "PostgreSQL: archive entry size held in memory per worker"),
     K("snap", NULL, "pg_split_tables", CFG_BOOL, 0, 0, NULL, "false", false, NULL,
       "PostgreSQL: read large tables as several ranges"),
+    K("snap", NULL, "pg_copy_format", CFG_ENUM, 0, 0, "binary text", "binary", false, NULL,
+      "PostgreSQL: table data as binary COPY where every column's type allows it, or text"),
     K("snap", NULL, "connect_timeout", CFG_DURATION, 1, 86400, NULL, "libpq's and the client's own", false,
       "SNAP_CONNECT_TIMEOUT", "database connection timeout (also sets $PGCONNECT_TIMEOUT)"),
 

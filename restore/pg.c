@@ -807,7 +807,12 @@ static snap_rc load_copy(pg_load *L, PGconn *c, arc_reader *r, struct archive_en
     size_t got;
     snap_rc rc = SNAP_OK;
 
-    sql = *cols ? xasprintf("COPY %s.%s (%s) FROM STDIN", sch, nam, cols) : xasprintf("COPY %s.%s FROM STDIN", sch, nam);
+    /* an entry in binary COPY format ends in .bin, one in text format in .copy (docs/postgres.md) */
+    const char *name = archive_entry_pathname(e), *dot = strrchr(name, '.');
+    const char *fmt = dot != NULL && strcmp(dot, ".bin") == 0 ? " (FORMAT binary)" : "";
+
+    sql = *cols ? xasprintf("COPY %s.%s (%s) FROM STDIN%s", sch, nam, cols, fmt)
+                : xasprintf("COPY %s.%s FROM STDIN%s", sch, nam, fmt);
     res = PQexec(c, sql);
     free(sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {

@@ -25,6 +25,7 @@
 typedef struct pg_table {
     char *schema, *name, *qname; /* qname: "schema"."name" */
     char *cols;                  /* quoted column list without generated ones; "" for none */
+    bool binary;                 /* COPY in binary format (copy_sql, docs/postgres.md) */
     uint64_t blocks;
     uint64_t rows, bytes, entries; /* filled by workers under cap.lock */
 } pg_table;
@@ -47,6 +48,7 @@ typedef struct pg_cap {
     char snapshot[64];
     uint64_t chunk;
     bool split;  /* split big tables by block ranges ([snap] pg_split_tables) */
+    bool binary; /* [snap] pg_copy_format = binary: tables whose every column allows it */
     int server_num;
     pg_table *tables;
     size_t ntables;
@@ -65,9 +67,44 @@ typedef struct pg_worker {
     arc_writer *w;
     PGconn *conn;
     char *buf;
-    size_t len;
+    size_t len, start; /* start: the header's bytes at the front of buf */
+    bool binary;       /* the table being copied is in binary format */
     uint64_t since_cut;
 } pg_worker;
+
+/* The binary COPY format's header (signature, flags 0, no extension) and trailer. */
+#define COPY_BIN_HEADER "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0"
+#define COPY_BIN_HEADER_LEN 19
+#define COPY_BIN_SIG_LEN 11
+#define COPY_BIN_TRAILER "\377\377"
+#define COPY_BIN_TRAILER_LEN 2
+
+/* A new entry in buf: empty, or the binary header. */
+static void entry_start(pg_worker *wk)
+{
+    wk->start = wk->binary ? COPY_BIN_HEADER_LEN : 0;
+    memcpy(wk->buf, COPY_BIN_HEADER, wk->start);
+    wk->len = wk->start;
+}
+
+/* Takes the binary header off the server's first message: the signature, flags with no
+ * critical bit (16-31) set, and the extension area, which is skipped. */
+static snap_rc copy_bin_header(char **row, size_t *n, const char *table, snap_err *err)
+{
+    const unsigned char *p = (const unsigned char *)*row;
+    uint32_t flags, ext;
+
+    if (*n >= COPY_BIN_HEADER_LEN && memcmp(p, COPY_BIN_HEADER, COPY_BIN_SIG_LEN) == 0) {
+        flags = (uint32_t)p[11] << 24 | (uint32_t)p[12] << 16 | (uint32_t)p[13] << 8 | p[14];
+        ext = (uint32_t)p[15] << 24 | (uint32_t)p[16] << 16 | (uint32_t)p[17] << 8 | p[18];
+        if ((flags & 0xffff0000u) == 0 && ext <= *n - COPY_BIN_HEADER_LEN) {
+            *row += COPY_BIN_HEADER_LEN + ext;
+            *n -= COPY_BIN_HEADER_LEN + ext;
+            return SNAP_OK;
+        }
+    }
+    return err_set(err, SNAP_EFAIL, 0, "cannot copy table %s: the server sent no binary COPY header", table);
+}
 
 /* ---- name patterns ---- */
 
@@ -145,7 +182,17 @@ static snap_rc read_tables(pg_cap *cap, PGconn *conn, const char *scope, snap_er
         " coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)"
         "   FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
         "   AND NOT a.attisdropped AND a.attgenerated = ''), ''),"
-        " pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::int"
+        " pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::int,"
+        /* Binary COPY only where it means the same in any database: built-in types (and
+         * arrays of them, which carry their element's OID) with binary input and output;
+         * not the reg* types, whose binary form is an OID where their text is a name. */
+        " NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a"
+        "   JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid"
+        "   LEFT JOIN pg_catalog.pg_type el ON el.oid = ty.typelem"
+        "   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''"
+        "   AND (ty.oid >= 16384 OR ty.typsend = 0 OR ty.typreceive = 0 OR ty.typname LIKE 'reg%%'"
+        "     OR (el.oid IS NOT NULL AND (el.oid >= 16384 OR el.typsend = 0 OR el.typreceive = 0"
+        "       OR el.typname LIKE 'reg%%'))))"
         " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind = 'r' AND c.relpersistence <> 't' AND %s%s"
         /* a standby cannot read unlogged tables: their data is left out, as pg_dump does */
@@ -169,6 +216,7 @@ static snap_rc read_tables(pg_cap *cap, PGconn *conn, const char *scope, snap_er
         t->qname = xstrdup(PQgetvalue(res, (int)i, 2));
         t->cols = xstrdup(PQgetvalue(res, (int)i, 3));
         t->blocks = strtoull(PQgetvalue(res, (int)i, 4), NULL, 10);
+        t->binary = cap->binary && strcmp(PQgetvalue(res, (int)i, 5), "t") == 0;
     }
     PQclear(res);
     return SNAP_OK;
@@ -426,18 +474,29 @@ static void plan_items(pg_cap *cap)
  */
 static snap_rc flush_entry(pg_worker *wk, const char *path, bool part_mark, snap_err *err)
 {
-    snap_rc rc = arc_write_buffer(wk->w, path, wk->buf, wk->len, 0644, SNP_DB_MTIME, err);
+    snap_rc rc;
     uint64_t chunk = wk->cap->chunk;
 
+    if (wk->binary) { /* each entry a whole binary COPY file: header, rows, trailer */
+        memcpy(wk->buf + wk->len, COPY_BIN_TRAILER, COPY_BIN_TRAILER_LEN);
+        wk->len += COPY_BIN_TRAILER_LEN;
+    }
+    rc = arc_write_buffer(wk->w, path, wk->buf, wk->len, 0644, SNP_DB_MTIME, err);
     if (rc != SNAP_OK)
         return rc;
     wk->since_cut += wk->len;
-    wk->len = 0;
+    entry_start(wk);
     if ((part_mark && wk->since_cut >= chunk / 4) || wk->since_cut >= 4 * chunk) {
         wk->since_cut = 0;
         rc = arc_writer_cut(wk->w, err);
     }
     return rc;
+}
+
+/* The entries of a table in binary COPY format end in .bin, in text format in .copy. */
+static char *entry_path(const pg_worker *wk, const pg_item *it, unsigned seq)
+{
+    return xasprintf(PG_DATA_DIR "%06zu/%06u-%06u.%s", it->table, it->no, seq, wk->binary ? "bin" : "copy");
 }
 
 typedef struct pg_copied {
@@ -448,7 +507,7 @@ typedef struct pg_copied {
 /* The rows buffered so far as the table's next entry; on failure the COPY is cancelled. */
 static snap_rc copy_entry(pg_worker *wk, const pg_item *it, pg_copied *cp, bool part_mark, snap_err *err)
 {
-    char *path = xasprintf(PG_DATA_DIR "%06zu/%06u-%06u.copy", it->table, it->no, cp->seq++);
+    char *path = entry_path(wk, it, cp->seq++);
     snap_rc rc;
 
     cp->bytes += wk->len;
@@ -479,16 +538,19 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
     pg_copied cp = {0};
     snap_rc rc = SNAP_OK;
 
+    const char *fmt = t->binary ? " (FORMAT binary)" : "";
+    bool header = !t->binary; /* the binary header, which the server sends before the first row, is read */
+
     if (it->from == 0 && it->to == 0)
-        sql = *t->cols ? xasprintf("COPY %s (%s) TO STDOUT", t->qname, t->cols)
-                       : xasprintf("COPY %s TO STDOUT", t->qname);
+        sql = *t->cols ? xasprintf("COPY %s (%s) TO STDOUT%s", t->qname, t->cols, fmt)
+                       : xasprintf("COPY %s TO STDOUT%s", t->qname, fmt);
     else if (it->to == 0)
-        sql = xasprintf("COPY (SELECT %s FROM ONLY %s WHERE ctid >= '(%llu,0)'::tid) TO STDOUT", t->cols,
-                        t->qname, (unsigned long long)it->from);
+        sql = xasprintf("COPY (SELECT %s FROM ONLY %s WHERE ctid >= '(%llu,0)'::tid) TO STDOUT%s", t->cols,
+                        t->qname, (unsigned long long)it->from, fmt);
     else
         sql = xasprintf("COPY (SELECT %s FROM ONLY %s WHERE ctid >= '(%llu,0)'::tid AND ctid < '(%llu,0)'::tid)"
-                        " TO STDOUT",
-                        t->cols, t->qname, (unsigned long long)it->from, (unsigned long long)it->to);
+                        " TO STDOUT%s",
+                        t->cols, t->qname, (unsigned long long)it->from, (unsigned long long)it->to, fmt);
     res = PQexec(wk->conn, sql);
     free(sql);
     if (PQresultStatus(res) != PGRES_COPY_OUT) {
@@ -503,29 +565,42 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
         return err->code;
     }
     PQclear(res);
-    wk->len = 0;
+    wk->binary = t->binary;
+    entry_start(wk);
     for (;;) {
-        char *row = NULL;
-        int n = PQgetCopyData(wk->conn, &row, 0);
-        if (n == -1)
+        char *msgbuf = NULL, *row;
+        int got = PQgetCopyData(wk->conn, &msgbuf, 0);
+        size_t n;
+        if (got == -1)
             break;
-        if (n < 0) {
+        if (got < 0) {
             pg_errmsg(wk->conn, NULL, msg, sizeof msg);
             rc = err_set(err, SNAP_EUNREACH, 0, "cannot copy table %s: %s", t->qname, msg);
             break;
         }
-        if (wk->len > 0 && wk->len + (size_t)n > cap->chunk && rc == SNAP_OK)
+        row = msgbuf;
+        n = (size_t)got;
+        if (rc == SNAP_OK && !header)
+            rc = copy_bin_header(&row, &n, t->qname, err);
+        header = true;
+        /* binary: the trailer comes as a message of its own; each entry gets its own */
+        if (rc != SNAP_OK || n == 0 || (wk->binary && n == COPY_BIN_TRAILER_LEN &&
+                                        memcmp(row, COPY_BIN_TRAILER, COPY_BIN_TRAILER_LEN) == 0)) {
+            PQfreemem(msgbuf);
+            continue;
+        }
+        if (wk->len > wk->start && wk->len + n > cap->chunk)
             rc = copy_entry(wk, it, &cp, false, err);
         if (rc == SNAP_OK) {
-            if (wk->len + (size_t)n > cap->chunk) /* a single row bigger than a chunk */
-                wk->buf = xrealloc(wk->buf, wk->len + (size_t)n);
-            memcpy(wk->buf + wk->len, row, (size_t)n);
-            wk->len += (size_t)n;
+            if (wk->len + n > cap->chunk) /* a single row bigger than a chunk */
+                wk->buf = xrealloc(wk->buf, wk->len + n + COPY_BIN_TRAILER_LEN);
+            memcpy(wk->buf + wk->len, row, n);
+            wk->len += n;
             rows++;
-            if (wk->len >= cap->chunk / 8 && snp_row_mark(row, (size_t)n, cap->chunk / 4))
-                rc = copy_entry(wk, it, &cp, snp_row_mark(row, (size_t)n, cap->chunk), err);
+            if (wk->len >= cap->chunk / 8 && snp_row_mark(row, n, cap->chunk / 4))
+                rc = copy_entry(wk, it, &cp, snp_row_mark(row, n, cap->chunk), err);
         }
-        PQfreemem(row);
+        PQfreemem(msgbuf);
     }
     /* the COPY's final status */
     while ((res = PQgetResult(wk->conn)) != NULL) {
@@ -536,16 +611,16 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
         }
         PQclear(res);
     }
-    if (rc == SNAP_OK && (wk->len > 0 || cp.seq == 0)) {
+    if (rc == SNAP_OK && (wk->len > wk->start || cp.seq == 0)) {
         /* the last entry; an empty table or range still leaves one, so revert sees it */
-        char *path = xasprintf(PG_DATA_DIR "%06zu/%06u-%06u.copy", it->table, it->no, cp.seq++);
+        char *path = entry_path(wk, it, cp.seq++);
         cp.bytes += wk->len;
         cp.entries++;
         rc = flush_entry(wk, path, false, err);
         free(path);
     }
     if (wk->len > cap->chunk)
-        wk->buf = xrealloc(wk->buf, cap->chunk);
+        wk->buf = xrealloc(wk->buf, cap->chunk + COPY_BIN_TRAILER_LEN);
     wk->len = 0;
     if (rc == SNAP_OK) {
         pthread_mutex_lock(&cap->lock);
@@ -614,8 +689,10 @@ static snap_rc worker_begin(pg_worker *wk, snap_err *err)
 
     if (rc != SNAP_OK)
         return rc;
-    /* a synchronized scan starts where another scan of the table is: rows in another order */
-    rc = pg_exec(wk->conn, "SET synchronize_seqscans = off", err);
+    /* a synchronized scan starts where another scan of the table is: rows in another order;
+     * an empty search_path prints reg* values schema-qualified, as pg_dump does */
+    rc = pg_exec(wk->conn, "SET synchronize_seqscans = off; SELECT pg_catalog.set_config('search_path', '', false)",
+                 err);
     if (rc == SNAP_OK)
         rc = pg_exec(wk->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
     if (rc == SNAP_OK) {
@@ -647,7 +724,7 @@ static snap_rc copy_item(pool *p, void *arg, size_t worker, size_t job, snap_err
 
     wk->pool = p;
     if (wk->buf == NULL)
-        wk->buf = xmalloc(run->cap->chunk);
+        wk->buf = xmalloc(run->cap->chunk + COPY_BIN_TRAILER_LEN);
     if (wk->conn == NULL && (rc = worker_begin(wk, err)) != SNAP_OK)
         return rc;
     rc = SNAP_OK;
@@ -785,6 +862,7 @@ static snap_rc read_options(pg_cap *cap, snap_err *err)
 {
     snp_capture *c = cap->c;
     char *redacted;
+    const char *format = NULL;
     snap_rc rc;
 
     cap->dsn = snp_opts(c)->dsn;
@@ -809,6 +887,9 @@ static snap_rc read_options(pg_cap *cap, snap_err *err)
      */
     if (rc == SNAP_OK)
         rc = cfg_bool(cap->ctx->cfg, "snap", "pg_split_tables", &cap->split, err);
+    if (rc == SNAP_OK)
+        rc = cfg_str(cap->ctx->cfg, "snap", "pg_copy_format", &format, err);
+    cap->binary = rc == SNAP_OK && strcmp(format, "binary") == 0;
     if (rc == SNAP_OK && cap->chunk < 65536)
         rc = err_set(err, SNAP_EUSAGE, 0, "the postgres chunk size must be at least 64K");
     return rc;
@@ -936,18 +1017,19 @@ static snap_rc copy_data(pg_cap *cap, PGconn *conn, const util_strv *schemas, co
 }
 
 /* The tables and counts in the manifest. */
-static snap_rc record_tables(pg_cap *cap, json_t *info, json_t *stats, size_t nseq, const char *where,
-                             snap_err *err)
+static snap_rc record_tables(pg_cap *cap, cat_component *comp, size_t nseq, const char *where, snap_err *err)
 {
-    json_t *tables = json_array();
+    json_t *info = cat_component_info(comp), *stats = cat_component_stats(comp), *tables = json_array();
     uint64_t total_rows = 0, total_bytes = 0;
     snap_rc rc = SNAP_OK;
 
+    bool binary = false;
+
     for (size_t i = 0; i < cap->ntables; i++) {
         pg_table *t = &cap->tables[i];
-        json_t *tj = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)i, "schema", t->schema, "name",
-                               t->name, "columns", t->cols, "rows", (json_int_t)t->rows, "bytes",
-                               (json_int_t)t->bytes);
+        json_t *tj = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:s}", "id", (json_int_t)i, "schema", t->schema,
+                               "name", t->name, "columns", t->cols, "rows", (json_int_t)t->rows, "bytes",
+                               (json_int_t)t->bytes, "copy_format", t->binary ? "binary" : "text");
         if (tj == NULL && rc == SNAP_OK) { /* a name that is not UTF-8: the table would be lost */
             rc = err_set(err, SNAP_EUSAGE, 0, "%s: the name of table %zu or of its columns is not valid UTF-8",
                          where, i);
@@ -955,12 +1037,15 @@ static snap_rc record_tables(pg_cap *cap, json_t *info, json_t *stats, size_t ns
                           "--pg-exclude-table");
         }
         json_array_append_new(tables, tj);
+        binary = binary || t->binary;
         total_rows += t->rows;
         total_bytes += t->bytes;
     }
     json_object_set_new(info, "tables", tables);
     if (rc != SNAP_OK)
         return rc;
+    if (binary) /* readers before format 3 would load binary entries as text: they refuse it */
+        cat_component_require_format(comp, CAT_FORMAT_BINCOPY);
     json_object_set_new(info, "chunk_size", json_integer((json_int_t)cap->chunk));
     json_object_set_new(stats, "tables", json_integer((json_int_t)cap->ntables));
     json_object_set_new(stats, "rows", json_integer((json_int_t)total_rows));
@@ -1038,7 +1123,7 @@ static snap_rc capture(snp_capture *c, snap_err *err)
         err_prefix(err, "the snapshot's transaction on %s ended early", where);
         goto out;
     }
-    rc = record_tables(&cap, info, cat_component_stats(comp), nseq, where, err);
+    rc = record_tables(&cap, comp, nseq, where, err);
 out:
     if (rc != SNAP_OK && where != NULL && strstr(err->msg, where) == NULL)
         err_prefix(err, "postgres %s", where);

@@ -8,6 +8,7 @@
 
 #define STORE_FORMAT 1      /* what a new store is created with */
 #define STORE_FORMAT_REFS 2 /* a manifest refers to another snapshot's parts (docs/formats.md) */
+#define STORE_FORMAT_MAX 3  /* a manifest holds PostgreSQL data in binary COPY format */
 #define STORE_META "STORE.json"
 
 static const stg_driver *const drivers[] = {
@@ -142,7 +143,7 @@ static snap_rc store_meta(stg *s, bool create, snap_err *err)
         return err_set(err, SNAP_EFAIL, 0, "%s/%s is damaged: not a store description",
                        stg_url(s), STORE_META);
     }
-    if (format != STORE_FORMAT && format != STORE_FORMAT_REFS) {
+    if (format < STORE_FORMAT || format > STORE_FORMAT_MAX) {
         err_set(err, SNAP_EFAIL, 0, "store %s has format %lld, which this version cannot read",
                 stg_url(s), (long long)format);
         err_hint(err, "use a newer version of snap");
@@ -154,20 +155,22 @@ static snap_rc store_meta(stg *s, bool create, snap_err *err)
     return store_meta_enc(s, enc, err);
 }
 
-snap_rc stg_require_refs(stg *s, snap_err *err)
+snap_rc stg_require_format(stg *s, int format, snap_err *err)
 {
     json_t *f = json_object_get(s->meta, "format");
     char *text;
     snap_rc rc;
 
-    if (json_integer_value(f) >= STORE_FORMAT_REFS)
+    if (json_integer_value(f) >= format)
         return SNAP_OK;
-    json_object_set_new(s->meta, "format", json_integer(STORE_FORMAT_REFS));
+    if (format > STORE_FORMAT_MAX)
+        return err_set(err, SNAP_EFAIL, 0, "store format %d is not one this version writes", format);
+    json_object_set_new(s->meta, "format", json_integer(format));
     text = json_dumps(s->meta, JSON_INDENT(2) | JSON_SORT_KEYS);
     rc = stg_put(s, STORE_META, text, strlen(text), 0, err);
     free(text);
     if (rc != SNAP_OK)
-        err_prefix(err, "cannot mark the store as holding references");
+        err_prefix(err, "cannot raise the store's format to %d", format);
     return rc;
 }
 

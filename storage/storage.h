@@ -92,11 +92,12 @@ snap_rc stg_cleanup(stg *s, int64_t max_age, bool dry_run, unsigned *n, snap_err
 bool stg_encrypted(const stg *s);
 
 /*
- * Marks the store as holding manifests that refer to other snapshots' parts (STORE.json
- * format 2), before the first such manifest is committed: a version that predates
- * references refuses the store rather than deleting data another snapshot still uses.
+ * Raises STORE.json's format to at least format before the first manifest of that format
+ * is committed: 2 when a manifest refers to other snapshots' parts, 3 when one holds
+ * binary table data (docs/formats.md). A version that predates it refuses the store whole
+ * rather than deleting data of snapshots it cannot read.
  */
-snap_rc stg_require_refs(stg *s, snap_err *err);
+snap_rc stg_require_format(stg *s, int format, snap_err *err);
 /* Makes the data key of a new snapshot (data/<id>/keys.json); nothing on a plain store. */
 snap_rc stg_snapshot_key_new(stg *s, const char *snapshot_id, snap_err *err);
 /* Seals buf under the snapshot's data key, bound to name (its key in the store): base64. */

@@ -43,10 +43,10 @@ test_second_snap_of_an_unchanged_tree_stores_nothing_new() {
     [ "$(store_format)" = 2 ] || fail "STORE.json is format $(store_format) after a reference"
     python3 - "$ST/STORE.json" <<'PY'
 import json, sys
-d = json.load(open(sys.argv[1])); d["format"] = 3; json.dump(d, open(sys.argv[1], "w"))
+d = json.load(open(sys.argv[1])); d["format"] = 4; json.dump(d, open(sys.argv[1], "w"))
 PY
     expect_rc 1 "$SNAP" list --store "$ST"
-    expect_err "has format 3, which this version cannot read"
+    expect_err "has format 4, which this version cannot read"
     python3 - "$ST/STORE.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1])); d["format"] = 2; json.dump(d, open(sys.argv[1], "w"))
@@ -165,9 +165,9 @@ test_references_outside_data_are_refused() {
     edit p2 "m['format'] = 1"
     expect_rc 5 "$SNAP" show p2 --store "$ST"
     # a format this version does not know is refused, not guessed at
-    edit p2 "m['format'] = 3"
+    edit p2 "m['format'] = 4"
     expect_rc 1 "$SNAP" show p2 --store "$ST"
-    expect_err "manifest format 3 is not one this version reads"
+    expect_err "manifest format 4 is not one this version reads"
 }
 
 test_an_unauthenticated_parent_is_not_reused() {

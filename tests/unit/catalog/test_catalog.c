@@ -113,6 +113,20 @@ static void part_keys_and_references(void **state)
     text = json_dumps(cat_manifest_json(m), 0);
     assert_int_equal(cat_manifest_parse(text, strlen(text), &back, &err), SNAP_EVERIFY);
     free(text);
+    /* a component that needs format 3 (binary table data) raises the manifest to it, never lowers it */
+    cat_component_require_format(c, CAT_FORMAT_BINCOPY);
+    cat_component_require_format(c, CAT_FORMAT);
+    cat_manifest_set_format(m);
+    assert_int_equal(json_integer_value(json_object_get(cat_manifest_json(m), "format")), CAT_FORMAT_BINCOPY);
+    text = json_dumps(cat_manifest_json(m), 0);
+    assert_int_equal(cat_manifest_parse(text, strlen(text), &back, &err), SNAP_OK);
+    cat_manifest_free(back);
+    free(text);
+    /* one after it is refused */
+    json_object_set_new(cat_manifest_json(m), "format", json_integer(CAT_FORMAT_BINCOPY + 1));
+    text = json_dumps(cat_manifest_json(m), 0);
+    assert_int_equal(cat_manifest_parse(text, strlen(text), &back, &err), SNAP_EFAIL);
+    free(text);
     cat_manifest_free(m);
 }
 

@@ -165,10 +165,10 @@ static void store_json_is_checked(void **state)
     assert_string_equal(stg_id(again), stg_id(f->s));
     stg_free(again);
     fp = fopen(path, "w");
-    fputs("{\"format\": 3, \"store_id\": \"x\"}", fp);
+    fputs("{\"format\": 4, \"store_id\": \"x\"}", fp);
     fclose(fp);
     assert_int_equal(stg_open(f->dir, false, &f->ctx, &again, &err), SNAP_EFAIL);
-    assert_non_null(strstr(err.msg, "format 3"));
+    assert_non_null(strstr(err.msg, "format 4"));
     free(path);
 }
 
