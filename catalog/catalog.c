@@ -104,8 +104,18 @@ static snap_rc check_entry(const cat_manifest *m, const char *name, snap_err *er
  * manifests (a plaintext one was slipped in), a plain store none. Replaces *buf by the
  * opened manifest text.
  */
-static snap_rc open_entry(stg *s, const char *name, const char *key, char **buf, size_t *len, char sealed_id[64],
-                          snap_err *err)
+/* What a stored document's envelope says, against what the store is (envelope_open). */
+typedef enum { ENV_OPEN, ENV_PLAIN, ENV_SEALED, ENV_BAD_ID } env_state;
+
+/*
+ * Opens a stored document that may be sealed (docs/formats.md): *buf becomes the plaintext.
+ * What is not JSON is left as it is, for the caller's parser to name. sealed_id, when not
+ * NULL, gets the envelope's snapshot id ("" for a plain document). A sealed document in a
+ * plain store, a plain one in an encrypted store, or an envelope id that is not a snapshot
+ * id leaves *buf alone and sets *st for the caller to say; a failed unseal sets err.
+ */
+static snap_rc envelope_open(stg *s, const char *key, size_t max, char **buf, size_t *len, char sealed_id[64],
+                             env_state *st, snap_err *err)
 {
     json_t *env = json_loadb(*buf, *len, 0, NULL);
     const char *id = json_string_value(json_object_get(env, "id"));
@@ -114,30 +124,44 @@ static snap_rc open_entry(stg *s, const char *name, const char *key, char **buf,
     snap_err e;
     snap_rc rc = SNAP_OK;
 
-    if (env == NULL) /* the parser says what is wrong */
-        return SNAP_OK;
-    if (sealed == NULL && stg_encrypted(s)) {
-        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: its manifest is not encrypted, and the store is", name);
-        err_hint(err, "a plaintext manifest was put into this encrypted store; nothing was changed. "
-                      "Look at catalog/%s.json and remove it if it is not wanted", name);
-        rc = SNAP_EVERIFY;
+    *st = ENV_OPEN;
+    if (env != NULL && sealed == NULL && stg_encrypted(s)) {
+        *st = ENV_PLAIN;
     } else if (sealed != NULL && !stg_encrypted(s)) {
-        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: its manifest is encrypted, and the store is not", name);
-        err_hint(err, "the store's STORE.json was replaced or is damaged; nothing was changed");
-        rc = SNAP_EVERIFY;
+        *st = ENV_SEALED;
     } else if (sealed != NULL) {
         if (id == NULL || cat_name_check("snapshot id", id, &e) != SNAP_OK || strstr(id, "..") != NULL)
-            rc = err_set(err, SNAP_EVERIFY, 0, "snapshot %s: the envelope's id is not a snapshot id", name);
-        else
-            rc = stg_unseal(s, id, key, sealed, MANIFEST_MAX, &text, len, err);
-        snprintf(sealed_id, 64, "%s", id != NULL ? id : "");
-        if (rc == SNAP_OK) {
+            *st = ENV_BAD_ID;
+        else if ((rc = stg_unseal(s, id, key, sealed, max, &text, len, err)) == SNAP_OK) {
             free(*buf);
             *buf = text;
         }
+        if (sealed_id != NULL)
+            snprintf(sealed_id, 64, "%s", id != NULL ? id : "");
     }
     json_decref(env);
     return rc;
+}
+
+static snap_rc open_entry(stg *s, const char *name, const char *key, char **buf, size_t *len, char sealed_id[64],
+                          snap_err *err)
+{
+    env_state st;
+    snap_rc rc = envelope_open(s, key, MANIFEST_MAX, buf, len, sealed_id, &st, err);
+
+    if (rc != SNAP_OK || st == ENV_OPEN)
+        return rc;
+    if (st == ENV_PLAIN) {
+        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: its manifest is not encrypted, and the store is", name);
+        err_hint(err, "a plaintext manifest was put into this encrypted store; nothing was changed. "
+                      "Look at catalog/%s.json and remove it if it is not wanted", name);
+    } else if (st == ENV_SEALED) {
+        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: its manifest is encrypted, and the store is not", name);
+        err_hint(err, "the store's STORE.json was replaced or is damaged; nothing was changed");
+    } else {
+        err_set(err, SNAP_EVERIFY, 0, "snapshot %s: the envelope's id is not a snapshot id", name);
+    }
+    return SNAP_EVERIFY;
 }
 
 snap_rc cat_doc_seal(stg *s, const char *key, const char *snapshot_id, char **text, snap_err *err)
@@ -151,27 +175,16 @@ snap_rc cat_doc_seal(stg *s, const char *key, const char *snapshot_id, char **te
 
 snap_rc cat_doc_open(stg *s, const char *key, size_t max, char **buf, size_t *len, snap_err *err)
 {
-    json_t *env = json_loadb(*buf, *len, 0, NULL);
-    const char *id = json_string_value(json_object_get(env, "id"));
-    const char *sealed = json_string_value(json_object_get(env, "sealed"));
-    char *text = NULL;
-    snap_err e;
-    snap_rc rc = SNAP_OK;
+    env_state st;
+    snap_rc rc = envelope_open(s, key, max, buf, len, NULL, &st, err);
 
-    if (env != NULL && sealed == NULL && stg_encrypted(s)) {
-        rc = err_set(err, SNAP_EVERIFY, 0, "%s is not encrypted, and the store is", key);
-    } else if (sealed != NULL && !stg_encrypted(s)) {
-        rc = err_set(err, SNAP_EVERIFY, 0, "%s is encrypted, and the store is not", key);
-    } else if (sealed != NULL) {
-        if (id == NULL || cat_name_check("snapshot id", id, &e) != SNAP_OK || strstr(id, "..") != NULL)
-            rc = err_set(err, SNAP_EVERIFY, 0, "%s: the envelope's id is not a snapshot id", key);
-        else if ((rc = stg_unseal(s, id, key, sealed, max, &text, len, err)) == SNAP_OK) {
-            free(*buf);
-            *buf = text;
-        }
-    }
-    json_decref(env);
-    return rc;
+    if (rc != SNAP_OK || st == ENV_OPEN)
+        return rc;
+    return err_set(err, SNAP_EVERIFY, 0,
+                   st == ENV_PLAIN    ? "%s is not encrypted, and the store is"
+                   : st == ENV_SEALED ? "%s is encrypted, and the store is not"
+                                      : "%s: the envelope's id is not a snapshot id",
+                   key);
 }
 
 /* The opened manifest of a sealed entry must be the envelope's snapshot, and say it is encrypted. */
