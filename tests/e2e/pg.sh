@@ -69,6 +69,23 @@ for t in json.load(open(sys.argv[1]))["components"][0]["info"]["tables"]:
 
 json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
+# part_entries: every entry of the store's parts, as stock tar lists them, into $T/entries
+part_entries() { for part in "$STORE"/data/*/*.tar.zst; do tar --zstd -tf "$part"; done >"$T/entries"; }
+
+# formats_are N: the manifest of p1 and STORE.json both say format N
+formats_are() {
+    [ "$(json_field "$STORE/catalog/p1.json" format)" = "$1" ] || fail "the manifest is not format $1"
+    [ "$(json_field "$STORE/STORE.json" format)" = "$1" ] || fail "STORE.json is not format $1"
+}
+
+# reverts_to_before DB: a damaged DB, reverted in place to p1, is the state "before" again
+reverts_to_before() {
+    damage "$1"
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --jobs 2
+    capture_state "$1" after
+    same_state before after
+}
+
 test_table_data_is_binary_where_every_column_type_allows() {
     pg_setup
     db=$(db_name binfmt)
@@ -86,16 +103,12 @@ test_table_data_is_binary_where_every_column_type_allows() {
         grep -qxF "$want" "$T/formats" || { cat "$T/formats" >&2; fail "expected: $want"; }
     done
     # the entries say their format by name, and stock tar still lists every part
-    for part in "$STORE"/data/*/*.tar.zst; do tar --zstd -tf "$part"; done >"$T/entries"
+    part_entries
     grep -q '^data/[0-9]*/[0-9-]*\.bin$' "$T/entries" || fail "no binary entry in the parts"
     grep -q '^data/[0-9]*/[0-9-]*\.copy$' "$T/entries" || fail "no text entry in the parts"
     # a reader before format 3 would load binary data as text: manifest and store say 3
-    [ "$(json_field "$STORE/catalog/p1.json" format)" = 3 ] || fail "the manifest is not format 3"
-    [ "$(json_field "$STORE/STORE.json" format)" = 3 ] || fail "STORE.json is not format 3"
-    damage "$db"
-    expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --jobs 2
-    capture_state "$db" after
-    same_state before after
+    formats_are 3
+    reverts_to_before "$db"
     [ "$(q -d "$db" -c "SET search_path = ''" -c "SELECT r::text || ' ' || t::text FROM app.refs")" = \
         "app.big {integer,app.mood}" ] ||
         fail "the reg* values were not restored by name"
@@ -109,15 +122,11 @@ test_text_copy_format_writes_what_earlier_versions_read() {
     printf '[snap]\npg_copy_format = text\n' >"$T/text.conf"
     expect_rc 0 "$SNAP" create p1 -c "$T/text.conf" --pg "dbname=$db" --store "$STORE"
     ! grep -q ' binary$' <(table_formats p1) || fail "a table was stored in binary format"
-    for part in "$STORE"/data/*/*.tar.zst; do tar --zstd -tf "$part"; done >"$T/entries"
+    part_entries
     ! grep -q '\.bin$' "$T/entries" || fail "a binary entry was written"
     # the layout of every earlier version: format 1 throughout
-    [ "$(json_field "$STORE/catalog/p1.json" format)" = 1 ] || fail "the manifest is not format 1"
-    [ "$(json_field "$STORE/STORE.json" format)" = 1 ] || fail "STORE.json is not format 1"
-    damage "$db"
-    expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --jobs 2
-    capture_state "$db" after
-    same_state before after
+    formats_are 1
+    reverts_to_before "$db"
     # an unknown format is a usage error before anything is captured
     printf '[snap]\npg_copy_format = csv\n' >"$T/bad.conf"
     expect_rc 2 "$SNAP" create p2 -c "$T/bad.conf" --pg "dbname=$db" --store "$STORE"
