@@ -99,11 +99,6 @@ static snap_rc check_entry(const cat_manifest *m, const char *name, snap_err *er
     return SNAP_OK;
 }
 
-/*
- * A catalog entry's state must be the store's: an encrypted store holds only sealed
- * manifests (a plaintext one was slipped in), a plain store none. Replaces *buf by the
- * opened manifest text.
- */
 /* What a stored document's envelope says, against what the store is (envelope_open). */
 typedef enum { ENV_OPEN, ENV_PLAIN, ENV_SEALED, ENV_BAD_ID } env_state;
 
@@ -143,6 +138,11 @@ static snap_rc envelope_open(stg *s, const char *key, size_t max, char **buf, si
     return rc;
 }
 
+/*
+ * A catalog entry's state must be the store's: an encrypted store holds only sealed
+ * manifests (a plaintext one was slipped in), a plain store none. Replaces *buf by the
+ * opened manifest text.
+ */
 static snap_rc open_entry(stg *s, const char *name, const char *key, char **buf, size_t *len, char sealed_id[64],
                           snap_err *err)
 {

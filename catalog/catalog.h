@@ -28,6 +28,8 @@ typedef struct cat_component cat_component;
 snap_rc cat_name_check(const char *what, const char *name, snap_err *err);
 /* Ids sort by time: 20261126T054128.123Z-1a2b3c4d (out holds 32). */
 void cat_new_id(char out[32]);
+/* The same for a given time in milliseconds since the epoch. */
+void cat_new_id_at(char out[32], int64_t ms);
 
 cat_manifest *cat_manifest_new(const char *name, const char *id);
 void cat_manifest_free(cat_manifest *m);

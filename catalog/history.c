@@ -25,17 +25,20 @@ void cat_history_stamp(json_t *rec, const char *event)
 snap_rc cat_history_add(stg *s, const json_t *rec, snap_err *err)
 {
     /* Records sort by key: two of one process (a failed check, then the revert's own) must
-     * not share a millisecond, where the random tail would order them. */
-    static char last[32];
+     * not share a millisecond, where the random tail would order them, and a clock set back
+     * must not put a later record first. Only the main thread records events (cli_event). */
+    static int64_t last_ms;
+    struct timespec ts;
+    int64_t ms;
     char id[32], *key, *text;
     snap_rc rc;
 
-    cat_new_id(id);
-    while (strncmp(id, last, 19) <= 0) {
-        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
-        cat_new_id(id);
-    }
-    memcpy(last, id, sizeof last);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (ms <= last_ms)
+        ms = last_ms + 1;
+    last_ms = ms;
+    cat_new_id_at(id, ms);
     key = xasprintf(HISTORY_PREFIX "%s.json", id);
     if (stg_encrypted(s)) {
         /* Stored as it is (a failed snap has no data key to seal it under), so it keeps only

@@ -31,18 +31,25 @@ snap_rc cat_name_check(const char *what, const char *name, snap_err *err)
     return SNAP_OK;
 }
 
-void cat_new_id(char out[32])
+void cat_new_id_at(char out[32], int64_t ms)
 {
     char now[20], rnd[9];
-    struct timespec ts;
+    time_t sec = (time_t)(ms / 1000);
     struct tm tm;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    gmtime_r(&sec, &tm);
     strftime(now, sizeof now, "%Y%m%dT%H%M%S", &tm);
     util_random_hex(rnd, 4);
-    if (snprintf(out, 32, "%.15s.%03ldZ-%.8s", now, ts.tv_nsec / 1000000 % 1000, rnd) >= 32)
+    if (snprintf(out, 32, "%.15s.%03dZ-%.8s", now, (int)(ms % 1000), rnd) >= 32)
         abort(); /* 15 + 5 + 1 + 8 characters always fit */
+}
+
+void cat_new_id(char out[32])
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    cat_new_id_at(out, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
 cat_manifest *cat_manifest_new(const char *name, const char *id)

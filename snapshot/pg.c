@@ -67,7 +67,7 @@ typedef struct pg_worker {
     arc_writer *w;
     PGconn *conn;
     char *buf;
-    size_t len, start; /* start: the header's bytes at the front of buf */
+    size_t bufsize, len, start; /* start: the header's bytes at buf's front */
     bool binary;       /* the table being copied is in binary format */
     uint64_t since_cut;
 } pg_worker;
@@ -183,16 +183,18 @@ static snap_rc read_tables(pg_cap *cap, PGconn *conn, const char *scope, snap_er
         "   FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
         "   AND NOT a.attisdropped AND a.attgenerated = ''), ''),"
         " pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::int,"
-        /* Binary COPY only where it means the same in any database: built-in types (and
-         * arrays of them, which carry their element's OID) with binary input and output;
-         * not the reg* types, whose binary form is an OID where their text is a name. */
+        /* Binary COPY only where it means the same in any database and version: types whose
+         * OID PostgreSQL's source fixes (below 10000; initdb numbers the rest, and arrays
+         * carry their element's OID), with binary input and output, not composite (a row
+         * type's columns differ between versions), and not the reg* types, whose binary
+         * form is an OID where their text is a name. */
         " NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a"
         "   JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid"
         "   LEFT JOIN pg_catalog.pg_type el ON el.oid = ty.typelem"
         "   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''"
-        "   AND (ty.oid >= 16384 OR ty.typsend = 0 OR ty.typreceive = 0 OR ty.typname LIKE 'reg%%'"
-        "     OR (el.oid IS NOT NULL AND (el.oid >= 16384 OR el.typsend = 0 OR el.typreceive = 0"
-        "       OR el.typname LIKE 'reg%%'))))"
+        "   AND (ty.oid >= 10000 OR ty.typsend = 0 OR ty.typreceive = 0 OR ty.typtype = 'c'"
+        "     OR ty.typname LIKE 'reg%%' OR (el.oid IS NOT NULL AND (el.oid >= 10000 OR el.typsend = 0"
+        "       OR el.typreceive = 0 OR el.typtype = 'c' OR el.typname LIKE 'reg%%'))))"
         " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind = 'r' AND c.relpersistence <> 't' AND %s%s"
         /* a standby cannot read unlogged tables: their data is left out, as pg_dump does */
@@ -510,7 +512,7 @@ static snap_rc copy_entry(pg_worker *wk, const pg_item *it, pg_copied *cp, bool 
     char *path = entry_path(wk, it, cp->seq++);
     snap_rc rc;
 
-    cp->bytes += wk->len;
+    cp->bytes += wk->len - wk->start;
     cp->entries++;
     rc = flush_entry(wk, path, part_mark, err);
     free(path);
@@ -592,8 +594,10 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
         if (wk->len > wk->start && wk->len + n > cap->chunk)
             rc = copy_entry(wk, it, &cp, false, err);
         if (rc == SNAP_OK) {
-            if (wk->len + n > cap->chunk) /* a single row bigger than a chunk */
-                wk->buf = xrealloc(wk->buf, wk->len + n + COPY_BIN_TRAILER_LEN);
+            if (wk->len + n + COPY_BIN_TRAILER_LEN > wk->bufsize) { /* a single row bigger than a chunk */
+                wk->bufsize = wk->len + n + COPY_BIN_TRAILER_LEN;
+                wk->buf = xrealloc(wk->buf, wk->bufsize);
+            }
             memcpy(wk->buf + wk->len, row, n);
             wk->len += n;
             rows++;
@@ -614,13 +618,15 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
     if (rc == SNAP_OK && (wk->len > wk->start || cp.seq == 0)) {
         /* the last entry; an empty table or range still leaves one, so revert sees it */
         char *path = entry_path(wk, it, cp.seq++);
-        cp.bytes += wk->len;
+        cp.bytes += wk->len - wk->start;
         cp.entries++;
         rc = flush_entry(wk, path, false, err);
         free(path);
     }
-    if (wk->len > cap->chunk)
-        wk->buf = xrealloc(wk->buf, cap->chunk + COPY_BIN_TRAILER_LEN);
+    if (wk->bufsize > cap->chunk + COPY_BIN_TRAILER_LEN) { /* back to a chunk after a bigger row */
+        wk->bufsize = cap->chunk + COPY_BIN_TRAILER_LEN;
+        wk->buf = xrealloc(wk->buf, wk->bufsize);
+    }
     wk->len = 0;
     if (rc == SNAP_OK) {
         pthread_mutex_lock(&cap->lock);
@@ -723,8 +729,10 @@ static snap_rc copy_item(pool *p, void *arg, size_t worker, size_t job, snap_err
     snap_rc rc;
 
     wk->pool = p;
-    if (wk->buf == NULL)
-        wk->buf = xmalloc(run->cap->chunk + COPY_BIN_TRAILER_LEN);
+    if (wk->buf == NULL) {
+        wk->bufsize = run->cap->chunk + COPY_BIN_TRAILER_LEN;
+        wk->buf = xmalloc(wk->bufsize);
+    }
     if (wk->conn == NULL && (rc = worker_begin(wk, err)) != SNAP_OK)
         return rc;
     rc = SNAP_OK;

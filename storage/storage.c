@@ -157,14 +157,28 @@ static snap_rc store_meta(stg *s, bool create, snap_err *err)
 
 snap_rc stg_require_format(stg *s, int format, snap_err *err)
 {
-    json_t *f = json_object_get(s->meta, "format");
-    char *text;
+    json_t *f = json_object_get(s->meta, "format"), *now = NULL;
+    char *text = NULL;
+    size_t len;
     snap_rc rc;
 
     if (json_integer_value(f) >= format)
         return SNAP_OK;
     if (format > STORE_FORMAT_MAX)
         return err_set(err, SNAP_EFAIL, 0, "store format %d is not one this version writes", format);
+    /* Another snap may have raised it since this one opened the store: never lower it. */
+    rc = stg_get(s, STORE_META, 64 * 1024, &text, &len, err);
+    if (rc != SNAP_OK)
+        return rc;
+    now = json_loadb(text, len, 0, NULL);
+    free(text);
+    f = json_object_get(now, "format");
+    if (json_is_integer(f) && json_integer_value(f) >= format) {
+        json_object_set(s->meta, "format", f);
+        json_decref(now);
+        return SNAP_OK;
+    }
+    json_decref(now);
     json_object_set_new(s->meta, "format", json_integer(format));
     text = json_dumps(s->meta, JSON_INDENT(2) | JSON_SORT_KEYS);
     rc = stg_put(s, STORE_META, text, strlen(text), 0, err);

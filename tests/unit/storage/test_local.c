@@ -172,6 +172,26 @@ static void store_json_is_checked(void **state)
     free(path);
 }
 
+/* A format another process raised since this one opened the store is never lowered. */
+static void store_format_only_rises(void **state)
+{
+    fixture *f = *state;
+    snap_err err;
+    stg *other;
+    char *buf = NULL;
+    size_t len;
+
+    assert_int_equal(stg_open(f->dir, false, &f->ctx, &other, &err), SNAP_OK);
+    assert_int_equal(stg_require_format(other, 3, &err), SNAP_OK);
+    stg_free(other);
+    /* f->s still holds format 1 from when it opened the store */
+    assert_int_equal(stg_require_format(f->s, 2, &err), SNAP_OK);
+    assert_int_equal(stg_get(f->s, "STORE.json", 65536, &buf, &len, &err), SNAP_OK);
+    assert_non_null(strstr(buf, "\"format\": 3"));
+    free(buf);
+    assert_int_equal(stg_require_format(f->s, 4, &err), SNAP_EFAIL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +200,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(abort_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(list_delete_and_cleanup, setup, teardown),
         cmocka_unit_test_setup_teardown(store_json_is_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(store_format_only_rises, setup, teardown),
     };
     return cmocka_run_group_tests_name("storage/local", tests, NULL, NULL);
 }
