@@ -1011,14 +1011,7 @@ static bool my_safety_deferrable(rst_target *t)
 static snap_rc my_displaced_source(rst_target *t, cfg *c, const char *section, snp_redirect **rd, size_t *nrd,
                                    snap_err *err)
 {
-    json_t *st = rst_state(t);
-    snap_rc rc = my_safety_source(t, c, section, err);
-
-    if (rc != SNAP_OK)
-        return rc;
-    *rd = xrealloc(*rd, (*nrd + 1) * sizeof **rd);
-    (*rd)[(*nrd)++] = (snp_redirect){rst_component_name(t), state_str(st, "live"), state_str(st, "old")};
-    return SNAP_OK;
+    return rst_displaced_as_live(t, c, section, "old", rd, nrd, err);
 }
 
 /* ---- stage ---- */
@@ -2207,59 +2200,37 @@ out:
     return rc;
 }
 
+/* The names a revert of live gives its staging and displaced schemas: made from live and
+ * the revert id alone, so the marker names nothing itself. */
+static void orphan_names(const char *live, const char *id, const char *snap, char **staging, char **displaced)
+{
+    char sid[16];
+
+    (void)snap;
+    short_id(id, sid);
+    *staging = xasprintf("%s__revert_%s", live, sid);
+    *displaced = xasprintf("%s__pre_revert_%s", live, sid);
+}
+
+/* The listing is by live's names: a schema there without live's marker is worth a word. */
+static const rst_orphan_kind orphan_kind = {"schema", true, orphan_names};
+
 /* One schema named like live's staging or displaced one: dropped when it is marked staging
  * of a revert no journal names and live's lock is free, reported when it is the marked
- * displaced one, left alone otherwise. The marker names nothing: the names it must match
- * are made here from live and its revert id. */
+ * displaced one, left alone otherwise (rst_orphan_verdict). */
 static snap_rc orphan_schema(snap_ctx *ctx, MYSQL *m, const char *live, const char *name, const char *comment,
                              json_t *report, snap_err *err)
 {
-    json_t *mk = comment != NULL ? json_loads(comment, 0, NULL) : NULL, *e = NULL;
-    const char *id = json_string_value(json_object_get(mk, "revert_id"));
-    const char *snap = json_string_value(json_object_get(mk, "snapshot"));
-    const char *mlive = json_string_value(json_object_get(mk, "live"));
-    char sid[16], *staging = NULL, *old = NULL;
-    snap_rc rc = SNAP_OK;
+    bool staging;
+    json_t *e = rst_orphan_verdict(ctx, &orphan_kind, live, name, comment, report, &staging);
+    snap_rc rc;
 
-    if (id == NULL || snap == NULL || mlive == NULL || strcmp(mlive, live) != 0) {
-        log_warn(ctx, "schema %s carries no marker of a revert of %s: left alone", name, live);
-        goto out;
-    }
-    if (!*id || *id == '.' ||
-        strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(id)) {
-        log_warn(ctx, "schema %s carries a marker that names no revert id: left alone", name);
-        goto out;
-    }
-    if (rst_journaled(ctx, id)) {
-        log_warn(ctx, "schema %s: the journal of revert %s names it; its recovery owns it", name, id);
-        goto out;
-    }
-    short_id(id, sid);
-    staging = xasprintf("%s__revert_%s", live, sid);
-    old = xasprintf("%s__pre_revert_%s", live, sid);
-    if (strcmp(name, staging) != 0 && strcmp(name, old) != 0) {
-        log_warn(ctx, "schema %s carries the marker of revert %s of %s under another name: left alone", name, id,
-                 live);
-        goto out;
-    }
-    e = json_pack("{s:s, s:s, s:s, s:s}", "database", live, "revert_id", id, "snapshot", snap, "outcome", "kept");
-    if (json_is_integer(json_object_get(mk, "created")))
-        json_object_set(e, "created", json_object_get(mk, "created"));
-    json_array_append(report, e);
-    if (strcmp(name, old) == 0) {
-        json_object_set_new(e, "displaced", json_string(name));
-        log_info(ctx, "revert %s of schema %s kept the displaced schema %s: `revert --drop-kept` owns it", id, live,
-                 name);
-        goto out;
-    }
+    if (e == NULL || !staging)
+        return SNAP_OK;
     rc = drop_orphan(ctx, m, live, name, e, err);
     if (rc == SNAP_OK && strcmp(json_string_value(json_object_get(e, "outcome")), "removed") == 0)
-        log_info(ctx, "removed the staging schema %s that revert %s of %s left", name, id, live);
-out:
-    json_decref(e);
-    json_decref(mk);
-    free(staging);
-    free(old);
+        log_info(ctx, "removed the staging schema %s that revert %s of %s left", name,
+                 json_string_value(json_object_get(e, "revert_id")), live);
     return rc;
 }
 

@@ -625,14 +625,7 @@ static bool pg_safety_deferrable(rst_target *t)
 static snap_rc pg_displaced_source(rst_target *t, cfg *c, const char *section, snp_redirect **rd, size_t *nrd,
                                    snap_err *err)
 {
-    json_t *st = rst_state(t);
-    snap_rc rc = pg_safety_source(t, c, section, err);
-
-    if (rc != SNAP_OK)
-        return rc;
-    *rd = xrealloc(*rd, (*nrd + 1) * sizeof **rd);
-    (*rd)[(*nrd)++] = (snp_redirect){rst_component_name(t), jstr(st, "live"), jstr(st, "displaced")};
-    return SNAP_OK;
+    return rst_displaced_as_live(t, c, section, "displaced", rd, nrd, err);
 }
 
 /* ---- reading the archive ---- */
@@ -2279,51 +2272,35 @@ static snap_rc pg_lock(rst_target *t, snap_err *err)
 
 /* ---- orphans: marked databases of a configured source when every journal is lost ---- */
 
+/* The names a revert of live gives its staging and displaced databases. */
+static void orphan_names(const char *live, const char *id, const char *snap, char **staging, char **displaced)
+{
+    char *sfx = xasprintf("__revert_%s", id_token(snap));
+
+    *staging = db_with_suffix(live, sfx);
+    free(sfx);
+    sfx = xasprintf("__pre_revert_%s", id_token(id));
+    *displaced = db_with_suffix(live, sfx);
+    free(sfx);
+}
+
+/* The listing returns every marked database, other sources' too: those are passed over. */
+static const rst_orphan_kind orphan_kind = {"database", false, orphan_names};
+
 /* One marked database: dropped when it is this source's staging and its lock is free,
- * reported when it is the displaced one, left alone otherwise. */
+ * reported when it is the displaced one, left alone otherwise (rst_orphan_verdict). */
 static snap_rc orphan_db(snap_ctx *ctx, PGconn *c, const char *live, const char *name, const char *val,
                          json_t *report, snap_err *err)
 {
-    json_t *m = json_loads(val, 0, NULL), *e = NULL;
-    const char *id = json_string_value(json_object_get(m, "revert_id"));
-    const char *snap = json_string_value(json_object_get(m, "snapshot"));
-    const char *mlive = json_string_value(json_object_get(m, "live"));
-    char *sfx = NULL, *staging = NULL, *displaced = NULL, hi[16], lo[16], big[24];
+    bool staging;
+    json_t *e = rst_orphan_verdict(ctx, &orphan_kind, live, name, val, report, &staging);
+    char hi[16], lo[16], big[24];
     const char *p[1] = {big};
     PGresult *res = NULL;
     snap_rc rc = SNAP_OK;
 
-    if (id == NULL || snap == NULL || mlive == NULL || strcmp(mlive, live) != 0)
-        goto out; /* another database's marker, or not one of ours */
-    if (!*id || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(id) ||
-        *id == '.') {
-        log_warn(ctx, "database %s carries a marker that names no revert id: left alone", name);
-        goto out;
-    }
-    if (rst_journaled(ctx, id)) {
-        log_warn(ctx, "database %s: the journal of revert %s names it; its recovery owns it", name, id);
-        goto out;
-    }
-    sfx = xasprintf("__revert_%s", id_token(snap));
-    staging = db_with_suffix(live, sfx);
-    free(sfx);
-    sfx = xasprintf("__pre_revert_%s", id_token(id));
-    displaced = db_with_suffix(live, sfx);
-    if (strcmp(name, staging) != 0 && strcmp(name, displaced) != 0) {
-        log_warn(ctx, "database %s carries the marker of revert %s of %s under another name: left alone", name, id,
-                 live);
-        goto out;
-    }
-    e = json_pack("{s:s, s:s, s:s, s:s}", "database", live, "revert_id", id, "snapshot", snap, "outcome", "kept");
-    if (json_is_integer(json_object_get(m, "created")))
-        json_object_set(e, "created", json_object_get(m, "created"));
-    json_array_append(report, e);
-    if (strcmp(name, displaced) == 0) {
-        json_object_set_new(e, "displaced", json_string(name));
-        log_info(ctx, "revert %s of database %s kept the displaced database %s: `revert --drop-kept` owns it", id,
-                 live, name);
-        goto out;
-    }
+    if (e == NULL || !staging)
+        return SNAP_OK;
     lock_key(live, hi, lo, big);
     rc = pg_query(c, "SELECT pg_catalog.pg_try_advisory_lock($1::bigint)", 1, p, &res, err);
     if (rc == SNAP_OK && strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
@@ -2337,14 +2314,10 @@ static snap_rc orphan_db(snap_ctx *ctx, PGconn *c, const char *live, const char 
     json_object_set_new(e, "outcome", json_string(rc == SNAP_OK ? "removed" : "failed"));
     json_object_set_new(e, "staging", json_string(name));
     if (rc == SNAP_OK)
-        log_info(ctx, "removed the staging database %s that revert %s of %s left", name, id, live);
+        log_info(ctx, "removed the staging database %s that revert %s of %s left", name,
+                 json_string_value(json_object_get(e, "revert_id")), live);
 out:
     PQclear(res);
-    json_decref(e);
-    json_decref(m);
-    free(sfx);
-    free(staging);
-    free(displaced);
     return rc;
 }
 

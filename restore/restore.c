@@ -2042,6 +2042,67 @@ bool rst_journaled(snap_ctx *ctx, const char *id)
     return yes;
 }
 
+json_t *rst_orphan_verdict(snap_ctx *ctx, const rst_orphan_kind *k, const char *live, const char *name,
+                           const char *marker, json_t *report, bool *staging)
+{
+    json_t *m = marker != NULL ? json_loads(marker, 0, NULL) : NULL, *e = NULL;
+    const char *id = json_string_value(json_object_get(m, "revert_id"));
+    const char *snap = json_string_value(json_object_get(m, "snapshot"));
+    const char *mlive = json_string_value(json_object_get(m, "live"));
+    char *stn = NULL, *dpn = NULL;
+
+    *staging = false;
+    if (id == NULL || snap == NULL || mlive == NULL || strcmp(mlive, live) != 0) {
+        if (k->warn_foreign)
+            log_warn(ctx, "%s %s carries no marker of a revert of %s: left alone", k->word, name, live);
+        goto out;
+    }
+    if (!*id || *id == '.' ||
+        strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(id)) {
+        log_warn(ctx, "%s %s carries a marker that names no revert id: left alone", k->word, name);
+        goto out;
+    }
+    if (rst_journaled(ctx, id)) {
+        log_warn(ctx, "%s %s: the journal of revert %s names it; its recovery owns it", k->word, name, id);
+        goto out;
+    }
+    k->names(live, id, snap, &stn, &dpn);
+    if (strcmp(name, stn) != 0 && strcmp(name, dpn) != 0) {
+        log_warn(ctx, "%s %s carries the marker of revert %s of %s under another name: left alone", k->word, name,
+                 id, live);
+        goto out;
+    }
+    e = json_pack("{s:s, s:s, s:s, s:s}", "database", live, "revert_id", id, "snapshot", snap, "outcome", "kept");
+    if (json_is_integer(json_object_get(m, "created")))
+        json_object_set(e, "created", json_object_get(m, "created"));
+    json_array_append_new(report, e);
+    if (strcmp(name, dpn) == 0) {
+        json_object_set_new(e, "displaced", json_string(name));
+        log_info(ctx, "revert %s of %s %s kept the displaced %s %s: `revert --drop-kept` owns it", id, k->word, live,
+                 k->word, name);
+    } else {
+        *staging = true;
+    }
+out:
+    json_decref(m);
+    free(stn);
+    free(dpn);
+    return e;
+}
+
+snap_rc rst_displaced_as_live(rst_target *t, cfg *c, const char *section, const char *key, snp_redirect **rd,
+                              size_t *nrd, snap_err *err)
+{
+    snap_rc rc = t->drv->safety_source(t, c, section, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    *rd = xrealloc(*rd, (*nrd + 1) * sizeof **rd);
+    (*rd)[(*nrd)++] = (snp_redirect){t->name, json_string_value(json_object_get(t->state, "live")),
+                                     json_string_value(json_object_get(t->state, key))};
+    return SNAP_OK;
+}
+
 /* What reverts left beside the live target of every configured source, by its driver. */
 static snap_rc each_orphan(snap_ctx *ctx, json_t *report, snap_err *err)
 {

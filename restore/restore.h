@@ -178,4 +178,29 @@ const rst_driver *rst_driver_find(const char *type);
  * does; unknown counts as yes). */
 bool rst_journaled(snap_ctx *ctx, const char *id);
 
+/* How a database driver names what a revert leaves beside live (rst_orphan_verdict): word
+ * for its objects in messages ("database", "schema"); warn_foreign: a marker that is not of
+ * a revert of live is warned about (a listing by name finds it only under live's names,
+ * while a listing of every marked object finds other sources' too); names: the staging and
+ * displaced names (allocated) a revert id of snapshot snap gives live. */
+typedef struct rst_orphan_kind {
+    const char *word;
+    bool warn_foreign;
+    void (*names)(const char *live, const char *id, const char *snap, char **staging, char **displaced);
+} rst_orphan_kind;
+
+/* The verdict on object name beside live, by its marker (its JSON text, or NULL): NULL when
+ * it is left alone (no marker of a revert of live, no revert id, a journal names the revert,
+ * or name is neither of the revert's names), else the report entry {database, revert_id,
+ * snapshot, outcome "kept", created?}, already appended to report (which holds it); the
+ * displaced one also gets "displaced" and is logged, and *staging says it is the staging one,
+ * which the driver drops under its lock. */
+json_t *rst_orphan_verdict(snap_ctx *ctx, const rst_orphan_kind *k, const char *live, const char *name,
+                           const char *marker, json_t *report, bool *staging);
+
+/* displaced_source of a database target: its safety_source, and one redirect from the
+ * state's "live" name to the name its state key holds. */
+snap_rc rst_displaced_as_live(rst_target *t, cfg *c, const char *section, const char *key, snp_redirect **rd,
+                              size_t *nrd, snap_err *err);
+
 #endif

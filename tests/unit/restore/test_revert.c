@@ -576,6 +576,80 @@ static void test_store_fails_safety_write(void **state)
     safety_store_fails(*state, "write", "data/", SNAP_EUNREACH);
 }
 
+/* The names a revert of live gets in test_orphan_verdict: live~s~<snapshot>, live~d~<id>. */
+static void orphan_names(const char *live, const char *id, const char *snap, char **staging, char **displaced)
+{
+    *staging = xasprintf("%s~s~%s", live, snap);
+    *displaced = xasprintf("%s~d~%s", live, id);
+}
+
+/* rst_orphan_verdict's answer on one object: "-" (left alone), "staging" or "displaced";
+ * the report gets the entry, or nothing. */
+static const char *verdict(fixture *f, json_t *report, const char *name, const char *marker)
+{
+    static const rst_orphan_kind kind = {"database", true, orphan_names};
+    size_t before = json_array_size(report);
+    bool staging = true;
+    json_t *e = rst_orphan_verdict(&f->ctx, &kind, "live", name, marker, report, &staging);
+
+    if (e == NULL) {
+        assert_false(staging);
+        assert_int_equal(json_array_size(report), before);
+        return "-";
+    }
+    assert_int_equal(json_array_size(report), before + 1);
+    assert_ptr_equal(json_array_get(report, before), e);
+    assert_string_equal(json_string_value(json_object_get(e, "database")), "live");
+    assert_string_equal(json_string_value(json_object_get(e, "outcome")), "kept");
+    if (staging)
+        assert_null(json_object_get(e, "displaced"));
+    else
+        assert_string_equal(json_string_value(json_object_get(e, "displaced")), name);
+    return staging ? "staging" : "displaced";
+}
+
+/* A marker is trusted only for what it can name: the revert's own two names beside its live
+ * object, a revert id of plain characters, and a revert no journal names. */
+static void test_orphan_verdict(void **state)
+{
+    fixture *f = *state;
+    json_t *report = json_array(), *e;
+    char *dir = xasprintf("%s/journal", f->state);
+
+    assert_string_equal(verdict(f, report, "live~s~S1", "{\"revert_id\":\"r1\",\"snapshot\":\"S1\",\"live\":\"live\","
+                                                        "\"created\":7}"), "staging");
+    e = json_array_get(report, 0);
+    assert_string_equal(json_string_value(json_object_get(e, "revert_id")), "r1");
+    assert_string_equal(json_string_value(json_object_get(e, "snapshot")), "S1");
+    assert_int_equal(json_integer_value(json_object_get(e, "created")), 7);
+    assert_string_equal(verdict(f, report, "live~d~r1", "{\"revert_id\":\"r1\",\"snapshot\":\"S1\",\"live\":\"live\"}"),
+                        "displaced");
+    assert_null(json_object_get(json_array_get(report, 1), "created"));
+    /* no marker, not JSON, another live object's, a name the revert does not give */
+    assert_string_equal(verdict(f, report, "live~s~S1", NULL), "-");
+    assert_string_equal(verdict(f, report, "live~s~S1", "{\"revert_id\":"), "-");
+    assert_string_equal(verdict(f, report, "live~s~S1", "{\"revert_id\":\"r1\",\"snapshot\":\"S1\",\"live\":\"other\"}"),
+                        "-");
+    assert_string_equal(verdict(f, report, "live", "{\"revert_id\":\"r1\",\"snapshot\":\"S1\",\"live\":\"live\"}"), "-");
+    assert_string_equal(verdict(f, report, "live~s~S2", "{\"revert_id\":\"r1\",\"snapshot\":\"S1\",\"live\":\"live\"}"),
+                        "-");
+    /* revert ids that could reach outside the journal directory, or none */
+    assert_string_equal(verdict(f, report, "live~d~../x", "{\"revert_id\":\"../x\",\"snapshot\":\"S\",\"live\":\"live\"}"),
+                        "-");
+    assert_string_equal(verdict(f, report, "live~d~.x", "{\"revert_id\":\".x\",\"snapshot\":\"S\",\"live\":\"live\"}"),
+                        "-");
+    assert_string_equal(verdict(f, report, "live~d~", "{\"revert_id\":\"\",\"snapshot\":\"S\",\"live\":\"live\"}"), "-");
+    /* a revert a journal names belongs to its recovery */
+    (void)mkdir(f->state, 0700);
+    (void)mkdir(dir, 0700); /* rst_journaled made it already */
+    assert_int_equal(write_file(dir, "r2.json", "{}"), 0);
+    assert_string_equal(verdict(f, report, "live~s~S1", "{\"revert_id\":\"r2\",\"snapshot\":\"S1\",\"live\":\"live\"}"),
+                        "-");
+    assert_int_equal(json_array_size(report), 2);
+    json_decref(report);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -593,6 +667,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_fails_safety_part, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_fails_safety_manifest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_fails_safety_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphan_verdict, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
