@@ -70,7 +70,7 @@ snap_() { expect_rc 0 "$SNAP" create "$1" --store "$ST" --config "$T/snap.conf" 
 test_postgres_unchanged_database_is_stored_once() {
     setup
     pg_db
-    want=$(pg_sum big) want_loose=$(q -d "$PGDB" -c "SELECT md5(string_agg(t::text, ',')) FROM loose t")
+    want=$(pg_sum big) want_loose=$(q -d "$PGDB" -c "SELECT md5(string_agg(t::text, ',' ORDER BY a, b)) FROM loose t")
     snap_ p1
     [ "$(own_parts p1)" -ge 8 ] || fail "the database should be several parts, is $(own_parts p1)"
     snap_ p2
@@ -80,8 +80,9 @@ test_postgres_unchanged_database_is_stored_once() {
     q -d "$PGDB" -c "UPDATE big SET note = 'damaged'; DELETE FROM loose"
     expect_rc 0 "$REVERT" p2 --store "$ST" --config "$T/snap.conf" --yes --no-safety-snapshot
     [ "$(pg_sum big)" = "$want" ] || fail "revert of p2 did not restore the rows"
-    # the table without a key comes back in the order it was read in
-    [ "$(q -d "$PGDB" -c "SELECT md5(string_agg(t::text, ',')) FROM loose t")" = "$want_loose" ] ||
+    # the table without a key comes back whole; its parts load on several connections, so
+    # in another physical order (docs/design.md, "Reuse")
+    [ "$(q -d "$PGDB" -c "SELECT md5(string_agg(t::text, ',' ORDER BY a, b)) FROM loose t")" = "$want_loose" ] ||
         fail "revert of p2 did not restore the table without a key"
 
     # revert rewrote the tables: a new baseline, then one changed row (longer than it was)
