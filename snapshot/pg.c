@@ -25,7 +25,7 @@
 typedef struct pg_table {
     char *schema, *name, *qname; /* qname: "schema"."name" */
     char *cols;                  /* quoted column list without generated ones; "" for none */
-    bool binary;                 /* COPY in binary format (copy_sql, docs/postgres.md) */
+    bool binary;                 /* COPY in binary format (copy_table, docs/formats.md) */
     uint64_t blocks;
     uint64_t rows, bytes, entries; /* filled by workers under cap.lock */
 } pg_table;
@@ -541,7 +541,7 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
     snap_rc rc = SNAP_OK;
 
     const char *fmt = t->binary ? " (FORMAT binary)" : "";
-    bool header = !t->binary; /* the binary header, which the server sends before the first row, is read */
+    bool header_done = !t->binary; /* binary: the header, sent with the first message, is taken off */
 
     if (it->from == 0 && it->to == 0)
         sql = *t->cols ? xasprintf("COPY %s (%s) TO STDOUT%s", t->qname, t->cols, fmt)
@@ -582,9 +582,9 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
         }
         row = msgbuf;
         n = (size_t)got;
-        if (rc == SNAP_OK && !header)
+        if (rc == SNAP_OK && !header_done)
             rc = copy_bin_header(&row, &n, t->qname, err);
-        header = true;
+        header_done = true;
         /* binary: the trailer comes as a message of its own; each entry gets its own */
         if (rc != SNAP_OK || n == 0 || (wk->binary && n == COPY_BIN_TRAILER_LEN &&
                                         memcmp(row, COPY_BIN_TRAILER, COPY_BIN_TRAILER_LEN) == 0)) {
