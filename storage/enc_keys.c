@@ -17,15 +17,6 @@ static snap_rc need_enc(stg *s, stg_enc **e, snap_err *err)
     return SNAP_EUSAGE;
 }
 
-static snap_rc write_meta(stg *s, snap_err *err)
-{
-    char *text = json_dumps(stg_meta_get(s), JSON_INDENT(2) | JSON_SORT_KEYS);
-    snap_rc rc = stg_put(s, "STORE.json", text, strlen(text), 0, err);
-
-    free(text);
-    return rc;
-}
-
 static json_t *find_key(json_t *keys, const char *id, size_t *at)
 {
     size_t i;
@@ -129,7 +120,7 @@ snap_rc stg_key_add(stg *s, const char *new_key_file, json_t *report, snap_err *
     if (rc == SNAP_OK)
         rc = add_key(e, new_key_file, false, &kek, id, err);
     if (rc == SNAP_OK)
-        rc = write_meta(s, err);
+        rc = stg_meta_put(s, err);
     if (rc == SNAP_OK)
         json_object_set_new(report, "added", json_string(id));
     cry_key_free(kek);
@@ -169,7 +160,7 @@ snap_rc stg_key_remove(stg *s, const char *key_id, snap_err *err)
         return SNAP_EUSAGE;
     }
     drop_key(e, key_id);
-    return write_meta(s, err);
+    return stg_meta_put(s, err);
 }
 
 static bool collect_keys_json(const stg_entry *en, void *arg)
@@ -234,7 +225,7 @@ snap_rc stg_key_rotate(stg *s, const char *new_key_file, json_t *report, snap_er
     aad = enc_master_aad(e, mid, enc_kek_id(e));
     w = enc_wrap_with_kek(e, mk, aad);
     json_object_set_new(json_object_get(json_array_get(masters, 0), "wrapped"), enc_kek_id(e), json_string(w));
-    rc = write_meta(s, err);
+    rc = stg_meta_put(s, err);
     /* 2. every snapshot's data key under the new master key: the data stays as it is */
     if (rc == SNAP_OK)
         rc = rewrap_all(s, e, mid, mk, &n, err);
@@ -247,7 +238,7 @@ snap_rc stg_key_rotate(stg *s, const char *new_key_file, json_t *report, snap_er
             drop_key(e, json_string_value(json_array_get(removed, i)));
         while (json_array_size(masters) > 1)
             json_array_remove(masters, 1);
-        rc = write_meta(s, err);
+        rc = stg_meta_put(s, err);
     }
     if (rc == SNAP_OK)
         json_object_set_new(report, "key_id", json_string(id));

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -409,6 +410,63 @@ static snap_rc local_cleanup(void *drv, int64_t max_age, bool dry_run, unsigned 
     return rc;
 }
 
+/* Whether the file at key holds exactly old: SNAP_OK, SNAP_ECONFLICT or the error. */
+static snap_rc holds(const local *l, const char *key, const void *old, size_t oldlen, snap_err *err)
+{
+    char *path = key_path(l, key), *cur = xmalloc(oldlen + 1);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    size_t n = 0;
+    snap_rc rc = SNAP_OK;
+
+    if (fd < 0)
+        rc = err_sys(err, err_from_errno(errno), "cannot read %s", path);
+    while (rc == SNAP_OK && n <= oldlen) {
+        ssize_t got = read(fd, cur + n, oldlen + 1 - n);
+        if (got == 0)
+            break;
+        if (got < 0 && errno != EINTR)
+            rc = err_sys(err, SNAP_EFAIL, "cannot read %s", path);
+        n += got > 0 ? (size_t)got : 0;
+    }
+    if (rc == SNAP_OK && (n != oldlen || memcmp(cur, old, oldlen) != 0))
+        rc = err_set(err, SNAP_ECONFLICT, 0, "%s was changed by another writer", path);
+    if (fd >= 0)
+        close(fd);
+    free(cur);
+    free(path);
+    return rc;
+}
+
+/*
+ * Compare and swap under an exclusive flock of the store's root, which every replace takes,
+ * so that two of them serialise. Where the file system cannot lock a directory (some NFS
+ * mounts) the comparison alone remains.
+ */
+static snap_rc local_replace(void *drv, const char *key, const void *old, size_t oldlen, const void *buf, size_t len,
+                             snap_err *err)
+{
+    local *l = drv;
+    void *w = NULL;
+    int dfd = open(l->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    snap_rc rc = check_key(key, err);
+
+    if (rc == SNAP_OK && dfd < 0)
+        rc = err_sys(err, err_from_errno(errno), "cannot open store %s", l->root);
+    while (rc == SNAP_OK && flock(dfd, LOCK_EX) != 0 && errno == EINTR)
+        ;
+    if (rc == SNAP_OK)
+        rc = holds(l, key, old, oldlen, err);
+    if (rc == SNAP_OK)
+        rc = local_writer_open(l, key, 0, &w, err);
+    if (rc == SNAP_OK && (rc = local_write(w, buf, len, err)) != SNAP_OK)
+        local_abort(w);
+    else if (rc == SNAP_OK)
+        rc = local_commit(w, err);
+    if (dfd >= 0)
+        close(dfd);
+    return rc;
+}
+
 const stg_driver stg_local_driver = {
     .scheme = "file",
     .features = STG_FEAT_RANGE | STG_FEAT_CREATE_ONLY | STG_FEAT_LOCAL,
@@ -428,4 +486,5 @@ const stg_driver stg_local_driver = {
     .remove = local_remove,
     .remove_many = NULL,
     .cleanup = local_cleanup,
+    .replace = local_replace,
 };

@@ -226,6 +226,31 @@ out:
     return rc;
 }
 
+static snap_rc mem_replace(void *drv, const char *key, const void *old, size_t oldlen, const void *buf, size_t len,
+                           snap_err *err)
+{
+    mem *m = drv;
+    mem_obj *o;
+    snap_rc rc = SNAP_OK;
+
+    if ((rc = fault_hit(m, MEM_COMMIT, key, err)) != SNAP_OK)
+        return rc;
+    pthread_mutex_lock(&m->mu);
+    o = find(m, key);
+    if (o == NULL || o->len != oldlen || (oldlen > 0 && memcmp(o->data, old, oldlen) != 0)) {
+        rc = err_set(err, SNAP_ECONFLICT, 0, "%s/%s was changed by another writer", m->url, key);
+    } else {
+        free(o->data);
+        o->data = xmalloc(len ? len : 1);
+        if (len > 0)
+            memcpy(o->data, buf, len);
+        o->len = len;
+        o->mtime = time(NULL);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
 static snap_rc mem_reader_open(void *drv, const char *key, uint64_t off, uint64_t len, void **out,
                                snap_err *err)
 {
@@ -385,4 +410,5 @@ const stg_driver stg_mem_driver = {
     .remove = mem_remove,
     .remove_many = NULL,
     .cleanup = mem_cleanup,
+    .replace = mem_replace,
 };

@@ -75,8 +75,9 @@ static snap_rc s3_delete_object(s3_drv *d, const char *okey, snap_err *err)
     return rc;
 }
 
-/* GET of a whole object into memory, at most max bytes. */
-static snap_rc s3_get_small(s3_drv *d, const char *okey, size_t max, util_buf *out, snap_err *err)
+/* GET of a whole object into memory, at most max bytes; its ETag into etag when not NULL. */
+static snap_rc s3_get_small(s3_drv *d, const char *okey, size_t max, util_buf *out, char etag[128],
+                            snap_err *err)
 {
     s3_req q = {.method = "GET", .okey = okey};
     snap_rc rc = s3_request(d, &q, 0, err);
@@ -87,6 +88,8 @@ static snap_rc s3_get_small(s3_drv *d, const char *okey, size_t max, util_buf *o
     if (rc == SNAP_OK) {
         *out = q.resp;
         memset(&q.resp, 0, sizeof q.resp);
+        if (etag != NULL)
+            snprintf(etag, 128, "%s", q.etag);
     }
     s3_req_done(&q);
     return rc;
@@ -173,6 +176,19 @@ snap_rc s3_conflict(s3_drv *d, const char *okey, snap_err *err)
     return SNAP_ECONFLICT;
 }
 
+/* The weaker check after a write: our bytes are there, or SNAP_ECONFLICT. */
+static snap_rc s3_check_ours(s3_drv *d, const char *okey, const void *buf, size_t len, snap_err *err)
+{
+    util_buf back = {0};
+    snap_rc rc = s3_get_small(d, okey, len + 1, &back, NULL, err);
+
+    if (rc == SNAP_OK && (back.len != len || (len > 0 && memcmp(back.p, buf, len) != 0)))
+        rc = err_set(err, SNAP_ECONFLICT, 0,
+                     "s3://%s/%s was written by another writer at the same time", d->bucket, okey);
+    util_buf_free(&back);
+    return rc;
+}
+
 /* A create-only PUT of a whole object. */
 snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t len,
                            snap_err *err)
@@ -180,7 +196,6 @@ snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t 
     snap_rc rc;
     int attempts = 0;
     char md5hex[33], etag[128];
-    util_buf back = {0};
 
     if ((rc = probe_create_only(d, err)) != SNAP_OK)
         return rc;
@@ -208,12 +223,41 @@ snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t 
         return rc;
     if ((rc = s3_put_object(d, okey, buf, len, false, NULL, err)) != SNAP_OK)
         return rc;
-    if ((rc = s3_get_small(d, okey, len + 1, &back, err)) != SNAP_OK)
+    return s3_check_ours(d, okey, buf, len, err);
+}
+
+/*
+ * Compare and swap: the object is written over with If-Match on the ETag of the copy just
+ * read, and only when that copy holds old; a 412 is SNAP_ECONFLICT. A server that ignores
+ * conditional writes (probe_create_only) gets the weaker check: our bytes there after.
+ */
+static snap_rc s3_replace(void *drv, const char *key, const void *old, size_t oldlen, const void *buf, size_t len,
+                          snap_err *err)
+{
+    s3_drv *d = drv;
+    char md5[25], etag[128] = "", *okey;
+    util_buf cur = {0};
+    snap_rc rc;
+
+    if ((rc = s3_check_key(key, err)) != SNAP_OK || (rc = probe_create_only(d, err)) != SNAP_OK)
         return rc;
-    if (back.len != len || (len > 0 && memcmp(back.p, buf, len) != 0))
-        rc = err_set(err, SNAP_ECONFLICT, 0,
-                     "s3://%s/%s was written by another writer at the same time", d->bucket, okey);
-    util_buf_free(&back);
+    okey = s3_okey(d, key);
+    rc = s3_get_small(d, okey, oldlen + 1, &cur, etag, err);
+    if (rc == SNAP_OK && (cur.len != oldlen || (oldlen > 0 && memcmp(cur.p, old, oldlen) != 0)))
+        rc = err_set(err, SNAP_ECONFLICT, 0, "s3://%s/%s was changed by another writer", d->bucket, okey);
+    if (rc == SNAP_OK && etag[0] == '\0')
+        rc = err_set(err, SNAP_EFAIL, 0, "s3 GET s3://%s/%s: no ETag in the answer", d->bucket, okey);
+    if (rc == SNAP_OK) {
+        s3_req q = {.method = "PUT", .okey = okey, .body = buf, .body_len = len, .content_md5 = md5,
+                    .if_match = etag, .object_headers = true};
+        s3_md5(buf ? buf : "", len, md5, NULL);
+        rc = s3_request(d, &q, 0, err);
+        s3_req_done(&q);
+    }
+    if (rc == SNAP_OK && s3_get_check(d) != S3_CHECK_IF_NONE_MATCH)
+        rc = s3_check_ours(d, okey, buf, len, err);
+    util_buf_free(&cur);
+    free(okey);
     return rc;
 }
 
@@ -718,4 +762,5 @@ const stg_driver stg_s3_driver = {
     .remove = s3_remove,
     .remove_many = s3_remove_many,
     .cleanup = s3_cleanup,
+    .replace = s3_replace,
 };

@@ -22,8 +22,10 @@ struct stg {
     void *impl;
     snap_ctx *ctx;
     char id[64];
-    json_t *meta;  /* STORE.json */
-    stg_enc *enc;  /* NULL: a plain store */
+    json_t *meta;    /* STORE.json */
+    char *meta_text; /* its bytes as read or last written: what stg_meta_put writes over */
+    size_t meta_len;
+    stg_enc *enc;    /* NULL: a plain store */
 };
 
 /* A sealed object streams through cw (writer) or cr (reader), between the caller and the driver. */
@@ -49,6 +51,31 @@ stg_enc *stg_enc_get(stg *s)
 json_t *stg_meta_get(stg *s)
 {
     return s->meta;
+}
+
+static void meta_text_set(stg *s, char *text, size_t len)
+{
+    free(s->meta_text);
+    s->meta_text = text;
+    s->meta_len = len;
+}
+
+snap_rc stg_meta_put(stg *s, snap_err *err)
+{
+    char *text = json_dumps(s->meta, JSON_INDENT(2) | JSON_SORT_KEYS);
+    snap_rc rc = stg_replace(s, STORE_META, s->meta_text, s->meta_len, text, strlen(text), err);
+
+    if (rc == SNAP_OK) {
+        meta_text_set(s, text, strlen(text));
+        return SNAP_OK;
+    }
+    free(text);
+    if (rc == SNAP_ECONFLICT) {
+        err_set(err, SNAP_ECONFLICT, 0, "%s/%s was changed by another process since this one read it; "
+                "nothing was written", stg_url(s), STORE_META);
+        err_hint(err, "run the command again");
+    }
+    return rc;
 }
 
 static const stg_driver *driver_for(const char *url)
@@ -81,12 +108,13 @@ static snap_rc store_meta_create(stg *s, snap_err *err)
                     "snap " SNAP_VERSION, "encryption", enc != NULL ? enc : json_null());
     text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
     rc = stg_put(s, STORE_META, text, strlen(text), STG_CREATE_ONLY, err);
-    free(text);
     if (rc == SNAP_OK) {
         snprintf(s->id, sizeof s->id, "%s", id);
         s->meta = doc;
+        meta_text_set(s, text, strlen(text));
         return SNAP_OK;
     }
+    free(text);
     json_decref(doc);
     enc_free(s->enc);
     s->enc = NULL;
@@ -133,7 +161,7 @@ static snap_rc store_meta(stg *s, bool create, snap_err *err)
     if (rc != SNAP_OK)
         return rc;
     doc = json_loadb(buf, len, 0, &jerr);
-    free(buf);
+    meta_text_set(s, buf, len);
     json_int_t format = 0;
     const char *id = NULL;
     json_t *enc = NULL;
@@ -155,34 +183,57 @@ static snap_rc store_meta(stg *s, bool create, snap_err *err)
     return store_meta_enc(s, enc, err);
 }
 
-snap_rc stg_require_format(stg *s, int format, snap_err *err)
+snap_rc stg_replace(stg *s, const char *key, const char *old, size_t oldlen, const void *buf, size_t len,
+                    snap_err *err)
 {
-    json_t *f = json_object_get(s->meta, "format"), *now = NULL;
-    char *text = NULL;
-    size_t len;
+    return s->drv->replace(s->impl, key, old, oldlen, buf, len, err);
+}
+
+/* Raises STORE.json as read now (old, len), keeping what other writers put in it. */
+static snap_rc raise_format(stg *s, const char *old, size_t len, int format, snap_err *err)
+{
+    json_t *doc = json_loadb(old, len, 0, NULL), *f = json_object_get(doc, "format");
+    char *text;
     snap_rc rc;
 
-    if (json_integer_value(f) >= format)
+    if (!json_is_object(doc) || !json_is_integer(f)) {
+        json_decref(doc);
+        return err_set(err, SNAP_EFAIL, 0, "%s/%s is damaged: not a store description", stg_url(s), STORE_META);
+    }
+    if (json_integer_value(f) >= format) {
+        json_object_set(s->meta, "format", f);
+        json_decref(doc);
+        return SNAP_OK;
+    }
+    json_object_set_new(doc, "format", json_integer(format));
+    text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+    rc = stg_replace(s, STORE_META, old, len, text, strlen(text), err);
+    if (rc == SNAP_OK)
+        json_object_set_new(s->meta, "format", json_integer(format));
+    free(text);
+    json_decref(doc);
+    return rc;
+}
+
+snap_rc stg_require_format(stg *s, int format, snap_err *err)
+{
+    char *text;
+    size_t len;
+    snap_rc rc = SNAP_ECONFLICT;
+
+    if (json_integer_value(json_object_get(s->meta, "format")) >= format)
         return SNAP_OK;
     if (format > STORE_FORMAT_MAX)
         return err_set(err, SNAP_EFAIL, 0, "store format %d is not one this version writes", format);
-    /* Another snap may have raised it since this one opened the store: never lower it. */
-    rc = stg_get(s, STORE_META, 64 * 1024, &text, &len, err);
-    if (rc != SNAP_OK)
-        return rc;
-    now = json_loadb(text, len, 0, NULL);
-    free(text);
-    f = json_object_get(now, "format");
-    if (json_is_integer(f) && json_integer_value(f) >= format) {
-        json_object_set(s->meta, "format", f);
-        json_decref(now);
-        return SNAP_OK;
+    /* Read again, then write only over that copy: another snap may raise it meanwhile, and
+     * a format must never be lowered. A lost race reads the winner's copy and tries again. */
+    for (int attempt = 0; attempt < 8 && rc == SNAP_ECONFLICT; attempt++) {
+        rc = stg_get(s, STORE_META, 64 * 1024, &text, &len, err);
+        if (rc != SNAP_OK)
+            break;
+        rc = raise_format(s, text, len, format, err);
+        free(text);
     }
-    json_decref(now);
-    json_object_set_new(s->meta, "format", json_integer(format));
-    text = json_dumps(s->meta, JSON_INDENT(2) | JSON_SORT_KEYS);
-    rc = stg_put(s, STORE_META, text, strlen(text), 0, err);
-    free(text);
     if (rc != SNAP_OK)
         err_prefix(err, "cannot raise the store's format to %d", format);
     return rc;
@@ -222,6 +273,7 @@ void stg_free(stg *s)
         s->drv->free(s->impl);
     enc_free(s->enc);
     json_decref(s->meta);
+    free(s->meta_text);
     free(s);
 }
 

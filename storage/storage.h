@@ -98,6 +98,13 @@ bool stg_encrypted(const stg *s);
  * rather than deleting data of snapshots it cannot read.
  */
 snap_rc stg_require_format(stg *s, int format, snap_err *err);
+/*
+ * Compare and swap of a small plain object (STORE.json): writes buf at key only while key
+ * still holds exactly old, else SNAP_ECONFLICT, so that of two writers that read the same
+ * copy only one wins (local: under a lock of the store; S3: If-Match on the copy's ETag).
+ */
+snap_rc stg_replace(stg *s, const char *key, const char *old, size_t oldlen, const void *buf, size_t len,
+                    snap_err *err);
 /* Makes the data key of a new snapshot (data/<id>/keys.json); nothing on a plain store. */
 snap_rc stg_snapshot_key_new(stg *s, const char *snapshot_id, snap_err *err);
 /* Seals buf under the snapshot's data key, bound to name (its key in the store): base64. */

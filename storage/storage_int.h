@@ -37,6 +37,10 @@ typedef struct stg_driver {
     /* Batch removal; may be NULL, then remove is called for each key. */
     snap_rc (*remove_many)(void *drv, const char *const *keys, size_t n, snap_err *err);
     snap_rc (*cleanup)(void *drv, int64_t max_age, bool dry_run, unsigned *n, snap_err *err);
+    /* Compare and swap of a small object: writes buf only while key holds exactly old,
+     * else SNAP_ECONFLICT (see stg_replace). */
+    snap_rc (*replace)(void *drv, const char *key, const void *old, size_t oldlen, const void *buf, size_t len,
+                       snap_err *err);
 } stg_driver;
 
 /*
@@ -67,6 +71,9 @@ typedef struct stg_enc stg_enc;
 
 stg_enc *stg_enc_get(stg *s);
 json_t *stg_meta_get(stg *s); /* STORE.json as read (borrowed) */
+/* Writes stg_meta_get's document over the copy this stg read or last wrote, never over a
+ * newer one (stg_replace): SNAP_ECONFLICT, nothing written, when another process changed it. */
+snap_rc stg_meta_put(stg *s, snap_err *err);
 snap_rc enc_new_store(const cfg *c, const char *store_id, json_t **enc_json, stg_enc **out, snap_err *err);
 snap_rc enc_open_store(const cfg *c, const char *store_id, json_t *enc_json, stg_enc **out, snap_err *err);
 void enc_free(stg_enc *e);

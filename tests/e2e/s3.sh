@@ -75,6 +75,32 @@ test_roundtrip_multipart() {
     [ "$(tree_sum "$T/app")" = "$before" ] || fail "restored tree differs from the snapshot"
 }
 
+# The store's format is raised with If-Match on the copy just read, and RGW refuses a write
+# over a copy that is no longer there, which is what keeps two raises from lowering it.
+test_store_format_raised_over_the_copy_read() {
+    s3_setup
+    make_data "$T/app" 1
+    store_json() { awsc s3 cp "s3://$RGW_BUCKET/$PREFIX/STORE.json" - 2>/dev/null; }
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" create first --files "$T/app"
+    store_json | grep -q '"format": 1' || fail "a store without references is not format 1"
+    start_proxy 0 500
+    store_conf "$PROXY_URL"
+    # unchanged: the second snap refers to the first's parts, so the store becomes format 2
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" create second --files "$T/app"
+    store_json | grep -q '"format": 2' || { store_json >&2; fail "the store was not raised to format 2"; }
+    grep -q "^PUT /$RGW_BUCKET/$PREFIX/STORE.json if-match=\"[0-9a-f]*\" ok" "$T/proxy.log" ||
+        { grep STORE.json "$T/proxy.log" >&2; fail "STORE.json was not written with If-Match"; }
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" \
+        --user "$RGW_ACCESS_KEY:$RGW_SECRET_KEY" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+        -H 'If-Match: "0123456789abcdef0123456789abcdef"' -X PUT --data-binary '{"format": 1}' \
+        "$RGW_ENDPOINT/$RGW_BUCKET/$PREFIX/STORE.json")
+    [ "$code" = 412 ] || fail "RGW answered $code to a PUT with a stale If-Match"
+    store_json | grep -q '"format": 2' || fail "a PUT with a stale If-Match changed STORE.json"
+    store_conf "$RGW_ENDPOINT"
+    expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" verify second
+}
+
 # What snap wrote is plain S3: the AWS CLI lists and downloads it, tar reads the archive.
 test_interop_awscli() {
     s3_setup

@@ -22,7 +22,8 @@ pages asked for with such a token are answered by the proxy itself, empty and "m
 
 --methods limits faults to requests of those methods. The chosen port is written to
 --port-file once the proxy listens. Each request, its Range header and what was done to it
-is one line of --log: "GET /bucket/key range=bytes=0-99 cut".
+is one line of --log: "GET /bucket/key range=bytes=0-99 cut", with "if-match=ETAG" before
+the range when the request carries that header.
 """
 import argparse
 import http.client
@@ -116,7 +117,8 @@ def make_handler(opts, rng, lock, log):
                 return self.send_body(200, endless(page))
             fault = pick(self.command)
             rng_hdr = self.headers.get("Range")
-            self.note(("range=%s " % rng_hdr if rng_hdr else "") + (fault or "ok"))
+            cond = "if-match=%s " % self.headers.get("If-Match") if self.headers.get("If-Match") else ""
+            self.note(cond + ("range=%s " % rng_hdr if rng_hdr else "") + (fault or "ok"))
             if opts.delay:
                 time.sleep(opts.delay)
             if fault == "500":

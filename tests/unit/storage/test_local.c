@@ -7,12 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "../../../common/util.h"
 #include "../../../storage/storage.h"
+#include "../../../storage/storage_int.h"
 
 typedef struct fixture {
     char dir[64];
@@ -192,6 +194,101 @@ static void store_format_only_rises(void **state)
     assert_int_equal(stg_require_format(f->s, 4, &err), SNAP_EFAIL);
 }
 
+/* A replace writes only over the copy it read: a stale copy is a conflict that changes nothing. */
+static void replace_is_compare_and_swap(void **state)
+{
+    fixture *f = *state;
+    snap_err err;
+    char *buf = NULL;
+    size_t len;
+
+    assert_int_equal(stg_put(f->s, "k.json", "one", 3, 0, &err), SNAP_OK);
+    assert_int_equal(stg_replace(f->s, "k.json", "one", 3, "two!", 4, &err), SNAP_OK);
+    assert_int_equal(stg_replace(f->s, "k.json", "one", 3, "three", 5, &err), SNAP_ECONFLICT);
+    assert_non_null(strstr(err.msg, "changed by another writer"));
+    assert_int_equal(stg_replace(f->s, "k.json", "two", 3, "three", 5, &err), SNAP_ECONFLICT);
+    assert_int_equal(stg_get(f->s, "k.json", 64, &buf, &len, &err), SNAP_OK);
+    assert_string_equal(buf, "two!");
+    free(buf);
+    assert_int_equal(stg_replace(f->s, "none.json", "", 0, "x", 1, &err), SNAP_ENOTFOUND);
+    assert_int_equal(count_files(f->dir), 2); /* STORE.json and k.json: no temp file left */
+}
+
+/* Processes raising the format of one store at once to 2 and to 3: it ends at 3, every time. */
+static void concurrent_raises_keep_the_highest(void **state)
+{
+    fixture *f = *state;
+    snap_err err;
+
+    for (int round = 0; round < 20; round++) {
+        char *buf = NULL, *path = xasprintf("%s/STORE.json", f->dir);
+        size_t len;
+        pid_t kids[6];
+        FILE *fp = fopen(path, "r+");
+
+        /* back to format 1, as a store written by an earlier version */
+        assert_int_equal(stg_get(f->s, "STORE.json", 65536, &buf, &len, &err), SNAP_OK);
+        for (char *p = strstr(buf, "\"format\": "); p != NULL; p = NULL)
+            p[10] = '1';
+        assert_non_null(fp);
+        fputs(buf, fp);
+        fclose(fp);
+        free(buf);
+        for (int i = 0; i < 6; i++) {
+            kids[i] = fork();
+            if (kids[i] == 0) {
+                stg *s;
+                snap_err e;
+                if (stg_open(f->dir, false, &f->ctx, &s, &e) != SNAP_OK || stg_require_format(s, 2 + i % 2, &e) != SNAP_OK)
+                    _exit(1);
+                stg_free(s);
+                _exit(0);
+            }
+        }
+        for (int i = 0; i < 6; i++) {
+            int st;
+            assert_int_equal(waitpid(kids[i], &st, 0), kids[i]);
+            assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        }
+        assert_int_equal(stg_get(f->s, "STORE.json", 65536, &buf, &len, &err), SNAP_OK);
+        assert_non_null(strstr(buf, "\"format\": 3"));
+        free(buf);
+        free(path);
+    }
+}
+
+/* The description written back from an older copy (snap key add while a snap raised the
+ * format) is refused: the newer copy stays. */
+static void meta_put_never_writes_over_a_newer_copy(void **state)
+{
+    fixture *f = *state;
+    snap_err err;
+    stg *other;
+    char *buf = NULL;
+    size_t len;
+
+    assert_int_equal(stg_meta_put(f->s, &err), SNAP_OK); /* over its own copy: fine */
+    assert_int_equal(stg_open(f->dir, false, &f->ctx, &other, &err), SNAP_OK);
+    assert_int_equal(stg_require_format(other, 3, &err), SNAP_OK);
+    json_object_set_new(stg_meta_get(f->s), "note", json_string("older copy"));
+    assert_int_equal(stg_meta_put(f->s, &err), SNAP_ECONFLICT);
+    assert_non_null(strstr(err.msg, "changed by another process"));
+    assert_int_equal(stg_get(f->s, "STORE.json", 65536, &buf, &len, &err), SNAP_OK);
+    assert_non_null(strstr(buf, "\"format\": 3"));
+    assert_null(strstr(buf, "older copy"));
+    free(buf);
+    stg_free(other);
+    /* a copy read after the raise is written, and keeps the raised format */
+    assert_int_equal(stg_open(f->dir, false, &f->ctx, &other, &err), SNAP_OK);
+    json_object_set_new(stg_meta_get(other), "note", json_string("newer copy"));
+    assert_int_equal(stg_meta_put(other, &err), SNAP_OK);
+    stg_free(other);
+    assert_int_equal(stg_get(f->s, "STORE.json", 65536, &buf, &len, &err), SNAP_OK);
+    assert_non_null(strstr(buf, "\"format\": 3"));
+    assert_non_null(strstr(buf, "newer copy"));
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +298,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(list_delete_and_cleanup, setup, teardown),
         cmocka_unit_test_setup_teardown(store_json_is_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(store_format_only_rises, setup, teardown),
+        cmocka_unit_test_setup_teardown(replace_is_compare_and_swap, setup, teardown),
+        cmocka_unit_test_setup_teardown(concurrent_raises_keep_the_highest, setup, teardown),
+        cmocka_unit_test_setup_teardown(meta_put_never_writes_over_a_newer_copy, setup, teardown),
     };
     return cmocka_run_group_tests_name("storage/local", tests, NULL, NULL);
 }

@@ -207,6 +207,23 @@ static void test_fail_nth_other_ops(void **state)
     assert_int_equal(stg_mem_fail(f->s, "rename", NULL, 1, SNAP_EFAIL, &err), SNAP_EUSAGE);
 }
 
+/* A replace writes only over the copy it read: a stale copy is a conflict that changes nothing. */
+static void test_replace_is_compare_and_swap(void **state)
+{
+    fixture *f = *state;
+    snap_err err;
+    char *buf = NULL;
+    size_t len;
+
+    assert_int_equal(stg_put(f->s, "k", "one", 3, 0, &err), SNAP_OK);
+    assert_int_equal(stg_replace(f->s, "k", "one", 3, "two!", 4, &err), SNAP_OK);
+    assert_int_equal(stg_replace(f->s, "k", "one", 3, "three", 5, &err), SNAP_ECONFLICT);
+    assert_int_equal(stg_replace(f->s, "none", "", 0, "x", 1, &err), SNAP_ECONFLICT);
+    assert_int_equal(stg_get(f->s, "k", 64, &buf, &len, &err), SNAP_OK);
+    assert_string_equal(buf, "two!");
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +232,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_is_compare_and_swap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fail_nth_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fail_nth_other_ops, setup, teardown),
     };
