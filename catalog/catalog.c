@@ -46,16 +46,18 @@ snap_rc cat_commit(stg *s, const cat_manifest *m, snap_err *err)
     char *key = manifest_key(cat_manifest_name(m));
     char *text = json_dumps(cat_manifest_json(m), JSON_INDENT(2) | JSON_SORT_KEYS);
     snap_rc rc = SNAP_OK;
+    bool exists = false;
 
     json_int_t format = json_integer_value(json_object_get(cat_manifest_json(m), "format"));
     if (format > CAT_FORMAT)
         rc = stg_require_format(s, (int)format, err);
     if (rc == SNAP_OK && stg_encrypted(s))
         rc = seal_doc(s, key, cat_manifest_name(m), cat_manifest_id(m), &text, err);
-    if (rc == SNAP_OK)
+    if (rc == SNAP_OK) {
         rc = stg_put(s, key, text, strlen(text), STG_CREATE_ONLY | STG_SEALED, err);
-
-    if (rc == SNAP_ECONFLICT) {
+        exists = rc == SNAP_ECONFLICT;
+    }
+    if (exists) {
         err_set(err, SNAP_ECONFLICT, 0, "snapshot %s already exists", cat_manifest_name(m));
         err_hint(err, "choose another name, or `snap delete %s` first", cat_manifest_name(m));
         err_kind(err, "name_exists");

@@ -226,17 +226,45 @@ snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t 
     return s3_check_ours(d, okey, buf, len, err);
 }
 
+/* A PUT of the whole object on the condition If-Match: etag (NULL: none). */
+static snap_rc put_if_match(s3_drv *d, const char *okey, const void *buf, size_t len, const char *etag,
+                            snap_err *err)
+{
+    char md5[25];
+    s3_req q = {.method = "PUT", .okey = okey, .body = buf, .body_len = len, .content_md5 = md5,
+                .if_match = etag, .object_headers = true};
+    snap_rc rc;
+
+    s3_md5(buf ? buf : "", len, md5, NULL);
+    rc = s3_request(d, &q, 0, err);
+    s3_req_done(&q);
+    return rc;
+}
+
+/* Whether the object's ETag is still etag (as the server quotes it). */
+static bool etag_is(s3_drv *d, const char *okey, const char *etag)
+{
+    char now[128];
+    snap_err e;
+
+    return s3_head_object(d, okey, NULL, now, sizeof now, &e) == SNAP_OK && strcmp(now, etag) == 0;
+}
+
 /*
  * Compare and swap: the object is written over with If-Match on the ETag of the copy just
- * read, and only when that copy holds old; a 412 is SNAP_ECONFLICT. A server that ignores
- * conditional writes (probe_create_only) gets the weaker check: our bytes there after.
+ * read, and only when that copy holds old; a 412 is SNAP_ECONFLICT. Ceph RGW compares a
+ * PUT's If-Match with the bare ETag, AWS with the quoted one (RFC 9110): the bare one
+ * goes first, the quoted one when the object was still the copy read. A server that
+ * refuses both while nothing changed, or ignores conditional writes (probe_create_only),
+ * gets the weaker check: a plain PUT, then our bytes there after.
  */
 static snap_rc s3_replace(void *drv, const char *key, const void *old, size_t oldlen, const void *buf, size_t len,
                           snap_err *err)
 {
     s3_drv *d = drv;
-    char md5[25], etag[128] = "", *okey;
+    char etag[128] = "", bare[128], *okey;
     util_buf cur = {0};
+    bool weak = false;
     snap_rc rc;
 
     if ((rc = s3_check_key(key, err)) != SNAP_OK || (rc = probe_create_only(d, err)) != SNAP_OK)
@@ -247,14 +275,23 @@ static snap_rc s3_replace(void *drv, const char *key, const void *old, size_t ol
         rc = err_set(err, SNAP_ECONFLICT, 0, "s3://%s/%s was changed by another writer", d->bucket, okey);
     if (rc == SNAP_OK && etag[0] == '\0')
         rc = err_set(err, SNAP_EFAIL, 0, "s3 GET s3://%s/%s: no ETag in the answer", d->bucket, okey);
-    if (rc == SNAP_OK) {
-        s3_req q = {.method = "PUT", .okey = okey, .body = buf, .body_len = len, .content_md5 = md5,
-                    .if_match = etag, .object_headers = true};
-        s3_md5(buf ? buf : "", len, md5, NULL);
-        rc = s3_request(d, &q, 0, err);
-        s3_req_done(&q);
-    }
     if (rc == SNAP_OK && s3_get_check(d) != S3_CHECK_IF_NONE_MATCH)
+        weak = true;
+    if (rc == SNAP_OK && !weak) {
+        snprintf(bare, sizeof bare, "%.*s", (int)strcspn(etag + (etag[0] == '"'), "\""), etag + (etag[0] == '"'));
+        rc = put_if_match(d, okey, buf, len, bare, err);
+        if (rc == SNAP_ECONFLICT && etag_is(d, okey, etag))
+            rc = put_if_match(d, okey, buf, len, etag, err);
+        if (rc == SNAP_ECONFLICT && etag_is(d, okey, etag)) {
+            log_warn(d->ctx, "%s: the server refuses If-Match on PUT; STORE.json is written with a read-back check",
+                     d->url);
+            weak = true;
+            rc = SNAP_OK;
+        }
+    }
+    if (rc == SNAP_OK && weak)
+        rc = put_if_match(d, okey, buf, len, NULL, err);
+    if (rc == SNAP_OK && weak)
         rc = s3_check_ours(d, okey, buf, len, err);
     util_buf_free(&cur);
     free(okey);

@@ -88,12 +88,12 @@ test_store_format_raised_over_the_copy_read() {
     # unchanged: the second snap refers to the first's parts, so the store becomes format 2
     expect_rc 0 "$SNAP" -c "$T/snap.conf" --store "$STORE" create second --files "$T/app"
     store_json | grep -q '"format": 2' || { store_json >&2; fail "the store was not raised to format 2"; }
-    grep -q "^PUT /$RGW_BUCKET/$PREFIX/STORE.json if-match=\"[0-9a-f]*\" ok" "$T/proxy.log" ||
+    grep -q "^PUT /$RGW_BUCKET/$PREFIX/STORE.json if-match=[0-9a-f]* ok" "$T/proxy.log" ||
         { grep STORE.json "$T/proxy.log" >&2; fail "STORE.json was not written with If-Match"; }
     local code
     code=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" \
         --user "$RGW_ACCESS_KEY:$RGW_SECRET_KEY" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
-        -H 'If-Match: "0123456789abcdef0123456789abcdef"' -X PUT --data-binary '{"format": 1}' \
+        -H 'If-Match: 0123456789abcdef0123456789abcdef' -X PUT --data-binary '{"format": 1}' \
         "$RGW_ENDPOINT/$RGW_BUCKET/$PREFIX/STORE.json")
     [ "$code" = 412 ] || fail "RGW answered $code to a PUT with a stale If-Match"
     store_json | grep -q '"format": 2' || fail "a PUT with a stale If-Match changed STORE.json"
