@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 typedef struct local {
     char *root; /* absolute, no trailing '/' */
     char *url;
+    snap_ctx *ctx;
 } local;
 
 typedef struct local_writer {
@@ -47,10 +47,10 @@ static snap_rc local_open(const char *url, bool create, snap_ctx *ctx, void **ou
     struct stat st;
     local *l;
 
-    (void)ctx;
     if (path[0] == '\0')
         return err_set(err, SNAP_EUSAGE, 0, "empty store path");
     l = xcalloc(1, sizeof *l);
+    l->ctx = ctx;
     if (util_abspath_err(path, &l->root, err) != SNAP_OK) {
         free(l);
         return SNAP_EUSAGE;
@@ -414,7 +414,7 @@ static snap_rc local_cleanup(void *drv, int64_t max_age, bool dry_run, unsigned 
 static snap_rc holds(const local *l, const char *key, const void *old, size_t oldlen, snap_err *err)
 {
     char *path = key_path(l, key), *cur = xmalloc(oldlen + 1);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC); /* as stg_get reads it */
     size_t n = 0;
     snap_rc rc = SNAP_OK;
 
@@ -438,22 +438,29 @@ static snap_rc holds(const local *l, const char *key, const void *old, size_t ol
 }
 
 /*
- * Compare and swap under an exclusive flock of the store's root, which every replace takes,
- * so that two of them serialise. Where the file system cannot lock a directory (some NFS
- * mounts) the comparison alone remains.
+ * Compare and swap under an exclusive lock of STORE.lock beside STORE.json, which every
+ * replace takes, so that two of them serialise: an open file description lock, which NFS
+ * carries to the server, so hosts sharing the store exclude each other too. Where no lock
+ * can be had, the comparison alone remains, with a warning.
  */
 static snap_rc local_replace(void *drv, const char *key, const void *old, size_t oldlen, const void *buf, size_t len,
                              snap_err *err)
 {
     local *l = drv;
     void *w = NULL;
-    int dfd = open(l->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char *lock_path = key_path(l, "STORE.lock");
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    int fd = -1, lk = -1;
     snap_rc rc = check_key(key, err);
 
-    if (rc == SNAP_OK && dfd < 0)
-        rc = err_sys(err, err_from_errno(errno), "cannot open store %s", l->root);
-    while (rc == SNAP_OK && flock(dfd, LOCK_EX) != 0 && errno == EINTR)
-        ;
+    if (rc == SNAP_OK) {
+        fd = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        while (fd >= 0 && (lk = fcntl(fd, F_OFD_SETLKW, &fl)) != 0 && errno == EINTR)
+            ;
+        if (fd < 0 || lk != 0)
+            log_warn(l->ctx, "cannot lock %s (%s): STORE.json is rewritten without the lock", lock_path,
+                     strerror(errno));
+    }
     if (rc == SNAP_OK)
         rc = holds(l, key, old, oldlen, err);
     if (rc == SNAP_OK)
@@ -462,8 +469,9 @@ static snap_rc local_replace(void *drv, const char *key, const void *old, size_t
         local_abort(w);
     else if (rc == SNAP_OK)
         rc = local_commit(w, err);
-    if (dfd >= 0)
-        close(dfd);
+    if (fd >= 0)
+        close(fd);
+    free(lock_path);
     return rc;
 }
 

@@ -237,7 +237,9 @@ static snap_rc mem_replace(void *drv, const char *key, const void *old, size_t o
         return rc;
     pthread_mutex_lock(&m->mu);
     o = find(m, key);
-    if (o == NULL || o->len != oldlen || (oldlen > 0 && memcmp(o->data, old, oldlen) != 0)) {
+    if (o == NULL) {
+        rc = err_set(err, SNAP_ENOTFOUND, 0, "%s/%s: not found", m->url, key);
+    } else if (o->len != oldlen || (oldlen > 0 && memcmp(o->data, old, oldlen) != 0)) {
         rc = err_set(err, SNAP_ECONFLICT, 0, "%s/%s was changed by another writer", m->url, key);
     } else {
         free(o->data);

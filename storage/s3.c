@@ -180,7 +180,7 @@ snap_rc s3_conflict(s3_drv *d, const char *okey, snap_err *err)
 static snap_rc s3_check_ours(s3_drv *d, const char *okey, const void *buf, size_t len, snap_err *err)
 {
     util_buf back = {0};
-    snap_rc rc = s3_get_small(d, okey, len + 1, &back, NULL, err);
+    snap_rc rc = s3_get_small(d, okey, 2 * len + 65536, &back, NULL, err);
 
     if (rc == SNAP_OK && (back.len != len || (len > 0 && memcmp(back.p, buf, len) != 0)))
         rc = err_set(err, SNAP_ECONFLICT, 0,
@@ -226,9 +226,9 @@ snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t 
     return s3_check_ours(d, okey, buf, len, err);
 }
 
-/* A PUT of the whole object on the condition If-Match: etag (NULL: none). */
+/* A PUT of the whole object on the condition If-Match: etag (NULL: none); *status: the answer's. */
 static snap_rc put_if_match(s3_drv *d, const char *okey, const void *buf, size_t len, const char *etag,
-                            snap_err *err)
+                            long *status, snap_err *err)
 {
     char md5[25];
     s3_req q = {.method = "PUT", .okey = okey, .body = buf, .body_len = len, .content_md5 = md5,
@@ -237,7 +237,53 @@ static snap_rc put_if_match(s3_drv *d, const char *okey, const void *buf, size_t
 
     s3_md5(buf ? buf : "", len, md5, NULL);
     rc = s3_request(d, &q, 0, err);
+    if (status != NULL)
+        *status = q.status;
     s3_req_done(&q);
+    return rc;
+}
+
+/*
+ * Whether conditional writes can be trusted for a compare and swap: the create-only check
+ * is If-None-Match, and a PUT of a probe object on a wrong ETag answers 412 (found out
+ * once per store; some gateways honour one header and ignore the other).
+ */
+static snap_rc if_match_honoured(s3_drv *d, bool *yes, snap_err *err)
+{
+    char rnd[17], *okey;
+    int known;
+    snap_rc rc = probe_create_only(d, err);
+
+    *yes = false;
+    if (rc != SNAP_OK || s3_get_check(d) != S3_CHECK_IF_NONE_MATCH)
+        return rc;
+    pthread_mutex_lock(&d->lock);
+    known = d->if_match;
+    pthread_mutex_unlock(&d->lock);
+    if (known != 0) {
+        *yes = known > 0;
+        return SNAP_OK;
+    }
+    util_random_hex(rnd, 8);
+    okey = xasprintf("%s.create-only-probe-%s", d->prefix, rnd); /* swept by gc like the other */
+    rc = put_if_match(d, okey, "1", 1, NULL, NULL, err);
+    if (rc == SNAP_OK) {
+        rc = put_if_match(d, okey, "2", 1, "00000000000000000000000000000000", NULL, err);
+        known = rc == SNAP_ECONFLICT ? 1 : -1;
+        rc = rc == SNAP_ECONFLICT || rc == SNAP_OK ? SNAP_OK : rc;
+        s3_delete_object(d, okey, NULL);
+    }
+    if (rc == SNAP_OK) {
+        if (known < 0)
+            log_warn(d->ctx, "%s: the server ignores If-Match on PUT; STORE.json is rewritten with a read-back "
+                             "check",
+                     d->url);
+        pthread_mutex_lock(&d->lock);
+        d->if_match = known;
+        pthread_mutex_unlock(&d->lock);
+        *yes = known > 0;
+    }
+    free(okey);
     return rc;
 }
 
@@ -251,47 +297,66 @@ static bool etag_is(s3_drv *d, const char *okey, const char *etag)
 }
 
 /*
+ * The conditional PUT over the copy whose ETag is etag. Ceph RGW compares a PUT's If-Match
+ * with the bare ETag, AWS with the quoted one (RFC 9110): the bare one goes first, the
+ * quoted one after a 412 while the object still has that ETag (a 409 is a write in
+ * flight: a conflict). A conflict after which the object holds our bytes was a write that
+ * landed and lost its answer. *weak: both were refused while nothing changed, so the
+ * caller falls back to a plain PUT.
+ */
+static snap_rc put_over(s3_drv *d, const char *okey, const void *buf, size_t len, const char *etag, bool *weak,
+                        snap_err *err)
+{
+    const char *strong = strncmp(etag, "W/", 2) == 0 ? etag + 2 : etag, *in = strong + (strong[0] == '"');
+    char bare[128];
+    long status = 0;
+    snap_err e;
+    snap_rc rc;
+
+    snprintf(bare, sizeof bare, "%.*s", (int)strcspn(in, "\""), in);
+    rc = put_if_match(d, okey, buf, len, bare, &status, err);
+    if (rc == SNAP_ECONFLICT && status == 412 && strong[0] == '"' && etag_is(d, okey, etag))
+        rc = put_if_match(d, okey, buf, len, strong, &status, err);
+    if (rc == SNAP_ECONFLICT && status == 412 && etag_is(d, okey, etag)) {
+        log_warn(d->ctx, "%s: the server refuses If-Match on the ETag it gave; STORE.json is rewritten with a "
+                         "read-back check",
+                 d->url);
+        *weak = true;
+        return SNAP_OK;
+    }
+    if (rc == SNAP_ECONFLICT && s3_check_ours(d, okey, buf, len, &e) == SNAP_OK)
+        return SNAP_OK;
+    return rc;
+}
+
+/*
  * Compare and swap: the object is written over with If-Match on the ETag of the copy just
- * read, and only when that copy holds old; a 412 is SNAP_ECONFLICT. Ceph RGW compares a
- * PUT's If-Match with the bare ETag, AWS with the quoted one (RFC 9110): the bare one
- * goes first, the quoted one when the object was still the copy read. A server that
- * refuses both while nothing changed, or ignores conditional writes (probe_create_only),
- * gets the weaker check: a plain PUT, then our bytes there after.
+ * read, and only when that copy holds old; a 412 (or AWS's 409 for a write in flight) is
+ * SNAP_ECONFLICT. A server that cannot be trusted with the condition gets the weaker
+ * check: a plain PUT, then our bytes there after.
  */
 static snap_rc s3_replace(void *drv, const char *key, const void *old, size_t oldlen, const void *buf, size_t len,
                           snap_err *err)
 {
     s3_drv *d = drv;
-    char etag[128] = "", bare[128], *okey;
+    char etag[128] = "", *okey;
     util_buf cur = {0};
-    bool weak = false;
+    bool conditional = false, weak = false;
     snap_rc rc;
 
-    if ((rc = s3_check_key(key, err)) != SNAP_OK || (rc = probe_create_only(d, err)) != SNAP_OK)
+    if ((rc = s3_check_key(key, err)) != SNAP_OK || (rc = if_match_honoured(d, &conditional, err)) != SNAP_OK)
         return rc;
     okey = s3_okey(d, key);
-    rc = s3_get_small(d, okey, oldlen + 1, &cur, etag, err);
+    rc = s3_get_small(d, okey, 2 * oldlen + 65536, &cur, etag, err);
     if (rc == SNAP_OK && (cur.len != oldlen || (oldlen > 0 && memcmp(cur.p, old, oldlen) != 0)))
         rc = err_set(err, SNAP_ECONFLICT, 0, "s3://%s/%s was changed by another writer", d->bucket, okey);
-    if (rc == SNAP_OK && etag[0] == '\0')
+    if (rc == SNAP_OK && conditional && etag[0] == '\0')
         rc = err_set(err, SNAP_EFAIL, 0, "s3 GET s3://%s/%s: no ETag in the answer", d->bucket, okey);
-    if (rc == SNAP_OK && s3_get_check(d) != S3_CHECK_IF_NONE_MATCH)
-        weak = true;
-    if (rc == SNAP_OK && !weak) {
-        snprintf(bare, sizeof bare, "%.*s", (int)strcspn(etag + (etag[0] == '"'), "\""), etag + (etag[0] == '"'));
-        rc = put_if_match(d, okey, buf, len, bare, err);
-        if (rc == SNAP_ECONFLICT && etag_is(d, okey, etag))
-            rc = put_if_match(d, okey, buf, len, etag, err);
-        if (rc == SNAP_ECONFLICT && etag_is(d, okey, etag)) {
-            log_warn(d->ctx, "%s: the server refuses If-Match on PUT; STORE.json is written with a read-back check",
-                     d->url);
-            weak = true;
-            rc = SNAP_OK;
-        }
-    }
-    if (rc == SNAP_OK && weak)
-        rc = put_if_match(d, okey, buf, len, NULL, err);
-    if (rc == SNAP_OK && weak)
+    if (rc == SNAP_OK && conditional)
+        rc = put_over(d, okey, buf, len, etag, &weak, err);
+    if (rc == SNAP_OK && (!conditional || weak))
+        rc = put_if_match(d, okey, buf, len, NULL, NULL, err);
+    if (rc == SNAP_OK && (!conditional || weak))
         rc = s3_check_ours(d, okey, buf, len, err);
     util_buf_free(&cur);
     free(okey);

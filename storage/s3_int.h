@@ -60,9 +60,10 @@ typedef struct s3_drv {
     uint64_t part_size, download_chunk;
     long upload_conc, download_conc, retries, timeout, list_max_keys, list_max_pages;
 
-    pthread_mutex_t lock; /* guards check */
+    pthread_mutex_t lock; /* guards check and if_match */
     http_pool *curls;     /* easy handles kept for their live connections */
     s3_check check;
+    int if_match;          /* PUT with If-Match: 0 not probed, 1 honoured, -1 ignored */
     s3_check check_forced; /* from [store] create_only_check, UNKNOWN for auto */
 } s3_drv;
 

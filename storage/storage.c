@@ -2,6 +2,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/util.h"
 #include "storage_int.h"
@@ -186,6 +187,9 @@ static snap_rc store_meta(stg *s, bool create, snap_err *err)
 snap_rc stg_replace(stg *s, const char *key, const char *old, size_t oldlen, const void *buf, size_t len,
                     snap_err *err)
 {
+    /* the one plain object an encrypted store rewrites (enc_object_key refuses the others) */
+    if (s->enc != NULL && strcmp(key, STORE_META) != 0)
+        return err_set(err, SNAP_EUSAGE, 0, "refusing a plain rewrite of %s in an encrypted store", key);
     return s->drv->replace(s->impl, key, old, oldlen, buf, len, err);
 }
 
@@ -228,6 +232,8 @@ snap_rc stg_require_format(stg *s, int format, snap_err *err)
     /* Read again, then write only over that copy: another snap may raise it meanwhile, and
      * a format must never be lowered. A lost race reads the winner's copy and tries again. */
     for (int attempt = 0; attempt < 8 && rc == SNAP_ECONFLICT; attempt++) {
+        if (attempt > 0) /* let the other writer finish */
+            usleep((useconds_t)attempt * 25000);
         rc = stg_get(s, STORE_META, 64 * 1024, &text, &len, err);
         if (rc != SNAP_OK)
             break;

@@ -218,7 +218,7 @@ static void test_replace_is_compare_and_swap(void **state)
     assert_int_equal(stg_put(f->s, "k", "one", 3, 0, &err), SNAP_OK);
     assert_int_equal(stg_replace(f->s, "k", "one", 3, "two!", 4, &err), SNAP_OK);
     assert_int_equal(stg_replace(f->s, "k", "one", 3, "three", 5, &err), SNAP_ECONFLICT);
-    assert_int_equal(stg_replace(f->s, "none", "", 0, "x", 1, &err), SNAP_ECONFLICT);
+    assert_int_equal(stg_replace(f->s, "none", "", 0, "x", 1, &err), SNAP_ENOTFOUND);
     assert_int_equal(stg_get(f->s, "k", 64, &buf, &len, &err), SNAP_OK);
     assert_string_equal(buf, "two!");
     free(buf);

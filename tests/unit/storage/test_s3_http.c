@@ -39,6 +39,7 @@ typedef struct rec {
     char amz_date[32];
     char content_sha[80];
     char content_md5[64];
+    char if_match[128], if_none_match[16];
     char auth[512];
     size_t body_len;
     char body_sha[65];
@@ -110,6 +111,8 @@ static void parse_head(char *head, rec *r, size_t *clen)
         hdr_copy(line, "x-amz-content-sha256", r->content_sha, sizeof r->content_sha);
         hdr_copy(line, "Authorization", r->auth, sizeof r->auth);
         hdr_copy(line, "Content-MD5", r->content_md5, sizeof r->content_md5);
+        hdr_copy(line, "If-Match", r->if_match, sizeof r->if_match);
+        hdr_copy(line, "If-None-Match", r->if_none_match, sizeof r->if_none_match);
         hdr_copy(line, "Content-Length", cl, sizeof cl);
         line = nl + 2;
     }
@@ -634,6 +637,167 @@ static void test_multipart_abort_on_failure(void **state)
     assert_int_equal(count("DELETE", "uploadId=U1"), 1);
 }
 
+/* ---------------------------------------------------------------- compare and swap */
+
+/* One object, p/STORE.json, as a server keeps it, and how that server treats If-Match. */
+static struct {
+    char body[256];
+    int version;       /* its ETag is "v<version>" */
+    bool quoted_only;  /* AWS: If-Match must carry the quoted ETag; RGW: the bare one */
+    bool ignore;       /* If-Match is ignored altogether */
+    bool lose_answer;  /* the first conditional PUT lands, then the connection resets */
+    int conflicts_409; /* this many conditional PUTs answered 409 first */
+} obj;
+
+static int puts_to(const char *path)
+{
+    int k = 0;
+
+    for (int i = 0; i < srv.n; i++)
+        k += strcmp(srv.log[i].method, "PUT") == 0 && strcmp(srv.log[i].path, path) == 0;
+    return k;
+}
+
+static void h_cas(const rec *r, int nth, reply *o)
+{
+    char etag[64], bare[16], hdr[128];
+
+    (void)nth;
+    snprintf(bare, sizeof bare, "v%d", obj.version);
+    snprintf(etag, sizeof etag, "\"%s\"", bare);
+    snprintf(hdr, sizeof hdr, "ETag: %s\r\n", etag);
+    if (is_check(r)) {
+        say(o, 200, NULL, empty_list);
+    } else if (strstr(r->path, ".create-only-probe-") != NULL) {
+        bool refused = (r->if_none_match[0] && puts_to(r->path) > 1) || (r->if_match[0] && !obj.ignore);
+        if (strcmp(r->method, "PUT") == 0 && refused)
+            s3_error(o, 412, "PreconditionFailed");
+        else
+            say(o, strcmp(r->method, "DELETE") ? 200 : 204, "ETag: \"p\"\r\n", NULL);
+    } else if (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0) {
+        say(o, 200, hdr, obj.body);
+    } else if (r->if_match[0] && !obj.ignore && obj.conflicts_409 > 0) {
+        obj.conflicts_409--;
+        s3_error(o, 409, "ConditionalRequestConflict");
+    } else if (r->if_match[0] && !obj.ignore && strcmp(r->if_match, obj.quoted_only ? etag : bare) != 0) {
+        s3_error(o, 412, "PreconditionFailed");
+    } else {
+        snprintf(obj.body, sizeof obj.body, "%.200s", r->body);
+        obj.version++;
+        snprintf(hdr, sizeof hdr, "ETag: \"v%d\"\r\n", obj.version);
+        say(o, 200, hdr, NULL);
+        if (r->if_match[0] && obj.lose_answer) {
+            obj.lose_answer = false;
+            o->reset = true;
+        }
+    }
+}
+
+/* A replace over the copy read, on a server that treats If-Match as given; the PUTs of STORE.json. */
+static snap_rc cas(const char *old, const char *with, snap_err *err)
+{
+    void *drv;
+    snap_rc rc;
+
+    srv.handler = h_cas;
+    drv = open_drv(err, SNAP_OK);
+    err_clear(err);
+    rc = stg_s3_driver.replace(drv, "STORE.json", old, strlen(old), with, strlen(with), err);
+    stg_s3_driver.free(drv);
+    return rc;
+}
+
+static void cas_reset(void)
+{
+    memset(&obj, 0, sizeof obj);
+    snprintf(obj.body, sizeof obj.body, "{\"format\": 1}");
+}
+
+/* Ceph RGW compares the bare ETag: one conditional PUT. */
+static void test_replace_bare_etag(void **state)
+{
+    snap_err err;
+
+    (void)state;
+    cas_reset();
+    assert_int_equal(cas("{\"format\": 1}", "{\"format\": 3}", &err), SNAP_OK);
+    assert_string_equal(obj.body, "{\"format\": 3}");
+    assert_int_equal(puts_to("/bucket/p/STORE.json"), 1);
+    for (int i = 0; i < srv.n; i++)
+        if (strcmp(srv.log[i].method, "PUT") == 0 && strcmp(srv.log[i].path, "/bucket/p/STORE.json") == 0)
+            assert_string_equal(srv.log[i].if_match, "v0");
+}
+
+/* AWS wants it quoted: the bare one meets 412 while nothing changed, the quoted one lands. */
+static void test_replace_quoted_etag(void **state)
+{
+    snap_err err;
+
+    (void)state;
+    cas_reset();
+    obj.quoted_only = true;
+    assert_int_equal(cas("{\"format\": 1}", "{\"format\": 3}", &err), SNAP_OK);
+    assert_string_equal(obj.body, "{\"format\": 3}");
+    assert_int_equal(puts_to("/bucket/p/STORE.json"), 2);
+}
+
+/* A copy that is no longer there: a conflict, and nothing is written. */
+static void test_replace_stale_copy(void **state)
+{
+    snap_err err;
+
+    (void)state;
+    cas_reset();
+    assert_int_equal(cas("{\"format\": 0}", "{\"format\": 3}", &err), SNAP_ECONFLICT);
+    assert_non_null(strstr(err.msg, "changed by another writer"));
+    assert_string_equal(obj.body, "{\"format\": 1}");
+    assert_int_equal(puts_to("/bucket/p/STORE.json"), 0);
+}
+
+/* The write landed and its answer was lost: the retry's 412 is our own write, not a conflict. */
+static void test_replace_lost_answer(void **state)
+{
+    snap_err err;
+
+    (void)state;
+    cas_reset();
+    obj.lose_answer = true;
+    assert_int_equal(cas("{\"format\": 1}", "{\"format\": 2}", &err), SNAP_OK);
+    assert_string_equal(obj.body, "{\"format\": 2}");
+    assert_int_equal(obj.version, 1);
+}
+
+/* AWS's 409 for a conditional write in flight is a conflict the caller retries. */
+static void test_replace_409(void **state)
+{
+    snap_err err;
+
+    (void)state;
+    cas_reset();
+    obj.conflicts_409 = 1;
+    assert_int_equal(cas("{\"format\": 1}", "{\"format\": 3}", &err), SNAP_ECONFLICT);
+    assert_string_equal(obj.body, "{\"format\": 1}");
+}
+
+/* A server that ignores If-Match (the probe's wrong ETag lands): a plain PUT, then a read-back. */
+static void test_replace_if_match_ignored(void **state)
+{
+    snap_err err;
+    int gets = 0;
+
+    (void)state;
+    cas_reset();
+    obj.ignore = true;
+    assert_int_equal(cas("{\"format\": 1}", "{\"format\": 3}", &err), SNAP_OK);
+    assert_string_equal(obj.body, "{\"format\": 3}");
+    for (int i = 0; i < srv.n; i++) {
+        if (strcmp(srv.log[i].method, "PUT") == 0 && strcmp(srv.log[i].path, "/bucket/p/STORE.json") == 0)
+            assert_string_equal(srv.log[i].if_match, "");
+        gets += strcmp(srv.log[i].method, "GET") == 0 && strcmp(srv.log[i].path, "/bucket/p/STORE.json") == 0;
+    }
+    assert_int_equal(gets, 2); /* the copy compared, and the read-back */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -646,6 +810,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_multipart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multipart_complete_error_in_200, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multipart_abort_on_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_bare_etag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_quoted_etag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_stale_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_lost_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_409, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_if_match_ignored, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
