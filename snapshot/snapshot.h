@@ -107,8 +107,9 @@ prg_bar *snp_progress(const snp_capture *c);
  */
 snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err);
 /*
- * The time database entries carry: a constant, so that an unchanged table gives the same
- * bytes in every snap and its parts are reused (docs/design.md, "Reuse").
+ * The time database entries and the registry manifests of an images source carry: a
+ * constant, so that an unchanged table or image gives the same bytes in every snap and
+ * its parts are reused (docs/design.md, "Reuse").
  */
 #define SNP_DB_MTIME ((time_t)0)
 /* Whether a new group of small tables starts at this name: 1 in 16 names, by a hash of
