@@ -69,6 +69,13 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
 bool snp_same_sources(const snap_ctx *ctx, const cat_manifest *m, char *why, size_t n);
 
 /*
+ * SNAP_EUSAGE when two sources of ctx->cfg name one live target: the same database on the
+ * same server as written, or the same path, or a path inside another's (files and images
+ * alike). Checked before anything is written (docs/design.md, "One target, one component").
+ */
+snap_rc snp_check_targets(const snap_ctx *ctx, snap_err *err);
+
+/*
  * snap create --if-absent, retry-safe: when req->name is committed with the same sources,
  * *out is that snapshot and *existed is set, nothing is captured; when it holds other
  * sources, SNAP_ECONFLICT (kind name_exists) saying the first difference; else snp_create
