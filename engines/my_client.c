@@ -295,6 +295,13 @@ static void pct_append(char **buf, size_t *len, const char *s, const char *keep)
     (*buf)[*len] = '\0';
 }
 
+char *my_dsn_server(const my_dsn *d)
+{
+    return xasprintf("host=%s port=%u socket=%s defaults-file=%s defaults-group=%s", d->host ? d->host : "", d->port,
+                     d->socket ? d->socket : "", d->defaults_file ? d->defaults_file : "",
+                     d->defaults_group ? d->defaults_group : "");
+}
+
 char *my_dsn_redacted(const my_dsn *d)
 {
     char *b = xstrdup("mysql://");

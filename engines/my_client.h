@@ -25,6 +25,13 @@ void my_dsn_set_db(my_dsn *d, const char *db);
 /* The DSN without its password, for messages, manifests and journals (caller frees). */
 char *my_dsn_redacted(const my_dsn *d);
 
+/*
+ * The server the DSN names, as written: host, port, socket and the option file it reads
+ * (which may name the server), each empty or 0 when not given; nothing is filled from
+ * defaults or option files (docs/design.md, "One target, one component"). Caller frees.
+ */
+char *my_dsn_server(const my_dsn *d);
+
 /* Seconds to wait for a server when neither the DSN (connect-timeout) nor $SNAP_CONNECT_TIMEOUT sets it. */
 #define MY_CONNECT_TIMEOUT_DEFAULT 10
 

@@ -218,6 +218,31 @@ char *pg_dsn_dbname(const char *dsn)
     return out;
 }
 
+char *pg_dsn_server(const char *dsn)
+{
+    static const char *const keys[] = {"host", "hostaddr", "port", "service"};
+    PQconninfoOption *kw;
+    const char *db;
+    char *out = NULL;
+    util_buf b = {0};
+
+    if ((kw = parse_dsn(dsn)) == NULL)
+        return NULL;
+    db = kw_val(kw, "dbname");
+    if (db == NULL || !(is_uri(db) || strchr(db, '=') != NULL)) {
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            const char *v = kw_val(kw, keys[i]);
+            util_buf_adds(&b, i ? " " : "");
+            util_buf_adds(&b, keys[i]);
+            util_buf_addc(&b, '=');
+            util_buf_adds(&b, v != NULL ? v : "");
+        }
+        out = util_buf_take(&b);
+    }
+    PQconninfoFree(kw);
+    return out;
+}
+
 /* libpq messages are multi-line and end with a newline: keep them on one line. */
 static void one_line(const char *in, char *out, size_t cap)
 {

@@ -29,6 +29,15 @@ bool pg_dsn_has_secret(const char *dsn);
 /* The database the DSN names (libpq's parse), or NULL when none or unparsable. Caller frees. */
 char *pg_dsn_dbname(const char *dsn);
 
+/*
+ * The server a DSN names, as written (libpq's parse, so a URI and its key=value form
+ * agree): "host=H hostaddr=A port=P service=S", each empty when not given. Nothing is
+ * filled from the environment or the defaults, so two DSNs that give the same text name
+ * the same server, and two that differ may still (docs/design.md, "One target, one
+ * component"). NULL when unparsable or when dbname is itself a connection string.
+ */
+char *pg_dsn_server(const char *dsn);
+
 /* Seconds to wait for a server when neither the DSN nor PGCONNECT_TIMEOUT sets it. */
 #define PG_CONNECT_TIMEOUT_DEFAULT "10"
 

@@ -15,6 +15,7 @@
 #include "../common/util.h"
 #include "../snapshot/snapshot.h"
 #include "../engines/my_client.h"
+#include "../engines/targets.h"
 #include "check.h"
 #include "estimate.h"
 #include "restore.h"
@@ -1236,6 +1237,48 @@ static void describe(json_t *res, const rst_request *req, const cat_manifest *m,
 
 /* Steps 0 and 1: every target named locally or by an authenticated manifest, every part
  * present, every target reachable; the plan lists them all. Nothing changes. */
+/*
+ * Two components that would replace one live target (a hostile manifest, or one written
+ * before snap refused such sources) would make the revert wait for its own lock, or swap
+ * one over the other: refused before any lock or connection, nothing changed. The targets
+ * are those the plan would replace: each root, or the database on the DSN the local
+ * configuration names (else the manifest's).
+ */
+static snap_rc check_distinct(const rst_request *req, journal *j, snap_err *err)
+{
+    tgt_set *set = tgt_set_new("component");
+    char msg[1024];
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < j->n && j->n > 1; i++) {
+        rst_target *t = j->targets[i];
+        json_t *info = cat_component_info((cat_component *)(uintptr_t)t->comp), *r;
+        const char *type = t->drv->type;
+        size_t k;
+        if (strcmp(type, "files") == 0 || strcmp(type, "images") == 0) {
+            json_array_foreach(json_object_get(info, "roots"), k, r)
+                if (json_string_value(json_object_get(r, "path")) != NULL)
+                    tgt_add_path(set, t->name, json_string_value(json_object_get(r, "path")));
+        } else if (strcmp(type, "postgres") == 0 || strcmp(type, "mysql") == 0) {
+            bool pg = strcmp(type, "postgres") == 0;
+            const char *dsn = t->src.type != NULL && strcmp(t->src.type, type) == 0 && t->src.dsn != NULL
+                                  ? t->src.dsn
+                                  : cat_component_source(t->comp);
+            const char *db = json_string_value(json_object_get(info, pg ? "database_name" : "database"));
+            if (dsn != NULL)
+                tgt_add_db(set, t->name, type, dsn, t->to != NULL ? t->to : db);
+        }
+    }
+    if (tgt_clash(set, msg, sizeof msg)) {
+        rc = err_set(err, SNAP_EVERIFY, 0, "snapshot %s names one target twice: %s; nothing was changed", req->name,
+                     msg);
+        err_hint(err, "revert one of them at a time with --only NAME (`snap show %s` lists the components)",
+                 req->name);
+    }
+    tgt_set_free(set);
+    return rc;
+}
+
 static snap_rc plan_all(snap_ctx *ctx, stg *store, const rst_request *req, journal *j, json_t *plans,
                         snap_err *err)
 {
@@ -1247,6 +1290,8 @@ static snap_rc plan_all(snap_ctx *ctx, stg *store, const rst_request *req, journ
         if (rc == SNAP_OK)
             rc = r;
     }
+    if (rc == SNAP_OK)
+        rc = check_distinct(req, j, err);
     if (rc != SNAP_OK) {
         for (size_t i = 0; i < j->n; i++)
             json_array_append(plans, j->targets[i]->plan);

@@ -299,7 +299,9 @@ static snap_rc write_digests(img_cap *ic, size_t *ndigests, snap_err *err)
         if (dup)
             continue;
         name = img_meta_name(j->resolved);
-        rc = arc_write_buffer(w, name, j->manifest, j->manifest_len, 0644, time(NULL), err);
+        /* the fixed time of database entries: the same digests give the same part, which
+         * the next snap then refers to instead of storing it again */
+        rc = arc_write_buffer(w, name, j->manifest, j->manifest_len, 0644, SNP_DB_MTIME, err);
         free(name);
         (*ndigests)++;
     }

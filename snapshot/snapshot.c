@@ -317,6 +317,9 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
         err_hint(err, "name one with --files PATH (or --pg, --mysql, --images), or a [source NAME] section in the config");
         return SNAP_EUSAGE;
     }
+    rc = snp_check_targets(ctx, err);
+    if (rc != SNAP_OK)
+        return rc;
     /* Fail early on a taken name; the create-only commit settles races. */
     rc = cat_exists(store, req->name, &exists, err);
     if (rc == SNAP_OK && exists) {

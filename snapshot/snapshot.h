@@ -69,6 +69,13 @@ snap_rc snp_create(snap_ctx *ctx, stg *store, const snp_request *req, cat_manife
 bool snp_same_sources(const snap_ctx *ctx, const cat_manifest *m, char *why, size_t n);
 
 /*
+ * SNAP_EUSAGE when two sources of ctx->cfg name one live target: the same database on the
+ * same server as written, or the same path, or a path inside another's (files and images
+ * alike). Checked before anything is written (docs/design.md, "One target, one component").
+ */
+snap_rc snp_check_targets(const snap_ctx *ctx, snap_err *err);
+
+/*
  * snap create --if-absent, retry-safe: when req->name is committed with the same sources,
  * *out is that snapshot and *existed is set, nothing is captured; when it holds other
  * sources, SNAP_ECONFLICT (kind name_exists) saying the first difference; else snp_create
@@ -107,8 +114,9 @@ prg_bar *snp_progress(const snp_capture *c);
  */
 snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err);
 /*
- * The time database entries carry: a constant, so that an unchanged table gives the same
- * bytes in every snap and its parts are reused (docs/design.md, "Reuse").
+ * The time database entries and the registry manifests of an images source carry: a
+ * constant, so that an unchanged table or image gives the same bytes in every snap and
+ * its parts are reused (docs/design.md, "Reuse").
  */
 #define SNP_DB_MTIME ((time_t)0)
 /* Whether a new group of small tables starts at this name: 1 in 16 names, by a hash of

@@ -7,6 +7,7 @@
 #include "../common/util.h"
 #include "../engines/my_client.h"
 #include "../engines/pg_client.h"
+#include "../engines/targets.h"
 #include "snapshot.h"
 
 /* "PREFIX/abs/a /abs/b": each path once, absolute, in order, as files and images record them. */
@@ -142,5 +143,39 @@ snap_rc snp_create_if_absent(snap_ctx *ctx, stg *store, const snp_request *req, 
             err_hint(err, "run the command again");
         }
     }
+    return rc;
+}
+
+snap_rc snp_check_targets(const snap_ctx *ctx, snap_err *err)
+{
+    tgt_set *set = tgt_set_new("source");
+    char msg[1024];
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < cfg_source_count(ctx->cfg); i++) {
+        const char *name = cfg_source_name(ctx->cfg, i);
+        char *section = xasprintf("source %s", name);
+        src_opts so;
+        snap_err ignored;
+        /* a section that does not parse: its capture says why */
+        if (src_opts_parse(ctx->cfg, section, &so, &ignored) == SNAP_OK) {
+            const util_strv *paths = so.type == NULL                    ? NULL
+                                     : strcmp(so.type, "files") == 0  ? &so.paths
+                                     : strcmp(so.type, "images") == 0 ? &so.manifests
+                                                                      : NULL;
+            for (size_t k = 0; paths != NULL && k < paths->n; k++)
+                tgt_add_path(set, name, paths->v[k]);
+            if (so.type != NULL && so.dsn != NULL)
+                tgt_add_db(set, name, so.type, so.dsn, NULL);
+            src_opts_free(&so);
+        }
+        free(section);
+    }
+    if (tgt_clash(set, msg, sizeof msg)) {
+        rc = err_set(err, SNAP_EUSAGE, 0, "%s", msg);
+        err_hint(err, "name each target once: drop one of the flags or [source] sections (a directory "
+                      "captures what it holds); nothing was written");
+    }
+    tgt_set_free(set);
     return rc;
 }

@@ -505,4 +505,54 @@ EOF
     expect_rc 0 "$SNAP" verify p1 --store "$ST" --json
     python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["intact"] is True' "$T/out" || fail "verify JSON"
 }
+# One live target named by two sources (the same path, or one inside the other): a usage
+# error at snap time that names both, with nothing written to the store.
+test_same_path_twice_is_refused_at_snap() {
+    setup
+    R=$(realpath "$T")
+    expect_rc 2 "$SNAP" create p1 --store "$ST" --files "$T/app" --files "$T/app/"
+    expect_err "sources app and app-2 both name $R/app"
+    expect_err "hint: name each target once"
+    expect_rc 2 "$SNAP" create p1 --store "$ST" --files "$T/app" --files "$T/app/conf.d" --json
+    expect_err "sources app and conf.d overlap: $R/app/conf.d (source conf.d) is inside $R/app (source app)"
+    python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert e["exit_code"]==2 and e["code"]=="usage", e' \
+        "$T/out" || fail "error JSON"
+    # a [source] section and a flag; the inner path written through a symbolic link
+    ln -s "$T" "$T/via"
+    printf '[source conf]\ntype = files\npaths = %s\n' "$T/via/app/conf.d" >"$T/snap.conf"
+    expect_rc 2 "$SNAP" create p1 --store "$ST" --config "$T/snap.conf" --files "$T/app"
+    expect_err "sources conf and app overlap: $R/app/conf.d (source conf) is inside $R/app (source app)"
+    [ -z "$(ls "$ST/catalog" 2>/dev/null)" ] || fail "the catalog gained $(ls "$ST/catalog")"
+    [ -z "$(ls "$ST/data" 2>/dev/null)" ] || fail "parts were written: $(ls "$ST/data")"
+    # neighbours whose names share a prefix are two targets
+    mkdir "$T/app2" && echo two >"$T/app2/f"
+    expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app" --files "$T/app2"
+}
+
+# A manifest that names one target twice (written before snap refused it, signed with this
+# host's key) is refused before anything changes: exit 5, and --only reverts one of them.
+test_revert_of_one_target_named_twice_changes_nothing() {
+    setup
+    mkdir -p "$T/other" && echo other >"$T/other/f"
+    expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app" --files "$T/other"
+    damage
+    app=$(tree_sum "$T/app") other=$(tree_sum "$T/other")
+    for inner in "" /conf.d; do
+        python3 "$T_ROOT/tests/e2e/resign.py" "$ST" p1 "$SNAP_STATE_DIR/host.key" "
+c = {c['name']: c for c in m['components']}
+c['other']['info']['roots'][0]['path'] = c['app']['info']['roots'][0]['path'] + '$inner'"
+        expect_rc 5 "$REVERT" p1 --store "$ST" --yes
+        expect_err "snapshot p1 names one target twice: components app and other"
+        expect_err "nothing was changed"
+        expect_err "--only NAME"
+        [ "$(tree_sum "$T/app")" = "$app" ] || fail "the refused revert changed $T/app"
+        [ "$(tree_sum "$T/other")" = "$other" ] || fail "the refused revert changed $T/other"
+        [ -z "$(ls -a "$T" | grep -e snap-stage -e pre-revert)" ] || fail "staging left: $(ls -a "$T")"
+        [ -z "$(ls "$ST/catalog" | grep -v '^p1.json$')" ] || fail "a safety snapshot was taken"
+    done
+    expect_err "overlap"
+    expect_rc 0 "$REVERT" p1 --store "$ST" --yes --only app --no-safety-snapshot
+    [ "$(cat "$T/app/main.conf")" = "listen 80" ] || fail "--only app did not revert"
+}
+
 run_tests "$@"

@@ -461,4 +461,35 @@ sys.stdout.write('---\n'.join(doc % i for i in range(200000)))" >big/all.yaml
     [ ! -e "$STORE/catalog/pre.json" ] || fail "a snapshot was committed"
 }
 
+# A second snap of unchanged manifests and images stores no part again: the registry's
+# manifests carry a fixed time (as database entries do), not the snap's, so the part that
+# holds them has the same bytes and becomes a reference to the first snap's.
+test_second_snap_of_the_same_images_stores_nothing_new() {
+    setup
+    local d1 id1 id2
+    d1=$(push plain "$REPO/app" v1 a1)
+    push plain "$REPO/side" 7 s7 >/dev/null
+    write_manifests "$REG_PLAIN/$REPO/app:v1" "$REG_PLAIN/$REPO/side:7"
+    expect_rc 0 "$SNAP" create p1 --images deploy --store "$STORE"
+    sleep 1.1 # a stamp of the snap's time would differ from p1's now
+    expect_rc 0 "$SNAP" create p2 --images deploy --store "$STORE" -v
+    id_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$STORE/catalog/$1.json"; }
+    id1=$(id_of p1) id2=$(id_of p2)
+    [ -z "$(ls "$STORE/data/$id2" 2>/dev/null | grep '\.tar\.zst$')" ] ||
+        fail "p2 stored parts of unchanged images again: $(ls "$STORE/data/$id2")"
+    python3 - "$STORE/catalog/p1.json" "$STORE/catalog/p2.json" "$id1" <<'EOF2' || fail "p2 does not refer to p1's parts"
+import json, sys
+p1, p2 = (json.load(open(f))["components"][0]["parts"] for f in sys.argv[1:3])
+assert sorted((p["key"], p["size"], p["sha256"]) for p in p2) == sorted((p["key"], p["size"], p["sha256"]) for p in p1), (p1, p2)
+assert all(p["key"].startswith("data/" + sys.argv[3] + "/") for p in p2), p2
+EOF2
+    # the entries are the registry's bytes with the fixed time, and p2 reads back whole
+    zstd -dc "$STORE/data/$id1"/deploy.*.tar.zst | TZ=UTC tar -itvf - --full-time >"$T/list"
+    grep -F ".snap-meta/images/sha256/${d1#sha256:}.json" "$T/list" | grep -q " 1970-01-01 00:00:00 " ||
+        fail "the registry manifest does not carry the fixed time: $(grep -F .snap-meta "$T/list")"
+    expect_rc 0 "$SNAP" verify p2 --store "$STORE"
+    expect_rc 0 "$SNAP" show p2 --store "$STORE"
+    expect_out "$REG_PLAIN/$REPO/app:v1  $d1  (app.yaml:11)"
+}
+
 run_tests "$@"

@@ -505,4 +505,39 @@ assert ticks and ticks[-1]["bytes_total"] == int(sys.argv[3]), (ticks, sys.argv[
 PYEOF
 }
 
+# One schema named by two sources (another user, a password): a usage error naming both,
+# without the password, nothing in the store. A manifest that names one schema twice
+# (written before snap refused it, signed with this host's key) is refused before any
+# lock or change: exit 5.
+test_same_schema_twice() {
+    newdb
+    local db2=${DB}_b
+    my -e "DROP DATABASE IF EXISTS \`$db2\`; CREATE DATABASE \`$db2\`"
+    for d in "$DB" "$db2"; do my "$d" -e "CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 1)"; done
+    expect_rc 2 snap_ s --mysql "$DSN" --mysql "mysql://app:Secr3t-pw@localhost/$DB?socket=$MY_SOCKET"
+    expect_err "sources $DB and $DB-2 both name mysql database $DB on one server"
+    expect_err "hint: name each target once"
+    ! grep -qF "Secr3t-pw" "$T/out" "$T/err" || fail "the password was printed"
+    [ ! -e "$T/store/catalog/s.json" ] || fail "a catalog entry was written"
+    [ -z "$(ls "$T/store/data" 2>/dev/null)" ] || fail "parts were written"
+
+    expect_rc 0 snap_ s --mysql "$DSN" --mysql "mysql://root@localhost/$db2?socket=$MY_SOCKET"
+    my "$DB" -e "UPDATE t SET v = 2"
+    my "$db2" -e "UPDATE t SET v = 3"
+    python3 "$T_ROOT/tests/e2e/resign.py" "$T/store" s "$SNAP_STATE_DIR/host.key" "
+c = [c for c in m['components'] if c['name'] == '$db2'][0]
+c['info']['database'] = '$DB'
+c['source'] = c['source'].replace('/$db2', '/$DB')"
+    expect_rc 5 "$REVERT" s --store "$T/store" --yes
+    expect_err "snapshot s names one target twice: components $DB and $db2 both name mysql database $DB on one server"
+    expect_err "nothing was changed"
+    [ "$(my -N "$DB" -e "SELECT v FROM t")" = 2 ] || fail "the refused revert changed $DB"
+    [ "$(my -N "$db2" -e "SELECT v FROM t")" = 3 ] || fail "the refused revert changed $db2"
+    [ -z "$(my -N -e "SHOW DATABASES LIKE '${DB}\\_\\_%'")" ] || fail "the refused revert left a schema"
+    [ "$(ls "$T/store/catalog")" = s.json ] || fail "a safety snapshot was taken"
+    expect_rc 0 "$REVERT" s --store "$T/store" --yes --only "$DB" --drop-old --no-safety-snapshot
+    [ "$(my -N "$DB" -e "SELECT v FROM t")" = 1 ] || fail "--only did not revert $DB"
+    my -e "DROP DATABASE \`$db2\`"
+}
+
 run_tests "$@"

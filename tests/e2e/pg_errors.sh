@@ -211,4 +211,41 @@ test_server_restart_during_staging() {
     [ -z "$(dbs_like "${db}__")" ] || fail "leftover databases: $(dbs_like "${db}__")"
 }
 
+# One database named by two sources, however the DSN is written: a usage error naming both,
+# nothing in the store. A manifest that names one database twice (written before snap
+# refused it, signed with this host's key) is refused before any lock or change: exit 5.
+test_same_database_twice() {
+    pg_setup
+    db=$(db_name twice) db2=$(db_name twice2)
+    make_small "$db"
+    make_small "$db2"
+    expect_rc 2 "$SNAP" create p1 --pg "dbname=$db" --pg "postgresql:///$db" --store "$STORE"
+    expect_err "sources $db and $db-2 both name postgres database $db on one server (dbname='$db'; postgresql:///$db)"
+    expect_err "hint: name each target once"
+    expect_rc 2 "$SNAP" create p1 --pg "dbname=$db host=$PGHOST" --pg "dbname=$db host=$PGHOST user=other" --store "$STORE"
+    expect_err "both name postgres database $db"
+    no_snapshot p1
+    [ -z "$(ls "$STORE/data" 2>/dev/null)" ] || fail "parts were written: $(ls "$STORE/data")"
+
+    expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --pg "dbname=$db2" --store "$STORE"
+    q -d "$db" -c "DELETE FROM notes WHERE id > 10"
+    q -d "$db2" -c "DELETE FROM notes WHERE id > 20"
+    python3 "$T_ROOT/tests/e2e/resign.py" "$STORE" p1 "$SNAP_STATE_DIR/host.key" "
+c = [c for c in m['components'] if c['name'] == '$db2'][0]
+c['info']['database_name'] = '$db'
+c['source'] = 'dbname=$db'"
+    expect_rc 5 "$REVERT" p1 --store "$STORE" --yes
+    expect_err "snapshot p1 names one target twice: components $db and $db2 both name postgres database $db on one server"
+    expect_err "nothing was changed"
+    expect_err "--only NAME"
+    [ "$(q -d "$db" -c 'SELECT count(*) FROM notes')" = 10 ] || fail "the refused revert changed $db"
+    [ "$(q -d "$db2" -c 'SELECT count(*) FROM notes')" = 20 ] || fail "the refused revert changed $db2"
+    [ "$(q -d postgres -c "SELECT count(*) FROM pg_database WHERE datname LIKE 't_twice%'")" = 2 ] ||
+        fail "a staging database was left: $(q -d postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 't_twice%'")"
+    [ "$(ls "$STORE/catalog")" = p1.json ] || fail "a safety snapshot was taken"
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --only "$db" --no-safety-snapshot --drop-old
+    [ "$(q -d "$db" -c 'SELECT count(*) FROM notes')" = 500 ] || fail "--only did not revert $db"
+    q -d postgres -c "DROP DATABASE \"$db\"" -c "DROP DATABASE \"$db2\""
+}
+
 run_tests "$@"
