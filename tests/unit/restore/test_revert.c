@@ -32,7 +32,7 @@
 /* What the fake target does; set by each test (the test's own state, not the product's). */
 static struct {
     char log[128];      /* every call, one "op:component" a line */
-    char live[128];     /* the directory the safety snapshot captures */
+    char live[128];     /* live/<component>: the directories the safety snapshot captures */
     const char *fail_at; /* "cutover:b rollback:a": those calls fail with fail_rc */
     snap_rc fail_rc;
     const char *crash_at; /* "stage:b": the process exits at that call */
@@ -83,8 +83,11 @@ static snap_rc fake_plan(rst_target *t, snap_err *err)
 
 static snap_rc fake_safety_source(rst_target *t, cfg *c, const char *section, snap_err *err)
 {
+    char *path = xasprintf("%s/%s", fake.live, rst_component_name(t)); /* one target, one source */
+
     cfg_set(c, section, "type", "files");
-    cfg_add(c, section, "path", fake.live);
+    cfg_add(c, section, "path", path);
+    free(path);
     return fake_call("safety", t, err);
 }
 
@@ -171,8 +174,15 @@ static int setup(void **state)
     fake.fail_at = fake.crash_at = fake.signal_at = NULL;
     fake.interrupted = &f->intr;
     fake.fail_rc = SNAP_EFAIL;
-    if (mkdir(fake.live, 0700) != 0 || write_file(fake.live, "f", "live bytes\n") != 0)
+    if (mkdir(fake.live, 0700) != 0)
         return -1;
+    for (const char *c = "ab"; *c; c++) {
+        char *dir = xasprintf("%s/%c", fake.live, *c);
+        int bad = mkdir(dir, 0700) != 0 || write_file(dir, "f", "live bytes\n") != 0;
+        free(dir);
+        if (bad)
+            return -1;
+    }
     f->c = cfg_new();
     cfg_set(f->c, "revert", "state_dir", f->state);
     f->ctx.verbosity = -1;
