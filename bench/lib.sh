@@ -23,22 +23,34 @@ ratio() {
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 
-# pairs LABEL N CMD_A CMD_B: runs the shell commands CMD_A and CMD_B N times each, in
+# timed CMD: "wall user sys" of CMD run by sh after a sync; a failure stops the bench
+# (a command that fails at once would otherwise count as a fast one).
+timed() {
+    local out
+    sync
+    out=$(/usr/bin/time -f '%x %e %U %S' sh -c "$1" 2>&1 >/dev/null | tail -n 1)
+    if [ "${out%% *}" != 0 ]; then
+        echo "bench: failed (exit ${out%% *}): $1" >&2
+        return 1
+    fi
+    echo "${out#* }"
+}
+# pairs LABEL N CMD_A CMD_B [CLEAN]: runs the shell commands CMD_A and CMD_B N times each, in
 # alternating order (A B, B A, ...), every '@' replaced by the round's number, and prints
 # the median time of each and the median of the per-round ratios B/A, of wall time and of
 # CPU time (user + system, which a busy machine disturbs less). Sets PAIR_WALL, PAIR_CPU.
+# CLEAN, untimed, runs after each round (its '@' replaced too): to free the disk.
 pairs() {
-    local label=$1 n=$2 ca=$3 cb=$4 i wa wb out
+    local label=$1 n=$2 ca=$3 cb=$4 clean=${5:-} i wa wb out
     local -a ra=() rb=() rw=() rc=()
     for i in $(seq "$n"); do
         local a=${ca//@/$i} b=${cb//@/$i}
         if [ $((i % 2)) = 1 ]; then
-            sync; wa=$(/usr/bin/time -f '%e %U %S' sh -c "$a" 2>&1 >/dev/null | tail -n 1)
-            sync; wb=$(/usr/bin/time -f '%e %U %S' sh -c "$b" 2>&1 >/dev/null | tail -n 1)
+            wa=$(timed "$a") && wb=$(timed "$b") || return 1
         else
-            sync; wb=$(/usr/bin/time -f '%e %U %S' sh -c "$b" 2>&1 >/dev/null | tail -n 1)
-            sync; wa=$(/usr/bin/time -f '%e %U %S' sh -c "$a" 2>&1 >/dev/null | tail -n 1)
+            wb=$(timed "$b") && wa=$(timed "$a") || return 1
         fi
+        [ -z "$clean" ] || sh -c "${clean//@/$i}"
         ra+=("${wa%% *}") rb+=("${wb%% *}")
         rw+=("$(awk -v a="$wa" -v b="$wb" 'BEGIN { split(a, x, " "); split(b, y, " ");
                 printf "%.3f", (x[1] > 0 ? y[1] / x[1] : 0) }')")

@@ -48,18 +48,20 @@ snap_rc s3_head_object(s3_drv *d, const char *okey, uint64_t *size, char *etag, 
     return rc;
 }
 
-snap_rc s3_put_object(s3_drv *d, const char *okey, const void *buf, size_t len,
-                      bool if_none_match, int *attempts, snap_err *err)
+snap_rc s3_put_object(s3_drv *d, const char *okey, const void *buf, size_t len, bool if_none_match,
+                      const char *if_match, int *attempts, long *status, snap_err *err)
 {
     char md5[25];
-    s3_req q = {.method = "PUT", .okey = okey, .body = buf, .body_len = len,
-                .content_md5 = md5, .if_none_match = if_none_match, .object_headers = true};
+    s3_req q = {.method = "PUT", .okey = okey, .body = buf, .body_len = len, .content_md5 = md5,
+                .if_none_match = if_none_match, .if_match = if_match, .object_headers = true};
     snap_rc rc;
 
     s3_md5(buf ? buf : "", len, md5, NULL);
     rc = s3_request(d, &q, 0, err);
     if (attempts != NULL)
         *attempts = q.attempts;
+    if (status != NULL)
+        *status = q.status;
     s3_req_done(&q);
     return rc;
 }
@@ -202,7 +204,7 @@ snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t 
     s3_md5(buf ? buf : "", len, NULL, md5hex);
 
     if (s3_get_check(d) == S3_CHECK_IF_NONE_MATCH) {
-        rc = s3_put_object(d, okey, buf, len, true, &attempts, err);
+        rc = s3_put_object(d, okey, buf, len, true, NULL, &attempts, NULL, err);
         if (rc == SNAP_ECONFLICT && attempts > 1) {
             /* An earlier attempt may have landed and lost its answer: is it ours? */
             snap_err e2;
@@ -221,7 +223,7 @@ snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t 
         return s3_conflict(d, okey, err);
     if (rc != SNAP_ENOTFOUND)
         return rc;
-    if ((rc = s3_put_object(d, okey, buf, len, false, NULL, err)) != SNAP_OK)
+    if ((rc = s3_put_object(d, okey, buf, len, false, NULL, NULL, NULL, err)) != SNAP_OK)
         return rc;
     return s3_check_ours(d, okey, buf, len, err);
 }
@@ -230,17 +232,7 @@ snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t 
 static snap_rc put_if_match(s3_drv *d, const char *okey, const void *buf, size_t len, const char *etag,
                             long *status, snap_err *err)
 {
-    char md5[25];
-    s3_req q = {.method = "PUT", .okey = okey, .body = buf, .body_len = len, .content_md5 = md5,
-                .if_match = etag, .object_headers = true};
-    snap_rc rc;
-
-    s3_md5(buf ? buf : "", len, md5, NULL);
-    rc = s3_request(d, &q, 0, err);
-    if (status != NULL)
-        *status = q.status;
-    s3_req_done(&q);
-    return rc;
+    return s3_put_object(d, okey, buf, len, false, etag, NULL, status, err);
 }
 
 /*

@@ -124,7 +124,10 @@ void s3_req_done(s3_req *q);
 
 /* s3.c */
 snap_rc s3_head_object(s3_drv *d, const char *okey, uint64_t *size, char *etag, size_t cap, snap_err *err);
-snap_rc s3_put_object(s3_drv *d, const char *okey, const void *buf, size_t len, bool if_none_match, int *attempts, snap_err *err);
+/* A PUT of a whole object; If-None-Match: * and If-Match: if_match when set; attempts and
+ * status (of the last answer) when not NULL. */
+snap_rc s3_put_object(s3_drv *d, const char *okey, const void *buf, size_t len, bool if_none_match,
+                      const char *if_match, int *attempts, long *status, snap_err *err);
 snap_rc s3_conflict(s3_drv *d, const char *okey, snap_err *err);
 snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t len, snap_err *err);
 

@@ -321,7 +321,7 @@ snap_rc s3_commit(void *wp, snap_err *err)
         if (w->flags & STG_CREATE_ONLY)
             rc = s3_put_create_only(d, w->okey, w->buf, w->len, err);
         else
-            rc = s3_put_object(d, w->okey, w->buf, w->len, false, NULL, err);
+            rc = s3_put_object(d, w->okey, w->buf, w->len, false, NULL, NULL, NULL, err);
         writer_free(w);
         return rc;
     }
