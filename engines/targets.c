@@ -123,7 +123,9 @@ static bool clash_pair(const tgt_set *s, const tgt *a, const tgt *b, char *msg, 
     if ((a->db == NULL) != (b->db == NULL))
         return false;
     if (strcmp(a->key, b->key) == 0) {
-        if (a->db != NULL)
+        if (strcmp(a->owner, b->owner) == 0)
+            snprintf(msg, n, "%s %s names %s twice", s->noun, a->owner, a->shown);
+        else if (a->db != NULL)
             snprintf(msg, n, "%ss %s and %s both name %s database %s on one server (%s; %s)", s->noun, a->owner,
                      b->owner, a->type, a->db, a->shown, b->shown);
         else
@@ -134,8 +136,11 @@ static bool clash_pair(const tgt_set *s, const tgt *a, const tgt *b, char *msg, 
         return false;
     if (inside(b->key, a->key) || inside(a->key, b->key)) {
         const tgt *outer = inside(b->key, a->key) ? a : b, *inner = outer == a ? b : a;
-        snprintf(msg, n, "%ss %s and %s overlap: %s (%s %s) is inside %s (%s %s)", s->noun, a->owner, b->owner,
-                 inner->shown, s->noun, inner->owner, outer->shown, s->noun, outer->owner);
+        if (strcmp(a->owner, b->owner) == 0)
+            snprintf(msg, n, "%s %s names %s inside %s", s->noun, a->owner, inner->shown, outer->shown);
+        else
+            snprintf(msg, n, "%ss %s and %s overlap: %s (%s %s) is inside %s (%s %s)", s->noun, a->owner,
+                     b->owner, inner->shown, s->noun, inner->owner, outer->shown, s->noun, outer->owner);
         return true;
     }
     return false;
@@ -145,7 +150,7 @@ bool tgt_clash(const tgt_set *s, char *msg, size_t n)
 {
     for (size_t i = 0; i < s->n; i++)
         for (size_t k = i + 1; k < s->n; k++)
-            if (strcmp(s->v[i].owner, s->v[k].owner) != 0 && clash_pair(s, &s->v[i], &s->v[k], msg, n))
+            if (clash_pair(s, &s->v[i], &s->v[k], msg, n))
                 return true;
     return false;
 }

@@ -29,9 +29,10 @@ void tgt_add_path(tgt_set *s, const char *owner, const char *path);
 void tgt_add_db(tgt_set *s, const char *owner, const char *type, const char *dsn, const char *db);
 
 /*
- * Whether two different owners name one target. When they do, msg gets what, without
- * secrets: "sources a and a-2 both name postgres database a on one server (dbname=a;
- * postgresql:///a)", "sources etc and x overlap: /etc/x is inside /etc".
+ * Whether two targets of the set are one, or one path is inside another, whether two
+ * owners name them or one. When they do, msg gets what, without secrets: "sources a and
+ * a-2 both name postgres database a on one server (dbname=a; postgresql:///a)", "sources
+ * etc and x overlap: /etc/x is inside /etc", "source etc names /etc/x inside /etc".
  */
 bool tgt_clash(const tgt_set *s, char *msg, size_t n);
 

@@ -1250,7 +1250,7 @@ static snap_rc check_distinct(const rst_request *req, journal *j, snap_err *err)
     char msg[1024];
     snap_rc rc = SNAP_OK;
 
-    for (size_t i = 0; i < j->n && j->n > 1; i++) {
+    for (size_t i = 0; i < j->n; i++) {
         rst_target *t = j->targets[i];
         json_t *info = cat_component_info((cat_component *)(uintptr_t)t->comp), *r;
         const char *type = t->drv->type;

@@ -228,93 +228,95 @@ snap_rc s3_put_create_only(s3_drv *d, const char *okey, const void *buf, size_t 
     return s3_check_ours(d, okey, buf, len, err);
 }
 
-/* A PUT of the whole object on the condition If-Match: etag (NULL: none); *status: the answer's. */
-static snap_rc put_if_match(s3_drv *d, const char *okey, const void *buf, size_t len, const char *etag,
-                            long *status, snap_err *err)
+
+/* The forms of If-Match a server honours on PUT (s3_drv.if_match). */
+enum { IFM_UNKNOWN = 0, IFM_BARE = 1, IFM_QUOTED = 2, IFM_NONE = -1 };
+
+/* An ETag without W/ and quotes ("bare", as Ceph RGW compares it) or without W/ only. */
+static void etag_form(const char *etag, bool quoted, char out[128])
 {
-    return s3_put_object(d, okey, buf, len, false, etag, NULL, status, err);
+    const char *strong = strncmp(etag, "W/", 2) == 0 ? etag + 2 : etag, *in = strong + (strong[0] == '"');
+
+    if (quoted)
+        snprintf(out, 128, "\"%.*s\"", (int)strcspn(in, "\""), in);
+    else
+        snprintf(out, 128, "%.*s", (int)strcspn(in, "\""), in);
 }
 
 /*
- * Whether conditional writes can be trusted for a compare and swap: the create-only check
- * is If-None-Match, and a PUT of a probe object on a wrong ETag answers 412 (found out
- * once per store; some gateways honour one header and ignore the other).
+ * Finds out once per store how the server takes If-Match on PUT, on a probe object: a
+ * wrong ETag must meet 412, then the right one must land, bare (Ceph RGW compares the
+ * bare ETag and refuses the quoted one) or quoted (AWS, RFC 9110). IFM_NONE, with a
+ * warning, when the create-only check is head-then-put or no form works.
  */
-static snap_rc if_match_honoured(s3_drv *d, bool *yes, snap_err *err)
+static snap_rc if_match_form(s3_drv *d, int *form, snap_err *err)
 {
-    char rnd[17], *okey;
-    int known;
+    char rnd[17], etag[128] = "", tag[128], *okey;
+    long status = 0;
     snap_rc rc = probe_create_only(d, err);
 
-    *yes = false;
+    *form = IFM_NONE;
     if (rc != SNAP_OK || s3_get_check(d) != S3_CHECK_IF_NONE_MATCH)
         return rc;
     pthread_mutex_lock(&d->lock);
-    known = d->if_match;
+    *form = d->if_match;
     pthread_mutex_unlock(&d->lock);
-    if (known != 0) {
-        *yes = known > 0;
+    if (*form != IFM_UNKNOWN)
         return SNAP_OK;
-    }
+    *form = IFM_NONE;
     util_random_hex(rnd, 8);
     okey = xasprintf("%s.create-only-probe-%s", d->prefix, rnd); /* swept by gc like the other */
-    rc = put_if_match(d, okey, "1", 1, NULL, NULL, err);
-    if (rc == SNAP_OK) {
-        rc = put_if_match(d, okey, "2", 1, "00000000000000000000000000000000", NULL, err);
-        known = rc == SNAP_ECONFLICT ? 1 : -1;
-        rc = rc == SNAP_ECONFLICT || rc == SNAP_OK ? SNAP_OK : rc;
-        s3_delete_object(d, okey, NULL);
+    rc = s3_put_object(d, okey, "1", 1, false, NULL, NULL, NULL, err);
+    if (rc == SNAP_OK)
+        rc = s3_head_object(d, okey, NULL, etag, sizeof etag, err);
+    if (rc == SNAP_OK)
+        rc = s3_put_object(d, okey, "2", 1, false, "00000000000000000000000000000000", NULL, &status, err);
+    if (rc == SNAP_ECONFLICT && status == 412) {
+        for (int quoted = 0; quoted < 2 && *form == IFM_NONE; quoted++) {
+            etag_form(etag, quoted, tag);
+            rc = s3_put_object(d, okey, "3", 1, false, tag, NULL, &status, err);
+            if (rc == SNAP_OK)
+                *form = quoted ? IFM_QUOTED : IFM_BARE;
+        }
+        rc = rc == SNAP_ECONFLICT ? SNAP_OK : rc;
+    } else if (rc == SNAP_EFAIL && (status == 400 || status == 501)) {
+        rc = SNAP_OK; /* refused outright: the fallback, as for If-None-Match */
     }
+    if (okey != NULL)
+        s3_delete_object(d, okey, NULL);
     if (rc == SNAP_OK) {
-        if (known < 0)
-            log_warn(d->ctx, "%s: the server ignores If-Match on PUT; STORE.json is rewritten with a read-back "
-                             "check",
+        if (*form == IFM_NONE)
+            log_warn(d->ctx, "%s: the server does not honour If-Match on PUT; STORE.json is rewritten with a "
+                             "read-back check",
                      d->url);
         pthread_mutex_lock(&d->lock);
-        d->if_match = known;
+        d->if_match = *form;
         pthread_mutex_unlock(&d->lock);
-        *yes = known > 0;
     }
     free(okey);
     return rc;
 }
 
-/* Whether the object's ETag is still etag (as the server quotes it). */
-static bool etag_is(s3_drv *d, const char *okey, const char *etag)
-{
-    char now[128];
-    snap_err e;
-
-    return s3_head_object(d, okey, NULL, now, sizeof now, &e) == SNAP_OK && strcmp(now, etag) == 0;
-}
-
 /*
- * The conditional PUT over the copy whose ETag is etag. Ceph RGW compares a PUT's If-Match
- * with the bare ETag, AWS with the quoted one (RFC 9110): the bare one goes first, the
- * quoted one after a 412 while the object still has that ETag (a 409 is a write in
- * flight: a conflict). A conflict after which the object holds our bytes was a write that
- * landed and lost its answer. *weak: both were refused while nothing changed, so the
- * caller falls back to a plain PUT.
+ * The conditional PUT over the copy whose ETag is etag, in the form the server takes. A
+ * 409 (AWS's ConditionalRequestConflict: a conditional write in flight, perhaps our own
+ * first attempt) is waited out and the PUT sent again. A 412 after which the object holds
+ * our bytes was a write that landed and lost its answer.
  */
-static snap_rc put_over(s3_drv *d, const char *okey, const void *buf, size_t len, const char *etag, bool *weak,
+static snap_rc put_over(s3_drv *d, const char *okey, const void *buf, size_t len, const char *etag, int form,
                         snap_err *err)
 {
-    const char *strong = strncmp(etag, "W/", 2) == 0 ? etag + 2 : etag, *in = strong + (strong[0] == '"');
-    char bare[128];
+    char tag[128];
     long status = 0;
     snap_err e;
     snap_rc rc;
 
-    snprintf(bare, sizeof bare, "%.*s", (int)strcspn(in, "\""), in);
-    rc = put_if_match(d, okey, buf, len, bare, &status, err);
-    if (rc == SNAP_ECONFLICT && status == 412 && strong[0] == '"' && etag_is(d, okey, etag))
-        rc = put_if_match(d, okey, buf, len, strong, &status, err);
-    if (rc == SNAP_ECONFLICT && status == 412 && etag_is(d, okey, etag)) {
-        log_warn(d->ctx, "%s: the server refuses If-Match on the ETag it gave; STORE.json is rewritten with a "
-                         "read-back check",
-                 d->url);
-        *weak = true;
-        return SNAP_OK;
+    etag_form(etag, form == IFM_QUOTED, tag);
+    for (int attempt = 0;; attempt++) {
+        rc = s3_put_object(d, okey, buf, len, false, tag, NULL, &status, err);
+        if (rc != SNAP_ECONFLICT || status != 409 || attempt == 4)
+            break;
+        usleep((useconds_t)(100000u << attempt));
     }
     if (rc == SNAP_ECONFLICT && s3_check_ours(d, okey, buf, len, &e) == SNAP_OK)
         return SNAP_OK;
@@ -323,9 +325,8 @@ static snap_rc put_over(s3_drv *d, const char *okey, const void *buf, size_t len
 
 /*
  * Compare and swap: the object is written over with If-Match on the ETag of the copy just
- * read, and only when that copy holds old; a 412 (or AWS's 409 for a write in flight) is
- * SNAP_ECONFLICT. A server that cannot be trusted with the condition gets the weaker
- * check: a plain PUT, then our bytes there after.
+ * read, and only when that copy holds old; a 412 is SNAP_ECONFLICT. A server that does not
+ * honour If-Match on PUT gets the weaker check: a plain PUT, then our bytes there after.
  */
 static snap_rc s3_replace(void *drv, const char *key, const void *old, size_t oldlen, const void *buf, size_t len,
                           snap_err *err)
@@ -333,22 +334,22 @@ static snap_rc s3_replace(void *drv, const char *key, const void *old, size_t ol
     s3_drv *d = drv;
     char etag[128] = "", *okey;
     util_buf cur = {0};
-    bool conditional = false, weak = false;
+    int form = IFM_NONE;
     snap_rc rc;
 
-    if ((rc = s3_check_key(key, err)) != SNAP_OK || (rc = if_match_honoured(d, &conditional, err)) != SNAP_OK)
+    if ((rc = s3_check_key(key, err)) != SNAP_OK || (rc = if_match_form(d, &form, err)) != SNAP_OK)
         return rc;
     okey = s3_okey(d, key);
     rc = s3_get_small(d, okey, 2 * oldlen + 65536, &cur, etag, err);
     if (rc == SNAP_OK && (cur.len != oldlen || (oldlen > 0 && memcmp(cur.p, old, oldlen) != 0)))
         rc = err_set(err, SNAP_ECONFLICT, 0, "s3://%s/%s was changed by another writer", d->bucket, okey);
-    if (rc == SNAP_OK && conditional && etag[0] == '\0')
+    if (rc == SNAP_OK && form != IFM_NONE && etag[0] == '\0')
         rc = err_set(err, SNAP_EFAIL, 0, "s3 GET s3://%s/%s: no ETag in the answer", d->bucket, okey);
-    if (rc == SNAP_OK && conditional)
-        rc = put_over(d, okey, buf, len, etag, &weak, err);
-    if (rc == SNAP_OK && (!conditional || weak))
-        rc = put_if_match(d, okey, buf, len, NULL, NULL, err);
-    if (rc == SNAP_OK && (!conditional || weak))
+    if (rc == SNAP_OK && form != IFM_NONE)
+        rc = put_over(d, okey, buf, len, etag, form, err);
+    if (rc == SNAP_OK && form == IFM_NONE)
+        rc = s3_put_object(d, okey, buf, len, false, NULL, NULL, NULL, err);
+    if (rc == SNAP_OK && form == IFM_NONE)
         rc = s3_check_ours(d, okey, buf, len, err);
     util_buf_free(&cur);
     free(okey);

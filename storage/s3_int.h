@@ -63,7 +63,7 @@ typedef struct s3_drv {
     pthread_mutex_t lock; /* guards check and if_match */
     http_pool *curls;     /* easy handles kept for their live connections */
     s3_check check;
-    int if_match;          /* PUT with If-Match: 0 not probed, 1 honoured, -1 ignored */
+    int if_match;          /* the If-Match form a PUT takes (s3.c IFM_*): 0 not probed yet */
     s3_check check_forced; /* from [store] create_only_check, UNKNOWN for auto */
 } s3_drv;
 

@@ -429,7 +429,7 @@ snap_rc s3_fail(s3_drv *d, const s3_req *q, snap_err *err)
         err_hint(err, "create the bucket, or correct the store URL");
     } else if (q->status == 404) {
         rc = err_set(err, SNAP_ENOTFOUND, 0, "s3 %s %s: not found (%s)", q->method, w, detail);
-    } else if (q->status == 412 || (q->status == 409 && (q->if_match != NULL || q->if_none_match))) {
+    } else if (q->status == 412 || (q->status == 409 && q->if_match != NULL)) {
         /* 409: AWS's ConditionalRequestConflict, another conditional write in flight */
         rc = err_set(err, SNAP_ECONFLICT, 0, "s3 %s %s: %s", q->method, w, detail);
     } else {

@@ -96,11 +96,11 @@ static void databases(void **state)
     tgt_add_db(s, "x", "mysql", "mysql://root@localhost/x?socket=/s", "shop");
     tgt_add_db(s, "y", "mysql", "mysql://app:pw@localhost/other?socket=/s", "shop");
     assert_true(clash(s, "components x and y both name mysql database shop on one server"));
-    /* one owner naming a thing twice is not a clash between two */
+    /* one owner naming a thing twice is as wrong as two owners */
     s = tgt_set_new("source");
     tgt_add_db(s, "a", "mysql", "mysql://root@db1/a", NULL);
     tgt_add_db(s, "a", "mysql", "mysql://root@db1/a", NULL);
-    assert_false(clash(s, NULL));
+    assert_true(clash(s, "source a names mysql://root@db1/a twice"));
 }
 
 static void paths(void **state)
