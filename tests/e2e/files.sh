@@ -524,6 +524,10 @@ test_same_path_twice_is_refused_at_snap() {
     expect_err "sources conf and app overlap: $R/app/conf.d (source conf) is inside $R/app (source app)"
     [ -z "$(ls "$ST/catalog" 2>/dev/null)" ] || fail "the catalog gained $(ls "$ST/catalog")"
     [ -z "$(ls "$ST/data" 2>/dev/null)" ] || fail "parts were written: $(ls "$ST/data")"
+    # one source naming a path and one inside it
+    printf '[source conf]\ntype = files\npaths = %s %s\n' "$T/app" "$T/app/conf.d" >"$T/snap.conf"
+    expect_rc 2 "$SNAP" create p1 --store "$ST" --config "$T/snap.conf"
+    expect_err "source conf names $R/app/conf.d inside $R/app"
     # neighbours whose names share a prefix are two targets
     mkdir "$T/app2" && echo two >"$T/app2/f"
     expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app" --files "$T/app2"
@@ -535,6 +539,7 @@ test_revert_of_one_target_named_twice_changes_nothing() {
     setup
     mkdir -p "$T/other" && echo other >"$T/other/f"
     expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app" --files "$T/other"
+    cp "$ST/catalog/p1.json" "$T/p1.json"
     damage
     app=$(tree_sum "$T/app") other=$(tree_sum "$T/other")
     for inner in "" /conf.d; do
@@ -551,6 +556,18 @@ c['other']['info']['roots'][0]['path'] = c['app']['info']['roots'][0]['path'] + 
         [ -z "$(ls "$ST/catalog" | grep -v '^p1.json$')" ] || fail "a safety snapshot was taken"
     done
     expect_err "overlap"
+    # one component whose own roots nest: refused too (the files driver's own check of the
+    # manifest), even when it is the only one chosen
+    cp "$T/p1.json" "$ST/catalog/p1.json"
+    python3 "$T_ROOT/tests/e2e/resign.py" "$ST" p1 "$SNAP_STATE_DIR/host.key" "
+c = {c['name']: c for c in m['components']}
+r = dict(c['app']['info']['roots'][0])
+r['path'] += '/conf.d'
+c['app']['info']['roots'].append(r)"
+    expect_rc 5 "$REVERT" p1 --store "$ST" --yes --only app
+    expect_err "roots[1] overlaps another root"
+    [ "$(tree_sum "$T/app")" = "$app" ] || fail "the refused revert changed $T/app"
+    cp "$T/p1.json" "$ST/catalog/p1.json"
     expect_rc 0 "$REVERT" p1 --store "$ST" --yes --only app --no-safety-snapshot
     [ "$(cat "$T/app/main.conf")" = "listen 80" ] || fail "--only app did not revert"
 }
