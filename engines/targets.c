@@ -11,7 +11,7 @@
 typedef struct tgt {
     char *owner;
     char *key;   /* paths: the canonical path; databases: type, server and database */
-    char *shown; /* what a message says of it: the path, or the redacted DSN */
+    char *shown; /* what a message says of a database: its redacted DSN (a path: NULL, the key says it) */
     char *db;    /* NULL for a path */
     const char *type;
 } tgt;
@@ -59,7 +59,7 @@ void tgt_add_path(tgt_set *s, const char *owner, const char *path)
     if (abs == NULL)
         return;
     if (strcmp(abs, "/") == 0) {
-        push(s, owner, NULL, abs, xstrdup(abs), NULL);
+        push(s, owner, NULL, abs, NULL, NULL);
         return;
     }
     parent = util_dirname(abs);
@@ -69,7 +69,7 @@ void tgt_add_path(tgt_set *s, const char *owner, const char *path)
         free(abs);
         abs = xasprintf("%s/%s", strcmp(real, "/") ? real : "", base);
     }
-    push(s, owner, NULL, abs, xstrdup(abs), NULL);
+    push(s, owner, NULL, abs, NULL, NULL);
     free(real);
     free(parent);
     free(base);
@@ -108,6 +108,12 @@ void tgt_add_db(tgt_set *s, const char *owner, const char *type, const char *dsn
     free(server);
 }
 
+/* What a message says of t: the path, or the redacted DSN. */
+static const char *shown_of(const tgt *t)
+{
+    return t->shown != NULL ? t->shown : t->key;
+}
+
 /* Whether path lies strictly inside dir. */
 static bool inside(const char *path, const char *dir)
 {
@@ -124,12 +130,12 @@ static bool clash_pair(const tgt_set *s, const tgt *a, const tgt *b, char *msg, 
         return false;
     if (strcmp(a->key, b->key) == 0) {
         if (strcmp(a->owner, b->owner) == 0)
-            snprintf(msg, n, "%s %s names %s twice", s->noun, a->owner, a->shown);
+            snprintf(msg, n, "%s %s names %s twice", s->noun, a->owner, shown_of(a));
         else if (a->db != NULL)
             snprintf(msg, n, "%ss %s and %s both name %s database %s on one server (%s; %s)", s->noun, a->owner,
                      b->owner, a->type, a->db, a->shown, b->shown);
         else
-            snprintf(msg, n, "%ss %s and %s both name %s", s->noun, a->owner, b->owner, a->shown);
+            snprintf(msg, n, "%ss %s and %s both name %s", s->noun, a->owner, b->owner, shown_of(a));
         return true;
     }
     if (a->db != NULL)
@@ -137,10 +143,10 @@ static bool clash_pair(const tgt_set *s, const tgt *a, const tgt *b, char *msg, 
     if (inside(b->key, a->key) || inside(a->key, b->key)) {
         const tgt *outer = inside(b->key, a->key) ? a : b, *inner = outer == a ? b : a;
         if (strcmp(a->owner, b->owner) == 0)
-            snprintf(msg, n, "%s %s names %s inside %s", s->noun, a->owner, inner->shown, outer->shown);
+            snprintf(msg, n, "%s %s names %s inside %s", s->noun, a->owner, shown_of(inner), shown_of(outer));
         else
             snprintf(msg, n, "%ss %s and %s overlap: %s (%s %s) is inside %s (%s %s)", s->noun, a->owner,
-                     b->owner, inner->shown, s->noun, inner->owner, outer->shown, s->noun, outer->owner);
+                     b->owner, shown_of(inner), s->noun, inner->owner, shown_of(outer), s->noun, outer->owner);
         return true;
     }
     return false;

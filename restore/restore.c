@@ -1235,8 +1235,6 @@ static void describe(json_t *res, const rst_request *req, const cat_manifest *m,
     json_object_set_new(res, "store", desc);
 }
 
-/* Steps 0 and 1: every target named locally or by an authenticated manifest, every part
- * present, every target reachable; the plan lists them all. Nothing changes. */
 /*
  * Two components that would replace one live target (a hostile manifest, or one written
  * before snap refused such sources) would make the revert wait for its own lock, or swap
@@ -1279,6 +1277,8 @@ static snap_rc check_distinct(const rst_request *req, journal *j, snap_err *err)
     return rc;
 }
 
+/* Steps 0 and 1: every target named locally or by an authenticated manifest, every part
+ * present, every target reachable; the plan lists them all. Nothing changes. */
 static snap_rc plan_all(snap_ctx *ctx, stg *store, const rst_request *req, journal *j, json_t *plans,
                         snap_err *err)
 {
