@@ -2,9 +2,9 @@
 # MySQL/MariaDB: snap and revert against a real server (tests/services/mariadb.sh).
 # needs: mariadb
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/mysql/lib.sh"
 FIX=$T_ROOT/tests/e2e/mysql
 
-my() { mariadb --no-defaults -S "$MY_SOCKET" -uroot "$@"; }
 # A fresh schema for one test, named after it.
 newdb() {
     DB=t_${FUNCNAME[1]#test_}
@@ -15,30 +15,6 @@ newdb() {
     export SNAP_STATE_DIR=$T/state
 }
 snap_() { "$SNAP" create "$@" --store "$T/store"; }
-
-# Everything a round trip must reproduce: SHOW CREATE of every object and every table's
-# checksum, with an ordered hash of the rows.
-fingerprint() {
-    local db=$1 t n
-    for t in $(my -N -e "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='$db' AND TABLE_TYPE='BASE TABLE' ORDER BY 1"); do
-        my "$db" -e "SHOW CREATE TABLE \`$t\`\G"
-        my -N "$db" -e "CHECKSUM TABLE \`$t\`" | cut -f2
-        my -N "$db" -e "SELECT * FROM \`$t\` ORDER BY 1" | sha256sum
-    done
-    for n in $(my -N -e "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA='$db' ORDER BY 1"); do
-        my "$db" -e "SHOW CREATE VIEW \`$n\`\G"
-    done
-    for n in $(my -N -e "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='$db' ORDER BY 1"); do
-        my "$db" -e "SHOW CREATE TRIGGER \`$n\`\G" | grep -v '^ *Created:'
-    done
-    my -N -e "SELECT TRIGGER_NAME, ACTION_ORDER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='$db' ORDER BY 1"
-    for n in $(my -N -e "SELECT CONCAT(ROUTINE_TYPE, ':', ROUTINE_NAME) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='$db' ORDER BY 1"); do
-        my "$db" -e "SHOW CREATE ${n%%:*} \`${n#*:}\`\G"
-    done
-    for n in $(my -N -e "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA='$db' ORDER BY 1"); do
-        my "$db" -e "SHOW CREATE EVENT \`$n\`\G"
-    done
-}
 
 # sum of both account tables: the transfers keep it constant
 bank_total() { my -N "$1" -e "SELECT (SELECT SUM(bal) FROM acc_a) + (SELECT SUM(bal) FROM acc_b)"; }
