@@ -23,26 +23,34 @@ ratio() {
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 
-# timed CMD: "wall user sys" of CMD run by sh after a sync; a failure stops the bench
-# (a command that fails at once would otherwise count as a fast one).
+# busy_ticks: the CPU time the whole machine has spent busy since boot, in clock ticks
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+
+# timed CMD: "wall user sys busy" of CMD run by sh after a sync: busy is the CPU-seconds
+# the whole machine spent while it ran, so a server's work counts too (on a quiet
+# machine). A failure stops the bench (a command that fails at once would otherwise count
+# as a fast one).
 timed() {
-    local out
+    local out b0 b1
     sync
+    b0=$(busy_ticks)
     out=$(/usr/bin/time -f '%x %e %U %S' sh -c "$1" 2>&1 >/dev/null | tail -n 1)
+    b1=$(busy_ticks)
     if [ "${out%% *}" != 0 ]; then
         echo "bench: failed (exit ${out%% *}): $1" >&2
         return 1
     fi
-    echo "${out#* }"
+    echo "${out#* } $(awk -v t=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')"
 }
 # pairs LABEL N CMD_A CMD_B [CLEAN]: runs the shell commands CMD_A and CMD_B N times each, in
 # alternating order (A B, B A, ...), every '@' replaced by the round's number, and prints
-# the median time of each and the median of the per-round ratios B/A, of wall time and of
-# CPU time (user + system, which a busy machine disturbs less). Sets PAIR_WALL, PAIR_CPU.
+# the median time of each and the median of the per-round ratios B/A, of wall time, of
+# the commands' own CPU time (user + system, which a busy machine disturbs less) and of the
+# machine's busy CPU time (servers included). Sets PAIR_WALL, PAIR_CPU, PAIR_BUSY.
 # CLEAN, untimed, runs after each round (its '@' replaced too): to free the disk.
 pairs() {
     local label=$1 n=$2 ca=$3 cb=$4 clean=${5:-} i wa wb out
-    local -a ra=() rb=() rw=() rc=()
+    local -a ra=() rb=() rw=() rc=() rm=()
     for i in $(seq "$n"); do
         local a=${ca//@/$i} b=${cb//@/$i}
         if [ $((i % 2)) = 1 ]; then
@@ -56,9 +64,11 @@ pairs() {
                 printf "%.3f", (x[1] > 0 ? y[1] / x[1] : 0) }')")
         rc+=("$(awk -v a="$wa" -v b="$wb" 'BEGIN { split(a, x, " "); split(b, y, " ");
                 printf "%.3f", (x[2] + x[3] > 0 ? (y[2] + y[3]) / (x[2] + x[3]) : 0) }')")
+        rm+=("$(awk -v a="$wa" -v b="$wb" 'BEGIN { split(a, x, " "); split(b, y, " ");
+                printf "%.3f", (x[4] > 0 ? y[4] / x[4] : 0) }')")
     done
     med() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-    PAIR_WALL=$(med "${rw[@]}") PAIR_CPU=$(med "${rc[@]}")
-    printf '  %s: %s s and %s s (medians of %s), ratio %.2fx wall (rounds: %s), %.2fx CPU\n' \
-        "$label" "$(med "${ra[@]}")" "$(med "${rb[@]}")" "$n" "$PAIR_WALL" "${rw[*]}" "$PAIR_CPU"
+    PAIR_WALL=$(med "${rw[@]}") PAIR_CPU=$(med "${rc[@]}") PAIR_BUSY=$(med "${rm[@]}")
+    printf '  %s: %s s and %s s (medians of %s), ratio %.2fx wall (rounds: %s), %.2fx CPU, %.2fx machine CPU\n' \
+        "$label" "$(med "${ra[@]}")" "$(med "${rb[@]}")" "$n" "$PAIR_WALL" "${rw[*]}" "$PAIR_CPU" "$PAIR_BUSY"
 }

@@ -5,13 +5,15 @@
 # indexes); ROWS=2500000 gives about 1.4 GB, the size of the figures in docs/mysql.md.
 # Starts its own MariaDB (tests/services/mariadb.sh) unless MY_SOCKET names a running one.
 # In one run: snap beside `mydumper -t 2 -c` and `mariadb-dump --single-transaction |
-# zstd -3 -T2`; revert beside `myloader -t 2` and `zstd -dc dump | mariadb`. Prints
+# zstd -3 -T2`; revert beside `myloader -t 2` and `zstd -dc dump | mariadb`, and
+# `revert --to` against myloader in BENCH_PAIRS alternating rounds (default 3). Prints
 # times, ratios, output sizes, the cut-over time and peak memory (RSS) of snap and revert.
 #
 #   bench/mysql.sh                 full size
 #   ROWS=500000 bench/mysql.sh     a fifth
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROOT=$PWD
 ROWS=${ROWS:-2500000}
 JOBS=${JOBS:-2}
@@ -94,6 +96,16 @@ t_myloader=$(secs myloader -S "$MY_SOCKET" -u root -B myl -t 2 -d "$W/mydumper" 
 my -e "CREATE DATABASE plain"
 t_load=$(secs sh -c "zstd -dc '$W/dump.sql.zst' | mariadb --no-defaults -S '$MY_SOCKET' -uroot plain")
 my -e "DROP DATABASE myl; DROP DATABASE plain"
+# in place with the safety snapshot, taken of the displaced tables after the cut-over: the
+# schema is back in service at cutover_at_ms
+my "$DB" -e "DELETE FROM t1 WHERE id % 10 = 0"
+t_safety=$(secs "$REVERT" bench --store "$W/store" --yes --jobs "$JOBS" --drop-old --json)
+safety_at=$(python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["cutover_at_ms"] / 1000))' "$W/cmd.out")
+# revert --to against myloader into a new schema, in alternating rounds (bench/lib.sh)
+pairs "myloader -t 2, revert --to" "${BENCH_PAIRS:-3}" \
+    "myloader -S '$MY_SOCKET' -u root -B myl@ -t 2 -d '$W/mydumper' -o" \
+    "'$REVERT' bench --store '$W/store' --yes --jobs $JOBS --to to@ -q" \
+    "mariadb --no-defaults -S '$MY_SOCKET' -uroot -e 'DROP DATABASE myl@; DROP DATABASE to@'"
 
 cat <<OUT
 
@@ -103,6 +115,7 @@ second snap, nothing changed  ${t_snap2} s   $((s_snap2 / 1024)) KiB more stored
 mydumper -t 2 -c               ${t_mydumper} s   $(mb "$s_mydumper")
 mariadb-dump | zstd -3 -T2     ${t_dump} s   $(mb "$s_dump")
 revert --jobs $JOBS            ${t_revert} s   cut-over ${cutover}   peak RSS $((rss_revert / 1024)) MiB
+revert with safety snapshot    ${t_safety} s   of which until the cut-over ${safety_at} s
 myloader -t 2                  ${t_myloader} s
 zstd -dc dump | mariadb        ${t_load} s
 
@@ -110,6 +123,9 @@ snap / mydumper -c             $(ratio "$t_snap" "$t_mydumper")   (aim <= 0.50)
 snap / mariadb-dump|zstd       $(ratio "$t_snap" "$t_dump")   (aim <= 0.75)
 snap size / mariadb-dump size  $(ratio "$s_snap" "$s_dump")   (aim <= 1.00)
 second snap stored / first     $(ratio "$s_snap2" "$s_snap")   (aim <= 0.05)
-revert / myloader              $(ratio "$t_revert" "$t_myloader")   (aim <= 0.80)
+revert / myloader              $(ratio "$t_revert" "$t_myloader")   (in place, no safety snapshot)
 revert / mariadb < dump        $(ratio "$t_revert" "$t_load")
+revert --to / myloader         $PAIR_WALL   (aim <= 0.45; paired, machine CPU $PAIR_BUSY)
+  with safety, to cut-over     $(ratio "$safety_at" "$t_myloader")   (aim <= 0.50)
+  with safety, total           $(ratio "$t_safety" "$t_myloader")
 OUT

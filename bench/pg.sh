@@ -129,7 +129,7 @@ echo "revert encrypted / plain      $PAIR_WALL   (aim <= 1.1; CPU $PAIR_CPU)"
 pairs "pg_restore -j$JOBS, revert --to" "$n" \
     "createdb pr@ && '$BIN/pg_restore' -j $JOBS -d pr@ '$W/bench.dir'" \
     "'$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --to rt@ -q"
-echo "revert --to / pg_restore -j$JOBS $PAIR_WALL   (aim <= 0.75)"
+echo "revert --to / pg_restore -j$JOBS $PAIR_WALL   (aim <= 0.75; machine CPU, server included, $PAIR_BUSY)"
 for i in $(seq "$n"); do dropdb "pr$i"; dropdb "rt$i"; done
 pairs "revert --to, text then binary format" "$n" \
     "'$BUILD/revert' b1 --store '$W/tstore' --yes --jobs $JOBS --to tt@ -q" \
