@@ -6,6 +6,7 @@
 # needs: postgres mariadb
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg/lib.sh"
+. "$(dirname "$0")/mysql/lib.sh"
 
 json_get() { # FILE KEY...: prints a field of a JSON document ("" when absent)
     python3 - "$@" <<'EOF'
@@ -180,7 +181,6 @@ test_pg_safety_after_cutover_and_transaction_mode_first() {
 
 # ---- MySQL ----
 
-my() { mariadb --no-defaults -S "$MY_SOCKET" -uroot "$@"; }
 my_prepare() {
     export SNAP_STATE_DIR=$T/state
     DB=t_safety_$1
@@ -190,46 +190,29 @@ my_prepare() {
     DSN="mysql://root@localhost/$DB?socket=$MY_SOCKET"
     my "$DB" <"$T_ROOT/tests/e2e/mysql/fidelity.sql"
 }
-# tables, their rows, and the definitions of views, triggers and routines
-my_print() {
-    local db=$1 t n
-    for t in $(my -N -e "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='$db' AND TABLE_TYPE='BASE TABLE' ORDER BY 1"); do
-        my "$db" -e "SHOW CREATE TABLE \`$t\`\G"
-        my -N "$db" -e "SELECT * FROM \`$t\` ORDER BY 1" | sha256sum
-    done
-    for n in $(my -N -e "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA='$db' ORDER BY 1"); do
-        my "$db" -e "SHOW CREATE VIEW \`$n\`\G"
-    done
-    for n in $(my -N -e "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='$db' ORDER BY 1"); do
-        my "$db" -e "SHOW CREATE TRIGGER \`$n\`\G" | grep -v '^ *Created:'
-    done
-    for n in $(my -N -e "SELECT CONCAT(ROUTINE_TYPE, ':', ROUTINE_NAME) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='$db' ORDER BY 1"); do
-        my "$db" -e "SHOW CREATE ${n%%:*} \`${n#*:}\`\G"
-    done
-}
 
 test_mysql_kill_before_safety_then_recover() {
     my_prepare kill
     my -e "DROP EVENT IF EXISTS \`$DB\`.purge_docs"
     expect_rc 0 "$SNAP" create s --mysql "$DSN" --store "$T/store"
-    my_print "$DB" >point.txt
+    fingerprint "$DB" >point.txt
     my "$DB" -e "SET foreign_key_checks=0; UPDATE item SET txt='changed' WHERE id=2; DELETE FROM doc;
         DROP TRIGGER item_bi2; CREATE TABLE extra (id INT PRIMARY KEY); INSERT INTO extra VALUES (7)"
-    my_print "$DB" >damaged.txt
+    fingerprint "$DB" >damaged.txt
     cat >"$T/snap.conf" <<EOF
 [source s]
 type = mysql
 dsn = $DSN
 EOF
     SNAP_FAILPOINT=safety-deferred-begin expect_rc 137 "$REVERT" -c "$T/snap.conf" s --store "$T/store" --yes
-    my_print "$DB" >live.txt
+    fingerprint "$DB" >live.txt
     diff point.txt live.txt >&2 || fail "the cut-over did not happen"
     expect_rc 0 "$REVERT" -c "$T/snap.conf" --recover --store "$T/store" --json
     safety=$(json_get "$T/out" recovered 0 safety_snapshot)
     [ -n "$safety" ] || fail "recovery did not take the safety snapshot"
     grep -q "\"database\": \"$DB\"" "$T/store/catalog/$safety.json" || fail "the safety snapshot names another schema"
     expect_rc 0 "$REVERT" -c "$T/snap.conf" "$safety" --store "$T/store" --yes --no-safety-snapshot --drop-old
-    my_print "$DB" >undone.txt
+    fingerprint "$DB" >undone.txt
     diff damaged.txt undone.txt >&2 || fail "the safety snapshot does not hold the state before"
 }
 
@@ -238,7 +221,7 @@ test_mysql_events_take_the_safety_snapshot_first() {
     my_prepare events
     expect_rc 0 "$SNAP" create s --mysql "$DSN" --store "$T/store"
     my "$DB" -e "UPDATE item SET txt='changed' WHERE id=2"
-    my_print "$DB" >damaged.txt
+    fingerprint "$DB" >damaged.txt
     cat >"$T/snap.conf" <<EOF
 [source s]
 type = mysql
@@ -248,7 +231,7 @@ EOF
     [ "$(json_get "$T/out" safety_deferred)" = False ] || fail "a schema with events deferred its safety snapshot"
     safety=$(json_get "$T/out" safety_snapshot)
     expect_rc 0 "$REVERT" -c "$T/snap.conf" "$safety" --store "$T/store" --yes --no-safety-snapshot --drop-old
-    my_print "$DB" >undone.txt
+    fingerprint "$DB" >undone.txt
     diff damaged.txt undone.txt >&2 || fail "the safety snapshot does not hold the state before"
 }
 
