@@ -32,6 +32,12 @@ enum { M_MODE, M_SIZE, M_MTIME, M_MTIME_NS, M_CTIME, M_CTIME_NS, M_INO, M_NLINK,
  * with the old ones: odds of 2^-64 per changed entry, by chance only (stat() values are not
  * chosen freely).
  */
+/* SHA-256 fetched once, and one context: EVP_Digest would fetch it for every name. */
+typedef struct hasher {
+    EVP_MD *md;
+    EVP_MD_CTX *ctx;
+} hasher;
+
 typedef struct covered {
     unsigned char path[16];
     uint64_t meta;
@@ -42,9 +48,10 @@ typedef struct covered {
 struct frs {
     snp_capture *c;
     covered *cov; /* sorted by path, then part: bsearch */
-    size_t ncovered, nseen, cap;
+    size_t ncovered, nseen;
     cat_ixw *index; /* the new index */
     uint64_t reused_parts;
+    hasher h;
 };
 
 static int by_path(const void *a, const void *b)
@@ -60,12 +67,13 @@ static int by_path_only(const void *a, const void *b)
     return memcmp(((const covered *)a)->path, ((const covered *)b)->path, sizeof ((const covered *)a)->path);
 }
 
-static void digest(const void *buf, size_t len, void *out, size_t n)
+static void digest(hasher *h, const void *buf, size_t len, void *out, size_t n)
 {
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int dn = 0;
 
-    if (EVP_Digest(buf, len, d, &dn, EVP_sha256(), NULL) != 1)
+    if (EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 || EVP_DigestUpdate(h->ctx, buf, len) != 1 ||
+        EVP_DigestFinal_ex(h->ctx, d, &dn) != 1)
         abort(); /* out of memory */
     memcpy(out, d, n);
 }
@@ -111,11 +119,11 @@ static json_t *entry_meta(const char *stored, const struct stat *st, bool caps)
                      (json_int_t)st->st_nlink, caps);
 }
 
-static uint64_t meta_digest(const json_int_t m[M_COUNT])
+static uint64_t meta_digest(hasher *h, const json_int_t m[M_COUNT])
 {
     uint64_t d;
 
-    digest(m, M_COUNT * sizeof *m, &d, sizeof d);
+    digest(h, m, M_COUNT * sizeof *m, &d, sizeof d);
     return d;
 }
 
@@ -203,31 +211,32 @@ typedef struct cand {
     bool ok;
     size_t at; /* the parent's part */
     uint64_t want, n; /* entries the manifest says it holds; read so far */
-    covered *v; /* what the walk must then meet */
-    size_t nv, cap;
+    size_t from, to; /* what the walk must then meet: the reader's v[from, to) */
 } cand;
 
 /* The parts read so far: nothing is reused before the whole index is read. Part i's
- * entries, for the new index, are part number i of `index`. */
+ * entries, for the new index, are part number i of `index`; those the walk must meet are
+ * in one array (they become the frs's), each part's after the one before. */
 typedef struct reader {
     cand *c;
     size_t n, cap;
+    covered *v;
+    size_t nv, vcap;
     cat_ixw *index;
+    hasher *h;
 } reader;
 
+/* The part being read (always the last) is not reused: what it added goes. */
 static void cand_drop(reader *rd, cand *c)
 {
-    free(c->v);
-    c->v = NULL;
-    c->nv = c->cap = 0;
+    rd->nv = c->to = c->from;
     c->ok = false;
     cat_ixw_drop(rd->index, (unsigned)(c - rd->c));
 }
 
 static void reader_free(reader *rd)
 {
-    for (size_t i = 0; i < rd->n; i++)
-        free(rd->c[i].v);
+    free(rd->v);
     free(rd->c);
     cat_ixw_free(rd->index);
     memset(rd, 0, sizeof *rd);
@@ -244,7 +253,7 @@ static cand *cand_begin(reader *rd, cat_component *p, const char *key)
         rd->c = xrealloc(rd->c, rd->cap * sizeof *rd->c);
     }
     c = &rd->c[rd->n++];
-    *c = (cand){0};
+    *c = (cand){.from = rd->nv, .to = rd->nv};
     c->ok = parent_part(p, key, &c->at);
     if (c->ok)
         cat_component_part_raw(p, c->at, &k, &size, &sha, &c->want, &raw);
@@ -274,13 +283,14 @@ static void cand_entry(reader *rd, cand *c, const json_t *e, const char *const *
         cand_drop(rd, c);
         return;
     }
-    if (c->nv == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 64;
-        c->v = xrealloc(c->v, c->cap * sizeof *c->v);
+    if (rd->nv == rd->vcap) {
+        rd->vcap = rd->vcap ? rd->vcap + rd->vcap / 2 : 1024;
+        rd->v = xrealloc(rd->v, rd->vcap * sizeof *rd->v);
     }
-    v = &c->v[c->nv++];
-    *v = (covered){.meta = meta_digest(m)};
-    digest(stored, strlen(stored), v->path, sizeof v->path);
+    v = &rd->v[rd->nv++];
+    c->to = rd->nv;
+    *v = (covered){.meta = meta_digest(rd->h, m)};
+    digest(rd->h, stored, strlen(stored), v->path, sizeof v->path);
     cat_ixw_add(rd->index, (unsigned)(c - rd->c), e);
 }
 
@@ -305,7 +315,8 @@ static void covered_sort(frs *r)
     r->ncovered = n;
 }
 
-/* Adds the parts read unchanged to the new snapshot as references. */
+/* Adds the parts read unchanged to the new snapshot as references; the walk must meet
+ * their entries. */
 static void reuse_parts(frs *r, reader *rd, cat_component *p)
 {
     for (size_t i = 0; i < rd->n; i++) {
@@ -318,20 +329,15 @@ static void reuse_parts(frs *r, reader *rd, cat_component *p)
             continue;
         cat_component_part_raw(p, c->at, &k, &size, &sha, &nentries, &raw);
         no = arc_parts_add_ref(snp_parts(r->c), k, size, sha, nentries, raw);
-        if (r->ncovered + c->nv > r->cap) {
-            r->cap = r->ncovered + c->nv > 2 * r->cap ? r->ncovered + c->nv : 2 * r->cap;
-            r->cov = xrealloc(r->cov, r->cap * sizeof *r->cov);
-        }
-        for (size_t j = 0; j < c->nv; j++) {
-            c->v[j].no = no;
-            r->cov[r->ncovered++] = c->v[j];
-        }
-        free(c->v);
-        c->v = NULL;
-        c->nv = c->cap = 0;
+        for (size_t j = c->from; j < c->to; j++)
+            rd->v[j].no = no;
         cat_ixw_move(r->index, no, rd->index, (unsigned)i); /* listed even without entries */
         r->reused_parts++;
     }
+    r->cov = rd->v; /* only reused parts' entries are left in it */
+    r->ncovered = rd->nv;
+    rd->v = NULL;
+    rd->nv = rd->vcap = 0;
     covered_sort(r);
 }
 
@@ -352,8 +358,10 @@ static void read_tree(reader *rd, cat_component *p, const json_t *index, const c
     }
 }
 
-/* The parent's index text as it is decompressed: a window of it, never the whole. */
+/* The parent's index text as it is decompressed: a window of it, never the whole, refilled
+ * when less than AHEAD is left (an entry is at most about 25 KB: a 4 KiB name escaped). */
 #define WINDOW (256u << 10)
+#define AHEAD (64u << 10)
 
 typedef struct src {
     cat_ixr *in;
@@ -406,7 +414,7 @@ static json_t *value(src *s, size_t flags)
     json_error_t je;
     json_t *v = NULL;
 
-    for (size_t want = WINDOW; v == NULL; want *= 2) {
+    for (size_t want = AHEAD; v == NULL; want *= 2) {
         ahead(s, want);
         v = json_loadb(s->p + s->pos, s->len - s->pos, flags | JSON_DISABLE_EOF_CHECK, &je);
         if (v != NULL && (je.position <= 0 || (size_t)je.position > s->len - s->pos)) {
@@ -493,7 +501,7 @@ static bool read_whole(frs *r, reader *rd, cat_component *p, const char *const *
 /* Reads the parent's index and reuses its unchanged parts. */
 static void read_parent(frs *r, cat_component *p, const char *pname, const char *const *roots, size_t nroots)
 {
-    reader rd = {.index = cat_ixw_new()};
+    reader rd = {.index = cat_ixw_new(), .h = &r->h};
     src s = {0};
     snap_err e;
     bool ok;
@@ -509,6 +517,7 @@ static void read_parent(frs *r, cat_component *p, const char *pname, const char 
     if (!ok) {
         reader_free(&rd);
         rd.index = cat_ixw_new();
+        rd.h = &r->h;
         ok = read_whole(r, &rd, p, roots, nroots);
     }
     if (ok) {
@@ -527,6 +536,10 @@ frs *frs_new(snp_capture *c, const char *source, const json_t *exclude, const ch
 
     r->c = c;
     r->index = cat_ixw_new();
+    r->h.md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    r->h.ctx = EVP_MD_CTX_new();
+    if (r->h.md == NULL || r->h.ctx == NULL)
+        abort(); /* out of memory: OpenSSL always has SHA-256 */
     p = find_parent(c, source, exclude, &pname);
     if (p != NULL)
         read_parent(r, p, pname, roots, nroots);
@@ -541,14 +554,14 @@ bool frs_covered(frs *r, const char *stored, const struct stat *st, bool *change
     *changed = false;
     if (r->ncovered == 0)
         return false;
-    digest(stored, strlen(stored), key.path, sizeof key.path);
+    digest(&r->h, stored, strlen(stored), key.path, sizeof key.path);
     found = bsearch(&key, r->cov, r->ncovered, sizeof *r->cov, by_path_only);
     if (found == NULL)
         return false;
     if (found->seen) /* a second visit (nested roots): stored again, as before */
         return false;
     stat_meta(st, now);
-    if (linked(st) || meta_digest(now) != found->meta) {
+    if (linked(st) || meta_digest(&r->h, now) != found->meta) {
         *changed = true; /* it changed between the look at the index and the walk */
         return true;
     }
@@ -605,5 +618,7 @@ void frs_free(frs *r)
         return;
     free(r->cov);
     cat_ixw_free(r->index);
+    EVP_MD_CTX_free(r->h.ctx);
+    EVP_MD_free(r->h.md);
     free(r);
 }
