@@ -762,34 +762,114 @@ json_t *cat_index_parse(const char *text, size_t len)
     return doc;
 }
 
-snap_rc cat_index_text(stg *s, cat_component *c, char **text, size_t *len, snap_err *err)
+/* The index's stored bytes, checked against the size and SHA-256 the manifest holds. */
+static snap_rc index_fetch(stg *s, cat_component *c, char **buf, size_t *blen, const char **key, snap_err *err)
 {
     json_t *ix = json_object_get(cat_component_json(c), "index");
-    const char *key = json_string_value(json_object_get(ix, "key"));
     const char *want = json_string_value(json_object_get(ix, "sha256"));
-    char *buf = NULL, sha[65];
-    size_t blen = 0;
+    char sha[65];
     util_sha256 *h;
     snap_rc rc;
 
-    *text = NULL;
-    *len = 0;
-    if (key == NULL || want == NULL)
+    *buf = NULL;
+    *key = json_string_value(json_object_get(ix, "key"));
+    if (*key == NULL || want == NULL)
         return err_set(err, SNAP_ENOTFOUND, 0, "component %s has no entry index", cat_component_name(c));
-    rc = stg_get(s, key, INDEX_MAX, &buf, &blen, err);
+    rc = stg_get(s, *key, INDEX_MAX, buf, blen, err);
     if (rc != SNAP_OK) {
-        err_prefix(err, "entry index %s", key);
+        err_prefix(err, "entry index %s", *key);
         return rc;
     }
     h = util_sha256_new();
-    util_sha256_update(h, buf, blen);
+    util_sha256_update(h, *buf, *blen);
     util_sha256_final(h, sha);
-    if ((json_int_t)blen != json_integer_value(json_object_get(ix, "size")) || strcmp(sha, want) != 0)
-        rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s fails its checksum", key);
-    else if ((*text = unpack_index(buf, blen, len)) == NULL)
+    if ((json_int_t)*blen != json_integer_value(json_object_get(ix, "size")) || strcmp(sha, want) != 0) {
+        free(*buf);
+        *buf = NULL;
+        return err_set(err, SNAP_EVERIFY, 0, "entry index %s fails its checksum", *key);
+    }
+    return SNAP_OK;
+}
+
+snap_rc cat_index_text(stg *s, cat_component *c, char **text, size_t *len, snap_err *err)
+{
+    char *buf;
+    size_t blen = 0;
+    const char *key;
+    snap_rc rc = index_fetch(s, c, &buf, &blen, &key, err);
+
+    *text = NULL;
+    *len = 0;
+    if (rc == SNAP_OK && (*text = unpack_index(buf, blen, len)) == NULL)
         rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged", key);
     free(buf);
     return rc;
+}
+
+struct cat_ixr {
+    char *buf, *key; /* the stored bytes, checked */
+    ZSTD_inBuffer in;
+    ZSTD_DCtx *zd;
+    unsigned long long want, got; /* the frame's content size; handed out so far */
+    size_t last; /* what ZSTD_decompressStream returned last: 0 once the frame is whole */
+};
+
+snap_rc cat_index_open(stg *s, cat_component *c, cat_ixr **out, snap_err *err)
+{
+    cat_ixr *r = xcalloc(1, sizeof *r);
+    size_t blen = 0;
+    const char *key;
+    snap_rc rc = index_fetch(s, c, &r->buf, &blen, &key, err);
+
+    *out = NULL;
+    if (rc != SNAP_OK) {
+        cat_ixr_free(r);
+        return rc;
+    }
+    r->key = xstrdup(key);
+    r->in = (ZSTD_inBuffer){r->buf, blen, 0};
+    r->want = ZSTD_getFrameContentSize(r->buf, blen);
+    r->zd = ZSTD_createDCtx();
+    r->last = 1;
+    if (r->want == ZSTD_CONTENTSIZE_ERROR || r->want == ZSTD_CONTENTSIZE_UNKNOWN || r->want > INDEX_MAX ||
+        r->zd == NULL) {
+        err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged", key);
+        cat_ixr_free(r);
+        return SNAP_EVERIFY;
+    }
+    *out = r;
+    return SNAP_OK;
+}
+
+snap_rc cat_ixr_read(cat_ixr *r, char *buf, size_t n, size_t *got, snap_err *err)
+{
+    ZSTD_outBuffer o = {buf, n, 0};
+
+    *got = 0;
+    while (o.pos < o.size && r->last != 0) {
+        size_t in_at = r->in.pos, out_at = o.pos;
+        r->last = ZSTD_decompressStream(r->zd, &o, &r->in);
+        if (ZSTD_isError(r->last))
+            return err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged", r->key);
+        if (r->in.pos == in_at && o.pos == out_at)
+            break; /* the stored bytes end before the frame does */
+    }
+    r->got += o.pos;
+    *got = o.pos;
+    /* as unpack_index: one frame, of the size its header says, and nothing after it */
+    if (r->got > r->want || (o.pos == 0 && n > 0 && (r->last != 0 || r->got != r->want || r->in.pos != r->in.size)))
+        return err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged", r->key);
+    return SNAP_OK;
+}
+
+void cat_ixr_free(cat_ixr *r)
+{
+    if (r == NULL)
+        return;
+    ZSTD_freeDCtx(r->zd);
+    free(r->buf);
+    free(r->key);
+    free(r);
 }
 
 snap_rc cat_index_load(stg *s, cat_component *c, json_t **out, snap_err *err)

@@ -108,6 +108,35 @@ snap_rc cat_index_load(stg *s, cat_component *c, json_t **out, snap_err *err);
  * when it is not an index). */
 snap_rc cat_index_text(stg *s, cat_component *c, char **text, size_t *len, snap_err *err);
 json_t *cat_index_parse(const char *text, size_t len);
+/* The same text as a stream, for a reader that never holds it whole: the stored bytes are
+ * checked as cat_index_text checks them, then decompressed as they are read. */
+typedef struct cat_ixr cat_ixr;
+snap_rc cat_index_open(stg *s, cat_component *c, cat_ixr **out, snap_err *err);
+/* Up to n bytes of the text into buf; *got is 0 at its end. SNAP_EVERIFY when the text
+ * turns out damaged (not one zstd frame of the size its header says). */
+snap_rc cat_ixr_read(cat_ixr *r, char *buf, size_t n, size_t *got, snap_err *err);
+void cat_ixr_free(cat_ixr *r);
+
+/*
+ * Writing an entry index (catalog/index.c) a part at a time: each part's text is kept
+ * compressed once the writer has moved on from it, so the index costs a few bytes an entry
+ * while it is built. cat_ixw_finish packs it: one zstd frame, the text json_dumps
+ * (JSON_COMPACT) makes of the tree, parts in the order `parts` lists them (a part it does
+ * not list is left out), *out for the caller to free.
+ */
+typedef struct cat_ixw cat_ixw;
+struct arc_parts;
+cat_ixw *cat_ixw_new(void);
+void cat_ixw_free(cat_ixw *w);
+/* Lists part number no, without entries if none are added. */
+void cat_ixw_part(cat_ixw *w, unsigned no);
+/* Appends an entry (an array of CAT_INDEX_FIELDS values) to part number no. */
+void cat_ixw_add(cat_ixw *w, unsigned no, const json_t *entry);
+/* Moves the entries of from's part from_no to the end of w's part no. */
+void cat_ixw_move(cat_ixw *w, unsigned no, cat_ixw *from, unsigned from_no);
+/* Forgets the entries of part no (it stays listed). */
+void cat_ixw_drop(cat_ixw *w, unsigned no);
+snap_rc cat_ixw_finish(cat_ixw *w, const struct arc_parts *parts, char **out, size_t *len, snap_err *err);
 
 /* The manifest as JSON (borrowed). */
 json_t *cat_manifest_json(const cat_manifest *m);

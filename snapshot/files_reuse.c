@@ -9,12 +9,11 @@
  * stores only the entries of the other parts.
  */
 #include <errno.h>
-#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include <zstd.h>
+#include <openssl/evp.h>
 
 #include "../common/util.h"
 #include "files_reuse.h"
@@ -23,38 +22,60 @@
 /* What tells a change of an entry, as the index holds it (fields 1-8 of its array). */
 enum { M_MODE, M_SIZE, M_MTIME, M_MTIME_NS, M_CTIME, M_CTIME_NS, M_INO, M_NLINK, M_COUNT };
 
-/* One entry of a reused part: the walk must meet it, unchanged. Kept as this struct (about
- * a hundred bytes with its name), not as the parent's JSON, which is never held whole. */
+/*
+ * One entry of a reused part: the walk must meet it, unchanged. 32 bytes, not its name and
+ * metadata: the SHA-256 of its stored name cut to 128 bits and of its metadata cut to 64.
+ * Two names of one tree share a 128-bit digest with odds of about n^2 / 2^129 (1e-26 for
+ * ten million names), and no one, a hostile local user who names files included, can
+ * choose two names whose SHA-256 agree there. A collision of metadata digests could only
+ * make a changed entry look unchanged if the metadata changed to values that collide
+ * with the old ones: odds of 2^-64 per changed entry, by chance only (stat() values are not
+ * chosen freely).
+ */
+/* SHA-256 fetched once, and one context: EVP_Digest would fetch it for every name. */
+typedef struct hasher {
+    EVP_MD *md;
+    EVP_MD_CTX *ctx;
+} hasher;
+
 typedef struct covered {
-    const char *path; /* stored name, the absolute path without its leading '/'; right after the struct */
-    json_int_t meta[M_COUNT];
-    unsigned no; /* the part number in the new snapshot */
+    unsigned char path[16];
+    uint64_t meta;
+    uint32_t no; /* the part number in the new snapshot */
     bool seen;
 } covered;
 
-/* The entries of one part of the new index, as compact JSON text ("[...],[...]"). */
-typedef struct ipart {
-    unsigned no;
-    util_buf text;
-} ipart;
-
 struct frs {
     snp_capture *c;
-    void *tree; /* tsearch of covered, by path */
+    covered *cov; /* sorted by path, then part: bsearch */
     size_t ncovered, nseen;
-    ipart *parts; /* the new index, in the order the parts were first met */
-    size_t nparts, cap;
+    cat_ixw *index; /* the new index */
     uint64_t reused_parts;
+    hasher h;
 };
 
 static int by_path(const void *a, const void *b)
 {
-    return strcmp(((const covered *)a)->path, ((const covered *)b)->path);
+    const covered *x = a, *y = b;
+    int d = memcmp(x->path, y->path, sizeof x->path);
+
+    return d != 0 ? d : (x->no > y->no) - (x->no < y->no);
 }
 
-static void covered_free(void *p)
+static int by_path_only(const void *a, const void *b)
 {
-    free(p);
+    return memcmp(((const covered *)a)->path, ((const covered *)b)->path, sizeof ((const covered *)a)->path);
+}
+
+static void digest(hasher *h, const void *buf, size_t len, void *out, size_t n)
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dn = 0;
+
+    if (EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 || EVP_DigestUpdate(h->ctx, buf, len) != 1 ||
+        EVP_DigestFinal_ex(h->ctx, d, &dn) != 1)
+        abort(); /* out of memory */
+    memcpy(out, d, n);
 }
 
 /* The metadata the index keeps of an entry, in its order. */
@@ -98,41 +119,28 @@ static json_t *entry_meta(const char *stored, const struct stat *st, bool caps)
                      (json_int_t)st->st_nlink, caps);
 }
 
-/* Unchanged: the same metadata, and not a file with several names (its link group may
- * span parts that changed). The ctime covers the capabilities. */
+static uint64_t meta_digest(hasher *h, const json_int_t m[M_COUNT])
+{
+    uint64_t d;
+
+    digest(h, m, M_COUNT * sizeof *m, &d, sizeof d);
+    return d;
+}
+
+/* Not reusable whatever its metadata: a file with several names (its link group may span
+ * parts that changed). */
+static bool linked(const struct stat *st)
+{
+    return S_ISREG(st->st_mode) && st->st_nlink > 1;
+}
+
+/* Unchanged: the same metadata, and not linked. The ctime covers the capabilities. */
 static bool same_meta(const json_int_t old[M_COUNT], const struct stat *st)
 {
     json_int_t now[M_COUNT];
 
     stat_meta(st, now);
-    return !(S_ISREG(st->st_mode) && st->st_nlink > 1) && memcmp(old, now, sizeof now) == 0;
-}
-
-static int dump_cb(const char *buf, size_t size, void *data)
-{
-    return util_buf_add(data, buf, size) ? 0 : -1;
-}
-
-/* The text of part number no of the new index, added when first met. */
-static util_buf *index_part(frs *r, unsigned no)
-{
-    for (size_t i = r->nparts; i-- > 0;) /* the walk fills the last part */
-        if (r->parts[i].no == no)
-            return &r->parts[i].text;
-    if (r->nparts == r->cap) {
-        r->cap = r->cap ? r->cap * 2 : 16;
-        r->parts = xrealloc(r->parts, r->cap * sizeof *r->parts);
-    }
-    r->parts[r->nparts] = (ipart){.no = no};
-    return &r->parts[r->nparts++].text;
-}
-
-/* Appends one entry to a part's text, as compact JSON. */
-static void text_add(util_buf *b, const json_t *entry)
-{
-    if (b->len > 0)
-        util_buf_addc(b, ',');
-    json_dump_callback(entry, dump_cb, b, JSON_COMPACT);
+    return !linked(st) && memcmp(old, now, sizeof now) == 0;
 }
 
 static bool under_roots(const char *abs, const char *const *roots, size_t nroots)
@@ -203,33 +211,34 @@ typedef struct cand {
     bool ok;
     size_t at; /* the parent's part */
     uint64_t want, n; /* entries the manifest says it holds; read so far */
-    covered **v; /* what the walk must then meet */
-    size_t nv, cap;
-    util_buf text; /* its entries, for the new index */
+    size_t from, to; /* what the walk must then meet: the reader's v[from, to) */
 } cand;
 
-/* The parts read so far: nothing is reused before the whole index is read. */
+/* The parts read so far: nothing is reused before the whole index is read. Part i's
+ * entries, for the new index, are part number i of `index`; those the walk must meet are
+ * in one array (they become the frs's), each part's after the one before. */
 typedef struct reader {
     cand *c;
     size_t n, cap;
+    covered *v;
+    size_t nv, vcap;
+    cat_ixw *index;
+    hasher *h;
 } reader;
 
-static void cand_drop(cand *c)
+/* The part being read (always the last) is not reused: what it added goes. */
+static void cand_drop(reader *rd, cand *c)
 {
-    for (size_t i = 0; i < c->nv; i++)
-        covered_free(c->v[i]);
-    free(c->v);
-    util_buf_free(&c->text);
-    c->v = NULL;
-    c->nv = c->cap = 0;
+    rd->nv = c->to = c->from;
     c->ok = false;
+    cat_ixw_drop(rd->index, (unsigned)(c - rd->c));
 }
 
 static void reader_free(reader *rd)
 {
-    for (size_t i = 0; i < rd->n; i++)
-        cand_drop(&rd->c[i]);
+    free(rd->v);
     free(rd->c);
+    cat_ixw_free(rd->index);
     memset(rd, 0, sizeof *rd);
 }
 
@@ -244,57 +253,70 @@ static cand *cand_begin(reader *rd, cat_component *p, const char *key)
         rd->c = xrealloc(rd->c, rd->cap * sizeof *rd->c);
     }
     c = &rd->c[rd->n++];
-    *c = (cand){0};
+    *c = (cand){.from = rd->nv, .to = rd->nv};
     c->ok = parent_part(p, key, &c->at);
     if (c->ok)
         cat_component_part_raw(p, c->at, &k, &size, &sha, &c->want, &raw);
     return c;
 }
 
-/* One entry of the part: kept (its metadata and text) while the part may still be reused. */
-static void cand_entry(cand *c, const json_t *e, const char *const *roots, size_t nroots)
+/* One entry of the part: kept (its digests and text) while the part may still be reused. */
+static void cand_entry(reader *rd, cand *c, const json_t *e, const char *const *roots, size_t nroots)
 {
     const char *stored;
     json_int_t m[M_COUNT];
     char *abs;
     struct stat st;
     covered *v;
-    size_t n;
     bool ok;
 
     if (!c->ok)
         return;
     if (++c->n > c->want || !index_meta(e, &stored, m) || stored[0] == '\0') {
-        cand_drop(c);
+        cand_drop(rd, c);
         return;
     }
     abs = xasprintf("/%s", stored);
     ok = under_roots(abs, roots, nroots) && lstat(abs, &st) == 0 && same_meta(m, &st);
     free(abs);
     if (!ok) {
-        cand_drop(c);
+        cand_drop(rd, c);
         return;
     }
-    n = strlen(stored) + 1;
-    v = xcalloc(1, sizeof *v + n);
-    memcpy(v + 1, stored, n);
-    v->path = (const char *)(v + 1);
-    memcpy(v->meta, m, sizeof m);
-    if (c->nv == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 64;
-        c->v = xrealloc(c->v, c->cap * sizeof *c->v);
+    if (rd->nv == rd->vcap) {
+        rd->vcap = rd->vcap ? rd->vcap + rd->vcap / 2 : 1024;
+        rd->v = xrealloc(rd->v, rd->vcap * sizeof *rd->v);
     }
-    c->v[c->nv++] = v;
-    text_add(&c->text, e);
+    v = &rd->v[rd->nv++];
+    c->to = rd->nv;
+    *v = (covered){.meta = meta_digest(rd->h, m)};
+    digest(rd->h, stored, strlen(stored), v->path, sizeof v->path);
+    cat_ixw_add(rd->index, (unsigned)(c - rd->c), e);
 }
 
-static void cand_end(cand *c)
+static void cand_end(reader *rd, cand *c)
 {
     if (c->ok && c->n != c->want)
-        cand_drop(c);
+        cand_drop(rd, c);
 }
 
-/* Adds the parts read unchanged to the new snapshot as references. */
+/* The entries of the reused parts, sorted by name; a name twice: keep the first (the
+ * lowest part number), the walk meets it once. */
+static void covered_sort(frs *r)
+{
+    size_t n = 0;
+
+    if (r->ncovered == 0)
+        return;
+    qsort(r->cov, r->ncovered, sizeof *r->cov, by_path);
+    for (size_t i = 0; i < r->ncovered; i++)
+        if (n == 0 || by_path_only(&r->cov[n - 1], &r->cov[i]) != 0)
+            r->cov[n++] = r->cov[i];
+    r->ncovered = n;
+}
+
+/* Adds the parts read unchanged to the new snapshot as references; the walk must meet
+ * their entries. */
 static void reuse_parts(frs *r, reader *rd, cat_component *p)
 {
     for (size_t i = 0; i < rd->n; i++) {
@@ -302,31 +324,21 @@ static void reuse_parts(frs *r, reader *rd, cat_component *p)
         const char *k, *sha;
         uint64_t size, nentries, raw;
         unsigned no;
-        util_buf *text;
 
         if (!c->ok)
             continue;
         cat_component_part_raw(p, c->at, &k, &size, &sha, &nentries, &raw);
         no = arc_parts_add_ref(snp_parts(r->c), k, size, sha, nentries, raw);
-        for (size_t j = 0; j < c->nv; j++) {
-            covered *v = c->v[j], **found;
-            v->no = no;
-            found = tsearch(v, &r->tree, by_path);
-            if (*found != v) /* a name twice: keep the first; the walk meets it once */
-                covered_free(v);
-            else
-                r->ncovered++;
-        }
-        c->nv = 0;
-        text = index_part(r, no); /* listed even without entries */
-        if (text->p == NULL) { /* a new part number: the text moves */
-            *text = c->text;
-            memset(&c->text, 0, sizeof c->text);
-        }
-        util_buf_add(text, c->text.p, c->text.len);
-        util_buf_free(&c->text);
+        for (size_t j = c->from; j < c->to; j++)
+            rd->v[j].no = no;
+        cat_ixw_move(r->index, no, rd->index, (unsigned)i); /* listed even without entries */
         r->reused_parts++;
     }
+    r->cov = rd->v; /* only reused parts' entries are left in it */
+    r->ncovered = rd->nv;
+    rd->v = NULL;
+    rd->nv = rd->vcap = 0;
+    covered_sort(r);
 }
 
 /* The parsed index (laid out otherwise than read_text expects), part by part. */
@@ -339,106 +351,180 @@ static void read_tree(reader *rd, cat_component *p, const json_t *index, const c
         const json_t *entries = json_object_get(ip, "entries");
         cand *c = cand_begin(rd, p, json_string_value(json_object_get(ip, "key")));
         if (!json_is_array(entries))
-            cand_drop(c);
+            cand_drop(rd, c);
         json_array_foreach(entries, j, e)
-            cand_entry(c, e, roots, nroots);
-        cand_end(c);
+            cand_entry(rd, c, e, roots, nroots);
+        cand_end(rd, c);
     }
 }
 
-/* Whether the text at *pos starts with s; then *pos moves past it. */
-static bool lit(const char *t, size_t len, size_t *pos, const char *s)
-{
-    size_t n = strlen(s);
+/* The parent's index text as it is decompressed: a window of it, never the whole, refilled
+ * when less than AHEAD is left (an entry is at most about 25 KB: a 4 KiB name escaped). */
+#define WINDOW (256u << 10)
+#define AHEAD (64u << 10)
 
-    if (len - *pos < n || memcmp(t + *pos, s, n) != 0)
+typedef struct src {
+    cat_ixr *in;
+    char *p;
+    size_t len, pos, cap; /* the window p[0, len), read up to pos */
+    bool end, bad; /* the text ends at len; it was damaged */
+} src;
+
+/* At least n bytes from pos in the window, unless the text ends before. */
+static void ahead(src *s, size_t n)
+{
+    snap_err e;
+    size_t got;
+
+    if (s->len - s->pos >= n || s->end)
+        return;
+    memmove(s->p, s->p + s->pos, s->len - s->pos);
+    s->len -= s->pos;
+    s->pos = 0;
+    if (s->cap < n + 1 || s->cap < WINDOW + 1) {
+        s->cap = n > WINDOW ? n + 1 : WINDOW + 1;
+        s->p = xrealloc(s->p, s->cap);
+    }
+    while (!s->end && s->len < n) {
+        if (cat_ixr_read(s->in, s->p + s->len, s->cap - 1 - s->len, &got, &e) != SNAP_OK)
+            s->bad = s->end = true;
+        else if (got == 0)
+            s->end = true;
+        s->len += got;
+    }
+    s->p[s->len] = '\0';
+}
+
+/* Whether the text at pos starts with t; then pos moves past it. */
+static bool lit(src *s, const char *t)
+{
+    size_t n = strlen(t);
+
+    ahead(s, n);
+    if (s->len - s->pos < n || memcmp(s->p + s->pos, t, n) != 0)
         return false;
-    *pos += n;
+    s->pos += n;
     return true;
 }
 
-/* The JSON value at *pos (flags 0: an array or an object), *pos moved past it; or NULL. */
-static json_t *value(const char *t, size_t len, size_t *pos, size_t flags)
+/* The JSON value at pos (flags 0: an array or an object), pos moved past it; or NULL. A
+ * value longer than the window is read with a window as long as it. */
+static json_t *value(src *s, size_t flags)
 {
     json_error_t je;
-    json_t *v = json_loadb(t + *pos, len - *pos, flags | JSON_DISABLE_EOF_CHECK, &je);
+    json_t *v = NULL;
 
-    if (v != NULL && (je.position <= 0 || (size_t)je.position > len - *pos)) {
-        json_decref(v);
-        return NULL;
+    for (size_t want = AHEAD; v == NULL; want *= 2) {
+        ahead(s, want);
+        v = json_loadb(s->p + s->pos, s->len - s->pos, flags | JSON_DISABLE_EOF_CHECK, &je);
+        if (v != NULL && (je.position <= 0 || (size_t)je.position > s->len - s->pos)) {
+            json_decref(v);
+            return NULL;
+        }
+        if (v == NULL && (s->end || s->len - s->pos < want))
+            return NULL;
     }
-    if (v != NULL)
-        *pos += (size_t)je.position;
+    s->pos += (size_t)je.position;
     return v;
+}
+
+/* The entries of one part, after its key: pos past the part's closing brace. */
+static bool read_entries(reader *rd, cand *c, src *s, const char *const *roots, size_t nroots)
+{
+    json_t *e;
+
+    if (!lit(s, ",\"entries\":["))
+        return false;
+    if (!lit(s, "]")) {
+        do {
+            if ((e = value(s, 0)) == NULL)
+                return false;
+            cand_entry(rd, c, e, roots, nroots);
+            json_decref(e);
+        } while (lit(s, ","));
+        if (!lit(s, "]"))
+            return false;
+    }
+    return lit(s, "}");
 }
 
 /*
  * The parent's index as its writer lays it out ({"format":1,"parts":[{"key":K,"entries":
- * [E,...]},...]}, compact), parsed one entry at a time: its parsed tree would be many times
- * the size of the text. False when the text is laid out otherwise: the caller parses it whole.
+ * [E,...]},...]}, compact), parsed one entry at a time as it is decompressed: neither the
+ * text nor its parsed tree (many times the size of the text) is held whole. False when the
+ * text is laid out otherwise or damaged: the caller reads it whole.
  */
-static bool read_text(reader *rd, cat_component *p, const char *t, size_t len, const char *const *roots,
-                      size_t nroots)
+static bool read_text(reader *rd, cat_component *p, src *s, const char *const *roots, size_t nroots)
 {
     char *head = xasprintf("{\"format\":%d,\"parts\":[", CAT_INDEX_FORMAT);
-    size_t pos = 0;
-    bool ok = lit(t, len, &pos, head);
+    bool ok = lit(s, head);
 
     free(head);
-    if (!ok || lit(t, len, &pos, "]"))
-        return ok && lit(t, len, &pos, "}") && pos == len;
-    do {
-        json_t *k, *e;
-        cand *c;
-        if (!lit(t, len, &pos, "{\"key\":") || (k = value(t, len, &pos, JSON_DECODE_ANY)) == NULL)
-            return false;
-        c = cand_begin(rd, p, json_string_value(k));
-        json_decref(k);
-        if (!lit(t, len, &pos, ",\"entries\":["))
-            return false;
-        if (!lit(t, len, &pos, "]")) {
-            do {
-                if ((e = value(t, len, &pos, 0)) == NULL)
-                    return false;
-                cand_entry(c, e, roots, nroots);
-                json_decref(e);
-            } while (lit(t, len, &pos, ","));
-            if (!lit(t, len, &pos, "]"))
+    if (ok && !lit(s, "]")) {
+        do {
+            json_t *k;
+            cand *c;
+            if (!lit(s, "{\"key\":") || (k = value(s, JSON_DECODE_ANY)) == NULL)
                 return false;
-        }
-        if (!lit(t, len, &pos, "}"))
-            return false;
-        cand_end(c);
-    } while (lit(t, len, &pos, ","));
-    return lit(t, len, &pos, "]}") && pos == len;
+            c = cand_begin(rd, p, json_string_value(k));
+            json_decref(k);
+            if (!read_entries(rd, c, s, roots, nroots))
+                return false;
+            cand_end(rd, c);
+        } while (lit(s, ","));
+        ok = lit(s, "]");
+    }
+    ok = ok && lit(s, "}");
+    ahead(s, 1);
+    return ok && s->pos == s->len && s->end && !s->bad;
+}
+
+/* The parent's index read whole and parsed (it is laid out otherwise than read_text
+ * expects): false, with a warning, when it cannot be read. */
+static bool read_whole(frs *r, reader *rd, cat_component *p, const char *const *roots, size_t nroots)
+{
+    size_t len = 0;
+    char *text = load_index(r->c, p, &len);
+    json_t *doc = text != NULL ? cat_index_parse(text, len) : NULL;
+
+    if (text != NULL && doc == NULL)
+        log_warn(snp_ctx(r->c), "entry index %s is damaged: storing every entry anew",
+                 json_string_value(json_object_get(json_object_get(cat_component_json(p), "index"), "key")));
+    free(text);
+    if (doc == NULL)
+        return false;
+    read_tree(rd, p, doc, roots, nroots);
+    json_decref(doc);
+    return true;
 }
 
 /* Reads the parent's index and reuses its unchanged parts. */
 static void read_parent(frs *r, cat_component *p, const char *pname, const char *const *roots, size_t nroots)
 {
-    reader rd = {0};
-    size_t len = 0;
-    char *text = load_index(r->c, p, &len);
-    json_t *doc;
+    reader rd = {.index = cat_ixw_new(), .h = &r->h};
+    src s = {0};
+    snap_err e;
+    bool ok;
 
-    if (text == NULL)
-        return;
-    if (!read_text(&rd, p, text, len, roots, nroots)) {
+    if (cat_index_open(snp_store(r->c), p, &s.in, &e) != SNAP_OK) {
+        log_warn(snp_ctx(r->c), "%s: storing every entry anew", e.msg);
         reader_free(&rd);
-        doc = cat_index_parse(text, len);
-        if (doc == NULL) {
-            log_warn(snp_ctx(r->c), "entry index %s is damaged: storing every entry anew",
-                     json_string_value(json_object_get(json_object_get(cat_component_json(p), "index"), "key")));
-            free(text);
-            return;
-        }
-        read_tree(&rd, p, doc, roots, nroots);
-        json_decref(doc);
+        return;
     }
-    free(text);
-    reuse_parts(r, &rd, p);
-    log_verbose(snp_ctx(r->c), "%s: %llu of %zu parts of %s unchanged, reused", snp_source_name(r->c),
-                (unsigned long long)r->reused_parts, rd.n, pname);
+    ok = read_text(&rd, p, &s, roots, nroots);
+    cat_ixr_free(s.in);
+    free(s.p);
+    if (!ok) {
+        reader_free(&rd);
+        rd.index = cat_ixw_new();
+        rd.h = &r->h;
+        ok = read_whole(r, &rd, p, roots, nroots);
+    }
+    if (ok) {
+        reuse_parts(r, &rd, p);
+        log_verbose(snp_ctx(r->c), "%s: %llu of %zu parts of %s unchanged, reused", snp_source_name(r->c),
+                    (unsigned long long)r->reused_parts, rd.n, pname);
+    }
     reader_free(&rd);
 }
 
@@ -449,6 +535,11 @@ frs *frs_new(snp_capture *c, const char *source, const json_t *exclude, const ch
     cat_component *p;
 
     r->c = c;
+    r->index = cat_ixw_new();
+    r->h.md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    r->h.ctx = EVP_MD_CTX_new();
+    if (r->h.md == NULL || r->h.ctx == NULL)
+        abort(); /* out of memory: OpenSSL always has SHA-256 */
     p = find_parent(c, source, exclude, &pname);
     if (p != NULL)
         read_parent(r, p, pname, roots, nroots);
@@ -457,19 +548,24 @@ frs *frs_new(snp_capture *c, const char *source, const json_t *exclude, const ch
 
 bool frs_covered(frs *r, const char *stored, const struct stat *st, bool *changed)
 {
-    covered key = {.path = (char *)(uintptr_t)stored}, **found;
+    covered key = {0}, *found;
+    json_int_t now[M_COUNT];
 
     *changed = false;
-    found = r->tree != NULL ? tfind(&key, &r->tree, by_path) : NULL;
+    if (r->ncovered == 0)
+        return false;
+    digest(&r->h, stored, strlen(stored), key.path, sizeof key.path);
+    found = bsearch(&key, r->cov, r->ncovered, sizeof *r->cov, by_path_only);
     if (found == NULL)
         return false;
-    if ((*found)->seen) /* a second visit (nested roots): stored again, as before */
+    if (found->seen) /* a second visit (nested roots): stored again, as before */
         return false;
-    if (!same_meta((*found)->meta, st)) {
+    stat_meta(st, now);
+    if (linked(st) || meta_digest(&r->h, now) != found->meta) {
         *changed = true; /* it changed between the look at the index and the walk */
         return true;
     }
-    (*found)->seen = true;
+    found->seen = true;
     r->nseen++;
     return true;
 }
@@ -478,56 +574,16 @@ void frs_record(frs *r, unsigned no, const char *stored, const struct stat *st, 
 {
     json_t *e = entry_meta(stored, st, caps);
 
-    text_add(index_part(r, no), e);
+    cat_ixw_add(r->index, no, e);
     json_decref(e);
-}
-
-/* The new index as text: every part of the component that has entries, in part order.
- * Built by concatenation, byte for byte what json_dumps(JSON_COMPACT) makes of the tree
- * {"format": F, "parts": [{"key": K, "entries": [...]}, ...]}; each part's text is freed
- * once copied. */
-static char *index_text(frs *r, size_t *len)
-{
-    arc_parts *parts = snp_parts(r->c);
-    util_buf b = {0};
-    char *head = xasprintf("{\"format\":%d,\"parts\":[", CAT_INDEX_FORMAT);
-    bool first = true;
-
-    util_buf_adds(&b, head);
-    free(head);
-    for (size_t i = 0; i < arc_parts_count(parts); i++) {
-        const char *key, *sha;
-        uint64_t size, entries, raw;
-        unsigned no = arc_parts_no(parts, i);
-        json_t *k;
-
-        arc_parts_get(parts, i, &key, &size, &sha, &entries, &raw);
-        for (size_t j = 0; j < r->nparts; j++) {
-            if (r->parts[j].no != no)
-                continue;
-            util_buf_adds(&b, first ? "{\"key\":" : ",{\"key\":");
-            k = json_string(key);
-            json_dump_callback(k, dump_cb, &b, JSON_COMPACT | JSON_ENCODE_ANY);
-            json_decref(k);
-            util_buf_adds(&b, ",\"entries\":[");
-            util_buf_add(&b, r->parts[j].text.p, r->parts[j].text.len);
-            util_buf_adds(&b, "]}");
-            util_buf_free(&r->parts[j].text);
-            first = false;
-            break;
-        }
-    }
-    util_buf_adds(&b, "]}");
-    *len = b.len;
-    return util_buf_take(&b);
 }
 
 snap_rc frs_finish(frs *r, snap_err *err)
 {
     stg *s = snp_store(r->c);
     json_t *ix;
-    char *text, *key, *packed, sha[65];
-    size_t len, plen;
+    char *key, *packed, sha[65];
+    size_t plen;
     util_sha256 *h;
     snap_rc rc;
 
@@ -539,14 +595,9 @@ snap_rc frs_finish(frs *r, snap_err *err)
         err_hint(err, "something changed the tree during capture; run snap again (nothing was committed)");
         return SNAP_ECONFLICT;
     }
-    text = index_text(r, &len);
-    packed = xmalloc(ZSTD_compressBound(len));
-    plen = ZSTD_compress(packed, ZSTD_compressBound(len), text, len, 3);
-    free(text);
-    if (ZSTD_isError(plen)) {
-        free(packed);
-        return err_set(err, SNAP_EFAIL, 0, "zstd: %s", ZSTD_getErrorName(plen));
-    }
+    rc = cat_ixw_finish(r->index, snp_parts(r->c), &packed, &plen, err);
+    if (rc != SNAP_OK)
+        return rc;
     key = xasprintf("%s.index.json.zst%s", arc_parts_prefix(snp_parts(r->c)), stg_encrypted(s) ? ".enc" : "");
     rc = stg_put(s, key, packed, plen, STG_CREATE_ONLY, err);
     if (rc == SNAP_OK) {
@@ -565,9 +616,9 @@ void frs_free(frs *r)
 {
     if (r == NULL)
         return;
-    tdestroy(r->tree, covered_free);
-    for (size_t i = 0; i < r->nparts; i++)
-        util_buf_free(&r->parts[i].text);
-    free(r->parts);
+    free(r->cov);
+    cat_ixw_free(r->index);
+    EVP_MD_CTX_free(r->h.ctx);
+    EVP_MD_free(r->h.md);
     free(r);
 }

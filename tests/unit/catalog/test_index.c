@@ -1,0 +1,231 @@
+/* Unit tests of the entry index (catalog/index.c): written a part at a time, its text is
+ * byte for byte what earlier versions wrote and read (json_dumps, JSON_COMPACT, of the
+ * whole tree, in one zstd frame of a known size), and it reads back as a stream. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <zstd.h>
+
+#include "../../../catalog/arc.h"
+#include "../../../catalog/catalog.h"
+#include "../../../common/util.h"
+
+#define SHA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
+static json_t *entry(unsigned part, unsigned i)
+{
+    /* names JSON must escape, and non-ASCII ones, as a tree may hold them */
+    char *name = xasprintf("srv/d%u/%s-%05u", part, i % 7 == 0 ? "q\"uo\\te\t\x01" : i % 5 == 0 ? "caf\xc3\xa9" : "f", i);
+    json_t *e = json_pack("[s, I, I, I, I, I, I, I, I, b]", name, (json_int_t)0100644, (json_int_t)i * 37,
+                          (json_int_t)1764000000 + i, (json_int_t)i * 1000, (json_int_t)1764000000 + i,
+                          (json_int_t)999999999, (json_int_t)123456789 + i, (json_int_t)1, i % 11 == 0);
+
+    free(name);
+    return e;
+}
+
+/* What earlier versions wrote: the whole tree, dumped compact. */
+static char *tree_text(json_t *tree)
+{
+    return json_dumps(tree, JSON_COMPACT);
+}
+
+static char *unpack(const char *z, size_t zlen, size_t *len)
+{
+    unsigned long long n = ZSTD_getFrameContentSize(z, zlen);
+    char *t;
+
+    assert_true(n != ZSTD_CONTENTSIZE_ERROR && n != ZSTD_CONTENTSIZE_UNKNOWN);
+    assert_int_equal(ZSTD_findFrameCompressedSize(z, zlen), zlen); /* one frame, nothing after it */
+    t = xmalloc(n + 1);
+    assert_int_equal(ZSTD_decompress(t, n, z, zlen), n);
+    t[n] = '\0';
+    *len = n;
+    return t;
+}
+
+/*
+ * Parts 0, 2 and 3 of the component (part 1 has no entries and is not in the index, part
+ * 9 is the writer's but not the component's); part 2 is large enough to be compressed in
+ * several chunks, part 3 comes from another writer (a reused part), part 4 is listed
+ * without entries.
+ */
+static void written_a_part_at_a_time_is_the_tree_dumped(void **state)
+{
+    arc_parts *parts = arc_parts_new("data/id/app");
+    cat_ixw *w = cat_ixw_new(), *from = cat_ixw_new();
+    json_t *tree = json_pack("{s:i, s:[]}", "format", CAT_INDEX_FORMAT, "parts"), *e, *list[5];
+    char *want, *z, *got;
+    size_t zlen, len;
+    snap_err err;
+
+    (void)state;
+    for (unsigned no = 0; no < 5; no++) {
+        char *key = xasprintf("data/id/app.%04u.tar.zst", no);
+        assert_int_equal(arc_parts_add_ref(parts, key, 1, SHA, 1, 1), no);
+        list[no] = json_pack("{s:s, s:[]}", "key", key, "entries");
+        free(key);
+    }
+    for (unsigned i = 0; i < 300; i++) { /* part 3, read from a parent as part 0 of its reader */
+        e = entry(3, i);
+        cat_ixw_add(from, 0, e);
+        json_array_append_new(json_object_get(list[3], "entries"), e);
+    }
+    cat_ixw_add(from, 1, e = entry(8, 0)); /* a dropped part: never in the index */
+    json_decref(e);
+    cat_ixw_drop(from, 1);
+    for (unsigned i = 0; i < 1000; i++) {
+        e = entry(0, i);
+        cat_ixw_add(w, 0, e);
+        json_array_append_new(json_object_get(list[0], "entries"), e);
+    }
+    cat_ixw_move(w, 3, from, 0);
+    for (unsigned i = 0; i < 20000; i++) { /* a few MB of text: several chunks */
+        e = entry(2, i);
+        cat_ixw_add(w, 2, e);
+        json_array_append_new(json_object_get(list[2], "entries"), e);
+    }
+    cat_ixw_add(w, 9, e = entry(9, 0));
+    json_decref(e);
+    cat_ixw_part(w, 4);
+    for (unsigned no = 0; no < 5; no++)
+        if (no != 1)
+            json_array_append(json_object_get(tree, "parts"), list[no]);
+    for (unsigned no = 0; no < 5; no++)
+        json_decref(list[no]);
+
+    assert_int_equal(cat_ixw_finish(w, parts, &z, &zlen, &err), SNAP_OK);
+    want = tree_text(tree);
+    got = unpack(z, zlen, &len);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(got, want, len);
+    assert_true(zlen < len / 4);
+    free(got);
+    free(want);
+    free(z);
+    json_decref(tree);
+    cat_ixw_free(w);
+    cat_ixw_free(from);
+    arc_parts_free(parts);
+}
+
+static void an_empty_index_is_the_tree_dumped(void **state)
+{
+    arc_parts *parts = arc_parts_new("data/id/app");
+    cat_ixw *w = cat_ixw_new();
+    char *z, *got;
+    size_t zlen, len;
+    snap_err err;
+
+    (void)state;
+    assert_int_equal(cat_ixw_finish(w, parts, &z, &zlen, &err), SNAP_OK);
+    got = unpack(z, zlen, &len);
+    assert_string_equal(got, "{\"format\":1,\"parts\":[]}");
+    free(got);
+    free(z);
+    cat_ixw_free(w);
+    arc_parts_free(parts);
+}
+
+/* Puts z as the component's index in the store. */
+static void put_index(stg *s, cat_component *c, const char *key, const char *z, size_t zlen)
+{
+    util_sha256 *h = util_sha256_new();
+    char sha[65];
+    snap_err err;
+
+    util_sha256_update(h, z, zlen);
+    util_sha256_final(h, sha);
+    assert_int_equal(stg_put(s, key, z, zlen, 0, &err), SNAP_OK);
+    json_object_set_new(cat_component_json(c), "index",
+                        json_pack("{s:s, s:I, s:s}", "key", key, "size", (json_int_t)zlen, "sha256", sha));
+}
+
+/* The whole text through cat_ixr_read, n bytes at most a call. */
+static snap_rc stream(stg *s, cat_component *c, size_t n, util_buf *out)
+{
+    cat_ixr *r;
+    char buf[4096];
+    size_t got;
+    snap_err err;
+    snap_rc rc = cat_index_open(s, c, &r, &err);
+
+    while (rc == SNAP_OK && (rc = cat_ixr_read(r, buf, n, &got, &err)) == SNAP_OK && got > 0)
+        util_buf_add(out, buf, got);
+    cat_ixr_free(r);
+    return rc;
+}
+
+static void read_as_a_stream_and_checked(void **state)
+{
+    snap_ctx ctx = {0};
+    stg *s;
+    cat_manifest *m = cat_manifest_new("m", "20261126T000000.000Z-00000000");
+    cat_component *c = cat_manifest_add_component(m, "app", "files");
+    util_buf text = {0}, b = {0};
+    char *z, *two, *whole;
+    size_t zlen, len;
+    snap_err err;
+
+    (void)state;
+    assert_int_equal(stg_open("mem://ix", true, &ctx, &s, &err), SNAP_OK);
+    for (unsigned i = 0; i < 3000; i++) {
+        char *t = xasprintf("%s[\"f%u\",1,2,3,4,5,6,7,8,false]", i ? "," : "{\"format\":1,\"parts\":[{\"key\":\"k\",\"entries\":[", i);
+        util_buf_adds(&text, t);
+        free(t);
+    }
+    util_buf_adds(&text, "]}]}");
+    zlen = ZSTD_compressBound(text.len);
+    z = xmalloc(2 * zlen);
+    zlen = ZSTD_compress(z, zlen, text.p, text.len, 3);
+    put_index(s, c, "data/a.index.json.zst", z, zlen);
+    for (size_t n = 1; n <= 4096; n *= 8) {
+        assert_int_equal(stream(s, c, n, &b), SNAP_OK);
+        assert_int_equal(b.len, text.len);
+        assert_memory_equal(b.p, text.p, text.len);
+        util_buf_free(&b);
+    }
+    assert_int_equal(cat_index_text(s, c, &whole, &len, &err), SNAP_OK);
+    assert_int_equal(len, text.len);
+    free(whole);
+
+    /* two frames, or one cut short: damaged for both readers, as for earlier versions */
+    two = xmalloc(2 * zlen);
+    memcpy(two, z, zlen);
+    memcpy(two + zlen, z, zlen);
+    put_index(s, c, "data/b.index.json.zst", two, 2 * zlen);
+    assert_int_equal(stream(s, c, 4096, &b), SNAP_EVERIFY);
+    util_buf_free(&b);
+    assert_int_equal(cat_index_text(s, c, &whole, &len, &err), SNAP_EVERIFY);
+    put_index(s, c, "data/c.index.json.zst", z, zlen - 5);
+    assert_int_equal(stream(s, c, 4096, &b), SNAP_EVERIFY);
+    util_buf_free(&b);
+    assert_int_equal(cat_index_text(s, c, &whole, &len, &err), SNAP_EVERIFY);
+    /* bytes that are not the manifest's */
+    put_index(s, c, "data/d.index.json.zst", z, zlen);
+    json_object_set_new(json_object_get(cat_component_json(c), "index"), "sha256", json_string(SHA));
+    assert_int_equal(stream(s, c, 4096, &b), SNAP_EVERIFY);
+    util_buf_free(&b);
+
+    free(two);
+    free(z);
+    util_buf_free(&text);
+    cat_manifest_free(m);
+    stg_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(written_a_part_at_a_time_is_the_tree_dumped),
+        cmocka_unit_test(an_empty_index_is_the_tree_dumped),
+        cmocka_unit_test(read_as_a_stream_and_checked),
+    };
+    return cmocka_run_group_tests_name("catalog index", tests, NULL, NULL);
+}
