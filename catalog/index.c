@@ -212,7 +212,9 @@ static bool feed_frames(packer *k, const util_buf *z)
         ZSTD_outBuffer o = {out, out_len, 0};
         size_t r = ZSTD_decompressStream(k->zd, &o, &in);
         ok = !ZSTD_isError(r) && feed(k, out, o.pos, ZSTD_e_continue);
-        if (in.pos == in.size && o.pos < o.size) {
+        /* the input is used up: at the end of a frame (its last block may fill out whole),
+         * or short of it when nothing more came out */
+        if (in.pos == in.size && (r == 0 || o.pos < o.size)) {
             ok = ok && r == 0; /* every frame whole */
             break;
         }

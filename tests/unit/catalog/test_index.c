@@ -115,6 +115,69 @@ static void written_a_part_at_a_time_is_the_tree_dumped(void **state)
     arc_parts_free(parts);
 }
 
+/* A part whose text is exactly `total` bytes: entries of 200 bytes, the last padded to fit. */
+static json_t *part_of_size(cat_ixw *w, size_t total)
+{
+    json_t *entries = json_array(), *e;
+    size_t len = 0;
+    char *t;
+
+    for (unsigned i = 0;; i++) {
+        size_t left = total - len - (i ? 1 : 0), base;
+        e = json_pack("[s, I, I, I, I, I, I, I, I, b]", "", (json_int_t)0100644, (json_int_t)1, (json_int_t)2,
+                      (json_int_t)3, (json_int_t)4, (json_int_t)5, (json_int_t)6, (json_int_t)1, false);
+        t = json_dumps(e, JSON_COMPACT);
+        base = strlen(t);
+        free(t);
+        json_decref(e);
+        char *name = xmalloc(left < 400 ? left - base + 1 : 200 - base + 1);
+        memset(name, 'n', left < 400 ? left - base : 200 - base);
+        name[left < 400 ? left - base : 200 - base] = '\0';
+        e = json_pack("[s, I, I, I, I, I, I, I, I, b]", name, (json_int_t)0100644, (json_int_t)1, (json_int_t)2,
+                      (json_int_t)3, (json_int_t)4, (json_int_t)5, (json_int_t)6, (json_int_t)1, false);
+        free(name);
+        t = json_dumps(e, JSON_COMPACT);
+        len += strlen(t) + (i ? 1 : 0);
+        free(t);
+        cat_ixw_add(w, 0, e);
+        json_array_append_new(entries, e);
+        if (len == total)
+            return entries;
+    }
+}
+
+/* A part's text that ends exactly at a compressed chunk's boundary (128 KiB, once or
+ * twice) is read back whole, as any other. */
+static void a_part_that_fills_its_chunks_exactly(void **state)
+{
+    static const size_t sizes[] = {128u << 10, 256u << 10, (256u << 10) + 1, (128u << 10) - 1};
+
+    (void)state;
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        arc_parts *parts = arc_parts_new("data/id/app");
+        cat_ixw *w = cat_ixw_new();
+        json_t *tree, *entries = part_of_size(w, sizes[k]);
+        char *want, *z, *got;
+        size_t zlen, len;
+        snap_err err;
+
+        assert_int_equal(arc_parts_add_ref(parts, "data/id/app.0000.tar.zst", 1, SHA, 1, 1), 0);
+        tree = json_pack("{s:i, s:[{s:s, s:o}]}", "format", CAT_INDEX_FORMAT, "parts", "key",
+                         "data/id/app.0000.tar.zst", "entries", entries);
+        assert_int_equal(cat_ixw_finish(w, parts, &z, &zlen, &err), SNAP_OK);
+        want = tree_text(tree);
+        got = unpack(z, zlen, &len);
+        assert_int_equal(len, strlen(want));
+        assert_memory_equal(got, want, len);
+        free(got);
+        free(want);
+        free(z);
+        json_decref(tree);
+        cat_ixw_free(w);
+        arc_parts_free(parts);
+    }
+}
+
 static void an_empty_index_is_the_tree_dumped(void **state)
 {
     arc_parts *parts = arc_parts_new("data/id/app");
@@ -225,6 +288,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(written_a_part_at_a_time_is_the_tree_dumped),
         cmocka_unit_test(an_empty_index_is_the_tree_dumped),
+        cmocka_unit_test(a_part_that_fills_its_chunks_exactly),
         cmocka_unit_test(read_as_a_stream_and_checked),
     };
     return cmocka_run_group_tests_name("catalog index", tests, NULL, NULL);
