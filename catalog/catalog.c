@@ -830,6 +830,12 @@ snap_rc cat_index_open(stg *s, cat_component *c, cat_ixr **out, snap_err *err)
     r->in = (ZSTD_inBuffer){r->buf, blen, 0};
     r->want = ZSTD_getFrameContentSize(r->buf, blen);
     r->zd = ZSTD_createDCtx();
+    /* the index is written at level 3 (a 2 MiB window at most): a frame that asks for more
+     * memory than 8 MiB is not ours */
+    if (r->zd != NULL && ZSTD_isError(ZSTD_DCtx_setParameter(r->zd, ZSTD_d_windowLogMax, 23))) {
+        ZSTD_freeDCtx(r->zd);
+        r->zd = NULL;
+    }
     r->last = 1;
     if (r->want == ZSTD_CONTENTSIZE_ERROR || r->want == ZSTD_CONTENTSIZE_UNKNOWN || r->want > INDEX_MAX ||
         r->zd == NULL) {
@@ -860,6 +866,11 @@ snap_rc cat_ixr_read(cat_ixr *r, char *buf, size_t n, size_t *got, snap_err *err
     if (r->got > r->want || (o.pos == 0 && n > 0 && (r->last != 0 || r->got != r->want || r->in.pos != r->in.size)))
         return err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged", r->key);
     return SNAP_OK;
+}
+
+uint64_t cat_ixr_size(const cat_ixr *r)
+{
+    return r->want;
 }
 
 void cat_ixr_free(cat_ixr *r)

@@ -115,6 +115,8 @@ snap_rc cat_index_open(stg *s, cat_component *c, cat_ixr **out, snap_err *err);
 /* Up to n bytes of the text into buf; *got is 0 at its end. SNAP_EVERIFY when the text
  * turns out damaged (not one zstd frame of the size its header says). */
 snap_rc cat_ixr_read(cat_ixr *r, char *buf, size_t n, size_t *got, snap_err *err);
+/* The size of the whole text, as the frame's header gives it. */
+uint64_t cat_ixr_size(const cat_ixr *r);
 void cat_ixr_free(cat_ixr *r);
 
 /*

@@ -362,6 +362,10 @@ static void read_tree(reader *rd, cat_component *p, const json_t *index, const c
  * when less than AHEAD is left (an entry is at most about 25 KB: a 4 KiB name escaped). */
 #define WINDOW (256u << 10)
 #define AHEAD (64u << 10)
+#define VALUE_MAX (1u << 20) /* a longer value is not an entry: the index is damaged */
+/* An index laid out otherwise is parsed whole, as a tree many times its size: only up to
+ * this size of text (about 50,000 entries); a larger one is stored anew. */
+#define WHOLE_MAX (8u << 20)
 
 typedef struct src {
     cat_ixr *in;
@@ -414,7 +418,7 @@ static json_t *value(src *s, size_t flags)
     json_error_t je;
     json_t *v = NULL;
 
-    for (size_t want = AHEAD; v == NULL; want *= 2) {
+    for (size_t want = AHEAD; v == NULL && want <= VALUE_MAX; want *= 2) {
         ahead(s, want);
         v = json_loadb(s->p + s->pos, s->len - s->pos, flags | JSON_DISABLE_EOF_CHECK, &je);
         if (v != NULL && (je.position <= 0 || (size_t)je.position > s->len - s->pos)) {
@@ -424,6 +428,8 @@ static json_t *value(src *s, size_t flags)
         if (v == NULL && (s->end || s->len - s->pos < want))
             return NULL;
     }
+    if (v == NULL)
+        return NULL;
     s->pos += (size_t)je.position;
     return v;
 }
@@ -504,6 +510,7 @@ static void read_parent(frs *r, cat_component *p, const char *pname, const char 
     reader rd = {.index = cat_ixw_new(), .h = &r->h};
     src s = {0};
     snap_err e;
+    uint64_t whole;
     bool ok;
 
     if (cat_index_open(snp_store(r->c), p, &s.in, &e) != SNAP_OK) {
@@ -512,9 +519,14 @@ static void read_parent(frs *r, cat_component *p, const char *pname, const char 
         return;
     }
     ok = read_text(&rd, p, &s, roots, nroots);
+    whole = cat_ixr_size(s.in);
     cat_ixr_free(s.in);
     free(s.p);
-    if (!ok) {
+    if (!ok && whole > WHOLE_MAX) {
+        log_warn(snp_ctx(r->c), "entry index %s is damaged or laid out otherwise (%llu bytes): storing every entry anew",
+                 json_string_value(json_object_get(json_object_get(cat_component_json(p), "index"), "key")),
+                 (unsigned long long)whole);
+    } else if (!ok) {
         reader_free(&rd);
         rd.index = cat_ixw_new();
         rd.h = &r->h;

@@ -53,6 +53,7 @@ test_early_postgres_text_data_restores_beside() {
     expect_rc 0 "$REVERT" early --store "$ST" -c "$T/early.conf" --only early_pg --to "${db}_copy" --yes
     capture_state "$db" ref
     capture_state "${db}_copy" copy
+    grep -q '^app.invoices|500|' "$T/ref.content" || fail "the reference has no 500 invoices"
     sed -i "s/$db\(_copy\)*\"* IS\b//" "$T/ref.schema" "$T/copy.schema"
     same_state ref copy
 }
@@ -86,6 +87,7 @@ test_early_mysql_schema_restores_beside() {
     expect_rc 0 "$REVERT" early --store "$ST" -c "$T/early.conf" --only early_my --to early_copy --yes
     fingerprint early_ref >ref.txt
     fingerprint early_copy >copy.txt
+    grep -q 'CREATE TABLE `item`' ref.txt || fail "the reference schema has no table item: $(head -c 300 ref.txt)"
     diff -u ref.txt copy.txt >&2 || fail "the early MySQL snapshot restores otherwise than its SQL loads"
     my -e "DROP DATABASE early_ref; DROP DATABASE early_copy"
 }
