@@ -382,9 +382,11 @@ static void ahead(src *s, size_t n)
 
     if (s->len - s->pos >= n || s->end)
         return;
-    memmove(s->p, s->p + s->pos, s->len - s->pos);
-    s->len -= s->pos;
-    s->pos = 0;
+    if (s->pos > 0) { /* none the first time, when there is no window yet */
+        memmove(s->p, s->p + s->pos, s->len - s->pos);
+        s->len -= s->pos;
+        s->pos = 0;
+    }
     if (s->cap < n + 1 || s->cap < WINDOW + 1) {
         s->cap = n > WINDOW ? n + 1 : WINDOW + 1;
         s->p = xrealloc(s->p, s->cap);
