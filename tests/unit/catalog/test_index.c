@@ -283,6 +283,39 @@ static void read_as_a_stream_and_checked(void **state)
     stg_free(s);
 }
 
+/* The index an earlier version wrote (tests/e2e/fixtures/store-early, commit cc1cd39) reads
+ * as a stream to the same text as read whole. Run from the top of the repository. */
+static void an_index_of_an_earlier_version_reads_as_a_stream(void **state)
+{
+    snap_ctx ctx = {0};
+    stg *s;
+    cat_manifest *m = cat_manifest_new("m", "20261126T000000.000Z-00000000");
+    cat_component *c = cat_manifest_add_component(m, "conf", "files");
+    FILE *f = fopen("tests/e2e/fixtures/store-early/data/20261130T203250.984Z-f954a4e5/conf.index.json.zst", "rb");
+    char z[4096], *whole;
+    size_t zlen, len;
+    util_buf b = {0};
+    snap_err err;
+
+    (void)state;
+    assert_non_null(f);
+    zlen = fread(z, 1, sizeof z, f);
+    fclose(f);
+    assert_true(zlen > 0 && zlen < sizeof z);
+    assert_int_equal(stg_open("mem://early", true, &ctx, &s, &err), SNAP_OK);
+    put_index(s, c, "data/early.index.json.zst", z, zlen);
+    assert_int_equal(stream(s, c, 100, &b), SNAP_OK);
+    assert_int_equal(cat_index_text(s, c, &whole, &len, &err), SNAP_OK);
+    assert_int_equal(b.len, len);
+    assert_memory_equal(b.p, whole, len);
+    util_buf_addc(&b, '\0');
+    assert_non_null(strstr(b.p, "/conf/main.conf\","));
+    free(whole);
+    util_buf_free(&b);
+    cat_manifest_free(m);
+    stg_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,6 +323,7 @@ int main(void)
         cmocka_unit_test(an_empty_index_is_the_tree_dumped),
         cmocka_unit_test(a_part_that_fills_its_chunks_exactly),
         cmocka_unit_test(read_as_a_stream_and_checked),
+        cmocka_unit_test(an_index_of_an_earlier_version_reads_as_a_stream),
     };
     return cmocka_run_group_tests_name("catalog index", tests, NULL, NULL);
 }
