@@ -873,6 +873,16 @@ uint64_t cat_ixr_size(const cat_ixr *r)
     return r->want;
 }
 
+snap_rc cat_ixr_rewind(cat_ixr *r, snap_err *err)
+{
+    if (ZSTD_isError(ZSTD_DCtx_reset(r->zd, ZSTD_reset_session_only)))
+        return err_set(err, SNAP_EFAIL, 0, "cannot read entry index %s again", r->key);
+    r->in.pos = 0;
+    r->got = 0;
+    r->last = 1;
+    return SNAP_OK;
+}
+
 void cat_ixr_free(cat_ixr *r)
 {
     if (r == NULL)
@@ -881,23 +891,6 @@ void cat_ixr_free(cat_ixr *r)
     free(r->buf);
     free(r->key);
     free(r);
-}
-
-snap_rc cat_index_load(stg *s, cat_component *c, json_t **out, snap_err *err)
-{
-    char *text;
-    size_t len;
-    snap_rc rc = cat_index_text(s, c, &text, &len, err);
-
-    *out = NULL;
-    if (rc != SNAP_OK)
-        return rc;
-    *out = cat_index_parse(text, len);
-    free(text);
-    if (*out == NULL)
-        return err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged",
-                       json_string_value(json_object_get(json_object_get(cat_component_json(c), "index"), "key")));
-    return SNAP_OK;
 }
 
 snap_rc cat_record_revert(stg *s, const char *revert_id, json_t *record, snap_err *err)

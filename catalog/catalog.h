@@ -99,13 +99,12 @@ void cat_manifest_set_format(cat_manifest *m);
  * The entry index of a files component (docs/formats.md, "Entry index"): read, checked
  * against the size and SHA-256 the manifest holds, decompressed and parsed. SNAP_ENOTFOUND
  * when the component has none; SNAP_EVERIFY when it does not match or is not one.
+
  */
 #define CAT_INDEX_FORMAT 1
 #define CAT_INDEX_FIELDS 10 /* name, mode, size, mtime s/ns, ctime s/ns, inode, links, capabilities */
-snap_rc cat_index_load(stg *s, cat_component *c, json_t **out, snap_err *err);
-/* The same, checked and decompressed but not parsed: *text (NUL-terminated, caller frees),
- * for a reader that parses it a piece at a time. cat_index_parse parses such a text (NULL
- * when it is not an index). */
+/* The index checked and decompressed but not parsed: *text (NUL-terminated, caller
+ * frees). cat_index_parse parses such a text (NULL when it is not an index). */
 snap_rc cat_index_text(stg *s, cat_component *c, char **text, size_t *len, snap_err *err);
 json_t *cat_index_parse(const char *text, size_t len);
 /* The same text as a stream, for a reader that never holds it whole: the stored bytes are
@@ -117,7 +116,25 @@ snap_rc cat_index_open(stg *s, cat_component *c, cat_ixr **out, snap_err *err);
 snap_rc cat_ixr_read(cat_ixr *r, char *buf, size_t n, size_t *got, snap_err *err);
 /* The size of the whole text, as the frame's header gives it. */
 uint64_t cat_ixr_size(const cat_ixr *r);
+/* Back to the start of the text. */
+snap_rc cat_ixr_rewind(cat_ixr *r, snap_err *err);
 void cat_ixr_free(cat_ixr *r);
+
+/*
+ * The index read a part and an entry at a time, in its order, its text and its tree never
+ * held whole: part (its key; NULL when it is not a string), each of its entries (NULL: its
+ * list of entries is not one), part_end. An index laid out otherwise than its writers lay
+ * it out is parsed whole when its text is small (reset first: forget every visit before),
+ * else SNAP_EVERIFY. After an error, what the visits built must be discarded.
+ */
+typedef struct cat_ixv {
+    void *arg;
+    void (*part)(void *arg, const char *key);
+    void (*entry)(void *arg, const json_t *entry);
+    void (*part_end)(void *arg);
+    void (*reset)(void *arg);
+} cat_ixv;
+snap_rc cat_index_walk(stg *s, cat_component *c, const cat_ixv *v, snap_err *err);
 
 /*
  * Writing an entry index (catalog/index.c) a part at a time: each part's text is kept

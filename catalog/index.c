@@ -1,6 +1,6 @@
 /*
- * index.c: writing the entry index of a files component (docs/formats.md, "Entry index")
- * a part at a time, without holding its text.
+ * index.c: the entry index of a files component (docs/formats.md, "Entry index"), written
+ * a part at a time and read an entry at a time, its text never held whole.
  *
  * Each part's entries are kept as compact JSON text only while that part is being written:
  * once the writer moves to another part, or the text reaches IXW_CHUNK, it is compressed
@@ -297,4 +297,180 @@ snap_rc cat_ixw_finish(cat_ixw *w, const arc_parts *parts, char **out, size_t *l
     *len = k.out.len;
     *out = util_buf_take(&k.out);
     return SNAP_OK;
+}
+
+/*
+ * Reading an index a part and an entry at a time (cat_index_walk). The text is parsed as it
+ * is decompressed, from a window of it, never whole: the tree json_loads would make of it
+ * costs many times its size. This is the layout every writer of the index uses
+ * ({"format":1,"parts":[{"key":K,"entries":[E,...]},...]}, compact); an index laid out
+ * otherwise is parsed whole, and only when its text is small.
+ */
+#define IXR_WINDOW (256u << 10)
+#define IXR_AHEAD (64u << 10)     /* refilled when less is left: an entry is at most about 25 KB */
+#define IXR_VALUE_MAX (1u << 20)  /* a longer value is not an entry: the index is damaged */
+#define IXR_WHOLE_MAX (8u << 20)  /* laid out otherwise: parsed whole up to this (about 50,000 entries) */
+
+typedef struct ixsrc {
+    cat_ixr *in;
+    char *p;
+    size_t len, pos, cap; /* the window p[0, len), read up to pos */
+    bool end, bad; /* the text ends at len; it was damaged */
+} ixsrc;
+
+/* At least n bytes from pos in the window, unless the text ends before. */
+static void ahead(ixsrc *s, size_t n)
+{
+    snap_err e;
+    size_t got;
+
+    if (s->len - s->pos >= n || s->end)
+        return;
+    if (s->pos > 0) { /* none the first time, when there is no window yet */
+        memmove(s->p, s->p + s->pos, s->len - s->pos);
+        s->len -= s->pos;
+        s->pos = 0;
+    }
+    if (s->cap < n + 1 || s->cap < IXR_WINDOW + 1) {
+        s->cap = n > IXR_WINDOW ? n + 1 : IXR_WINDOW + 1;
+        s->p = xrealloc(s->p, s->cap);
+    }
+    while (!s->end && s->len < n) {
+        if (cat_ixr_read(s->in, s->p + s->len, s->cap - 1 - s->len, &got, &e) != SNAP_OK)
+            s->bad = s->end = true;
+        else if (got == 0)
+            s->end = true;
+        s->len += got;
+    }
+    s->p[s->len] = '\0';
+}
+
+/* Whether the text at pos starts with t; then pos moves past it. */
+static bool lit(ixsrc *s, const char *t)
+{
+    size_t n = strlen(t);
+
+    ahead(s, n);
+    if (s->len - s->pos < n || memcmp(s->p + s->pos, t, n) != 0)
+        return false;
+    s->pos += n;
+    return true;
+}
+
+/* The JSON value at pos (flags 0: an array or an object), pos moved past it; or NULL. A
+ * value longer than the window is read with a window as long as it. */
+static json_t *value(ixsrc *s, size_t flags)
+{
+    json_error_t je;
+    json_t *v = NULL;
+
+    for (size_t want = IXR_AHEAD; v == NULL && want <= IXR_VALUE_MAX; want *= 2) {
+        ahead(s, want);
+        v = json_loadb(s->p + s->pos, s->len - s->pos, flags | JSON_DISABLE_EOF_CHECK, &je);
+        if (v != NULL && (je.position <= 0 || (size_t)je.position > s->len - s->pos)) {
+            json_decref(v);
+            return NULL;
+        }
+        if (v == NULL && (s->end || s->len - s->pos < want))
+            return NULL;
+    }
+    if (v == NULL)
+        return NULL;
+    s->pos += (size_t)je.position;
+    return v;
+}
+
+/* The entries of one part, after its key: pos past the part's closing brace. */
+static bool walk_entries(const cat_ixv *v, ixsrc *s)
+{
+    json_t *e;
+
+    if (!lit(s, ",\"entries\":["))
+        return false;
+    if (!lit(s, "]")) {
+        do {
+            if ((e = value(s, 0)) == NULL)
+                return false;
+            v->entry(v->arg, e);
+            json_decref(e);
+        } while (lit(s, ","));
+        if (!lit(s, "]"))
+            return false;
+    }
+    return lit(s, "}");
+}
+
+/* The text as its writers lay it out; false when it is laid out otherwise or damaged. */
+static bool walk_text(const cat_ixv *v, ixsrc *s)
+{
+    char *head = xasprintf("{\"format\":%d,\"parts\":[", CAT_INDEX_FORMAT);
+    bool ok = lit(s, head);
+
+    free(head);
+    if (ok && !lit(s, "]")) {
+        do {
+            json_t *k;
+            if (!lit(s, "{\"key\":") || (k = value(s, JSON_DECODE_ANY)) == NULL)
+                return false;
+            v->part(v->arg, json_string_value(k));
+            json_decref(k);
+            if (!walk_entries(v, s))
+                return false;
+            v->part_end(v->arg);
+        } while (lit(s, ","));
+        ok = lit(s, "]");
+    }
+    ok = ok && lit(s, "}");
+    ahead(s, 1);
+    return ok && s->pos == s->len && s->end && !s->bad;
+}
+
+/* The text laid out otherwise, read whole (it is small) and parsed. */
+static snap_rc walk_whole(const cat_ixv *v, cat_ixr *in, const char *key, snap_err *err)
+{
+    size_t len = (size_t)cat_ixr_size(in), at = 0, got = 1;
+    char *text = xmalloc(len + 1);
+    json_t *doc = NULL, *ip, *e;
+    size_t i, j;
+    snap_rc rc = cat_ixr_rewind(in, err);
+
+    while (rc == SNAP_OK && got > 0 && (rc = cat_ixr_read(in, text + at, len + 1 - at, &got, err)) == SNAP_OK)
+        at += got;
+    if (rc == SNAP_OK && (doc = cat_index_parse(text, at)) == NULL)
+        rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged", key);
+    free(text);
+    if (rc != SNAP_OK)
+        return rc;
+    v->reset(v->arg);
+    json_array_foreach(json_object_get(doc, "parts"), i, ip) {
+        const json_t *entries = json_object_get(ip, "entries");
+        v->part(v->arg, json_string_value(json_object_get(ip, "key")));
+        if (!json_is_array(entries))
+            v->entry(v->arg, NULL);
+        json_array_foreach(entries, j, e)
+            v->entry(v->arg, e);
+        v->part_end(v->arg);
+    }
+    json_decref(doc);
+    return SNAP_OK;
+}
+
+snap_rc cat_index_walk(stg *s, cat_component *c, const cat_ixv *v, snap_err *err)
+{
+    const char *key = json_string_value(json_object_get(json_object_get(cat_component_json(c), "index"), "key"));
+    ixsrc src = {0};
+    snap_rc rc = cat_index_open(s, c, &src.in, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (!walk_text(v, &src)) {
+        if (cat_ixr_size(src.in) > IXR_WHOLE_MAX)
+            rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged or laid out otherwise (%llu bytes)", key,
+                         (unsigned long long)cat_ixr_size(src.in));
+        else
+            rc = walk_whole(v, src.in, key, err);
+    }
+    cat_ixr_free(src.in);
+    free(src.p);
+    return rc;
 }

@@ -544,6 +544,18 @@ void util_sha256_final(util_sha256 *h, char hex[65])
     util_sha256_free(h);
 }
 
+void util_sha256_cut(util_sha256 *h, const void *buf, size_t len, void *out, size_t n)
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dn = 0;
+
+    /* NULL: the digest the context holds, fetched once (EVP_Digest fetches it every call) */
+    if (n > 32 || EVP_DigestInit_ex2(h->md, NULL, NULL) != 1 || EVP_DigestUpdate(h->md, buf, len) != 1 ||
+        EVP_DigestFinal_ex(h->md, d, &dn) != 1)
+        abort(); /* out of memory */
+    memcpy(out, d, n);
+}
+
 void util_sha256_free(util_sha256 *h)
 {
     if (h == NULL)

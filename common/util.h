@@ -107,6 +107,9 @@ util_sha256 *util_sha256_new(void);
 void util_sha256_update(util_sha256 *h, const void *buf, size_t len);
 void util_sha256_final(util_sha256 *h, char hex[65]); /* also frees */
 void util_sha256_free(util_sha256 *h);
+/* The SHA-256 of buf cut to its first n bytes (n <= 32), h started anew: one context
+ * serves many short buffers. */
+void util_sha256_cut(util_sha256 *h, const void *buf, size_t len, void *out, size_t n);
 
 /* "1.2 GiB", "512 B" */
 void util_human_bytes(uint64_t n, char out[32]);

@@ -110,14 +110,18 @@ static void special_note(rst_target *t, json_t *plan)
                                                                    "--allow-special-files"));
 }
 
+/* The live paths the snapshot names, as the SHA-256 of each cut to 128 bits: 16 bytes a
+ * name, whatever its length. Two names share one with odds of about n^2 / 2^129; then a
+ * name to remove would be left out of the plan, which only shows it. */
 typedef struct name_set {
-    char **v;
+    unsigned char (*v)[16];
     size_t n, cap;
+    util_sha256 *h;
 } name_set;
 
-static int cmp_str(const void *a, const void *b)
+static int cmp_digest(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return memcmp(a, b, 16);
 }
 
 static void sample(json_t *plan, const char *kind, const char *path)
@@ -149,10 +153,10 @@ static void plan_entry(rst_target *t, json_t *plan, name_set *set, struct archiv
     if (strlen(live) > 1 && live[strlen(live) - 1] == '/')
         live[strlen(live) - 1] = '\0';
     if (set->n == set->cap) {
-        set->cap = set->cap ? set->cap * 2 : 1024;
+        set->cap = set->cap ? set->cap + set->cap / 2 : 1024;
         set->v = xrealloc(set->v, set->cap * sizeof *set->v);
     }
-    set->v[set->n++] = xstrdup(live);
+    util_sha256_cut(set->h, live, strlen(live), set->v[set->n++], sizeof *set->v);
     if (is_special(e))
         sample(plan, "special", live);
     if (lstat(live, &st) != 0)
@@ -190,68 +194,106 @@ static snap_rc plan_from_parts(rst_target *t, json_t *plan, name_set *set, snap_
     return rc;
 }
 
-/* Whether the index names every part of the component, with as many entries as each
- * holds, every one by its name. */
-static bool index_complete(const cat_component *c, const json_t *doc)
+/* The plan counts nothing yet, and the set holds no name. */
+static void plan_start(json_t *plan, name_set *set)
 {
-    const json_t *parts = json_object_get(doc, "parts");
+    static const char *const kinds[] = {"replace", "add", "unchanged", "special"};
 
-    if (json_array_size(parts) != cat_component_nparts(c))
-        return false;
-    for (size_t p = 0; p < cat_component_nparts(c); p++) {
-        const char *key, *sha;
-        uint64_t size, entries;
-        const json_t *ip = json_array_get(parts, p);
-        cat_component_part(c, p, &key, &size, &sha, &entries);
-        const json_t *ie;
-        size_t j;
-        if (!json_is_string(json_object_get(ip, "key")) ||
-            strcmp(json_string_value(json_object_get(ip, "key")), key) != 0 ||
-            json_array_size(json_object_get(ip, "entries")) != entries)
-            return false;
-        /* a name JSON cannot hold (not UTF-8) is null there: only the parts have it */
-        json_array_foreach(json_object_get(ip, "entries"), j, ie)
-            if (!json_is_string(json_array_get(ie, 0)) || json_array_size(ie) != CAT_INDEX_FIELDS)
-                return false;
+    json_object_set_new(plan, "changes", json_pack("{s:i, s:i, s:i, s:i}", "replace", 0, "add", 0, "remove", 0,
+                                                   "unchanged", 0));
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
+        json_object_del(plan, kinds[i]);
+    set->n = 0;
+}
+
+/* The index as cat_index_walk reads it: used only when it names every part of the
+ * component, in order, with as many entries as each holds, every one by its name. */
+typedef struct plan_walk {
+    rst_target *t;
+    json_t *plan;
+    name_set *set;
+    size_t parts; /* met so far */
+    uint64_t want, n; /* the entries of the part being read: its manifest's count; met */
+    bool bad;
+} plan_walk;
+
+static void plan_part(void *arg, const char *key)
+{
+    plan_walk *w = arg;
+    const cat_component *c = rst_component(w->t);
+    const char *k, *sha;
+    uint64_t size;
+
+    if (w->bad || w->parts >= cat_component_nparts(c)) {
+        w->bad = true;
+        return;
     }
-    return true;
+    cat_component_part(c, w->parts++, &k, &size, &sha, &w->want);
+    w->n = 0;
+    w->bad = key == NULL || strcmp(key, k) != 0;
+}
+
+static void plan_index_entry(void *arg, const json_t *ie)
+{
+    plan_walk *w = arg;
+    struct archive_entry *ae;
+    const char *name = json_string_value(json_array_get(ie, 0));
+
+    /* a name JSON cannot hold (not UTF-8) is null there: only the parts have it */
+    if (w->bad || name == NULL || json_array_size(ie) != CAT_INDEX_FIELDS || ++w->n > w->want) {
+        w->bad = true;
+        return;
+    }
+    ae = archive_entry_new();
+    archive_entry_copy_pathname(ae, name);
+    archive_entry_set_mode(ae, (mode_t)json_integer_value(json_array_get(ie, 1)));
+    archive_entry_set_size(ae, json_integer_value(json_array_get(ie, 2)));
+    archive_entry_set_mtime(ae, (time_t)json_integer_value(json_array_get(ie, 3)), 0);
+    if (json_is_true(json_array_get(ie, CAT_INDEX_FIELDS - 1)))
+        archive_entry_xattr_add_entry(ae, "security.capability", "", 0);
+    plan_entry(w->t, w->plan, w->set, ae);
+    archive_entry_free(ae);
+}
+
+static void plan_part_end(void *arg)
+{
+    plan_walk *w = arg;
+
+    w->bad = w->bad || w->n != w->want;
+}
+
+static void plan_reset(void *arg)
+{
+    plan_walk *w = arg;
+
+    plan_start(w->plan, w->set);
+    w->parts = 0;
+    w->bad = false;
 }
 
 /*
- * The names from the snapshot's entry index (docs/formats.md): no part is read. Only for
- * an authenticated manifest, and an index that names every part; else false, and the
- * parts are read.
+ * The names from the snapshot's entry index (docs/formats.md), read an entry at a time: no
+ * part is read. Only for an authenticated manifest, and an index that names every part;
+ * else false, nothing counted, and the parts are read.
  */
 static bool plan_from_index(rst_target *t, json_t *plan, name_set *set)
 {
     cat_component *c = (cat_component *)(uintptr_t)rst_component(t);
-    json_t *doc = NULL, *ip, *ie;
-    size_t i, j;
+    plan_walk w = {.t = t, .plan = plan, .set = set};
+    cat_ixv v = {.arg = &w, .part = plan_part, .entry = plan_index_entry, .part_end = plan_part_end,
+                 .reset = plan_reset};
     snap_err e;
+    bool read;
 
     if (!rst_trusted(t) || json_object_get(cat_component_json(c), "index") == NULL)
         return false;
-    if (cat_index_load(rst_store(t), c, &doc, &e) != SNAP_OK || !index_complete(c, doc)) {
+    read = cat_index_walk(rst_store(t), c, &v, &e) == SNAP_OK;
+    if (!read || w.bad || w.parts != cat_component_nparts(c)) {
         log_verbose(rst_ctx(t), "listing the changes from the parts: %s",
-                    doc == NULL ? e.msg : "the entry index does not name every part");
-        json_decref(doc);
+                    read ? "the entry index does not name every part" : e.msg);
+        plan_start(plan, set);
         return false;
     }
-    json_array_foreach(json_object_get(doc, "parts"), i, ip) {
-        json_array_foreach(json_object_get(ip, "entries"), j, ie) {
-            struct archive_entry *ae = archive_entry_new();
-            const char *name = json_string_value(json_array_get(ie, 0));
-            archive_entry_copy_pathname(ae, name);
-            archive_entry_set_mode(ae, (mode_t)json_integer_value(json_array_get(ie, 1)));
-            archive_entry_set_size(ae, json_integer_value(json_array_get(ie, 2)));
-            archive_entry_set_mtime(ae, (time_t)json_integer_value(json_array_get(ie, 3)), 0);
-            if (json_is_true(json_array_get(ie, CAT_INDEX_FIELDS - 1)))
-                archive_entry_xattr_add_entry(ae, "security.capability", "", 0);
-            plan_entry(t, plan, set, ae);
-            archive_entry_free(ae);
-        }
-    }
-    json_decref(doc);
     return true;
 }
 
@@ -262,17 +304,16 @@ static bool plan_from_index(rst_target *t, json_t *plan, name_set *set)
  */
 static snap_rc plan_diff(rst_target *t, snap_err *err)
 {
-    name_set set = {0};
+    name_set set = {.h = util_sha256_new()};
     json_t *plan = rst_plan(t), *r;
     snap_rc rc = SNAP_OK;
     size_t i;
 
-    json_object_set_new(plan, "changes", json_pack("{s:i, s:i, s:i, s:i}", "replace", 0, "add", 0, "remove", 0,
-                                                   "unchanged", 0));
+    plan_start(plan, &set);
     if (!plan_from_index(t, plan, &set))
         rc = plan_from_parts(t, plan, &set, err);
     if (set.n > 0) /* no entry may name a root (a manifest edited by hand): v is NULL then */
-        qsort(set.v, set.n, sizeof *set.v, cmp_str);
+        qsort(set.v, set.n, sizeof *set.v, cmp_digest);
     json_array_foreach(roots(t), i, r) {
         char *argv[2] = {(char *)(uintptr_t)rget(r, "path"), NULL};
         FTS *fts;
@@ -281,18 +322,18 @@ static snap_rc plan_diff(rst_target *t, snap_err *err)
             continue;
         fts = fts_open(argv, FTS_PHYSICAL | FTS_NOCHDIR, NULL);
         while (fts != NULL && (ent = fts_read(fts)) != NULL) {
-            const char *p = ent->fts_path;
+            unsigned char d[16];
             if (ent->fts_info == FTS_DP)
                 continue;
-            if (set.n == 0 || bsearch(&p, set.v, set.n, sizeof *set.v, cmp_str) == NULL)
-                sample(plan, "remove", p);
+            util_sha256_cut(set.h, ent->fts_path, strlen(ent->fts_path), d, sizeof d);
+            if (set.n == 0 || bsearch(d, set.v, set.n, sizeof *set.v, cmp_digest) == NULL)
+                sample(plan, "remove", ent->fts_path);
         }
         if (fts != NULL)
             fts_close(fts);
     }
-    for (i = 0; i < set.n; i++)
-        free(set.v[i]);
     free(set.v);
+    util_sha256_free(set.h);
     json_object_del(plan, "unchanged");
     special_note(t, plan);
     return rc;

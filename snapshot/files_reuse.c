@@ -13,8 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <openssl/evp.h>
-
 #include "../common/util.h"
 #include "files_reuse.h"
 
@@ -32,12 +30,6 @@ enum { M_MODE, M_SIZE, M_MTIME, M_MTIME_NS, M_CTIME, M_CTIME_NS, M_INO, M_NLINK,
  * with the old ones: odds of 2^-64 per changed entry, by chance only (stat() values are not
  * chosen freely).
  */
-/* SHA-256 fetched once, and one context: EVP_Digest would fetch it for every name. */
-typedef struct hasher {
-    EVP_MD *md;
-    EVP_MD_CTX *ctx;
-} hasher;
-
 typedef struct covered {
     unsigned char path[16];
     uint64_t meta;
@@ -51,7 +43,7 @@ struct frs {
     size_t ncovered, nseen;
     cat_ixw *index; /* the new index */
     uint64_t reused_parts;
-    hasher h;
+    util_sha256 *h; /* one context for every digest */
 };
 
 static int by_path(const void *a, const void *b)
@@ -65,17 +57,6 @@ static int by_path(const void *a, const void *b)
 static int by_path_only(const void *a, const void *b)
 {
     return memcmp(((const covered *)a)->path, ((const covered *)b)->path, sizeof ((const covered *)a)->path);
-}
-
-static void digest(hasher *h, const void *buf, size_t len, void *out, size_t n)
-{
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int dn = 0;
-
-    if (EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 || EVP_DigestUpdate(h->ctx, buf, len) != 1 ||
-        EVP_DigestFinal_ex(h->ctx, d, &dn) != 1)
-        abort(); /* out of memory */
-    memcpy(out, d, n);
 }
 
 /* The metadata the index keeps of an entry, in its order. */
@@ -119,11 +100,11 @@ static json_t *entry_meta(const char *stored, const struct stat *st, bool caps)
                      (json_int_t)st->st_nlink, caps);
 }
 
-static uint64_t meta_digest(hasher *h, const json_int_t m[M_COUNT])
+static uint64_t meta_digest(util_sha256 *h, const json_int_t m[M_COUNT])
 {
     uint64_t d;
 
-    digest(h, m, M_COUNT * sizeof *m, &d, sizeof d);
+    util_sha256_cut(h, m, M_COUNT * sizeof *m, &d, sizeof d);
     return d;
 }
 
@@ -180,16 +161,6 @@ static cat_component *find_parent(snp_capture *c, const char *source, const json
 
 /* Reads the parent's index, checked against the size and checksum its manifest holds:
  * its text, not yet parsed. */
-static char *load_index(snp_capture *c, cat_component *p, size_t *len)
-{
-    char *text = NULL;
-    snap_err e;
-
-    if (cat_index_text(snp_store(c), p, &text, len, &e) != SNAP_OK)
-        log_warn(snp_ctx(c), "%s: storing every entry anew", e.msg);
-    return text;
-}
-
 /* The parent's part with this key (the manifest's size and checksum count, not the index's). */
 static bool parent_part(cat_component *p, const char *key, size_t *at)
 {
@@ -223,7 +194,10 @@ typedef struct reader {
     covered *v;
     size_t nv, vcap;
     cat_ixw *index;
-    hasher *h;
+    util_sha256 *h;
+    cat_component *p; /* the parent */
+    const char *const *roots;
+    size_t nroots;
 } reader;
 
 /* The part being read (always the last) is not reused: what it added goes. */
@@ -290,7 +264,7 @@ static void cand_entry(reader *rd, cand *c, const json_t *e, const char *const *
     v = &rd->v[rd->nv++];
     c->to = rd->nv;
     *v = (covered){.meta = meta_digest(rd->h, m)};
-    digest(rd->h, stored, strlen(stored), v->path, sizeof v->path);
+    util_sha256_cut(rd->h, stored, strlen(stored), v->path, sizeof v->path);
     cat_ixw_add(rd->index, (unsigned)(c - rd->c), e);
 }
 
@@ -341,200 +315,51 @@ static void reuse_parts(frs *r, reader *rd, cat_component *p)
     covered_sort(r);
 }
 
-/* The parsed index (laid out otherwise than read_text expects), part by part. */
-static void read_tree(reader *rd, cat_component *p, const json_t *index, const char *const *roots, size_t nroots)
+/* What cat_index_walk meets, in order: the part being read is always the last. */
+static void on_part(void *arg, const char *key)
 {
-    json_t *ip, *e;
-    size_t i, j;
+    reader *rd = arg;
 
-    json_array_foreach(json_object_get(index, "parts"), i, ip) {
-        const json_t *entries = json_object_get(ip, "entries");
-        cand *c = cand_begin(rd, p, json_string_value(json_object_get(ip, "key")));
-        if (!json_is_array(entries))
-            cand_drop(rd, c);
-        json_array_foreach(entries, j, e)
-            cand_entry(rd, c, e, roots, nroots);
-        cand_end(rd, c);
-    }
+    cand_begin(rd, rd->p, key);
 }
 
-/* The parent's index text as it is decompressed: a window of it, never the whole, refilled
- * when less than AHEAD is left (an entry is at most about 25 KB: a 4 KiB name escaped). */
-#define WINDOW (256u << 10)
-#define AHEAD (64u << 10)
-#define VALUE_MAX (1u << 20) /* a longer value is not an entry: the index is damaged */
-/* An index laid out otherwise is parsed whole, as a tree many times its size: only up to
- * this size of text (about 50,000 entries); a larger one is stored anew. */
-#define WHOLE_MAX (8u << 20)
-
-typedef struct src {
-    cat_ixr *in;
-    char *p;
-    size_t len, pos, cap; /* the window p[0, len), read up to pos */
-    bool end, bad; /* the text ends at len; it was damaged */
-} src;
-
-/* At least n bytes from pos in the window, unless the text ends before. */
-static void ahead(src *s, size_t n)
+static void on_entry(void *arg, const json_t *e)
 {
-    snap_err e;
-    size_t got;
+    reader *rd = arg;
+    cand *c = &rd->c[rd->n - 1];
 
-    if (s->len - s->pos >= n || s->end)
-        return;
-    if (s->pos > 0) { /* none the first time, when there is no window yet */
-        memmove(s->p, s->p + s->pos, s->len - s->pos);
-        s->len -= s->pos;
-        s->pos = 0;
-    }
-    if (s->cap < n + 1 || s->cap < WINDOW + 1) {
-        s->cap = n > WINDOW ? n + 1 : WINDOW + 1;
-        s->p = xrealloc(s->p, s->cap);
-    }
-    while (!s->end && s->len < n) {
-        if (cat_ixr_read(s->in, s->p + s->len, s->cap - 1 - s->len, &got, &e) != SNAP_OK)
-            s->bad = s->end = true;
-        else if (got == 0)
-            s->end = true;
-        s->len += got;
-    }
-    s->p[s->len] = '\0';
+    if (e == NULL)
+        cand_drop(rd, c);
+    else
+        cand_entry(rd, c, e, rd->roots, rd->nroots);
 }
 
-/* Whether the text at pos starts with t; then pos moves past it. */
-static bool lit(src *s, const char *t)
+static void on_part_end(void *arg)
 {
-    size_t n = strlen(t);
+    reader *rd = arg;
 
-    ahead(s, n);
-    if (s->len - s->pos < n || memcmp(s->p + s->pos, t, n) != 0)
-        return false;
-    s->pos += n;
-    return true;
+    cand_end(rd, &rd->c[rd->n - 1]);
 }
 
-/* The JSON value at pos (flags 0: an array or an object), pos moved past it; or NULL. A
- * value longer than the window is read with a window as long as it. */
-static json_t *value(src *s, size_t flags)
+static void on_reset(void *arg)
 {
-    json_error_t je;
-    json_t *v = NULL;
+    reader *rd = arg;
+    reader fresh = {.index = cat_ixw_new(), .h = rd->h, .p = rd->p, .roots = rd->roots, .nroots = rd->nroots};
 
-    for (size_t want = AHEAD; v == NULL && want <= VALUE_MAX; want *= 2) {
-        ahead(s, want);
-        v = json_loadb(s->p + s->pos, s->len - s->pos, flags | JSON_DISABLE_EOF_CHECK, &je);
-        if (v != NULL && (je.position <= 0 || (size_t)je.position > s->len - s->pos)) {
-            json_decref(v);
-            return NULL;
-        }
-        if (v == NULL && (s->end || s->len - s->pos < want))
-            return NULL;
-    }
-    if (v == NULL)
-        return NULL;
-    s->pos += (size_t)je.position;
-    return v;
-}
-
-/* The entries of one part, after its key: pos past the part's closing brace. */
-static bool read_entries(reader *rd, cand *c, src *s, const char *const *roots, size_t nroots)
-{
-    json_t *e;
-
-    if (!lit(s, ",\"entries\":["))
-        return false;
-    if (!lit(s, "]")) {
-        do {
-            if ((e = value(s, 0)) == NULL)
-                return false;
-            cand_entry(rd, c, e, roots, nroots);
-            json_decref(e);
-        } while (lit(s, ","));
-        if (!lit(s, "]"))
-            return false;
-    }
-    return lit(s, "}");
-}
-
-/*
- * The parent's index as its writer lays it out ({"format":1,"parts":[{"key":K,"entries":
- * [E,...]},...]}, compact), parsed one entry at a time as it is decompressed: neither the
- * text nor its parsed tree (many times the size of the text) is held whole. False when the
- * text is laid out otherwise or damaged: the caller reads it whole.
- */
-static bool read_text(reader *rd, cat_component *p, src *s, const char *const *roots, size_t nroots)
-{
-    char *head = xasprintf("{\"format\":%d,\"parts\":[", CAT_INDEX_FORMAT);
-    bool ok = lit(s, head);
-
-    free(head);
-    if (ok && !lit(s, "]")) {
-        do {
-            json_t *k;
-            cand *c;
-            if (!lit(s, "{\"key\":") || (k = value(s, JSON_DECODE_ANY)) == NULL)
-                return false;
-            c = cand_begin(rd, p, json_string_value(k));
-            json_decref(k);
-            if (!read_entries(rd, c, s, roots, nroots))
-                return false;
-            cand_end(rd, c);
-        } while (lit(s, ","));
-        ok = lit(s, "]");
-    }
-    ok = ok && lit(s, "}");
-    ahead(s, 1);
-    return ok && s->pos == s->len && s->end && !s->bad;
-}
-
-/* The parent's index read whole and parsed (it is laid out otherwise than read_text
- * expects): false, with a warning, when it cannot be read. */
-static bool read_whole(frs *r, reader *rd, cat_component *p, const char *const *roots, size_t nroots)
-{
-    size_t len = 0;
-    char *text = load_index(r->c, p, &len);
-    json_t *doc = text != NULL ? cat_index_parse(text, len) : NULL;
-
-    if (text != NULL && doc == NULL)
-        log_warn(snp_ctx(r->c), "entry index %s is damaged: storing every entry anew",
-                 json_string_value(json_object_get(json_object_get(cat_component_json(p), "index"), "key")));
-    free(text);
-    if (doc == NULL)
-        return false;
-    read_tree(rd, p, doc, roots, nroots);
-    json_decref(doc);
-    return true;
+    reader_free(rd);
+    *rd = fresh;
 }
 
 /* Reads the parent's index and reuses its unchanged parts. */
 static void read_parent(frs *r, cat_component *p, const char *pname, const char *const *roots, size_t nroots)
 {
-    reader rd = {.index = cat_ixw_new(), .h = &r->h};
-    src s = {0};
+    reader rd = {.index = cat_ixw_new(), .h = r->h, .p = p, .roots = roots, .nroots = nroots};
+    cat_ixv v = {.arg = &rd, .part = on_part, .entry = on_entry, .part_end = on_part_end, .reset = on_reset};
     snap_err e;
-    uint64_t whole;
-    bool ok;
 
-    if (cat_index_open(snp_store(r->c), p, &s.in, &e) != SNAP_OK) {
+    if (cat_index_walk(snp_store(r->c), p, &v, &e) != SNAP_OK) {
         log_warn(snp_ctx(r->c), "%s: storing every entry anew", e.msg);
-        reader_free(&rd);
-        return;
-    }
-    ok = read_text(&rd, p, &s, roots, nroots);
-    whole = cat_ixr_size(s.in);
-    cat_ixr_free(s.in);
-    free(s.p);
-    if (!ok && whole > WHOLE_MAX) {
-        log_warn(snp_ctx(r->c), "entry index %s is damaged or laid out otherwise (%llu bytes): storing every entry anew",
-                 json_string_value(json_object_get(json_object_get(cat_component_json(p), "index"), "key")),
-                 (unsigned long long)whole);
-    } else if (!ok) {
-        reader_free(&rd);
-        rd.index = cat_ixw_new();
-        rd.h = &r->h;
-        ok = read_whole(r, &rd, p, roots, nroots);
-    }
-    if (ok) {
+    } else {
         reuse_parts(r, &rd, p);
         log_verbose(snp_ctx(r->c), "%s: %llu of %zu parts of %s unchanged, reused", snp_source_name(r->c),
                     (unsigned long long)r->reused_parts, rd.n, pname);
@@ -550,10 +375,7 @@ frs *frs_new(snp_capture *c, const char *source, const json_t *exclude, const ch
 
     r->c = c;
     r->index = cat_ixw_new();
-    r->h.md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    r->h.ctx = EVP_MD_CTX_new();
-    if (r->h.md == NULL || r->h.ctx == NULL)
-        abort(); /* out of memory: OpenSSL always has SHA-256 */
+    r->h = util_sha256_new();
     p = find_parent(c, source, exclude, &pname);
     if (p != NULL)
         read_parent(r, p, pname, roots, nroots);
@@ -568,14 +390,14 @@ bool frs_covered(frs *r, const char *stored, const struct stat *st, bool *change
     *changed = false;
     if (r->ncovered == 0)
         return false;
-    digest(&r->h, stored, strlen(stored), key.path, sizeof key.path);
+    util_sha256_cut(r->h, stored, strlen(stored), key.path, sizeof key.path);
     found = bsearch(&key, r->cov, r->ncovered, sizeof *r->cov, by_path_only);
     if (found == NULL)
         return false;
     if (found->seen) /* a second visit (nested roots): stored again, as before */
         return false;
     stat_meta(st, now);
-    if (linked(st) || meta_digest(&r->h, now) != found->meta) {
+    if (linked(st) || meta_digest(r->h, now) != found->meta) {
         *changed = true; /* it changed between the look at the index and the walk */
         return true;
     }
@@ -632,7 +454,6 @@ void frs_free(frs *r)
         return;
     free(r->cov);
     cat_ixw_free(r->index);
-    EVP_MD_CTX_free(r->h.ctx);
-    EVP_MD_free(r->h.md);
+    util_sha256_free(r->h);
     free(r);
 }

@@ -283,6 +283,114 @@ static void read_as_a_stream_and_checked(void **state)
     stg_free(s);
 }
 
+/* What cat_index_walk met, as text: P(key), E(name), N for a list of entries that is not
+ * one, / at the end of a part, R where it started over. */
+static void t_part(void *arg, const char *key)
+{
+    util_buf_adds(arg, "P(");
+    util_buf_adds(arg, key != NULL ? key : "null");
+    util_buf_adds(arg, ")");
+}
+
+static void t_entry(void *arg, const json_t *e)
+{
+    if (e == NULL) {
+        util_buf_adds(arg, "N");
+        return;
+    }
+    util_buf_adds(arg, "E(");
+    util_buf_adds(arg, json_string_value(json_array_get(e, 0)));
+    util_buf_adds(arg, ")");
+}
+
+static void t_part_end(void *arg)
+{
+    util_buf_adds(arg, "/");
+}
+
+static void t_reset(void *arg)
+{
+    util_buf_adds(arg, "R");
+}
+
+/* Stores text (compressed, as the index) and walks it: the trace, or NULL on an error. */
+static char *walk(stg *s, cat_component *c, const char *text, size_t len, snap_rc *rc)
+{
+    util_buf b = {0};
+    cat_ixv v = {.arg = &b, .part = t_part, .entry = t_entry, .part_end = t_part_end, .reset = t_reset};
+    size_t zlen = ZSTD_compressBound(len);
+    char *z = xmalloc(zlen);
+    snap_err err;
+
+    zlen = ZSTD_compress(z, zlen, text, len, 1);
+    assert_false(ZSTD_isError(zlen));
+    put_index(s, c, "data/w.index.json.zst", z, zlen);
+    free(z);
+    *rc = cat_index_walk(s, c, &v, &err);
+    util_buf_addc(&b, '\0');
+    return util_buf_take(&b);
+}
+
+static void walked_an_entry_at_a_time(void **state)
+{
+    snap_ctx ctx = {0};
+    stg *s;
+    cat_manifest *m = cat_manifest_new("m", "20261126T000000.000Z-00000000");
+    cat_component *c = cat_manifest_add_component(m, "app", "files");
+    const char *compact = "{\"format\":1,\"parts\":[{\"key\":\"k1\",\"entries\":[[\"a\",1,2,3,4,5,6,7,8,false],"
+                          "[\"b\\\"q\",1,2,3,4,5,6,7,8,false]]},{\"key\":\"k2\",\"entries\":[]}]}";
+    const char *walked = "P(k1)E(a)E(b\"q)/P(k2)/";
+    json_t *doc = json_loads(compact, 0, NULL);
+    char *pretty = json_dumps(doc, JSON_INDENT(1)), *t, *want, *big;
+    util_buf text = {0};
+    snap_rc rc;
+    snap_err err;
+
+    (void)state;
+    assert_non_null(pretty);
+    assert_int_equal(stg_open("mem://walk", true, &ctx, &s, &err), SNAP_OK);
+    /* laid out as its writers lay it out: read as a stream, never started over */
+    t = walk(s, c, compact, strlen(compact), &rc);
+    assert_int_equal(rc, SNAP_OK);
+    assert_string_equal(t, walked);
+    free(t);
+    /* laid out otherwise: parsed whole, the same visits after a reset */
+    t = walk(s, c, pretty, strlen(pretty), &rc);
+    assert_int_equal(rc, SNAP_OK);
+    want = xasprintf("R%s", walked);
+    assert_string_equal(t, want);
+    free(want);
+    free(t);
+    /* a part whose entries are not a list, and a key that is not a string */
+    t = walk(s, c, "{\"format\":1, \"parts\":[{\"key\":7,\"entries\":{}}]}", 46, &rc);
+    assert_int_equal(rc, SNAP_OK);
+    assert_string_equal(t, "RP(null)N/");
+    free(t);
+    /* cut short, or not an index: damaged */
+    t = walk(s, c, compact, strlen(compact) - 2, &rc);
+    assert_int_equal(rc, SNAP_EVERIFY);
+    free(t);
+    t = walk(s, c, "{\"format\":2,\"parts\":[]}", 23, &rc);
+    assert_int_equal(rc, SNAP_EVERIFY);
+    free(t);
+    /* laid out otherwise and large: not parsed whole */
+    util_buf_adds(&text, pretty);
+    big = xcalloc(1, 9u << 20);
+    memset(big, ' ', (9u << 20) - 1);
+    util_buf_adds(&text, big);
+    t = walk(s, c, text.p, text.len, &rc);
+    assert_int_equal(rc, SNAP_EVERIFY);
+    assert_string_equal(t, "");
+    free(t);
+
+    free(big);
+    util_buf_free(&text);
+    free(pretty);
+    json_decref(doc);
+    cat_manifest_free(m);
+    stg_free(s);
+}
+
 /* The index an earlier version wrote (tests/e2e/fixtures/store-early, commit cc1cd39) reads
  * as a stream to the same text as read whole. Run from the top of the repository. */
 static void an_index_of_an_earlier_version_reads_as_a_stream(void **state)
@@ -311,6 +419,16 @@ static void an_index_of_an_earlier_version_reads_as_a_stream(void **state)
     util_buf_addc(&b, '\0');
     assert_non_null(strstr(b.p, "/conf/main.conf\","));
     free(whole);
+    /* walked an entry at a time, as a stream (no reset) */
+    {
+        util_buf t = {0};
+        cat_ixv v = {.arg = &t, .part = t_part, .entry = t_entry, .part_end = t_part_end, .reset = t_reset};
+        assert_int_equal(cat_index_walk(s, c, &v, &err), SNAP_OK);
+        util_buf_addc(&t, '\0');
+        assert_non_null(strstr(t.p, "/conf/main.conf)"));
+        assert_null(strchr(t.p, 'R'));
+        util_buf_free(&t);
+    }
     util_buf_free(&b);
     cat_manifest_free(m);
     stg_free(s);
@@ -323,6 +441,7 @@ int main(void)
         cmocka_unit_test(an_empty_index_is_the_tree_dumped),
         cmocka_unit_test(a_part_that_fills_its_chunks_exactly),
         cmocka_unit_test(read_as_a_stream_and_checked),
+        cmocka_unit_test(walked_an_entry_at_a_time),
         cmocka_unit_test(an_index_of_an_earlier_version_reads_as_a_stream),
     };
     return cmocka_run_group_tests_name("catalog index", tests, NULL, NULL);
