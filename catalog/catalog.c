@@ -730,26 +730,6 @@ snap_rc cat_gc(stg *s, int64_t min_age, bool dry_run, const snap_ctx *ctx, json_
     return rc;
 }
 
-/* One zstd frame of a known size: its text, NUL-terminated, or NULL. */
-static char *unpack_index(const char *buf, size_t len, size_t *out_len)
-{
-    unsigned long long n = ZSTD_getFrameContentSize(buf, len);
-    char *text;
-    size_t got;
-
-    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > INDEX_MAX)
-        return NULL;
-    text = xmalloc(n + 1);
-    got = ZSTD_decompress(text, n, buf, len);
-    if (ZSTD_isError(got) || got != n) {
-        free(text);
-        return NULL;
-    }
-    text[n] = '\0';
-    *out_len = n;
-    return text;
-}
-
 json_t *cat_index_parse(const char *text, size_t len)
 {
     json_t *doc = json_loadb(text, len, 0, NULL);
@@ -789,21 +769,6 @@ static snap_rc index_fetch(stg *s, cat_component *c, char **buf, size_t *blen, c
         return err_set(err, SNAP_EVERIFY, 0, "entry index %s fails its checksum", *key);
     }
     return SNAP_OK;
-}
-
-snap_rc cat_index_text(stg *s, cat_component *c, char **text, size_t *len, snap_err *err)
-{
-    char *buf;
-    size_t blen = 0;
-    const char *key;
-    snap_rc rc = index_fetch(s, c, &buf, &blen, &key, err);
-
-    *text = NULL;
-    *len = 0;
-    if (rc == SNAP_OK && (*text = unpack_index(buf, blen, len)) == NULL)
-        rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged", key);
-    free(buf);
-    return rc;
 }
 
 struct cat_ixr {
@@ -862,7 +827,7 @@ snap_rc cat_ixr_read(cat_ixr *r, char *buf, size_t n, size_t *got, snap_err *err
     }
     r->got += o.pos;
     *got = o.pos;
-    /* as unpack_index: one frame, of the size its header says, and nothing after it */
+    /* one frame, of the size its header says, and nothing after it */
     if (r->got > r->want || (o.pos == 0 && n > 0 && (r->last != 0 || r->got != r->want || r->in.pos != r->in.size)))
         return err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged", r->key);
     return SNAP_OK;

@@ -96,19 +96,15 @@ void cat_component_require_format(cat_component *c, int format);
 void cat_manifest_set_format(cat_manifest *m);
 
 /*
- * The entry index of a files component (docs/formats.md, "Entry index"): read, checked
- * against the size and SHA-256 the manifest holds, decompressed and parsed. SNAP_ENOTFOUND
- * when the component has none; SNAP_EVERIFY when it does not match or is not one.
-
+ * The entry index of a files component (docs/formats.md, "Entry index"). cat_index_open
+ * reads its stored bytes and checks them against the size and SHA-256 the manifest holds
+ * (SNAP_ENOTFOUND when the component has none; SNAP_EVERIFY when they do not match), then
+ * cat_ixr_read hands out its text as it is decompressed. cat_index_parse parses a whole
+ * text (NULL when it is not an index).
  */
 #define CAT_INDEX_FORMAT 1
 #define CAT_INDEX_FIELDS 10 /* name, mode, size, mtime s/ns, ctime s/ns, inode, links, capabilities */
-/* The index checked and decompressed but not parsed: *text (NUL-terminated, caller
- * frees). cat_index_parse parses such a text (NULL when it is not an index). */
-snap_rc cat_index_text(stg *s, cat_component *c, char **text, size_t *len, snap_err *err);
 json_t *cat_index_parse(const char *text, size_t len);
-/* The same text as a stream, for a reader that never holds it whole: the stored bytes are
- * checked as cat_index_text checks them, then decompressed as they are read. */
 typedef struct cat_ixr cat_ixr;
 snap_rc cat_index_open(stg *s, cat_component *c, cat_ixr **out, snap_err *err);
 /* Up to n bytes of the text into buf; *got is 0 at its end. SNAP_EVERIFY when the text

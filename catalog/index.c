@@ -7,10 +7,9 @@
  * (zstd frames, one after another) and the text is freed. cat_ixw_finish then streams the
  * whole index through one zstd compressor: the header, each part's wrapper and its text
  * decompressed a block at a time. The result is one zstd frame whose header holds the
- * size of its content (the writer knows it before it starts), as every reader, this
- * version's cat_index_text and earlier ones, requires; its text is byte for byte what
- * json_dumps(JSON_COMPACT) makes of the tree {"format": F, "parts": [{"key": K,
- * "entries": [...]}, ...]}.
+ * size of its content (the writer knows it before it starts), as every reader requires,
+ * earlier versions' included; its text is byte for byte what json_dumps(JSON_COMPACT)
+ * makes of the tree {"format": F, "parts": [{"key": K, "entries": [...]}, ...]}.
  */
 #include <stdlib.h>
 #include <string.h>

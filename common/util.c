@@ -552,7 +552,7 @@ void util_sha256_cut(util_sha256 *h, const void *buf, size_t len, void *out, siz
     /* NULL: the digest the context holds, fetched once (EVP_Digest fetches it every call) */
     if (n > 32 || EVP_DigestInit_ex2(h->md, NULL, NULL) != 1 || EVP_DigestUpdate(h->md, buf, len) != 1 ||
         EVP_DigestFinal_ex(h->md, d, &dn) != 1)
-        abort(); /* out of memory */
+        abort(); /* out of memory, or n too large: a caller's bug */
     memcpy(out, d, n);
 }
 

@@ -159,8 +159,6 @@ static cat_component *find_parent(snp_capture *c, const char *source, const json
     return NULL;
 }
 
-/* Reads the parent's index, checked against the size and checksum its manifest holds:
- * its text, not yet parsed. */
 /* The parent's part with this key (the manifest's size and checksum count, not the index's). */
 static bool parent_part(cat_component *p, const char *key, size_t *at)
 {

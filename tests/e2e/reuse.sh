@@ -243,7 +243,9 @@ EOF2
 }
 
 # reindex NAME MODE: rewrites the snapshot's entry index (MODE "pretty": the same JSON, laid
-# out with indentation and spaces; "damaged": zstd of text that is not JSON), updates its
+# out with indentation and spaces; "late": the same text with one space before its last
+# part; "cut": the text without its last two bytes; "damaged": zstd of text that is not
+# JSON), updates its
 # size and checksum in the manifest and signs the manifest again with the host key, as a
 # version that wrote the index otherwise would have. Checks first that it reproduces the
 # manifest's own signature, so that a change in how manifests are signed fails here.
@@ -255,7 +257,16 @@ ix = m['components'][0]['index']
 ipath = os.path.join(st, ix['key'])
 doc = subprocess.run(['zstd', '-dc', ipath], check=True, capture_output=True).stdout
 assert doc.startswith(b'{\"format\":1,\"parts\":[{\"key\":'), doc[:80]
-text = json.dumps(json.loads(doc), indent=1).encode() if mode == 'pretty' else b'{\"format\":1,\"parts\":[{'
+if mode == 'pretty':
+    text = json.dumps(json.loads(doc), indent=1).encode()
+elif mode == 'late':
+    head, sep, tail = doc.rpartition(b'},{\"key\":')
+    assert sep, 'one part only'
+    text = head + b'}, {\"key\":' + tail
+elif mode == 'cut':
+    text = doc[:-2]
+else:
+    text = b'{\"format\":1,\"parts\":[{'
 open(ipath + '.txt', 'wb').write(text)  # from a file, zstd records the content size
 packed = subprocess.run(['zstd', '-q', '-c', ipath + '.txt'], check=True, capture_output=True).stdout
 os.unlink(ipath + '.txt')
@@ -288,6 +299,32 @@ test_an_index_laid_out_otherwise_is_read_whole() {
     expect_rc 0 "$REVERT" p2 --store "$ST" --config "$T/snap.conf" --dry-run -v
     expect_err "listing the changes from the parts: entry index"
     expect_out "1 to replace, 0 to add, 0 to remove"
+    expect_rc 0 "$REVERT" p3 --store "$ST" --config "$T/snap.conf" --to "$T/dest" --yes
+    [ "$(tree_sum "$T/dest")" = "$(tree_sum "$T/app")" ] || fail "p3 is not byte-exact"
+}
+
+test_an_index_that_turns_out_otherwise_late_is_read_again_or_not_at_all() {
+    setup
+    snap_ p1
+    # laid out otherwise only before its last part: what was read of the first parts is
+    # forgotten, and the whole index read again
+    reindex p1 late
+    snap_ p2 -v
+    expect_err "4 of 4 parts of p1 unchanged, reused"
+    [ "$(own_parts p2)" = 0 ] || fail "p2 stored $(own_parts p2) parts"
+    echo changed >"$T/app/a/f1"
+    expect_rc 0 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --dry-run -v
+    expect_out "1 to replace, 0 to add, 0 to remove"
+    expect_no_err "listing the changes from the parts"
+    # cut short after its last entry: every entry was met, then the index is not believed
+    # and the parts are read instead, each change counted once
+    reindex p2 cut
+    expect_rc 0 "$REVERT" p2 --store "$ST" --config "$T/snap.conf" --dry-run -v
+    expect_err "listing the changes from the parts: entry index"
+    expect_out "1 to replace, 0 to add, 0 to remove"
+    snap_ p3 -v
+    expect_err "is damaged: storing every entry anew"
+    expect_no_err "unchanged, reused"
     expect_rc 0 "$REVERT" p3 --store "$ST" --config "$T/snap.conf" --to "$T/dest" --yes
     [ "$(tree_sum "$T/dest")" = "$(tree_sum "$T/app")" ] || fail "p3 is not byte-exact"
 }
@@ -329,8 +366,10 @@ EOF
     [ "$(own_parts m2)" = 0 ] || fail "m2 did not reuse the parts of m1"
     # the plan of a revert holds a 16-byte digest of each name, about 25 bytes a file; the
     # index parsed whole and the names as text cost 640
-    base=$(peak_kib "$REVERT" some2 --store "$T/s1" --dry-run --no-progress)
-    kib=$(peak_kib "$REVERT" m2 --store "$ST" --dry-run --no-progress)
+    base=$(peak_kib "$REVERT" some2 --store "$T/s1" --dry-run --no-progress -v)
+    expect_no_err "listing the changes from the parts"
+    kib=$(peak_kib "$REVERT" m2 --store "$ST" --dry-run --no-progress -v)
+    expect_no_err "listing the changes from the parts"
     [ $((kib - base)) -lt $((80000 * 64 / 1024)) ] ||
         fail "plan of 100,000 files: peak $kib KiB, of 20,000 files $base KiB (64 bytes a file allowed)"
 }
