@@ -284,9 +284,10 @@ snap_rc arc_writer_new(stg *store, arc_parts *parts, const arc_opts *opts, const
     if (w->opts.zstd_threads > 1 &&
         (ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_nbWorkers, w->opts.zstd_threads)) ||
          ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_jobSize, ZSTD_JOB)) ||
-         /* each job starts with the whole window of what the previous one saw, so that
-          * matches across files are not lost at job boundaries (ZSTD_c_overlapLog 9) */
-         ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_overlapLog, 9))))
+         /* whole_overlap: each job starts with the whole window of what the previous one
+          * saw, so that matches across files are not lost at job boundaries (overlapLog 9);
+          * it costs a third more CPU, and on table rows it gains nothing */
+         (w->opts.whole_overlap && ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_overlapLog, 9)))))
         log_warn(ctx, "this zstd library compresses on one thread only");
     *out = w;
     return SNAP_OK;

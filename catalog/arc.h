@@ -21,6 +21,8 @@ typedef struct arc_opts {
     int zstd_level;     /* 0: default (3) */
     int zstd_threads;   /* 0: default (2) */
     uint64_t part_size; /* a part closes at the first entry boundary past this; 0: 256 MiB */
+    bool whole_overlap; /* each zstd job starts with the whole window before it (small files
+                         * that share text); else zstd's default, a sixth of the CPU less */
     prg_bar *progress;  /* may be NULL; raw bytes are added to it */
 } arc_opts;
 

@@ -81,7 +81,11 @@ static void know_parts(snp_capture *c)
 
 snap_rc snp_writer_new(snp_capture *c, arc_writer **out, snap_err *err)
 {
-    return arc_writer_new(c->store, c->parts, &c->opts, c->ctx, out, err);
+    arc_opts o = c->opts;
+
+    /* small files share text across entries; a table's rows, an image's blobs do not */
+    o.whole_overlap = strcmp(cat_component_type(c->comp), "files") == 0;
+    return arc_writer_new(c->store, c->parts, &o, c->ctx, out, err);
 }
 
 bool snp_group_mark(const char *name)
