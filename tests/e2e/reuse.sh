@@ -276,57 +276,44 @@ ix['size'], ix['sha256'] = len(packed), hashlib.sha256(packed).hexdigest()
 "
 }
 
-test_an_index_laid_out_otherwise_is_read_whole() {
+# layouts READ BAD: p1's index laid out as READ (read whole, or read again after a first
+# try) gives what our own layout gives: p2 reuses every part, and the plan lists the change
+# without reading a part; p2's laid out as BAD is not believed: the plan reads the parts and
+# counts each change once, and p3 stores every entry anew (its parts come out with the
+# same bytes, so they still end up as references)
+layouts() {
     setup
     snap_ p1
-    # an index with spaces and indentation is not read one entry at a time, but parsed whole
-    reindex p1 pretty
+    reindex p1 "$1"
     expect_rc 0 "$SNAP" show p1 --store "$ST"
     snap_ p2 -v
     expect_err "4 of 4 parts of p1 unchanged, reused"
-    [ "$(own_parts p2)" = 0 ] || fail "p2 stored $(own_parts p2) parts: the indented index of p1 was not read"
-    # the plan reads it whole too, and lists the change without reading a part
+    [ "$(own_parts p2)" = 0 ] || fail "p2 stored $(own_parts p2) parts: the $1 index of p1 was not read"
     echo changed >"$T/app/a/f1"
     expect_rc 0 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --dry-run -v
     expect_out "1 to replace, 0 to add, 0 to remove"
     expect_no_err "listing the changes from the parts"
-    # an index that is not JSON is not believed: every entry is read and stored anew (the
-    # parts come out with the same bytes, so they still end up as references)
-    reindex p2 damaged
-    snap_ p3 -v
-    expect_err "is damaged: storing every entry anew"
-    expect_no_err "unchanged, reused"
+    reindex p2 "$2"
     expect_rc 0 "$REVERT" p2 --store "$ST" --config "$T/snap.conf" --dry-run -v
     expect_err "listing the changes from the parts: entry index"
     expect_out "1 to replace, 0 to add, 0 to remove"
+    snap_ p3 -v
+    expect_err "is damaged: storing every entry anew"
+    expect_no_err "unchanged, reused"
     expect_rc 0 "$REVERT" p3 --store "$ST" --config "$T/snap.conf" --to "$T/dest" --yes
     [ "$(tree_sum "$T/dest")" = "$(tree_sum "$T/app")" ] || fail "p3 is not byte-exact"
 }
 
+# indented with spaces: not read one entry at a time but parsed whole; not JSON: damaged
+test_an_index_laid_out_otherwise_is_read_whole() {
+    layouts pretty damaged
+}
+
+# laid out otherwise only before its last part: what was read of the first parts is
+# forgotten and the index read again; cut short after its last entry: every entry was
+# met, then the index is not believed
 test_an_index_that_turns_out_otherwise_late_is_read_again_or_not_at_all() {
-    setup
-    snap_ p1
-    # laid out otherwise only before its last part: what was read of the first parts is
-    # forgotten, and the whole index read again
-    reindex p1 late
-    snap_ p2 -v
-    expect_err "4 of 4 parts of p1 unchanged, reused"
-    [ "$(own_parts p2)" = 0 ] || fail "p2 stored $(own_parts p2) parts"
-    echo changed >"$T/app/a/f1"
-    expect_rc 0 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --dry-run -v
-    expect_out "1 to replace, 0 to add, 0 to remove"
-    expect_no_err "listing the changes from the parts"
-    # cut short after its last entry: every entry was met, then the index is not believed
-    # and the parts are read instead, each change counted once
-    reindex p2 cut
-    expect_rc 0 "$REVERT" p2 --store "$ST" --config "$T/snap.conf" --dry-run -v
-    expect_err "listing the changes from the parts: entry index"
-    expect_out "1 to replace, 0 to add, 0 to remove"
-    snap_ p3 -v
-    expect_err "is damaged: storing every entry anew"
-    expect_no_err "unchanged, reused"
-    expect_rc 0 "$REVERT" p3 --store "$ST" --config "$T/snap.conf" --to "$T/dest" --yes
-    [ "$(tree_sum "$T/dest")" = "$(tree_sum "$T/app")" ] || fail "p3 is not byte-exact"
+    layouts late cut
 }
 
 # peak_kib CMD...: runs CMD (it must succeed) and prints its peak RSS in KiB
