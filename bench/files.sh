@@ -85,14 +85,14 @@ ratio "  until its cut-over / tar -x then sync" "$safety_at" "$SECS_tar_extract_
 # mercy of the disk's write-back; the CPU ratio is the steadier figure on a busy machine)
 n=${BENCH_PAIRS:-3}
 pairs "snap create plain, encrypted" "$n" \
-    "'$SNAP' create p --store '$W/pp@' --files '$W/tree' --no-progress" \
-    "'$SNAP' create p --config '$W/enc.conf' --store '$W/pe@' --files '$W/tree' --no-progress" \
-    "rm -rf '$W/pp@' '$W/pe@'"
+    "'$SNAP' create p --store '$W/pp{n}' --files '$W/tree' --no-progress" \
+    "'$SNAP' create p --config '$W/enc.conf' --store '$W/pe{n}' --files '$W/tree' --no-progress" \
+    "rm -rf '$W/pp{n}' '$W/pe{n}'"
 ratio "snap create encrypted / plain (aim <= 1.1)" "$PAIR_WALL" 1
 pairs "revert --to plain, encrypted" "$n" \
-    "'$REVERT' b1 --store '$W/store' --to '$W/rp@' --yes --no-progress" \
-    "'$REVERT' b1 --config '$W/enc.conf' --to '$W/re@' --yes --no-progress" \
-    "rm -rf '$W/rp@' '$W/re@'"
+    "'$REVERT' b1 --store '$W/store' --to '$W/rp{n}' --yes --no-progress" \
+    "'$REVERT' b1 --config '$W/enc.conf' --to '$W/re{n}' --yes --no-progress" \
+    "rm -rf '$W/rp{n}' '$W/re{n}'"
 ratio "revert --to encrypted / plain (aim <= 1.1)" "$PAIR_WALL" 1
 echo "  peak memory encrypted: snap $((KB_snap_create_enc / 1024)) MiB, revert $((KB_revert_to_enc / 1024)) MiB"
 echo "  peak memory: snap $((KB_snap_create / 1024)) MiB, revert $((KB_revert_in_place / 1024)) MiB (aim < 64 MiB)"

@@ -43,22 +43,22 @@ timed() {
     echo "${out#* } $(awk -v t=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')"
 }
 # pairs LABEL N CMD_A CMD_B [CLEAN]: runs the shell commands CMD_A and CMD_B N times each, in
-# alternating order (A B, B A, ...), every '@' replaced by the round's number, and prints
+# alternating order (A B, B A, ...), every '{n}' replaced by the round's number, and prints
 # the median time of each and the median of the per-round ratios B/A, of wall time, of
 # the commands' own CPU time (user + system, which a busy machine disturbs less) and of the
 # machine's busy CPU time (servers included). Sets PAIR_WALL, PAIR_CPU, PAIR_BUSY.
-# CLEAN, untimed, runs after each round (its '@' replaced too): to free the disk.
+# CLEAN, untimed, runs after each round (its '{n}' replaced too): to free the disk.
 pairs() {
     local label=$1 n=$2 ca=$3 cb=$4 clean=${5:-} i wa wb out
     local -a ra=() rb=() rw=() rc=() rm=()
     for i in $(seq "$n"); do
-        local a=${ca//@/$i} b=${cb//@/$i}
+        local a=${ca//\{n\}/$i} b=${cb//\{n\}/$i}
         if [ $((i % 2)) = 1 ]; then
             wa=$(timed "$a") && wb=$(timed "$b") || return 1
         else
             wb=$(timed "$b") && wa=$(timed "$a") || return 1
         fi
-        [ -z "$clean" ] || sh -c "${clean//@/$i}"
+        [ -z "$clean" ] || sh -c "${clean//\{n\}/$i}"
         ra+=("${wa%% *}") rb+=("${wb%% *}")
         rw+=("$(awk -v a="$wa" -v b="$wb" 'BEGIN { split(a, x, " "); split(b, y, " ");
                 printf "%.3f", (x[1] > 0 ? y[1] / x[1] : 0) }')")

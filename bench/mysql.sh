@@ -84,11 +84,10 @@ t_dump=$(secs sh -c "mariadb-dump --no-defaults -S '$MY_SOCKET' -uroot --single-
 s_dump=$(size_of "$W/dump.sql.zst")
 # the first snap above runs right after the load, while InnoDB still purges and flushes
 # it: the ratio is also taken from alternating rounds, each snap into a store of its own
-# (the DSN names no user, root by default: pairs replaces every '@')
 pairs "mariadb-dump | zstd, snap" "${BENCH_PAIRS:-3}" \
-    "mariadb-dump --no-defaults -S '$MY_SOCKET' -uroot --single-transaction --routines --events --triggers '$DB' | zstd -3 -T2 -q -f -o '$W/pdump@.zst'" \
-    "'$SNAP' create p@ --mysql 'mysql://localhost/$DB?socket=$MY_SOCKET' --store '$W/pstore@' --jobs $JOBS -q" \
-    "rm -rf '$W/pdump@.zst' '$W/pstore@'"
+    "mariadb-dump --no-defaults -S '$MY_SOCKET' -uroot --single-transaction --routines --events --triggers '$DB' | zstd -3 -T2 -q -f -o '$W/pdump{n}.zst'" \
+    "'$SNAP' create p{n} --mysql '$DSN' --store '$W/pstore{n}' --jobs $JOBS -q" \
+    "rm -rf '$W/pdump{n}.zst' '$W/pstore{n}'"
 snap_pair=$PAIR_WALL snap_pair_busy=$PAIR_BUSY
 
 echo "== restore"
@@ -111,9 +110,9 @@ t_safety=$(secs "$REVERT" bench --store "$W/store" --yes --jobs "$JOBS" --drop-o
 safety_at=$(python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["cutover_at_ms"] / 1000))' "$W/cmd.out")
 # revert --to against myloader into a new schema, in alternating rounds (bench/lib.sh)
 pairs "myloader -t 2, revert --to" "${BENCH_PAIRS:-3}" \
-    "myloader -S '$MY_SOCKET' -u root -B myl@ -t 2 -d '$W/mydumper' -o" \
-    "'$REVERT' bench --store '$W/store' --yes --jobs $JOBS --to to@ -q" \
-    "mariadb --no-defaults -S '$MY_SOCKET' -uroot -e 'DROP DATABASE myl@; DROP DATABASE to@'"
+    "myloader -S '$MY_SOCKET' -u root -B myl{n} -t 2 -d '$W/mydumper' -o" \
+    "'$REVERT' bench --store '$W/store' --yes --jobs $JOBS --to to{n} -q" \
+    "mariadb --no-defaults -S '$MY_SOCKET' -uroot -e 'DROP DATABASE myl{n}; DROP DATABASE to{n}'"
 
 cat <<OUT
 

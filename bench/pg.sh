@@ -117,8 +117,8 @@ echo "  to cut-over / pg_restore    $(ratio "$safety_at" "$restore_s")   (aim <=
 # encryption's cost, in rounds that alternate plain and encrypted (bench/lib.sh pairs)
 n=${BENCH_PAIRS:-3}
 pairs "snap plain, encrypted" "$n" \
-    "'$BUILD/snap' create p --pg dbname=bench --store '$W/pp@' --jobs $JOBS -q" \
-    "'$BUILD/snap' create p --pg dbname=bench --config '$W/enc.conf' --store '$W/pe@' --jobs $JOBS -q"
+    "'$BUILD/snap' create p --pg dbname=bench --store '$W/pp{n}' --jobs $JOBS -q" \
+    "'$BUILD/snap' create p --pg dbname=bench --config '$W/enc.conf' --store '$W/pe{n}' --jobs $JOBS -q"
 echo "snap encrypted / plain        $PAIR_WALL   (aim <= 1.1; CPU $PAIR_CPU)"
 pairs "revert plain, encrypted" "$n" \
     "'$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --no-safety-snapshot -q" \
@@ -127,13 +127,13 @@ echo "revert encrypted / plain      $PAIR_WALL   (aim <= 1.1; CPU $PAIR_CPU)"
 # revert --to against pg_restore into a new database, and the binary format against the
 # text one, in alternating rounds: single runs on this machine swing by a third
 pairs "pg_restore -j$JOBS, revert --to" "$n" \
-    "createdb pr@ && '$BIN/pg_restore' -j $JOBS -d pr@ '$W/bench.dir'" \
-    "'$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --to rt@ -q"
+    "createdb pr{n} && '$BIN/pg_restore' -j $JOBS -d pr{n} '$W/bench.dir'" \
+    "'$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --to rt{n} -q"
 echo "revert --to / pg_restore -j$JOBS $PAIR_WALL   (aim <= 0.75; machine CPU, server included, $PAIR_BUSY)"
 for i in $(seq "$n"); do dropdb "pr$i"; dropdb "rt$i"; done
 pairs "revert --to, text then binary format" "$n" \
-    "'$BUILD/revert' b1 --store '$W/tstore' --yes --jobs $JOBS --to tt@ -q" \
-    "'$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --to tb@ -q"
+    "'$BUILD/revert' b1 --store '$W/tstore' --yes --jobs $JOBS --to tt{n} -q" \
+    "'$BUILD/revert' b1 --store '$W/store' --yes --jobs $JOBS --to tb{n} -q"
 echo "revert binary / text format   $PAIR_WALL"
 for i in $(seq "$n"); do dropdb "tt$i"; dropdb "tb$i"; done
 echo "cut-over                      $cutover ms   (aim < 1000)"

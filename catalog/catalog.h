@@ -121,13 +121,14 @@ void cat_ixr_free(cat_ixr *r);
  * held whole: part (its key; NULL when it is not a string), each of its entries (NULL: its
  * list of entries is not one), part_end. An index laid out otherwise than its writers lay
  * it out is parsed whole when its text is small (reset first: forget every visit before),
- * else SNAP_EVERIFY. After an error, what the visits built must be discarded.
+ * else SNAP_EVERIFY. A visit that returns false ends the walk there: nothing more is read,
+ * and the walk returns SNAP_EFAIL. After an error, what the visits built must be discarded.
  */
 typedef struct cat_ixv {
     void *arg;
-    void (*part)(void *arg, const char *key);
-    void (*entry)(void *arg, const json_t *entry);
-    void (*part_end)(void *arg);
+    bool (*part)(void *arg, const char *key);
+    bool (*entry)(void *arg, const json_t *entry);
+    bool (*part_end)(void *arg);
     void (*reset)(void *arg);
 } cat_ixv;
 snap_rc cat_index_walk(stg *s, cat_component *c, const cat_ixv *v, snap_err *err);

@@ -314,7 +314,7 @@ typedef struct ixsrc {
     cat_ixr *in;
     char *p;
     size_t len, pos, cap; /* the window p[0, len), read up to pos */
-    bool end, bad; /* the text ends at len; it was damaged */
+    bool end, bad, stop; /* the text ends at len; it was damaged; a visit ended the walk */
 } ixsrc;
 
 /* At least n bytes from pos in the window, unless the text ends before. */
@@ -390,8 +390,10 @@ static bool walk_entries(const cat_ixv *v, ixsrc *s)
         do {
             if ((e = value(s, 0)) == NULL)
                 return false;
-            v->entry(v->arg, e);
+            s->stop = !v->entry(v->arg, e);
             json_decref(e);
+            if (s->stop)
+                return false;
         } while (lit(s, ","));
         if (!lit(s, "]"))
             return false;
@@ -411,11 +413,12 @@ static bool walk_text(const cat_ixv *v, ixsrc *s)
             json_t *k;
             if (!lit(s, "{\"key\":") || (k = value(s, JSON_DECODE_ANY)) == NULL)
                 return false;
-            v->part(v->arg, json_string_value(k));
+            s->stop = !v->part(v->arg, json_string_value(k));
             json_decref(k);
-            if (!walk_entries(v, s))
+            if (s->stop || !walk_entries(v, s))
                 return false;
-            v->part_end(v->arg);
+            if ((s->stop = !v->part_end(v->arg)))
+                return false;
         } while (lit(s, ","));
         ok = lit(s, "]");
     }
@@ -424,13 +427,35 @@ static bool walk_text(const cat_ixv *v, ixsrc *s)
     return ok && s->pos == s->len && s->end && !s->bad;
 }
 
+/* The walk ended by a visit. */
+static snap_rc stopped(const char *key, snap_err *err)
+{
+    return err_set(err, SNAP_EFAIL, 0, "entry index %s: its reader stopped", key);
+}
+
+/* One part of an index parsed whole: false when a visit ends the walk. */
+static bool walk_part(const cat_ixv *v, const json_t *part)
+{
+    const json_t *entries = json_object_get(part, "entries"), *e;
+    size_t i;
+
+    if (!v->part(v->arg, json_string_value(json_object_get(part, "key"))))
+        return false;
+    if (!json_is_array(entries) && !v->entry(v->arg, NULL))
+        return false;
+    json_array_foreach(entries, i, e)
+        if (!v->entry(v->arg, e))
+            return false;
+    return v->part_end(v->arg);
+}
+
 /* The text laid out otherwise, read whole (it is small) and parsed. */
 static snap_rc walk_whole(const cat_ixv *v, cat_ixr *in, const char *key, snap_err *err)
 {
     size_t len = (size_t)cat_ixr_size(in), at = 0, got = 1;
     char *text = xmalloc(len + 1);
-    json_t *doc = NULL, *ip, *e;
-    size_t i, j;
+    json_t *doc = NULL, *ip;
+    size_t i;
     snap_rc rc = cat_ixr_rewind(in, err);
 
     while (rc == SNAP_OK && got > 0 && (rc = cat_ixr_read(in, text + at, len + 1 - at, &got, err)) == SNAP_OK)
@@ -441,17 +466,13 @@ static snap_rc walk_whole(const cat_ixv *v, cat_ixr *in, const char *key, snap_e
     if (rc != SNAP_OK)
         return rc;
     v->reset(v->arg);
-    json_array_foreach(json_object_get(doc, "parts"), i, ip) {
-        const json_t *entries = json_object_get(ip, "entries");
-        v->part(v->arg, json_string_value(json_object_get(ip, "key")));
-        if (!json_is_array(entries))
-            v->entry(v->arg, NULL);
-        json_array_foreach(entries, j, e)
-            v->entry(v->arg, e);
-        v->part_end(v->arg);
-    }
+    json_array_foreach(json_object_get(doc, "parts"), i, ip)
+        if (!walk_part(v, ip)) {
+            rc = stopped(key, err);
+            break;
+        }
     json_decref(doc);
-    return SNAP_OK;
+    return rc;
 }
 
 snap_rc cat_index_walk(stg *s, cat_component *c, const cat_ixv *v, snap_err *err)
@@ -463,7 +484,9 @@ snap_rc cat_index_walk(stg *s, cat_component *c, const cat_ixv *v, snap_err *err
     if (rc != SNAP_OK)
         return rc;
     if (!walk_text(v, &src)) {
-        if (cat_ixr_size(src.in) > IXR_WHOLE_MAX)
+        if (src.stop)
+            rc = stopped(key, err);
+        else if (cat_ixr_size(src.in) > IXR_WHOLE_MAX)
             rc = err_set(err, SNAP_EVERIFY, 0, "entry index %s is damaged or laid out otherwise (%llu bytes)", key,
                          (unsigned long long)cat_ixr_size(src.in));
         else

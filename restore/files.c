@@ -76,11 +76,16 @@ static const json_t *root_of(const json_t *rts, const char *name, const char **r
 /* File capabilities (security.capability) make a program as powerful as set-user-ID root. */
 /* Device nodes, FIFOs, sockets, set-user/group-ID files and files with capabilities:
  * restored only when trusted. */
+static bool special_mode(mode_t mode, bool caps)
+{
+    mode_t type = mode & S_IFMT;
+    return type == S_IFCHR || type == S_IFBLK || type == S_IFIFO || type == S_IFSOCK ||
+           (type == S_IFREG && (mode & (S_ISUID | S_ISGID)) != 0) || caps;
+}
+
 static bool is_special(struct archive_entry *e)
 {
-    mode_t type = archive_entry_filetype(e);
-    return type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO || type == AE_IFSOCK ||
-           (type == AE_IFREG && (archive_entry_perm(e) & (S_ISUID | S_ISGID)) != 0) || arc_entry_has_caps(e);
+    return special_mode(archive_entry_mode(e), arc_entry_has_caps(e));
 }
 
 static bool special_allowed(rst_target *t)
@@ -139,10 +144,19 @@ static void sample(json_t *plan, const char *kind, const char *path)
         json_array_append_new(a, json_string(path));
 }
 
+/* What the plan compares of an entry, from a part or from the entry index. */
+typedef struct plan_name {
+    const char *name;
+    mode_t mode; /* type and permissions */
+    int64_t size;
+    time_t mtime;
+    bool caps; /* file capabilities */
+} plan_name;
+
 /* One name of the snapshot against the live tree. */
-static void plan_entry(rst_target *t, json_t *plan, name_set *set, struct archive_entry *e)
+static void plan_entry(rst_target *t, json_t *plan, name_set *set, const plan_name *e)
 {
-    const char *rest, *name = archive_entry_pathname(e);
+    const char *rest, *name = e->name;
     const json_t *root = name != NULL ? root_of(roots(t), name, &rest) : NULL;
     char *live;
     struct stat st;
@@ -157,13 +171,12 @@ static void plan_entry(rst_target *t, json_t *plan, name_set *set, struct archiv
         set->v = xrealloc(set->v, set->cap * sizeof *set->v);
     }
     util_sha256_cut(set->h, live, strlen(live), set->v[set->n++], sizeof *set->v);
-    if (is_special(e))
+    if (special_mode(e->mode, e->caps))
         sample(plan, "special", live);
     if (lstat(live, &st) != 0)
         sample(plan, "add", live);
-    else if ((st.st_mode & S_IFMT) != archive_entry_filetype(e) ||
-             (st.st_mode & 07777) != (archive_entry_perm(e) & 07777) ||
-             (S_ISREG(st.st_mode) && (st.st_size != archive_entry_size(e) || st.st_mtime != archive_entry_mtime(e))))
+    else if ((st.st_mode & S_IFMT) != (e->mode & S_IFMT) || (st.st_mode & 07777) != (e->mode & 07777) ||
+             (S_ISREG(st.st_mode) && (st.st_size != e->size || st.st_mtime != e->mtime)))
         sample(plan, "replace", live);
     else
         sample(plan, "unchanged", live);
@@ -184,8 +197,11 @@ static snap_rc plan_from_parts(rst_target *t, json_t *plan, name_set *set, snap_
 
         cat_component_part(c, p, &key, &size, &sha, &entries);
         rc = arc_reader_open(rst_store(t), key, size, sha, rst_ctx(t), NULL, &ar, err);
-        while (rc == SNAP_OK && (rc = arc_reader_next(ar, &e, err)) == SNAP_OK && e != NULL)
-            plan_entry(t, plan, set, e);
+        while (rc == SNAP_OK && (rc = arc_reader_next(ar, &e, err)) == SNAP_OK && e != NULL) {
+            plan_name n = {archive_entry_pathname(e), archive_entry_mode(e), archive_entry_size(e),
+                           archive_entry_mtime(e), arc_entry_has_caps(e)};
+            plan_entry(t, plan, set, &n);
+        }
         if (rc == SNAP_OK)
             rc = arc_reader_close(ar, err);
         else if (ar != NULL)
@@ -217,49 +233,42 @@ typedef struct plan_walk {
     bool bad;
 } plan_walk;
 
-static void plan_part(void *arg, const char *key)
+/* Each visit ends the walk at the first thing that does not match: the parts are read. */
+static bool plan_part(void *arg, const char *key)
 {
     plan_walk *w = arg;
     const cat_component *c = rst_component(w->t);
     const char *k, *sha;
     uint64_t size;
 
-    if (w->bad || w->parts >= cat_component_nparts(c)) {
-        w->bad = true;
-        return;
-    }
+    if (w->parts >= cat_component_nparts(c))
+        return !(w->bad = true);
     cat_component_part(c, w->parts++, &k, &size, &sha, &w->want);
     w->n = 0;
     w->bad = key == NULL || strcmp(key, k) != 0;
+    return !w->bad;
 }
 
-static void plan_index_entry(void *arg, const json_t *ie)
+static bool plan_index_entry(void *arg, const json_t *ie)
 {
     plan_walk *w = arg;
-    struct archive_entry *ae;
-    const char *name = json_string_value(json_array_get(ie, 0));
+    plan_name n = {json_string_value(json_array_get(ie, 0)), (mode_t)json_integer_value(json_array_get(ie, 1)),
+                   json_integer_value(json_array_get(ie, 2)), (time_t)json_integer_value(json_array_get(ie, 3)),
+                   json_is_true(json_array_get(ie, CAT_INDEX_FIELDS - 1))};
 
     /* a name JSON cannot hold (not UTF-8) is null there: only the parts have it */
-    if (w->bad || name == NULL || json_array_size(ie) != CAT_INDEX_FIELDS || ++w->n > w->want) {
-        w->bad = true;
-        return;
-    }
-    ae = archive_entry_new();
-    archive_entry_copy_pathname(ae, name);
-    archive_entry_set_mode(ae, (mode_t)json_integer_value(json_array_get(ie, 1)));
-    archive_entry_set_size(ae, json_integer_value(json_array_get(ie, 2)));
-    archive_entry_set_mtime(ae, (time_t)json_integer_value(json_array_get(ie, 3)), 0);
-    if (json_is_true(json_array_get(ie, CAT_INDEX_FIELDS - 1)))
-        archive_entry_xattr_add_entry(ae, "security.capability", "", 0);
-    plan_entry(w->t, w->plan, w->set, ae);
-    archive_entry_free(ae);
+    if (n.name == NULL || json_array_size(ie) != CAT_INDEX_FIELDS || ++w->n > w->want)
+        return !(w->bad = true);
+    plan_entry(w->t, w->plan, w->set, &n);
+    return true;
 }
 
-static void plan_part_end(void *arg)
+static bool plan_part_end(void *arg)
 {
     plan_walk *w = arg;
 
-    w->bad = w->bad || w->n != w->want;
+    w->bad = w->n != w->want;
+    return !w->bad;
 }
 
 static void plan_reset(void *arg)
@@ -290,7 +299,7 @@ static bool plan_from_index(rst_target *t, json_t *plan, name_set *set)
     read = cat_index_walk(rst_store(t), c, &v, &e) == SNAP_OK;
     if (!read || w.bad || w.parts != cat_component_nparts(c)) {
         log_verbose(rst_ctx(t), "listing the changes from the parts: %s",
-                    read ? "the entry index does not name every part" : e.msg);
+                    read || w.bad ? "the entry index does not name every part" : e.msg);
         plan_start(plan, set);
         return false;
     }

@@ -214,7 +214,7 @@ static void reader_free(reader *rd)
     memset(rd, 0, sizeof *rd);
 }
 
-static cand *cand_begin(reader *rd, cat_component *p, const char *key)
+static void cand_begin(reader *rd, const char *key)
 {
     cand *c;
     const char *k, *sha;
@@ -226,14 +226,13 @@ static cand *cand_begin(reader *rd, cat_component *p, const char *key)
     }
     c = &rd->c[rd->n++];
     *c = (cand){.from = rd->nv, .to = rd->nv};
-    c->ok = parent_part(p, key, &c->at);
+    c->ok = parent_part(rd->p, key, &c->at);
     if (c->ok)
-        cat_component_part_raw(p, c->at, &k, &size, &sha, &c->want, &raw);
-    return c;
+        cat_component_part_raw(rd->p, c->at, &k, &size, &sha, &c->want, &raw);
 }
 
 /* One entry of the part: kept (its digests and text) while the part may still be reused. */
-static void cand_entry(reader *rd, cand *c, const json_t *e, const char *const *roots, size_t nroots)
+static void cand_entry(reader *rd, cand *c, const json_t *e)
 {
     const char *stored;
     json_int_t m[M_COUNT];
@@ -249,7 +248,7 @@ static void cand_entry(reader *rd, cand *c, const json_t *e, const char *const *
         return;
     }
     abs = xasprintf("/%s", stored);
-    ok = under_roots(abs, roots, nroots) && lstat(abs, &st) == 0 && same_meta(m, &st);
+    ok = under_roots(abs, rd->roots, rd->nroots) && lstat(abs, &st) == 0 && same_meta(m, &st);
     free(abs);
     if (!ok) {
         cand_drop(rd, c);
@@ -314,14 +313,15 @@ static void reuse_parts(frs *r, reader *rd, cat_component *p)
 }
 
 /* What cat_index_walk meets, in order: the part being read is always the last. */
-static void on_part(void *arg, const char *key)
+static bool on_part(void *arg, const char *key)
 {
     reader *rd = arg;
 
-    cand_begin(rd, rd->p, key);
+    cand_begin(rd, key);
+    return true;
 }
 
-static void on_entry(void *arg, const json_t *e)
+static bool on_entry(void *arg, const json_t *e)
 {
     reader *rd = arg;
     cand *c = &rd->c[rd->n - 1];
@@ -329,14 +329,16 @@ static void on_entry(void *arg, const json_t *e)
     if (e == NULL)
         cand_drop(rd, c);
     else
-        cand_entry(rd, c, e, rd->roots, rd->nroots);
+        cand_entry(rd, c, e);
+    return true;
 }
 
-static void on_part_end(void *arg)
+static bool on_part_end(void *arg)
 {
     reader *rd = arg;
 
     cand_end(rd, &rd->c[rd->n - 1]);
+    return true;
 }
 
 static void on_reset(void *arg)

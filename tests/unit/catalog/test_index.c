@@ -279,42 +279,64 @@ static void read_as_a_stream_and_checked(void **state)
 }
 
 /* What cat_index_walk met, as text: P(key), E(name), N for a list of entries that is not
- * one, / at the end of a part, and RESET (a byte no name holds) where it started over. */
+ * one, / at the end of a part, and RESET (a byte no name holds) where it started over. A
+ * visit returns false (ends the walk) once the text ends with stop. */
 #define RESET "\001"
 
-static void t_part(void *arg, const char *key)
+typedef struct trace {
+    util_buf b;
+    const char *stop;
+} trace;
+
+static bool go_on(const trace *t)
 {
-    util_buf_adds(arg, "P(");
-    util_buf_adds(arg, key != NULL ? key : "null");
-    util_buf_adds(arg, ")");
+    size_t n = t->stop != NULL ? strlen(t->stop) : 0;
+    return n == 0 || t->b.len < n || memcmp(t->b.p + t->b.len - n, t->stop, n) != 0;
 }
 
-static void t_entry(void *arg, const json_t *e)
+static bool t_part(void *arg, const char *key)
 {
+    trace *t = arg;
+
+    util_buf_adds(&t->b, "P(");
+    util_buf_adds(&t->b, key != NULL ? key : "null");
+    util_buf_adds(&t->b, ")");
+    return go_on(t);
+}
+
+static bool t_entry(void *arg, const json_t *e)
+{
+    trace *t = arg;
+
     if (e == NULL) {
-        util_buf_adds(arg, "N");
-        return;
+        util_buf_adds(&t->b, "N");
+    } else {
+        util_buf_adds(&t->b, "E(");
+        util_buf_adds(&t->b, json_string_value(json_array_get(e, 0)));
+        util_buf_adds(&t->b, ")");
     }
-    util_buf_adds(arg, "E(");
-    util_buf_adds(arg, json_string_value(json_array_get(e, 0)));
-    util_buf_adds(arg, ")");
+    return go_on(t);
 }
 
-static void t_part_end(void *arg)
+static bool t_part_end(void *arg)
 {
-    util_buf_adds(arg, "/");
+    trace *t = arg;
+
+    util_buf_adds(&t->b, "/");
+    return go_on(t);
 }
 
 static void t_reset(void *arg)
 {
-    util_buf_adds(arg, RESET);
+    util_buf_adds(&((trace *)arg)->b, RESET);
 }
 
-/* Stores text (compressed, as the index) and walks it: the trace, or NULL on an error. */
-static char *walk(stg *s, cat_component *c, const char *text, size_t len, snap_rc *rc)
+/* Stores text (compressed, as the index) and walks it, ended by a visit once the trace
+ * ends with stop (NULL: never): the trace. */
+static char *walk_to(stg *s, cat_component *c, const char *text, size_t len, const char *stop, snap_rc *rc)
 {
-    util_buf b = {0};
-    cat_ixv v = {.arg = &b, .part = t_part, .entry = t_entry, .part_end = t_part_end, .reset = t_reset};
+    trace t = {.stop = stop};
+    cat_ixv v = {.arg = &t, .part = t_part, .entry = t_entry, .part_end = t_part_end, .reset = t_reset};
     size_t zlen = ZSTD_compressBound(len);
     char *z = xmalloc(zlen);
     snap_err err;
@@ -324,8 +346,13 @@ static char *walk(stg *s, cat_component *c, const char *text, size_t len, snap_r
     put_index(s, c, "data/w.index.json.zst", z, zlen);
     free(z);
     *rc = cat_index_walk(s, c, &v, &err);
-    util_buf_addc(&b, '\0');
-    return util_buf_take(&b);
+    util_buf_addc(&t.b, '\0');
+    return util_buf_take(&t.b);
+}
+
+static char *walk(stg *s, cat_component *c, const char *text, size_t len, snap_rc *rc)
+{
+    return walk_to(s, c, text, len, NULL, rc);
 }
 
 static void walked_an_entry_at_a_time(void **state)
@@ -380,6 +407,25 @@ static void walked_an_entry_at_a_time(void **state)
     t = walk(s, c, "{\"format\":2,\"parts\":[]}", 23, &rc);
     assert_int_equal(rc, SNAP_EVERIFY);
     free(t);
+    /* ended by a visit: at an entry, a part, the end of a part; as a stream or parsed
+     * whole, never started over */
+    {
+        static const struct {
+            const char *stop, *want;
+            bool whole;
+        } stops[] = {{"E(a)", "P(k1)E(a)", false},
+                     {"P(k2)", "P(k1)E(a)E(b\"q)/P(k2)", false},
+                     {"/", "P(k1)E(a)E(b\"q)/", false},
+                     {"E(a)", RESET "P(k1)E(a)", true},
+                     {"/", RESET "P(k1)E(a)E(b\"q)/", true}};
+        for (size_t i = 0; i < sizeof stops / sizeof *stops; i++) {
+            const char *in = stops[i].whole ? pretty : compact;
+            t = walk_to(s, c, in, strlen(in), stops[i].stop, &rc);
+            assert_int_equal(rc, SNAP_EFAIL);
+            assert_string_equal(t, stops[i].want);
+            free(t);
+        }
+    }
     /* laid out otherwise and large: not parsed whole */
     util_buf_adds(&text, pretty);
     big = xcalloc(1, 9u << 20);
@@ -428,13 +474,13 @@ static void an_index_of_an_earlier_version_reads_as_a_stream(void **state)
     free(whole);
     /* walked an entry at a time, as a stream (no reset) */
     {
-        util_buf t = {0};
+        trace t = {0};
         cat_ixv v = {.arg = &t, .part = t_part, .entry = t_entry, .part_end = t_part_end, .reset = t_reset};
         assert_int_equal(cat_index_walk(s, c, &v, &err), SNAP_OK);
-        util_buf_addc(&t, '\0');
-        assert_non_null(strstr(t.p, "/conf/main.conf)"));
-        assert_null(strstr(t.p, RESET));
-        util_buf_free(&t);
+        util_buf_addc(&t.b, '\0');
+        assert_non_null(strstr(t.b.p, "/conf/main.conf)"));
+        assert_null(strstr(t.b.p, RESET));
+        util_buf_free(&t.b);
     }
     util_buf_free(&b);
     cat_manifest_free(m);
