@@ -244,8 +244,8 @@ EOF2
 
 # reindex NAME MODE: rewrites the snapshot's entry index (MODE "pretty": the same JSON, laid
 # out with indentation and spaces; "late": the same text with one space before its last
-# part; "cut": the text without its last two bytes; "damaged": zstd of text that is not
-# JSON), updates its
+# part; "cut": the text without its last two bytes; "renamed": its first part's key is not
+# the manifest's; "damaged": zstd of text that is not JSON), updates its
 # size and checksum in the manifest and signs the manifest again with the host key, as a
 # version that wrote the index otherwise would have. Checks first that it reproduces the
 # manifest's own signature, so that a change in how manifests are signed fails here.
@@ -265,6 +265,8 @@ elif mode == 'late':
     text = head + b'}, {\"key\":' + tail
 elif mode == 'cut':
     text = doc[:-2]
+elif mode == 'renamed':
+    text = doc.replace(b'{\"key\":\"', b'{\"key\":\"x', 1)
 else:
     text = b'{\"format\":1,\"parts\":[{'
 open(ipath + '.txt', 'wb').write(text)  # from a file, zstd records the content size
@@ -314,6 +316,18 @@ test_an_index_laid_out_otherwise_is_read_whole() {
 # met, then the index is not believed
 test_an_index_that_turns_out_otherwise_late_is_read_again_or_not_at_all() {
     layouts late cut
+}
+
+# an index that names a part the manifest does not: the plan stops reading it there, reads
+# the parts and counts each change once
+test_an_index_that_does_not_match_its_manifest_is_left_for_the_parts() {
+    setup
+    snap_ p1
+    reindex p1 renamed
+    echo changed >"$T/app/a/f1"
+    expect_rc 0 "$REVERT" p1 --store "$ST" --config "$T/snap.conf" --dry-run -v
+    expect_err "listing the changes from the parts: the entry index does not name every part"
+    expect_out "1 to replace, 0 to add, 0 to remove"
 }
 
 # peak_kib CMD...: runs CMD (it must succeed) and prints its peak RSS in KiB
