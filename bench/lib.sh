@@ -46,7 +46,8 @@ timed() {
 # alternating order (A B, B A, ...), every '{n}' replaced by the round's number, and prints
 # the median time of each and the median of the per-round ratios B/A, of wall time, of
 # the commands' own CPU time (user + system, which a busy machine disturbs less) and of the
-# machine's busy CPU time (servers included). Sets PAIR_WALL, PAIR_CPU, PAIR_BUSY.
+# machine's busy CPU time (servers included). Sets PAIR_WALL, PAIR_CPU, PAIR_BUSY, and
+# PAIR_A, PAIR_B: the median times of each.
 # CLEAN, untimed, runs after each round (its '{n}' replaced too): to free the disk.
 pairs() {
     local label=$1 n=$2 ca=$3 cb=$4 clean=${5:-} i wa wb out
@@ -69,6 +70,7 @@ pairs() {
     done
     med() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
     PAIR_WALL=$(med "${rw[@]}") PAIR_CPU=$(med "${rc[@]}") PAIR_BUSY=$(med "${rm[@]}")
+    PAIR_A=$(med "${ra[@]}") PAIR_B=$(med "${rb[@]}")
     printf '  %s: %s s and %s s (medians of %s), ratio %.2fx wall (rounds: %s), %.2fx CPU, %.2fx machine CPU\n' \
-        "$label" "$(med "${ra[@]}")" "$(med "${rb[@]}")" "$n" "$PAIR_WALL" "${rw[*]}" "$PAIR_CPU" "$PAIR_BUSY"
+        "$label" "$PAIR_A" "$PAIR_B" "$n" "$PAIR_WALL" "${rw[*]}" "$PAIR_CPU" "$PAIR_BUSY"
 }

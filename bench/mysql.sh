@@ -8,14 +8,20 @@
 # zstd -3 -T2`; revert beside `myloader -t 2` and `zstd -dc dump | mariadb`, and
 # `revert --to` against myloader in BENCH_PAIRS alternating rounds (default 3). Prints
 # times, ratios, output sizes, the cut-over time and peak memory (RSS) of snap and revert.
+# Every single run starts once InnoDB has purged and flushed what the one before left.
+# BENCH_SHORT=1 runs only what the aims and the memory need, for the larger sets: no
+# second snap, no paired snaps, no revert with the safety snapshot, no plain load, and
+# myloader only in the pairs.
 #
 #   bench/mysql.sh                 full size
 #   ROWS=500000 bench/mysql.sh     a fifth
+#   ROWS=12500000 BENCH_SHORT=1 BENCH_PAIRS=1 bench/mysql.sh     five times, once
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 ROOT=$PWD
 ROWS=${ROWS:-2500000}
+SHORT=${BENCH_SHORT:-0}
 JOBS=${JOBS:-2}
 BUILD=${SNAP_BUILD:-build}
 SNAP=$ROOT/$BUILD/snap
@@ -50,9 +56,25 @@ secs() { # secs CMD...: runs it, prints elapsed seconds; peak RSS (KiB) goes to 
     t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc -l | xargs printf '%.2f'
 }
+# settle: waits (untimed, up to 10 minutes) until InnoDB has purged the undo of the last
+# load and flushed its dirty pages, so that no measured command pays for the one before
+settle() {
+    local pct i
+    pct=$(my -N -e "SELECT @@innodb_max_dirty_pages_pct")
+    my -e "SET GLOBAL innodb_max_dirty_pages_pct = 0"
+    for i in $(seq 300); do
+        my -N -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_history_list_length',
+            'Innodb_buffer_pool_pages_dirty')" | awk '$2 > 100 { busy = 1 } END { exit busy }' && break
+        sleep 2
+    done
+    my -e "SET GLOBAL innodb_max_dirty_pages_pct = $pct"
+}
 size_of() { du -sb "$1" | cut -f1; }
 mb() { echo "$1 / 1048576" | bc -l | xargs printf '%.0f MB'; }
-ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+ratio() { # A/B, or - when either was not measured
+    if [ -n "$1" ] && [ -n "$2" ]; then echo "$1 / $2" | bc -l | xargs printf '%.2f'; else echo -; fi
+}
+t_snap2= s_snap2= snap_pair=- snap_pair_busy=- t_safety= safety_at= t_myloader= t_load=
 
 echo "== loading 4 x $ROWS rows"
 my -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
@@ -72,63 +94,75 @@ DSN="mysql://root@localhost/$DB?socket=$MY_SOCKET"
 sum_before=$(my -N "$DB" -e "CHECKSUM TABLE t1, t2, t3, t4" | cut -f2 | tr '\n' ' ')
 
 echo "== capture"
+settle
 t_snap=$(secs "$SNAP" create bench --mysql "$DSN" --store "$W/store" --jobs "$JOBS")
 rss_snap=$(cat "$W/rss")
 s_snap=$(size_of "$W/store/data")
 # a second snap of the unchanged database: its parts are references to the first's
-t_snap2=$(secs "$SNAP" create bench2 --mysql "$DSN" --store "$W/store" --jobs "$JOBS")
-s_snap2=$(($(size_of "$W/store/data") - s_snap))
+if [ "$SHORT" = 0 ]; then
+    t_snap2=$(secs "$SNAP" create bench2 --mysql "$DSN" --store "$W/store" --jobs "$JOBS")
+    s_snap2=$(($(size_of "$W/store/data") - s_snap))
+fi
 t_mydumper=$(secs mydumper -S "$MY_SOCKET" -u root -B "$DB" -t 2 -c -o "$W/mydumper")
 s_mydumper=$(size_of "$W/mydumper")
 t_dump=$(secs sh -c "mariadb-dump --no-defaults -S '$MY_SOCKET' -uroot --single-transaction --routines --events --triggers '$DB' | zstd -3 -T2 -q -o '$W/dump.sql.zst'")
 s_dump=$(size_of "$W/dump.sql.zst")
-# the first snap above runs right after the load, while InnoDB still purges and flushes
-# it: the ratio is also taken from alternating rounds, each snap into a store of its own
-pairs "mariadb-dump | zstd, snap" "${BENCH_PAIRS:-3}" \
-    "mariadb-dump --no-defaults -S '$MY_SOCKET' -uroot --single-transaction --routines --events --triggers '$DB' | zstd -3 -T2 -q -f -o '$W/pdump{n}.zst'" \
-    "'$SNAP' create p{n} --mysql '$DSN' --store '$W/pstore{n}' --jobs $JOBS -q" \
-    "rm -rf '$W/pdump{n}.zst' '$W/pstore{n}'"
-snap_pair=$PAIR_WALL snap_pair_busy=$PAIR_BUSY
+# the ratio is also taken from alternating rounds, each snap into a store of its own
+if [ "$SHORT" = 0 ]; then
+    pairs "mariadb-dump | zstd, snap" "${BENCH_PAIRS:-3}" \
+        "mariadb-dump --no-defaults -S '$MY_SOCKET' -uroot --single-transaction --routines --events --triggers '$DB' | zstd -3 -T2 -q -f -o '$W/pdump{n}.zst'" \
+        "'$SNAP' create p{n} --mysql '$DSN' --store '$W/pstore{n}' --jobs $JOBS -q" \
+        "rm -rf '$W/pdump{n}.zst' '$W/pstore{n}'"
+    snap_pair=$PAIR_WALL snap_pair_busy=$PAIR_BUSY
+fi
 
 echo "== restore"
 # the same damage before each restore, so each restores into a changed schema
 my "$DB" -e "DELETE FROM t1 WHERE id % 10 = 0"
+settle
 t_revert=$(secs "$REVERT" bench --store "$W/store" --yes --jobs "$JOBS" --no-safety-snapshot --drop-old)
 rss_revert=$(cat "$W/rss")
 cutover=$(grep -o 'switched 4 table(s) in [0-9]* ms' "$W/cmd.err" | grep -o '[0-9]* ms' || echo '?')
 sum_after=$(my -N "$DB" -e "CHECKSUM TABLE t1, t2, t3, t4" | cut -f2 | tr '\n' ' ')
 [ "$sum_before" = "$sum_after" ] || { echo "bench: revert result differs from the source" >&2; exit 1; }
-my -e "DROP DATABASE IF EXISTS myl; DROP DATABASE IF EXISTS plain"
-t_myloader=$(secs myloader -S "$MY_SOCKET" -u root -B myl -t 2 -d "$W/mydumper" -o)
-my -e "CREATE DATABASE plain"
-t_load=$(secs sh -c "zstd -dc '$W/dump.sql.zst' | mariadb --no-defaults -S '$MY_SOCKET' -uroot plain")
-my -e "DROP DATABASE myl; DROP DATABASE plain"
-# in place with the safety snapshot, taken of the displaced tables after the cut-over: the
-# schema is back in service at cutover_at_ms
-my "$DB" -e "DELETE FROM t1 WHERE id % 10 = 0"
-t_safety=$(secs "$REVERT" bench --store "$W/store" --yes --jobs "$JOBS" --drop-old --json)
-safety_at=$(python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["cutover_at_ms"] / 1000))' "$W/cmd.out")
+if [ "$SHORT" = 0 ]; then
+    my -e "DROP DATABASE IF EXISTS myl; DROP DATABASE IF EXISTS plain"
+    settle
+    t_myloader=$(secs myloader -S "$MY_SOCKET" -u root -B myl -t 2 -d "$W/mydumper" -o)
+    my -e "CREATE DATABASE plain"
+    settle
+    t_load=$(secs sh -c "zstd -dc '$W/dump.sql.zst' | mariadb --no-defaults -S '$MY_SOCKET' -uroot plain")
+    my -e "DROP DATABASE myl; DROP DATABASE plain"
+    # in place with the safety snapshot, taken of the displaced tables after the cut-over:
+    # the schema is back in service at cutover_at_ms
+    my "$DB" -e "DELETE FROM t1 WHERE id % 10 = 0"
+    settle
+    t_safety=$(secs "$REVERT" bench --store "$W/store" --yes --jobs "$JOBS" --drop-old --json)
+    safety_at=$(python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["cutover_at_ms"] / 1000))' "$W/cmd.out")
+fi
 # revert --to against myloader into a new schema, in alternating rounds (bench/lib.sh)
+settle
 pairs "myloader -t 2, revert --to" "${BENCH_PAIRS:-3}" \
     "myloader -S '$MY_SOCKET' -u root -B myl{n} -t 2 -d '$W/mydumper' -o" \
     "'$REVERT' bench --store '$W/store' --yes --jobs $JOBS --to to{n} -q" \
     "mariadb --no-defaults -S '$MY_SOCKET' -uroot -e 'DROP DATABASE myl{n}; DROP DATABASE to{n}'"
+[ -n "$t_myloader" ] || t_myloader=$PAIR_A
 
 cat <<OUT
 
                                time      output
 snap --jobs $JOBS              ${t_snap} s   $(mb "$s_snap")   peak RSS $((rss_snap / 1024)) MiB
-second snap, nothing changed  ${t_snap2} s   $((s_snap2 / 1024)) KiB more stored
+second snap, nothing changed  ${t_snap2:--} s   ${s_snap2:+$((s_snap2 / 1024)) KiB more stored}
 mydumper -t 2 -c               ${t_mydumper} s   $(mb "$s_mydumper")
 mariadb-dump | zstd -3 -T2     ${t_dump} s   $(mb "$s_dump")
 revert --jobs $JOBS            ${t_revert} s   cut-over ${cutover}   peak RSS $((rss_revert / 1024)) MiB
-revert with safety snapshot    ${t_safety} s   of which until the cut-over ${safety_at} s
+revert with safety snapshot    ${t_safety:--} s   of which until the cut-over ${safety_at:--} s
 myloader -t 2                  ${t_myloader} s
-zstd -dc dump | mariadb        ${t_load} s
+zstd -dc dump | mariadb        ${t_load:--} s
 
 snap / mydumper -c             $(ratio "$t_snap" "$t_mydumper")   (aim <= 0.50)
 snap / mariadb-dump|zstd       $(ratio "$t_snap" "$t_dump")   (aim <= 0.75)
-  paired, after the load        ${snap_pair}   (aim <= 0.75; machine CPU ${snap_pair_busy})
+  paired                       ${snap_pair}   (aim <= 0.75; machine CPU ${snap_pair_busy})
 snap size / mariadb-dump size  $(ratio "$s_snap" "$s_dump")   (aim <= 1.00)
 second snap stored / first     $(ratio "$s_snap2" "$s_snap")   (aim <= 0.05)
 revert / myloader              $(ratio "$t_revert" "$t_myloader")   (in place, no safety snapshot)
