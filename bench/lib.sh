@@ -49,15 +49,18 @@ timed() {
 # machine's busy CPU time (servers included). Sets PAIR_WALL, PAIR_CPU, PAIR_BUSY, and
 # PAIR_A, PAIR_B: the median times of each.
 # CLEAN, untimed, runs after each round (its '{n}' replaced too): to free the disk.
+# PAIR_SETTLE, when set, is a bash command run untimed before each timed one: to start each
+# from the same quiet state of a server.
+pair_settle() { [ -z "${PAIR_SETTLE:-}" ] || bash -c "$PAIR_SETTLE"; }
 pairs() {
     local label=$1 n=$2 ca=$3 cb=$4 clean=${5:-} i wa wb out
     local -a ra=() rb=() rw=() rc=() rm=()
     for i in $(seq "$n"); do
         local a=${ca//\{n\}/$i} b=${cb//\{n\}/$i}
         if [ $((i % 2)) = 1 ]; then
-            wa=$(timed "$a") && wb=$(timed "$b") || return 1
+            pair_settle && wa=$(timed "$a") && pair_settle && wb=$(timed "$b") || return 1
         else
-            wb=$(timed "$b") && wa=$(timed "$a") || return 1
+            pair_settle && wb=$(timed "$b") && pair_settle && wa=$(timed "$a") || return 1
         fi
         [ -z "$clean" ] || sh -c "${clean//\{n\}/$i}"
         ra+=("${wa%% *}") rb+=("${wb%% *}")

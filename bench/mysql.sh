@@ -69,6 +69,8 @@ settle() {
     done
     my -e "SET GLOBAL innodb_max_dirty_pages_pct = $pct"
 }
+export -f my settle
+export PAIR_SETTLE=settle  # bash -c sees the exported functions
 size_of() { du -sb "$1" | cut -f1; }
 mb() { echo "$1 / 1048576" | bc -l | xargs printf '%.0f MB'; }
 ratio() { # A/B, or - when either was not measured
@@ -107,7 +109,8 @@ t_mydumper=$(secs mydumper -S "$MY_SOCKET" -u root -B "$DB" -t 2 -c -o "$W/mydum
 s_mydumper=$(size_of "$W/mydumper")
 t_dump=$(secs sh -c "mariadb-dump --no-defaults -S '$MY_SOCKET' -uroot --single-transaction --routines --events --triggers '$DB' | zstd -3 -T2 -q -o '$W/dump.sql.zst'")
 s_dump=$(size_of "$W/dump.sql.zst")
-# the ratio is also taken from alternating rounds, each snap into a store of its own
+# the ratio is also taken from alternating rounds, each snap into a store of its own (each
+# run of a pair settles first too)
 if [ "$SHORT" = 0 ]; then
     pairs "mariadb-dump | zstd, snap" "${BENCH_PAIRS:-3}" \
         "mariadb-dump --no-defaults -S '$MY_SOCKET' -uroot --single-transaction --routines --events --triggers '$DB' | zstd -3 -T2 -q -f -o '$W/pdump{n}.zst'" \
@@ -141,7 +144,6 @@ if [ "$SHORT" = 0 ]; then
     safety_at=$(python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["cutover_at_ms"] / 1000))' "$W/cmd.out")
 fi
 # revert --to against myloader into a new schema, in alternating rounds (bench/lib.sh)
-settle
 pairs "myloader -t 2, revert --to" "${BENCH_PAIRS:-3}" \
     "myloader -S '$MY_SOCKET' -u root -B myl{n} -t 2 -d '$W/mydumper' -o" \
     "'$REVERT' bench --store '$W/store' --yes --jobs $JOBS --to to{n} -q" \
