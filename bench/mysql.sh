@@ -26,19 +26,22 @@ JOBS=${JOBS:-2}
 BUILD=${SNAP_BUILD:-build}
 SNAP=$ROOT/$BUILD/snap
 REVERT=$ROOT/$BUILD/revert
-export T_WORK=${T_WORK:-$(mktemp -d /tmp/snap-bench.XXXXXX)}
+own_work=
+[ -n "${T_WORK:-}" ] || own_work=$(mktemp -d /tmp/snap-bench.XXXXXX)
+export T_WORK=${T_WORK:-$own_work}
 W=$T_WORK/bench
 rm -rf "$W"
 mkdir -p "$W"
-started=0
+export OWN_SERVER=0
 if [ -z "${MY_SOCKET:-}" ]; then
     tests/services/mariadb.sh start >/dev/null
-    started=1
+    OWN_SERVER=1
     . "$T_WORK/service-mariadb.env"
 fi
 cleanup() {
-    [ $started = 1 ] && tests/services/mariadb.sh stop >/dev/null 2>&1 || true
+    [ $OWN_SERVER = 1 ] && tests/services/mariadb.sh stop >/dev/null 2>&1 || true
     rm -rf "$W"
+    [ -z "$own_work" ] || rm -rf "$own_work"
 }
 trap cleanup EXIT
 my() { mariadb --no-defaults -S "$MY_SOCKET" -uroot "$@"; }
@@ -68,6 +71,8 @@ settle() {
         sleep 2
     done
     my -e "SET GLOBAL innodb_max_dirty_pages_pct = $pct"
+    # the binlog of our own server holds every load again: at 5x, tens of GB
+    [ "$OWN_SERVER" = 0 ] || my -e "FLUSH BINARY LOGS; PURGE BINARY LOGS BEFORE NOW()"
 }
 export -f my settle
 export PAIR_SETTLE=settle  # bash -c sees the exported functions
