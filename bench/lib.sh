@@ -51,7 +51,9 @@ timed() {
 # CLEAN, untimed, runs after each round (its '{n}' replaced too): to free the disk.
 # PAIR_SETTLE, when set, is a bash command run untimed before each timed one: to start each
 # from the same quiet state of a server.
-pair_settle() { [ -z "${PAIR_SETTLE:-}" ] || bash -c "$PAIR_SETTLE"; }
+pair_settle() {
+    [ -z "${PAIR_SETTLE:-}" ] || bash -c "$PAIR_SETTLE" || { echo "bench: failed: $PAIR_SETTLE" >&2; return 1; }
+}
 pairs() {
     local label=$1 n=$2 ca=$3 cb=$4 clean=${5:-} i wa wb out
     local -a ra=() rb=() rw=() rc=() rm=()

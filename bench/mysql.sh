@@ -8,7 +8,8 @@
 # zstd -3 -T2`; revert beside `myloader -t 2` and `zstd -dc dump | mariadb`, and
 # `revert --to` against myloader in BENCH_PAIRS alternating rounds (default 3). Prints
 # times, ratios, output sizes, the cut-over time and peak memory (RSS) of snap and revert.
-# Every single run starts once InnoDB has purged and flushed what the one before left.
+# Every run that writes, and every run after one, starts once InnoDB has purged and
+# flushed what the one before left (settle).
 # BENCH_SHORT=1 runs only what the aims and the memory need, for the larger sets: no
 # second snap, no paired snaps, no revert with the safety snapshot, no plain load, and
 # myloader only in the pairs.
@@ -60,20 +61,23 @@ secs() { # secs CMD...: runs it, prints elapsed seconds; peak RSS (KiB) goes to 
     echo "$t1 - $t0" | bc -l | xargs printf '%.2f'
 }
 # settle: waits (untimed, up to 10 minutes) until InnoDB has purged the undo of the last
-# load and flushed its dirty pages, so that no measured command pays for the one before
+# load and flushed its dirty pages, so that no measured command pays for the one before.
+# Only the server the bench started is told to flush at once, and has its binlog purged
+# (it holds every load again: at 5x, tens of GB); a user's own server is only waited for.
 settle() {
-    local pct i
-    pct=$(my -N -e "SELECT @@innodb_max_dirty_pages_pct")
-    my -e "SET GLOBAL innodb_max_dirty_pages_pct = 0"
+    local status i
+    [ "$OWN_SERVER" = 0 ] || my -e "SET GLOBAL innodb_max_dirty_pages_pct = 0"
     for i in $(seq 300); do
-        my -N -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_history_list_length',
-            'Innodb_buffer_pool_pages_dirty')" | awk '$2 > 100 { busy = 1 } END { exit busy }' && break
+        status=$(my -N -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_history_list_length',
+            'Innodb_buffer_pool_pages_dirty')") || return 1
+        echo "$status" | awk '$2 > 100 { busy = 1 } END { exit busy }' && break
+        [ "$i" != 300 ] || echo "bench: the server did not settle in 10 minutes: $status" >&2
         sleep 2
     done
-    my -e "SET GLOBAL innodb_max_dirty_pages_pct = $pct"
-    # the binlog of our own server holds every load again: at 5x, tens of GB
-    [ "$OWN_SERVER" = 0 ] || my -e "FLUSH BINARY LOGS; PURGE BINARY LOGS BEFORE NOW()"
+    [ "$OWN_SERVER" = 0 ] || my -e "SET GLOBAL innodb_max_dirty_pages_pct = $DIRTY_PCT;
+        FLUSH BINARY LOGS; PURGE BINARY LOGS BEFORE NOW()"
 }
+export DIRTY_PCT=$(my -N -e "SELECT @@innodb_max_dirty_pages_pct")
 export -f my settle
 export PAIR_SETTLE=settle  # bash -c sees the exported functions
 size_of() { du -sb "$1" | cut -f1; }

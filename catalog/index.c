@@ -417,7 +417,8 @@ static bool walk_text(const cat_ixv *v, ixsrc *s)
             json_decref(k);
             if (s->stop || !walk_entries(v, s))
                 return false;
-            if ((s->stop = !v->part_end(v->arg)))
+            s->stop = !v->part_end(v->arg);
+            if (s->stop)
                 return false;
         } while (lit(s, ","));
         ok = lit(s, "]");

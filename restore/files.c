@@ -73,9 +73,9 @@ static const json_t *root_of(const json_t *rts, const char *name, const char **r
 /* ---- plan ------------------------------------------------------------------------- */
 
 
-/* File capabilities (security.capability) make a program as powerful as set-user-ID root. */
-/* Device nodes, FIFOs, sockets, set-user/group-ID files and files with capabilities:
- * restored only when trusted. */
+/* Device nodes, FIFOs, sockets, set-user/group-ID files and files with capabilities
+ * (security.capability makes a program as powerful as set-user-ID root): restored only
+ * when trusted. mode: type and permissions. */
 static bool special_mode(mode_t mode, bool caps)
 {
     mode_t type = mode & S_IFMT;
@@ -83,6 +83,7 @@ static bool special_mode(mode_t mode, bool caps)
            (type == S_IFREG && (mode & (S_ISUID | S_ISGID)) != 0) || caps;
 }
 
+/* The same of an entry read from a part. */
 static bool is_special(struct archive_entry *e)
 {
     return special_mode(archive_entry_mode(e), arc_entry_has_caps(e));
@@ -241,8 +242,10 @@ static bool plan_part(void *arg, const char *key)
     const char *k, *sha;
     uint64_t size;
 
-    if (w->parts >= cat_component_nparts(c))
-        return !(w->bad = true);
+    if (w->parts >= cat_component_nparts(c)) {
+        w->bad = true;
+        return false;
+    }
     cat_component_part(c, w->parts++, &k, &size, &sha, &w->want);
     w->n = 0;
     w->bad = key == NULL || strcmp(key, k) != 0;
@@ -257,8 +260,10 @@ static bool plan_index_entry(void *arg, const json_t *ie)
                    json_is_true(json_array_get(ie, CAT_INDEX_FIELDS - 1))};
 
     /* a name JSON cannot hold (not UTF-8) is null there: only the parts have it */
-    if (n.name == NULL || json_array_size(ie) != CAT_INDEX_FIELDS || ++w->n > w->want)
-        return !(w->bad = true);
+    if (n.name == NULL || json_array_size(ie) != CAT_INDEX_FIELDS || ++w->n > w->want) {
+        w->bad = true;
+        return false;
+    }
     plan_entry(w->t, w->plan, w->set, &n);
     return true;
 }

@@ -244,7 +244,7 @@ EOF2
 
 # reindex NAME MODE: rewrites the snapshot's entry index (MODE "pretty": the same JSON, laid
 # out with indentation and spaces; "late": the same text with one space before its last
-# part; "cut": the text without its last two bytes; "renamed": its first part's key is not
+# part; "cut": the text without its last two bytes; "renamed": its last part's key is not
 # the manifest's; "damaged": zstd of text that is not JSON), updates its
 # size and checksum in the manifest and signs the manifest again with the host key, as a
 # version that wrote the index otherwise would have. Checks first that it reproduces the
@@ -266,7 +266,9 @@ elif mode == 'late':
 elif mode == 'cut':
     text = doc[:-2]
 elif mode == 'renamed':
-    text = doc.replace(b'{\"key\":\"', b'{\"key\":\"x', 1)
+    head, sep, tail = doc.rpartition(b'},{\"key\":\"')
+    assert sep, 'one part only'
+    text = head + sep + b'x' + tail
 else:
     text = b'{\"format\":1,\"parts\":[{'
 open(ipath + '.txt', 'wb').write(text)  # from a file, zstd records the content size
@@ -318,8 +320,8 @@ test_an_index_that_turns_out_otherwise_late_is_read_again_or_not_at_all() {
     layouts late cut
 }
 
-# an index that names a part the manifest does not: the plan stops reading it there, reads
-# the parts and counts each change once
+# an index whose last part is not the manifest's: the plan stops reading it there, forgets
+# what it counted of the parts before, reads the parts and counts each change once
 test_an_index_that_does_not_match_its_manifest_is_left_for_the_parts() {
     setup
     snap_ p1

@@ -400,6 +400,14 @@ static void walked_an_entry_at_a_time(void **state)
     assert_int_equal(rc, SNAP_OK);
     assert_string_equal(t, RESET "P(null)N/");
     free(t);
+    /* ended at a list of entries that is not one */
+    {
+        const char *odd = "{\"format\":1, \"parts\":[{\"key\":7,\"entries\":{}},{\"key\":\"k\",\"entries\":[]}]}";
+        t = walk_to(s, c, odd, strlen(odd), "N", &rc);
+    }
+    assert_int_equal(rc, SNAP_EFAIL);
+    assert_string_equal(t, RESET "P(null)N");
+    free(t);
     /* cut short, or not an index: damaged */
     t = walk(s, c, compact, strlen(compact) - 2, &rc);
     assert_int_equal(rc, SNAP_EVERIFY);
@@ -417,7 +425,8 @@ static void walked_an_entry_at_a_time(void **state)
                      {"P(k2)", "P(k1)E(a)E(b\"q)/P(k2)", false},
                      {"/", "P(k1)E(a)E(b\"q)/", false},
                      {"E(a)", RESET "P(k1)E(a)", true},
-                     {"/", RESET "P(k1)E(a)E(b\"q)/", true}};
+                     {"/", RESET "P(k1)E(a)E(b\"q)/", true},
+                     {"P(k2)", RESET "P(k1)E(a)E(b\"q)/P(k2)", true}};
         for (size_t i = 0; i < sizeof stops / sizeof *stops; i++) {
             const char *in = stops[i].whole ? pretty : compact;
             t = walk_to(s, c, in, strlen(in), stops[i].stop, &rc);
