@@ -6,8 +6,9 @@
  *          changes nothing.
  * stage    CREATE DATABASE <live>__revert_<id>, the tables (secondary indexes held back
  *          where that is safe), data in parallel through LOAD DATA LOCAL INFILE fed from
- *          the archive stream by mysql_set_local_infile_handler, then the held-back
- *          indexes; every part's SHA-256 and every table's row count are checked.
+ *          the archive stream by mysql_set_local_infile_handler; each table's held-back
+ *          indexes as soon as it holds its rows, while other tables load; every part's
+ *          SHA-256 and every table's row count are checked.
  * cutover  drops the live triggers and views (a table with triggers cannot move to another
  *          schema), then one RENAME TABLE moves every live table to <live>__pre_revert_<id>
  *          and every staged table into <live>: the server does that atomically. Then the
@@ -1019,7 +1020,11 @@ static snap_rc my_displaced_source(rst_target *t, cfg *c, const char *section, s
 typedef struct ld_table {
     const char *name, *path, *cols; /* cols: (`a`,`b`) */
     char *alter;                    /* held-back indexes, or NULL */
-    uint64_t loaded;
+    uint64_t want;                  /* the rows the manifest records */
+    uint64_t loaded;                /* under the shared mutex, with finished */
+    bool finished;                  /* its indexes and its count are done or due */
+    struct ld_worker *due;          /* the worker to finish it once its part is read */
+    uint64_t have;                  /* the rows the staged table holds, once counted */
 } ld_table;
 
 typedef struct ld_shared {
@@ -1110,6 +1115,64 @@ static snap_rc check_warnings(MYSQL *m, const char *table, snap_err *err)
             warnings, first);
     err_hint(err, "the staged copy would differ from the snapshot; nothing live was changed");
     return SNAP_EVERIFY;
+}
+
+/* Adds a loaded table's held-back indexes and counts its rows (check_row_counts). */
+static snap_rc finish_table(MYSQL *m, ld_table *lt, snap_err *err)
+{
+    char *what = xasprintf("add the indexes of %s", lt->name);
+    char *tid = my_ident(lt->name), *sql = xasprintf("SELECT COUNT(*) FROM %s", tid);
+    MYSQL_RES *r = NULL;
+    MYSQL_ROW row;
+    snap_rc rc = lt->alter != NULL ? my_exec(m, err, what, lt->alter) : SNAP_OK;
+
+    if (rc == SNAP_OK)
+        rc = my_query(m, err, "count the staged rows", sql, &r);
+    if (rc == SNAP_OK && (row = mysql_fetch_row(r)) != NULL && row[0] != NULL)
+        lt->have = strtoull(row[0], NULL, 10);
+    mysql_free_result(r);
+    free(sql);
+    free(tid);
+    free(what);
+    return rc;
+}
+
+/*
+ * A table is due as soon as it holds the rows its manifest records: the worker that loaded
+ * its last rows builds its indexes once it has read its part (finish_due), while the others
+ * go on loading. The count only starts the work early: should more rows come (a manifest
+ * that lies), they load into the indexed table and check_row_counts refuses the revert.
+ */
+static void finish_if_loaded(ld_worker *w, ld_table *lt)
+{
+    pthread_mutex_lock(&w->sh->mu);
+    if (!lt->finished && lt->want > 0 && lt->loaded == lt->want) {
+        lt->finished = true;
+        lt->due = w;
+    }
+    pthread_mutex_unlock(&w->sh->mu);
+}
+
+/* The tables due to this worker, after its part (no part is left open meanwhile). */
+static snap_rc finish_due(ld_worker *w, snap_err *err)
+{
+    ld_shared *sh = w->sh;
+    snap_rc rc = SNAP_OK;
+
+    for (size_t i = 0; i < sh->ntables && rc == SNAP_OK; i++) {
+        ld_table *lt = &sh->tables[i];
+        bool mine;
+        pthread_mutex_lock(&sh->mu);
+        mine = lt->due == w;
+        if (mine)
+            lt->due = NULL;
+        pthread_mutex_unlock(&sh->mu);
+        if (mine) {
+            log_debug(sh->R->ctx, "%s: loaded; its indexes are built while other tables load", lt->name);
+            rc = finish_table(w->m, lt, err);
+        }
+    }
+    return rc;
 }
 
 /* Sends the INSERT built so far; counts its rows. */
@@ -1230,6 +1293,8 @@ static snap_rc insert_entry(ld_worker *w, ld_table *lt, snap_err *err)
         }
     }
     rc = insert_flush(w, lt, &sql, &slen, head, err);
+    if (rc == SNAP_OK)
+        finish_if_loaded(w, lt);
 out:
     free(data);
     free(sql);
@@ -1310,6 +1375,7 @@ static snap_rc load_entry(ld_worker *w, ld_table *lt, int64_t size, snap_err *er
     pthread_mutex_lock(&w->sh->mu);
     lt->loaded += n;
     pthread_mutex_unlock(&w->sh->mu);
+    finish_if_loaded(w, lt);
 out:
     free(sql);
     free(tid);
@@ -1362,6 +1428,8 @@ static snap_rc load_part(ld_worker *w, size_t part, snap_err *err)
     else
         arc_reader_close(w->r, NULL);
     w->r = NULL;
+    if (rc == SNAP_OK)
+        rc = finish_due(w, err);
     if (rc != SNAP_OK && strstr(err->msg, key) == NULL)
         err_prefix(err, "part %s", key);
     return rc;
@@ -1376,20 +1444,19 @@ static snap_rc load_job(pool *p, void *arg, size_t worker, size_t job, snap_err 
     return load_part(&sh->workers[worker], job + 1, err);
 }
 
-/* Adds the held-back indexes of one table. */
-static snap_rc alter_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
+/* The tables that finish_if_loaded did not finish: every part is loaded now. */
+static snap_rc finish_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
     ld_shared *sh = arg;
-    char *what;
-    snap_rc rc;
+    ld_table *lt = &sh->tables[job];
+    bool mine;
 
     (void)p;
-    if (sh->tables[job].alter == NULL)
-        return SNAP_OK;
-    what = xasprintf("add the indexes of %s", sh->tables[job].name);
-    rc = my_exec(sh->workers[worker].m, err, what, sh->tables[job].alter);
-    free(what);
-    return rc;
+    pthread_mutex_lock(&sh->mu);
+    mine = !lt->finished;
+    lt->finished = true;
+    pthread_mutex_unlock(&sh->mu);
+    return mine ? finish_table(sh->workers[worker].m, lt, err) : SNAP_OK;
 }
 
 /*
@@ -1474,6 +1541,7 @@ static snap_rc journal_objects(rst_target *t, my_rst *R, json_t *schema, snap_er
 static snap_rc create_staging(my_rst *R, json_t *schema, ld_shared *sh, snap_err *err)
 {
     json_t *tables = json_object_get(schema, "tables"), *o;
+    json_t *rows = json_object_get(cat_component_stats(component(R->t)), "table_rows");
     const char *cs = json_string_value(json_object_get(schema, "charset"));
     const char *coll = json_string_value(json_object_get(schema, "collation"));
     char *qs = my_ident(R->staging), *mark = mark_clause(R->t, R->m, R->live);
@@ -1499,6 +1567,7 @@ static snap_rc create_staging(my_rst *R, json_t *schema, ld_shared *sh, snap_err
         char *list = xstrdup("("), *create, *what;
         lt->name = json_string_value(json_object_get(o, "name"));
         lt->path = json_string_value(json_object_get(o, "path"));
+        lt->want = (uint64_t)json_integer_value(json_object_get(rows, lt->name));
         json_array_foreach(cols, j, c) {
             char *id = my_ident(json_string_value(c)), *n = xasprintf("%s%s%s", list, j ? "," : "", id);
             free(id);
@@ -1549,7 +1618,7 @@ static snap_rc load_data(rst_target *t, my_rst *R, ld_shared *sh, snap_err *err)
     char *label = xasprintf("stage %s", R->live);
     pool_spec load = {.workers = sh->nworkers, .njobs = sh->nparts > 0 ? sh->nparts - 1 : 0, .job = load_job,
                       .arg = sh};
-    pool_spec alter = {.workers = sh->nworkers, .njobs = sh->ntables, .job = alter_job, .arg = sh};
+    pool_spec finish = {.workers = sh->nworkers, .njobs = sh->ntables, .job = finish_job, .arg = sh};
     snap_rc rc;
 
     sh->bar = prg_new(R->ctx, label, cat_component_bytes(rst_component(t)));
@@ -1562,32 +1631,24 @@ static snap_rc load_data(rst_target *t, my_rst *R, ld_shared *sh, snap_err *err)
     log_debug(R->ctx, "%s: data loaded in %" PRIu64 " ms", R->live, util_now_ms() - t_load);
     t_load = util_now_ms();
     util_failpoint("revert-mysql-loaded");
-    rc = pool_run_spec(R->ctx, &alter, err);
+    rc = pool_run_spec(R->ctx, &finish, err);
     if (rc == SNAP_OK)
-        log_debug(R->ctx, "%s: held-back indexes built in %" PRIu64 " ms", R->live, util_now_ms() - t_load);
+        log_debug(R->ctx, "%s: the other held-back indexes built in %" PRIu64 " ms", R->live,
+                  util_now_ms() - t_load);
     return rc;
 }
 
-/* The recorded row counts: what was loaded and what the staged tables hold. */
-static snap_rc check_row_counts(rst_target *t, my_rst *R, const ld_shared *sh, snap_err *err)
+/* The recorded row counts: what was loaded and what the staged tables hold (finish_table
+ * counted them). */
+static snap_rc check_row_counts(rst_target *t, const ld_shared *sh, snap_err *err)
 {
     json_t *stats = json_object_get(cat_component_stats(component(t)), "table_rows");
 
     for (size_t i = 0; i < sh->ntables; i++) {
         const ld_table *lt = &sh->tables[i];
         json_t *want = json_object_get(stats, lt->name);
-        char *tid = my_ident(lt->name), *sql = xasprintf("SELECT COUNT(*) FROM %s", tid);
-        MYSQL_RES *r;
-        MYSQL_ROW row;
-        uint64_t have = 0;
-        snap_rc rc = my_query(R->m, err, "count the staged rows", sql, &r);
-        free(sql);
-        free(tid);
-        if (rc != SNAP_OK)
-            return rc;
-        if ((row = mysql_fetch_row(r)) != NULL)
-            have = strtoull(row[0], NULL, 10);
-        mysql_free_result(r);
+        uint64_t have = lt->have;
+
         if (want == NULL || (uint64_t)json_integer_value(want) != have || lt->loaded != have) {
             err_set(err, SNAP_EVERIFY, 0,
                     "table %s: the snapshot recorded %" PRId64 " rows, %" PRIu64
@@ -1625,7 +1686,7 @@ static snap_rc my_stage(rst_target *t, snap_err *err)
     if (rc == SNAP_OK)
         rc = load_data(t, &R, &sh, err);
     if (rc == SNAP_OK)
-        rc = check_row_counts(t, &R, &sh, err);
+        rc = check_row_counts(t, &sh, err);
     if (rc == SNAP_OK) {
         json_object_set_new(R.state, "phase", json_string("staged"));
         rc = rst_journal_save(t, err);

@@ -516,4 +516,52 @@ c['source'] = c['source'].replace('/$db2', '/$DB')"
     my -e "DROP DATABASE \`$db2\`"
 }
 
+# Each table's held-back indexes are built as soon as it holds the rows its manifest
+# records, while the other tables load; a manifest that records fewer or more rows than
+# the parts hold is refused before the cut-over either way, also when it records as many
+# as the first entry holds (the table is finished early, and more rows come).
+test_early_indexes_and_row_counts() {
+    newdb
+    for t in a b c; do
+        my "$DB" -e "CREATE TABLE $t (id INT PRIMARY KEY, k INT NOT NULL, s VARCHAR(40), KEY kk (k), UNIQUE KEY us (s));
+            INSERT INTO $t SELECT seq, seq % 97, MD5(seq) FROM seq_1_to_30000"
+    done
+    fingerprint "$DB" >before.txt
+    printf '[source %s]\ntype = mysql\ndsn = %s\nchunk_size = 1M\n' "$DB" "$DSN" >snap.conf
+    expect_rc 0 "$SNAP" create s --config snap.conf --store "$T/store" --jobs 2
+    my "$DB" -e "DELETE FROM a WHERE id % 2 = 0; ALTER TABLE b DROP KEY kk; DROP TABLE c"
+    expect_rc 0 "$REVERT" s --config snap.conf --store "$T/store" --yes --jobs 2 --no-safety-snapshot --drop-old -vv
+    for t in a b c; do expect_err "$t: loaded; its indexes are built while other tables load"; done
+    fingerprint "$DB" >after.txt
+    diff before.txt after.txt >&2 || fail "the restored schema differs from the snapshot"
+    my "$DB" -e "DELETE FROM a WHERE id % 2 = 0"
+    fingerprint "$DB" >damaged.txt
+    first=$(python3 - "$T/store" <<'EOF2'
+import json, subprocess, sys, tarfile
+st = sys.argv[1]
+for p in json.load(open(st + "/catalog/s.json"))["components"][0]["parts"]:
+    z = subprocess.Popen(["zstd", "-dc", st + "/" + p["key"]], stdout=subprocess.PIPE)
+    with tarfile.open(fileobj=z.stdout, mode="r|") as t:
+        for e in t:
+            if e.name.startswith("data/b/"):
+                print(t.extractfile(e).read().count(b"\n"))
+                sys.exit(0)
+EOF2
+)
+    [ "$first" -gt 0 ] && [ "$first" -lt 30000 ] || fail "table b is not cut into entries: $first"
+    for want in 29999 30001 "$first"; do
+        cp "$T/store/catalog/s.json" s.json.orig
+        python3 "$T_ROOT/tests/e2e/resign.py" "$T/store" s "$SNAP_STATE_DIR/host.key" "
+m['components'][0]['stats']['table_rows']['b'] = $want"
+        # one job: the entries load in order, so the first one ends with b as recorded
+        expect_rc 5 "$REVERT" s --config snap.conf --store "$T/store" --yes --jobs 1 --no-safety-snapshot -vv
+        [ "$want" != "$first" ] || expect_err "b: loaded; its indexes are built while other tables load"
+        expect_err "table b: the snapshot recorded $want rows, 30000 were loaded and the staged table holds 30000"
+        cp s.json.orig "$T/store/catalog/s.json"
+        fingerprint "$DB" >now.txt
+        cmp -s damaged.txt now.txt || fail "a refused revert changed the live schema"
+        [ -z "$(my -N -e "SHOW DATABASES LIKE '${DB}\\_\\_%'")" ] || fail "staging or displaced schema left"
+    done
+}
+
 run_tests "$@"
