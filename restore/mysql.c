@@ -1023,7 +1023,6 @@ typedef struct ld_table {
     uint64_t want;                  /* the rows the manifest records */
     uint64_t loaded;                /* under the shared mutex, with finished */
     bool finished;                  /* its indexes and its count are done or due */
-    struct ld_worker *due;          /* the worker to finish it once its part is read */
     uint64_t have;                  /* the rows the staged table holds, once counted */
 } ld_table;
 
@@ -1048,6 +1047,8 @@ typedef struct ld_worker {
     util_buf held; /* the entry being loaded, when it is held for a retry */
     size_t held_off;
     bool from_held;
+    struct ld_table **due; /* tables this worker finishes once its part is read */
+    size_t ndue, capdue;
 } ld_worker;
 
 static int infile_init(void **ptr, const char *filename, void *userdata)
@@ -1145,33 +1146,31 @@ static snap_rc finish_table(MYSQL *m, ld_table *lt, snap_err *err)
  */
 static void finish_if_loaded(ld_worker *w, ld_table *lt)
 {
+    bool now;
+
     pthread_mutex_lock(&w->sh->mu);
-    if (!lt->finished && lt->want > 0 && lt->loaded == lt->want) {
-        lt->finished = true;
-        lt->due = w;
-    }
+    now = !lt->finished && lt->want > 0 && lt->loaded == lt->want;
+    lt->finished = lt->finished || now;
     pthread_mutex_unlock(&w->sh->mu);
+    if (!now)
+        return;
+    if (w->ndue == w->capdue) {
+        w->capdue = w->capdue ? w->capdue * 2 : 8;
+        w->due = xrealloc(w->due, w->capdue * sizeof *w->due);
+    }
+    w->due[w->ndue++] = lt;
 }
 
 /* The tables due to this worker, after its part (no part is left open meanwhile). */
 static snap_rc finish_due(ld_worker *w, snap_err *err)
 {
-    ld_shared *sh = w->sh;
     snap_rc rc = SNAP_OK;
 
-    for (size_t i = 0; i < sh->ntables && rc == SNAP_OK; i++) {
-        ld_table *lt = &sh->tables[i];
-        bool mine;
-        pthread_mutex_lock(&sh->mu);
-        mine = lt->due == w;
-        if (mine)
-            lt->due = NULL;
-        pthread_mutex_unlock(&sh->mu);
-        if (mine) {
-            log_debug(sh->R->ctx, "%s: loaded; its indexes are built while other tables load", lt->name);
-            rc = finish_table(w->m, lt, err);
-        }
+    for (size_t i = 0; i < w->ndue && rc == SNAP_OK; i++) {
+        log_debug(w->sh->R->ctx, "%s: loaded; its indexes are built while other tables load", w->due[i]->name);
+        rc = finish_table(w->m, w->due[i], err);
     }
+    w->ndue = 0;
     return rc;
 }
 
@@ -1694,6 +1693,7 @@ static snap_rc my_stage(rst_target *t, snap_err *err)
     for (size_t i = 0; i < sh.nworkers; i++) {
         mysql_close(sh.workers[i].m);
         util_buf_free(&sh.workers[i].held);
+        free(sh.workers[i].due);
     }
     free(sh.workers);
     for (size_t i = 0; i < sh.ntables; i++) {
