@@ -241,7 +241,9 @@ mdb_conf() {
         INSERT INTO acc SELECT seq, seq * 10 FROM seq_1_to_2000"
     printf '[store]\nurl = %s\n\n[source shop]\ntype = mysql\ndsn = %s\n' "$STORE" "$(my_dsn "$mdb")" >"$T/snap.conf"
     expect_rc 0 "$SNAP" create m1 -c "$T/snap.conf"
-    my "$mdb" -e "UPDATE acc SET bal = 0"
+    # statistics as of now: InnoDB refreshes them in the background after a big change,
+    # which would move the size a revert records for what it keeps
+    my "$mdb" -e "UPDATE acc SET bal = 0; ANALYZE TABLE acc" >/dev/null
 }
 bal_sum() { my -N "$mdb" -e "SELECT SUM(bal) FROM acc"; }
 
