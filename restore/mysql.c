@@ -1047,8 +1047,8 @@ typedef struct ld_worker {
     util_buf held; /* the entry being loaded, when it is held for a retry */
     size_t held_off;
     bool from_held;
-    struct ld_table **due; /* tables this worker finishes once its part is read */
-    size_t ndue, capdue;
+    struct ld_table **due; /* tables this worker finishes once its part is read (room for all) */
+    size_t ndue;
 } ld_worker;
 
 static int infile_init(void **ptr, const char *filename, void *userdata)
@@ -1152,13 +1152,8 @@ static void finish_if_loaded(ld_worker *w, ld_table *lt)
     now = !lt->finished && lt->want > 0 && lt->loaded == lt->want;
     lt->finished = lt->finished || now;
     pthread_mutex_unlock(&w->sh->mu);
-    if (!now)
-        return;
-    if (w->ndue == w->capdue) {
-        w->capdue = w->capdue ? w->capdue * 2 : 8;
-        w->due = xrealloc(w->due, w->capdue * sizeof *w->due);
-    }
-    w->due[w->ndue++] = lt;
+    if (now) /* once per table: finished stays set */
+        w->due[w->ndue++] = lt;
 }
 
 /* The tables due to this worker, after its part (no part is left open meanwhile). */
@@ -1597,6 +1592,7 @@ static snap_rc open_loaders(my_rst *R, ld_shared *sh, snap_err *err)
     sh->workers = xcalloc(sh->nworkers, sizeof *sh->workers);
     for (size_t i = 0; i < sh->nworkers && rc == SNAP_OK; i++) {
         sh->workers[i].sh = sh;
+        sh->workers[i].due = xcalloc(sh->ntables + 1, sizeof *sh->workers[i].due);
         rc = my_connect(R->dsn, R->staging, &sh->workers[i].m, err);
         if (rc == SNAP_OK)
             rc = my_exec(sh->workers[i].m, err, "set the loading session",
