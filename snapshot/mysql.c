@@ -75,6 +75,7 @@ typedef struct my_cap {
     my_item *items;
     size_t nitems;
     pthread_mutex_t mu; /* the tables' counts */
+    snp_holds *holds;   /* which tables each part holds */
 } my_cap;
 
 typedef struct my_worker {
@@ -84,6 +85,7 @@ typedef struct my_worker {
     char *buf;
     size_t len, cap_bytes;
     uint64_t since_cut; /* bytes in the open part */
+    snp_held held;      /* its last entry's part and table */
     pool *pool;
 } my_worker;
 
@@ -498,6 +500,8 @@ static snap_rc flush_chunk(my_worker *w, const my_table *t, unsigned range, unsi
         return err_set(err, SNAP_EFAIL, 0, "table name too long for an archive path: %s",
                        t->name);
     rc = arc_write_buffer(w->w, path, w->buf, w->len, 0600, SNP_DB_MTIME, err);
+    if (rc == SNAP_OK)
+        snp_holds_note(w->cap->holds, w->w, &w->held, (size_t)(t - w->cap->tables));
     (*piece)++;
     w->since_cut += w->len;
     w->len = 0;
@@ -1009,6 +1013,15 @@ static snap_rc dump_data(my_cap *cap, my_worker *workers, size_t nworkers, snap_
     return rc;
 }
 
+/* A table of info.part_tables: its name, as in table_rows. */
+static json_t *table_name(size_t table, void *arg)
+{
+    const my_cap *cap = arg;
+    json_t *v = json_string(cap->tables[table].name);
+
+    return v ? v : json_null();
+}
+
 /* The manifest: positions, counters, row counts, what was consistent only under lock. */
 static void record_manifest(my_cap *cap, const json_t *schema, bool mariadb, uint64_t lock_ms)
 {
@@ -1031,6 +1044,7 @@ static void record_manifest(my_cap *cap, const json_t *schema, bool mariadb, uin
             json_array_append_new(nontx, json_string(t->name));
     }
     json_object_set_new(info, "auto_increment", ai_obj);
+    json_object_set_new(info, "part_tables", snp_holds_json(cap->holds, cap->c, table_name, cap));
     json_object_set_new(info, "non_transactional", nontx);
     json_object_set_new(info, "objects",
                         json_pack("{s:I,s:I,s:I,s:I,s:I}", "tables", (json_int_t)cap->ntables,
@@ -1061,6 +1075,7 @@ static snap_rc my_capture(snp_capture *c, snap_err *err)
 
     memset(&cap, 0, sizeof cap);
     pthread_mutex_init(&cap.mu, NULL);
+    cap.holds = snp_holds_new();
     cap.c = c;
     cap.ctx = snp_ctx(c);
     if (dsn_s == NULL) {
@@ -1121,6 +1136,7 @@ out:
     free(cap.items);
     my_dsn_free(cap.dsn);
     json_decref(schema);
+    snp_holds_free(cap.holds);
     pthread_mutex_destroy(&cap.mu);
     return rc;
 }

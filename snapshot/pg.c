@@ -57,6 +57,7 @@ typedef struct pg_cap {
     char **lobs; /* oids, as text */
     size_t nlobs;
     uint64_t lo_bytes;
+    snp_holds *holds; /* which tables each part holds */
 
     pthread_mutex_t lock; /* the tables' counts */
 } pg_cap;
@@ -70,6 +71,7 @@ typedef struct pg_worker {
     size_t bufsize, len, start; /* start: the header's bytes at buf's front */
     bool binary;       /* the table being copied is in binary format */
     uint64_t since_cut;
+    snp_held held;     /* its last entry's part and table */
 } pg_worker;
 
 /* The binary COPY format's header (signature, flags 0, no extension) and trailer. */
@@ -474,7 +476,7 @@ static void plan_items(pg_cap *cap)
  * (copy_table): an unchanged stretch of a table is cut into the same entries and parts in
  * every snap, even after a row before it changed, and its parts are reused.
  */
-static snap_rc flush_entry(pg_worker *wk, const char *path, bool part_mark, snap_err *err)
+static snap_rc flush_entry(pg_worker *wk, size_t table, const char *path, bool part_mark, snap_err *err)
 {
     snap_rc rc;
     uint64_t chunk = wk->cap->chunk;
@@ -486,6 +488,7 @@ static snap_rc flush_entry(pg_worker *wk, const char *path, bool part_mark, snap
     rc = arc_write_buffer(wk->w, path, wk->buf, wk->len, 0644, SNP_DB_MTIME, err);
     if (rc != SNAP_OK)
         return rc;
+    snp_holds_note(wk->cap->holds, wk->w, &wk->held, table);
     wk->since_cut += wk->len;
     entry_start(wk);
     if ((part_mark && wk->since_cut >= chunk / 4) || wk->since_cut >= 4 * chunk) {
@@ -514,7 +517,7 @@ static snap_rc copy_entry(pg_worker *wk, const pg_item *it, pg_copied *cp, bool 
 
     cp->bytes += wk->len - wk->start;
     cp->entries++;
-    rc = flush_entry(wk, path, part_mark, err);
+    rc = flush_entry(wk, it->table, path, part_mark, err);
     free(path);
     if (rc == SNAP_OK && ctx_interrupted(wk->cap->ctx, err))
         rc = SNAP_EINTR;
@@ -620,7 +623,7 @@ static snap_rc copy_table(pg_worker *wk, const pg_item *it, snap_err *err)
         char *path = entry_path(wk, it, cp.seq++);
         cp.bytes += wk->len - wk->start;
         cp.entries++;
-        rc = flush_entry(wk, path, false, err);
+        rc = flush_entry(wk, it->table, path, false, err);
         free(path);
     }
     if (wk->bufsize > cap->chunk + COPY_BIN_TRAILER_LEN) { /* back to a chunk after a bigger row */
@@ -1024,6 +1027,12 @@ static snap_rc copy_data(pg_cap *cap, PGconn *conn, const util_strv *schemas, co
     return rc;
 }
 
+static json_t *table_id(size_t table, void *arg)
+{
+    (void)arg;
+    return json_integer((json_int_t)table);
+}
+
 /* The tables and counts in the manifest. */
 static snap_rc record_tables(pg_cap *cap, cat_component *comp, size_t nseq, const char *where, snap_err *err)
 {
@@ -1055,6 +1064,7 @@ static snap_rc record_tables(pg_cap *cap, cat_component *comp, size_t nseq, cons
     if (binary) /* readers before format 3 would load binary entries as text: they refuse it */
         cat_component_require_format(comp, CAT_FORMAT_BINCOPY);
     json_object_set_new(info, "chunk_size", json_integer((json_int_t)cap->chunk));
+    json_object_set_new(info, "part_tables", snp_holds_json(cap->holds, cap->c, table_id, NULL));
     json_object_set_new(stats, "tables", json_integer((json_int_t)cap->ntables));
     json_object_set_new(stats, "rows", json_integer((json_int_t)total_rows));
     json_object_set_new(stats, "bytes", json_integer((json_int_t)total_bytes));
@@ -1074,6 +1084,7 @@ static void cap_free(pg_cap *cap)
     }
     free(cap->tables);
     free(cap->items);
+    snp_holds_free(cap->holds);
     for (size_t i = 0; i < cap->nlobs; i++)
         free(cap->lobs[i]);
     free(cap->lobs);
@@ -1095,6 +1106,7 @@ static snap_rc capture(snp_capture *c, snap_err *err)
     cap.c = c;
     cap.ctx = snp_ctx(c);
     pthread_mutex_init(&cap.lock, NULL);
+    cap.holds = snp_holds_new();
     rc = read_options(&cap, err);
     if (rc != SNAP_OK)
         goto out;

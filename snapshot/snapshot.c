@@ -1,4 +1,5 @@
 /* snapshot.c: the capture engine: sources -> components -> parts -> manifest, committed last. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,6 +96,69 @@ bool snp_group_mark(const char *name)
     for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
         h = (h ^ *p) * 16777619u;
     return h % 16 == 0;
+}
+
+struct snp_holds {
+    pthread_mutex_t mu;
+    snp_held *v;
+    size_t n, alloc;
+};
+
+snp_holds *snp_holds_new(void)
+{
+    snp_holds *h = xcalloc(1, sizeof *h);
+
+    pthread_mutex_init(&h->mu, NULL);
+    return h;
+}
+
+void snp_holds_free(snp_holds *h)
+{
+    if (h == NULL)
+        return;
+    pthread_mutex_destroy(&h->mu);
+    free(h->v);
+    free(h);
+}
+
+void snp_holds_note(snp_holds *h, const arc_writer *w, snp_held *last, size_t table)
+{
+    snp_held one = {arc_writer_part_no(w), table, true};
+
+    if (last->set && last->part == one.part && last->table == table)
+        return;
+    *last = one;
+    pthread_mutex_lock(&h->mu);
+    if (h->n == h->alloc)
+        h->v = xrealloc(h->v, (h->alloc = h->alloc ? 2 * h->alloc : 64) * sizeof *h->v);
+    h->v[h->n++] = one;
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int held_cmp(const void *a, const void *b)
+{
+    const snp_held *x = a, *y = b;
+
+    if (x->part != y->part)
+        return x->part < y->part ? -1 : 1;
+    return x->table < y->table ? -1 : x->table > y->table;
+}
+
+json_t *snp_holds_json(snp_holds *h, const snp_capture *c, json_t *(*value)(size_t table, void *arg), void *arg)
+{
+    json_t *all = json_array();
+    size_t k = 0;
+
+    qsort(h->v, h->n, sizeof *h->v, held_cmp);
+    for (size_t i = 0; i < arc_parts_count(c->parts); i++) {
+        unsigned no = arc_parts_no(c->parts, i); /* the parts in the manifest's order */
+        json_t *one = json_array();
+        for (; k < h->n && h->v[k].part <= no; k++)
+            if (h->v[k].part == no && (json_array_size(one) == 0 || h->v[k - 1].table != h->v[k].table))
+                json_array_append_new(one, value(h->v[k].table, arg));
+        json_array_append_new(all, one);
+    }
+    return all;
 }
 
 bool snp_row_mark(const void *row, size_t n, uint64_t target)

@@ -129,6 +129,25 @@ bool snp_group_mark(const char *name);
  */
 bool snp_row_mark(const void *row, size_t n, uint64_t target);
 
+/*
+ * Which tables each part of a database component holds: info.part_tables, which orders a
+ * revert's loads (restore/order.h). Thread-safe; a pair per part and table.
+ */
+typedef struct snp_holds snp_holds;
+/* One writer's last pair, so that a run of entries into one part is noted once. */
+typedef struct snp_held {
+    unsigned part;
+    size_t table;
+    bool set;
+} snp_held;
+snp_holds *snp_holds_new(void);
+void snp_holds_free(snp_holds *h);
+/* w has just written an entry of table (an index in the driver's list of tables). */
+void snp_holds_note(snp_holds *h, const arc_writer *w, snp_held *last, size_t table);
+/* For each part of c, in the manifest's order, the array of its tables, each as value(table)
+ * makes it (an id, a name). After the last writer is finished. */
+json_t *snp_holds_json(snp_holds *h, const snp_capture *c, json_t *(*value)(size_t table, void *arg), void *arg);
+
 typedef struct snp_driver {
     const char *type; /* the `type =` of a [source] section */
     snap_rc (*capture)(snp_capture *c, snap_err *err);
