@@ -23,6 +23,7 @@
  * manifest nor the store.
  */
 #include "../engines/my_client.h"
+#include "order.h"
 #include "restore.h"
 
 #include <errno.h>
@@ -1034,6 +1035,7 @@ typedef struct ld_shared {
     size_t ntables;
     pthread_mutex_t mu;
     size_t nparts;
+    rst_order *order; /* which part a worker loads next; its part k is part k + 1 */
     struct ld_worker *workers;
     size_t nworkers;
 } ld_shared;
@@ -1429,13 +1431,60 @@ static snap_rc load_part(ld_worker *w, size_t part, snap_err *err)
     return rc;
 }
 
-/* Loads one part (part 0 holds the schema: job j is part j + 1). */
+/* Loads one part, the one the order gives (part 0 holds the schema). */
 static snap_rc load_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
     ld_shared *sh = arg;
+    size_t k, tb;
+    snap_rc rc;
 
     (void)p;
-    return load_part(&sh->workers[worker], job + 1, err);
+    (void)job;
+    pthread_mutex_lock(&sh->mu);
+    if ((k = rst_order_take(sh->order, worker, true)) == SIZE_MAX)
+        k = rst_order_take(sh->order, worker, false);
+    pthread_mutex_unlock(&sh->mu);
+    if (k == SIZE_MAX) /* a job per part: none is left over */
+        return SNAP_OK;
+    if ((tb = rst_order_table(sh->order, k)) != SIZE_MAX)
+        log_debug(sh->R->ctx, "loading part %zu, rows of %s", k + 1, sh->tables[tb].name);
+    rc = load_part(&sh->workers[worker], k + 1, err);
+    pthread_mutex_lock(&sh->mu);
+    rst_order_done(sh->order, worker);
+    pthread_mutex_unlock(&sh->mu);
+    return rc;
+}
+
+/*
+ * The order of the loads, from info.part_tables (each part's first table by name; earlier
+ * versions did not write it, and it only orders: the entries' names say where rows go).
+ */
+static rst_order *part_order(ld_shared *sh)
+{
+    json_t *pt = json_object_get(cat_component_info(component(sh->R->t)), "part_tables");
+    size_t n = sh->nparts > 0 ? sh->nparts - 1 : 0, *table;
+    uint64_t *bytes;
+
+    if (json_array_size(pt) != sh->nparts || n == 0) {
+        if (pt != NULL)
+            log_verbose(sh->R->ctx, "%s: info.part_tables does not fit the parts; they load in their order",
+                        sh->R->live);
+        return rst_order_new(n, sh->ntables, sh->nworkers, NULL, NULL);
+    }
+    table = xmalloc(n * sizeof *table);
+    bytes = xmalloc(n * sizeof *bytes);
+    for (size_t k = 0; k < n; k++) {
+        const char *name = json_string_value(json_array_get(json_array_get(pt, k + 1), 0)), *key, *sha;
+        uint64_t entries, size;
+        cat_component_part_raw(rst_component(sh->R->t), k + 1, &key, &size, &sha, &entries, &bytes[k]);
+        if (bytes[k] == 0)
+            bytes[k] = size;
+        table[k] = SIZE_MAX;
+        for (size_t i = 0; name != NULL && i < sh->ntables; i++)
+            if (strcmp(sh->tables[i].name, name) == 0)
+                table[k] = i;
+    }
+    return rst_order_new(n, sh->ntables, sh->nworkers, table, bytes);
 }
 
 /* The tables that finish_if_loaded did not finish: every part is loaded now. */
@@ -1618,7 +1667,10 @@ static snap_rc load_data(rst_target *t, my_rst *R, ld_shared *sh, snap_err *err)
 
     sh->bar = prg_new(R->ctx, label, cat_component_bytes(rst_component(t)));
     free(label);
+    sh->order = part_order(sh);
     rc = pool_run_spec(R->ctx, &load, err);
+    rst_order_free(sh->order);
+    sh->order = NULL;
     prg_free(sh->bar);
     sh->bar = NULL;
     if (rc != SNAP_OK)

@@ -22,6 +22,7 @@
 
 #include "../catalog/arc.h"
 #include "../engines/pg_client.h"
+#include "order.h"
 #include "pg_post.h"
 #include "restore.h"
 #include "../common/pool.h"
@@ -770,6 +771,7 @@ typedef struct pg_load {
     size_t loads_left;    /* parts not loaded yet */
     size_t workers, loading; /* the pool's threads, those loading a part */
     bool *prepared;       /* per worker: its connection ran pg_restore's SET header */
+    rst_order *order;     /* which part a worker loads next */
     pthread_cond_t cond;  /* ready grew, or the loads are over */
 } pg_load;
 
@@ -919,25 +921,37 @@ static snap_rc load_part(pg_load *L, PGconn *c, size_t part, char *buf, snap_err
     return rc;
 }
 
-/* One part on one worker; the worker connects at its first part. */
-static snap_rc load_job(pool *p, void *arg, size_t worker, size_t part, snap_err *err)
+/* A worker's connection, made at its first part or build. */
+static snap_rc worker_conn(pg_load *L, size_t worker, snap_err *err)
 {
-    pg_load *L = arg;
     snap_rc rc;
 
-    (void)p;
+    if (L->conns[worker] != NULL)
+        return SNAP_OK;
+    rc = connect_db(L->t, L->db, &L->conns[worker], err);
+    /* the cut-over commits synchronously, which flushes everything before it */
+    if (rc == SNAP_OK)
+        rc = pg_exec(L->conns[worker], "SET synchronous_commit = off", err);
+    return rc;
+}
+
+/* One part on one worker. */
+static snap_rc load_job(pg_load *L, size_t worker, size_t part, snap_err *err)
+{
+    snap_rc rc;
+
     if (part == L->skip_part)
         return SNAP_OK;
     if (L->bufs[worker] == NULL)
         L->bufs[worker] = xmalloc(IO_CHUNK);
-    if (L->conns[worker] == NULL) {
-        rc = connect_db(L->t, L->db, &L->conns[worker], err);
-        /* the cut-over commits synchronously, which flushes everything before it */
-        if (rc == SNAP_OK)
-            rc = pg_exec(L->conns[worker], "SET synchronous_commit = off", err);
-        if (rc != SNAP_OK)
-            return rc;
+    rc = worker_conn(L, worker, err);
+    if (rc == SNAP_OK && L->prepared[worker]) {
+        /* it built before: the dump's SET header (its client_encoding above all) goes */
+        rc = pg_exec(L->conns[worker], "RESET ALL; SET synchronous_commit = off", err);
+        L->prepared[worker] = false;
     }
+    if (rc != SNAP_OK)
+        return rc;
     return load_part(L, L->conns[worker], part, L->bufs[worker], err);
 }
 
@@ -953,6 +967,39 @@ static snap_rc load_done(pool *p, void *arg, size_t worker, snap_err *err)
     free(L->bufs[worker]);
     L->bufs[worker] = NULL;
     return SNAP_OK;
+}
+
+/*
+ * The order of the loads: each part's first table, from info.part_tables (earlier versions
+ * did not write it; it only orders the loads, the entries' names say where rows go). A
+ * part of several tables holds small ones: its first stands for it.
+ */
+static rst_order *part_order(pg_load *L, size_t workers)
+{
+    json_t *pt = json_object_get(info_of(L->t), "part_tables");
+    size_t *table;
+    uint64_t *bytes;
+
+    if (json_array_size(pt) != L->nparts || L->nparts == 0) {
+        if (pt != NULL)
+            log_verbose(rst_ctx(L->t), "%s: info.part_tables does not fit the parts; they load in their order",
+                        rst_component_name(L->t));
+        return rst_order_new(L->nparts, L->ntables, workers, NULL, NULL);
+    }
+    table = xmalloc(L->nparts * sizeof *table);
+    bytes = xmalloc(L->nparts * sizeof *bytes);
+    for (size_t i = 0; i < L->nparts; i++) {
+        json_t *first = json_array_get(json_array_get(pt, i), 0);
+        const char *key, *sha;
+        uint64_t entries, size;
+        json_int_t id = json_integer_value(first);
+        /* the work of a load is in its rows, not in how well they compress */
+        cat_component_part_raw(rst_component(L->t), i, &key, &size, &sha, &entries, &bytes[i]);
+        if (bytes[i] == 0)
+            bytes[i] = size;
+        table[i] = json_is_integer(first) && id >= 0 ? (size_t)id : SIZE_MAX; /* the order checks the range */
+    }
+    return rst_order_new(L->nparts, L->ntables, workers, table, bytes);
 }
 
 static void load_init(pg_load *L, rst_target *t, const char *db, size_t skip_part)
@@ -1378,16 +1425,13 @@ static snap_rc build_conn(pg_load *L, size_t worker, snap_err *err)
 {
     const char *mwm;
     char *sql;
-    snap_rc rc;
+    snap_rc rc = worker_conn(L, worker, err);
 
-    if (L->conns[worker] == NULL && (rc = connect_db(L->t, L->db, &L->conns[worker], err)) != SNAP_OK)
+    if (rc != SNAP_OK || L->prepared[worker] || L->post.prologue == NULL)
         return rc;
-    if (L->prepared[worker] || L->post.prologue == NULL)
-        return SNAP_OK;
     rc = maintenance_mem(L->t, &mwm, err);
     if (rc != SNAP_OK)
         return rc;
-    /* the loads on this worker are over: the pool hands out every part before any build */
     sql = xasprintf("%s\nSET maintenance_work_mem = '%s';", L->post.prologue, mwm);
     rc = pg_exec(L->conns[worker], sql, err);
     free(sql);
@@ -1395,12 +1439,26 @@ static snap_rc build_conn(pg_load *L, size_t worker, snap_err *err)
     return rc;
 }
 
-/* Takes the next ready item, waiting while the loads make none; false when the pool stops. */
-static bool next_item(pool *p, pg_load *L, size_t *item, size_t *helpers)
+/*
+ * What worker does next: the next part of the table it loads, else a ready build (an
+ * index or constraint whose table is loaded, or an ANALYZE), else a part of another table;
+ * waits while there is none. An index is built while the other connections load, instead
+ * of all of them at the end. False when the pool stops.
+ */
+static bool next_unit(pool *p, pg_load *L, size_t worker, size_t *part, size_t *item, size_t *helpers)
 {
+    *part = *item = SIZE_MAX;
     pthread_mutex_lock(&L->lock);
-    while (L->taken == L->nready && !pool_stopping(p)) {
+    for (;;) {
         struct timespec ts;
+        if ((*part = rst_order_take(L->order, worker, true)) != SIZE_MAX)
+            break;
+        if (L->taken < L->nready) {
+            *item = L->ready[L->taken++];
+            break;
+        }
+        if ((*part = rst_order_take(L->order, worker, false)) != SIZE_MAX || pool_stopping(p))
+            break;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000000L;
         if (ts.tv_nsec >= 1000000000L) {
@@ -1409,32 +1467,24 @@ static bool next_item(pool *p, pg_load *L, size_t *item, size_t *helpers)
         }
         pthread_cond_timedwait(&L->cond, &L->lock, &ts);
     }
-    if (L->taken == L->nready) {
-        pthread_mutex_unlock(&L->lock);
-        return false;
-    }
-    *item = L->ready[L->taken++];
+    if (*part != SIZE_MAX)
+        L->loading++;
     /* parallel maintenance workers take the cores of the pool's other connections unless
      * they load: builds that end early leave theirs to the builds still running */
     *helpers = L->workers > L->loading + 1 ? L->workers - L->loading - 1 : 0;
     pthread_mutex_unlock(&L->lock);
-    return true;
+    return *part != SIZE_MAX || *item != SIZE_MAX;
 }
 
 /* One ready item: an entry built (then its table's ANALYZE once the last is), or an ANALYZE. */
-static snap_rc build_job(pool *p, pg_load *L, size_t worker, snap_err *err)
+static snap_rc build_job(pg_load *L, size_t worker, size_t item, size_t helpers, snap_err *err)
 {
-    size_t item, helpers, table;
-    json_t *tj;
+    size_t table = item < L->post.n ? L->post.e[item].table : item - L->post.n;
+    json_t *tj = json_array_get(L->tables, table);
     char *sql;
     uint64_t t0 = util_now_ms();
-    snap_rc rc;
+    snap_rc rc = build_conn(L, worker, err);
 
-    if (!next_item(p, L, &item, &helpers)) /* stopping: the cause is reported */
-        return ctx_interrupted(rst_ctx(L->t), err) ? SNAP_EINTR : SNAP_OK;
-    table = item < L->post.n ? L->post.e[item].table : item - L->post.n;
-    tj = json_array_get(L->tables, table);
-    rc = build_conn(L, worker, err);
     if (rc == SNAP_OK && item < L->post.n) {
         sql = xasprintf("SET max_parallel_maintenance_workers = %zu;\n%s", helpers, L->post.e[item].sql);
         rc = pg_exec(L->conns[worker], sql, err);
@@ -1463,22 +1513,29 @@ static snap_rc build_job(pool *p, pg_load *L, size_t worker, snap_err *err)
     return rc;
 }
 
-/* Jobs 0..nparts-1 load the parts; the others build what the loads made ready. */
+/* Each job is one unit of work, a part to load or an item to build (next_unit). */
 static snap_rc stage_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
 {
     pg_load *L = arg;
+    size_t part, item, helpers;
     snap_rc rc;
 
-    if (job >= L->nparts)
-        return build_job(p, L, worker, err);
-    pthread_mutex_lock(&L->lock);
-    L->loading++;
-    pthread_mutex_unlock(&L->lock);
-    rc = load_job(p, arg, worker, job, err);
-    if (job != L->skip_part)
-        log_debug(rst_ctx(L->t), "%s: part %zu loaded", rst_component_name(L->t), job);
+    (void)job;
+    if (!next_unit(p, L, worker, &part, &item, &helpers)) /* stopping: the cause is reported */
+        return ctx_interrupted(rst_ctx(L->t), err) ? SNAP_EINTR : SNAP_OK;
+    if (item != SIZE_MAX)
+        return build_job(L, worker, item, helpers, err);
+    if (part != L->skip_part && rst_order_table(L->order, part) != SIZE_MAX) {
+        json_t *tj = json_array_get(L->tables, rst_order_table(L->order, part));
+        log_debug(rst_ctx(L->t), "%s: loading part %zu, rows of %s.%s", rst_component_name(L->t), part,
+                  jstr(tj, "schema"), jstr(tj, "name"));
+    }
+    rc = load_job(L, worker, part, err);
+    if (part != L->skip_part)
+        log_debug(rst_ctx(L->t), "%s: part %zu loaded", rst_component_name(L->t), part);
     pthread_mutex_lock(&L->lock);
     L->loading--;
+    rst_order_done(L->order, worker);
     if (--L->loads_left == 0) /* a table short of its rows fails check_counts after */
         for (size_t i = 0; i < L->ntables; i++)
             queue_table(L, i);
@@ -1487,26 +1544,20 @@ static snap_rc stage_job(pool *p, void *arg, size_t worker, size_t job, snap_err
     return rc;
 }
 
-/* After the final pass: the ANALYZE of every table that could not come earlier. */
-static snap_rc analyze_job(pool *p, void *arg, size_t worker, size_t job, snap_err *err)
-{
-    (void)job;
-    return build_job(p, arg, worker, err);
-}
-
 /* loading: the parts, the entries and ANALYZEs they make ready; else the ANALYZEs alone */
 static snap_rc parallel_load(pg_load *L, int jobs, bool loading, snap_err *err)
 {
     size_t n = (size_t)(jobs > 0 ? jobs : 1);
-    pool_spec spec = {.workers = n, .done = load_done, .arg = L};
+    pool_spec spec = {.workers = n, .job = stage_job, .done = load_done, .arg = L};
     snap_rc rc;
 
+    L->order = loading ? part_order(L, n) : rst_order_new(0, 0, n, NULL, NULL);
     if (loading) {
-        spec.job = stage_job;
         spec.njobs = L->nparts + L->post.n + (L->post.analyze_early ? L->ntables : 0);
+        L->loads_left = L->nparts;
     } else {
-        spec.job = analyze_job;
         spec.njobs = L->ntables;
+        L->loads_left = 0;
         L->nready = L->taken = 0;
         for (size_t i = 0; i < L->ntables; i++)
             L->ready[L->nready++] = L->post.n + i;
@@ -1516,14 +1567,15 @@ static snap_rc parallel_load(pg_load *L, int jobs, bool loading, snap_err *err)
     L->bufs = xcalloc(n, sizeof *L->bufs);
     L->prepared = xcalloc(n, sizeof *L->prepared);
     L->workers = n;
-    L->loads_left = L->nparts;
     rc = pool_run_spec(rst_ctx(L->t), &spec, err);
     free(L->conns);
     free(L->bufs);
     free(L->prepared);
+    rst_order_free(L->order);
     L->conns = NULL;
     L->bufs = NULL;
     L->prepared = NULL;
+    L->order = NULL;
     return rc;
 }
 

@@ -409,6 +409,60 @@ test_big_table_is_cut_into_chunks_and_reloaded() {
     [ "$before" = "$after" ] || fail "narrow differs: $before / $after"
 }
 
+# Each part names the tables whose rows it holds (info.part_tables), and the revert uses
+# it: two connections load two different tables while both have parts left, instead of
+# extending one table together. A manifest without it, or with a damaged one, only loses
+# that order.
+test_loaders_take_different_tables_by_part_tables() {
+    pg_setup
+    db=$(db_name parttables)
+    q -d postgres -c "CREATE DATABASE \"$db\""
+    q -d "$db" -c "CREATE TABLE big (id int PRIMARY KEY, pad text)" \
+        -c "INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 120000) g" \
+        -c "CREATE TABLE small (id int PRIMARY KEY, pad text)" \
+        -c "INSERT INTO small SELECT g, md5(g::text) FROM generate_series(1, 50000) g"
+    sums() { q -d "$db" -c "SELECT count(*), md5(string_agg(id || pad, ',' ORDER BY id)) FROM big" \
+        -c "SELECT count(*), md5(string_agg(id || pad, ',' ORDER BY id)) FROM small"; }
+    before=$(sums)
+    # the ranges of the bigger table come first, so the parts in order share it
+    printf '[snap]\npg_chunk_size = 256K\npg_split_tables = true\n' >"$T/snap.conf"
+    expect_rc 0 "$SNAP" create p1 --config "$T/snap.conf" --pg "dbname=$db" --store "$STORE" --jobs 2
+    # the manifest's list is what each part holds
+    python3 - "$STORE" <<'PY' || fail "part_tables does not name what the parts hold"
+import json, subprocess, sys
+st = sys.argv[1]
+c = json.load(open(st + "/catalog/p1.json"))["components"][0]
+ids = {t["name"]: t["id"] for t in c["info"]["tables"]}
+pt = c["info"]["part_tables"]
+assert len(pt) == len(c["parts"]), pt
+for p, listed in zip(c["parts"], pt):
+    names = subprocess.run(["tar", "--zstd", "-tf", st + "/" + p["key"]], capture_output=True, text=True, check=True).stdout.split()
+    held = sorted({int(n.split("/")[1]) for n in names if n.startswith("data/")})
+    assert listed == held, (p["key"], listed, held)
+assert sum(1 for l in pt if l == [ids["big"]]) >= 2 and sum(1 for l in pt if l == [ids["small"]]) >= 2, pt
+PY
+    q -d "$db" -c "DELETE FROM big WHERE id % 3 = 0" -c "UPDATE small SET pad = 'x'"
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --jobs 2 --no-safety-snapshot -vv
+    [ "$(sums)" = "$before" ] || fail "the rows differ after the revert"
+    first=$(grep -o 'loading part [0-9]*, rows of public\.[a-z]*' "$T/err" | head -n 2 | sed 's/.*\.//' | sort | tr '\n' ' ')
+    [ "$first" = "big small " ] || fail "the first two loads were not of different tables: $first"
+    # a damaged list (ids out of range, a part too many) orders nothing, and loses nothing
+    python3 "$T_ROOT/tests/e2e/resign.py" "$STORE" p1 "$SNAP_STATE_DIR/host.key" "
+c = m['components'][0]
+c['info']['part_tables'] = [[99999], 'x'] + [[-1]] * len(c['parts'])" || fail "cannot edit the manifest"
+    q -d "$db" -c "TRUNCATE big" -c "DELETE FROM small WHERE id > 10"
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --jobs 2 --no-safety-snapshot -vv
+    [ "$(sums)" = "$before" ] || fail "the rows differ after the revert of the damaged list"
+    ! grep -q 'loading part [0-9]*, rows of' "$T/err" || fail "a damaged list still ordered the loads"
+    expect_err "info.part_tables does not fit the parts; they load in their order"
+    python3 "$T_ROOT/tests/e2e/resign.py" "$STORE" p1 "$SNAP_STATE_DIR/host.key" "
+c = m['components'][0]
+c['info']['part_tables'] = [[c['info']['tables'][0]['id'] + 7]] * len(c['parts'])" || fail "cannot edit the manifest"
+    q -d "$db" -c "TRUNCATE big"
+    expect_rc 0 "$REVERT" p1 --store "$STORE" --yes --jobs 2 --no-safety-snapshot
+    [ "$(sums)" = "$before" ] || fail "the rows differ after the revert of ids out of range"
+}
+
 # Rows bigger than a chunk and an empty table, in both formats: each entry stays whole
 # (in binary: header, rows, trailer) and the worker's buffer grows for the row and shrinks after.
 test_rows_bigger_than_a_chunk_and_empty_tables_in_both_formats() {
