@@ -149,7 +149,8 @@ json_t *snp_holds_json(snp_holds *h, const snp_capture *c, json_t *(*value)(size
     json_t *all = json_array();
     size_t k = 0;
 
-    qsort(h->v, h->n, sizeof *h->v, held_cmp);
+    if (h->n > 0) /* qsort's array may not be NULL, even when empty */
+        qsort(h->v, h->n, sizeof *h->v, held_cmp);
     for (size_t i = 0; i < arc_parts_count(c->parts); i++) {
         unsigned no = arc_parts_no(c->parts, i); /* the parts in the manifest's order */
         json_t *one = json_array();
