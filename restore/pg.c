@@ -1251,14 +1251,19 @@ static void lock_key(const char *live, char hi[16], char lo[16], char big[24])
 
 /* ---- stage ---- */
 
-/* Index builds sort: the memory a restore deserves ([revert] pg_maintenance_work_mem). */
+/*
+ * Index builds sort in [revert] pg_maintenance_work_mem when it is set; else in the
+ * server's maintenance_work_mem, as pg_restore's do (NULL). More is not faster: a sort
+ * that fits in memory can lose to one that merges runs sized to the caches
+ * (docs/design.md).
+ */
 static snap_rc maintenance_mem(rst_target *t, const char **mwm, snap_err *err)
 {
     const char *v = rst_options(t)->pg_maintenance_work_mem;
 
     if (v != NULL && (!*v || strpbrk(v, " \t\\'\"") != NULL))
         return err_set(err, SNAP_EUSAGE, 0, "[revert] pg_maintenance_work_mem must be one value such as 512MB");
-    *mwm = v ? v : "256MB";
+    *mwm = v;
     return SNAP_OK;
 }
 
@@ -1304,7 +1309,7 @@ static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const ch
         rc = maintenance_mem(t, &mwm, err);
         if (rc != SNAP_OK)
             goto out;
-        opt = xasprintf("-c maintenance_work_mem=%s", mwm);
+        opt = mwm ? xasprintf("-c maintenance_work_mem=%s", mwm) : NULL;
         rc = pg_tool_run(c, db, opt, argv, out_fd, rst_ctx(t), err);
         free(opt);
     }
@@ -1432,7 +1437,7 @@ static snap_rc build_conn(pg_load *L, size_t worker, snap_err *err)
     rc = maintenance_mem(L->t, &mwm, err);
     if (rc != SNAP_OK)
         return rc;
-    sql = xasprintf("%s\nSET maintenance_work_mem = '%s';", L->post.prologue, mwm);
+    sql = mwm ? xasprintf("%s\nSET maintenance_work_mem = '%s';", L->post.prologue, mwm) : xstrdup(L->post.prologue);
     rc = pg_exec(L->conns[worker], sql, err);
     free(sql);
     L->prepared[worker] = rc == SNAP_OK;
