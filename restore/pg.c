@@ -533,6 +533,45 @@ out:
     return rc;
 }
 
+/*
+ * Index builds sort in [revert] pg_maintenance_work_mem when it is set; else in the
+ * server's maintenance_work_mem, as pg_restore's do (NULL). More is not faster: a sort
+ * that fits in memory can lose to one that merges runs sized to the caches
+ * (docs/design.md).
+ */
+static snap_rc maintenance_mem(rst_target *t, const char **mwm, snap_err *err)
+{
+    const char *v = rst_options(t)->pg_maintenance_work_mem;
+
+    if (v != NULL && (!*v || strpbrk(v, " \t\\'\"") != NULL))
+        return err_set(err, SNAP_EUSAGE, 0, "[revert] pg_maintenance_work_mem must be one value such as 512MB");
+    *mwm = v;
+    return SNAP_OK;
+}
+
+/* A [revert] pg_maintenance_work_mem the server refuses is a configuration error, found
+ * before anything is staged (exit 2), not when the first build connects. */
+static snap_rc check_sort_mem(rst_target *t, PGconn *c, snap_err *err)
+{
+    const char *mwm;
+    char *sql;
+    snap_rc rc = maintenance_mem(t, &mwm, err);
+
+    if (rc != SNAP_OK || mwm == NULL)
+        return rc;
+    sql = xasprintf("SET maintenance_work_mem = '%s'", mwm);
+    rc = pg_exec(c, sql, err);
+    free(sql);
+    if (rc == SNAP_OK)
+        return pg_exec(c, "RESET maintenance_work_mem", err);
+    if (PQstatus(c) != CONNECTION_OK)
+        return rc;
+    err_prefix(err, "[revert] pg_maintenance_work_mem");
+    err->code = SNAP_EUSAGE;
+    err->kind = NULL;
+    return SNAP_EUSAGE;
+}
+
 static snap_rc pg_plan(rst_target *t, snap_err *err)
 {
     json_t *info = info_of(t), *st = rst_state(t), *plan = rst_plan(t), *notes = json_array();
@@ -576,6 +615,8 @@ static snap_rc pg_plan(rst_target *t, snap_err *err)
     rst_set_lock_key(t, lock);
 
     rc = check_roles(t, c, plan, err);
+    if (rc == SNAP_OK)
+        rc = check_sort_mem(t, c, err);
     if (rc == SNAP_OK)
         rc = check_create_rights(c, tx, db, notes, err);
     if (rc == SNAP_OK && !tx)
@@ -1250,22 +1291,6 @@ static void lock_key(const char *live, char hi[16], char lo[16], char big[24])
 }
 
 /* ---- stage ---- */
-
-/*
- * Index builds sort in [revert] pg_maintenance_work_mem when it is set; else in the
- * server's maintenance_work_mem, as pg_restore's do (NULL). More is not faster: a sort
- * that fits in memory can lose to one that merges runs sized to the caches
- * (docs/design.md).
- */
-static snap_rc maintenance_mem(rst_target *t, const char **mwm, snap_err *err)
-{
-    const char *v = rst_options(t)->pg_maintenance_work_mem;
-
-    if (v != NULL && (!*v || strpbrk(v, " \t\\'\"") != NULL))
-        return err_set(err, SNAP_EUSAGE, 0, "[revert] pg_maintenance_work_mem must be one value such as 512MB");
-    *mwm = v;
-    return SNAP_OK;
-}
 
 /* flag: one more option (--list, --use-list=FILE) or NULL. */
 static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const char *section, int jobs,

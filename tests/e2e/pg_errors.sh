@@ -119,9 +119,9 @@ test_staging_name_already_taken() {
     [ "$(q -d "$db" -c 'SELECT count(*) FROM notes')" = 0 ] || fail "the refused revert changed the database"
 }
 
-# [revert] pg_maintenance_work_mem reaches the server's index builds: a value the server
-# refuses stops the revert before the cut-over; one that is not a single value is refused
-# before anything is staged; unset, the builds keep the server's own.
+# [revert] pg_maintenance_work_mem reaches the server: a value the server refuses, or one
+# that is not a single value, is refused before anything is staged; unset, the builds
+# keep the server's own.
 test_sort_memory_the_server_refuses() {
     pg_setup
     db=$(db_name sortmem)
@@ -129,8 +129,10 @@ test_sort_memory_the_server_refuses() {
     expect_rc 0 "$SNAP" create p1 --pg "dbname=$db" --store "$STORE"
     q -d "$db" -c "DELETE FROM notes"
     printf '[revert]\npg_maintenance_work_mem = 63kB\n' >"$T/low.conf"
-    expect_rc 1 "$REVERT" p1 --config "$T/low.conf" --store "$STORE" --yes --no-safety-snapshot
+    expect_rc 2 "$REVERT" p1 --config "$T/low.conf" --store "$STORE" --yes --no-safety-snapshot
+    expect_err "[revert] pg_maintenance_work_mem: "
     expect_err "outside the valid range for parameter \"maintenance_work_mem\""
+    ! grep -q "staging" "$T/err" || fail "the refused revert began staging"
     [ "$(q -d "$db" -c 'SELECT count(*) FROM notes')" = 0 ] || fail "the failed revert changed the database"
     [ -z "$(dbs_like "${db}__")" ] || fail "leftover databases: $(dbs_like "${db}__")"
     printf '[revert]\npg_maintenance_work_mem = 1 GB\n' >"$T/two.conf"
