@@ -120,8 +120,8 @@ test_staging_name_already_taken() {
 }
 
 # [revert] pg_maintenance_work_mem reaches the server: a value the server refuses, or one
-# that is not a single value, is refused before anything is staged; unset, the builds
-# keep the server's own.
+# that is not a single value, is refused before anything is staged; unset, the revert
+# runs (which sort memory it then uses is not visible here: bench/pg.sh measures it).
 test_sort_memory_the_server_refuses() {
     pg_setup
     db=$(db_name sortmem)
@@ -132,7 +132,7 @@ test_sort_memory_the_server_refuses() {
     expect_rc 2 "$REVERT" p1 --config "$T/low.conf" --store "$STORE" --yes --no-safety-snapshot
     expect_err "[revert] pg_maintenance_work_mem: "
     expect_err "outside the valid range for parameter \"maintenance_work_mem\""
-    ! grep -q "staging" "$T/err" || fail "the refused revert began staging"
+    expect_no_err "staging"
     [ "$(q -d "$db" -c 'SELECT count(*) FROM notes')" = 0 ] || fail "the failed revert changed the database"
     [ -z "$(dbs_like "${db}__")" ] || fail "leftover databases: $(dbs_like "${db}__")"
     printf '[revert]\npg_maintenance_work_mem = 1 GB\n' >"$T/two.conf"
