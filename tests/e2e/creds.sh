@@ -9,6 +9,7 @@
 # STS to check AWS's own ExpiredTokenException answer. credential_process with keys RGW
 # really stops accepting when they expire, across a transfer that outlives several of them.
 # needs: rgw
+# slow
 . "$(dirname "$0")/lib.sh"
 
 META=$T_ROOT/tests/services/aws-meta.py

@@ -10,6 +10,7 @@
 # making it takes a minute or two. The built image stays as localhost/snap:test, so the next
 # build reuses its unchanged layers.
 # needs: postgres
+# slow
 # own build
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg/lib.sh"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # MySQL/MariaDB: snap and revert against a real server (tests/services/mariadb.sh).
 # needs: mariadb
+# slow
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/mysql/lib.sh"
 FIX=$T_ROOT/tests/e2e/mysql

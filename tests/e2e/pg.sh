@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # PostgreSQL: round trips that must reproduce the database exactly, in every mode.
 # needs: postgres
+# slow
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg/lib.sh"
 

@@ -4,6 +4,7 @@
 # host name: what A leaves behind when it is killed, B finishes; one database is never
 # reverted by both at once.
 # needs: postgres mariadb rgw
+# slow
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg/lib.sh"
 

@@ -2,6 +2,7 @@
 # S3 stores against a real Ceph RGW (tests/services/rgw.sh), through the built tools, with
 # the AWS CLI as an independent client and a fault-injecting proxy (tests/services/s3proxy.py).
 # needs: rgw
+# slow
 . "$(dirname "$0")/lib.sh"
 
 PROXY=$T_ROOT/tests/services/s3proxy.py
