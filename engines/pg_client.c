@@ -445,24 +445,22 @@ char *pg_literal(PGconn *conn, const char *s)
     return from_libpq(PQescapeLiteral(conn, s, strlen(s)));
 }
 
-int pg_tmpfile(char **path, snap_err *err)
+int pg_tmpfile(snap_err *err)
 {
-    const char *dir = getenv("TMPDIR");
-    char *p = xasprintf("%s/snap-pg.XXXXXX", dir && *dir ? dir : "/tmp");
-    /* O_EXCL (mkostemp) and 0600: in a directory others may write, nothing is followed or reused. */
-    int fd = mkostemp(p, O_CLOEXEC | O_NOFOLLOW);
+    const char *env = getenv("TMPDIR"), *dir = env && *env ? env : "/tmp";
+    /* O_TMPFILE: the file never has a name; where the file system lacks it, a name taken
+     * exclusively (mkostemp, 0600, nothing followed or reused) is removed at once. */
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 
-    if (fd < 0) {
-        err_sys(err, SNAP_EFAIL, "cannot create a temporary file in %s", dir && *dir ? dir : "/tmp");
-        free(p);
-        return -1;
-    }
-    if (path != NULL)
-        *path = p;
-    else {
-        unlink(p);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
+        char *p = xasprintf("%s/snap-pg.XXXXXX", dir);
+        fd = mkostemp(p, O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0)
+            unlink(p);
         free(p);
     }
+    if (fd < 0)
+        err_sys(err, SNAP_EFAIL, "cannot create a temporary file in %s", dir);
     return fd;
 }
 
@@ -477,7 +475,8 @@ static void read_tail(int fd, char *out, size_t cap)
 }
 
 /* Runs argv with stdout to out_fd and stderr to err_fd; returns the exit status or -1. */
-static int spawn_wait(char *const *argv, char *const *envp, int out_fd, int err_fd, snap_err *err)
+static int spawn_wait(char *const *argv, char *const *envp, int out_fd, int err_fd, const int *keep, size_t nkeep,
+                      snap_err *err)
 {
     posix_spawn_file_actions_t fa;
     pid_t pid;
@@ -486,6 +485,9 @@ static int spawn_wait(char *const *argv, char *const *envp, int out_fd, int err_
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
     posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+    /* a dup2 onto itself clears close-on-exec in the child only (POSIX.1-2024; glibc does) */
+    for (size_t i = 0; i < nkeep; i++)
+        posix_spawn_file_actions_adddup2(&fa, keep[i], keep[i]);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     e = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
@@ -560,7 +562,7 @@ snap_rc pg_tool_find(const char *bindir, const char *tool, char **path, int *maj
         free(p);
         return SNAP_ENOTFOUND;
     }
-    fd = pg_tmpfile(NULL, err);
+    fd = pg_tmpfile(err);
     if (fd < 0) {
         free(p);
         return err->code;
@@ -568,7 +570,7 @@ snap_rc pg_tool_find(const char *bindir, const char *tool, char **path, int *maj
     null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
     {
         char *argv[] = {p, (char *)"--version", NULL};
-        status = spawn_wait(argv, environ, fd, null_fd, err);
+        status = spawn_wait(argv, environ, fd, null_fd, NULL, 0, err);
     }
     close(null_fd);
     if (status < 0) {
@@ -632,10 +634,10 @@ static char **tool_env(PGconn *conn, const char *dbname, const char *options)
 }
 
 snap_rc pg_tool_run(PGconn *conn, const char *dbname, const char *options, char *const *argv, int out_fd,
-                    const snap_ctx *ctx, snap_err *err)
+                    const int *keep, size_t nkeep, const snap_ctx *ctx, snap_err *err)
 {
     char **env = tool_env(conn, dbname, options);
-    int err_fd = pg_tmpfile(NULL, err), null_fd = -1, status;
+    int err_fd = pg_tmpfile(err), null_fd = -1, status;
     const char *tool = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
     snap_rc rc = SNAP_OK;
 
@@ -646,7 +648,7 @@ snap_rc pg_tool_run(PGconn *conn, const char *dbname, const char *options, char 
     if (out_fd < 0)
         out_fd = null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
     log_debug(ctx, "running %s", tool);
-    status = spawn_wait(argv, env, out_fd, err_fd, err);
+    status = spawn_wait(argv, env, out_fd, err_fd, keep, nkeep, err);
     if (status < 0) {
         rc = err->code;
     } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {

@@ -79,14 +79,23 @@ snap_rc pg_tool_find(const char *bindir, const char *tool, char **path, int *maj
 /*
  * Runs a client program with argv (argv[0] is its path) against conn's server, database
  * dbname (NULL: conn's): the connection settings travel as libpq environment variables,
- * never in argv. options (may be NULL) adds server settings ("-c name=value") to PGOPTIONS. Its stdout goes to out_fd (or /dev/null when -1). On a non-zero exit the
- * error carries the last lines of its stderr.
+ * never in argv. options (may be NULL) adds server settings ("-c name=value") to PGOPTIONS.
+ * Its stdout goes to out_fd (or /dev/null when -1). The nkeep descriptors of keep stay open
+ * in it under their numbers, so that argv can name an anonymous file as PG_FD_PATH. On a
+ * non-zero exit the error carries the last lines of its stderr.
  */
 snap_rc pg_tool_run(PGconn *conn, const char *dbname, const char *options, char *const *argv, int out_fd,
-                    const snap_ctx *ctx, snap_err *err);
+                    const int *keep, size_t nkeep, const snap_ctx *ctx, snap_err *err);
 
-/* An anonymous temporary file, 0600, removed when closed; or -1 with err set. */
-int pg_tmpfile(char **path, snap_err *err);
+/* How a tool run with the descriptor kept names an anonymous file (printf, one int). */
+#define PG_FD_PATH "/dev/fd/%d"
+
+/*
+ * An anonymous temporary file in $TMPDIR (else /tmp), 0600, created exclusively and unlinked
+ * at once, so that nothing is left when the process is killed; or -1 with err set. A tool
+ * reaches it through pg_tool_run's keep and PG_FD_PATH.
+ */
+int pg_tmpfile(snap_err *err);
 
 /*
  * Turns a psql-style name pattern (pg_dump -n / -T: * and ? wildcards, "quoted" parts

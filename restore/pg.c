@@ -674,18 +674,17 @@ static snap_rc pg_displaced_source(rst_target *t, cfg *c, const char *section, s
 
 typedef struct schema_files {
     size_t part;      /* the part that holds them */
-    char *dump_path;  /* pg_dump's custom archive, in a 0600 temp file */
+    int dump;         /* pg_dump's custom archive, in an anonymous temp file (-1: none) */
     char *sequences;  /* setval() statements */
 } schema_files;
 
 static void schema_files_free(schema_files *s)
 {
-    if (s->dump_path != NULL) {
-        unlink(s->dump_path);
-        free(s->dump_path);
-    }
+    if (s->dump >= 0)
+        close(s->dump);
     free(s->sequences);
     memset(s, 0, sizeof *s);
+    s->dump = -1;
 }
 
 /* bar: the progress the bytes read count to, or NULL (the schema's first look). */
@@ -735,6 +734,7 @@ static snap_rc read_schema(rst_target *t, schema_files *sf, snap_err *err)
     snap_rc rc = SNAP_OK;
 
     memset(sf, 0, sizeof *sf);
+    sf->dump = -1;
     for (size_t i = 0; i < n && rc == SNAP_OK; i++) {
         rc = open_part(t, i, NULL, &r, err);
         if (rc == SNAP_OK)
@@ -753,21 +753,21 @@ static snap_rc read_schema(rst_target *t, schema_files *sf, snap_err *err)
                 size_t len;
                 rc = read_entry(r, e, 1ULL << 30, &sf->sequences, &len, err);
             } else if (strcmp(name, PG_SCHEMA_ENTRY) == 0) {
-                int fd = pg_tmpfile(&sf->dump_path, err);
-                char *buf = xmalloc(IO_CHUNK);
+                char *buf;
                 size_t got;
-                if (fd < 0) {
-                    free(buf);
-                    rc = err->code;
+                if (sf->dump >= 0 || (sf->dump = pg_tmpfile(err)) < 0) {
+                    rc = sf->dump >= 0 ? err_set(err, SNAP_EVERIFY, 0, "component %s has two %s entries",
+                                                 rst_component_name(t), PG_SCHEMA_ENTRY)
+                                       : err->code;
                     break;
                 }
+                buf = xmalloc(IO_CHUNK);
                 while ((rc = arc_reader_data(r, buf, IO_CHUNK, &got, err)) == SNAP_OK && got > 0)
-                    if (write(fd, buf, got) != (ssize_t)got) {
-                        rc = err_sys(err, SNAP_EFAIL, "cannot write %s", sf->dump_path);
+                    if (write(sf->dump, buf, got) != (ssize_t)got) {
+                        rc = err_sys(err, SNAP_EFAIL, "cannot write the schema to a temporary file");
                         break;
                     }
                 free(buf);
-                close(fd);
             }
         }
         if (rc == SNAP_OK)
@@ -777,7 +777,7 @@ static snap_rc read_schema(rst_target *t, schema_files *sf, snap_err *err)
         r = NULL;
         break;
     }
-    if (rc == SNAP_OK && (sf->dump_path == NULL || sf->sequences == NULL)) {
+    if (rc == SNAP_OK && (sf->dump < 0 || sf->sequences == NULL)) {
         rc = err_set(err, SNAP_EVERIFY, 0, "component %s has no schema part (%s)", rst_component_name(t),
                      PG_SCHEMA_ENTRY);
         err_hint(err, "the snapshot is damaged or was not written by snap; `snap verify` checks it");
@@ -1293,11 +1293,12 @@ static void lock_key(const char *live, char hi[16], char lo[16], char big[24])
 /* ---- stage ---- */
 
 /* flag: one more option (--list, --use-list=FILE) or NULL. */
-static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const char *section, int jobs,
-                              const char *dump, int out_fd, const char *flag, snap_err *err)
+static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const char *section, int jobs, int dump,
+                              int list, int out_fd, const char *flag, snap_err *err)
 {
     char *tool = NULL, *sec = xasprintf("--section=%s", section), *dbarg = NULL, *jarg = xasprintf("--jobs=%d", jobs);
-    char *argv[10], *dumpcopy = xstrdup(dump), *flagcopy = flag ? xstrdup(flag) : NULL;
+    char *argv[11], *dumpcopy = xasprintf(PG_FD_PATH, dump), *flagcopy = flag ? xstrdup(flag) : NULL, *listarg = NULL;
+    int keep[2] = {dump, list};
     size_t n = 0;
     int major;
     snap_rc rc = pg_tool_find(rst_options(t)->pg_bindir, "pg_restore", &tool, &major, err);
@@ -1326,6 +1327,8 @@ static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const ch
     }
     if (flagcopy != NULL)
         argv[n++] = flagcopy;
+    if (list >= 0)
+        argv[n++] = listarg = xasprintf("--use-list=" PG_FD_PATH, list);
     argv[n++] = dumpcopy;
     argv[n] = NULL;
     {
@@ -1335,7 +1338,7 @@ static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const ch
         if (rc != SNAP_OK)
             goto out;
         opt = mwm ? xasprintf("-c maintenance_work_mem=%s", mwm) : NULL;
-        rc = pg_tool_run(c, db, opt, argv, out_fd, rst_ctx(t), err);
+        rc = pg_tool_run(c, db, opt, argv, out_fd, keep, list >= 0 ? 2 : 1, rst_ctx(t), err);
         free(opt);
     }
 out:
@@ -1345,6 +1348,7 @@ out:
     free(jarg);
     free(dumpcopy);
     free(flagcopy);
+    free(listarg);
     return rc;
 }
 
@@ -1390,15 +1394,15 @@ static size_t find_table(const char *schema, const char *name, void *arg)
     return hit ? hit->i : SIZE_MAX;
 }
 
-static snap_rc section_sql(rst_target *t, PGconn *c, const char *dump, const char *section, const char *flag,
-                           char **sql, snap_err *err);
+static snap_rc section_sql(rst_target *t, PGconn *c, int dump, const char *section, const char *flag, char **sql,
+                           snap_err *err);
 
 /*
  * Splits the post-data: indexes and constraints of the loaded tables are built on the
  * loading pool as each table completes (pg_post.h); an empty plan leaves it all to the
  * final pg_restore, as before.
  */
-static snap_rc plan_post(pg_load *L, PGconn *c, const char *dump, snap_err *err)
+static snap_rc plan_post(pg_load *L, PGconn *c, int dump, snap_err *err)
 {
     char *sql = NULL, *toc = NULL;
     table_index ti = {xcalloc(L->ntables + 1, sizeof *ti.keys), L->ntables};
@@ -1610,31 +1614,23 @@ static snap_rc parallel_load(pg_load *L, int jobs, bool loading, snap_err *err)
 }
 
 /* What was not built while loading: foreign keys, triggers, attachments, comments... */
-static snap_rc post_final(pg_load *L, PGconn *c, const char *dump, int jobs, snap_err *err)
+static snap_rc post_final(pg_load *L, PGconn *c, int dump, int jobs, snap_err *err)
 {
-    char *path = NULL, *flag;
     size_t len;
     int fd;
     snap_rc rc;
 
     if (L->post.n == 0)
-        return run_pg_restore(L->t, c, L->db, "post-data", jobs, dump, -1, NULL, err);
-    fd = pg_tmpfile(&path, err);
+        return run_pg_restore(L->t, c, L->db, "post-data", jobs, dump, -1, -1, NULL, err);
+    fd = pg_tmpfile(err);
     if (fd < 0)
         return err->code;
     len = strlen(L->post.rest_list);
-    if (write(fd, L->post.rest_list, len) != (ssize_t)len) {
-        rc = err_sys(err, SNAP_EFAIL, "cannot write %s", path);
-        close(fd);
-        goto out;
-    }
+    if (write(fd, L->post.rest_list, len) != (ssize_t)len)
+        rc = err_sys(err, SNAP_EFAIL, "cannot write pg_restore's list to a temporary file");
+    else
+        rc = run_pg_restore(L->t, c, L->db, "post-data", jobs, dump, fd, -1, NULL, err);
     close(fd);
-    flag = xasprintf("--use-list=%s", path);
-    rc = run_pg_restore(L->t, c, L->db, "post-data", jobs, dump, -1, flag, err);
-    free(flag);
-out:
-    unlink(path);
-    free(path);
     return rc;
 }
 
@@ -1643,7 +1639,7 @@ static snap_rc stage_swap(rst_target *t, snap_err *err)
     json_t *st = rst_state(t), *info = info_of(t), *db = json_object_get(info, "database");
     const char *staged = jstr(st, "staged");
     snap_ctx *ctx = rst_ctx(t);
-    schema_files sf = {0};
+    schema_files sf = {.dump = -1};
     PGconn *admin = NULL, *c = NULL;
     pg_load L;
     char *q = NULL, *opts = NULL;
@@ -1706,10 +1702,10 @@ static snap_rc stage_swap(rst_target *t, snap_err *err)
     rc = connect_db(t, staged, &c, err);
     if (rc == SNAP_OK) {
         log_info(ctx, "%s: restoring the schema into %s", rst_component_name(t), staged);
-        rc = run_pg_restore(t, c, staged, "pre-data", 1, sf.dump_path, -1, NULL, err);
+        rc = run_pg_restore(t, c, staged, "pre-data", 1, sf.dump, -1, -1, NULL, err);
     }
     if (rc == SNAP_OK)
-        rc = plan_post(&L, c, sf.dump_path, err);
+        rc = plan_post(&L, c, sf.dump, err);
     if (rc == SNAP_OK) {
         log_info(ctx, "%s: loading %zu tables on %d connections", rst_component_name(t), L.ntables, ctx->jobs);
         rc = parallel_load(&L, ctx->jobs, true, err);
@@ -1719,7 +1715,7 @@ static snap_rc stage_swap(rst_target *t, snap_err *err)
         rc = pg_exec(c, sf.sequences, err);
     if (rc == SNAP_OK) {
         log_info(ctx, "%s: building indexes and constraints", rst_component_name(t));
-        rc = post_final(&L, c, sf.dump_path, ctx->jobs, err);
+        rc = post_final(&L, c, sf.dump, ctx->jobs, err);
     }
     if (rc == SNAP_OK && !L.post.analyze_early)
         rc = parallel_load(&L, ctx->jobs, false, err);
@@ -2069,17 +2065,17 @@ static snap_rc pg_finish(rst_target *t, bool drop_old, snap_err *err)
 /* ---- transaction mode ---- */
 
 /* pg_restore's SQL for a section (its listing with flag "--list"), without psql's \restrict lines. */
-static snap_rc section_sql(rst_target *t, PGconn *c, const char *dump, const char *section, const char *flag,
-                           char **sql, snap_err *err)
+static snap_rc section_sql(rst_target *t, PGconn *c, int dump, const char *section, const char *flag, char **sql,
+                           snap_err *err)
 {
-    int fd = pg_tmpfile(NULL, err);
+    int fd = pg_tmpfile(err);
     off_t size;
     char *buf, *w;
     snap_rc rc;
 
     if (fd < 0)
         return err->code;
-    rc = run_pg_restore(t, c, NULL, section, 1, dump, fd, flag, err);
+    rc = run_pg_restore(t, c, NULL, section, 1, dump, -1, fd, flag, err);
     if (rc != SNAP_OK) {
         close(fd);
         return rc;
@@ -2163,7 +2159,7 @@ static snap_rc cutover_tx(rst_target *t, snap_err *err)
 {
     json_t *st = rst_state(t);
     const char *live = jstr(st, "live");
-    schema_files sf = {0};
+    schema_files sf = {.dump = -1};
     PGconn *c = NULL;
     PGresult *res = NULL;
     char *pre = NULL, *post = NULL;
@@ -2192,9 +2188,9 @@ static snap_rc cutover_tx(rst_target *t, snap_err *err)
     if (rc == SNAP_OK)
         rc = connect_db(t, live, &c, err);
     if (rc == SNAP_OK)
-        rc = section_sql(t, c, sf.dump_path, "pre-data", NULL, &pre, err);
+        rc = section_sql(t, c, sf.dump, "pre-data", NULL, &pre, err);
     if (rc == SNAP_OK)
-        rc = section_sql(t, c, sf.dump_path, "post-data", NULL, &post, err);
+        rc = section_sql(t, c, sf.dump, "post-data", NULL, &post, err);
     if (rc != SNAP_OK)
         goto out;
     L.skip_part = sf.part;

@@ -804,12 +804,12 @@ static snap_rc dump_schema(pg_cap *cap, PGconn *conn, const util_strv *schemas, 
         argv[n++] = excl->v[i];
     }
     argv[n] = NULL;
-    fd = pg_tmpfile(NULL, err);
+    fd = pg_tmpfile(err);
     if (fd < 0) {
         rc = err->code;
         goto out;
     }
-    rc = pg_tool_run(conn, NULL, NULL, argv, fd, cap->ctx, err);
+    rc = pg_tool_run(conn, NULL, NULL, argv, fd, NULL, 0, cap->ctx, err);
     if (rc != SNAP_OK) {
         err_prefix(err, "cannot dump the schema");
         goto out;

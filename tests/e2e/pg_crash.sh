@@ -16,9 +16,12 @@ prepare() {
     capture_state "$db" damaged
 }
 
+# The schema and pg_restore's list live in anonymous files: a SIGKILL leaves nothing in TMPDIR.
 killed_at() { # FAILPOINT
-    SNAP_FAILPOINT=$1 run "$REVERT" p1 --store "$STORE" --yes --no-safety-snapshot
+    mkdir -p "$T/tmp"
+    SNAP_FAILPOINT=$1 TMPDIR=$T/tmp run "$REVERT" p1 --store "$STORE" --yes --no-safety-snapshot
     [ "$RC" = 137 ] || { cat "$T/err" >&2; fail "revert was not killed at $1 (exit $RC)"; }
+    [ -z "$(ls -A "$T/tmp")" ] || fail "the killed revert left in TMPDIR: $(ls -A "$T/tmp")"
 }
 
 allows_connections() { [ "$(q -d postgres -c "SELECT datallowconn FROM pg_database WHERE datname = '$1'")" = t ]; }
