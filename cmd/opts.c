@@ -1,6 +1,8 @@
 /* opts.c: option tables to getopt_long, environment fallbacks, --help, and shared CLI set-up. */
 #include "opts.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -402,6 +404,18 @@ static snap_rc set_logging(cli *c, snap_err *err)
     return SNAP_OK;
 }
 
+/*
+ * Started with stdin, stdout or stderr closed, the next file opened would take that number:
+ * a journal or a part would then receive log lines, or a tool run with it kept would read
+ * /dev/null. Each closed one is opened on /dev/null first, as OpenSSH and curl do.
+ */
+static void std_fds_open(void)
+{
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
+            _exit(1); /* nowhere to say why: not even /dev/null opens */
+}
+
 snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, char **argv, snap_err *err)
 {
     struct sigaction sa;
@@ -409,6 +423,7 @@ snap_rc cli_init(cli *c, const char *program, const opt_def *defs, int argc, cha
     long jobs = 0;
     snap_rc rc;
 
+    std_fds_open();
     memset(c, 0, sizeof *c);
     c->program = program;
     log_set_program(program);

@@ -1292,7 +1292,7 @@ static void lock_key(const char *live, char hi[16], char lo[16], char big[24])
 
 /* ---- stage ---- */
 
-/* flag: one more option (--list, --use-list=FILE) or NULL. */
+/* dump: the archive's descriptor; list: pg_restore's --use-list (-1: none); flag: --list or NULL. */
 static snap_rc run_pg_restore(rst_target *t, PGconn *c, const char *db, const char *section, int jobs, int dump,
                               int list, int out_fd, const char *flag, snap_err *err)
 {

@@ -24,6 +24,23 @@ killed_at() { # FAILPOINT
     [ -z "$(ls -A "$T/tmp")" ] || fail "the killed revert left in TMPDIR: $(ls -A "$T/tmp")"
 }
 
+# Started with stdin, stdout and stderr closed (a daemon's child, a careless cron line), the
+# files revert opens must not take their numbers: its log lines went into the lease it wrote
+# to the store and into its journal's lock. Killed at the cut-over, both are still there.
+test_revert_with_the_standard_descriptors_closed() {
+    prepare closedfds
+    set +e
+    SNAP_FAILPOINT=cutover-begin "$REVERT" p1 --store "$STORE" --yes --no-safety-snapshot -v <&- >&- 2>&-
+    rc=$?
+    set -e
+    [ "$rc" = 137 ] || fail "revert was not killed at cutover-begin (exit $rc)"
+    ! grep -rl "revert: " "$STORE" "$SNAP_STATE_DIR" || fail "log lines went into the files above"
+    expect_rc 0 "$REVERT" --recover --store "$STORE"
+    expect_err "completed"
+    capture_state "$db" after
+    same_state point after
+}
+
 allows_connections() { [ "$(q -d postgres -c "SELECT datallowconn FROM pg_database WHERE datname = '$1'")" = t ]; }
 
 test_kill_during_staging_leaves_live_untouched() {
