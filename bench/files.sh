@@ -86,12 +86,11 @@ n=${BENCH_PAIRS:-3}
 # the aims are judged on rounds that alternate revert and tar -x then sync, each run after a
 # sync and a pause, with nothing deleted until the end (see above). An in-place revert keeps
 # the tree it displaces, as tar -x into an empty directory removes nothing.
-PAIR_SETTLE="sync; sleep 5" pairs "tar -x then sync, revert --to" "$n" \
-    "mkdir '$W/px{n}' && tar -I 'zstd -T2' -xf '$W/tree.tar.zst' -C '$W/px{n}' && sync -f '$W'" \
+tar_sync() { echo "mkdir '$W/$1{n}' && tar -I 'zstd -T2' -xf '$W/tree.tar.zst' -C '$W/$1{n}' && sync -f '$W'"; }
+PAIR_SETTLE="sync; sleep 5" pairs "tar -x then sync, revert --to" "$n" "$(tar_sync px)" \
     "'$REVERT' b1 --store '$W/store' --to '$W/pt{n}' --yes --no-progress"
 ratio "revert --to / tar -x then sync, paired (aim <= 1.0)" "$PAIR_WALL" 1
-PAIR_SETTLE="sync; sleep 5" pairs "tar -x then sync, revert in place" "$n" \
-    "mkdir '$W/py{n}' && tar -I 'zstd -T2' -xf '$W/tree.tar.zst' -C '$W/py{n}' && sync -f '$W'" \
+PAIR_SETTLE="sync; sleep 5" pairs "tar -x then sync, revert in place" "$n" "$(tar_sync py)" \
     "touch '$W/tree/d000/changed{n}' && '$REVERT' b1 --store '$W/store' --yes --no-safety-snapshot --no-progress"
 ratio "revert in place / tar -x then sync, paired (aim <= 1.3)" "$PAIR_WALL" 1
 # encryption's cost, in rounds that alternate plain and encrypted (one run each is at the

@@ -755,10 +755,13 @@ static snap_rc read_schema(rst_target *t, schema_files *sf, snap_err *err)
             } else if (strcmp(name, PG_SCHEMA_ENTRY) == 0) {
                 char *buf;
                 size_t got;
-                if (sf->dump >= 0 || (sf->dump = pg_tmpfile(err)) < 0) {
-                    rc = sf->dump >= 0 ? err_set(err, SNAP_EVERIFY, 0, "component %s has two %s entries",
-                                                 rst_component_name(t), PG_SCHEMA_ENTRY)
-                                       : err->code;
+                if (sf->dump >= 0) {
+                    rc = err_set(err, SNAP_EVERIFY, 0, "component %s has two %s entries", rst_component_name(t),
+                                 PG_SCHEMA_ENTRY);
+                    break;
+                }
+                if ((sf->dump = pg_tmpfile(err)) < 0) {
+                    rc = err->code;
                     break;
                 }
                 buf = xmalloc(IO_CHUNK);
