@@ -129,31 +129,17 @@ static bool fold(json_t *state, const json_t *event, const char *group_by)
     return true;
 }
 
-/* Writes text to dir/METRICS_FILE through a temporary file renamed over it. */
+/* Writes text to dir/METRICS_FILE whole or not at all (util_write_file). */
 static snap_rc write_atomic(const char *dir, const char *text, snap_err *err)
 {
-    char *tmp = xasprintf("%s/.%s.%ld.tmp", dir, METRICS_FILE, (long)getpid());
     char *path = xasprintf("%s/%s", dir, METRICS_FILE);
-    FILE *f;
-    snap_rc rc = SNAP_OK;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    snap_err e;
+    snap_rc rc = util_write_file(path, text, strlen(text), 0644, &e);
 
-    if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+    if (rc != SNAP_OK) {
+        errno = e.sys_errno;
         rc = err_sys(err, SNAP_EUNREACH, "cannot write the metrics file in %s", dir);
-        if (fd >= 0)
-            close(fd);
-        goto out;
     }
-    if (fputs(text, f) == EOF || fflush(f) != 0 || fsync(fileno(f)) != 0)
-        rc = err_sys(err, SNAP_EUNREACH, "cannot write %s", tmp);
-    if (fclose(f) != 0 && rc == SNAP_OK)
-        rc = err_sys(err, SNAP_EUNREACH, "cannot write %s", tmp);
-    if (rc == SNAP_OK && rename(tmp, path) != 0)
-        rc = err_sys(err, SNAP_EUNREACH, "cannot write %s", path);
-    if (rc != SNAP_OK)
-        unlink(tmp);
-out:
-    free(tmp);
     free(path);
     return rc;
 }

@@ -189,6 +189,115 @@ snap_rc util_fsync_dir(const char *dir, snap_err *err)
     return SNAP_OK;
 }
 
+int util_tmpfile(const char *dir, int flags, unsigned mode)
+{
+    int fd = open(dir, O_TMPFILE | flags | O_CLOEXEC, (mode_t)mode);
+
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
+        char *p = xasprintf("%s/.snap-tmp.XXXXXX", dir);
+        fd = mkostemp(p, O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0 && (unlink(p) != 0 || fchmod(fd, (mode_t)mode) != 0)) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            fd = -1;
+        }
+        free(p);
+    }
+    return fd;
+}
+
+static bool write_whole(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* A name for the file without one (fd) in dir: .BASE.XXXXXX in tmp; false with errno. */
+static bool link_tmpfile(int fd, const char *dir, const char *base, char **tmp)
+{
+    char proc[64], hex[17];
+
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    for (int tries = 0; tries < 8; tries++) {
+        util_random_hex(hex, 8);
+        free(*tmp);
+        *tmp = xasprintf("%s/.%s.%.6s", dir, base, hex);
+        /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc's link needs /proc */
+        if (linkat(fd, "", AT_FDCWD, *tmp, AT_EMPTY_PATH) == 0 ||
+            linkat(AT_FDCWD, proc, AT_FDCWD, *tmp, AT_SYMLINK_FOLLOW) == 0)
+            return true;
+        if (errno != EEXIST)
+            break;
+    }
+    free(*tmp);
+    *tmp = NULL;
+    return false;
+}
+
+/*
+ * One attempt at util_write_file: through a file without a name (anon), else through a
+ * name taken from the start. 0 or an errno; *unnamed says that the file without a name
+ * could not be made or named (no O_TMPFILE; neither the capability nor /proc to link it),
+ * so that an attempt with a name may follow.
+ */
+static int write_once(const char *path, const char *dir, const char *base, const void *buf, size_t len, unsigned mode,
+                      bool anon, bool *unnamed)
+{
+    char *tmp = anon ? NULL : xasprintf("%s/.%s.XXXXXX", dir, base);
+    int fd = anon ? open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, (mode_t)mode) : mkostemp(tmp, O_CLOEXEC | O_NOFOLLOW);
+    int e = 0;
+
+    *unnamed = false;
+    if (fd < 0) {
+        e = errno;
+        *unnamed = anon && (e == EOPNOTSUPP || e == EISDIR);
+        free(tmp);
+        return e;
+    }
+    if (!write_whole(fd, buf, len) || fchmod(fd, (mode_t)mode) != 0 || fsync(fd) != 0)
+        e = errno;
+    if (e == 0)
+        util_failpoint("write-file-synced");
+    if (e == 0 && anon && !link_tmpfile(fd, dir, base, &tmp)) {
+        e = errno;
+        *unnamed = true;
+    }
+    if (e == 0 && rename(tmp, path) != 0)
+        e = errno;
+    if (e != 0 && tmp != NULL)
+        unlink(tmp);
+    close(fd);
+    free(tmp);
+    return e;
+}
+
+snap_rc util_write_file(const char *path, const void *buf, size_t len, unsigned mode, snap_err *err)
+{
+    char *dir = util_dirname(path), *base = util_basename(path);
+    bool unnamed;
+    int e = write_once(path, dir, base, buf, len, mode, true, &unnamed);
+    snap_rc rc;
+
+    if (e != 0 && unnamed)
+        e = write_once(path, dir, base, buf, len, mode, false, &unnamed);
+    errno = e;
+    rc = e == 0 ? util_fsync_dir(dir, err) : err_sys(err, err_from_errno(e), "cannot write %s", path);
+    free(base);
+    free(dir);
+    return rc;
+}
+
 /* Empties the directory dfd, descending only through directories opened with O_NOFOLLOW. */
 static int rm_contents(int dfd)
 {

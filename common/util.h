@@ -52,6 +52,19 @@ snap_rc util_mkdir_p(const char *path, unsigned mode, snap_err *err);
 /* fsync of the directory holding path (or of path itself when it is a directory). */
 snap_rc util_fsync_dir(const char *dir, snap_err *err);
 /*
+ * A file in dir that has no name (O_TMPFILE), opened with flags (O_RDWR or O_WRONLY,
+ * O_CLOEXEC is added) and mode; where the file system lacks O_TMPFILE, a name is taken
+ * exclusively (0600, never followed) and removed at once. -1 with errno on failure.
+ */
+int util_tmpfile(const char *dir, int flags, unsigned mode);
+/*
+ * Replaces the file at path (absolute) whole or not at all, with len bytes and mode: they
+ * go to a file without a name beside it, are fsynced, and get a name (.BASE.XXXXXX) only to
+ * be renamed over path; then the directory is fsynced. A kill leaves path as it was and no
+ * temporary file beside it, but in the moment between that link and the rename.
+ */
+snap_rc util_write_file(const char *path, const void *buf, size_t len, unsigned mode, snap_err *err);
+/*
  * rm -rf; a missing path succeeds. The walk holds a descriptor of each directory, opened
  * with O_NOFOLLOW, and removes with unlinkat under it: a directory swapped for a symlink
  * meanwhile loses the symlink, never what it points to.

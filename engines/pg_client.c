@@ -448,17 +448,8 @@ char *pg_literal(PGconn *conn, const char *s)
 int pg_tmpfile(snap_err *err)
 {
     const char *env = getenv("TMPDIR"), *dir = env && *env ? env : "/tmp";
-    /* O_TMPFILE: the file never has a name; where the file system lacks it, a name taken
-     * exclusively (mkostemp, 0600, nothing followed or reused) is removed at once. */
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    int fd = util_tmpfile(dir, O_RDWR, 0600);
 
-    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
-        char *p = xasprintf("%s/snap-pg.XXXXXX", dir);
-        fd = mkostemp(p, O_CLOEXEC | O_NOFOLLOW);
-        if (fd >= 0)
-            unlink(p);
-        free(p);
-    }
     if (fd < 0)
         err_sys(err, SNAP_EFAIL, "cannot create a temporary file in %s", dir);
     return fd;

@@ -91,8 +91,8 @@ snap_rc pg_tool_run(PGconn *conn, const char *dbname, const char *options, char 
 #define PG_FD_PATH "/dev/fd/%d"
 
 /*
- * An anonymous temporary file in $TMPDIR (else /tmp), 0600, created exclusively and unlinked
- * at once, so that nothing is left when the process is killed; or -1 with err set. A tool
+ * A temporary file without a name in $TMPDIR (else /tmp), 0600 (util_tmpfile), so that
+ * nothing is left when the process is killed; or -1 with err set. A tool
  * reaches it through pg_tool_run's keep and PG_FD_PATH.
  */
 int pg_tmpfile(snap_err *err);

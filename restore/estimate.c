@@ -62,7 +62,8 @@ void rst_estimate_plan(const snap_ctx *ctx, stg *store, json_t *res, uint64_t by
 
 void rst_estimate_record(const snap_ctx *ctx, stg *store, const json_t *res, uint64_t bytes, rst_safety safety)
 {
-    char *path = rates_path(ctx, store), *tmp;
+    char *path = rates_path(ctx, store), *text;
+    snap_err err;
     double at = json_number_value(json_object_get(res, "cutover_at_ms"));
     double safety_ms = json_number_value(json_object_get(res, "safety_ms"));
     double stage_ms = at - (safety == RST_SAFETY_FIRST ? safety_ms : 0);
@@ -80,10 +81,10 @@ void rst_estimate_record(const snap_ctx *ctx, stg *store, const json_t *res, uin
     json_object_set_new(doc, "stage_bytes_per_s", json_real((double)bytes / (stage_ms / 1000)));
     if (safety != RST_SAFETY_NONE && safety_ms > 0)
         json_object_set_new(doc, "safety_bytes_per_s", json_real((double)bytes / (safety_ms / 1000)));
-    tmp = xasprintf("%s.tmp", path);
-    if (json_dump_file(doc, tmp, JSON_COMPACT) == 0 && rename(tmp, path) != 0)
-        unlink(tmp);
-    free(tmp);
+    text = json_dumps(doc, JSON_COMPACT);
+    if (text != NULL && util_write_file(path, text, strlen(text), 0600, &err) != SNAP_OK)
+        log_debug(ctx, "rates of the last revert not kept: %s", err.msg);
+    free(text);
     json_decref(doc);
     free(path);
 }

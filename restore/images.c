@@ -201,51 +201,23 @@ static json_t *distinct_images(rst_target *t)
     return out;
 }
 
-/* Written whole or not at all: a temporary file beside it, fsync, rename. */
+/* Written whole or not at all (util_write_file). */
 static snap_rc write_lock(rst_target *t, const char *path, json_t *distinct, snap_err *err)
 {
     const cat_manifest *m = rst_manifest(t);
     json_t *doc = json_pack("{s:i, s:s, s:s, s:s, s:O}", "format", 1, "snapshot",
                             cat_manifest_name(m), "snapshot_id", cat_manifest_id(m), "component",
                             rst_component_name(t), "images", distinct);
-    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    char *abs = util_abspath(path), *dir = abs ? util_dirname(abs) : NULL;
-    char *tmp = dir ? xasprintf("%s/.%s.XXXXXX", dir, "images-lock") : NULL;
-    size_t len = strlen(text), off = 0;
-    snap_rc rc = SNAP_OK;
-    int fd = tmp ? mkstemp(tmp) : -1;
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER), *line = xasprintf("%s\n", text);
+    char *abs = NULL;
+    snap_rc rc = util_abspath_err(path, &abs, err);
 
-    if (abs == NULL) {
-        rc = util_abspath_err(path, &abs, err);
-        goto out;
-    }
-    if (fd < 0) {
-        rc = err_sys(err, err_from_errno(errno), "cannot write the images lock %s", abs);
-        goto out;
-    }
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            rc = err_sys(err, err_from_errno(errno), "cannot write the images lock %s", abs);
-            break;
-        }
-        off += (size_t)w;
-    }
-    if (rc == SNAP_OK && (write(fd, "\n", 1) != 1 || fchmod(fd, 0644) != 0 || fsync(fd) != 0))
-        rc = err_sys(err, err_from_errno(errno), "cannot write the images lock %s", abs);
-    close(fd);
-    if (rc == SNAP_OK && rename(tmp, abs) != 0)
-        rc = err_sys(err, err_from_errno(errno), "cannot write the images lock %s", abs);
+    if (rc == SNAP_OK)
+        rc = util_write_file(abs, line, strlen(line), 0644, err);
     if (rc != SNAP_OK)
-        unlink(tmp);
-    else
-        util_fsync_dir(dir, err);
-out:
-    free(tmp);
-    free(dir);
+        err_prefix(err, "--images-lock");
     free(abs);
+    free(line);
     free(text);
     json_decref(doc);
     return rc;

@@ -163,44 +163,12 @@ void rst_set_lock_key(rst_target *t, const char *key)
 
 static snap_rc write_json_file(const char *path, json_t *doc, snap_err *err)
 {
-    char *tmp = xasprintf("%s.tmp", path), *dir;
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
-    size_t len = strlen(text), off = 0;
-    int fd;
+    snap_rc rc = util_write_file(path, text, strlen(text), 0600, err);
 
-    unlink(tmp); /* a leftover of a process that died */
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    snap_rc rc = SNAP_OK;
-
-    if (fd < 0) {
-        rc = err_sys(err, SNAP_EFAIL, "cannot write %s", tmp);
-        goto out;
-    }
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = err_sys(err, SNAP_EFAIL, "cannot write %s", tmp);
-            break;
-        }
-        off += (size_t)n;
-    }
-    if (rc == SNAP_OK && fsync(fd) != 0)
-        rc = err_sys(err, SNAP_EFAIL, "cannot fsync %s", tmp);
-    close(fd);
-    if (rc == SNAP_OK && rename(tmp, path) != 0)
-        rc = err_sys(err, SNAP_EFAIL, "cannot write %s", path);
-    if (rc == SNAP_OK) {
-        dir = util_dirname(path);
-        rc = util_fsync_dir(dir, err);
-        free(dir);
-    } else {
-        unlink(tmp);
-    }
-out:
+    if (rc != SNAP_OK) /* whatever the errno, a journal that cannot be written is exit 1 */
+        rc = err->code = SNAP_EFAIL;
     free(text);
-    free(tmp);
     return rc;
 }
 

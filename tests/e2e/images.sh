@@ -145,6 +145,27 @@ assert a["locations"][0]["line"] == 11 and a["locations"][0]["file"].endswith("/
 EOF
 }
 
+# A revert killed while it writes the lock leaves the earlier lock as it was, and nothing
+# beside it; one that cannot write it says where and why, exit 1, and writes nothing.
+test_images_lock_killed_leaves_the_old_one() {
+    setup
+    push plain "$REPO/app" v1 a1 >/dev/null
+    write_manifests "$REG_PLAIN/$REPO/app:v1" "$REG_PLAIN/$REPO/app:v1"
+    expect_rc 0 "$SNAP" create pre --images deploy --store "$STORE"
+    mkdir locks
+    echo '{"old": true}' >locks/lock.json
+    SNAP_FAILPOINT=write-file-synced expect_rc 137 "$REVERT" pre --only deploy --dry-run \
+        --images-lock locks/lock.json --store "$STORE"
+    [ "$(cat locks/lock.json)" = '{"old": true}' ] || fail "the lock changed: $(cat locks/lock.json)"
+    [ "$(ls -A locks)" = lock.json ] || fail "left beside the lock: $(ls -A locks | tr '\n' ' ')"
+    expect_rc 0 "$REVERT" pre --only deploy --dry-run --images-lock locks/lock.json --store "$STORE"
+    grep -q '"snapshot": "pre"' locks/lock.json || fail "the lock was not written"
+    [ "$(ls -A locks)" = lock.json ] || fail "left beside the lock: $(ls -A locks | tr '\n' ' ')"
+    expect_rc 3 "$REVERT" pre --only deploy --dry-run --images-lock nowhere/lock.json --store "$STORE"
+    expect_err "--images-lock: cannot write $T/nowhere/lock.json"
+    [ ! -e nowhere ] || fail "a directory was made"
+}
+
 test_malformed_yaml_names_file_and_line() {
     setup
     push plain "$REPO/app" v1 a1 >/dev/null
