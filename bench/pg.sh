@@ -42,10 +42,18 @@ CHECKPOINT;
 EOF
 echo "database size: $(psql -X -At -d bench -c "SELECT pg_size_pretty(pg_database_size('bench'))")"
 
+# settle: untimed, before every measured run: a CHECKPOINT writes what the run before left
+# dirty in shared buffers, and sync what it left in the page cache. Without it the runs
+# after a revert (5 GB at SCALE=250) paid for its checkpoint and write-back.
+settle() { psql -X -q -d postgres -c CHECKPOINT && sync; }
+export -f settle
+export PAIR_SETTLE=settle  # bench/lib.sh pairs: before each timed run too
+
 # measure NAME CMD...: wall seconds and peak RSS (KiB) of CMD, into $NAME_s / $NAME_kb
 measure() {
     local name=$1 t0 t1
     shift
+    settle
     t0=$(date +%s.%N)
     /usr/bin/time -f '%M' -o "$W/$name.rss" "$@"
     t1=$(date +%s.%N)
