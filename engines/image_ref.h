@@ -77,6 +77,9 @@ snap_rc img_scan_buffer(img_scan *s, const char *file, const char *buf, size_t l
                         snap_err *err);
 /* Reads the file (at most 64 MiB) and scans it. */
 snap_rc img_scan_file(img_scan *s, const char *path, snap_err *err);
+/* The work the last buffer took, in steps: a node looked into, an alias followed. The
+ * budget is 8 Mi steps plus 4 per byte of the buffer; past it the scan stops. */
+uint64_t img_scan_steps(const img_scan *s);
 
 size_t img_scan_count(const img_scan *s);
 const img_found *img_scan_get(const img_scan *s, size_t i);

@@ -38,6 +38,7 @@ struct img_scan {
     found *v;
     size_t n, cap;
     const snap_ctx *ctx; /* for its interruption flag; may be NULL */
+    uint64_t steps;      /* the work the last buffer took (img_scan_steps) */
 };
 
 /* The state of one scan of one buffer. */
@@ -444,7 +445,13 @@ snap_rc img_scan_buffer(img_scan *s, const char *file, const char *buf, size_t l
         }
         s->n = first;
     }
+    s->steps = w.steps;
     return rc;
+}
+
+uint64_t img_scan_steps(const img_scan *s)
+{
+    return s->steps;
 }
 
 snap_rc img_read_file(const char *path, size_t max, char **buf, size_t *len, snap_err *err)

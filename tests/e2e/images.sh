@@ -417,8 +417,8 @@ EOF
 }
 
 # A kilobyte of nested '<<' merge keys: each merged mapping is looked into once, and the
-# scan ends at once with the one image there is.
-test_merge_key_bomb_is_fast() {
+# scan ends with the one image there is, well within its work budget.
+test_merge_key_bomb_stays_within_the_budget() {
     setup
     local d i k line
     d=$(push plain "$REPO/app" v1 b1)
@@ -435,13 +435,12 @@ test_merge_key_bomb_is_fast() {
         echo "  db: {image: '$REG_PLAIN/$REPO/app:v1'}"
     } >bomb/compose.yaml
     [ "$(wc -c <bomb/compose.yaml)" -lt 1200 ] || fail "the bomb is not small"
-    local t0
-    t0=$(date +%s%N)
+    # followed naively, the scan would run out of its work budget and fail (the unit test
+    # test_scan_merge_bomb counts its steps)
     expect_rc 0 timeout 60 "$SNAP" create pre --images bomb --store "$STORE"
-    [ $(($(date +%s%N) - t0)) -lt 1000000000 ] || fail "the scan took $((($(date +%s%N) - t0) / 1000000)) ms"
     expect_rc 0 "$SNAP" show pre --store "$STORE"
     expect_out "$REG_PLAIN/$REPO/app:v1  $d"
-    # lists of aliased lists: millions of pods from a kilobyte end with an error, fast
+    # lists of aliased lists: millions of pods from a kilobyte end with an error: the work budget stops the scan
     {
         echo "p: &p {kind: Pod, metadata: {name: p}, spec: {containers: [{name: c, image: '$REG_PLAIN/$REPO/app:v1'}]}}"
         local prev=p
@@ -456,10 +455,8 @@ test_merge_key_bomb_is_fast() {
         for k in $(seq 1 40); do line+="*l3"; [ "$k" = 40 ] || line+=", "; done
         echo "$line]"
     } >bomb/compose.yaml
-    t0=$(date +%s%N)
     expect_rc 1 timeout 60 "$SNAP" create pre2 --images bomb --store "$STORE"
     expect_err "too much work following YAML aliases and merge keys"
-    [ $(($(date +%s%N) - t0)) -lt 3000000000 ] || fail "the refusal took $((($(date +%s%N) - t0) / 1000000)) ms"
 }
 
 # The first SIGTERM stops a long scan (a large file of many documents).
