@@ -715,6 +715,12 @@ void util_failpoint(const char *name)
         fprintf(stderr, "failpoint %s: pausing %u s\n", name, secs);
         while ((secs = sleep(secs)) > 0)
             ;
+    } else if (strncmp(fp + n, ":wait=", 6) == 0) {
+        /* Holds it until the file named exists (at most two minutes): a test acts while it
+         * waits, however slow the machine, then releases it. */
+        fprintf(stderr, "failpoint %s: waiting for %s\n", name, fp + n + 6);
+        for (int i = 0; i < 2400 && access(fp + n + 6, F_OK) != 0; i++)
+            usleep(50000);
     }
 }
 

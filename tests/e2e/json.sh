@@ -126,7 +126,7 @@ test_if_absent_makes_create_retry_safe() {
 test_a_held_lock_is_locked_and_names_its_holder() {
     setup
     expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app"
-    SNAP_FAILPOINT=stage-begin:pause=4 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot \
+    SNAP_FAILPOINT=stage-begin:wait=$T/go "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot \
         >"$T/first.out" 2>"$T/first.err" &
     pid=$!
     for _ in $(seq 50); do grep -q "failpoint stage-begin" "$T/first.err" 2>/dev/null && break; sleep 0.1; done
@@ -142,6 +142,7 @@ test_a_held_lock_is_locked_and_names_its_holder() {
     # the snapshot itself is leased by the revert
     run "$SNAP" delete p1 --store "$ST" --yes --json
     error_is 4 locked
+    touch "$T/go"
     wait $pid || fail "the first revert failed: $(cat "$T/first.err")"
 }
 
