@@ -739,16 +739,7 @@ typedef struct cat_out {
 
 static snap_rc write_all(int fd, const unsigned char *p, size_t n, snap_err *err)
 {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return err_sys(err, SNAP_EFAIL, "cannot write the archive to standard output");
-        p += w;
-        n -= (size_t)w;
-    }
-    return SNAP_OK;
+    return util_write_all(fd, p, n) ? SNAP_OK : err_sys(err, SNAP_EFAIL, "cannot write the archive to standard output");
 }
 
 /* Writes all but the last TAR_END bytes seen so far. */

@@ -262,7 +262,6 @@ static snap_rc make_host_key(const char *path, snap_err *err)
 {
     unsigned char key[AUTH_HOST_KEY_LEN];
     char *tmp = NULL, rnd[17];
-    size_t off = 0;
     snap_rc rc = SNAP_OK;
     int fd;
 
@@ -275,16 +274,8 @@ static snap_rc make_host_key(const char *path, snap_err *err)
         rc = err_sys(err, err_from_errno(errno), "cannot make the host key %s", path);
         goto out;
     }
-    while (off < sizeof key) {
-        ssize_t n = write(fd, key + off, sizeof key - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = err_sys(err, SNAP_EFAIL, "cannot write the host key %s", tmp);
-            break;
-        }
-        off += (size_t)n;
-    }
+    if (!util_write_all(fd, key, sizeof key))
+        rc = err_sys(err, SNAP_EFAIL, "cannot write the host key %s", tmp);
     if (rc == SNAP_OK && fsync(fd) != 0)
         rc = err_sys(err, SNAP_EFAIL, "cannot write the host key %s", tmp);
     close(fd);

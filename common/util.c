@@ -207,7 +207,7 @@ int util_tmpfile(const char *dir, int flags, unsigned mode)
     return fd;
 }
 
-static bool write_whole(int fd, const void *buf, size_t len)
+bool util_write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
 
@@ -265,7 +265,7 @@ static int write_once(const char *path, const char *dir, const char *base, const
         free(tmp);
         return e;
     }
-    if (!write_whole(fd, buf, len) || fchmod(fd, (mode_t)mode) != 0 || fsync(fd) != 0)
+    if (!util_write_all(fd, buf, len) || fchmod(fd, (mode_t)mode) != 0 || fsync(fd) != 0)
         e = errno;
     if (e == 0)
         util_failpoint("write-file-synced");

@@ -51,6 +51,8 @@ bool util_strv_add_abs(util_strv *s, const char *path); /* frees the strings too
 snap_rc util_mkdir_p(const char *path, unsigned mode, snap_err *err);
 /* fsync of the directory holding path (or of path itself when it is a directory). */
 snap_rc util_fsync_dir(const char *dir, snap_err *err);
+/* Writes all len bytes to fd, again after EINTR and short writes; false with errno. */
+bool util_write_all(int fd, const void *buf, size_t len);
 /*
  * A file in dir that has no name (O_TMPFILE), opened with flags (O_RDWR or O_WRONLY,
  * O_CLOEXEC is added) and mode; where the file system lacks O_TMPFILE, a name is taken

@@ -147,19 +147,8 @@ static snap_rc local_writer_open(void *drv, const char *key, unsigned flags, voi
 static snap_rc local_write(void *wp, const void *buf, size_t len, snap_err *err)
 {
     local_writer *w = wp;
-    const char *p = buf;
 
-    while (len > 0) {
-        ssize_t n = write(w->fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return err_sys(err, SNAP_EFAIL, "cannot write %s", w->path);
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return SNAP_OK;
+    return util_write_all(w->fd, buf, len) ? SNAP_OK : err_sys(err, SNAP_EFAIL, "cannot write %s", w->path);
 }
 
 static void writer_free(local_writer *w)
