@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -701,11 +702,20 @@ bool util_glob_match(const char *pattern, const char *path)
 
 void util_failpoint(const char *name)
 {
+    static atomic_ulong hits;
     const char *fp = getenv("SNAP_FAILPOINT");
     size_t n = strlen(name);
 
-    if (fp == NULL || strncmp(fp, name, n) != 0)
+    if (fp == NULL || strncmp(fp, name, n) != 0 || (fp[n] != '\0' && strchr(":@", fp[n]) == NULL))
         return;
+    if (fp[n] == '@') {
+        /* "name@K": only the Kth time the process passes here (a test picks one entry). */
+        char *end;
+        unsigned long want = strtoul(fp + n + 1, &end, 10);
+        if (atomic_fetch_add(&hits, 1) + 1 != want)
+            return;
+        n = (size_t)(end - fp);
+    }
     if (fp[n] == '\0') {
         fprintf(stderr, "failpoint %s: killing the process\n", name);
         raise(SIGKILL);

@@ -152,7 +152,8 @@ bool util_glob_match(const char *pattern, const char *path);
 /*
  * Named fail points for the crash tests: when $SNAP_FAILPOINT equals name, the process
  * kills itself (SIGKILL); "name:pause=N" holds it there N seconds instead;
- * "name:wait=PATH" holds it until PATH exists (at most two minutes).
+ * "name:wait=PATH" holds it until PATH exists (at most two minutes). "name@K..." acts
+ * only the Kth time the process passes the point.
  */
 void util_failpoint(const char *name);
 

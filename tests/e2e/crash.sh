@@ -62,11 +62,12 @@ test_kill_before_finish() { crash_at finish-begin completed; }
 
 test_failed_switch_rolls_back_every_target() {
     setup_two
-    SNAP_FAILPOINT=cutover-begin:pause=3 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot >"$T/out" 2>"$T/err" &
+    SNAP_FAILPOINT=cutover-begin:wait=$T/go "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot >"$T/out" 2>"$T/err" &
     pid=$!
-    for i in $(seq 1 80); do grep -q 'failpoint cutover-begin' "$T/err" && break; sleep 0.1; done
+    held "$T/err"
     # the second target's staged copy vanishes before its switch
     rm -rf "$T"/.b.snap-stage-*
+    touch "$T/go"
     wait $pid && rc=0 || rc=$?
     [ "$rc" = 7 ] || { cat "$T/err" >&2; fail "exit code $rc, expected 7"; }
     grep -q "rolled back" "$T/err" || fail "no word of the rollback"

@@ -304,10 +304,11 @@ test_ctrl_c_during_revert_leaves_old_state() {
     expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app"
     rm "$T"/app/big*
     before=$(tree_sum "$T/app")
-    SNAP_FAILPOINT=stage-end:pause=5 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot >"$T/out" 2>"$T/err" &
+    SNAP_FAILPOINT=stage-end:wait=$T/go "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot >"$T/out" 2>"$T/err" &
     pid=$!
-    for i in $(seq 1 50); do grep -q 'failpoint stage-end' "$T/err" && break; sleep 0.1; done
+    held "$T/err"
     kill -INT $pid
+    touch "$T/go"
     wait $pid && rc=0 || rc=$?
     [ "$rc" = 130 ] || fail "exit code $rc, expected 130"
     [ "$(tree_sum "$T/app")" = "$before" ] || fail "target changed"
@@ -319,15 +320,16 @@ test_second_revert_of_same_target_conflicts() {
     setup
     expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app"
     damage
-    SNAP_FAILPOINT=stage-begin:pause=10 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot >/dev/null 2>"$T/first.err" &
+    SNAP_FAILPOINT=stage-begin:wait=$T/go "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot >/dev/null 2>"$T/first.err" &
     pid=$!
-    for i in $(seq 1 50); do grep -q 'failpoint stage-begin' "$T/first.err" && break; sleep 0.1; done
+    held "$T/first.err"
     expect_rc 4 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot
     expect_err "$T/app is locked by revert"
     # a snapshot in use by a revert is kept by prune (creation times have whole seconds)
     sleep 2.2
     expect_rc 0 "$SNAP" prune --store "$ST" --keep-within 1s --yes --json
     grep -q kept-in-use "$T/out" || fail "prune did not keep the snapshot in use"
+    touch "$T/go"
     wait $pid || fail "first revert failed"
     [ "$(cat "$T/app/main.conf")" = "listen 80" ] || fail "not reverted"
 }

@@ -329,23 +329,20 @@ removal_race() { # WHAT: displaced (--drop-old) or staged (a failing revert's cl
     fi
     listing "$T/top/sib" >"$T/before.sib"
     if [ "$1" = staged ]; then
-        SNAP_FAILPOINT=files-before-remove:pause=3 "$REVERT" --recover --store "$ST" >"$T/out" 2>"$T/err" &
+        SNAP_FAILPOINT=files-before-remove:wait=$T/go "$REVERT" --recover --store "$ST" >"$T/out" 2>"$T/err" &
     else
-        SNAP_FAILPOINT=files-before-remove:pause=3 "$REVERT" p1 --config "$T/c.conf" --store "$ST" --yes \
+        SNAP_FAILPOINT=files-before-remove:wait=$T/go "$REVERT" p1 --config "$T/c.conf" --store "$ST" --yes \
             --no-safety-snapshot --drop-old >"$T/out" 2>"$T/err" &
     fi
     pid=$!
     local d=""
-    for _ in $(seq 1 200); do
-        grep -q "failpoint files-before-remove" "$T/err" 2>/dev/null && break
-        sleep 0.1
-    done
-    grep -q "failpoint files-before-remove" "$T/err" || fail "never reached the fail point"
+    held "$T/err"
     d=$(ls -d "$T"/top/.app.pre-revert-* "$T"/top/.app.snap-stage-* 2>/dev/null | head -n1)
     [ -n "$d" ] && [ -d "$d/home/sub" ] || fail "no $1 tree to attack"
     # the user owns home/ in that tree: the swap needs no privilege
     runuser -u snapother -- sh -c "mv '$d/home/sub' '$d/home/sub.x' && ln -s '$T/top/sib' '$d/home/sub'" ||
         fail "the swap failed"
+    touch "$T/go"
     wait $pid && rc=0 || rc=$?
     [ "$rc" = 0 ] || { cat "$T/err" >&2; fail "exit code $rc"; }
     listing "$T/top/sib" >"$T/after.sib"

@@ -43,6 +43,20 @@ expect_out() { grep -qF -- "$1" "$T/out" || { sed 's/^/    out: /' "$T/out" | he
 expect_err() { grep -qF -- "$1" "$T/err" || { sed 's/^/    err: /' "$T/err" | head -n 20 >&2; fail "stderr lacks: $1"; }; }
 expect_no_err() { ! grep -qF -- "$1" "$T/err" || fail "stderr has: $1"; }
 
+# A process run with SNAP_FAILPOINT=NAME:wait=$T/go stops at the fail point until the test
+# touches $T/go. held FILE: waits until the process has said in FILE (its stderr) that it
+# stopped there. release_on FILE TEXT: touches $T/go, in the background, once FILE shows TEXT.
+held() {
+    local i
+    for i in $(seq 1 600); do
+        grep -q "^failpoint .*: waiting for" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    sed 's/^/    err: /' "$1" >&2
+    fail "the fail point was not reached"
+}
+release_on() { (for _ in $(seq 1 1200); do grep -qF -- "$2" "$1" 2>/dev/null && break; sleep 0.1; done; touch "$T/go") & }
+
 # other_user: the unprivileged account "snapother" that tests act as, created once. Two test
 # runs may start side by side (CI runs the plain and the sanitizer suites together), so the
 # creation is serialised.

@@ -21,17 +21,6 @@ setup() {
 # as_other CMD...: runs CMD as the other user
 as_other() { setpriv --reuid="$OTHER" --regid="$(id -g "$OTHER")" --clear-groups "$@"; }
 
-# wait_pause FILE N: waits until the Nth "failpoint ... pausing" line is in FILE
-wait_pause() {
-    local i
-    for i in $(seq 1 100); do
-        [ "$(grep -c 'failpoint .*pausing' "$1" 2>/dev/null)" -ge "$2" ] && return 0
-        sleep 0.1
-    done
-    cat "$1" >&2
-    fail "the fail point was not reached"
-}
-
 parts() { find "$ST/data" -type f 2>/dev/null | wc -l; }
 
 # nothing_committed NAME [PARTS]: the snapshot is not in the catalog, and the store holds
@@ -42,16 +31,17 @@ nothing_committed() {
     [ "$(parts)" = "${2:-0}" ] || fail "parts of the failed snap were left in the store"
 }
 
-# snap_racing NAME N ACTION...: a snap of $T/app paused at the Nth entry it opens, while
+# snap_racing NAME N ACTION...: a snap of $T/app held at the Nth entry it opens, while
 # the other user runs ACTION (a shell command) in $T/app
 snap_racing() {
     local name=$1 n=$2 pid
     shift 2
-    SNAP_FAILPOINT=snap-files-open:pause=2 "$SNAP" create "$name" --store "$ST" --files "$T/app" \
+    SNAP_FAILPOINT=snap-files-open@$n:wait=$T/go "$SNAP" create "$name" --store "$ST" --files "$T/app" \
         >"$T/snap.out" 2>"$T/snap.err" &
     pid=$!
-    wait_pause "$T/snap.err" "$n"
+    held "$T/snap.err"
     as_other sh -c "cd '$T/app' && $*"
+    touch "$T/go"
     set +e
     wait $pid
     RC=$?
@@ -77,7 +67,7 @@ test_directory_swapped_for_symlink_during_capture() {
 
 test_file_swapped_for_symlink_during_capture() {
     setup
-    # entries are opened in order: d (1st pause), then d/f (2nd)
+    # entries are opened in order: d (1st), then d/f (2nd)
     snap_racing p1 2 "rm d/f && ln -s '$T/secret/key' d/f"
     [ "$RC" = 4 ] || { cat "$T/err" >&2; fail "exit code $RC, expected 4"; }
     expect_err "$T/app/d/f changed while snap was reading it"
@@ -101,16 +91,17 @@ test_snap_refused_while_a_revert_of_the_root_runs() {
     echo changed >"$T/app/d/f"
     echo b2 >"$T/b/conf"
     before=$(parts)
-    SNAP_FAILPOINT=stage-begin:pause=8 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot \
+    SNAP_FAILPOINT=stage-begin:wait=$T/go "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot \
         >/dev/null 2>"$T/revert.err" &
     pid=$!
-    wait_pause "$T/revert.err" 1
+    held "$T/revert.err"
     # either root of the revert, the first or the second
     expect_rc 4 "$SNAP" create p2 --store "$ST" --files "$T/app"
     expect_err "a revert of $T/app is running"
     expect_err "hint: snap it again when the revert has finished"
     expect_rc 4 "$SNAP" create p3 --store "$ST" --files "$T/b"
     expect_err "a revert of $T/b is running"
+    touch "$T/go"
     wait $pid || fail "the revert failed"
     nothing_committed p2 "$before"
     nothing_committed p3 "$before"
@@ -123,13 +114,14 @@ test_revert_refused_while_a_snap_of_the_root_runs() {
     setup
     expect_rc 0 "$SNAP" create p1 --store "$ST" --files "$T/app"
     before=$(tree_sum "$T/app")
-    SNAP_FAILPOINT=snap-files-open:pause=3 "$SNAP" create p2 --store "$ST" --files "$T/app" \
+    SNAP_FAILPOINT=snap-files-open@1:wait=$T/go "$SNAP" create p2 --store "$ST" --files "$T/app" \
         >/dev/null 2>"$T/snap.err" &
     pid=$!
-    wait_pause "$T/snap.err" 1
+    held "$T/snap.err"
     expect_rc 4 "$REVERT" p1 --store "$ST" --yes --no-safety-snapshot
     expect_err "target $T/app is locked by a snap, pid $pid on host "
     [ "$(tree_sum "$T/app")" = "$before" ] || fail "the refused revert changed the tree"
+    touch "$T/go"
     wait $pid || fail "the snap failed"
     expect_rc 0 "$SNAP" show p2 --store "$ST"
 }

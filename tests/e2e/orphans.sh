@@ -84,9 +84,9 @@ test_recover_removes_marked_staging_only() {
 
 test_recover_leaves_staging_of_a_running_revert() {
     setup
-    SNAP_FAILPOINT=stage-end:pause=6 "$REVERT" p1 --yes --no-safety-snapshot -c "$T/snap.conf" >"$T/a.out" 2>"$T/a.err" &
+    SNAP_FAILPOINT=stage-end:wait=$T/go "$REVERT" p1 --yes --no-safety-snapshot -c "$T/snap.conf" >"$T/a.out" 2>"$T/a.err" &
     apid=$!
-    for _ in $(seq 200); do grep -q "failpoint stage-end" "$T/a.err" && break; sleep 0.05; done
+    held "$T/a.err"
     [ -n "$(markers)" ] && [ -n "$(staging)" ] || fail "no marked staging"
     # the journals (not their lock files) are set aside here only to make recovery look past them
     mkdir -p "$T/aside/l" "$T/aside/s"
@@ -97,6 +97,7 @@ test_recover_leaves_staging_of_a_running_revert() {
     [ -n "$(staging)" ] || fail "recovery removed the staging of a running revert"
     mkdir -p "$T/state/journal" "$T/store/journal"
     mv "$T/aside/l/"* "$T/state/journal/" && mv "$T/aside/s/"* "$T/store/journal/"
+    touch "$T/go"
     wait "$apid" || fail "the revert failed: $(cat "$T/a.err")"
     [ "$(cat "$T/conf/a.conf")" = one ] || fail "not at the point"
 }
@@ -178,10 +179,9 @@ test_pg_recover_drops_marked_staging_only() {
 # `locked` and left, even with both its journals out of sight; the revert then finishes.
 test_pg_recover_leaves_staging_of_a_running_revert() {
     pg_conf orphpgrun
-    SNAP_FAILPOINT=stage-end:pause=6 "$REVERT" p1 --yes --no-safety-snapshot -c "$T/snap.conf" >"$T/a.out" 2>"$T/a.err" &
+    SNAP_FAILPOINT=stage-end:wait=$T/go "$REVERT" p1 --yes --no-safety-snapshot -c "$T/snap.conf" >"$T/a.out" 2>"$T/a.err" &
     apid=$!
-    for _ in $(seq 200); do [ -n "$(dbs_like "${db}__revert_")" ] && [ -n "$(ls "$STORE/journal/" 2>/dev/null)" ] &&
-        grep -q "failpoint stage-end" "$T/a.err" && break; sleep 0.05; done
+    held "$T/a.err"
     mkdir -p "$T/aside/l" "$T/aside/s"
     mv "$T/state/journal/"*.json "$T/aside/l/" && mv "$STORE/journal/"* "$T/aside/s/" || fail "no journals to set aside"
     expect_rc 0 "$REVERT" --recover --json -c "$T/snap.conf"
@@ -190,6 +190,7 @@ test_pg_recover_leaves_staging_of_a_running_revert() {
     [ -n "$(dbs_like "${db}__revert_")" ] || fail "recovery dropped the staging of a running revert"
     mkdir -p "$T/state/journal" "$STORE/journal"
     mv "$T/aside/l/"* "$T/state/journal/" && mv "$T/aside/s/"* "$STORE/journal/"
+    touch "$T/go"
     wait "$apid" || fail "the revert failed: $(cat "$T/a.err")"
     [ "$(price_sum)" != 0.00 ] || fail "not at the point"
     [ -z "$(dbs_like "${db}__revert_")" ] || fail "staging left"
@@ -287,9 +288,9 @@ test_mysql_recover_drops_marked_staging_only() {
 
 test_mysql_recover_leaves_staging_of_a_running_revert() {
     mdb_conf orphrun
-    SNAP_FAILPOINT=stage-end:pause=6 "$REVERT" m1 --yes --no-safety-snapshot -c "$T/snap.conf" >"$T/a.out" 2>"$T/a.err" &
+    SNAP_FAILPOINT=stage-end:wait=$T/go "$REVERT" m1 --yes --no-safety-snapshot -c "$T/snap.conf" >"$T/a.out" 2>"$T/a.err" &
     apid=$!
-    for _ in $(seq 200); do grep -q "failpoint stage-end" "$T/a.err" && break; sleep 0.05; done
+    held "$T/a.err"
     [ -n "$(my_schemas_like "${mdb}__revert_")" ] || fail "no staging schema"
     mkdir -p "$T/aside/l" "$T/aside/s"
     mv "$T/state/journal/"*.json "$T/aside/l/" && mv "$STORE/journal/"* "$T/aside/s/" || fail "no journals to set aside"
@@ -299,6 +300,7 @@ test_mysql_recover_leaves_staging_of_a_running_revert() {
     [ -n "$(my_schemas_like "${mdb}__revert_")" ] || fail "recovery dropped the staging of a running revert"
     mkdir -p "$T/state/journal" "$STORE/journal"
     mv "$T/aside/l/"* "$T/state/journal/" && mv "$T/aside/s/"* "$STORE/journal/"
+    touch "$T/go"
     wait "$apid" || fail "the revert failed: $(cat "$T/a.err")"
     [ "$(bal_sum)" = 20010000 ] || fail "not at the point: $(bal_sum)"
 }

@@ -245,15 +245,16 @@ test_files_target_lock_names_its_holder_and_lock_wait_follows() {
     echo one >"$T/conf/a.conf"
     expect_rc 0 A "$SNAP" create f1
     echo two >"$T/conf/a.conf"
-    SNAP_FAILPOINT=stage-end:pause=4 A "$REVERT" f1 --yes --no-safety-snapshot >"$T/a.out" 2>"$T/a.err" &
+    SNAP_FAILPOINT=stage-end:wait=$T/go A "$REVERT" f1 --yes --no-safety-snapshot >"$T/a.out" 2>"$T/a.err" &
     apid=$!
-    for _ in $(seq 100); do grep -q "pausing" "$T/a.err" && break; sleep 0.1; done
+    held "$T/a.err"
     # the same host and state directory: the lock file says who holds it
     expect_rc 4 A "$REVERT" f1 --yes --no-safety-snapshot --json
     expect_err "is locked by revert"
     expect_err "on host runner-a since"
     grep -q '"code": "locked"' "$T/out" || fail "the JSON error code is not locked"
     echo three >"$T/conf/a.conf"
+    release_on "$T/err" "waiting up to 30 s"
     expect_rc 0 A "$REVERT" f1 --yes --no-safety-snapshot --lock-wait 30s
     wait "$apid" || fail "the first revert failed: $(cat "$T/a.err")"
     [ "$(cat "$T/conf/a.conf")" = one ] || fail "not at the point: $(cat "$T/conf/a.conf")"
@@ -271,7 +272,7 @@ wait_pg_lock() {
 test_pg_concurrent_reverts_one_proceeds_lock_wait_follows() {
     setup pgc pg
     pg_prepare
-    SNAP_FAILPOINT=stage-end:pause=4 A "$REVERT" p1 --yes --no-safety-snapshot >"$T/a.out" 2>"$T/a.err" &
+    SNAP_FAILPOINT=stage-end:wait=$T/go A "$REVERT" p1 --yes --no-safety-snapshot >"$T/a.out" 2>"$T/a.err" &
     apid=$!
     wait_pg_lock
     expect_rc 4 B "$REVERT" p1 --yes --no-safety-snapshot --json
@@ -281,6 +282,7 @@ test_pg_concurrent_reverts_one_proceeds_lock_wait_follows() {
     # the other runner's recovery does not take a revert that is running
     expect_rc 4 B "$REVERT" --recover
     expect_err "still running"
+    release_on "$T/err" "waiting up to 60 s"
     expect_rc 0 B "$REVERT" p1 --yes --no-safety-snapshot --lock-wait 60s
     expect_err "waiting up to 60 s"
     wait "$apid" || fail "A failed: $(cat "$T/a.err")"
@@ -293,7 +295,7 @@ test_pg_concurrent_reverts_one_proceeds_lock_wait_follows() {
 test_lease_is_renewed_while_a_long_revert_runs() {
     setup lease pg
     pg_prepare
-    SNAP_FAILPOINT=stage-end:pause=9 A "$REVERT" p1 --yes --no-safety-snapshot >"$T/a.out" 2>"$T/a.err" &
+    SNAP_FAILPOINT=stage-end:wait=$T/go A "$REVERT" p1 --yes --no-safety-snapshot >"$T/a.out" 2>"$T/a.err" &
     apid=$!
     wait_pg_lock
     sleep 6 # three leases: only renewals keep it claimed
@@ -301,6 +303,7 @@ test_lease_is_renewed_while_a_long_revert_runs() {
     expect_err "still running"
     grep -q '"outcome": "running"' "$T/out" || fail "the journal is not reported as running"
     [ -n "$(dbs_like "${db}__revert_")" ] || fail "B removed the staging of a running revert"
+    touch "$T/go"
     wait "$apid" || fail "A failed: $(cat "$T/a.err")"
     capture_state "$db" final
     same_state point final
@@ -310,7 +313,7 @@ test_lease_is_renewed_while_a_long_revert_runs() {
 test_mysql_concurrent_reverts_one_proceeds_lock_wait_follows() {
     setup myc mysql
     my_prepare
-    SNAP_FAILPOINT=stage-end:pause=4 A "$REVERT" m1 --yes --no-safety-snapshot >"$T/a.out" 2>"$T/a.err" &
+    SNAP_FAILPOINT=stage-end:wait=$T/go A "$REVERT" m1 --yes --no-safety-snapshot >"$T/a.out" 2>"$T/a.err" &
     apid=$!
     for _ in $(seq 100); do
         [ "$(my -N -e "SELECT IS_USED_LOCK(CONCAT('snap-revert:', LEFT(SHA2('$mydb', 256), 32))) IS NOT NULL")" = 1 ] && break
@@ -319,6 +322,7 @@ test_mysql_concurrent_reverts_one_proceeds_lock_wait_follows() {
     expect_rc 4 B "$REVERT" m1 --yes --no-safety-snapshot --json
     expect_err "schema $mydb is locked by session"
     grep -q '"code": "locked"' "$T/out" || fail "the JSON error code is not locked"
+    release_on "$T/err" "waiting up to 60 s"
     expect_rc 0 B "$REVERT" m1 --yes --no-safety-snapshot --lock-wait 1m
     wait "$apid" || fail "A failed: $(cat "$T/a.err")"
     my_state >"$T/final.my"

@@ -120,13 +120,13 @@ test_pg_unencoded_password_refused_without_fragment() {
 # The password is gone from /proc/PID/cmdline while snap runs (held at a fail point).
 test_pg_password_scrubbed_from_cmdline() {
     pg_setup
-    SNAP_FAILPOINT=snap-before-commit:pause=4 "$SNAP" create p1 --store "$STORE" \
+    SNAP_FAILPOINT=snap-before-commit:wait=$T/go "$SNAP" create p1 --store "$STORE" \
         --pg "postgresql://secuser:$PG_PW_URI@$HP/$DB" >"$T/out" 2>"$T/err" &
     local pid=$! cmd=""
-    for _ in $(seq 100); do grep -q "failpoint snap-before-commit" "$T/err" && break; sleep 0.1; done
-    grep -q "failpoint snap-before-commit" "$T/err" || fail "snap never reached the fail point"
+    held "$T/err"
     cmd=$(tr '\0' ' ' </proc/$pid/cmdline)
     ps -o args= -p "$pid" >"$T/ps"
+    touch "$T/go"
     wait "$pid" || fail "snap failed: $(cat "$T/err")"
     case $cmd in *sekrit* | *Zq*) fail "the password is in /proc/PID/cmdline: $cmd" ;; esac
     case $cmd in *"postgresql://secuser@$HP/$DB"*) ;; *) fail "the redacted DSN is not in cmdline: $cmd" ;; esac
@@ -159,12 +159,12 @@ test_mysql_password_never_leaks() {
 
 test_mysql_password_scrubbed_from_cmdline() {
     my_setup
-    SNAP_FAILPOINT=snap-before-commit:pause=4 "$SNAP" create m1 --store "$STORE" \
+    SNAP_FAILPOINT=snap-before-commit:wait=$T/go "$SNAP" create m1 --store "$STORE" \
         --mysql "mysql://secuser:$MY_PW_URI@localhost/$DB?socket=$MY_SOCKET" >"$T/out" 2>"$T/err" &
     local pid=$! cmd=""
-    for _ in $(seq 100); do grep -q "failpoint snap-before-commit" "$T/err" && break; sleep 0.1; done
-    grep -q "failpoint snap-before-commit" "$T/err" || fail "snap never reached the fail point"
+    held "$T/err"
     cmd=$(tr '\0' ' ' </proc/$pid/cmdline)
+    touch "$T/go"
     wait "$pid" || fail "snap failed: $(cat "$T/err")"
     case $cmd in *sekrit* | *Mq*) fail "the password is in /proc/PID/cmdline: $cmd" ;; esac
     case $cmd in *"mysql://secuser@localhost/$DB"*) ;; *) fail "the redacted DSN is not in cmdline: $cmd" ;; esac
