@@ -224,19 +224,29 @@ bool util_write_all(int fd, const void *buf, size_t len)
     return true;
 }
 
+int util_link_fd(int fd, const char *path)
+{
+    char proc[64];
+
+    /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc's link needs /proc */
+    if (linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH) == 0)
+        return 0;
+    if (errno == EEXIST)
+        return -1;
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+}
+
 /* A name for the file without one (fd) in dir: .BASE.XXXXXX in tmp; false with errno. */
 static bool link_tmpfile(int fd, const char *dir, const char *base, char **tmp)
 {
-    char proc[64], hex[17];
+    char hex[17];
 
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
     for (int tries = 0; tries < 8; tries++) {
         util_random_hex(hex, 8);
         free(*tmp);
         *tmp = xasprintf("%s/.%s.%.6s", dir, base, hex);
-        /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc's link needs /proc */
-        if (linkat(fd, "", AT_FDCWD, *tmp, AT_EMPTY_PATH) == 0 ||
-            linkat(AT_FDCWD, proc, AT_FDCWD, *tmp, AT_SYMLINK_FOLLOW) == 0)
+        if (util_link_fd(fd, *tmp) == 0)
             return true;
         if (errno != EEXIST)
             break;

@@ -60,6 +60,11 @@ bool util_write_all(int fd, const void *buf, size_t len);
  */
 int util_tmpfile(const char *dir, int flags, unsigned mode);
 /*
+ * Gives the open file without a name (fd, from O_TMPFILE) the name path, which must not
+ * exist (EEXIST). -1 with errno when neither CAP_DAC_READ_SEARCH nor /proc allows it.
+ */
+int util_link_fd(int fd, const char *path);
+/*
  * Replaces the file at path (absolute) whole or not at all, with len bytes and mode: they
  * go to a file without a name beside it, are fsynced, and get a name (.BASE.XXXXXX) only to
  * be renamed over path; then the directory is fsynced. A kill leaves path as it was and no

@@ -21,9 +21,15 @@ typedef struct local {
     snap_ctx *ctx;
 } local;
 
+/*
+ * A part is written to a file without a name (O_TMPFILE) in its directory, so that a snap
+ * killed half way leaves nothing in the store; it is named only at the commit. tmp is the
+ * name it has while it is not yet path: taken from the start where the file system lacks
+ * O_TMPFILE, else only for the moment before the rename.
+ */
 typedef struct local_writer {
     local *l;
-    char *path, *tmp;
+    char *path, *dir, *tmp;
     unsigned flags;
     int fd;
 } local_writer;
@@ -107,12 +113,29 @@ static char *key_path(const local *l, const char *key)
     return xasprintf("%s/%s", l->root, key);
 }
 
+/* A new name for the part in its directory, that gc knows as a leftover. */
+static char *tmp_name(const local_writer *w)
+{
+    char rnd[17], *base = util_basename(w->path), *tmp;
+
+    util_random_hex(rnd, 8);
+    tmp = xasprintf("%s/" TMP_PREFIX "%s.%s", w->dir, base, rnd);
+    free(base);
+    return tmp;
+}
+
+/* A file named tmp, taken exclusively and never followed. */
+static int open_named(local_writer *w)
+{
+    w->tmp = tmp_name(w);
+    return open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+}
+
 static snap_rc local_writer_open(void *drv, const char *key, unsigned flags, void **out,
                                  snap_err *err)
 {
     local *l = drv;
     local_writer *w;
-    char rnd[17], *dir;
     snap_rc rc = check_key(key, err);
 
     if (rc != SNAP_OK)
@@ -121,21 +144,20 @@ static snap_rc local_writer_open(void *drv, const char *key, unsigned flags, voi
     w->l = l;
     w->flags = flags;
     w->path = key_path(l, key);
-    dir = util_dirname(w->path);
-    rc = util_mkdir_p(dir, 0700, err);
-    util_random_hex(rnd, 8);
-    char *base = util_basename(w->path);
-    w->tmp = xasprintf("%s/" TMP_PREFIX "%s.%s", dir, base, rnd);
-    free(base);
-    free(dir);
+    w->dir = util_dirname(w->path);
+    rc = util_mkdir_p(w->dir, 0700, err);
     if (rc == SNAP_OK) {
-        w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        /* read too, for the copy that names it where it cannot be linked */
+        w->fd = open(w->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (w->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR))
+            w->fd = open_named(w);
         if (w->fd < 0)
             rc = err_sys(err, err_from_errno(errno) == SNAP_ENOTFOUND ? SNAP_EFAIL : err_from_errno(errno),
                          "cannot write to store %s", l->root);
     }
     if (rc != SNAP_OK) {
         free(w->path);
+        free(w->dir);
         free(w->tmp);
         free(w);
         return rc;
@@ -156,6 +178,7 @@ static void writer_free(local_writer *w)
     if (w->fd >= 0)
         close(w->fd);
     free(w->path);
+    free(w->dir);
     free(w->tmp);
     free(w);
 }
@@ -163,18 +186,58 @@ static void writer_free(local_writer *w)
 static void local_abort(void *wp)
 {
     local_writer *w = wp;
-    unlink(w->tmp);
+    if (w->tmp != NULL)
+        unlink(w->tmp);
     writer_free(w);
+}
+
+/*
+ * Names the part written without a name: path itself for a create-only commit (EEXIST when
+ * it is taken), else tmp, to be renamed. Where neither the capability nor /proc allows the
+ * link, its bytes are copied to a file named tmp. 0 or -1 with errno.
+ */
+static int name_part(local_writer *w)
+{
+    const char *to = w->flags & STG_CREATE_ONLY ? w->path : (w->tmp = tmp_name(w));
+    int named = -1, e;
+    off_t off = 0;
+    ssize_t n;
+
+    if (util_link_fd(w->fd, to) == 0)
+        return 0;
+    e = errno;
+    free(w->tmp);
+    w->tmp = NULL; /* a name this writer did not make is never removed */
+    if (e != EEXIST && (named = open_named(w)) < 0) {
+        e = errno;
+        free(w->tmp);
+        w->tmp = NULL;
+    }
+    if (e == EEXIST || w->tmp == NULL) {
+        errno = e;
+        return -1;
+    }
+    while ((n = copy_file_range(w->fd, &off, named, NULL, (size_t)1 << 30, 0)) > 0)
+        ;
+    e = n < 0 || fsync(named) != 0 ? errno : 0;
+    if (close(named) != 0 && e == 0)
+        e = errno;
+    errno = e;
+    return e == 0 ? 0 : -1;
 }
 
 static snap_rc local_commit(void *wp, snap_err *err)
 {
     local_writer *w = wp;
     snap_rc rc = SNAP_OK;
-    char *dir;
 
     if (fsync(w->fd) != 0) {
         rc = err_sys(err, SNAP_EFAIL, "cannot fsync %s", w->path);
+        goto fail;
+    }
+    if (w->tmp == NULL && name_part(w) != 0) {
+        rc = errno == EEXIST && w->flags & STG_CREATE_ONLY ? err_set(err, SNAP_ECONFLICT, EEXIST, "%s exists", w->path)
+                                                           : err_sys(err, SNAP_EFAIL, "cannot commit %s", w->path);
         goto fail;
     }
     if (close(w->fd) != 0) {
@@ -183,7 +246,7 @@ static snap_rc local_commit(void *wp, snap_err *err)
         goto fail;
     }
     w->fd = -1;
-    if (w->flags & STG_CREATE_ONLY) {
+    if (w->flags & STG_CREATE_ONLY && w->tmp != NULL) {
         /* link() fails with EEXIST when the name is taken: the create-only commit. */
         if (link(w->tmp, w->path) != 0) {
             rc = errno == EEXIST ? err_set(err, SNAP_ECONFLICT, EEXIST, "%s exists", w->path)
@@ -191,13 +254,11 @@ static snap_rc local_commit(void *wp, snap_err *err)
             goto fail;
         }
         unlink(w->tmp);
-    } else if (rename(w->tmp, w->path) != 0) {
+    } else if (w->tmp != NULL && rename(w->tmp, w->path) != 0) {
         rc = err_sys(err, SNAP_EFAIL, "cannot commit %s", w->path);
         goto fail;
     }
-    dir = util_dirname(w->path);
-    rc = util_fsync_dir(dir, err);
-    free(dir);
+    rc = util_fsync_dir(w->dir, err);
     writer_free(w);
     return rc;
 fail:

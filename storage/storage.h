@@ -48,10 +48,10 @@ const char *stg_id(const stg *s); /* from STORE.json */
 void stg_describe(const stg *s, void *json_object);
 
 /*
- * Streamed put: data becomes visible at the key only at stg_commit (local: temp file,
- * fsync, rename or link, fsync of the directory; S3: the completed upload). stg_commit and
- * stg_abort free the writer; abort leaves nothing behind. A writer is used by one thread;
- * several writers may run at once.
+ * Streamed put: data becomes visible at the key only at stg_commit (local: a file without
+ * a name, fsync, a link to the key or a name renamed to it, fsync of the directory; S3: the
+ * completed upload). stg_commit and stg_abort free the writer; abort leaves nothing behind.
+ * A writer is used by one thread; several writers may run at once.
  */
 snap_rc stg_writer_open(stg *s, const char *key, unsigned flags, stg_writer **out, snap_err *err);
 snap_rc stg_write(stg_writer *w, const void *buf, size_t len, snap_err *err);

@@ -86,6 +86,18 @@ test_kill_during_snap_leaves_no_catalog_entry() {
     expect_rc 0 "$SNAP" create p1 --store "$T/store" --files "$T/a"
 }
 
+# A part is written without a name until it is committed: a snap killed half way through
+# a part leaves no file in the store, not even one that gc would have to find.
+test_kill_while_a_part_is_written_leaves_no_file_in_the_store() {
+    export SNAP_STATE_DIR=$T/state
+    mkdir -p "$T/a"
+    for i in $(seq 1 40); do head -c 300000 /dev/urandom >"$T/a/f$i"; done
+    SNAP_FAILPOINT=snap-files-open@30 expect_rc 137 "$SNAP" create p1 --store "$T/store" --files "$T/a"
+    [ "$(find "$T/store" -type f)" = "$T/store/STORE.json" ] || fail "files left in the store: $(find "$T/store" -type f)"
+    expect_rc 0 "$SNAP" create p1 --store "$T/store" --files "$T/a"
+    expect_rc 0 "$SNAP" verify p1 --store "$T/store"
+}
+
 test_recover_with_nothing_pending() {
     export SNAP_STATE_DIR=$T/state
     mkdir -p "$T/a" && echo x >"$T/a/f"

@@ -111,9 +111,35 @@ static void abort_leaves_nothing(void **state)
 
     assert_int_equal(stg_writer_open(f->s, "data/id/p.0000.tar.zst", 0, &w, &err), SNAP_OK);
     assert_int_equal(stg_write(w, "partial", 7, &err), SNAP_OK);
+    /* while it is written the part has no name: a kill here leaves nothing */
+    assert_int_equal(count_files(f->dir), 1);
     stg_abort(w);
     assert_int_equal(stg_stat(f->s, "data/id/p.0000.tar.zst", &size, &err), SNAP_ENOTFOUND);
     assert_int_equal(count_files(f->dir), 1);
+}
+
+static void commit_names_the_part(void **state)
+{
+    fixture *f = *state;
+    snap_err err;
+    stg_writer *w;
+    char *buf;
+    size_t len;
+
+    /* a replacing commit and a create-only one, each named only when it commits */
+    for (unsigned flags = 0; flags <= STG_CREATE_ONLY; flags += STG_CREATE_ONLY) {
+        const char *key = flags ? "data/id/new.tar.zst" : "data/id/p.tar.zst";
+        assert_int_equal(stg_put(f->s, "data/id/p.tar.zst", "old", 3, 0, &err), SNAP_OK);
+        assert_int_equal(stg_writer_open(f->s, key, flags, &w, &err), SNAP_OK);
+        assert_int_equal(stg_write(w, "whole part", 10, &err), SNAP_OK);
+        assert_int_equal(count_files(f->dir), 2);
+        assert_int_equal(stg_commit(w, &err), SNAP_OK);
+        assert_int_equal(stg_get(f->s, key, 100, &buf, &len, &err), SNAP_OK);
+        assert_int_equal(len, 10);
+        assert_memory_equal(buf, "whole part", 10);
+        free(buf);
+    }
+    assert_int_equal(count_files(f->dir), 3); /* STORE.json and the two parts */
 }
 
 static bool collect(const stg_entry *e, void *arg)
@@ -142,8 +168,16 @@ static void list_delete_and_cleanup(void **state)
     seen = 0;
     assert_int_equal(stg_list(f->s, "data/", collect, &seen, &err), SNAP_OK);
     assert_int_equal(seen, 1);
-    /* an upload that never committed is found by cleanup, not by list */
+    /*
+     * A named upload that never committed (left by an earlier version, or where O_TMPFILE
+     * is missing) is found by cleanup, not by list; one being written has no name at all.
+     */
     assert_int_equal(stg_writer_open(f->s, "data/id3/c.0000.tar.zst", 0, &w, &err), SNAP_OK);
+    char *left = xasprintf("%s/data/id3/.tmp.c.0001.tar.zst.0123456789abcdef", f->dir);
+    FILE *fp = fopen(left, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    free(left);
     seen = 0;
     assert_int_equal(stg_list(f->s, "data/id3/", collect, &seen, &err), SNAP_OK);
     assert_int_equal(seen, 0);
@@ -295,6 +329,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(put_get_and_ranges, setup, teardown),
         cmocka_unit_test_setup_teardown(create_only_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(abort_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_names_the_part, setup, teardown),
         cmocka_unit_test_setup_teardown(list_delete_and_cleanup, setup, teardown),
         cmocka_unit_test_setup_teardown(store_json_is_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(store_format_only_rises, setup, teardown),
