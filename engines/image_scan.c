@@ -399,6 +399,7 @@ snap_rc img_scan_buffer(img_scan *s, const char *file, const char *buf, size_t l
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
     for (;;) {
         yaml_document_t doc;
+        util_failpoint("images-scan-doc");
         if (ctx_interrupted(w.ctx, err)) {
             rc = err->code;
             break;
