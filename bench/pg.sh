@@ -42,10 +42,13 @@ CHECKPOINT;
 EOF
 echo "database size: $(psql -X -At -d bench -c "SELECT pg_size_pretty(pg_database_size('bench'))")"
 
-# settle: untimed, before every measured run: a CHECKPOINT writes what the run before left
-# dirty in shared buffers, and sync what it left in the page cache. Without it the runs
-# after a revert (5 GB at SCALE=250) paid for its checkpoint and write-back.
-settle() { psql -X -q -d postgres -c CHECKPOINT && sync; }
+# settle: untimed, before every measured run: a VACUUM of every database does now what
+# autovacuum would do in the next minute to the tables the run before loaded (it overlapped
+# the next timed run: in the pairs, pg_restore's database was vacuumed during the revert
+# after it); a CHECKPOINT writes what is dirty in shared buffers, and sync what is left in
+# the page cache. Without them the runs after a revert (5 GB at SCALE=250) paid for its
+# vacuum, checkpoint and write-back.
+settle() { vacuumdb --all --quiet && psql -X -q -d postgres -c CHECKPOINT && sync; }
 export -f settle
 export PAIR_SETTLE=settle  # bench/lib.sh pairs: before each timed run too
 
